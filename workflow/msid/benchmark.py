@@ -1,0 +1,97 @@
+"""Benchmark protocol on a structure-labelled store: fold split, query selection, candidate sets.
+
+The benchmark is MassSpecGym's retrieval task on our own data: queries are the spectra of one
+fold (structures never seen in training), candidates are pool molecules of the true molecule's
+mass (10 ppm) or formula, at most 256, true molecule included, all written the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msid.chem.candidates import CandidateIndex
+from msid.identify import candidates_for_queries
+from msid.rankings import write_table
+from msid.store import SpectrumStore, subset_store
+
+
+@dataclass
+class BenchmarkConfig:
+    adducts: list[str] = field(default_factory=lambda: ["[M+H]+"])
+    max_queries: int = 0  # 0: every query of the fold
+    ppm: float = 10.0
+    max_candidates: int = 256
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> BenchmarkConfig:
+        return cls(**(d or {}))
+
+
+def fold_rows(store: SpectrumStore, fold: str) -> list[int]:
+    return np.flatnonzero(store.metadata["fold"].to_numpy() == fold).tolist()
+
+
+def split_folds(src: str | os.PathLike, outputs: dict[str, str | os.PathLike]) -> dict[str, int]:
+    """Write one store per fold (``{'train': path, ...}``); returns spectra per fold."""
+    counts = {}
+    with SpectrumStore(src) as store:
+        for fold, out in outputs.items():
+            rows = fold_rows(store, fold)
+            subset_store(src, out, rows, provenance={"fold": fold})
+            counts[fold] = len(rows)
+    return counts
+
+
+def select_queries(store: SpectrumStore, cfg: BenchmarkConfig) -> list[int]:
+    """Rows used as benchmark queries: labelled, wanted adducts, optionally a seeded sample."""
+    md = store.metadata
+    ok = (md["smiles"] != "") & (md["precursor_mz"] > 0)
+    if cfg.adducts:
+        ok &= md["adduct"].isin(cfg.adducts)
+    rows = np.flatnonzero(ok.to_numpy())
+    if cfg.max_queries and len(rows) > cfg.max_queries:
+        rng = np.random.default_rng(cfg.seed)
+        rows = np.sort(rng.choice(rows, cfg.max_queries, replace=False))
+    return rows.tolist()
+
+
+def make_benchmark_inputs(queries: str | os.PathLike, index_path: str | os.PathLike,
+                          cfg: BenchmarkConfig, out_queries: str | os.PathLike,
+                          out_candidates: dict[str, str | os.PathLike]) -> dict:
+    """Query store + one candidate TSV (query_id, smiles) per candidate kind."""
+    index = CandidateIndex(index_path)
+    with SpectrumStore(queries) as store:
+        rows = select_queries(store, cfg)
+        subset_store(queries, out_queries, rows, provenance={"benchmark": cfg.__dict__})
+    stats = {}
+    with SpectrumStore(out_queries) as qs:
+        all_rows = list(range(len(qs)))
+        for kind, path in out_candidates.items():
+            cands = candidates_for_queries(qs, all_rows, index=index, kind=kind, ppm=cfg.ppm,
+                                           max_n=cfg.max_candidates, include_true=True,
+                                           seed=cfg.seed)
+            df = pd.DataFrame([(q, c.smiles_flat) for q, lst in cands.items() for c in lst],
+                              columns=["query_id", "smiles"])
+            write_table(df, path)
+            sizes = np.array([len(v) for v in cands.values()])
+            stats[kind] = {"queries": len(sizes), "median": float(np.median(sizes)),
+                           "min": int(sizes.min()), "max": int(sizes.max())}
+    return stats
+
+
+def truth_table(store: SpectrumStore) -> pd.DataFrame:
+    md = store.metadata
+    return pd.DataFrame({"query_id": md["id"], "smiles": md["smiles"],
+                         "inchikey": md["inchikey"]})
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    return p

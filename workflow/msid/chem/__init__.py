@@ -1,0 +1,1 @@
+"""Chemistry: structure normalisation, candidate pools, fingerprints."""

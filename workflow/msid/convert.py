@@ -1,0 +1,129 @@
+"""Stage 1: a raw run or library file -> a spectrum store (peaks as acquired, metadata harmonised).
+
+Each record is checked before it is stored; a bad one goes to the quarantine table with its
+reason and the rest of the file carries on. Only a file that cannot be opened at all fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from matchms import Spectrum
+from matchms.filtering import default_filters
+from tqdm import tqdm
+
+from msid.io import RawSpectrum, read_spectra
+from msid.spectrum import matchms_to_record
+from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStoreWriter
+
+logging.getLogger("matchms").setLevel(logging.ERROR)
+
+
+@dataclass
+class ConvertStats:
+    read: int = 0
+    stored: int = 0
+    quarantined: Counter = field(default_factory=Counter)
+
+
+def check_peaks(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
+    """Peaks sorted by m/z, or (None, reason) for peaks no filter can repair."""
+    mz, inten = raw.mz, raw.intensity
+    if mz.shape != inten.shape:
+        return None, f"m/z and intensity arrays differ in length ({mz.size} vs {inten.size})"
+    if mz.size == 0:
+        return None, "spectrum has no peaks"
+    if not (np.isfinite(mz).all() and np.isfinite(inten).all()):
+        return None, "non-finite (NaN/inf) m/z or intensity"
+    if (inten < 0).any():
+        return None, "negative intensity"
+    if (mz <= 0).any():
+        return None, "non-positive m/z"
+    if (np.diff(mz) < 0).any():
+        order = np.argsort(mz, kind="stable")
+        raw = RawSpectrum(raw.record_id, mz[order], inten[order], raw.params)
+    return raw, ""
+
+
+def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
+    """One checked record -> a store record with matchms-harmonised metadata, or a reason."""
+    checked, reason = check_peaks(raw)
+    if checked is None:
+        return reason
+    try:
+        spectrum = Spectrum(checked.mz, checked.intensity, metadata=dict(checked.params),
+                            metadata_harmonization=True)
+        spectrum = default_filters(spectrum)
+        ms_level = int(float(checked.params.get("ms_level", checked.params.get("mslevel", 2))))
+    except Exception as e:  # matchms validates peaks and metadata values
+        return f"matchms rejected the record: {e}"
+    return matchms_to_record(spectrum, extra={
+        "id": checked.record_id,
+        "source_file": source_file,
+        "native_id": str(checked.params.get("native_id", checked.record_id)),
+        "ms_level": ms_level,
+    })
+
+
+def _harmonise_chunk(args: tuple[list[RawSpectrum], str]) -> list[tuple[str, SpectrumRecord | str]]:
+    chunk, source_file = args
+    return [(r.record_id, harmonise(r, source_file)) for r in chunk]
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 1,
+                 progress: bool = True) -> ConvertStats:
+    """Read ``path`` (mzML/mzXML/MGF/MSP, gz allowed) into a store at ``out`` (atomic write)."""
+    path = Path(path)
+    stats = ConvertStats()
+    seen: set[str] = set()
+    bar = tqdm(desc=f"convert {path.name}", unit=" spectra", disable=not progress, mininterval=2)
+    with SpectrumStoreWriter(out, provenance={"stage": "convert", "input": str(path)}) as writer:
+
+        def reject(rid: str, reason: str) -> None:
+            writer.quarantine(QuarantineRecord(path.name, rid, reason))
+            stats.quarantined[reason] += 1
+
+        def batches() -> Iterator[tuple[list[RawSpectrum], str]]:
+            for batch in _chunks(iter(read_spectra(path)), 2000):
+                good = []
+                for item in batch:
+                    stats.read += 1
+                    if isinstance(item, QuarantineRecord):
+                        reject(item.record_id, item.reason)
+                    elif item.record_id in seen:
+                        reject(item.record_id, "duplicate spectrum id")
+                    else:
+                        seen.add(item.record_id)
+                        good.append(item)
+                yield good, path.name
+
+        pool = Pool(n_jobs) if n_jobs > 1 else None
+        try:
+            results = (pool.imap(_harmonise_chunk, batches()) if pool
+                       else map(_harmonise_chunk, batches()))
+            for chunk in results:
+                for rid, rec in chunk:
+                    if isinstance(rec, str):
+                        reject(rid, rec)
+                    else:
+                        writer.add(rec)
+                        stats.stored += 1
+                bar.update(len(chunk))
+        finally:
+            if pool:
+                pool.terminate()
+            bar.close()
+    return stats

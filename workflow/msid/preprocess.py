@@ -1,0 +1,206 @@
+"""Stage 2: a converted store -> a clean store, through a chain of small matchms filters.
+
+The chain is a list of named steps (matchms filter functions, plus msid's structure step). Each
+step returns the spectrum or None; a None sends the spectrum to quarantine with the step's reason,
+so the report can say exactly what removed what.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from itertools import islice
+from multiprocessing import Pool
+
+import matchms.filtering as mf
+import numpy as np
+from matchms import Spectrum
+from tqdm import tqdm
+
+from msid.chem.structures import parse_structure
+from msid.folds import FoldSpec, fold_of, peptide_key
+from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
+
+logging.getLogger("matchms").setLevel(logging.ERROR)
+
+
+@dataclass
+class PreprocessConfig:
+    """Filter settings; defaults suit high-resolution ESI MS/MS."""
+
+    mz_min: float = 10.0
+    mz_max: float = 2000.0
+    min_relative_intensity: float = 0.001  # noise floor, fraction of base peak
+    max_peaks: int = 512
+    min_peaks: int = 1
+    require_precursor_mz: bool = True
+    require_structure: bool = False  # libraries and training data need a parseable structure
+    assign_folds: bool = False
+    folds: FoldSpec = field(default_factory=FoldSpec)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> PreprocessConfig:
+        d = dict(d or {})
+        folds = d.pop("folds", None)
+        cfg = cls(**d)
+        if folds:
+            cfg.folds = FoldSpec(**folds)
+        return cfg
+
+
+Step = Callable[[Spectrum], Spectrum | None]
+
+
+@dataclass
+class FilterStep:
+    name: str
+    fn: Step
+    reason: str
+
+
+def structure_step(meta: dict, require: bool) -> str:
+    """Normalise SMILES/InChIKey/formula in ``meta`` with RDKit; return a reason to reject or ''.
+
+    A SMILES that RDKit cannot parse, or an InChIKey whose first block contradicts the SMILES,
+    is a wrong label: the spectrum is quarantined (for training it would teach the wrong answer).
+    """
+    smiles = str(meta.get("smiles") or "")
+    if not smiles:
+        return "no structure annotation (SMILES)" if require else ""
+    st = parse_structure(smiles)
+    if st is None:
+        return f"invalid SMILES (RDKit cannot parse): {smiles[:60]}"
+    given = str(meta.get("inchikey") or "")
+    if given and st.inchikey and given[:14] != st.inchikey14:
+        return "InChIKey does not match SMILES"
+    meta["smiles"] = st.smiles
+    meta["inchikey"] = given or st.inchikey
+    meta["formula"] = st.formula
+    return ""
+
+
+def build_chain(cfg: PreprocessConfig) -> list[FilterStep]:
+    # metadata was harmonised by matchms when the file was converted (msid.convert)
+    steps: list[FilterStep] = []
+    if cfg.require_precursor_mz:
+        steps.append(FilterStep("require_precursor_mz", mf.require_precursor_mz,
+                                "missing or invalid precursor m/z"))
+    steps += [
+        FilterStep("select_by_mz", partial(mf.select_by_mz, mz_from=cfg.mz_min, mz_to=cfg.mz_max),
+                   f"no peaks within m/z {cfg.mz_min}-{cfg.mz_max}"),
+        FilterStep("normalize_intensities", mf.normalize_intensities,
+                   "all intensities zero"),
+        FilterStep("select_by_relative_intensity",
+                   partial(mf.select_by_relative_intensity,
+                           intensity_from=cfg.min_relative_intensity),
+                   "no peaks above the noise floor"),
+        FilterStep("reduce_to_number_of_peaks",
+                   partial(mf.reduce_to_number_of_peaks, n_max=cfg.max_peaks),
+                   "peak reduction removed the spectrum"),
+        FilterStep("require_minimum_number_of_peaks",
+                   partial(mf.require_minimum_number_of_peaks, n_required=cfg.min_peaks),
+                   f"fewer than {cfg.min_peaks} peaks after filtering"),
+    ]
+    return steps
+
+
+def apply_chain(chain: list[FilterStep], rec: SpectrumRecord) -> tuple[Spectrum | None, str]:
+    """Run the peak filters on one record; (spectrum, '') or (None, reason).
+
+    The filters see only what they read (peaks, precursor m/z, charge, ion mode): matchms
+    re-harmonises every metadata key on each copy, so carrying the full record through the chain
+    would cost more than the filtering itself. The record's metadata is kept aside unchanged.
+    """
+    meta = {k: v for k, v in (("precursor_mz", rec.meta.get("precursor_mz")),
+                               ("charge", rec.meta.get("charge")),
+                               ("ionmode", rec.meta.get("ion_mode")))
+            if v not in (None, "") and not (isinstance(v, float) and np.isnan(v))}
+    s: Spectrum | None = Spectrum(np.asarray(rec.mz, dtype=np.float64),
+                                  np.asarray(rec.intensity, dtype=np.float32),
+                                  metadata=meta, metadata_harmonization=False)
+    for step in chain:
+        try:
+            s = step.fn(s)
+        except Exception as e:  # a filter choking on odd metadata rejects one record
+            return None, f"{step.name} failed: {e}"
+        if s is None:
+            return None, f"{step.name}: {step.reason}"
+    return s, ""
+
+
+@dataclass
+class PreprocessStats:
+    read: int = 0
+    kept: int = 0
+    quarantined: Counter = field(default_factory=Counter)
+    carried_quarantine: int = 0
+
+
+def process_record(rec: SpectrumRecord, chain: list[FilterStep],
+                   cfg: PreprocessConfig) -> SpectrumRecord | str:
+    """One record through the filter chain, the structure step and fold assignment."""
+    s, reason = apply_chain(chain, rec)
+    if s is None:
+        return reason
+    meta = dict(rec.meta)
+    reason = structure_step(meta, cfg.require_structure)
+    if reason:
+        return f"structure: {reason}"
+    if cfg.assign_folds:
+        key = (str(meta["inchikey"])[:14] if meta["inchikey"]
+               else peptide_key(str(meta["peptide"])))
+        meta["fold"] = fold_of(key, cfg.folds)
+    return SpectrumRecord(s.peaks.mz, s.peaks.intensities.astype(np.float32), meta)
+
+
+def _process_chunk(args: tuple[list[SpectrumRecord], PreprocessConfig]
+                   ) -> list[tuple[SpectrumRecord, SpectrumRecord | str]]:
+    chunk, cfg = args
+    chain = build_chain(cfg)
+    return [(rec, process_record(rec, chain, cfg)) for rec in chunk]
+
+
+def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
+                     cfg: PreprocessConfig | None = None, n_jobs: int = 1,
+                     progress: bool = True) -> PreprocessStats:
+    """Filter every spectrum of ``src`` into ``out``; quarantine of ``src`` is carried over."""
+    cfg = cfg or PreprocessConfig()
+    stats = PreprocessStats()
+    with SpectrumStore(src) as store:
+        prov = {"stage": "preprocess", "input": str(src), "config": asdict(cfg),
+                "source": store.attrs.get("provenance", {})}
+        with SpectrumStoreWriter(out, provenance=prov) as writer:
+            for _, q in store.quarantine.iterrows():
+                writer.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
+                stats.carried_quarantine += 1
+            jobs = ((chunk, cfg) for chunk in _chunks(store.iter_records(), 2000))
+            pool = Pool(n_jobs) if n_jobs > 1 else None
+            bar = tqdm(total=len(store), desc="preprocess", unit=" spectra",
+                       disable=not progress, mininterval=2)
+            try:
+                for chunk in (pool.imap(_process_chunk, jobs) if pool
+                              else map(_process_chunk, jobs)):
+                    for rec, result in chunk:
+                        stats.read += 1
+                        if isinstance(result, str):
+                            writer.quarantine(QuarantineRecord(
+                                str(rec.meta["source_file"]), str(rec.meta["id"]), result))
+                            stats.quarantined[": ".join(result.split(": ")[:2])] += 1
+                        else:
+                            writer.add(result)
+                            stats.kept += 1
+                    bar.update(len(chunk))
+            finally:
+                if pool:
+                    pool.terminate()
+                bar.close()
+    return stats
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(items, size)):
+        yield batch

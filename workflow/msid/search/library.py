@@ -1,0 +1,177 @@
+"""Spectral library search: entropy similarity (Li et al. 2021) with a precursor window.
+
+Spectra are cleaned and entropy-weighted exactly as ms-entropy does (its ``clean_spectrum`` and
+``apply_weight_to_intensity``), so scores equal FlashEntropySearch's identity search. The engine
+differs: the library is sorted by precursor m/z and its cleaned peaks are stored flat, so the
+spectra inside a query's precursor window are one contiguous slice; matching a query against that
+slice is a handful of vectorised numpy operations over only those peaks.
+
+Open (analogue) search, needed when the true structure cannot be in the library, uses
+ms-entropy's FlashEntropySearch fragment index, built on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from ms_entropy import apply_weight_to_intensity, clean_spectrum
+from msid.store import SpectrumStore
+
+
+@dataclass
+class LibrarySearchConfig:
+    precursor_tol_da: float = 0.01
+    precursor_tol_ppm: float = 0.0  # the window is max(Da, ppm) when both are set
+    fragment_tol_da: float = 0.02
+    noise_threshold: float = 0.01
+    min_peak_separation_da: float = 0.05  # peaks closer than this are merged (> 2 fragment tol)
+    precursor_ions_removal_da: float = 1.6
+    max_peaks: int = 0  # 0: keep all
+    min_score: float = 0.0
+    top_k: int = 10
+
+    def __post_init__(self) -> None:
+        if self.min_peak_separation_da <= 2 * self.fragment_tol_da:
+            raise ValueError("min_peak_separation_da must exceed 2 x fragment_tol_da, or one "
+                             "query peak could match two peaks of a library spectrum")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> LibrarySearchConfig:
+        return cls(**(d or {}))
+
+
+@dataclass(frozen=True)
+class LibraryHit:
+    library_index: int  # row in the library store
+    score: float
+    n_matched: int
+
+
+def clean_for_entropy(precursor_mz: float, mz: np.ndarray, intensity: np.ndarray,
+                      cfg: LibrarySearchConfig) -> np.ndarray:
+    """Cleaned, entropy-weighted peaks (n, 2), intensities summing to 1, halved (ms-entropy)."""
+    peaks = np.column_stack([mz, intensity]).astype(np.float32)
+    max_mz = precursor_mz - cfg.precursor_ions_removal_da if precursor_mz > 0 else -1
+    peaks = clean_spectrum(peaks, min_mz=-1, max_mz=max_mz, noise_threshold=cfg.noise_threshold,
+                           min_ms2_difference_in_da=cfg.min_peak_separation_da,
+                           max_peak_num=cfg.max_peaks or None, normalize_intensity=True)
+    if len(peaks) == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    peaks = np.asarray(apply_weight_to_intensity(peaks), dtype=np.float32)
+    peaks[:, 1] /= 2
+    return peaks
+
+
+def _xlog2x(x: np.ndarray) -> np.ndarray:
+    return x * np.log2(x)
+
+
+class SpectralLibrary:
+    """An in-memory search index over a spectrum store."""
+
+    def __init__(self, store: str | os.PathLike | SpectrumStore,
+                 cfg: LibrarySearchConfig | None = None) -> None:
+        self.cfg = cfg or LibrarySearchConfig()
+        own = not isinstance(store, SpectrumStore)
+        st = SpectrumStore(store) if own else store
+        try:
+            self.metadata = st.metadata.reset_index(drop=True)
+            mz, inten, offsets = st.all_peaks()
+        finally:
+            if own:
+                st.close()
+        prec = self.metadata["precursor_mz"].to_numpy(dtype=np.float64)
+        prec = np.where(np.isfinite(prec), prec, 0.0)
+        cleaned = [clean_for_entropy(prec[i], mz[offsets[i]:offsets[i + 1]],
+                                     inten[offsets[i]:offsets[i + 1]], self.cfg)
+                   for i in range(len(prec))]
+        self.order = np.argsort(prec, kind="stable")  # position -> store row
+        self.precursor = prec[self.order]
+        sizes = np.array([len(cleaned[i]) for i in self.order], dtype=np.int64)
+        self.offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self.offsets[1:])
+        flat = (np.concatenate([cleaned[i] for i in self.order]) if len(self.order)
+                else np.zeros((0, 2), np.float32))
+        self.peak_mz = flat[:, 0].astype(np.float64)
+        self.peak_int = flat[:, 1].astype(np.float64)
+        self.peak_owner = np.repeat(np.arange(len(sizes)), sizes)  # position of owning spectrum
+        self._flash = None
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def _window(self, precursor_mz: float) -> tuple[int, int]:
+        tol = max(self.cfg.precursor_tol_da, precursor_mz * self.cfg.precursor_tol_ppm * 1e-6)
+        lo = np.searchsorted(self.precursor, precursor_mz - tol, side="left")
+        hi = np.searchsorted(self.precursor, precursor_mz + tol, side="right")
+        return int(lo), int(hi)
+
+    def identity_scores(self, precursor_mz: float, query: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(store rows, entropy similarity, matched peaks) for spectra in the precursor window.
+
+        ``query`` is the output of :func:`clean_for_entropy`.
+        """
+        lo, hi = self._window(precursor_mz)
+        if hi <= lo or len(query) == 0:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
+        a, b = self.offsets[lo], self.offsets[hi]
+        lib_mz = self.peak_mz[a:b]
+        # |query peak - library peak| <= tol; cleaned spectra have peaks > 2 tol apart, so each
+        # query peak matches at most one peak of each library spectrum.
+        diff = np.abs(query[:, 0, None] - lib_mz[None, :]) <= self.cfg.fragment_tol_da
+        qi, li = np.nonzero(diff)
+        qa = query[qi, 1].astype(np.float64)
+        lb = self.peak_int[a:b][li]
+        contrib = _xlog2x(qa + lb) - _xlog2x(qa) - _xlog2x(lb)
+        owner = self.peak_owner[a:b][li] - lo
+        scores = np.bincount(owner, weights=contrib, minlength=hi - lo)
+        matched = np.bincount(owner, minlength=hi - lo)
+        return self.order[lo:hi], scores, matched
+
+    def search(self, precursor_mz: float, mz: np.ndarray, intensity: np.ndarray,
+               top_k: int | None = None) -> list[LibraryHit]:
+        """Top-k identity hits (precursor within tolerance), best first."""
+        top_k = top_k or self.cfg.top_k
+        query = clean_for_entropy(precursor_mz, mz, intensity, self.cfg)
+        rows, scores, matched = self.identity_scores(precursor_mz, query)
+        keep = np.flatnonzero(scores > max(self.cfg.min_score, 0.0))
+        best = keep[np.argsort(-scores[keep], kind="stable")[:top_k]]
+        return [LibraryHit(int(rows[k]), float(scores[k]), int(matched[k])) for k in best]
+
+    # -- analogue search over the whole library (FlashEntropySearch fragment index) -----------
+    def _flash_index(self):
+        if self._flash is None:
+            from ms_entropy import FlashEntropySearch
+
+            tol = self.cfg.min_peak_separation_da / 2 - 1e-6
+            fes = FlashEntropySearch(max_ms2_tolerance_in_da=tol)
+            spectra = [{"precursor_mz": float(self.precursor[p]), "row": int(self.order[p]),
+                        "peaks": np.column_stack([
+                            self.peak_mz[self.offsets[p]:self.offsets[p + 1]],
+                            self.peak_int[self.offsets[p]:self.offsets[p + 1]] * 2,
+                        ]).astype(np.float32)}
+                       for p in range(len(self)) if self.offsets[p + 1] > self.offsets[p]]
+            # peaks are already cleaned and weighted above; FlashEntropySearch re-weights, so
+            # hand it unweighted-equivalent input by turning its weighting off.
+            fes.entropy_search.intensity_weight = None
+            indexed = fes.build_index(spectra, clean_spectra=False)
+            self._flash = (fes, np.array([s["row"] for s in indexed], dtype=np.int64))
+        return self._flash
+
+    def analog_search(self, precursor_mz: float, mz: np.ndarray, intensity: np.ndarray,
+                      top_k: int | None = None) -> list[LibraryHit]:
+        """Top-k hits by fragment similarity alone (open search: any precursor)."""
+        top_k = top_k or self.cfg.top_k
+        query = clean_for_entropy(precursor_mz, mz, intensity, self.cfg)
+        if len(query) == 0:
+            return []
+        fes, rows = self._flash_index()
+        q = query.copy()
+        q[:, 1] *= 2  # FlashEntropySearch halves internally
+        scores = fes.entropy_search.search(method="open", peaks=q,
+                                           ms2_tolerance_in_da=self.cfg.fragment_tol_da)
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        return [LibraryHit(int(rows[k]), float(scores[k]), 0) for k in best if scores[k] > 0]

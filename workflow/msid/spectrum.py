@@ -1,0 +1,66 @@
+"""Moving between matchms ``Spectrum`` (the in-memory type of filters) and store records."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matchms import Spectrum
+
+from msid.store import METADATA_COLUMNS, SpectrumRecord
+
+# store column -> matchms (harmonised) metadata key
+_TO_MATCHMS = {
+    "id": "spectrum_id",
+    "precursor_mz": "precursor_mz",
+    "charge": "charge",
+    "adduct": "adduct",
+    "ion_mode": "ionmode",
+    "rt": "retention_time",
+    "instrument_type": "instrument_type",
+    "collision_energy": "collision_energy",
+    "name": "compound_name",
+    "smiles": "smiles",
+    "inchikey": "inchikey",
+    "formula": "formula",
+    "peptide": "peptide",
+    "fold": "fold",
+    "native_id": "native_id",
+    "source_file": "source_file",
+    "ms_level": "ms_level",
+}
+
+
+def _clean(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, list | tuple):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+def record_to_matchms(record: SpectrumRecord) -> Spectrum:
+    meta = {}
+    for col, key in _TO_MATCHMS.items():
+        v = record.meta.get(col)
+        if v not in (None, "") and not (isinstance(v, float) and math.isnan(v)):
+            meta[key] = v
+    return Spectrum(np.asarray(record.mz, dtype=np.float64),
+                    np.asarray(record.intensity, dtype=np.float32),
+                    metadata=meta, metadata_harmonization=False)
+
+
+def matchms_to_record(spectrum: Spectrum, extra: dict | None = None) -> SpectrumRecord:
+    md = spectrum.metadata
+    meta: dict[str, object] = {}
+    for col in METADATA_COLUMNS:
+        key = _TO_MATCHMS.get(col, col)
+        meta[col] = _clean(md.get(key))
+    if not meta["peptide"]:
+        meta["peptide"] = _clean(md.get("seq"))
+    if extra:
+        meta.update(extra)
+    return SpectrumRecord(spectrum.peaks.mz.astype(np.float64),
+                          spectrum.peaks.intensities.astype(np.float32), meta)

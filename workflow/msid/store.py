@@ -1,0 +1,315 @@
+"""The one spectrum store every msid stage and model reads: HDF5, peaks flat, read lazily.
+
+Layout (format version 1)::
+
+    /peaks/mz          float64 (total_peaks,)   all peaks of all spectra, concatenated
+    /peaks/intensity   float32 (total_peaks,)
+    /peaks/offsets     int64   (n + 1,)         spectrum i = [offsets[i], offsets[i+1])
+    /metadata/<col>    one 1-D dataset per column of METADATA_COLUMNS (n,)
+    /quarantine/<col>  source_file, record_id, reason (one row per rejected record)
+    attrs: format, format_version, msid_version, created, n_spectra, n_quarantined, provenance
+
+Reading never loads every peak: :meth:`SpectrumStore.peaks` and :meth:`peaks_range` slice the
+flat arrays, so a DataLoader over a 1M-spectrum store holds only the batch it asks for.
+Writing goes to a temporary file next to the target and is renamed into place on success, so a
+killed job never leaves a half-written store behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from msid import __version__
+
+FORMAT = "msid-spectrum-store"
+FORMAT_VERSION = 1
+
+#: column name -> kind ("str", "float", "int"); order is the on-disk order.
+METADATA_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "source_file": "str",
+    "native_id": "str",
+    "ms_level": "int",
+    "precursor_mz": "float",
+    "charge": "int",
+    "adduct": "str",
+    "ion_mode": "str",
+    "rt": "float",
+    "instrument_type": "str",
+    "collision_energy": "str",
+    "name": "str",
+    "smiles": "str",
+    "inchikey": "str",
+    "formula": "str",
+    "peptide": "str",
+    "fold": "str",
+}
+QUARANTINE_COLUMNS = ("source_file", "record_id", "reason")
+
+_MISSING = {"str": "", "float": np.nan, "int": 0}
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+@dataclass
+class SpectrumRecord:
+    """One spectrum on its way into a store: peaks plus the metadata columns it knows."""
+
+    mz: np.ndarray
+    intensity: np.ndarray
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """A record that was not stored, and why."""
+
+    source_file: str
+    record_id: str
+    reason: str
+
+
+def _column_array(values: Sequence[object], kind: str) -> np.ndarray:
+    if kind == "str":
+        return np.array(["" if v is None else str(v) for v in values], dtype=object)
+    if kind == "float":
+        out = np.full(len(values), np.nan, dtype=np.float64)
+        for i, v in enumerate(values):
+            try:
+                out[i] = float(v) if v not in (None, "") else np.nan
+            except (TypeError, ValueError):
+                out[i] = np.nan
+        return out
+    out_i = np.zeros(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        try:
+            out_i[i] = int(v) if v not in (None, "") else 0
+        except (TypeError, ValueError):
+            out_i[i] = 0
+    return out_i
+
+
+class SpectrumStoreWriter:
+    """Append spectra in chunks; the file appears at ``path`` only after :meth:`close`.
+
+    Use as a context manager. An exception inside the ``with`` block deletes the partial file.
+    """
+
+    def __init__(self, path: str | os.PathLike, provenance: dict | None = None,
+                 chunk_size: int = 4096) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._h5 = h5py.File(self._tmp, "w")
+        self._provenance = provenance or {}
+        self._chunk_size = chunk_size
+        self._buffer: list[SpectrumRecord] = []
+        self._quarantine: list[QuarantineRecord] = []
+        self._n = 0
+        self._n_peaks = 0
+        peaks = self._h5.create_group("peaks")
+        peaks.create_dataset("mz", shape=(0,), maxshape=(None,), dtype=np.float64,
+                             chunks=(65536,), compression="lzf")
+        peaks.create_dataset("intensity", shape=(0,), maxshape=(None,), dtype=np.float32,
+                             chunks=(65536,), compression="lzf")
+        peaks.create_dataset("offsets", data=np.zeros(1, dtype=np.int64), maxshape=(None,),
+                             chunks=(16384,))
+        meta = self._h5.create_group("metadata")
+        for col, kind in METADATA_COLUMNS.items():
+            dtype = _STR if kind == "str" else (np.float64 if kind == "float" else np.int64)
+            meta.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16384,))
+
+    def add(self, record: SpectrumRecord) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= self._chunk_size:
+            self._flush()
+
+    def extend(self, records: Iterable[SpectrumRecord]) -> None:
+        for r in records:
+            self.add(r)
+
+    def quarantine(self, record: QuarantineRecord) -> None:
+        self._quarantine.append(record)
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        buf, self._buffer = self._buffer, []
+        sizes = np.array([len(r.mz) for r in buf], dtype=np.int64)
+        total = int(sizes.sum())
+        peaks = self._h5["peaks"]
+        for name, dtype, parts in (
+            ("mz", np.float64, [r.mz for r in buf]),
+            ("intensity", np.float32, [r.intensity for r in buf]),
+        ):
+            ds = peaks[name]
+            ds.resize((self._n_peaks + total,))
+            if total:
+                ds[self._n_peaks:] = np.concatenate(parts).astype(dtype, copy=False)
+        off = peaks["offsets"]
+        off.resize((self._n + len(buf) + 1,))
+        off[self._n + 1:] = self._n_peaks + np.cumsum(sizes)
+        meta = self._h5["metadata"]
+        for col, kind in METADATA_COLUMNS.items():
+            ds = meta[col]
+            ds.resize((self._n + len(buf),))
+            ds[self._n:] = _column_array([r.meta.get(col, _MISSING[kind]) for r in buf], kind)
+        self._n += len(buf)
+        self._n_peaks += total
+
+    def close(self) -> Path:
+        self._flush()
+        q = self._h5.create_group("quarantine")
+        for col in QUARANTINE_COLUMNS:
+            q.create_dataset(col, data=np.array([getattr(r, col) for r in self._quarantine],
+                                                dtype=object), dtype=_STR)
+        self._h5.attrs.update({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "msid_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "n_spectra": self._n,
+            "n_quarantined": len(self._quarantine),
+            "provenance": json.dumps(self._provenance, sort_keys=True, default=str),
+        })
+        self._h5.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._h5.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> SpectrumStoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class StoreFormatError(ValueError):
+    """The file is not an msid spectrum store (or one of an unknown version)."""
+
+
+class SpectrumStore:
+    """Lazy reader. Metadata (small) is loaded on first use; peaks are sliced on demand."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as e:
+            raise StoreFormatError(f"{self.path}: cannot open as HDF5 ({e})") from e
+        if self._h5.attrs.get("format") != FORMAT:
+            self._h5.close()
+            raise StoreFormatError(f"{self.path}: not an msid spectrum store")
+        version = int(self._h5.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            self._h5.close()
+            raise StoreFormatError(
+                f"{self.path}: store format {version}, expected {FORMAT_VERSION}")
+        self._offsets: np.ndarray = self._h5["peaks/offsets"][:]
+        self._metadata: pd.DataFrame | None = None
+
+    # -- size and metadata -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @property
+    def attrs(self) -> dict:
+        out = dict(self._h5.attrs)
+        out["provenance"] = json.loads(out.get("provenance", "{}"))
+        return out
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        if self._metadata is None:
+            cols = {}
+            for col, kind in METADATA_COLUMNS.items():
+                data = self._h5["metadata"][col]
+                cols[col] = data.asstr()[:] if kind == "str" else data[:]
+            self._metadata = pd.DataFrame(cols)
+        return self._metadata
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        q = self._h5["quarantine"]
+        return pd.DataFrame({c: q[c].asstr()[:] for c in QUARANTINE_COLUMNS})
+
+    @property
+    def n_peaks(self) -> np.ndarray:
+        return np.diff(self._offsets)
+
+    # -- peaks -------------------------------------------------------------------------------
+    def peaks(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        return self._h5["peaks/mz"][a:b], self._h5["peaks/intensity"][a:b]
+
+    def peaks_range(self, start: int, stop: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Peaks of spectra ``start..stop-1`` with one read of each flat array."""
+        stop = min(stop, len(self))
+        a, b = int(self._offsets[start]), int(self._offsets[stop])
+        mz = self._h5["peaks/mz"][a:b]
+        inten = self._h5["peaks/intensity"][a:b]
+        cuts = self._offsets[start:stop + 1] - a
+        return [(mz[cuts[k]:cuts[k + 1]], inten[cuts[k]:cuts[k + 1]])
+                for k in range(stop - start)]
+
+    def peaks_many(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Peaks of arbitrary spectra (sorted reads; order of ``indices`` kept)."""
+        order = np.argsort(indices)
+        out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(indices)  # type: ignore[list-item]
+        for k in order:
+            out[k] = self.peaks(int(indices[k]))
+        return out
+
+    def all_peaks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The flat arrays (mz, intensity, offsets). Only for in-memory indexes (search)."""
+        return self._h5["peaks/mz"][:], self._h5["peaks/intensity"][:], self._offsets
+
+    def iter_records(self, batch_size: int = 4096) -> Iterator[SpectrumRecord]:
+        md = self.metadata.to_dict("records")
+        for start in range(0, len(self), batch_size):
+            for k, (mz, inten) in enumerate(self.peaks_range(start, start + batch_size)):
+                yield SpectrumRecord(mz, inten, md[start + k])
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> SpectrumStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def subset_store(src: str | os.PathLike, out: str | os.PathLike, rows: Sequence[int],
+                 provenance: dict | None = None) -> Path:
+    """Copy the spectra ``rows`` of ``src`` (in that order) into a new store ``out``."""
+    with SpectrumStore(src) as store, SpectrumStoreWriter(
+            out, provenance={"stage": "subset", "input": str(src), **(provenance or {})}) as w:
+        md = store.metadata.to_dict("records")
+        mz, inten, off = store.all_peaks()  # one sequential read beats many small ones
+        for r in rows:
+            a, b = off[r], off[r + 1]
+            w.add(SpectrumRecord(mz[a:b], inten[a:b], md[r]))
+    return Path(out)
