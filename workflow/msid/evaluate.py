@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from msid import __version__
+from msid.atomic import write_text
 from msid.chem.structures import parse_structure
 
 HIT_KS = (1, 5, 20)
@@ -59,13 +59,7 @@ class MetricsRecord:
         return cls(**d)
 
     def write(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.to_json())
-        os.replace(tmp, path)
-        return path
+        return write_text(path, self.to_json())
 
 
 def config_hash(config: object) -> str:

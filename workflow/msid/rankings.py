@@ -7,12 +7,13 @@ candidate; ``library_id`` is empty unless the candidate came from a spectral lib
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from msid.atomic import atomic_path
 
 COLUMNS = ("query_id", "rank", "score", "method", "smiles", "inchikey", "library_id")
 
@@ -31,19 +32,11 @@ def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate]
             for r, c in enumerate(ranked, start=1)]
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
-    """Write a TSV atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, sep="\t", index=False, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def write_table(df: pd.DataFrame, path: str | os.PathLike, sep: str = "\t", **kwargs) -> Path:
+    """Write a table atomically (TSV unless ``sep`` says otherwise)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep=sep, index=False, **kwargs)
+    return Path(path)
 
 
 def write_rankings(rows: list[dict], path: str | os.PathLike) -> Path:

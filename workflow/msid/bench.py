@@ -1,0 +1,142 @@
+"""``msid bench``: throughput of the backbone, measured side by side in one run, printed.
+
+1. preprocessing: spectra/s through convert (matchms harmonisation) and the filter chain;
+2. candidate index: build time for the shipped pool + 1.58M decoys, and a cached reload;
+3. library search: queries/s of msid's identity search vs ms-entropy's FlashEntropySearch
+   identity search, same library, same queries, same tolerances; plus score agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def bench_preprocess(library: str, work: Path, jobs: int) -> dict:
+    from msid.convert import convert_file
+    from msid.preprocess import PreprocessConfig, preprocess_store
+
+    raw, clean = work / "lib.raw.h5", work / "lib.h5"
+    cs, t_conv = _timed(convert_file, library, raw, n_jobs=jobs, progress=False)
+    ps, t_pre = _timed(preprocess_store, raw, clean,
+                       PreprocessConfig(require_structure=True, assign_folds=True),
+                       n_jobs=jobs, progress=False)
+    return {"spectra": cs.read, "kept": ps.kept, "jobs": jobs,
+            "convert_s": t_conv, "preprocess_s": t_pre,
+            "convert_spectra_per_s": cs.read / t_conv,
+            "preprocess_spectra_per_s": ps.read / t_pre,
+            "total_spectra_per_s": cs.read / (t_conv + t_pre), "store": str(clean)}
+
+
+def bench_index(work: Path, jobs: int) -> dict:
+    from msid.chem.candidates import CandidateIndex, build_index
+    from msid.identify import default_pool_sources
+
+    out = work / "candidates.npz"
+    meta, t_build = _timed(build_index, default_pool_sources(), out, n_jobs=jobs,
+                           log=lambda *_: None)
+    _, t_load = _timed(CandidateIndex, out)
+    return {"molecules": meta["n_molecules"], "jobs": jobs, "build_s": t_build,
+            "cached_load_s": t_load}
+
+
+def bench_search(store_path: str, n_queries: int, seed: int = 0) -> dict:
+    from ms_entropy import FlashEntropySearch
+
+    from msid.search.library import LibrarySearchConfig, SpectralLibrary
+    from msid.store import SpectrumStore
+
+    cfg = LibrarySearchConfig()
+    with SpectrumStore(store_path) as st:
+        md = st.metadata
+        mz, inten, off = st.all_peaks()
+        prec = md["precursor_mz"].to_numpy()
+        rng = np.random.default_rng(seed)
+        qrows = rng.choice(len(st), size=min(n_queries, len(st)), replace=False)
+        lib, t_msid_build = _timed(SpectralLibrary, st, cfg)
+    spectra = [{"precursor_mz": float(prec[i]), "row": i,
+                "peaks": np.column_stack([mz[off[i]:off[i + 1]],
+                                          inten[off[i]:off[i + 1]]]).astype(np.float32)}
+               for i in range(len(prec))]
+    fes = FlashEntropySearch()
+    t = time.perf_counter()
+    indexed = fes.build_index(spectra, min_ms2_difference_in_da=cfg.min_peak_separation_da,
+                              precursor_ions_removal_da=cfg.precursor_ions_removal_da,
+                              noise_threshold=cfg.noise_threshold)
+    t_flash_build = time.perf_counter() - t
+    flash_rows = np.array([s["row"] for s in indexed])
+    queries = [(float(prec[i]), mz[off[i]:off[i + 1]], inten[off[i]:off[i + 1]]) for i in qrows]
+
+    def run_msid():
+        return [lib.search(p, m, i, top_k=10) for p, m, i in queries]
+
+    def run_flash():
+        res = []
+        for p, m, i in queries:
+            pk = fes.clean_spectrum_for_search(
+                p, np.column_stack([m, i]).astype(np.float32),
+                precursor_ions_removal_da=cfg.precursor_ions_removal_da,
+                noise_threshold=cfg.noise_threshold,
+                min_ms2_difference_in_da=cfg.min_peak_separation_da)
+            s = fes.identity_search(p, pk, cfg.precursor_tol_da, cfg.fragment_tol_da)
+            top = np.argsort(-s, kind="stable")[:10]
+            res.append([(int(flash_rows[k]), float(s[k])) for k in top if s[k] > 0])
+        return res
+
+    run_msid(), run_flash()  # warm caches
+    r_msid, t_msid = _timed(run_msid)
+    r_flash, t_flash = _timed(run_flash)
+    same_top1 = sum(1 for a, b in zip(r_msid, r_flash, strict=True)
+                    if (not a and not b) or (a and b and abs(a[0].score - b[0][1]) < 1e-4))
+    max_diff = max((abs(x.score - y[1]) for a, b in zip(r_msid, r_flash, strict=True)
+                    for x, y in zip(a, b, strict=False)), default=0.0)
+    return {"library_spectra": len(prec), "queries": len(queries),
+            "msid_build_s": t_msid_build, "flash_build_s": t_flash_build,
+            "msid_queries_per_s": len(queries) / t_msid,
+            "flash_queries_per_s": len(queries) / t_flash,
+            "throughput_ratio": t_flash / t_msid,
+            "top1_score_agreement": same_top1 / len(queries),
+            "max_abs_score_diff_top10": max_diff}
+
+
+def run_bench(a: argparse.Namespace) -> dict:
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="msid-bench-") as tmp:
+        work = Path(tmp)
+        print(f"== preprocessing: {a.library} ({a.jobs} processes)", flush=True)
+        results["preprocess"] = pre = bench_preprocess(a.library, work, a.jobs)
+        print(f"   {pre['spectra']:,} spectra: convert {pre['convert_s']:.1f} s "
+              f"({pre['convert_spectra_per_s']:,.0f}/s), filter chain {pre['preprocess_s']:.1f} s "
+              f"({pre['preprocess_spectra_per_s']:,.0f}/s); overall "
+              f"{pre['total_spectra_per_s']:,.0f} spectra/s", flush=True)
+        if not a.skip_index:
+            print(f"== candidate index: shipped pool + decoys ({a.jobs} processes)", flush=True)
+            results["index"] = ix = bench_index(work, a.jobs)
+            print(f"   {ix['molecules']:,} molecules: build {ix['build_s']:.1f} s (goal < 90 s); "
+                  f"cached reload {ix['cached_load_s']:.2f} s", flush=True)
+        print(f"== library search: {a.queries} queries, identity search, top 10", flush=True)
+        results["search"] = se = bench_search(pre["store"], a.queries)
+        print(f"   library {se['library_spectra']:,} spectra; index build msid "
+              f"{se['msid_build_s']:.1f} s, FlashEntropySearch {se['flash_build_s']:.1f} s",
+              flush=True)
+        print(f"   msid {se['msid_queries_per_s']:,.0f} queries/s | FlashEntropySearch "
+              f"{se['flash_queries_per_s']:,.0f} queries/s | ratio {se['throughput_ratio']:.2f} "
+              f"(goal >= 1)", flush=True)
+        print(f"   top-1 score agreement {se['top1_score_agreement']:.3f}; max |score diff| in "
+              f"top 10 {se['max_abs_score_diff_top10']:.4f}", flush=True)
+    results["machine"] = {"cpus": os.cpu_count()}
+    if a.out:
+        Path(a.out).write_text(json.dumps(results, indent=2, default=str))
+    return results

@@ -1,0 +1,163 @@
+"""The ``msid`` command line. Every subcommand is a thin shell over the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from msid import __version__
+
+
+def _add_identify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("identify", help="rank molecules for query spectra",
+                       description="Rank candidate molecules (or library hits) for each query.")
+    p.add_argument("queries", help="mzML/mzXML/MGF/MSP (gz allowed) or an msid store (.h5)")
+    p.add_argument("--library", help="spectral library: msid store (.h5) or MGF/MSP")
+    p.add_argument("--candidates", help="MassSpecGym candidates JSON (keyed by the query's "
+                                        "SMILES) or TSV with columns query_id, smiles")
+    p.add_argument("--pool", help="candidate index (.npz from `msid build-index`); default: the "
+                                  "shipped pool, built once and cached in $MSID_CACHE")
+    p.add_argument("--method", default="library", help="identification method (default: library)")
+    p.add_argument("--model", help="model file for learned methods")
+    p.add_argument("--candidate-kind", choices=["mass", "formula"], default="mass")
+    p.add_argument("--ppm", type=float, default=10.0, help="mass window for pool candidates")
+    p.add_argument("--max-candidates", type=int, default=256)
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="Rankings TSV")
+
+
+def cmd_identify(a: argparse.Namespace) -> int:
+    from msid.identify import (
+        cached_index,
+        candidates_for_queries,
+        identify_to_file,
+        load_queries,
+        temp_workdir,
+    )
+    from msid.methods import MethodResources, load_library, make_method
+
+    with temp_workdir() as work:
+        queries = load_queries(a.queries, work)
+        q = queries.store
+        n_bad = len(q.quarantine)
+        library = None
+        if a.library:
+            lib_path = Path(a.library)
+            if lib_path.suffix != ".h5":
+                lib_path = Path(work) / "library"
+                lib_path.mkdir()
+                lib_path = load_queries(a.library, lib_path).store.path
+            library = load_library(str(lib_path))
+        method = make_method(a.method, MethodResources(library=library, model_path=a.model,
+                                                       seed=a.seed))
+        candidates = None
+        if a.candidates or method.needs_candidates or a.pool:
+            index = None if a.candidates else cached_index(a.pool)
+            candidates = candidates_for_queries(
+                q, list(range(len(q))), index=index, candidate_file=a.candidates,
+                kind=a.candidate_kind, ppm=a.ppm, max_n=a.max_candidates, seed=a.seed)
+        identify_to_file(method, q, a.out, candidates, top_k=a.top_k)
+        print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"
+              + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
+        for _, r in q.quarantine.iterrows():
+            print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
+        q.close()
+    return 0
+
+
+def cmd_convert(a: argparse.Namespace) -> int:
+    from msid.convert import convert_file
+
+    stats = convert_file(a.input, a.out, n_jobs=a.jobs)
+    print(json.dumps({"read": stats.read, "stored": stats.stored,
+                      "quarantined": dict(stats.quarantined)}))
+    return 0
+
+
+def cmd_preprocess(a: argparse.Namespace) -> int:
+    import yaml
+
+    from msid.preprocess import PreprocessConfig, preprocess_store
+
+    cfg = PreprocessConfig.from_dict(yaml.safe_load(Path(a.config).read_text())
+                                     if a.config else None)
+    stats = preprocess_store(a.store, a.out, cfg, n_jobs=a.jobs)
+    print(json.dumps({"read": stats.read, "kept": stats.kept,
+                      "quarantined": dict(stats.quarantined)}))
+    return 0
+
+
+def cmd_build_index(a: argparse.Namespace) -> int:
+    from msid.chem.candidates import PoolSource, build_index
+    from msid.identify import default_pool_sources
+
+    sources = ([PoolSource(Path(s.split("=", 1)[1]), s.split("=", 1)[0]) for s in a.source]
+               if a.source else default_pool_sources())
+    meta = build_index(sources, a.out, n_jobs=a.jobs)
+    print(json.dumps({k: meta[k] for k in ("n_molecules", "build_seconds", "digest")}))
+    return 0
+
+
+def cmd_methods(a: argparse.Namespace) -> int:
+    from msid.methods import available
+
+    print("\n".join(available()))
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from msid.bench import run_bench
+
+    run_bench(a)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msid", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"msid {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_identify(sub)
+    p = sub.add_parser("convert", help="raw run or library file -> spectrum store")
+    p.add_argument("input")
+    p.add_argument("--out", required=True)
+    p.add_argument("--jobs", type=int, default=1)
+    p = sub.add_parser("preprocess", help="spectrum store -> filtered spectrum store")
+    p.add_argument("store")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="YAML with PreprocessConfig fields")
+    p.add_argument("--jobs", type=int, default=1)
+    p = sub.add_parser("build-index", help="build the candidate-pool index")
+    p.add_argument("--source", action="append", metavar="NAME=PATH",
+                   help="molecule file (repeatable); default: the shipped pool and decoys")
+    p.add_argument("--out", required=True)
+    p.add_argument("--jobs", type=int, default=2)
+    sub.add_parser("methods", help="list identification methods")
+    p = sub.add_parser("bench", help="throughput benchmarks (prints numbers)")
+    p.add_argument("--library", default="resources/massbank_esi/massbank_esi_msms.mgf.gz")
+    p.add_argument("--queries", type=int, default=2000)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--skip-index", action="store_true")
+    p.add_argument("--out", help="also write the numbers as JSON here")
+    return parser
+
+
+COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_preprocess,
+            "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from msid.io import InputFileError
+
+    try:
+        return COMMANDS[args.command](args)
+    except InputFileError as e:
+        print(f"msid {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

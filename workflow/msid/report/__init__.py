@@ -1,0 +1,1 @@
+"""Reports: per-run HTML, leaderboard tables and figures."""

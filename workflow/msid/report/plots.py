@@ -1,0 +1,80 @@
+"""Figures for reports (matplotlib, Agg backend), returned as PNG bytes or data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def to_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def mirror_plot(query: tuple[np.ndarray, np.ndarray], match: tuple[np.ndarray, np.ndarray],
+                title: str, query_label: str = "query", match_label: str = "library") -> bytes:
+    """Query peaks up, matched spectrum down, intensities scaled to the base peak."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for (mz, inten), sign, color, label in ((query, 1, "#1f77b4", query_label),
+                                            (match, -1, "#d62728", match_label)):
+        if len(mz):
+            rel = np.asarray(inten, float) / max(float(np.max(inten)), 1e-12)
+            ax.vlines(mz, 0, sign * rel, color=color, lw=1.1, label=label)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylim(-1.08, 1.08)
+    ax.set_yticks([-1, -0.5, 0, 0.5, 1], ["100", "50", "0", "50", "100"])
+    ax.set_xlabel("m/z")
+    ax.set_ylabel("relative intensity (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    return to_png(fig)
+
+
+def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    rt_min = np.asarray(rt, float) / 60.0
+    ax.scatter(rt_min[~identified], precursor[~identified], s=8, c="#bbbbbb", label="no hit")
+    ax.scatter(rt_min[identified], precursor[identified], s=12, c="#d62728", label="library hit")
+    ax.set_xlabel("retention time (min)")
+    ax.set_ylabel("precursor m/z")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("MS2 precursors", fontsize=9)
+    return to_png(fig)
+
+
+def histogram(values: np.ndarray, xlabel: str, title: str, bins: int = 30) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.hist(values, bins=bins, color="#1f77b4")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("spectra")
+    ax.set_title(title, fontsize=9)
+    return to_png(fig)
+
+
+def leaderboard_bars(table, metric: str = "hit@1") -> bytes:
+    """One panel per candidate kind; bars per method with 95% bootstrap CIs."""
+    kinds = list(dict.fromkeys(table["candidates"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        sub = table[table["candidates"] == kind].sort_values(metric, ascending=False)
+        y = sub[metric].to_numpy()
+        err = np.vstack([y - sub[f"{metric}_ci_low"].to_numpy(),
+                         sub[f"{metric}_ci_high"].to_numpy() - y])
+        ax.bar(sub["method"], y, yerr=err, capsize=4, color="#1f77b4")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{kind} candidates", fontsize=10)
+        ax.set_ylabel(metric)
+        ax.tick_params(axis="x", rotation=30)
+    return to_png(fig)

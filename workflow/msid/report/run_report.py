@@ -1,0 +1,82 @@
+"""Per-run HTML report: one self-contained page (figures embedded) a core facility can send on."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from importlib.resources import files
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from msid import __version__
+from msid.atomic import write_text
+from msid.rankings import read_rankings
+from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
+from msid.store import SpectrumStore
+
+KIND_NOTES = {
+    "peptide": "Peptide run: spectra were searched against the small-molecule library like any "
+               "other run; de novo peptide sequencing is not part of this msid version.",
+    "ei": "EI run: searched against the configured library.",
+}
+
+
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    text = files("msid.report").joinpath("templates/run_report.html").read_text()
+    return env.from_string(text)
+
+
+def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike,
+                     library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
+                     kind: str = "small_molecule", n_mirror: int = 12,
+                     min_score: float = 0.0) -> None:
+    ids = read_rankings(identifications)
+    with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
+        md = store.metadata
+        quarantine = store.quarantine
+        lib_md = lib.metadata
+        lib_row = pd.Series(np.arange(len(lib_md)), index=lib_md["id"])
+        lib_row = lib_row[~lib_row.index.duplicated()]
+        top = ids[(ids["rank"] == 1) & (ids["score"] > min_score)].copy()
+        top = top.merge(md[["id", "rt", "precursor_mz"]], left_on="query_id", right_on="id",
+                        how="left").sort_values("score", ascending=False)
+        top["name"] = top["library_id"].map(
+            lambda i: lib_md["name"].iat[lib_row[i]] if i in lib_row.index else "")
+        row_of = pd.Series(np.arange(len(md)), index=md["id"])
+        row_of = row_of[~row_of.index.duplicated()]
+        mirrors = []
+        for _, hit in top.head(n_mirror).iterrows():
+            if hit["library_id"] not in lib_row.index or hit["query_id"] not in row_of.index:
+                continue
+            q = store.peaks(int(row_of[hit["query_id"]]))
+            m = lib.peaks(int(lib_row[hit["library_id"]]))
+            title = (f"{hit['query_id']}  vs  {hit['library_id']} ({hit['name']})  "
+                     f"score {hit['score']:.3f}")
+            mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
+        identified = md["id"].isin(top["query_id"]).to_numpy()
+        figures = []
+        if len(md):
+            rt = md["rt"].to_numpy(dtype=float)
+            if np.isfinite(rt).any():
+                figures.append(data_uri(precursor_map(np.nan_to_num(rt), md["precursor_mz"]
+                                                      .to_numpy(dtype=float), identified)))
+            figures.append(data_uri(histogram(store.n_peaks, "peaks per spectrum",
+                                              "peaks after filtering")))
+    reasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ")
+               .value_counts().rename_axis("reason").reset_index(name="spectra"))
+    n_q = len(quarantine)
+    html = _template().render(
+        sample=sample, kind=kind, note=KIND_NOTES.get(kind, ""), version=__version__,
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        source=", ".join(sorted(set(md["source_file"]))) if len(md) else "",
+        n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
+        n_identified=int(identified.sum()),
+        reasons=reasons.to_dict("records"),
+        quarantine=quarantine.head(500).to_dict("records"),
+        quarantine_truncated=max(0, n_q - 500),
+        hits=top.head(500).to_dict("records"), hits_truncated=max(0, len(top) - 500),
+        mirrors=mirrors, figures=figures)
+    write_text(out, html)

@@ -1,0 +1,22 @@
+rule candidate_index:
+    """Candidate pool + decoys -> index sorted by monoisotopic mass (RDKit formula/mass)."""
+    input:
+        list(config["candidates"]["sources"].values()),
+    output:
+        "results/candidates/index.npz",
+    log:
+        "logs/candidate_index.log",
+    benchmark:
+        "benchmarks/candidate_index.tsv"
+    params:
+        names=list(config["candidates"]["sources"].keys()),
+    threads: config.get("threads", {}).get("candidates", 2)
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    script:
+        "../scripts/candidate_index.py"

@@ -1,0 +1,76 @@
+import glob
+import os
+import re
+
+import pandas as pd
+
+
+def _load_samples():
+    frames = []
+    sheet = config.get("samples", "")
+    if sheet:
+        df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#").fillna("")
+        frames.append(df)
+    runs_dir = config.get("runs_dir", "")
+    if runs_dir:
+        files = sorted(
+            f
+            for f in glob.glob(os.path.join(runs_dir, "*"))
+            if re.search(r"\.(mzml|mzxml|mgf)(\.gz)?$", f, re.IGNORECASE)
+        )
+        names = [
+            re.sub(r"\.(mzml|mzxml|mgf)(\.gz)?$", "", os.path.basename(f), flags=re.I)
+            for f in files
+        ]
+        frames.append(pd.DataFrame({"sample": names, "path": files}))
+    if not frames:
+        return pd.DataFrame(columns=["sample", "path", "kind"]).set_index("sample")
+    df = pd.concat(frames, ignore_index=True)
+    if "kind" not in df:
+        df["kind"] = "small_molecule"
+    df["kind"] = df["kind"].replace("", "small_molecule").fillna("small_molecule")
+    dup = df["sample"][df["sample"].duplicated()].tolist()
+    if dup:
+        raise ValueError(f"duplicate sample names: {dup}")
+    validate(df, "../schemas/samples.schema.yaml")
+    return df.set_index("sample", drop=False)
+
+
+samples = _load_samples()
+LIB = config["library"]["name"]
+BENCH = config["benchmark"]
+
+
+wildcard_constraints:
+    sample="[A-Za-z0-9_.-]+",
+    method="[A-Za-z0-9_]+",
+    kind="mass|formula",
+    fold="train|val|test",
+    library="[A-Za-z0-9_-]+",
+
+
+def env(name):
+    """conda env file for a rule group (paths relative to the rule files)."""
+    return f"../../envs/{name}.yaml"
+
+
+def image(name):
+    return config["containers"][name]
+
+
+def run_input(wildcards):
+    return samples.loc[wildcards.sample, "path"]
+
+
+def benchmark_outputs():
+    if not BENCH.get("enabled", True):
+        return []
+    return expand(
+        "results/leaderboard/leaderboard.{ext}", ext=["csv", "md", "tex", "png"]
+    )
+
+
+def all_outputs():
+    out = expand("results/runs/{sample}/report.html", sample=samples.index)
+    out += expand("results/runs/{sample}/identifications.tsv", sample=samples.index)
+    return out + benchmark_outputs()

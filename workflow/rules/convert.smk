@@ -1,0 +1,40 @@
+rule convert_run:
+    """Raw run (mzML/mzXML via pyOpenMS, MGF/MSP via pyteomics/matchms) -> spectrum store."""
+    input:
+        run_input,
+    output:
+        temp("results/runs/{sample}/converted.h5"),
+    log:
+        "logs/convert_run/{sample}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        env("openms")
+    container:
+        image("openms")
+    script:
+        "../scripts/convert.py"
+
+
+rule convert_library:
+    """Spectral library file -> spectrum store (matchms metadata harmonisation)."""
+    input:
+        config["library"]["path"],
+    output:
+        temp("results/library/{library}.converted.h5"),
+    log:
+        "logs/convert_library/{library}.log",
+    benchmark:
+        "benchmarks/convert_library/{library}.tsv"
+    threads: config.get("threads", {}).get("convert_library", 2)
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        env("openms")
+    container:
+        image("openms")
+    script:
+        "../scripts/convert.py"

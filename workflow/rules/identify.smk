@@ -1,0 +1,23 @@
+rule identify_run:
+    """Library search of a run against the whole spectral library (top-k per spectrum)."""
+    input:
+        queries="results/runs/{sample}/spectra.h5",
+        library=f"results/library/{LIB}.h5",
+    output:
+        "results/runs/{sample}/identifications.tsv",
+    log:
+        "logs/identify_run/{sample}.log",
+    params:
+        methods=config["identify"]["methods"],
+        top_k=config["identify"]["top_k"],
+        search=config["library_search"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    script:
+        "../scripts/identify_run.py"

@@ -1,0 +1,66 @@
+rule preprocess_run:
+    """matchms filter chain -> the run's spectrum store (bad records quarantined)."""
+    input:
+        "results/runs/{sample}/converted.h5",
+    output:
+        "results/runs/{sample}/spectra.h5",
+    log:
+        "logs/preprocess_run/{sample}.log",
+    params:
+        config=config["preprocess"]["runs"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    script:
+        "../scripts/preprocess.py"
+
+
+rule preprocess_library:
+    """Library store: filters + RDKit structure normalisation + folds by InChIKey block."""
+    input:
+        "results/library/{library}.converted.h5",
+    output:
+        "results/library/{library}.h5",
+    log:
+        "logs/preprocess_library/{library}.log",
+    benchmark:
+        "benchmarks/preprocess_library/{library}.tsv"
+    params:
+        config=config["preprocess"]["library"],
+    threads: config.get("threads", {}).get("preprocess_library", 2)
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    script:
+        "../scripts/preprocess.py"
+
+
+rule split_library:
+    """One store per fold (split by InChIKey first block, never by spectrum)."""
+    input:
+        "results/library/{library}.h5",
+    output:
+        train="results/library/{library}.train.h5",
+        val="results/library/{library}.val.h5",
+        test="results/library/{library}.test.h5",
+    log:
+        "logs/split_library/{library}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    script:
+        "../scripts/split_library.py"

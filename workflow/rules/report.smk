@@ -1,0 +1,60 @@
+rule report_run:
+    """Per-run HTML report: identifications, mirror plots, QC and quarantine."""
+    input:
+        spectra="results/runs/{sample}/spectra.h5",
+        identifications="results/runs/{sample}/identifications.tsv",
+        library=f"results/library/{LIB}.h5",
+    output:
+        report(
+            "results/runs/{sample}/report.html",
+            caption="../report/run_report.rst",
+            category="Runs",
+            labels={"run": "{sample}"},
+        ),
+    log:
+        "logs/report_run/{sample}.log",
+    params:
+        n_mirror=config["identify"]["report_mirror_plots"],
+        kind=lambda wc: samples.loc[wc.sample, "kind"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        env("report")
+    container:
+        image("report")
+    script:
+        "../scripts/report_run.py"
+
+
+rule leaderboard:
+    """Leaderboard tables and bar chart from every MetricsRecord JSON."""
+    input:
+        metrics=expand(
+            "results/benchmark/metrics/{method}.{kind}.json",
+            method=BENCH["methods"],
+            kind=BENCH["candidate_kinds"],
+        ),
+        candidate_sets="results/benchmark/candidate_sets.json",
+    output:
+        csv="results/leaderboard/leaderboard.csv",
+        md="results/leaderboard/leaderboard.md",
+        tex="results/leaderboard/leaderboard.tex",
+        png=report(
+            "results/leaderboard/leaderboard.png",
+            caption="../report/leaderboard.rst",
+            category="Leaderboard",
+        ),
+    log:
+        "logs/leaderboard.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        env("report")
+    container:
+        image("report")
+    script:
+        "../scripts/leaderboard.py"

@@ -1,0 +1,22 @@
+"""Rule script: rankings + truth -> MetricsRecord JSON (the shared harness)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.benchmark import truth_table
+from msid.evaluate import evaluate_rankings
+from msid.rankings import read_rankings, write_table
+from msid.store import SpectrumStore
+
+with SpectrumStore(snakemake.input.queries) as queries:
+    truth = truth_table(queries)
+record, per_query = evaluate_rankings(
+    read_rankings(snakemake.input.rankings), truth, method=snakemake.wildcards.method,
+    dataset=snakemake.params.dataset, fold=snakemake.params.fold,
+    candidates=snakemake.wildcards.kind, with_mces=snakemake.params.mces,
+    n_boot=snakemake.params.n_boot, seed=snakemake.params.seed, config=snakemake.params.config)
+record.write(snakemake.output.metrics)
+write_table(per_query, snakemake.output.per_query)
+print(record.to_json())

@@ -1,0 +1,12 @@
+"""Rule script: per-run HTML report."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.report.run_report import write_run_report
+
+write_run_report(snakemake.input.spectra, snakemake.input.identifications,
+                 snakemake.input.library, snakemake.output[0], sample=snakemake.wildcards.sample,
+                 kind=snakemake.params.kind, n_mirror=snakemake.params.n_mirror)
