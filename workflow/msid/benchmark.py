@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
-from msid.identify import candidates_for_queries
 from msid.rankings import write_table
 from msid.store import SpectrumStore, subset_store
 

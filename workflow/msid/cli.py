@@ -30,13 +30,8 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_identify(a: argparse.Namespace) -> int:
-    from msid.identify import (
-        cached_index,
-        candidates_for_queries,
-        identify_to_file,
-        load_queries,
-        temp_workdir,
-    )
+    from msid.candidate_sets import candidates_for_queries
+    from msid.identify import cached_index, identify_to_file, load_queries, temp_workdir
     from msid.methods import MethodResources, load_library, make_method
 
     with temp_workdir() as work:

@@ -9,61 +9,17 @@ as MCES = the threshold, so methods cannot gain by abstaining.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from msid import __version__
-from msid.atomic import write_text
 from msid.chem.structures import parse_structure
+from msid.metrics import Metric, MetricsRecord, config_hash
 
 HIT_KS = (1, 5, 20)
 MCES_THRESHOLD = 15  # MassSpecGym's cap for MCES distance
-
-
-@dataclass
-class Metric:
-    value: float
-    ci_low: float
-    ci_high: float
-
-
-@dataclass
-class MetricsRecord:
-    task: str
-    method: str
-    dataset: str
-    fold: str
-    candidates: str  # candidate-set kind: "mass", "formula", "library", ...
-    n_queries: int
-    metrics: dict[str, Metric]
-    config_hash: str = ""
-    model_hash: str = ""
-    extra: dict = field(default_factory=dict)
-    msid_version: str = __version__
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> MetricsRecord:
-        d = json.loads(text)
-        d["metrics"] = {k: Metric(**v) for k, v in d["metrics"].items()}
-        return cls(**d)
-
-    def write(self, path: str | os.PathLike) -> Path:
-        return write_text(path, self.to_json())
-
-
-def config_hash(config: object) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,

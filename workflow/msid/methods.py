@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, parse_structure
-from msid.rankings import RankedCandidate
+from msid.rankings import RankedCandidate, rows_for_query
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -173,3 +174,19 @@ def _library(res: MethodResources) -> Method:
 
 def load_library(path: str, config: dict | None = None) -> SpectralLibrary:
     return SpectralLibrary(path, LibrarySearchConfig.from_dict(config))
+
+
+def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = None,
+                 candidates: dict[str, list[Structure]] | None = None, top_k: int = 0,
+                 progress: bool = True, label: str | None = None) -> list[dict]:
+    """Rows of the Rankings table for ``rows`` of ``store`` (all when None)."""
+    out: list[dict] = []
+    rows = list(range(len(store))) if rows is None else rows
+    for q in tqdm(iter_queries(store, rows), total=len(rows), desc=f"identify {method.name}",
+                  unit=" queries", disable=not progress, mininterval=2):
+        cands = None if candidates is None else candidates.get(q.query_id, [])
+        ranked = method.rank(q, cands)
+        if top_k:
+            ranked = ranked[:top_k]
+        out += rows_for_query(q.query_id, label or method.name, ranked)
+    return out

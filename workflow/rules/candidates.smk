@@ -8,15 +8,15 @@ rule candidate_index:
         "logs/candidate_index.log",
     benchmark:
         "benchmarks/candidate_index.tsv"
-    params:
-        names=list(config["candidates"]["sources"].keys()),
-    threads: config.get("threads", {}).get("candidates", 2)
-    resources:
-        mem_mb=6000,
-        runtime=30,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: config.get("threads", {}).get("candidates", 2)
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    params:
+        names=list(config["candidates"]["sources"].keys()),
     script:
         "../scripts/candidate_index.py"

@@ -6,14 +6,14 @@ rule convert_run:
         temp("results/runs/{sample}/converted.h5"),
     log:
         "logs/convert_run/{sample}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     conda:
         env("openms")
     container:
         image("openms")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     script:
         "../scripts/convert.py"
 
@@ -28,13 +28,13 @@ rule convert_library:
         "logs/convert_library/{library}.log",
     benchmark:
         "benchmarks/convert_library/{library}.tsv"
-    threads: config.get("threads", {}).get("convert_library", 2)
-    resources:
-        mem_mb=6000,
-        runtime=60,
     conda:
         env("openms")
     container:
         image("openms")
+    threads: config.get("threads", {}).get("convert_library", 2)
+    resources:
+        mem_mb=6000,
+        runtime=60,
     script:
         "../scripts/convert.py"

@@ -11,17 +11,17 @@ rule benchmark_inputs:
         stats="results/benchmark/candidate_sets.json",
     log:
         "logs/benchmark_inputs.log",
-    params:
-        kinds=BENCH["candidate_kinds"],
-        benchmark=BENCH,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        kinds=BENCH["candidate_kinds"],
+        benchmark=BENCH,
     script:
         "../scripts/benchmark_inputs.py"
 
@@ -38,17 +38,17 @@ rule benchmark_rank:
         "logs/benchmark_rank/{method}.{kind}.log",
     benchmark:
         "benchmarks/benchmark_rank/{method}.{kind}.tsv"
-    params:
-        search=config["library_search"],
-        seed=BENCH["seed"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        search=config["library_search"],
+        seed=BENCH["seed"],
     script:
         "../scripts/benchmark_rank.py"
 
@@ -65,6 +65,14 @@ rule evaluate:
         "logs/evaluate/{method}.{kind}.log",
     benchmark:
         "benchmarks/evaluate/{method}.{kind}.tsv"
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         dataset=LIB,
         fold=BENCH["fold"],
@@ -72,13 +80,5 @@ rule evaluate:
         mces=BENCH["mces"],
         seed=BENCH["seed"],
         config=BENCH,
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        env("chem")
-    container:
-        image("chem")
     script:
         "../scripts/evaluate.py"

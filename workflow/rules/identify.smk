@@ -7,17 +7,17 @@ rule identify_run:
         "results/runs/{sample}/identifications.tsv",
     log:
         "logs/identify_run/{sample}.log",
-    params:
-        methods=config["identify"]["methods"],
-        top_k=config["identify"]["top_k"],
-        search=config["library_search"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        methods=config["identify"]["methods"],
+        top_k=config["identify"]["top_k"],
+        search=config["library_search"],
     script:
         "../scripts/identify_run.py"

@@ -6,16 +6,16 @@ rule preprocess_run:
         "results/runs/{sample}/spectra.h5",
     log:
         "logs/preprocess_run/{sample}.log",
-    params:
-        config=config["preprocess"]["runs"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        config=config["preprocess"]["runs"],
     script:
         "../scripts/preprocess.py"
 
@@ -30,16 +30,16 @@ rule preprocess_library:
         "logs/preprocess_library/{library}.log",
     benchmark:
         "benchmarks/preprocess_library/{library}.tsv"
-    params:
-        config=config["preprocess"]["library"],
-    threads: config.get("threads", {}).get("preprocess_library", 2)
-    resources:
-        mem_mb=6000,
-        runtime=60,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: config.get("threads", {}).get("preprocess_library", 2)
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        config=config["preprocess"]["library"],
     script:
         "../scripts/preprocess.py"
 
@@ -54,13 +54,13 @@ rule split_library:
         test="results/library/{library}.test.h5",
     log:
         "logs/split_library/{library}.log",
-    threads: 1
-    resources:
-        mem_mb=6000,
-        runtime=30,
     conda:
         env("chem")
     container:
         image("chem")
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=30,
     script:
         "../scripts/split_library.py"

@@ -13,17 +13,17 @@ rule report_run:
         ),
     log:
         "logs/report_run/{sample}.log",
-    params:
-        n_mirror=config["identify"]["report_mirror_plots"],
-        kind=lambda wc: samples.loc[wc.sample, "kind"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
     conda:
         env("report")
     container:
         image("report")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        n_mirror=config["identify"]["report_mirror_plots"],
+        kind=lambda wc: samples.loc[wc.sample, "kind"],
     script:
         "../scripts/report_run.py"
 
@@ -48,13 +48,13 @@ rule leaderboard:
         ),
     log:
         "logs/leaderboard.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     conda:
         env("report")
     container:
         image("report")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../scripts/leaderboard.py"

@@ -6,6 +6,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package be
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from msid.convert import convert_file
+from msid.io import InputFileError
 
-stats = convert_file(snakemake.input[0], snakemake.output[0], n_jobs=snakemake.threads)
+try:
+    stats = convert_file(snakemake.input[0], snakemake.output[0], n_jobs=snakemake.threads)
+except InputFileError as e:  # the whole file is unreadable: fail this job only, say why
+    print(f"msid convert: error: {e}")
+    sys.exit(1)
 print(f"read {stats.read}, stored {stats.stored}, quarantined {dict(stats.quarantined)}")

@@ -5,8 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from msid.identify import rank_queries
-from msid.methods import MethodResources, make_method
+from msid.methods import MethodResources, make_method, rank_queries
 from msid.rankings import write_rankings
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore

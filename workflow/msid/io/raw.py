@@ -67,6 +67,9 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     try:
         loader.load(str(path), exp)
     except Exception as e:  # pyOpenMS raises its own RuntimeError subclasses
+        if fmt == "mzml":  # a truncated/damaged mzML: keep every spectrum before the damage
+            yield from _salvage_mzml(path, e)
+            return
         raise InputFileError(path, f"pyOpenMS cannot read this {fmt} file: {e}") from e
     instrument = exp.getInstrument().getName() or ""
     picker = oms.PeakPickerHiRes()
@@ -104,6 +107,60 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
             if p.getActivationEnergy():
                 params["collision_energy"] = f"{p.getActivationEnergy():g}"
         yield RawSpectrum(native_id, mz.astype(np.float64), inten.astype(np.float32), params)
+
+
+def _salvage_mzml(path: Path, error: Exception) -> Iterator[RawSpectrum | QuarantineRecord]:
+    """Stream a damaged mzML with pyteomics; spectra up to the damage are kept, the rest reported.
+
+    Profile spectra cannot be centroided on this path, so they are quarantined.
+    """
+    from pyteomics import mzml
+
+    n = 0
+    try:
+        with mzml.MzML(_open_binary(path), use_index=False, decode_binary=True) as reader:
+            for spec in reader:
+                n += 1
+                if spec.get("ms level") != 2:
+                    continue
+                rid = str(spec.get("id", f"index={n - 1}"))
+                if "profile spectrum" in spec:
+                    yield QuarantineRecord(str(path), rid, "profile spectrum in a damaged mzML "
+                                           "(cannot centroid without pyOpenMS)")
+                    continue
+                params: dict[str, object] = {"native_id": rid, "ms_level": 2}
+                try:
+                    ion = spec["precursorList"]["precursor"][0]["selectedIonList"]["selectedIon"][0]
+                    params["precursor_mz"] = float(ion["selected ion m/z"])
+                    if ion.get("charge state"):
+                        params["charge"] = int(ion["charge state"])
+                except (KeyError, IndexError, TypeError):
+                    pass
+                try:
+                    scan = spec["scanList"]["scan"][0]
+                    rt = scan["scan start time"]
+                    unit = getattr(rt, "unit_info", "minute")
+                    params["retention_time"] = float(rt) * (60.0 if unit == "minute" else 1.0)
+                except (KeyError, IndexError, TypeError):
+                    pass
+                if "positive scan" in spec:
+                    params["ionmode"] = "positive"
+                elif "negative scan" in spec:
+                    params["ionmode"] = "negative"
+                yield RawSpectrum(rid, np.asarray(spec["m/z array"], dtype=np.float64),
+                                  np.asarray(spec["intensity array"], dtype=np.float32), params)
+    except Exception as e:
+        if n == 0:
+            raise InputFileError(path, f"not a readable mzML file ({error}; {e})") from e
+        yield QuarantineRecord(str(path), f"after index={n - 1}",
+                               f"mzML damaged or truncated after {n} spectra: {e}")
+        return
+    if n == 0:
+        raise InputFileError(path, f"pyOpenMS cannot read this mzML file: {error}")
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
 # -- MGF ----------------------------------------------------------------------------------------

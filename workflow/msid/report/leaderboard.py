@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from msid.atomic import write_bytes, write_text
-from msid.evaluate import MetricsRecord
+from msid.metrics import MetricsRecord
 from msid.rankings import write_table
 from msid.report.plots import leaderboard_bars
 

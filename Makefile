@@ -1,0 +1,52 @@
+# msid: `make demo` and `make test` set everything up themselves (a pip venv in .venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.msid-installed
+CORES ?= 2
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test test-fast bench benchmark lint report clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/main.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements/main.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+## demo: the demo DAG on the shipped runs and library (local profile, 2 cores)
+demo: setup
+	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
+	@echo "Reports: results/runs/*/report.html   Leaderboard: results/leaderboard/leaderboard.md"
+
+## test: the whole test suite, end-to-end DAG run included
+test: setup
+	$(BIN)/python -m pytest tests
+
+## test-fast: unit and workflow tests only (no end-to-end DAG, no Slurm cluster)
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e and not slurm" tests
+
+## bench: throughput numbers (preprocessing, candidate index, library search vs FlashEntropySearch)
+bench: setup
+	$(BIN)/msid bench --jobs $(CORES) --out results/bench.json
+
+## benchmark: the full leaderboard (every test-fold query)
+benchmark: setup
+	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/benchmark.yaml
+
+## report: Snakemake's own self-contained HTML report of the last demo run
+report: setup
+	$(BIN)/snakemake --configfile config/demo.yaml --report results/snakemake_report.html
+
+lint: setup
+	$(BIN)/ruff check workflow tests
+	$(BIN)/snakefmt --check workflow
+	$(BIN)/snakemake --lint --cores 1
+
+clean:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,42 @@
+"""Shared fixtures: real spectra from tests/data and resources/, converted once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+RESOURCES = ROOT / "resources"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def pesticides_store(tmp_path_factory) -> Path:
+    """GNPS pesticide spectra (64 real spectra, 38 structures), converted + preprocessed."""
+    from msid.convert import convert_file
+    from msid.preprocess import PreprocessConfig, preprocess_store
+
+    d = tmp_path_factory.mktemp("pesticides")
+    convert_file(DATA / "gnps_pesticides_matchms_train.mgf.gz", d / "raw.h5", progress=False)
+    preprocess_store(d / "raw.h5", d / "lib.h5",
+                     PreprocessConfig(require_structure=True, assign_folds=True), progress=False)
+    return d / "lib.h5"
+
+
+@pytest.fixture(scope="session")
+def pool_index(tmp_path_factory) -> Path:
+    """Candidate index over the shipped 31k-molecule pool (decoys left out to stay fast)."""
+    from msid.chem.candidates import PoolSource, build_index
+
+    out = tmp_path_factory.mktemp("index") / "pool.npz"
+    build_index([PoolSource(RESOURCES / "candidates" / "candidate_pool.tsv.gz", "pool")], out,
+                log=lambda *_: None)
+    return out

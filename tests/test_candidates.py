@@ -1,0 +1,36 @@
+import gzip
+import itertools
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdMolDescriptors
+
+from msid.chem.candidates import CandidateIndex, candidate_set, formula_and_mass
+from msid.chem.structures import parse_structure
+
+RES = __import__("conftest").RESOURCES
+
+
+def test_fast_formula_and_mass_equal_sanitised_rdkit():
+    with gzip.open(RES / "candidates" / "moses_train_smiles.csv.gz", "rt") as fh:
+        smiles = [ln.strip() for ln in itertools.islice(fh, 1, 3001)]
+    formulas, masses = formula_and_mass(smiles, n_jobs=2, chunk=1000)
+    for s, f, m in zip(smiles, formulas, masses, strict=True):
+        mol = Chem.MolFromSmiles(s)
+        assert f == rdMolDescriptors.CalcMolFormula(mol)
+        assert abs(m - rdMolDescriptors.CalcExactMolWt(mol)) < 1e-9
+
+
+def test_mass_window_and_formula_lookup(pool_index):
+    ix = CandidateIndex(pool_index)
+    assert len(ix) == 30948 and np.all(np.diff(ix.mass) >= 0)
+    true = parse_structure("CC1CC2=C(C(=CC=C2)O)C(=O)O1")  # mellein, C10H10O3
+    window = ix.mass_window(true.exact_mass, 10)
+    assert len(window) > 0
+    assert np.all(np.abs(ix.mass[window] - true.exact_mass) <= true.exact_mass * 10e-6 + 1e-9)
+    cands = candidate_set(ix, mass=true.exact_mass, ppm=10, max_n=256, true=true)
+    assert cands[0].inchikey14 == true.inchikey14
+    assert len({c.inchikey14 for c in cands}) == len(cands)
+    by_formula = candidate_set(ix, formula="C10H10O3", max_n=256)
+    assert by_formula and all(c.formula == "C10H10O3" for c in by_formula)
+    assert len(candidate_set(ix, mass=true.exact_mass, max_n=3)) <= 3

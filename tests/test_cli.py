@@ -1,0 +1,52 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from msid.chem.structures import parse_structure
+from msid.cli import main
+from msid.rankings import COLUMNS, read_rankings
+from msid.store import SpectrumStore
+
+
+def test_identify_library_finds_each_spectrum_itself(data_dir, tmp_path, pesticides_store):
+    q = data_dir / "gnps_pesticides_matchms_train.mgf.gz"
+    out = tmp_path / "ids.tsv"
+    assert main(["identify", str(q), "--library", str(q), "--out", str(out)]) == 0
+    r = read_rankings(out)
+    assert tuple(r.columns) == COLUMNS
+    top = r[r["rank"] == 1].set_index("query_id")
+    with SpectrumStore(pesticides_store) as st:
+        truth = st.metadata.set_index("id")["inchikey"].str[:14]
+    assert len(top) == 64
+    assert (top["inchikey"].str[:14] == truth.loc[top.index]).all()
+    assert (top["library_id"] != "").all() and (top["method"] == "library").all()
+
+
+def test_identify_with_massspecgym_candidates(data_dir, tmp_path):
+    out = tmp_path / "r.tsv"
+    rc = main(["identify", str(data_dir / "massspecgym_debug_5_train.mgf.gz"),
+               "--candidates", str(data_dir / "massspecgym_debug_5_candidates_train.json.gz"),
+               "--method", "random", "--top-k", "0", "--out", str(out)])
+    assert rc == 0
+    r = read_rankings(out)
+    assert r["query_id"].nunique() == 4
+    assert (r.groupby("query_id").size() >= 20).all()  # 26-369 candidates each, de-duplicated
+    # candidates are normalised (canonical, stereo removed) so spelling cannot leak the answer
+    assert not r["smiles"].str.contains("@").any()
+    assert all(parse_structure(s).smiles_flat == s for s in r["smiles"].head(50))
+
+
+def test_identify_with_pool_candidates(data_dir, tmp_path, pool_index):
+    out = tmp_path / "r.tsv"
+    rc = main(["identify", str(data_dir / "gnps_pesticides_matchms_train.mgf.gz"),
+               "--library", str(data_dir / "gnps_pesticides_matchms_train.mgf.gz"),
+               "--pool", str(pool_index), "--out", str(out)])
+    assert rc == 0
+    r = read_rankings(out)
+    assert r["query_id"].nunique() > 30 and (r["library_id"] == "").all()
+
+
+def test_methods_and_entry_point():
+    exe = Path(sys.executable).parent / "msid"
+    res = subprocess.run([str(exe), "methods"], capture_output=True, text=True, check=True)
+    assert {"library", "random"} <= set(res.stdout.split())

@@ -1,0 +1,104 @@
+"""End-to-end: the real demo DAG on the shipped runs and library (no mocks). Marker: e2e."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from msid.metrics import MetricsRecord
+from msid.rankings import read_rankings
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    # targets first: --configfile takes every following word
+    targets = [a for a in args if a == "all"]
+    options = [a for a in args if a != "all"]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "-s",
+           str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+           *options]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("demo")
+    for name in ("config", "resources"):
+        (work / name).symlink_to(ROOT / name)
+    res = _snakemake(work, "--configfile", str(ROOT / "config" / "demo.yaml"), "all")
+    assert res.returncode == 0, res.stderr[-5000:]
+    return work
+
+
+def test_reports_per_run(demo):
+    for sample in ("pestmix_dda", "peptide_qc1"):
+        html = (demo / "results" / "runs" / sample / "report.html").read_text()
+        assert "MS2 spectra read" in html and "data:image/png;base64," in html
+    ids = read_rankings(demo / "results/runs/pestmix_dda/identifications.tsv")
+    top = ids[ids["rank"] == 1]
+    # the pesticide mix contains cyproconazole and azinphos-methyl; the library finds them
+    assert {"UFNOUKDBUJZYDE", "CJJOSEISRRTUQB"} <= set(top["inchikey"].str[:14])
+    assert (top.loc[top["inchikey"].str.startswith("UFNOUKDBUJZYDE"), "score"] > 0.9).any()
+    html = (demo / "results/runs/pestmix_dda/report.html").read_text()
+    assert "Mirror plots" in html
+
+
+def test_leaderboard_has_baselines_measured_in_the_same_run(demo):
+    lb = pd.read_csv(demo / "results/leaderboard/leaderboard.csv")
+    assert set(lb["method"]) == {"random", "library"}
+    assert set(lb["candidates"]) == {"mass", "formula"}
+    assert (lb["n_queries"] == 300).all() and (lb["fold"] == "test").all()
+    for kind in ("mass", "formula"):
+        sub = lb[lb["candidates"] == kind].set_index("method")
+        # library search beats random ranking, confidence intervals apart
+        assert sub.at["library", "hit@1_ci_low"] > sub.at["random", "hit@1_ci_high"]
+        assert sub.at["library", "mces@1"] < sub.at["random", "mces@1"]
+    rec = MetricsRecord.from_json(
+        (demo / "results/benchmark/metrics/library.mass.json").read_text())
+    assert rec.config_hash and rec.extra["candidates_median"] >= 1
+    for ext in ("md", "tex", "png"):
+        assert (demo / f"results/leaderboard/leaderboard.{ext}").stat().st_size > 100
+
+
+def test_no_benchmark_structure_in_training_library(demo):
+    from msid.store import SpectrumStore
+
+    with SpectrumStore(demo / "results/library/massbank_esi.train.h5") as tr, \
+            SpectrumStore(demo / "results/benchmark/queries.h5") as q:
+        train = set(tr.metadata["inchikey"].str[:14])
+        test = set(q.metadata["inchikey"].str[:14])
+    assert train and test and not train & test
+
+
+def test_rerun_is_a_no_op_and_snakemake_report_works(demo):
+    res = _snakemake(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), "-n", "all")
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+    res = _snakemake(demo, "--configfile", str(ROOT / "config" / "demo.yaml"),
+                     "--report", str(demo / "snakemake_report.html"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (demo / "snakemake_report.html").stat().st_size > 10_000
+
+
+def test_unreadable_run_fails_alone_with_keep_going(demo):
+    sheet = demo / "samples_bad.tsv"
+    sheet.write_text("sample\tpath\tkind\n"
+                     f"pestmix_dda\t{ROOT}/resources/runs/pestmix_dda.mzML.gz\tsmall_molecule\n"
+                     f"broken\t{ROOT}/tests/data/bad/not_spectra.mgf\tsmall_molecule\n"
+                     f"truncated\t{ROOT}/tests/data/bad/truncated.mzML\tsmall_molecule\n")
+    cfg = demo / "bad.yaml"
+    cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n")
+    res = _snakemake(demo, "--configfile", str(cfg), "--keep-going", "all")
+    assert res.returncode != 0  # the broken run failed ...
+    log = (demo / "logs/convert_run/broken.log").read_text()
+    assert "not_spectra.mgf" in log and "not an MGF file" in log
+    assert (demo / "results/runs/truncated/report.html").exists()  # ... the others finished
+    html = (demo / "results/runs/truncated/report.html").read_text()
+    assert "damaged or truncated" in html

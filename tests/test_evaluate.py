@@ -1,0 +1,53 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msid.evaluate import bootstrap_ci, evaluate_rankings, mces_distance
+from msid.metrics import MetricsRecord
+from msid.rankings import read_rankings, rows_for_query, write_rankings
+from msid.rankings import RankedCandidate as RC
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+PARACETAMOL = "CC(=O)Nc1ccc(O)cc1"
+CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
+IK = {ASPIRIN: "BSYNRYMUTXBXSQ-UHFFFAOYSA-N", PARACETAMOL: "RZVAJINKPMORJF-UHFFFAOYSA-N",
+      CAFFEINE: "RYYVLZVUVIJVGH-UHFFFAOYSA-N"}
+
+
+def test_mces_distance():
+    assert mces_distance(ASPIRIN, "O=C(O)c1ccccc1OC(C)=O") == 0.0  # same molecule, other SMILES
+    d = mces_distance(ASPIRIN, PARACETAMOL)
+    assert 0 < d < 15
+    assert mces_distance(ASPIRIN, "not a smiles") == 15.0
+
+
+def test_hit_at_k_and_mces(tmp_path):
+    rows = (rows_for_query("q1", "m", [RC(ASPIRIN, IK[ASPIRIN], .9), RC(CAFFEINE, IK[CAFFEINE], .1)])
+            + rows_for_query("q2", "m", [RC(CAFFEINE, IK[CAFFEINE], .8),
+                                         RC(PARACETAMOL, IK[PARACETAMOL], .5)])
+            + rows_for_query("q3", "m", []))  # abstains: counts as a miss
+    write_rankings(rows, tmp_path / "r.tsv")
+    truth = pd.DataFrame({"query_id": ["q1", "q2", "q3"],
+                          "smiles": [ASPIRIN, PARACETAMOL, CAFFEINE],
+                          "inchikey": [IK[ASPIRIN], IK[PARACETAMOL], IK[CAFFEINE]]})
+    rec, per_q = evaluate_rankings(read_rankings(tmp_path / "r.tsv"), truth, method="m",
+                                   dataset="d", fold="test", candidates="mass", n_boot=200)
+    assert list(per_q["true_rank"]) == [1, 2, np.inf]
+    assert rec.metrics["hit@1"].value == pytest.approx(1 / 3)
+    assert rec.metrics["hit@5"].value == pytest.approx(2 / 3)
+    assert rec.metrics["mces@1"].value == pytest.approx(
+        (0 + mces_distance(PARACETAMOL, CAFFEINE) + 15) / 3)
+    assert rec.extra["queries_without_candidates"] == 1
+    again = MetricsRecord.from_json(rec.to_json())
+    assert again.metrics["hit@1"].value == rec.metrics["hit@1"].value
+    rec.write(tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["n_queries"] == 3
+
+
+def test_bootstrap_ci_brackets_the_mean():
+    x = np.random.default_rng(1).random(500) < 0.3
+    m = bootstrap_ci(x.astype(float), n_boot=500)
+    assert m.ci_low < m.value < m.ci_high
+    assert m.ci_high - m.ci_low < 0.12

@@ -1,0 +1,77 @@
+import numpy as np
+import pyopenms as oms
+import pytest
+
+from msid.convert import convert_file
+from msid.io import InputFileError, read_spectra, sniff_format
+from msid.store import SpectrumStore
+
+RUNS = __import__("conftest").RESOURCES / "runs"
+
+
+def test_mzml_gz_via_pyopenms(tmp_path):
+    stats = convert_file(RUNS / "pestmix_dda.mzML.gz", tmp_path / "s.h5", progress=False)
+    assert stats.read == stats.stored == 213  # every MS2 spectrum of the run
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        md = st.metadata
+        assert (md["precursor_mz"] > 50).all()
+        assert md["rt"].between(430, 471).all()  # RT window of this run, seconds
+        assert md["native_id"].str.startswith("sample=1 period=1").all()
+        assert set(md["ion_mode"]) == {"positive"}
+
+
+def test_mzxml_written_by_pyopenms(tmp_path, data_dir):
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(data_dir / "matchms_testdata.mzML.gz"), exp)
+    oms.MzXMLFile().store(str(tmp_path / "run.mzXML"), exp)
+    n_ms2 = sum(s.getMSLevel() == 2 for s in exp.getSpectra())
+    recs = list(read_spectra(tmp_path / "run.mzXML"))
+    assert len(recs) == n_ms2 == 10
+    assert all(r.params["precursor_mz"] > 0 for r in recs)
+
+
+def test_profile_spectra_are_centroided(tmp_path):
+    """A profile-mode spectrum goes through PeakPickerHiRes on the way in."""
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(RUNS / "peptide_qc1.mzML.gz"), exp)
+    ms2 = [s for s in exp.getSpectra() if s.getMSLevel() == 2][0]
+    mz, inten = ms2.get_peaks()
+    # make a profile spectrum from real peaks: each centroid becomes a Gaussian of 7 points
+    grid = (mz[:, None] + np.linspace(-0.006, 0.006, 7)[None, :]).ravel()
+    prof = (inten[:, None] * np.exp(-np.linspace(-2, 2, 7) ** 2)[None, :]).ravel()
+    profile = oms.MSSpectrum(ms2)
+    profile.set_peaks((grid, prof.astype(np.float32)))
+    profile.setType(oms.SpectrumSettings.SpectrumType.PROFILE)
+    out = oms.MSExperiment()
+    out.addSpectrum(profile)
+    oms.MzMLFile().store(str(tmp_path / "profile.mzML"), out)
+    (rec,) = list(read_spectra(tmp_path / "profile.mzML"))
+    assert rec.params["centroiding"] == "PeakPickerHiRes"
+    assert len(rec.mz) < len(grid)
+    assert np.min(np.abs(rec.mz[:, None] - mz[None, :]), axis=1).max() < 0.01
+
+
+def test_mgf_gnps_and_massspecgym_dialects(data_dir):
+    gnps = list(read_spectra(data_dir / "gnps_pesticides_matchms_train.mgf.gz"))
+    assert len(gnps) == 64 and gnps[0].record_id.startswith("CCMSLIB")
+    msg = list(read_spectra(data_dir / "massspecgym_debug_5_train.mgf.gz"))
+    assert len(msg) == 4 and all(r.params["smiles"] for r in msg)
+
+
+def test_msp_via_matchms(data_dir, tmp_path):
+    recs = list(read_spectra(data_dir / "massbank_ei_5.msp"))
+    assert len(recs) == 5
+    assert recs[0].record_id == "MSBNK-GL_Sciences_Inc-GLS00001"
+    assert len(recs[0].mz) == 340
+
+
+@pytest.mark.parametrize("name", ["run.mzML.gz", "x.MGF", "lib.msp", "a.mzXML"])
+def test_sniff_format(name):
+    assert sniff_format(name) in {"mzml", "mgf", "msp", "mzxml"}
+
+
+def test_unknown_and_missing_files(tmp_path):
+    with pytest.raises(InputFileError, match=r"unknown spectrum file type '\.raw'"):
+        sniff_format("run.raw")
+    with pytest.raises(InputFileError, match="does not exist"):
+        list(read_spectra(tmp_path / "missing.mzML"))

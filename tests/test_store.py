@@ -1,0 +1,58 @@
+import h5py
+import numpy as np
+import pytest
+
+from msid.store import (
+    SpectrumRecord,
+    SpectrumStore,
+    SpectrumStoreWriter,
+    StoreFormatError,
+    subset_store,
+)
+
+
+def test_roundtrip_and_lazy_reads(pesticides_store, tmp_path):
+    with SpectrumStore(pesticides_store) as st:
+        assert len(st) == 64
+        md = st.metadata
+        assert md["smiles"].ne("").all() and md["inchikey"].str.len().eq(27).all()
+        assert set(md["fold"]) <= {"train", "val", "test"}
+        mz, inten = st.peaks(3)
+        assert mz.dtype == np.float64 and inten.dtype == np.float32
+        assert np.all(np.diff(mz) > 0) and inten.max() == pytest.approx(1.0)
+        batch = st.peaks_range(2, 6)
+        assert len(batch) == 4
+        np.testing.assert_array_equal(batch[1][0], mz)
+        many = st.peaks_many([5, 3, 0])
+        np.testing.assert_array_equal(many[1][0], mz)
+        assert st.n_peaks.sum() == len(st.all_peaks()[0])
+        # subset keeps peaks and metadata in the requested order
+        subset_store(pesticides_store, tmp_path / "sub.h5", [3, 0])
+    with SpectrumStore(tmp_path / "sub.h5") as sub:
+        assert list(sub.metadata["id"]) == [md["id"][3], md["id"][0]]
+        np.testing.assert_array_equal(sub.peaks(0)[0], mz)
+
+
+def test_store_is_read_lazily(pesticides_store):
+    """Reading one spectrum touches only its slice: the flat peak datasets stay on disk."""
+    with SpectrumStore(pesticides_store) as st:
+        assert isinstance(st._h5["peaks/mz"], h5py.Dataset)
+        assert st._metadata is None  # metadata too is read only on first use
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    target = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError), SpectrumStoreWriter(target) as w:
+        w.add(SpectrumRecord(np.array([100.0]), np.array([1.0]), {"id": "a"}))
+        raise RuntimeError("killed")
+    assert not target.exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_not_a_store(tmp_path, data_dir):
+    with pytest.raises(StoreFormatError, match="cannot open"):
+        SpectrumStore(data_dir / "massbank_ei_5.msp")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(StoreFormatError, match="not an msid spectrum store"):
+        SpectrumStore(tmp_path / "other.h5")

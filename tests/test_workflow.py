@@ -1,0 +1,159 @@
+"""The workflow itself: lint, schema, env files vs imports, profiles, large dry-runs."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+
+# import name -> conda/pip package name
+PACKAGE_OF = {"pyopenms": "pyopenms", "matchms": "matchms", "pyteomics": "pyteomics",
+              "rdkit": "rdkit", "h5py": "h5py", "numpy": "numpy", "pandas": "pandas",
+              "scipy": "scipy", "tqdm": "tqdm", "yaml": "pyyaml", "ms_entropy": "ms-entropy",
+              "myopic_mces": "myopic-mces", "highspy": "highspy", "matplotlib": "matplotlib",
+              "jinja2": "jinja2", "torch": "pytorch", "safetensors": "safetensors"}
+
+
+def _sm(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _rules() -> dict[str, str]:
+    blocks = {}
+    for f in RULE_FILES:
+        text = f.read_text()
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", text, re.M):
+            blocks[m.group(1)] = m.group(2)
+    return blocks
+
+
+def test_lint_clean():
+    res = _sm("--lint", "--cores", "1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "no issues" in (res.stdout + res.stderr).lower() or "Lints for" not in res.stdout
+
+
+def test_every_rule_declares_log_conda_container_threads_resources():
+    rules = _rules()
+    assert len(rules) >= 10
+    for name, body in rules.items():
+        for key in ("log:", "conda:", "container:", "threads:", "resources:"):
+            assert key in body, f"rule {name} lacks {key}"
+
+
+def _env_packages(env_file: Path) -> set[str]:
+    env = yaml.safe_load(env_file.read_text())
+    pkgs = set()
+    for dep in env["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            pkgs.add(re.split(r"[=<>! ]", item)[0].lower())
+    return pkgs
+
+
+def _third_party_imports(path: Path, seen: set[Path] | None = None) -> set[str]:
+    """Top-level third-party modules imported by a script and, transitively, by msid modules."""
+    seen = seen if seen is not None else set()
+    if path in seen:
+        return set()
+    seen.add(path)
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and
+                 node.level == 0 else [])
+        for name in names:
+            top = name.split(".")[0]
+            if top == "msid":
+                mod = ROOT / "workflow" / Path(*name.split("."))
+                for cand in (mod.with_suffix(".py"), mod / "__init__.py"):
+                    if cand.exists():
+                        found |= _third_party_imports(cand, seen)
+            elif top in PACKAGE_OF:
+                found.add(top)
+    return found
+
+
+def test_env_files_parse_and_cover_what_rule_scripts_import():
+    rules = _rules()
+    envs = {p.stem: _env_packages(p) for p in (ROOT / "envs").glob("*.yaml")}
+    assert envs, "no env files"
+    for name, body in rules.items():
+        env = re.search(r'conda:\s*\n\s*env\("(\w+)"\)', body)
+        assert env, f"rule {name}: conda env not declared via env()"
+        assert env.group(1) in envs, f"rule {name}: envs/{env.group(1)}.yaml missing"
+        assert (ROOT / "containers" / f"{env.group(1)}.def").exists()
+        script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', body)
+        if not script:
+            continue
+        needed = {PACKAGE_OF[m] for m in
+                  _third_party_imports(ROOT / "workflow" / "scripts" / script.group(1))}
+        missing = needed - envs[env.group(1)]
+        assert not missing, f"rule {name}: envs/{env.group(1)}.yaml lacks {sorted(missing)}"
+
+
+def test_container_defs_install_their_env():
+    for d in (ROOT / "containers").glob("*.def"):
+        text = d.read_text()
+        assert text.startswith("Bootstrap: docker")
+        assert f"envs/{d.stem}.yaml" in text
+
+
+def test_config_schema_rejects_bad_values(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("library_search:\n  fragment_tol_da: 0.5\n")
+    res = _sm("-n", "--cores", "1", "--configfile", str(bad))
+    assert res.returncode != 0
+    assert "fragment_tol_da" in res.stdout + res.stderr
+
+
+def test_slurm_profile_dry_run():
+    res = _sm("-n", "--profile", "profiles/slurm", "all")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_dry_run_with_1000_samples(tmp_path):
+    sheet = tmp_path / "samples.tsv"
+    rows = [f"run{i:04d}\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\tsmall_molecule"
+            for i in range(1000)]
+    sheet.write_text("sample\tpath\tkind\n" + "\n".join(rows) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: {sheet}\n")
+    res = _sm("-n", "--cores", "2", "--configfile", str(cfg), "--quiet", "rules", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert re.search(r"report_run\s+1000", out), out[-2000:]
+
+
+def test_runs_dir_becomes_samples(tmp_path):
+    runs = tmp_path / "incoming"
+    runs.mkdir()
+    for name in ("a.mzML.gz", "b.mgf", "notes.txt"):
+        (runs / name).write_bytes((ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes()
+                                  if name != "notes.txt" else b"x")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: ''\nruns_dir: {runs}\nbenchmark: {{enabled: false}}\n")
+    res = _sm("-n", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert re.search(r"report_run\s+2", res.stdout + res.stderr)
+
+
+@pytest.mark.parametrize("fmt", ["snakefmt"])
+def test_snakefmt_clean(fmt):
+    exe = Path(sys.executable).parent / fmt
+    if not exe.exists():
+        pytest.skip(f"{fmt} not installed")
+    res = subprocess.run([str(exe), "--check", "workflow"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
