@@ -2,11 +2,10 @@ import gzip
 import itertools
 
 import numpy as np
-from rdkit import Chem
-from rdkit.Chem import rdMolDescriptors
-
 from msid.chem.candidates import CandidateIndex, candidate_set, formula_and_mass
 from msid.chem.structures import parse_structure
+from rdkit import Chem
+from rdkit.Chem import rdMolDescriptors
 
 RES = __import__("conftest").RESOURCES
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from msid.metrics import MetricsRecord
 from msid.rankings import read_rankings
 
@@ -62,8 +61,12 @@ def test_leaderboard_has_baselines_measured_in_the_same_run(demo):
         assert sub.at["library", "hit@1_ci_low"] > sub.at["random", "hit@1_ci_high"]
         assert sub.at["library", "mces@1"] < sub.at["random", "mces@1"]
     rec = MetricsRecord.from_json(
-        (demo / "results/benchmark/metrics/library.mass.json").read_text())
+        (demo / "results/benchmark/metrics/library.mass.standard.json").read_text())
     assert rec.config_hash and rec.extra["candidates_median"] >= 1
+    # spectrum-blind control: library search loses its edge, random ranking is unchanged
+    mass = lb[lb["candidates"] == "mass"].set_index("method")
+    assert mass.at["library", "hit@1_spectrum_blind"] < mass.at["library", "hit@1_ci_low"]
+    assert mass.at["random", "hit@1_spectrum_blind"] == pytest.approx(mass.at["random", "hit@1"])
     for ext in ("md", "tex", "png"):
         assert (demo / f"results/leaderboard/leaderboard.{ext}").stat().st_size > 100
 

@@ -3,11 +3,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from msid.evaluate import bootstrap_ci, evaluate_rankings, mces_distance
 from msid.metrics import MetricsRecord
-from msid.rankings import read_rankings, rows_for_query, write_rankings
 from msid.rankings import RankedCandidate as RC
+from msid.rankings import read_rankings, rows_for_query, write_rankings
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 PARACETAMOL = "CC(=O)Nc1ccc(O)cc1"
@@ -24,7 +23,8 @@ def test_mces_distance():
 
 
 def test_hit_at_k_and_mces(tmp_path):
-    rows = (rows_for_query("q1", "m", [RC(ASPIRIN, IK[ASPIRIN], .9), RC(CAFFEINE, IK[CAFFEINE], .1)])
+    rows = (rows_for_query("q1", "m", [RC(ASPIRIN, IK[ASPIRIN], .9),
+                                       RC(CAFFEINE, IK[CAFFEINE], .1)])
             + rows_for_query("q2", "m", [RC(CAFFEINE, IK[CAFFEINE], .8),
                                          RC(PARACETAMOL, IK[PARACETAMOL], .5)])
             + rows_for_query("q3", "m", []))  # abstains: counts as a miss

@@ -1,7 +1,6 @@
 import numpy as np
 import pyopenms as oms
 import pytest
-
 from msid.convert import convert_file
 from msid.io import InputFileError, read_spectra, sniff_format
 from msid.store import SpectrumStore
@@ -34,7 +33,7 @@ def test_profile_spectra_are_centroided(tmp_path):
     """A profile-mode spectrum goes through PeakPickerHiRes on the way in."""
     exp = oms.MSExperiment()
     oms.MzMLFile().load(str(RUNS / "peptide_qc1.mzML.gz"), exp)
-    ms2 = [s for s in exp.getSpectra() if s.getMSLevel() == 2][0]
+    ms2 = next(s for s in exp.getSpectra() if s.getMSLevel() == 2)
     mz, inten = ms2.get_peaks()
     # make a profile spectrum from real peaks: each centroid becomes a Gaussian of 7 points
     grid = (mz[:, None] + np.linspace(-0.006, 0.006, 7)[None, :]).ravel()
@@ -75,3 +74,15 @@ def test_unknown_and_missing_files(tmp_path):
         sniff_format("run.raw")
     with pytest.raises(InputFileError, match="does not exist"):
         list(read_spectra(tmp_path / "missing.mzML"))
+
+
+def test_missing_smiles_repaired_from_inchi(data_dir, tmp_path):
+    """A record with an InChI but no SMILES gets its SMILES (and InChIKey) from the InChI."""
+    text = (data_dir / "massbank_ei_5.msp").read_text()
+    first = text.split("\n\n")[0]
+    broken = "\n".join(ln for ln in first.splitlines() if not ln.startswith(("SMILES", "INCHIKEY")))
+    (tmp_path / "one.msp").write_text(broken + "\n\n")
+    convert_file(tmp_path / "one.msp", tmp_path / "one.h5", progress=False)
+    with SpectrumStore(tmp_path / "one.h5") as st:
+        md = st.metadata.iloc[0]
+    assert md["smiles"] and md["inchikey"] == "RQEUFEKYXDPUSK-UHFFFAOYSA-N"

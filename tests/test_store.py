@@ -1,7 +1,6 @@
 import h5py
 import numpy as np
 import pytest
-
 from msid.store import (
     SpectrumRecord,
     SpectrumStore,

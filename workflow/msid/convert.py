@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from matchms import Spectrum
-from matchms.filtering import default_filters
+from matchms.filtering import (
+    default_filters,
+    derive_inchikey_from_inchi,
+    derive_smiles_from_inchi,
+)
 from tqdm import tqdm
 
 from msid.io import RawSpectrum, read_spectra
@@ -62,6 +66,8 @@ def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
         spectrum = Spectrum(checked.mz, checked.intensity, metadata=dict(checked.params),
                             metadata_harmonization=True)
         spectrum = default_filters(spectrum)
+        if not spectrum.get("smiles") and spectrum.get("inchi"):  # repair a missing SMILES
+            spectrum = derive_inchikey_from_inchi(derive_smiles_from_inchi(spectrum))
         ms_level = int(float(checked.params.get("ms_level", checked.params.get("mslevel", 2))))
     except Exception as e:  # matchms validates peaks and metadata values
         return f"matchms rejected the record: {e}"

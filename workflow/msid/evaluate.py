@@ -78,7 +78,8 @@ def evaluate_rankings(rankings: pd.DataFrame, truth: pd.DataFrame, *, method: st
                       dataset: str, fold: str, candidates: str, task: str = "retrieval",
                       ks: Sequence[int] = HIT_KS, with_mces: bool = True, n_boot: int = 1000,
                       seed: int = 0, config: object = None, model_hash: str = "",
-                      extra: dict | None = None) -> tuple[MetricsRecord, pd.DataFrame]:
+                      extra: dict | None = None, variant: str = "standard"
+                      ) -> tuple[MetricsRecord, pd.DataFrame]:
     per_query = hit_ranks(rankings, truth)
     metrics: dict[str, Metric] = {}
     for k in ks:
@@ -98,5 +99,6 @@ def evaluate_rankings(rankings: pd.DataFrame, truth: pd.DataFrame, *, method: st
     record = MetricsRecord(task=task, method=method, dataset=dataset, fold=fold,
                            candidates=candidates, n_queries=len(per_query), metrics=metrics,
                            config_hash=config_hash(config) if config is not None else "",
-                           model_hash=model_hash, extra={**stats, **(extra or {})})
+                           model_hash=model_hash, extra={**stats, **(extra or {})},
+                           variant=variant)
     return record, per_query

@@ -35,6 +35,7 @@ class MetricsRecord:
     config_hash: str = ""
     model_hash: str = ""
     extra: dict = field(default_factory=dict)
+    variant: str = "standard"  # "standard" or a control such as "spectrum_blind"
     msid_version: str = __version__
 
     def to_json(self) -> str:

@@ -45,6 +45,7 @@ wildcard_constraints:
     sample="[A-Za-z0-9_.-]+",
     method="[A-Za-z0-9_]+",
     kind="mass|formula",
+    variant="standard|spectrum_blind",
     fold="train|val|test",
     library="[A-Za-z0-9_-]+",
 
@@ -60,6 +61,12 @@ def image(name):
 
 def run_input(wildcards):
     return samples.loc[wildcards.sample, "path"]
+
+
+def queries_for_variant(wildcards):
+    if wildcards.variant == "spectrum_blind":
+        return "results/benchmark/queries.spectrum_blind.h5"
+    return "results/benchmark/queries.h5"
 
 
 def benchmark_outputs():

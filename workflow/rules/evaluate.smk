@@ -26,18 +26,40 @@ rule benchmark_inputs:
         "../scripts/benchmark_inputs.py"
 
 
+rule spectrum_blind_queries:
+    """Control: each query keeps its precursor and truth but gets another structure's peaks."""
+    input:
+        "results/benchmark/queries.h5",
+    output:
+        "results/benchmark/queries.spectrum_blind.h5",
+    log:
+        "logs/spectrum_blind_queries.log",
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        seed=BENCH["seed"],
+    script:
+        "../scripts/spectrum_blind_queries.py"
+
+
 rule benchmark_rank:
     """Rank every benchmark query's candidates with one method (train-fold library only)."""
     input:
-        queries="results/benchmark/queries.h5",
+        queries=queries_for_variant,
         candidates="results/benchmark/candidates.{kind}.tsv",
         library=f"results/library/{LIB}.train.h5",
     output:
-        "results/benchmark/rankings/{method}.{kind}.tsv",
+        "results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
     log:
-        "logs/benchmark_rank/{method}.{kind}.log",
+        "logs/benchmark_rank/{method}.{kind}.{variant}.log",
     benchmark:
-        "benchmarks/benchmark_rank/{method}.{kind}.tsv"
+        "benchmarks/benchmark_rank/{method}.{kind}.{variant}.tsv"
     conda:
         env("chem")
     container:
@@ -56,15 +78,15 @@ rule benchmark_rank:
 rule evaluate:
     """The shared harness: Hit@1/5/20, MCES@1, bootstrap CIs -> MetricsRecord JSON."""
     input:
-        rankings="results/benchmark/rankings/{method}.{kind}.tsv",
-        queries="results/benchmark/queries.h5",
+        rankings="results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
+        queries=queries_for_variant,
     output:
-        metrics="results/benchmark/metrics/{method}.{kind}.json",
-        per_query="results/benchmark/metrics/{method}.{kind}.per_query.tsv",
+        metrics="results/benchmark/metrics/{method}.{kind}.{variant}.json",
+        per_query="results/benchmark/metrics/{method}.{kind}.{variant}.per_query.tsv",
     log:
-        "logs/evaluate/{method}.{kind}.log",
+        "logs/evaluate/{method}.{kind}.{variant}.log",
     benchmark:
-        "benchmarks/evaluate/{method}.{kind}.tsv"
+        "benchmarks/evaluate/{method}.{kind}.{variant}.tsv"
     conda:
         env("chem")
     container:
@@ -77,7 +99,7 @@ rule evaluate:
         dataset=LIB,
         fold=BENCH["fold"],
         n_boot=BENCH["n_boot"],
-        mces=BENCH["mces"],
+        mces=lambda wc: BENCH["mces"] and wc.variant == "standard",
         seed=BENCH["seed"],
         config=BENCH,
     script:

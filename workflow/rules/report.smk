@@ -32,9 +32,10 @@ rule leaderboard:
     """Leaderboard tables and bar chart from every MetricsRecord JSON."""
     input:
         metrics=expand(
-            "results/benchmark/metrics/{method}.{kind}.json",
+            "results/benchmark/metrics/{method}.{kind}.{variant}.json",
             method=BENCH["methods"],
             kind=BENCH["candidate_kinds"],
+            variant=["standard", "spectrum_blind"],
         ),
         candidate_sets="results/benchmark/candidate_sets.json",
     output:

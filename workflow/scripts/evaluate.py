@@ -16,7 +16,8 @@ record, per_query = evaluate_rankings(
     read_rankings(snakemake.input.rankings), truth, method=snakemake.wildcards.method,
     dataset=snakemake.params.dataset, fold=snakemake.params.fold,
     candidates=snakemake.wildcards.kind, with_mces=snakemake.params.mces,
-    n_boot=snakemake.params.n_boot, seed=snakemake.params.seed, config=snakemake.params.config)
+    n_boot=snakemake.params.n_boot, seed=snakemake.params.seed, config=snakemake.params.config,
+    variant=snakemake.wildcards.variant)
 record.write(snakemake.output.metrics)
 write_table(per_query, snakemake.output.per_query)
 print(record.to_json())

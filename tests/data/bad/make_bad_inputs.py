@@ -10,8 +10,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 DATA = HERE.parent
-blocks = re.findall(r"BEGIN IONS.*?END IONS\n",
-                    gzip.open(DATA / "gnps_pesticides_matchms_train.mgf.gz", "rt").read(), re.S)
+with gzip.open(DATA / "gnps_pesticides_matchms_train.mgf.gz", "rt") as fh:
+    blocks = re.findall(r"BEGIN IONS.*?END IONS\n", fh.read(), re.S)
 good = blocks[:6]
 
 
@@ -45,7 +45,8 @@ records = [blocks[10], blocks[11], *bad.values(), good[5], blocks[12]]
 # MGF cut in the middle of a record (no END IONS)
 (HERE / "truncated.mgf").write_text("".join(blocks[20:23]) + blocks[23][: len(blocks[23]) // 2])
 # mzML cut in the middle: no longer well-formed XML
-mzml = gzip.open(DATA / "matchms_testdata.mzML.gz", "rb").read()
+with gzip.open(DATA / "matchms_testdata.mzML.gz", "rb") as fh:
+    mzml = fh.read()
 (HERE / "truncated.mzML").write_bytes(mzml[: len(mzml) // 2])
 # not a spectrum file at all, under a spectrum file name
 (HERE / "not_spectra.mgf").write_text("this is a sample sheet, not an MGF\nsample\tpath\n")

@@ -32,7 +32,7 @@ def _template() -> jinja2.Template:
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike,
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12,
-                     min_score: float = 0.0) -> None:
+                     min_score: float = 0.0, confident_score: float = 0.7) -> None:
     ids = read_rankings(identifications)
     with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
         md = store.metadata
@@ -73,7 +73,8 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=", ".join(sorted(set(md["source_file"]))) if len(md) else "",
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
-        n_identified=int(identified.sum()),
+        n_identified=int(identified.sum()), confident_score=confident_score,
+        n_confident=int((top["score"] >= confident_score).sum()),
         reasons=reasons.to_dict("records"),
         quarantine=quarantine.head(500).to_dict("records"),
         quarantine_truncated=max(0, n_q - 500),
