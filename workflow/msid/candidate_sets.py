@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pandas as pd
 
 from msid.chem.adducts import neutral_mass
 from msid.chem.candidates import CandidateIndex, candidate_set
-from msid.chem.structures import Structure, parse_structure
+from msid.chem.structures import Structure, parse_structure, unique_structures
 from msid.store import SpectrumStore
 
 
@@ -37,19 +36,6 @@ def read_candidate_file(path: str | os.PathLike) -> tuple[str, dict[str, list[st
     if not {"query_id", "smiles"} <= set(df.columns):
         raise ValueError(f"{path}: a candidate TSV needs columns query_id, smiles")
     return "query_id", df.groupby("query_id")["smiles"].apply(list).to_dict()
-
-
-def _structures(smiles: Iterable[str], max_n: int) -> list[Structure]:
-    out, seen = [], set()
-    for s in smiles:
-        st = parse_structure(s)
-        if st is None or not st.inchikey or st.inchikey14 in seen:
-            continue
-        seen.add(st.inchikey14)
-        out.append(st)
-        if len(out) >= max_n:
-            break
-    return out
 
 
 def shuffled(cands: list[Structure], seed: int, key: str) -> list[Structure]:
@@ -90,7 +76,7 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
                                None)
             else:
                 lst = table.get(qid)
-            cands = _structures(lst or [], max_n)
+            cands = unique_structures(lst or [], max_n)
             if include_true and true and all(c.inchikey14 != true.inchikey14 for c in cands):
                 cands = [true, *cands[: max_n - 1]]
         else:

@@ -11,8 +11,6 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from matchms.filtering import (
 from tqdm import tqdm
 
 from msid.io import RawSpectrum, read_spectra
+from msid.parallel import chunks, imap_ordered
 from msid.spectrum import matchms_to_record
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStoreWriter
 
@@ -84,11 +83,6 @@ def _harmonise_chunk(args: tuple[list[RawSpectrum], str]) -> list[tuple[str, Spe
     return [(r.record_id, harmonise(r, source_file)) for r in chunk]
 
 
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
 def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 1,
                  progress: bool = True) -> ConvertStats:
     """Read ``path`` (mzML/mzXML/MGF/MSP, gz allowed) into a store at ``out`` (atomic write)."""
@@ -103,7 +97,7 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
             stats.quarantined[reason] += 1
 
         def batches() -> Iterator[tuple[list[RawSpectrum], str]]:
-            for batch in _chunks(iter(read_spectra(path)), 2000):
+            for batch in chunks(read_spectra(path), 2000):
                 good = []
                 for item in batch:
                     stats.read += 1
@@ -116,20 +110,13 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                         good.append(item)
                 yield good, path.name
 
-        pool = Pool(n_jobs) if n_jobs > 1 else None
-        try:
-            results = (pool.imap(_harmonise_chunk, batches()) if pool
-                       else map(_harmonise_chunk, batches()))
-            for chunk in results:
-                for rid, rec in chunk:
-                    if isinstance(rec, str):
-                        reject(rid, rec)
-                    else:
-                        writer.add(rec)
-                        stats.stored += 1
-                bar.update(len(chunk))
-        finally:
-            if pool:
-                pool.terminate()
-            bar.close()
+        for chunk in imap_ordered(_harmonise_chunk, batches(), n_jobs):
+            for rid, rec in chunk:
+                if isinstance(rec, str):
+                    reject(rid, rec)
+                else:
+                    writer.add(rec)
+                    stats.stored += 1
+            bar.update(len(chunk))
+    bar.close()
     return stats

@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from itertools import islice
-from multiprocessing import Pool
 
 import matchms.filtering as mf
 import numpy as np
@@ -23,6 +21,7 @@ from tqdm import tqdm
 
 from msid.chem.structures import parse_structure
 from msid.folds import FoldSpec, fold_of, peptide_key
+from msid.parallel import chunks, imap_ordered
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
 logging.getLogger("matchms").setLevel(logging.ERROR)
@@ -177,30 +176,19 @@ def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
             for _, q in store.quarantine.iterrows():
                 writer.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
                 stats.carried_quarantine += 1
-            jobs = ((chunk, cfg) for chunk in _chunks(store.iter_records(), 2000))
-            pool = Pool(n_jobs) if n_jobs > 1 else None
+            jobs = ((chunk, cfg) for chunk in chunks(store.iter_records(), 2000))
             bar = tqdm(total=len(store), desc="preprocess", unit=" spectra",
                        disable=not progress, mininterval=2)
-            try:
-                for chunk in (pool.imap(_process_chunk, jobs) if pool
-                              else map(_process_chunk, jobs)):
-                    for rec, result in chunk:
-                        stats.read += 1
-                        if isinstance(result, str):
-                            writer.quarantine(QuarantineRecord(
-                                str(rec.meta["source_file"]), str(rec.meta["id"]), result))
-                            stats.quarantined[": ".join(result.split(": ")[:2])] += 1
-                        else:
-                            writer.add(result)
-                            stats.kept += 1
-                    bar.update(len(chunk))
-            finally:
-                if pool:
-                    pool.terminate()
-                bar.close()
+            for chunk in imap_ordered(_process_chunk, jobs, n_jobs):
+                for rec, result in chunk:
+                    stats.read += 1
+                    if isinstance(result, str):
+                        writer.quarantine(QuarantineRecord(
+                            str(rec.meta["source_file"]), str(rec.meta["id"]), result))
+                        stats.quarantined[": ".join(result.split(": ")[:2])] += 1
+                    else:
+                        writer.add(result)
+                        stats.kept += 1
+                bar.update(len(chunk))
+            bar.close()
     return stats
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    while batch := list(islice(items, size)):
-        yield batch

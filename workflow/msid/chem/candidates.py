@@ -29,7 +29,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdMolDescriptors
 
-from msid.chem.structures import Structure, parse_structure
+from msid.chem.structures import Structure, unique_structures
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -212,17 +212,7 @@ class CandidateIndex:
     def structures(self, indices: Iterable[int], max_n: int,
                    exclude_ik14: str = "") -> list[Structure]:
         """Up to ``max_n`` unique (by InChIKey first block), parseable structures, in order."""
-        out: list[Structure] = []
-        seen = {exclude_ik14} if exclude_ik14 else set()
-        for i in indices:
-            st = parse_structure(self.smiles(int(i)))
-            if st is None or not st.inchikey or st.inchikey14 in seen:
-                continue
-            seen.add(st.inchikey14)
-            out.append(st)
-            if len(out) >= max_n:
-                break
-        return out
+        return unique_structures((self.smiles(int(i)) for i in indices), max_n, exclude_ik14)
 
 
 def candidate_set(index: CandidateIndex, *, mass: float | None = None,

@@ -7,6 +7,7 @@ all the same way keeps SMILES spelling from leaking which candidate is the true 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -57,3 +58,18 @@ def normalize_smiles(smiles: str) -> str | None:
 def inchikey14(smiles: str) -> str | None:
     s = parse_structure(smiles)
     return s.inchikey14 if s and s.inchikey else None
+
+
+def unique_structures(smiles: Iterable[str], max_n: int, exclude_ik14: str = "") -> list[Structure]:
+    """Up to ``max_n`` parseable structures, first occurrence of each InChIKey first block."""
+    out: list[Structure] = []
+    seen = {exclude_ik14} if exclude_ik14 else set()
+    for s in smiles:
+        st = parse_structure(s)
+        if st is None or not st.inchikey or st.inchikey14 in seen:
+            continue
+        seen.add(st.inchikey14)
+        out.append(st)
+        if len(out) >= max_n:
+            break
+    return out

@@ -1,0 +1,33 @@
+"""Order-preserving chunked map over worker processes (or in-process for one job)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from multiprocessing import Pool
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def imap_ordered(fn: Callable[[T], R], jobs: Iterable[T], n_jobs: int = 1) -> Iterator[R]:
+    """``map(fn, jobs)`` in input order, on ``n_jobs`` processes when more than one.
+
+    The input is consumed lazily, so a large file streams through with bounded memory; the
+    worker pool is torn down however the consumer stops.
+    """
+    if n_jobs <= 1:
+        yield from map(fn, jobs)
+        return
+    pool = Pool(n_jobs)
+    try:
+        yield from pool.imap(fn, jobs)
+    finally:
+        pool.terminate()
