@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from conftest import run_snakemake as _snakemake
 from msid.metrics import MetricsRecord
 from msid.rankings import read_rankings
 
@@ -16,25 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    # targets first: --configfile takes every following word
-    targets = [a for a in args if a == "all"]
-    options = [a for a in args if a != "all"]
-    cmd = [sys.executable, "-m", "snakemake", *targets, "-s",
-           str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-           *options]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("demo")
-    for name in ("config", "resources"):
-        (work / name).symlink_to(ROOT / name)
-    res = _snakemake(work, "--configfile", str(ROOT / "config" / "demo.yaml"), "all")
-    assert res.returncode == 0, res.stderr[-5000:]
-    return work
+def demo(demo_run) -> Path:
+    return demo_run
 
 
 def test_reports_per_run(demo):

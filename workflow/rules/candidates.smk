@@ -14,8 +14,8 @@ rule candidate_index:
         image("chem")
     threads: config.get("threads", {}).get("candidates", 2)
     resources:
-        mem_mb=6000,
-        runtime=30,
+        mem_mb=scaled(6000),
+        runtime=scaled(30),
     params:
         names=list(config["candidates"]["sources"].keys()),
     script:

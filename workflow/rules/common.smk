@@ -50,6 +50,11 @@ wildcard_constraints:
     library="[A-Za-z0-9_-]+",
 
 
+def scaled(base):
+    """A resource that grows with the attempt number, so a retried job asks for more."""
+    return lambda wildcards, attempt: base * attempt
+
+
 def env(name):
     """conda env file for a rule group (paths relative to the rule files)."""
     return f"../../envs/{name}.yaml"

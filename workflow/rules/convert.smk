@@ -12,8 +12,8 @@ rule convert_run:
         image("openms")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=scaled(2000),
+        runtime=scaled(30),
     script:
         "../scripts/convert.py"
 
@@ -34,7 +34,7 @@ rule convert_library:
         image("openms")
     threads: config.get("threads", {}).get("convert_library", 2)
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=scaled(6000),
+        runtime=scaled(60),
     script:
         "../scripts/convert.py"

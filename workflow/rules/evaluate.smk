@@ -17,8 +17,8 @@ rule benchmark_inputs:
         image("chem")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     params:
         kinds=BENCH["candidate_kinds"],
         benchmark=BENCH,
@@ -40,8 +40,8 @@ rule spectrum_blind_queries:
         image("chem")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     params:
         seed=BENCH["seed"],
     script:
@@ -66,8 +66,8 @@ rule benchmark_rank:
         image("chem")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
     params:
         search=config["library_search"],
         seed=BENCH["seed"],
@@ -93,8 +93,8 @@ rule evaluate:
         image("chem")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
     params:
         dataset=LIB,
         fold=BENCH["fold"],

@@ -13,8 +13,8 @@ rule identify_run:
         image("chem")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     params:
         methods=config["identify"]["methods"],
         top_k=config["identify"]["top_k"],

@@ -12,8 +12,8 @@ rule preprocess_run:
         image("chem")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=scaled(2000),
+        runtime=scaled(30),
     params:
         config=config["preprocess"]["runs"],
     script:
@@ -36,8 +36,8 @@ rule preprocess_library:
         image("chem")
     threads: config.get("threads", {}).get("preprocess_library", 2)
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=scaled(6000),
+        runtime=scaled(60),
     params:
         config=config["preprocess"]["library"],
     script:
@@ -60,7 +60,7 @@ rule split_library:
         image("chem")
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=30,
+        mem_mb=scaled(6000),
+        runtime=scaled(30),
     script:
         "../scripts/split_library.py"

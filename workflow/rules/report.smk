@@ -19,8 +19,8 @@ rule report_run:
         image("report")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=scaled(2000),
+        runtime=scaled(20),
     params:
         n_mirror=config["identify"]["report_mirror_plots"],
         kind=lambda wc: samples.loc[wc.sample, "kind"],
@@ -55,7 +55,7 @@ rule leaderboard:
         image("report")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     script:
         "../scripts/leaderboard.py"
