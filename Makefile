@@ -7,14 +7,15 @@ STAMP := $(VENV)/.msid-installed
 CORES ?= 2
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast bench benchmark lint report clean
+.PHONY: setup demo test test-fast bench benchmark models lint report clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/main.txt requirements/dev.txt
+$(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements/main.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install -q -r requirements/main.txt -r requirements/torch.txt \
+		-r requirements/dev.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
@@ -34,6 +35,12 @@ test-fast: setup
 ## bench: throughput numbers (preprocessing, candidate index, library search vs FlashEntropySearch)
 bench: setup
 	$(BIN)/msid bench --jobs $(CORES) --out results/bench.json
+
+## models: train every retrieval model family on the MassBank train fold, then ship them
+models: setup
+	$(BIN)/snakemake models --profile profiles/local --cores $(CORES)
+	mkdir -p resources/models
+	cp results/models/*.safetensors results/models/*.json resources/models/
 
 ## benchmark: the full leaderboard (every test-fold query)
 benchmark: setup

@@ -57,6 +57,7 @@ def run_snakemake(workdir: Path, *args: str, profile: str | None = None,
 
 
 def make_workdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
     for name in ("config", "resources"):
         (path / name).symlink_to(ROOT / name)
     return path

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from msid.convert import convert_file
 from msid.io import InputFileError
 from msid.preprocess import PreprocessConfig, preprocess_store

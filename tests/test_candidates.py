@@ -2,10 +2,11 @@ import gzip
 import itertools
 
 import numpy as np
-from msid.chem.candidates import CandidateIndex, candidate_set, formula_and_mass
-from msid.chem.structures import parse_structure
 from rdkit import Chem
 from rdkit.Chem import rdMolDescriptors
+
+from msid.chem.candidates import CandidateIndex, candidate_set, formula_and_mass
+from msid.chem.structures import parse_structure
 
 RES = __import__("conftest").RESOURCES
 

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from msid.evaluate import bootstrap_ci, evaluate_rankings, mces_distance
 from msid.metrics import MetricsRecord
 from msid.rankings import RankedCandidate as RC

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from ms_entropy import FlashEntropySearch, calculate_entropy_similarity, clean_spectrum
+
 from msid.search.library import LibrarySearchConfig, SpectralLibrary, clean_for_entropy
 from msid.store import SpectrumStore
 

@@ -1,4 +1,5 @@
 import numpy as np
+
 from msid.folds import FoldSpec, fold_of, peptide_key
 from msid.preprocess import PreprocessConfig, preprocess_store
 from msid.store import SpectrumStore

@@ -1,6 +1,7 @@
 import numpy as np
 import pyopenms as oms
 import pytest
+
 from msid.convert import convert_file
 from msid.io import InputFileError, read_spectra, sniff_format
 from msid.store import SpectrumStore

@@ -61,9 +61,11 @@ def _sacct(env: dict, since: str) -> pd.DataFrame:
 def test_demo_dag_under_slurm_with_a_cancelled_job(cluster, demo_run, tmp_path):
     work = make_workdir(tmp_path / "slurm_demo")
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
-    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(ROOT / "workflow/Snakefile"),
-           "--directory", str(work), "--profile", str(ROOT / "profiles/slurm"),
-           "--configfile", str(ROOT / "config/demo.yaml")]
+    # the demo DAG plus one (small) training job, which must land on the GPU partition
+    cmd = [sys.executable, "-m", "snakemake", "all", "results/models/fp_ffn.safetensors",
+           "-s", str(ROOT / "workflow/Snakefile"), "--directory", str(work),
+           "--profile", str(ROOT / "profiles/slurm"), "--configfile",
+           str(ROOT / "config/demo.yaml"), str(ROOT / "tests/slurm/train_smoke.yaml")]
     env = {**os.environ, "MPLBACKEND": "Agg", **cluster}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
@@ -97,6 +99,9 @@ def test_demo_dag_under_slurm_with_a_cancelled_job(cluster, demo_run, tmp_path):
     others = jobs[jobs["job"] != cancelled]
     assert (others["state"] == "COMPLETED").all(), others[others["state"] != "COMPLETED"]
     gpu_rules = _gpu_rules()
+    assert "train_model" in gpu_rules
+    trained = others[others["comment"].str.startswith("rule_train_model")]
+    assert len(trained) == 1 and trained["state"].iat[0] == "COMPLETED"
     for _, j in others.iterrows():
         on_gpu = any(j["comment"].startswith(f"rule_{r}") for r in gpu_rules)
         assert j["partition"] == ("gpu" if on_gpu else "cpu"), j.to_dict()

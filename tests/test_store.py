@@ -1,6 +1,7 @@
 import h5py
 import numpy as np
 import pytest
+
 from msid.store import (
     SpectrumRecord,
     SpectrumStore,

@@ -96,6 +96,19 @@ def cmd_build_index(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    import yaml
+
+    from msid.models import train_model
+
+    config = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
+    if a.size:
+        config["size"] = a.size
+    metrics = train_model(a.family, a.train, a.val, a.index, config, a.out)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
 def cmd_methods(a: argparse.Namespace) -> int:
     from msid.methods import available
 
@@ -129,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="molecule file (repeatable); default: the shipped pool and decoys")
     p.add_argument("--out", required=True)
     p.add_argument("--jobs", type=int, default=2)
+    p = sub.add_parser("train", help="train a retrieval model (safetensors + model card)")
+    p.add_argument("family", choices=["ranker", "reconstructor", "deepsets", "fp_ffn"])
+    p.add_argument("--train", required=True, help="training store (.h5, structure-labelled)")
+    p.add_argument("--val", required=True, help="validation store (.h5)")
+    p.add_argument("--index", required=True, help="candidate index (.npz) for hard negatives "
+                                                  "and validation candidate sets")
+    p.add_argument("--config", help="YAML: {size, model: {...}, train: {...}} overrides")
+    p.add_argument("--size", choices=["tiny", "seed"], help="preset size (default tiny)")
+    p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
     p = sub.add_parser("bench", help="throughput benchmarks (prints numbers)")
     p.add_argument("--library", default="resources/massbank_esi/massbank_esi_msms.mgf.gz")
@@ -140,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_preprocess,
-            "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench}
+            "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench,
+            "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,10 @@ when it ranks candidates, the query's candidate list. Model families register th
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 import numpy as np
@@ -63,6 +65,23 @@ class MethodResources:
 
 
 _REGISTRY: dict[str, Callable[[MethodResources], Method]] = {}
+# modules that register further methods; imported on first use so that a missing optional
+# dependency (torch for the learned methods) only removes those methods
+_PLUGINS = ("msid.models.methods",)
+_PLUGIN_ERRORS: dict[str, str] = {}
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in _PLUGINS:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            _PLUGIN_ERRORS[module] = str(e)
 
 
 def register(name: str) -> Callable:
@@ -73,12 +92,15 @@ def register(name: str) -> Callable:
 
 
 def available() -> list[str]:
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
 def make_method(name: str, resources: MethodResources) -> Method:
+    _load_plugins()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown method '{name}' (available: {', '.join(available())})")
+        why = "".join(f"; {m} not loaded: {e}" for m, e in _PLUGIN_ERRORS.items())
+        raise KeyError(f"unknown method '{name}' (available: {', '.join(available())}{why})")
     return _REGISTRY[name](resources)
 
 
@@ -182,11 +204,18 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
     """Rows of the Rankings table for ``rows`` of ``store`` (all when None)."""
     out: list[dict] = []
     rows = list(range(len(store))) if rows is None else rows
-    for q in tqdm(iter_queries(store, rows), total=len(rows), desc=f"identify {method.name}",
-                  unit=" queries", disable=not progress, mininterval=2):
-        cands = None if candidates is None else candidates.get(q.query_id, [])
-        ranked = method.rank(q, cands)
-        if top_k:
-            ranked = ranked[:top_k]
-        out += rows_for_query(q.query_id, label or method.name, ranked)
+    rank_many = getattr(method, "rank_many", None)  # batched methods (models) rank faster
+    batch = 256 if rank_many else 1
+    bar = tqdm(total=len(rows), desc=f"identify {method.name}", unit=" queries",
+               disable=not progress, mininterval=2)
+    queries = iter_queries(store, rows)
+    while chunk := list(islice(queries, batch)):
+        cands = [None if candidates is None else candidates.get(q.query_id, []) for q in chunk]
+        results = (rank_many(chunk, cands) if rank_many else
+                   [method.rank(q, c) for q, c in zip(chunk, cands, strict=True)])
+        for q, ranked in zip(chunk, results, strict=True):
+            out += rows_for_query(q.query_id, label or method.name,
+                                  ranked[:top_k] if top_k else ranked)
+        bar.update(len(chunk))
+    bar.close()
     return out

@@ -46,6 +46,7 @@ wildcard_constraints:
     method="[A-Za-z0-9_]+",
     kind="mass|formula",
     variant="standard|spectrum_blind",
+    family="ranker|reconstructor|deepsets|fp_ffn",
     fold="train|val|test",
     library="[A-Za-z0-9_-]+",
 
@@ -66,6 +67,16 @@ def image(name):
 
 def run_input(wildcards):
     return samples.loc[wildcards.sample, "path"]
+
+
+LEARNED = {"ranker", "reconstructor", "deepsets", "fp_ffn"}
+
+
+def model_for_method(wildcards):
+    """Shipped model file of a learned method (plain input, not a rule output)."""
+    if wildcards.method in LEARNED:
+        return f"{config['models']['dir']}/{wildcards.method}.safetensors"
+    return []
 
 
 def queries_for_variant(wildcards):

@@ -54,6 +54,7 @@ rule benchmark_rank:
         queries=queries_for_variant,
         candidates="results/benchmark/candidates.{kind}.tsv",
         library=f"results/library/{LIB}.train.h5",
+        model=model_for_method,
     output:
         "results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
     log:
@@ -61,9 +62,9 @@ rule benchmark_rank:
     benchmark:
         "benchmarks/benchmark_rank/{method}.{kind}.{variant}.tsv"
     conda:
-        env("chem")
+        env("torch")
     container:
-        image("chem")
+        image("torch")
     threads: 1
     resources:
         mem_mb=scaled(4000),

@@ -12,7 +12,8 @@ from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
 search = {k: v for k, v in snakemake.params.search.items() if k != "top_k"}
-resources = MethodResources(seed=snakemake.params.seed)
+resources = MethodResources(seed=snakemake.params.seed,
+                            model_path=snakemake.input.model or None)
 if snakemake.wildcards.method == "library":
     resources.library = SpectralLibrary(snakemake.input.library, LibrarySearchConfig(**search))
 method = make_method(snakemake.wildcards.method, resources)

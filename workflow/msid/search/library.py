@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ms_entropy import apply_weight_to_intensity, clean_spectrum
+
 from msid.store import SpectrumStore
 
 

@@ -1,0 +1,292 @@
+"""Retrieval models: encoder, losses, model files, Method wrappers, dataset (real spectra)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from msid.models.config import EncoderConfig, ModelConfig, RunConfig
+from msid.models.encoder import FourierFeatures, SpectrumEncoder
+from msid.models.retrieval import build_model, fingerprint_f1, focal_loss, info_nce
+from msid.spectra_dataset import SpectraDataset, collate_spectra, spectrum_item, top_peaks
+
+
+def _tiny(family: str, **model) -> ModelConfig:
+    over = {"encoder": {"d_model": 32, "n_layers": 1, "n_heads": 2, "n_freqs": 16},
+            "fp_bits": 512, "mol_hidden": 64, "head_hidden": 64, "emb_dim": 32,
+            "deepsets_hidden": 32, "max_peaks": 32, **model}
+    return RunConfig.from_dict({"family": family, "size": "tiny", "model": over}).model
+
+
+@pytest.fixture(scope="module")
+def pest_items(pesticides_store):
+    ds = SpectraDataset(pesticides_store, max_peaks=32)
+    return ds, [ds[i] for i in range(len(ds))]
+
+
+def test_dataset_items_and_collate(pesticides_store):
+    from msid.models.features import MolFeaturizer
+    from msid.store import SpectrumStore
+
+    fp = MolFeaturizer(512, 2, "bits")
+    ds = SpectraDataset(pesticides_store, max_peaks=5, fingerprints=fp)
+    with SpectrumStore(pesticides_store) as st:
+        md = st.metadata
+        assert len(ds) == int((md["smiles"] != "").sum())
+        it = ds[0]
+        mz, inten = st.peaks(int(ds.rows[0]))
+    assert len(it["mz"]) == min(5, len(mz)) and np.all(np.diff(it["mz"]) > 0)
+    kept = np.isin(mz, it["mz"])
+    assert inten[kept].min() >= inten[~kept].max(initial=0)  # the most intense peaks
+    assert it["intensity"].max() == pytest.approx(1.0)
+    assert it["fp"].shape == (512,) and set(np.unique(it["fp"])) <= {0.0, 1.0}
+    assert ds.structures[it["struct_idx"]] and len(ds.structures) <= len(ds)
+    b = collate_spectra([ds[i] for i in range(4)])
+    n = max(len(ds[i]["mz"]) for i in range(4))
+    assert b["mz"].shape == (4, n) and b["mz"].dtype == torch.float64
+    assert b["pad_mask"].sum() == 4 * n - sum(len(ds[i]["mz"]) for i in range(4))
+    assert b["fp"].shape == (4, 512) and b["struct_idx"].shape == (4,)
+    only = SpectraDataset(pesticides_store, adducts=["[M-H]-"])
+    assert len(only) < len(ds)
+    assert SpectraDataset(pesticides_store, adducts=["[M+K]+"]).rows.size == 0
+    mz2, _ = top_peaks(np.array([1.0, 2, 3]), np.array([0.5, 0.5, 1.0]), 2)
+    assert mz2.tolist() == [1.0, 3.0]  # ties: lower m/z first
+
+
+def test_encoder_shapes_and_padding_invariance(pest_items):
+    torch.manual_seed(0)
+    enc = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=2, n_heads=4, n_freqs=16)).eval()
+    _, items = pest_items
+    items = items[:6]
+    batch = collate_spectra(items)
+    with torch.no_grad():
+        out = enc(batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"])
+        assert out.shape == (6, 32) and torch.isfinite(out).all()
+        for i, it in enumerate(items):  # alone (no padding) == in a padded batch
+            one = collate_spectra([it])
+            alone = enc(one["mz"], one["intensity"], one["pad_mask"], one["precursor_mz"])
+            torch.testing.assert_close(alone[0], out[i], atol=1e-5, rtol=1e-5)
+        # garbage in the padded positions changes nothing
+        junk = {k: v.clone() for k, v in batch.items()}
+        junk["mz"][junk["pad_mask"]] = 777.0
+        junk["intensity"][junk["pad_mask"]] = 0.3
+        out2 = enc(junk["mz"], junk["intensity"], junk["pad_mask"], junk["precursor_mz"])
+        torch.testing.assert_close(out, out2, atol=1e-5, rtol=1e-5)
+        # an empty spectrum still embeds (the precursor token is never masked)
+        empty = collate_spectra([spectrum_item(np.zeros(0), np.zeros(0), 300.0, 8)])
+        e = enc(empty["mz"], empty["intensity"], empty["pad_mask"], empty["precursor_mz"])
+        assert torch.isfinite(e).all()
+
+
+def test_fourier_features_resolve_5_mda():
+    ff = FourierFeatures(64, 1e-3, 1e3)
+    x = torch.tensor([500.000, 500.005, 1500.000, 1500.005, 500.000], dtype=torch.float64)
+    f = ff(x)
+    assert f.shape == (5, 128) and f.dtype == torch.float32
+    same = (f[0] - f[4]).norm()
+    near = (f[0] - f[1]).norm()
+    near_hi = (f[2] - f[3]).norm()
+    far = (f[0] - f[2]).norm()
+    assert same == 0
+    assert near > 0.25 * far and near_hi > 0.25 * far  # 5 mDa is far from identical
+    # the finest features separate them; the coarse ones barely move
+    fine = torch.cat([f[:, :8], f[:, 64:72]], 1)
+    coarse = torch.cat([f[:, 56:64], f[:, 120:128]], 1)
+    assert (fine[0] - fine[1]).norm() > 1.0 > 100 * (coarse[0] - coarse[1]).norm()
+
+
+def test_focal_loss_matches_manual():
+    torch.manual_seed(1)
+    logits = torch.randn(4, 10)
+    target = (torch.rand(4, 10) > 0.7).float()
+    for gamma, alpha in ((2.0, -1.0), (0.0, -1.0), (1.5, 0.25)):
+        got = focal_loss(logits, target, gamma, alpha)
+        p = 1 / (1 + np.exp(-logits.numpy().astype(np.float64)))
+        y = target.numpy()
+        pt = np.where(y == 1, p, 1 - p)
+        w = np.where(y == 1, alpha, 1 - alpha) if alpha >= 0 else 1.0
+        manual = np.mean(-w * (1 - pt) ** gamma * np.log(pt))
+        assert float(got) == pytest.approx(manual, rel=1e-5)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert float(focal_loss(logits, target, 0.0)) == pytest.approx(float(bce), rel=1e-6)
+    perfect = torch.tensor([[20.0, -20.0]])
+    assert float(focal_loss(perfect, torch.tensor([[1.0, 0.0]]))) < 1e-12
+    assert float(fingerprint_f1(torch.tensor([[0.9, 0.1, 0.8]]),
+                                torch.tensor([[1.0, 0.0, 0.0]]))) == pytest.approx(2 / 3)
+
+
+def test_info_nce_picks_matching_pair():
+    torch.manual_seed(2)
+    mols = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
+    spec = torch.nn.functional.normalize(mols + 0.1 * torch.randn(6, 16), dim=-1)
+    target = torch.arange(6)
+    scale = torch.tensor(10.0)
+    loss, logits = info_nce(spec, mols, target, scale)
+    assert (logits.argmax(1) == target).all()
+    wrong, _ = info_nce(spec, mols, target.roll(1), scale)
+    assert float(loss) < float(wrong)
+    # excluding a column (another copy of the truth) removes it from the negatives
+    exclude = torch.zeros(6, 6, dtype=torch.bool)
+    exclude[0, 1] = True
+    l2, lg2 = info_nce(spec, mols, target, scale, exclude)
+    assert torch.isinf(lg2[0, 1]) and float(l2) <= float(loss)
+    exclude[0, 0] = True  # the target itself is never excluded
+    _, lg3 = info_nce(spec, mols, target, scale, exclude)
+    assert torch.isfinite(lg3[0, 0])
+
+
+@pytest.mark.parametrize("family", ["ranker", "reconstructor", "deepsets", "fp_ffn"])
+def test_every_family_forward_and_loss(family, pest_items):
+    torch.manual_seed(0)
+    cfg = _tiny(family)
+    model = build_model(cfg)
+    ds, items = pest_items
+    batch = collate_spectra(items[:8])
+    if family == "ranker":
+        from msid.models.features import MolFeaturizer
+        feat = MolFeaturizer(cfg.fp_bits, cfg.fp_radius, cfg.mol_fp)
+        batch["mol_pos"] = torch.from_numpy(feat([ds.structures[i] for i in batch["struct_idx"]]))
+        batch["mol_neg"] = torch.from_numpy(feat(["CCO", "c1ccccc1"] * 8)).reshape(8, 2, -1)
+        batch["neg_valid"] = torch.ones(8, 2, dtype=torch.bool)
+    else:
+        from msid.models.features import MolFeaturizer
+        bits = MolFeaturizer(cfg.fp_bits, cfg.fp_radius, "bits")
+        batch["fp"] = torch.from_numpy(bits([ds.structures[i] for i in batch["struct_idx"]]))
+    loss, _logs = model.loss(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.eval()
+    emb = model.encode_spectra(batch)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(8), atol=1e-5)
+    mol = model.encode_molecules(torch.rand(3, cfg.fp_bits))
+    assert mol.shape[0] == 3 and mol.shape[1] == emb.shape[1]
+
+
+def test_fp_ffn_bins_peaks():
+    cfg = _tiny("fp_ffn")
+    m = build_model(cfg)
+    b = collate_spectra([spectrum_item(np.array([100.04, 100.06, 1004.99, 1200.0]),
+                                       np.array([0.2, 1.0, 0.5, 0.7]), 500.0, 32)])
+    v = m.binned(b)
+    assert v.shape == (1, 10050)
+    assert float(v[0, 1000]) == pytest.approx(1.0)  # 100.0-100.1 Da: max of 0.2 and 1.0
+    assert float(v[0, 10049]) == pytest.approx(0.5)  # 1004.9-1005.0 Da
+    assert float(v.sum()) == pytest.approx(1.5)  # 1200 Da is beyond the last bin
+
+
+# -- model files --------------------------------------------------------------------------------
+def test_model_file_roundtrip_and_errors(tmp_path, pest_items):
+    from msid.modelfile import ModelFileError, card_path, load_model, save_model
+
+    torch.manual_seed(0)
+    cfg = _tiny("reconstructor")
+    model = build_model(cfg).eval()
+    path = tmp_path / "reconstructor.safetensors"
+    card = save_model(model, path, family="reconstructor", config=cfg.to_dict(),
+                      training={"train_store": "x"}, metrics={"val": {"hit@1": 0.5}})
+    assert card_path(path).exists() and len(card["weights_sha256"]) == 64
+    assert card["msid_version"] and card["config"]["fp_bits"] == 512
+    loaded, card2 = load_model(path, family="reconstructor")
+    batch = collate_spectra(pest_items[1][:3])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_spectra(batch), model.encode_spectra(batch))
+    assert card2["metrics"]["val"]["hit@1"] == 0.5
+    assert b"\x80\x04" not in path.read_bytes()[:8]  # not a pickle
+
+    with pytest.raises(ModelFileError, match="family"):
+        load_model(path, family="ranker")
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(ModelFileError, match=r"reconstructor\.safetensors.*sha256"):
+        load_model(path)
+    corrupted = bytearray(good)
+    corrupted[len(good) // 2] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    with pytest.raises(ModelFileError, match=r"reconstructor\.safetensors"):
+        load_model(path)
+    # garbage whose hash the card agrees with: the safetensors parser rejects it
+    path.write_bytes(b"not a safetensors file at all")
+    c = json.loads(card_path(path).read_text())
+    from msid.modelfile import sha256_file
+    c["weights_sha256"] = sha256_file(path)
+    card_path(path).write_text(json.dumps(c))
+    with pytest.raises(ModelFileError, match="safetensors"):
+        load_model(path)
+    # card describing another architecture
+    path.write_bytes(good)
+    c["weights_sha256"] = sha256_file(path)
+    c["config"]["fp_bits"] = 1024
+    card_path(path).write_text(json.dumps(c))
+    with pytest.raises(ModelFileError, match="architecture"):
+        load_model(path)
+    card_path(path).write_text("{not json")
+    with pytest.raises(ModelFileError, match=r"reconstructor\.json"):
+        load_model(path)
+    card_path(path).unlink()
+    with pytest.raises(ModelFileError, match="card missing"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "nope.safetensors")
+
+
+# -- Method wrappers ----------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["ranker", "reconstructor", "deepsets", "fp_ffn"])
+def test_method_rank_returns_all_candidates_sorted(family, tmp_path, pesticides_store, pool_index):
+    import msid.models.methods  # noqa: F401  (registers the methods)
+    from msid.candidate_sets import candidates_for_queries
+    from msid.chem.candidates import CandidateIndex
+    from msid.methods import MethodResources, available, iter_queries, make_method, rank_queries
+    from msid.modelfile import save_model
+    from msid.store import SpectrumStore
+
+    assert family in available()
+    torch.manual_seed(0)
+    cfg = _tiny(family)
+    path = tmp_path / f"{family}.safetensors"
+    save_model(build_model(cfg), path, family=family, config=cfg.to_dict())
+    method = make_method(family, MethodResources(model_path=str(path)))
+    assert method.needs_candidates and not method.needs_library
+    with SpectrumStore(pesticides_store) as st:
+        rows = list(range(8))
+        cands = candidates_for_queries(st, rows, index=CandidateIndex(pool_index),
+                                       include_true=True)
+        queries = list(iter_queries(st, rows))
+        for q in queries:
+            c = cands[q.query_id]
+            ranked = method.rank(q, c)
+            assert len(ranked) == len(c)
+            assert {r.inchikey for r in ranked} == {x.inchikey for x in c}
+            scores = [r.score for r in ranked]
+            assert scores == sorted(scores, reverse=True)
+            assert all(np.isfinite(scores))
+            assert method.rank(q, []) == []
+        batched = method.rank_many(queries, [cands[q.query_id] for q in queries])
+        for q, b in zip(queries, batched, strict=True):
+            single = method.rank(q, cands[q.query_id])
+            assert [r.inchikey for r in b] == [r.inchikey for r in single]
+        rows_out = rank_queries(method, st, rows, cands, progress=False)
+        assert len(rows_out) == sum(len(cands[q.query_id]) for q in queries)
+    with pytest.raises(Exception, match="does not exist"):
+        make_method(family, MethodResources(model_path=str(tmp_path / "missing.safetensors")))
+
+
+def test_presets_and_config_validation():
+    for fam in ("ranker", "reconstructor", "deepsets", "fp_ffn"):
+        for size in ("tiny", "seed"):
+            run = RunConfig.preset(fam, size)
+            assert run.model.family == fam
+            back = RunConfig.from_dict({"family": fam, "size": size,
+                                        "model": {k: v for k, v in run.model.to_dict().items()
+                                                  if k != "family"},
+                                        "train": run.train.to_dict()})
+            assert back.to_dict() == run.to_dict()
+    assert RunConfig.preset("ranker", "tiny").train.bf16 is False
+    assert RunConfig.preset("ranker", "seed").model.encoder.d_model > 64
+    with pytest.raises(ValueError, match="unknown"):
+        RunConfig.from_dict({"family": "ranker", "train": {"lr_typo": 1}})
+    with pytest.raises(ValueError, match="family"):
+        RunConfig.preset("nope")

@@ -1,0 +1,179 @@
+"""Configuration dataclasses for the retrieval models, and size presets (family x size).
+
+``tiny`` trains on 2 CPU cores in minutes; ``seed`` is the GPU starting point. Every config is a
+plain dataclass with ``from_dict`` (unknown keys are an error, so typos do not pass silently) and
+``to_dict`` (what the model card records).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+FAMILIES = ("ranker", "reconstructor", "deepsets", "fp_ffn")
+SIZES = ("tiny", "seed")
+
+
+def _from_dict(cls, d: dict | None):
+    d = dict(d or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    return cls(**d)
+
+
+@dataclass
+class EncoderConfig:
+    """Spectral transformer encoder (peaks as a set of tokens)."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_mult: int = 2
+    dropout: float = 0.1
+    n_freqs: int = 32  # Fourier frequencies of m/z (log-spaced periods)
+    min_period: float = 1e-3  # Da
+    max_period: float = 1e3  # Da
+    neutral_losses: bool = True  # also encode precursor m/z - peak m/z
+    intensity_eps: float = 1e-4  # log(intensity + eps)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> EncoderConfig:
+        return _from_dict(cls, d)
+
+
+@dataclass
+class ModelConfig:
+    family: str = "ranker"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    max_peaks: int = 64  # top-N peaks by intensity
+    fp_bits: int = 2048  # Morgan fingerprint (target, and molecule input)
+    fp_radius: int = 2
+    mol_fp: str = "count"  # molecule encoder input: "count" (log1p counts) or "bits"
+    emb_dim: int = 128  # ranker: joint embedding size
+    mol_hidden: int = 512  # ranker: molecule MLP hidden size
+    head_hidden: int = 512  # reconstructor head / baselines' hidden size
+    focal_gamma: float = 2.0
+    focal_alpha: float = -1.0  # <0: no class weighting
+    init_temperature: float = 0.07
+    ffn_bin_width: float = 0.1  # fp_ffn: bin width (Da)
+    ffn_max_mz: float = 1005.0
+    ffn_layers: int = 2
+    deepsets_hidden: int = 128
+    deepsets_layers: int = 2
+    dropout: float = 0.1  # heads / baselines
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family '{self.family}' (one of {FAMILIES})")
+        if self.mol_fp not in ("count", "bits"):
+            raise ValueError("mol_fp must be 'count' or 'bits'")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> ModelConfig:
+        d = dict(d or {})
+        enc = d.pop("encoder", None)
+        cfg = _from_dict(cls, d)
+        if enc is not None:
+            cfg.encoder = enc if isinstance(enc, EncoderConfig) else EncoderConfig.from_dict(enc)
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    max_steps: int = 2000  # optimizer steps
+    min_lr_ratio: float = 0.05  # cosine decays to lr * this
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0  # 0: no EMA
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
+    seed: int = 0
+    device: str = "auto"  # auto: cuda > mps > cpu
+    bf16: bool = True  # autocast bf16 (CUDA only)
+    compile: bool = False  # torch.compile (CUDA only)
+    num_workers: int = 0
+    num_threads: int = 0  # CPU: torch intra-op threads (0: torch's default); 1 is fastest on
+    #                       small or shared CPUs (OpenMP spinning under contention)
+    n_hard_negatives: int = 4  # ranker: per sample, drawn from the candidate index
+    hard_negative_pool: int = 32  # ranker: candidates kept per training structure
+    hard_negative_ppm: float = 10.0
+    adducts: list[str] = field(default_factory=lambda: ["[M+H]+"])  # [] = all
+    max_train_spectra: int = 0  # 0: all
+    val_max_queries: int = 500
+    val_max_candidates: int = 256
+    max_train_seconds: float = 0.0  # >0: stop after this much training time (not reproducible)
+    progress: bool = True
+    log_every: int = 10
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TrainConfig:
+        d = dict(d or {})
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return _from_dict(cls, d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_ENCODERS = {
+    "tiny": dict(d_model=64, n_layers=2, n_heads=4, ff_mult=2, n_freqs=32, dropout=0.0),
+    "seed": dict(d_model=256, n_layers=6, n_heads=8, ff_mult=4, n_freqs=128),
+}
+
+_MODELS = {
+    "tiny": dict(max_peaks=48, emb_dim=128, mol_hidden=256, head_hidden=512,
+                 deepsets_hidden=128, ffn_layers=2),
+    "seed": dict(max_peaks=128, emb_dim=512, mol_hidden=2048, head_hidden=2048,
+                 deepsets_hidden=512, ffn_layers=3, fp_bits=4096),
+}
+
+_TRAIN = {
+    "tiny": dict(batch_size=64, lr=1e-3, warmup_steps=100, max_steps=1500, eval_every=250,
+                 checkpoint_every=250, patience=4, bf16=False, compile=False, ema_decay=0.0,
+                 n_hard_negatives=3, val_max_queries=300),
+    "seed": dict(batch_size=256, lr=3e-4, warmup_steps=1000, max_steps=60000, eval_every=2000,
+                 checkpoint_every=2000, patience=6, bf16=True, compile=True, ema_decay=0.999,
+                 num_workers=8, val_max_queries=2000),
+}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    train: TrainConfig
+
+    @classmethod
+    def preset(cls, family: str, size: str = "tiny") -> RunConfig:
+        return cls.from_dict({"family": family, "size": size})
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> RunConfig:
+        """``{"family", "size", "model": {...overrides}, "train": {...overrides}}``."""
+        d = dict(d or {})
+        family = d.pop("family", None) or (d.get("model") or {}).get("family") or "ranker"
+        size = d.pop("size", "tiny")
+        if size not in SIZES:
+            raise ValueError(f"unknown size '{size}' (one of {SIZES})")
+        m_over = dict(d.pop("model", None) or {})
+        t_over = dict(d.pop("train", None) or {})
+        if d:
+            raise ValueError(f"RunConfig: unknown keys {sorted(d)}")
+        enc = {**_ENCODERS[size], **(m_over.pop("encoder", None) or {})}
+        model = ModelConfig.from_dict({**_MODELS[size], **m_over, "family": family,
+                                       "encoder": enc})
+        train = TrainConfig.from_dict({**_TRAIN[size], **t_over})
+        return cls(model, train)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "train": self.train.to_dict()}

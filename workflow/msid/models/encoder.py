@@ -1,0 +1,87 @@
+"""Spectral transformer encoder: an MS/MS spectrum (a set of peaks) -> one embedding.
+
+Each peak is a token built from Fourier features of its m/z (log-spaced periods from ~1 mDa to
+~1 kDa, so two peaks a few mDa apart get clearly different codes), of its neutral loss
+(precursor m/z - peak m/z), its log intensity and the precursor m/z (injected into every token).
+A precursor token (never masked) is prepended, so an empty spectrum still has one token.
+Transformer layers with a key padding mask mix the tokens; attention pooling gives one vector.
+
+Phases are computed in float64 (m/z up to ~2000 Da at 1e-3 Da periods needs it), then sin/cos go
+to float32: padding and batch composition never change a spectrum's embedding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from msid.models.config import EncoderConfig
+
+
+class FourierFeatures(nn.Module):
+    """x (any shape, float64 Da) -> [..., 2 * n_freqs] sin/cos at log-spaced periods."""
+
+    def __init__(self, n_freqs: int, min_period: float, max_period: float) -> None:
+        super().__init__()
+        periods = torch.logspace(math.log10(min_period), math.log10(max_period), n_freqs,
+                                 dtype=torch.float64)
+        self.register_buffer("freqs", 2 * math.pi / periods, persistent=False)
+        self.n_out = 2 * n_freqs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            phase = x.to(torch.float64).unsqueeze(-1) * self.freqs
+            phase = torch.remainder(phase, 2 * math.pi)
+            return torch.cat([torch.sin(phase), torch.cos(phase)], -1).to(torch.float32)
+
+
+class AttentionPool(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(d, 1)
+
+    def forward(self, h: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        s = self.score(h).squeeze(-1).float().masked_fill(pad_mask, float("-inf"))
+        w = torch.softmax(s, dim=-1).to(h.dtype)
+        return torch.einsum("bn,bnd->bd", w, h)
+
+
+class SpectrumEncoder(nn.Module):
+    """(mz, intensity, pad_mask, precursor_mz) -> (B, d_model)."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.fourier = FourierFeatures(cfg.n_freqs, cfg.min_period, cfg.max_period)
+        f = self.fourier.n_out
+        n_in = f + 1 + (f if cfg.neutral_losses else 0)
+        self.peak_mlp = nn.Sequential(nn.Linear(n_in, d), nn.GELU(), nn.Linear(d, d))
+        self.prec_mlp = nn.Sequential(nn.Linear(f, d), nn.GELU(), nn.Linear(d, d))
+        self.prec_token = nn.Parameter(torch.zeros(d))
+        layer = nn.TransformerEncoderLayer(d, cfg.n_heads, d * cfg.ff_mult, cfg.dropout,
+                                           activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, cfg.n_layers,
+                                                 enable_nested_tensor=False)
+        self.pool = AttentionPool(d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, mz: torch.Tensor, intensity: torch.Tensor, pad_mask: torch.Tensor,
+                precursor_mz: torch.Tensor) -> torch.Tensor:
+        prec = precursor_mz.to(torch.float64)
+        parts = [self.fourier(mz),
+                 torch.log(intensity.float().clamp_min(0) + self.cfg.intensity_eps)
+                 .unsqueeze(-1) / 5.0]
+        if self.cfg.neutral_losses:
+            parts.append(self.fourier(prec.unsqueeze(1) - mz))
+        tok = self.peak_mlp(torch.cat(parts, -1))
+        p = self.prec_mlp(self.fourier(prec))  # (B, d)
+        tok = tok + p.unsqueeze(1)
+        tok = torch.cat([(p + self.prec_token).unsqueeze(1), tok], 1)
+        pad = torch.cat([torch.zeros_like(pad_mask[:, :1]), pad_mask], 1)
+        tok = tok.masked_fill(pad.unsqueeze(-1), 0.0)
+        h = self.transformer(tok, src_key_padding_mask=pad)
+        return self.norm(self.pool(h, pad))

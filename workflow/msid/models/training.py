@@ -1,0 +1,303 @@
+"""Training entry point for every family: :func:`train_model` (what ``msid train`` calls).
+
+Builds the training dataset from a store, the validation candidate sets (mass window, true
+molecule included, like the benchmark), the ranker's hard negatives (same-mass molecules from
+the candidate index), runs :class:`msid.train.Trainer` and writes the model file + card.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msid.chem.structures import Structure, parse_structure
+from msid.models.config import RunConfig
+from msid.models.features import FeatureBank, MolFeaturizer
+from msid.models.retrieval import RetrievalModel, build_model, fingerprint_f1
+from msid.spectra_dataset import SpectraDataset, collate_spectra, spectrum_item
+
+
+def featurizers(cfg) -> tuple[MolFeaturizer, MolFeaturizer]:
+    """(target bits featurizer, molecule-input featurizer) for a ModelConfig."""
+    bits = MolFeaturizer(cfg.fp_bits, cfg.fp_radius, "bits")
+    kind = cfg.mol_fp if cfg.family == "ranker" else "bits"
+    return bits, (bits if kind == "bits" else MolFeaturizer(cfg.fp_bits, cfg.fp_radius, kind))
+
+
+# -- validation ---------------------------------------------------------------------------------
+@dataclass
+class CandidateQueries:
+    """Queries (spectrum items) with candidate lists and the index of the true one (-1: absent)."""
+
+    items: list[dict]
+    candidates: list[list[str]]  # flat SMILES
+    true_index: list[int]
+    true_smiles: list[str]
+    query_ids: list[str]
+
+
+def candidate_queries(store: str | os.PathLike, candidates: dict[str, list[Structure]],
+                      max_peaks: int, rows: Sequence[int] | None = None) -> CandidateQueries:
+    """Spectra of ``store`` whose id has a candidate list (``candidates`` as produced by
+    :func:`msid.candidate_sets.candidates_for_queries`)."""
+    from msid.store import SpectrumStore
+
+    out = CandidateQueries([], [], [], [], [])
+    with SpectrumStore(store) as st:
+        md = st.metadata
+        rows = range(len(st)) if rows is None else rows
+        for r in rows:
+            qid = str(md["id"].iat[r])
+            if qid not in candidates:
+                continue
+            mz, inten = st.peaks(int(r))
+            out.items.append(spectrum_item(mz, inten, float(md["precursor_mz"].iat[r]),
+                                           max_peaks))
+            cands = candidates[qid]
+            true = parse_structure(str(md["smiles"].iat[r]))
+            ik = true.inchikey14 if true else ""
+            out.candidates.append([c.smiles_flat for c in cands])
+            out.true_index.append(next((i for i, c in enumerate(cands) if c.inchikey14 == ik),
+                                       -1))
+            out.true_smiles.append(true.smiles_flat if true else "")
+            out.query_ids.append(qid)
+    return out
+
+
+def build_val_candidates(store: str | os.PathLike, index_path: str | os.PathLike, *,
+                         adducts: Sequence[str], max_queries: int, max_candidates: int = 256,
+                         ppm: float = 10.0, seed: int = 0, max_peaks: int = 64
+                         ) -> CandidateQueries:
+    """Validation queries of ``store`` with mass candidate sets (true included)."""
+    from msid.benchmark import BenchmarkConfig, select_queries
+    from msid.candidate_sets import candidates_for_queries
+    from msid.chem.candidates import CandidateIndex
+    from msid.store import SpectrumStore
+
+    with SpectrumStore(store) as st:
+        rows = select_queries(st, BenchmarkConfig(adducts=list(adducts), max_queries=max_queries,
+                                                  seed=seed))
+        cands = candidates_for_queries(st, rows, index=CandidateIndex(index_path), kind="mass",
+                                       ppm=ppm, max_n=max_candidates, include_true=True,
+                                       seed=seed)
+    return candidate_queries(store, cands, max_peaks, rows)
+
+
+class RetrievalValidator:
+    """Hit@k of a model on prepared candidate queries (and fingerprint F1 for predictors)."""
+
+    def __init__(self, queries: CandidateQueries, featurizer: MolFeaturizer,
+                 target_bits: MolFeaturizer | None = None, batch_size: int = 256,
+                 ks: Sequence[int] = (1, 5, 20)) -> None:
+        self.q = queries
+        self.ks = tuple(ks)
+        self.batch_size = batch_size
+        uniq: dict[str, int] = {}
+        self.cand_rows = []
+        for lst in queries.candidates:
+            self.cand_rows.append(np.array([uniq.setdefault(s, len(uniq)) for s in lst],
+                                           dtype=np.int64))
+        self.bank = FeatureBank(list(uniq), featurizer)
+        self.true_fp = (target_bits(queries.true_smiles) if target_bits is not None else None)
+
+    def __len__(self) -> int:
+        return len(self.q.items)
+
+    @torch.no_grad()
+    def encode_candidates(self, model: RetrievalModel, device: torch.device) -> torch.Tensor:
+        outs = []
+        for a in range(0, len(self.bank), 4096):
+            feats = torch.from_numpy(self.bank.dense(np.arange(a, min(a + 4096,
+                                                                      len(self.bank)))))
+            outs.append(model.encode_molecules(feats.to(device)).float())
+        return torch.cat(outs) if outs else torch.zeros(0, 1, device=device)
+
+    @torch.no_grad()
+    def __call__(self, model: RetrievalModel) -> dict:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        mol = self.encode_candidates(model, device)
+        hits = {k: 0 for k in self.ks}
+        f1s, n = [], 0
+        for a in range(0, len(self), self.batch_size):
+            items = self.q.items[a:a + self.batch_size]
+            batch = {k: (v.to(device) if device.type != "mps" or v.dtype != torch.float64
+                         else v.float().to(device))
+                     for k, v in collate_spectra(items).items()}
+            spec = model.encode_spectra(batch).float()
+            if self.true_fp is not None and hasattr(model, "logits"):
+                probs = torch.sigmoid(model.logits(batch).float())
+                tgt = torch.from_numpy(self.true_fp[a:a + len(items)]).to(device)
+                f1s.append(float(fingerprint_f1(probs, tgt)) * len(items))
+            for j in range(len(items)):
+                qi = a + j
+                t = self.q.true_index[qi]
+                n += 1
+                if t < 0:
+                    continue
+                scores = mol[torch.from_numpy(self.cand_rows[qi]).to(device)] @ spec[j]
+                # rank of the truth: candidates scoring higher, plus earlier ties (stable order)
+                s = scores[t]
+                rank = int((scores > s).sum()) + int((scores[:t] == s).sum()) + 1
+                for k in self.ks:
+                    hits[k] += rank <= k
+        if was_training:
+            model.train()
+        out = {f"hit@{k}": hits[k] / max(n, 1) for k in self.ks}
+        if f1s:
+            out["fp_f1"] = sum(f1s) / max(n, 1)
+        return out
+
+
+# -- ranker hard negatives ----------------------------------------------------------------------
+class HardNegatives:
+    """Per training structure: up to ``pool`` same-mass molecules from the candidate index."""
+
+    def __init__(self, structures: Sequence[str], index_path: str | os.PathLike,
+                 featurizer: MolFeaturizer, pool: int = 32, ppm: float = 10.0,
+                 log: Callable = print) -> None:
+        from msid.chem.candidates import CandidateIndex, candidate_set
+
+        t0 = time.perf_counter()
+        index = CandidateIndex(index_path)
+        ik_to_struct = {}
+        parsed = [parse_structure(s) for s in structures]
+        for i, st in enumerate(parsed):
+            if st is not None:
+                ik_to_struct.setdefault(st.inchikey14, i)
+        mols: dict[str, int] = {}
+        self.neg_struct: list[int] = []
+        self.lists: list[np.ndarray] = []
+        for st in parsed:
+            rows = []
+            if st is not None and pool > 0:
+                for c in candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=pool + 1,
+                                       true=st)[1:]:
+                    if c.smiles_flat not in mols:
+                        mols[c.smiles_flat] = len(mols)
+                        self.neg_struct.append(ik_to_struct.get(c.inchikey14, -1))
+                    rows.append(mols[c.smiles_flat])
+            self.lists.append(np.array(rows, dtype=np.int64))
+        self.bank = FeatureBank(list(mols), featurizer)
+        self.neg_struct_arr = np.array(self.neg_struct, dtype=np.int64)
+        sizes = np.array([len(x) for x in self.lists])
+        log(f"[train] hard negatives: {len(mols):,} molecules for {len(structures):,} structures "
+            f"(median {np.median(sizes) if len(sizes) else 0:.0f} per structure) in "
+            f"{time.perf_counter() - t0:.1f} s")
+
+
+class RankerBatches:
+    """``prepare_batch`` for the ranker: positive molecule features + K hard negatives each."""
+
+    def __init__(self, positives: FeatureBank, negatives: HardNegatives | None, k: int) -> None:
+        self.pos, self.neg, self.k = positives, negatives, k
+
+    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+        sid = batch["struct_idx"].numpy()
+        b, k = len(sid), self.k
+        batch["mol_pos"] = torch.from_numpy(self.pos.dense(sid))
+        rows = np.zeros((b, k), np.int64)
+        valid = np.zeros((b, k), bool)
+        if self.neg is not None and k > 0:
+            for i, s in enumerate(sid):
+                lst = self.neg.lists[s]
+                take = min(k, len(lst))
+                if take:
+                    rows[i, :take] = lst[rng.choice(len(lst), take, replace=False)]
+                    valid[i, :take] = True
+            feats = self.neg.bank.dense(rows.reshape(-1)) if len(self.neg.bank) else \
+                np.zeros((b * k, self.pos.n_bits), np.float32)
+            nstruct = np.where(valid, self.neg.neg_struct_arr[rows] if len(self.neg.bank)
+                               else -1, -1)
+        else:
+            feats = np.zeros((b * k, self.pos.n_bits), np.float32)
+            nstruct = np.full((b, k), -1)
+        batch["mol_neg"] = torch.from_numpy(feats.reshape(b, k, self.pos.n_bits))
+        batch["neg_valid"] = torch.from_numpy(valid)
+        batch["neg_struct"] = torch.from_numpy(nstruct.astype(np.int64))
+        return batch
+
+
+# -- entry point --------------------------------------------------------------------------------
+def train_model(family: str, train_store: str | os.PathLike, val_store: str | os.PathLike,
+                index_path: str | os.PathLike, config: dict | None, out_path: str | os.PathLike,
+                *, workdir: str | os.PathLike | None = None,
+                val_queries: CandidateQueries | None = None, resume: bool = True,
+                stop_after_steps: int | None = None, log: Callable = print) -> dict:
+    """Train one model of ``family`` and write ``out_path`` (safetensors) + card + history.
+
+    ``config``: ``{"size": "tiny"|"seed", "model": {...}, "train": {...}}`` overrides of the
+    preset (see :class:`msid.models.config.RunConfig`). Checkpoints go to ``workdir`` (default
+    ``<out_path without suffix>.train/``); a rerun resumes from the latest one. Returns the
+    metrics: best validation metrics, steps, training throughput.
+    """
+    from msid.modelfile import save_model
+    from msid.train import Trainer
+
+    out_path = Path(out_path)
+    run = RunConfig.from_dict({**(config or {}), "family": family})
+    mcfg, tcfg = run.model, run.train
+    torch.manual_seed(tcfg.seed)
+    workdir = Path(workdir) if workdir else out_path.with_suffix(".train")
+    target_bits, mol_feat = featurizers(mcfg)
+    t0 = time.perf_counter()
+    ds = SpectraDataset(train_store, max_peaks=mcfg.max_peaks, adducts=tcfg.adducts or None,
+                        fingerprints=None if family == "ranker" else target_bits,
+                        in_memory=True, max_items=tcfg.max_train_spectra, seed=tcfg.seed)
+    log(f"[train] {family}: {len(ds):,} training spectra, {len(ds.structures):,} structures "
+        f"({time.perf_counter() - t0:.1f} s)")
+    if len(ds) == 0:
+        raise ValueError(f"{train_store}: no labelled training spectra "
+                         f"(adducts {tcfg.adducts or 'all'})")
+    if val_queries is None and val_store and tcfg.val_max_queries:
+        t0 = time.perf_counter()
+        val_queries = build_val_candidates(val_store, index_path, adducts=tcfg.adducts,
+                                           max_queries=tcfg.val_max_queries,
+                                           max_candidates=tcfg.val_max_candidates,
+                                           seed=tcfg.seed, max_peaks=mcfg.max_peaks)
+        log(f"[train] validation: {len(val_queries.items)} queries "
+            f"({time.perf_counter() - t0:.1f} s)")
+    validator = (RetrievalValidator(val_queries, mol_feat, target_bits)
+                 if val_queries is not None and val_queries.items else None)
+    prepare = None
+    if family == "ranker":
+        negs = (HardNegatives(ds.structures, index_path, mol_feat, tcfg.hard_negative_pool,
+                              tcfg.hard_negative_ppm, log=log)
+                if index_path and tcfg.n_hard_negatives > 0 else None)
+        prepare = RankerBatches(FeatureBank(ds.structures, mol_feat), negs,
+                                tcfg.n_hard_negatives if negs is not None else 0)
+    model = build_model(mcfg)
+    trainer = Trainer(model, tcfg, ds, collate_fn=collate_spectra, workdir=workdir,
+                      prepare_batch=prepare, evaluate=validator, metric="hit@1", title=family)
+    summary = trainer.fit(resume=resume, stop_after_steps=stop_after_steps)
+    if summary.get("interrupted"):
+        return summary
+    metrics = {"val": summary["best"], "steps": summary["steps"],
+               "best_step": summary["best_step"], "stopped_early": summary["stopped_early"],
+               "train_seconds": summary["train_seconds"],
+               "train_spectra_per_second": summary["spectra_per_second"],
+               "device": summary["device"]}
+    training = {
+        "train_store": str(train_store), "val_store": str(val_store or ""),
+        "candidate_index": str(index_path or ""),
+        "n_train_spectra": len(ds), "n_train_structures": len(ds.structures),
+        "adducts": tcfg.adducts, "split": "train fold for training, val fold for early stopping "
+        "(structure-disjoint folds, InChIKey first block)",
+        "n_val_queries": len(val_queries.items) if val_queries is not None else 0,
+        "train_config": tcfg.to_dict(),
+    }
+    save_model(trainer.model.cpu(), out_path, family=family, config=mcfg.to_dict(),
+               training=training, metrics=metrics)
+    for name, suffix in (("history.json", ".history.json"), ("loss.png", ".loss.png")):
+        if (workdir / name).exists():
+            shutil.copyfile(workdir / name, out_path.with_suffix(suffix))
+    log(f"[train] {family}: wrote {out_path} (val {summary['best']})")
+    return metrics

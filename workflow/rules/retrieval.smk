@@ -1,0 +1,49 @@
+rule train_model:
+    """Train one retrieval model family on the library's train fold (GPU if there is one)."""
+    input:
+        train=f"results/library/{LIB}.train.h5",
+        val=f"results/library/{LIB}.val.h5",
+        index="results/candidates/index.npz",
+    output:
+        model="results/models/{family}.safetensors",
+        card="results/models/{family}.json",
+    log:
+        "logs/train_model/{family}.log",
+    benchmark:
+        "benchmarks/train_model/{family}.tsv"
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 2
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
+        gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
+    params:
+        config=lambda wc: config["models"]["train"].get(wc.family, {}),
+    script:
+        "../scripts/train_model.py"
+
+
+rule models:
+    """Train every model family; `make models` copies the results into resources/models/."""
+    input:
+        expand(
+            "results/models/{family}.safetensors", family=config["models"]["families"]
+        ),
+    output:
+        "results/models/trained.txt",
+    log:
+        "logs/models.log",
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 1
+    resources:
+        mem_mb=scaled(500),
+        runtime=scaled(5),
+    shell:
+        "ls -l {input} > {output} 2> {log}"

@@ -1,0 +1,15 @@
+"""Rule script: train one model family -> safetensors + model card."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+import json
+
+from msid.models import train_model
+
+metrics = train_model(snakemake.wildcards.family, snakemake.input.train, snakemake.input.val,
+                      snakemake.input.index, dict(snakemake.params.config),
+                      snakemake.output.model)
+print(json.dumps(metrics, indent=2, default=str))
