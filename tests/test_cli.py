@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from msid.chem.structures import parse_structure
 from msid.cli import main
 from msid.rankings import COLUMNS, read_rankings
@@ -50,3 +52,27 @@ def test_methods_and_entry_point():
     exe = Path(sys.executable).parent / "msid"
     res = subprocess.run([str(exe), "methods"], capture_output=True, text=True, check=True)
     assert {"library", "random"} <= set(res.stdout.split())
+
+
+SHIPPED = ("ranker", "reconstructor", "deepsets", "fp_ffn")
+
+
+@pytest.mark.parametrize("method", SHIPPED)
+def test_identify_with_shipped_models(method, data_dir, tmp_path):
+    """The committed model files work out of the box, and their cards say how they were made."""
+    import json
+
+    from conftest import RESOURCES
+
+    model = RESOURCES / "models" / f"{method}.safetensors"
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["family"] == method
+    out = tmp_path / "r.tsv"
+    rc = main(["identify", str(data_dir / "massspecgym_debug_5_train.mgf.gz"),
+               "--candidates", str(data_dir / "massspecgym_debug_5_candidates_train.json.gz"),
+               "--method", method, "--top-k", "0", "--out", str(out)])
+    assert rc == 0
+    r = read_rankings(out)
+    assert r["query_id"].nunique() == 4 and (r["method"] == method).all()
+    scores = r.groupby("query_id")["score"].apply(lambda s: s.is_monotonic_decreasing)
+    assert scores.all()
