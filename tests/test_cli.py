@@ -76,3 +76,18 @@ def test_identify_with_shipped_models(method, data_dir, tmp_path):
     assert r["query_id"].nunique() == 4 and (r["method"] == method).all()
     scores = r.groupby("query_id")["score"].apply(lambda s: s.is_monotonic_decreasing)
     assert scores.all()
+
+
+def test_bad_method_and_model_give_clean_errors(data_dir, tmp_path, capsys):
+    q = str(data_dir / "massspecgym_debug_5_train.mgf.gz")
+    cands = str(data_dir / "massspecgym_debug_5_candidates_train.json.gz")
+    assert main(["identify", q, "--candidates", cands, "--method", "nope",
+                 "--out", str(tmp_path / "o.tsv")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a model")
+    assert main(["identify", q, "--candidates", cands, "--method", "ranker", "--model",
+                 str(broken), "--out", str(tmp_path / "o.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.safetensors" in err and "Traceback" not in err
+    assert not (tmp_path / "o.tsv").exists()

@@ -14,7 +14,9 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("identify", help="rank molecules for query spectra",
                        description="Rank candidate molecules (or library hits) for each query.")
     p.add_argument("queries", help="mzML/mzXML/MGF/MSP (gz allowed) or an msid store (.h5)")
-    p.add_argument("--library", help="spectral library: msid store (.h5) or MGF/MSP")
+    p.add_argument("--library", help="spectral library: msid store (.h5) or MGF/MSP; default "
+                                     "for method 'library': the shipped MassBank library, "
+                                     "converted once and cached in $MSID_CACHE")
     p.add_argument("--candidates", help="MassSpecGym candidates JSON (keyed by the query's "
                                         "SMILES) or TSV with columns query_id, smiles")
     p.add_argument("--pool", help="candidate index (.npz from `msid build-index`); default: the "
@@ -31,7 +33,13 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
 
 def cmd_identify(a: argparse.Namespace) -> int:
     from msid.candidate_sets import candidates_for_queries
-    from msid.identify import cached_index, identify_to_file, load_queries, temp_workdir
+    from msid.identify import (
+        cached_index,
+        cached_library,
+        identify_to_file,
+        load_queries,
+        temp_workdir,
+    )
     from msid.methods import MethodResources, load_library, make_method
 
     with temp_workdir() as work:
@@ -39,13 +47,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
         q = queries.store
         n_bad = len(q.quarantine)
         library = None
-        if a.library:
-            lib_path = Path(a.library)
-            if lib_path.suffix != ".h5":
-                lib_path = Path(work) / "library"
-                lib_path.mkdir()
-                lib_path = load_queries(a.library, lib_path).store.path
-            library = load_library(str(lib_path))
+        if a.library or a.method == "library":
+            library = load_library(str(cached_library(a.library)))
         method = make_method(a.method, MethodResources(library=library, model_path=a.model,
                                                        seed=a.seed))
         candidates = None
@@ -168,12 +171,16 @@ COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from msid.io import InputFileError
+    from msid.io.errors import InputFileError, ModelFileError
 
     try:
         return COMMANDS[args.command](args)
-    except InputFileError as e:
+    except (InputFileError, ModelFileError) as e:
         print(f"msid {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError) as e:  # bad method name, option or candidate file
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"msid {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from msid.chem.candidates import CandidateIndex, PoolSource, build_index
+from msid.chem.candidates import CandidateIndex, PoolSource, build_index, sources_digest
 from msid.chem.structures import Structure
 from msid.convert import convert_file
 from msid.methods import Method, rank_queries
@@ -29,18 +29,39 @@ def default_pool_sources(resources: Path = REPO_RESOURCES) -> list[PoolSource]:
             PoolSource(cdir / "moses_train_smiles.csv.gz", "moses")]
 
 
-def cached_index(path: str | os.PathLike | None = None, n_jobs: int = 1) -> CandidateIndex:
+DEFAULT_LIBRARY = REPO_RESOURCES / "massbank_esi" / "massbank_esi_msms.mgf.gz"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MSID_CACHE", Path.home() / ".cache" / "msid"))
+
+
+def cached_index(path: str | os.PathLike | None = None, n_jobs: int = 2) -> CandidateIndex:
     """The candidate index at ``path``; without a path, the shipped pool, built once and cached."""
     if path:
         return CandidateIndex(path)
-    cache = Path(os.environ.get("MSID_CACHE", Path.home() / ".cache" / "msid"))
     sources = default_pool_sources()
-    from msid.chem.candidates import sources_digest
-
-    target = cache / f"candidates-{sources_digest(sources)}.npz"
+    target = cache_dir() / f"candidates-{sources_digest(sources)}.npz"
     if not target.exists():
         build_index(sources, target, n_jobs=n_jobs)
     return CandidateIndex(target)
+
+
+def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Path:
+    """A library store: ``path`` itself if it is one, else ``path`` (default: the shipped
+    MassBank library) converted and preprocessed once and cached under ``$MSID_CACHE``."""
+    src = Path(path) if path else DEFAULT_LIBRARY
+    if src.suffix == ".h5":
+        return src
+    digest = sources_digest([PoolSource(src, "library")])
+    target = cache_dir() / f"library-{digest}.h5"
+    if not target.exists():
+        raw = target.with_suffix(".raw.h5")
+        convert_file(src, raw, n_jobs=n_jobs, progress=False)
+        preprocess_store(raw, target, PreprocessConfig(require_structure=True), n_jobs=n_jobs,
+                         progress=False)
+        raw.unlink()
+    return target
 
 
 @dataclass

@@ -21,18 +21,12 @@ import torch
 
 from msid import __version__
 from msid.atomic import atomic_path, write_text
+from msid.io.errors import ModelFileError
+
+__all__ = ["ModelFileError", "load_model", "read_card", "save_model"]
 
 CARD_FORMAT = "msid-model-card"
 CARD_VERSION = 1
-
-
-class ModelFileError(RuntimeError):
-    """A model file or its card cannot be used. The message names the file and the problem."""
-
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 def card_path(weights: str | os.PathLike) -> Path:
