@@ -72,7 +72,12 @@ def leaderboard_bars(table, metric: str = "hit@1") -> bytes:
         y = sub[metric].to_numpy()
         err = np.vstack([y - sub[f"{metric}_ci_low"].to_numpy(),
                          sub[f"{metric}_ci_high"].to_numpy() - y])
-        ax.bar(sub["method"], y, yerr=err, capsize=4, color="#1f77b4")
+        ax.bar(sub["method"], y, yerr=err, capsize=4, color="#1f77b4", label=metric)
+        control = f"{metric}_spectrum_blind"
+        if control in sub:
+            ax.scatter(sub["method"], sub[control], marker="_", s=500, linewidths=2.5,
+                       color="#d62728", zorder=3, label="spectrum-blind control")
+            ax.legend(fontsize=8, frameon=False, loc="upper right")
         ax.set_ylim(0, 1)
         ax.set_title(f"{kind} candidates", fontsize=10)
         ax.set_ylabel(metric)
