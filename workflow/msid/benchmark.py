@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,12 +88,6 @@ def truth_table(store: SpectrumStore) -> pd.DataFrame:
     md = store.metadata
     return pd.DataFrame({"query_id": md["id"], "smiles": md["smiles"],
                          "inchikey": md["inchikey"]})
-
-
-def ensure_dir(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 def spectrum_blind_queries(src: str | os.PathLike, out: str | os.PathLike,

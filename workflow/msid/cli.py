@@ -43,8 +43,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
     from msid.methods import MethodResources, load_library, make_method
 
     with temp_workdir() as work:
-        queries = load_queries(a.queries, work)
-        q = queries.store
+        q = load_queries(a.queries, work)
         n_bad = len(q.quarantine)
         library = None
         if a.library or a.method == "library":

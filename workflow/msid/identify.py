@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from msid.chem.candidates import CandidateIndex, PoolSource, build_index, sources_digest
@@ -64,22 +63,17 @@ def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Pa
     return target
 
 
-@dataclass
-class LoadedQueries:
-    store: SpectrumStore
-    converted_from: str = ""
-
-
 def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
-                 preprocess: PreprocessConfig | None = None) -> LoadedQueries:
+                 preprocess: PreprocessConfig | None = None) -> SpectrumStore:
+    """Queries as a store: an ``.h5`` store as is, any other file converted + preprocessed."""
     path = Path(path)
     if path.suffix == ".h5":
-        return LoadedQueries(SpectrumStore(path))
+        return SpectrumStore(path)
     workdir = Path(workdir)
     raw, clean = workdir / "queries.raw.h5", workdir / "queries.h5"
     convert_file(path, raw, progress=False)
     preprocess_store(raw, clean, preprocess or PreprocessConfig(), progress=False)
-    return LoadedQueries(SpectrumStore(clean), converted_from=str(path))
+    return SpectrumStore(clean)
 
 
 def identify_to_file(method: Method, store: SpectrumStore, out: str | os.PathLike,

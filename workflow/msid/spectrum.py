@@ -41,17 +41,6 @@ def _clean(value: object) -> object:
     return value
 
 
-def record_to_matchms(record: SpectrumRecord) -> Spectrum:
-    meta = {}
-    for col, key in _TO_MATCHMS.items():
-        v = record.meta.get(col)
-        if v not in (None, "") and not (isinstance(v, float) and math.isnan(v)):
-            meta[key] = v
-    return Spectrum(np.asarray(record.mz, dtype=np.float64),
-                    np.asarray(record.intensity, dtype=np.float32),
-                    metadata=meta, metadata_harmonization=False)
-
-
 def matchms_to_record(spectrum: Spectrum, extra: dict | None = None) -> SpectrumRecord:
     md = spectrum.metadata
     meta: dict[str, object] = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,10 +135,6 @@ class SpectrumStoreWriter:
         self._buffer.append(record)
         if len(self._buffer) >= self._chunk_size:
             self._flush()
-
-    def extend(self, records: Iterable[SpectrumRecord]) -> None:
-        for r in records:
-            self.add(r)
 
     def quarantine(self, record: QuarantineRecord) -> None:
         self._quarantine.append(record)

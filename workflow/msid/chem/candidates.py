@@ -158,15 +158,6 @@ def build_index(sources: Sequence[PoolSource], out: str | os.PathLike, n_jobs: i
     return meta
 
 
-@dataclass(frozen=True)
-class Candidate:
-    index: int
-    smiles: str
-    mass: float
-    formula: str
-    source: str
-
-
 class CandidateIndex:
     """Read-only candidate pool. Lookups return normalised, de-duplicated structures."""
 
@@ -187,11 +178,6 @@ class CandidateIndex:
 
     def smiles(self, i: int) -> str:
         return self._blob[self._offsets[i]:self._offsets[i + 1] - 1].decode()
-
-    def candidate(self, i: int) -> Candidate:
-        return Candidate(int(i), self.smiles(i), float(self.mass[i]),
-                         str(self.formula_table[self._formula_code[i]]),
-                         self.meta["source_names"][int(self._source[i])])
 
     def mass_window(self, mass: float, ppm: float) -> np.ndarray:
         """Indices with |m - mass| <= ppm * mass * 1e-6, nearest first."""
