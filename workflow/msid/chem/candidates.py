@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdMolDescriptors
 
+from msid.atomic import atomic_path
 from msid.chem.structures import Structure, unique_structures
 
 RDLogger.DisableLog("rdApp.*")
@@ -143,16 +143,12 @@ def build_index(sources: Sequence[PoolSource], out: str | os.PathLike, n_jobs: i
     meta = {"version": INDEX_VERSION, "sources": per_source,
             "digest": sources_digest(sources), "n_unparseable": int((~ok).sum()),
             "source_names": [s.name for s in sources]}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npz", dir=out.parent)
-    os.close(fd)
-    np.savez(tmp, mass=mass[order], smiles_blob=np.frombuffer(blob, dtype=np.uint8),
-             smiles_offsets=offsets, formula_table=formula_table,
-             formula_code=formula_code.astype(np.int32),
-             inchikey14=np.array([ik14[i] for i in order], dtype="S14"),
-             source=np.concatenate(src_code)[order], meta=np.array(json.dumps(meta)))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
+        np.savez(fh, mass=mass[order], smiles_blob=np.frombuffer(blob, dtype=np.uint8),
+                 smiles_offsets=offsets, formula_table=formula_table,
+                 formula_code=formula_code.astype(np.int32),
+                 inchikey14=np.array([ik14[i] for i in order], dtype="S14"),
+                 source=np.concatenate(src_code)[order], meta=np.array(json.dumps(meta)))
     meta["n_molecules"] = len(order)
     meta["build_seconds"] = time.perf_counter() - t0
     return meta
