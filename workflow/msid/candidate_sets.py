@@ -57,13 +57,13 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
     mass when ``include_true`` (benchmark, MassSpecGym protocol), else the mass derived from the
     precursor m/z and adduct. ``kind='formula'`` takes the true molecule's formula.
     """
-    md = store.metadata
+    md = store.metadata.to_dict("records")
     keyed: tuple[str, dict[str, list[str]]] | None = None
     if candidate_file:
         keyed = read_candidate_file(candidate_file)
     out: dict[str, list[Structure]] = {}
     for r in rows:
-        m = md.iloc[r]
+        m = md[r]
         qid = str(m["id"])
         true = parse_structure(str(m["smiles"])) if m["smiles"] else None
         if keyed is not None:

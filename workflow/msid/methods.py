@@ -36,11 +36,11 @@ class Query:
 
 
 def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterator[Query]:
-    md = store.metadata
+    md = store.metadata.to_dict("records")  # one conversion, not a Series per query
     rows = list(range(len(store))) if rows is None else rows
     for r in rows:
         mz, inten = store.peaks(r)
-        m = md.iloc[r]
+        m = md[r]
         yield Query(str(m["id"]), float(m["precursor_mz"]), str(m["adduct"]),
                     str(m["ion_mode"]), int(m["charge"]), mz, inten)
 
