@@ -52,3 +52,27 @@ def test_bootstrap_ci_brackets_the_mean():
     m = bootstrap_ci(x.astype(float), n_boot=500)
     assert m.ci_low < m.value < m.ci_high
     assert m.ci_high - m.ci_low < 0.12
+
+
+def test_benchmark_leaves_out_single_candidate_sets(pesticides_store, pool_index, tmp_path):
+    """Sets holding only the true molecule are left out, counted, and not scored as misses."""
+    import pandas as pd
+
+    from msid.benchmark import BenchmarkConfig, make_benchmark_inputs, truth_table
+    from msid.store import SpectrumStore
+
+    outs = {}
+    for m in (1, 2):
+        cfg = BenchmarkConfig(adducts=[], min_candidates=m)
+        cands = tmp_path / f"mass.{m}.tsv"
+        outs[m] = (make_benchmark_inputs(pesticides_store, pool_index, cfg,
+                                         tmp_path / f"q{m}.h5", {"mass": cands})["mass"], cands)
+    every, kept = outs[1][0], outs[2][0]
+    assert every["left_out"] == 0 and every["min"] == 1
+    assert kept["min"] >= 2 and kept["left_out"] > 0
+    assert kept["queries"] + kept["left_out"] == every["queries"]
+    with SpectrumStore(tmp_path / "q2.h5") as qs:
+        assert len(truth_table(qs)) == every["queries"]
+        truth = truth_table(qs, outs[2][1])
+    listed = set(pd.read_csv(outs[2][1], sep="\t")["query_id"])
+    assert len(truth) == kept["queries"] and set(truth["query_id"]) == listed

@@ -81,6 +81,30 @@ def test_encoder_shapes_and_padding_invariance(pest_items):
         assert torch.isfinite(e).all()
 
 
+def test_encoder_options_nominal_mass_and_precursor(pest_items):
+    _, items = pest_items
+    batch = collate_spectra(items[:4])
+    args = (batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"])
+    torch.manual_seed(0)
+    enc = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=1, n_heads=2, n_freqs=16,
+                                        nominal_mz_max=500, precursor_in_tokens=False)).eval()
+    idx = enc._nominal_index(torch.tensor([-3.2, 0.2, 91.05, 499.6, 500.4, 800.0]))
+    assert idx.tolist() == [0, 1, 92, 501, 501, 0]  # 0: out of range
+    assert enc.prec_mlp is None
+    with torch.no_grad():
+        out = enc(*args)
+        assert out.shape == (4, 32) and torch.isfinite(out).all()
+        # without neutral losses and precursor code, the precursor m/z changes nothing
+        enc2 = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=1, n_heads=2, n_freqs=16,
+                                             neutral_losses=False,
+                                             precursor_in_tokens=False)).eval()
+        shifted = (*args[:3], args[3] + 17.0)
+        torch.testing.assert_close(enc2(*args), enc2(*shifted))
+        enc3 = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=1, n_heads=2,
+                                             n_freqs=16)).eval()
+        assert not torch.allclose(enc3(*args), enc3(*shifted))
+
+
 def test_fourier_features_resolve_5_mda():
     ff = FourierFeatures(64, 1e-3, 1e3)
     x = torch.tensor([500.000, 500.005, 1500.000, 1500.005, 500.000], dtype=torch.float64)

@@ -74,6 +74,14 @@ def test_sampler_and_schedule():
     assert len(set(first[0] + first[1])) == 8
     again = iter(StepBatchSampler(10, 4, seed=3, start=3))
     assert next(again) == first[3]
+    # by structure: an epoch visits each group once, through one of its members
+    groups = np.array([0, 0, 0, 0, 1, 2, 2, 3, 3, 3])
+    g = iter(StepBatchSampler(10, 2, seed=1, groups=groups))
+    epoch = next(g) + next(g)
+    assert sorted(groups[epoch].tolist()) == [0, 1, 2, 3]
+    epochs = [next(g) + next(g) for _ in range(30)]
+    assert len({i for e in epochs for i in e if groups[i] == 0}) > 1  # members vary
+    assert next(iter(StepBatchSampler(10, 2, seed=1, start=4, groups=groups))) == epochs[1][:2]
     assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
     assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
     assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
@@ -164,3 +172,15 @@ def test_train_model_writes_model_card_and_early_stops(massbank_small, pool_inde
     assert out.with_suffix(".loss.png").stat().st_size > 1000
     m = make_method("reconstructor", MethodResources(model_path=str(out)))
     assert m.model.cfg.fp_bits == 1024
+    # the same run again resumes its finished checkpoint (no new steps); a changed model
+    # config never loads those weights: the checkpoints move aside and training restarts
+    logs: list[str] = []
+    again = train_model("reconstructor", train_store, val_store, pool_index, cfg, out,
+                        log=logs.append)
+    assert again["steps"] == 6 and not any("another configuration" in m for m in logs)
+    changed = {**cfg, "model": {**TINY_MODEL, "fp_bits": 512}}
+    other = train_model("reconstructor", train_store, val_store, pool_index, changed, out,
+                        log=logs.append)
+    assert any("another configuration" in m for m in logs)
+    assert other["steps"] == 6 and load_model(out)[1]["config"]["fp_bits"] == 512
+    assert (out.with_suffix(".train") / "ckpt.stale").is_dir()

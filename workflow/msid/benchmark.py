@@ -3,6 +3,8 @@
 The benchmark is MassSpecGym's retrieval task on our own data: queries are the spectra of one
 fold (structures never seen in training), candidates are pool molecules of the true molecule's
 mass (10 ppm) or formula, at most 256, true molecule included, all written the same way.
+A query whose set holds only the true molecule ranks nothing (every method, random included,
+gets it right), so sets smaller than ``min_candidates`` are left out and counted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class BenchmarkConfig:
     max_queries: int = 0  # 0: every query of the fold
     ppm: float = 10.0
     max_candidates: int = 256
+    min_candidates: int = 2  # sets smaller than this (only the true molecule) are left out
     seed: int = 0
 
     @classmethod
@@ -75,19 +78,30 @@ def make_benchmark_inputs(queries: str | os.PathLike, index_path: str | os.PathL
             cands = candidates_for_queries(qs, all_rows, index=index, kind=kind, ppm=cfg.ppm,
                                            max_n=cfg.max_candidates, include_true=True,
                                            seed=cfg.seed)
-            df = pd.DataFrame([(q, c.smiles_flat) for q, lst in cands.items() for c in lst],
+            kept = {q: lst for q, lst in cands.items() if len(lst) >= cfg.min_candidates}
+            df = pd.DataFrame([(q, c.smiles_flat) for q, lst in kept.items() for c in lst],
                               columns=["query_id", "smiles"])
             write_table(df, path)
-            sizes = np.array([len(v) for v in cands.values()])
-            stats[kind] = {"queries": len(sizes), "median": float(np.median(sizes)),
-                           "min": int(sizes.min()), "max": int(sizes.max())}
+            sizes = np.array([len(v) for v in kept.values()] or [0])
+            stats[kind] = {"queries": len(kept), "median": float(np.median(sizes)),
+                           "min": int(sizes.min()), "max": int(sizes.max()),
+                           "left_out": len(all_rows) - len(kept),
+                           "min_candidates": cfg.min_candidates}
     return stats
 
 
-def truth_table(store: SpectrumStore) -> pd.DataFrame:
+def truth_table(store: SpectrumStore, candidates: str | os.PathLike | None = None
+                ) -> pd.DataFrame:
+    """(query_id, smiles, inchikey) of every query; with ``candidates`` (a candidate TSV) only
+    the queries that have a candidate set there (the ones a method is asked to rank)."""
     md = store.metadata
-    return pd.DataFrame({"query_id": md["id"], "smiles": md["smiles"],
-                         "inchikey": md["inchikey"]})
+    truth = pd.DataFrame({"query_id": md["id"], "smiles": md["smiles"],
+                          "inchikey": md["inchikey"]})
+    if candidates is not None:
+        asked = set(pd.read_csv(candidates, sep="\t", dtype=str, keep_default_na=False,
+                                usecols=["query_id"])["query_id"])
+        truth = truth[truth["query_id"].astype(str).isin(asked)].reset_index(drop=True)
+    return truth
 
 
 def spectrum_blind_queries(src: str | os.PathLike, out: str | os.PathLike,

@@ -51,16 +51,34 @@ def derived_seed(*parts: object) -> int:
 
 
 class StepBatchSampler(Sampler):
-    """Endless batches of indices; micro-batch ``m`` is a pure function of (seed, m)."""
+    """Endless batches of indices; micro-batch ``m`` is a pure function of (seed, m).
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0) -> None:
-        if n < batch_size:
-            batch_size = n
-        self.n, self.bs, self.seed, self.start = n, batch_size, seed, start
-        self.per_epoch = max(n // batch_size, 1)
+    With ``groups`` (a group id per item, e.g. its structure) an epoch visits every group once,
+    through one of its items drawn at random: structures with many spectra no longer dominate.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0,
+                 groups: np.ndarray | None = None) -> None:
+        self.members: list[np.ndarray] | None = None
+        n_units = n
+        if groups is not None:
+            groups = np.asarray(groups)
+            order = np.argsort(groups, kind="stable")
+            bounds = np.flatnonzero(np.diff(groups[order])) + 1
+            self.members = np.split(order, bounds) if len(order) else []
+            n_units = len(self.members)
+        if n_units < batch_size:
+            batch_size = n_units
+        self.n, self.bs, self.seed, self.start = n_units, batch_size, seed, start
+        self.per_epoch = max(n_units // batch_size, 1)
 
     def _perm(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng(derived_seed(self.seed, "epoch", epoch)).permutation(self.n)
+        rng = np.random.default_rng(derived_seed(self.seed, "epoch", epoch))
+        perm = rng.permutation(self.n)
+        if self.members is None:
+            return perm
+        return np.array([self.members[g][rng.integers(len(self.members[g]))] for g in perm],
+                        dtype=np.int64)
 
     def __iter__(self) -> Iterator[list[int]]:
         m = self.start
@@ -294,8 +312,10 @@ class Trainer:
         if resume and (ck := self.latest_checkpoint()) is not None:
             self.load_checkpoint(ck)
         accum = max(cfg.grad_accum, 1)
+        groups = (getattr(self.dataset, "struct_of_item", None)
+                  if cfg.sample_by == "structure" else None)
         sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed,
-                                   start=self.step * accum)
+                                   start=self.step * accum, groups=groups)
         loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
                             num_workers=cfg.num_workers, pin_memory=self.cuda,
                             persistent_workers=False)

@@ -81,6 +81,7 @@ rule evaluate:
     input:
         rankings="results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
         queries=queries_for_variant,
+        candidates="results/benchmark/candidates.{kind}.tsv",
     output:
         metrics="results/benchmark/metrics/{method}.{kind}.{variant}.json",
         per_query="results/benchmark/metrics/{method}.{kind}.{variant}.per_query.tsv",

@@ -11,7 +11,7 @@ from msid.rankings import read_rankings, write_table
 from msid.store import SpectrumStore
 
 with SpectrumStore(snakemake.input.queries) as queries:
-    truth = truth_table(queries)
+    truth = truth_table(queries, snakemake.input.candidates)
 record, per_query = evaluate_rankings(
     read_rankings(snakemake.input.rankings), truth, method=snakemake.wildcards.method,
     dataset=snakemake.params.dataset, fold=snakemake.params.fold,

@@ -36,6 +36,9 @@ class EncoderConfig:
     max_period: float = 1e3  # Da
     neutral_losses: bool = True  # also encode precursor m/z - peak m/z
     intensity_eps: float = 1e-4  # log(intensity + eps)
+    precursor_in_tokens: bool = True  # add the precursor m/z code to every peak token
+    nominal_mz_max: int = 0  # >0: also a learned embedding of each peak's (and loss's) nominal
+    #                          m/z, up to this many Da (0: Fourier features only)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> EncoderConfig:
@@ -62,6 +65,11 @@ class ModelConfig:
     deepsets_hidden: int = 128
     deepsets_layers: int = 2
     dropout: float = 0.1  # heads / baselines
+    peak_dropout: float = 0.0  # training augmentation: each peak hidden with this probability
+    mol_layers: int = 2  # ranker: hidden layers of the molecule MLP (0: linear projection)
+    mol_input_dropout: float = 0.0  # ranker: fingerprint features dropped while training
+    fp_aux_weight: float = 0.0  # ranker: weight of an auxiliary fingerprint-prediction loss
+    in_batch_negatives: bool = True  # ranker: other spectra's molecules count as negatives
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -104,6 +112,7 @@ class TrainConfig:
     num_workers: int = 0
     num_threads: int = 0  # CPU: torch intra-op threads (0: torch's default); 1 is fastest on
     #                       small or shared CPUs (OpenMP spinning under contention)
+    sample_by: str = "spectrum"  # "structure": each epoch visits every structure once
     n_hard_negatives: int = 4  # ranker: per sample, drawn from the candidate index
     hard_negative_pool: int = 32  # ranker: candidates kept per training structure
     hard_negative_ppm: float = 10.0
@@ -114,6 +123,10 @@ class TrainConfig:
     max_train_seconds: float = 0.0  # >0: stop after this much training time (not reproducible)
     progress: bool = True
     log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.sample_by not in ("spectrum", "structure"):
+            raise ValueError("sample_by must be 'spectrum' or 'structure'")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
@@ -126,16 +139,23 @@ class TrainConfig:
         return asdict(self)
 
 
+# Size presets. Measured on the MassBank val fold (1,000 [M+H]+ queries, mass candidates; the
+# numbers are in resources/models/README.md): the precursor m/z added to every peak token lets a
+# model match in-batch molecules by mass alone (useless when all candidates share that mass) and
+# it then overfits within a few hundred steps; without it, neutral losses still carry the
+# precursor. Nominal-mass embeddings, dropout and peak dropout help at the tiny size.
 _ENCODERS = {
-    "tiny": dict(d_model=64, n_layers=2, n_heads=4, ff_mult=2, n_freqs=32, dropout=0.0),
-    "seed": dict(d_model=256, n_layers=6, n_heads=8, ff_mult=4, n_freqs=128),
+    "tiny": dict(d_model=64, n_layers=2, n_heads=4, ff_mult=2, n_freqs=32, dropout=0.1,
+                 nominal_mz_max=1000, precursor_in_tokens=False),
+    "seed": dict(d_model=256, n_layers=6, n_heads=8, ff_mult=4, n_freqs=128, dropout=0.1,
+                 nominal_mz_max=2000, precursor_in_tokens=False),
 }
 
 _MODELS = {
     "tiny": dict(max_peaks=48, emb_dim=128, mol_hidden=256, head_hidden=512,
-                 deepsets_hidden=128, ffn_layers=2),
+                 deepsets_hidden=128, ffn_layers=2, peak_dropout=0.1),
     "seed": dict(max_peaks=128, emb_dim=512, mol_hidden=2048, head_hidden=2048,
-                 deepsets_hidden=512, ffn_layers=3, fp_bits=4096),
+                 deepsets_hidden=512, ffn_layers=3, fp_bits=4096, peak_dropout=0.1),
 }
 
 _TRAIN = {
@@ -145,6 +165,18 @@ _TRAIN = {
     "seed": dict(batch_size=256, lr=3e-4, warmup_steps=1000, max_steps=60000, eval_every=2000,
                  checkpoint_every=2000, patience=6, bf16=True, compile=True, ema_decay=0.999,
                  num_workers=8, val_max_queries=2000),
+}
+
+# Per-family changes to the size presets: (model, train) overrides.
+_FAMILY: dict[tuple[str, str], tuple[dict, dict]] = {
+    # the tiny Ranker: a linear molecule encoder (less room to memorise the ~3k training
+    # structures), fingerprint-bit dropout, substructure supervision of the spectrum encoder,
+    # every available same-mass negative; it peaks early, so short with frequent validation
+    ("ranker", "tiny"): (dict(mol_layers=0, mol_input_dropout=0.2, fp_aux_weight=1.0),
+                         dict(weight_decay=0.05, n_hard_negatives=8, max_steps=800,
+                              eval_every=100, checkpoint_every=100, patience=6)),
+    ("ranker", "seed"): (dict(mol_input_dropout=0.2, fp_aux_weight=1.0),
+                         dict(weight_decay=0.05, n_hard_negatives=16, hard_negative_pool=64)),
 }
 
 
@@ -169,10 +201,11 @@ class RunConfig:
         t_over = dict(d.pop("train", None) or {})
         if d:
             raise ValueError(f"RunConfig: unknown keys {sorted(d)}")
+        fam_model, fam_train = _FAMILY.get((family, size), ({}, {}))
         enc = {**_ENCODERS[size], **(m_over.pop("encoder", None) or {})}
-        model = ModelConfig.from_dict({**_MODELS[size], **m_over, "family": family,
-                                       "encoder": enc})
-        train = TrainConfig.from_dict({**_TRAIN[size], **t_over})
+        model = ModelConfig.from_dict({**_MODELS[size], **fam_model, **m_over,
+                                       "family": family, "encoder": enc})
+        train = TrainConfig.from_dict({**_TRAIN[size], **fam_train, **t_over})
         return cls(model, train)
 
     def to_dict(self) -> dict:

@@ -3,6 +3,8 @@
 Each peak is a token built from Fourier features of its m/z (log-spaced periods from ~1 mDa to
 ~1 kDa, so two peaks a few mDa apart get clearly different codes), of its neutral loss
 (precursor m/z - peak m/z), its log intensity and the precursor m/z (injected into every token).
+Optionally (``nominal_mz_max``) a learned embedding of the nominal m/z of each peak and loss is
+added: a direct handle on recurring fragments and losses when training data are few.
 A precursor token (never masked) is prepended, so an empty spectrum still has one token.
 Transformer layers with a key padding mask mix the tokens; attention pooling gives one vector.
 
@@ -51,6 +53,11 @@ class AttentionPool(nn.Module):
 class SpectrumEncoder(nn.Module):
     """(mz, intensity, pad_mask, precursor_mz) -> (B, d_model)."""
 
+    def _nominal_index(self, x: torch.Tensor) -> torch.Tensor:
+        n = torch.round(x.to(torch.float64)).long() + 1
+        return torch.where((n >= 1) & (n <= self.cfg.nominal_mz_max + 1), n,
+                           torch.zeros_like(n))
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -59,7 +66,13 @@ class SpectrumEncoder(nn.Module):
         f = self.fourier.n_out
         n_in = f + 1 + (f if cfg.neutral_losses else 0)
         self.peak_mlp = nn.Sequential(nn.Linear(n_in, d), nn.GELU(), nn.Linear(d, d))
-        self.prec_mlp = nn.Sequential(nn.Linear(f, d), nn.GELU(), nn.Linear(d, d))
+        # index 0 is "out of range" (a loss below 0 Da or a peak above nominal_mz_max)
+        self.nominal = (nn.Embedding(cfg.nominal_mz_max + 2, d) if cfg.nominal_mz_max > 0
+                        else None)
+        self.nominal_loss = (nn.Embedding(cfg.nominal_mz_max + 2, d)
+                             if cfg.nominal_mz_max > 0 and cfg.neutral_losses else None)
+        self.prec_mlp = (nn.Sequential(nn.Linear(f, d), nn.GELU(), nn.Linear(d, d))
+                         if cfg.precursor_in_tokens else None)
         self.prec_token = nn.Parameter(torch.zeros(d))
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, d * cfg.ff_mult, cfg.dropout,
                                            activation="gelu", batch_first=True,
@@ -78,8 +91,15 @@ class SpectrumEncoder(nn.Module):
         if self.cfg.neutral_losses:
             parts.append(self.fourier(prec.unsqueeze(1) - mz))
         tok = self.peak_mlp(torch.cat(parts, -1))
-        p = self.prec_mlp(self.fourier(prec))  # (B, d)
-        tok = tok + p.unsqueeze(1)
+        if self.nominal is not None:
+            tok = tok + self.nominal(self._nominal_index(mz))
+            if self.nominal_loss is not None:
+                tok = tok + self.nominal_loss(self._nominal_index(prec.unsqueeze(1) - mz))
+        if self.cfg.precursor_in_tokens:
+            p = self.prec_mlp(self.fourier(prec))  # (B, d)
+            tok = tok + p.unsqueeze(1)
+        else:  # the precursor then reaches the model only through the neutral losses
+            p = tok.new_zeros(tok.shape[0], tok.shape[-1])
         tok = torch.cat([(p + self.prec_token).unsqueeze(1), tok], 1)
         pad = torch.cat([torch.zeros_like(pad_mask[:, :1]), pad_mask], 1)
         tok = tok.masked_fill(pad.unsqueeze(-1), 0.0)

@@ -85,6 +85,15 @@ def _spectrum_args(batch: dict) -> tuple:
     return batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"]
 
 
+def drop_peaks(batch: dict, p: float) -> dict:
+    """Training augmentation: hide each peak with probability ``p`` (padding stays padding)."""
+    if p <= 0:
+        return batch
+    pad = batch["pad_mask"]
+    drop = torch.rand(pad.shape, device=pad.device) < p
+    return {**batch, "pad_mask": pad | drop}
+
+
 # -- models -------------------------------------------------------------------------------------
 class RetrievalModel(nn.Module):
     mol_input = "bits"
@@ -112,10 +121,11 @@ class Ranker(RetrievalModel):
         self.mol_input = cfg.mol_fp
         self.encoder = SpectrumEncoder(cfg.encoder)
         self.spec_proj = nn.Linear(cfg.encoder.d_model, cfg.emb_dim)
-        self.mol_mlp = nn.Sequential(
-            nn.Linear(cfg.fp_bits, cfg.mol_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.mol_hidden, cfg.mol_hidden), nn.GELU(),
-            nn.Linear(cfg.mol_hidden, cfg.emb_dim))
+        self.mol_drop = nn.Dropout(cfg.mol_input_dropout)
+        self.mol_mlp = _mlp(cfg.fp_bits, cfg.mol_hidden, cfg.emb_dim, cfg.mol_layers + 1,
+                            cfg.dropout)
+        self.fp_head = (nn.Linear(cfg.encoder.d_model, cfg.fp_bits) if cfg.fp_aux_weight > 0
+                        else None)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
 
     @property
@@ -126,16 +136,20 @@ class Ranker(RetrievalModel):
         return F.normalize(self.spec_proj(self.encoder(*_spectrum_args(batch))).float(), dim=-1)
 
     def encode_molecules(self, feats: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.mol_mlp(feats).float(), dim=-1)
+        return F.normalize(self.mol_mlp(self.mol_drop(feats)).float(), dim=-1)
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        spec = self.encode_spectra(batch)
+        batch = drop_peaks(batch, self.cfg.peak_dropout)
+        h = self.encoder(*_spectrum_args(batch))
+        spec = F.normalize(self.spec_proj(h).float(), dim=-1)
         b = spec.shape[0]
         neg = batch["mol_neg"]
         k = neg.shape[1]
         mols = self.encode_molecules(torch.cat([batch["mol_pos"], neg.reshape(b * k, -1)]))
         sid = batch["struct_idx"]
         same = sid.unsqueeze(1) == sid.unsqueeze(0)  # in-batch copies of the same structure
+        if not self.cfg.in_batch_negatives:  # hard (same-mass) negatives only
+            same = torch.ones_like(same)
         invalid = ~batch["neg_valid"].reshape(1, b * k).expand(b, b * k)
         if "neg_struct" in batch:  # a hard negative that is this row's own structure
             invalid = invalid | (batch["neg_struct"].reshape(1, b * k) == sid.unsqueeze(1))
@@ -143,7 +157,13 @@ class Ranker(RetrievalModel):
         target = torch.arange(b, device=spec.device)
         loss, logits = info_nce(spec, mols, target, self.logit_scale, exclude)
         acc = (logits.argmax(1) == target).float().mean()
-        return loss, {"acc": float(acc), "temperature": float(1 / self.logit_scale.detach())}
+        logs = {"acc": float(acc), "temperature": float(1 / self.logit_scale.detach())}
+        if self.fp_head is not None:  # substructure supervision for the spectrum encoder
+            aux = focal_loss(self.fp_head(h), (batch["mol_pos"] > 0).float(),
+                             self.cfg.focal_gamma, self.cfg.focal_alpha)
+            loss = loss + self.cfg.fp_aux_weight * aux
+            logs["fp_aux"] = float(aux.detach())
+        return loss, logs
 
 
 class _FingerprintPredictor(RetrievalModel):
@@ -159,7 +179,7 @@ class _FingerprintPredictor(RetrievalModel):
         return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        logits = self.logits(batch)
+        logits = self.logits(drop_peaks(batch, self.cfg.peak_dropout))
         loss = self.fingerprint_loss(logits, batch["fp"])
         with torch.no_grad():
             f1 = fingerprint_f1(torch.sigmoid(logits.float()), batch["fp"])

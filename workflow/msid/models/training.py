@@ -226,6 +226,28 @@ class RankerBatches:
         return batch
 
 
+def _check_workdir(workdir: Path, run_config: dict, resume: bool, log: Callable) -> None:
+    """Checkpoints in ``workdir`` are resumed only if they came from the same run config;
+    others (a changed preset or override) are moved aside to ``ckpt.stale`` and training
+    starts afresh."""
+    import json
+
+    from msid.atomic import write_text
+
+    stamp = workdir / "run_config.json"
+    want = json.dumps(run_config, sort_keys=True, default=str)
+    ckpt = workdir / "ckpt"
+    if ckpt.exists() and (not resume or not stamp.exists() or stamp.read_text() != want):
+        stale = workdir / "ckpt.stale"
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(ckpt, stale)
+        if resume:
+            log(f"[train] {ckpt}: checkpoints from another configuration moved to {stale}; "
+                "training from scratch")
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_text(stamp, want)
+
+
 # -- entry point --------------------------------------------------------------------------------
 def train_model(family: str, train_store: str | os.PathLike, val_store: str | os.PathLike,
                 index_path: str | os.PathLike, config: dict | None, out_path: str | os.PathLike,
@@ -247,6 +269,7 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     mcfg, tcfg = run.model, run.train
     torch.manual_seed(tcfg.seed)
     workdir = Path(workdir) if workdir else out_path.with_suffix(".train")
+    _check_workdir(workdir, run.to_dict(), resume, log)
     target_bits, mol_feat = featurizers(mcfg)
     t0 = time.perf_counter()
     ds = SpectraDataset(train_store, max_peaks=mcfg.max_peaks, adducts=tcfg.adducts or None,

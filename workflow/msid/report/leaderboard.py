@@ -62,7 +62,12 @@ def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
         if candidate_sets and kind in candidate_sets:
             cs = candidate_sets[kind]
             head += (f" ({cs['queries']} queries; candidates per query: median {cs['median']:g},"
-                     f" min {cs['min']}, max {cs['max']})")
+                     f" min {cs['min']}, max {cs['max']}")
+            if cs.get("left_out"):
+                head += (f"; {cs['left_out']} queries with fewer than "
+                         f"{cs.get('min_candidates', 2)} candidates left out")
+            head += ")"
+
         lines += [head, "", "| method | n | Hit@1 | Hit@5 | Hit@20 | MCES@1 ↓ | "
                             "Hit@1 spectrum-blind control |",
                   "|---|---:|---|---|---|---|---|"]
