@@ -56,3 +56,24 @@ def test_not_a_store(tmp_path, data_dir):
         f["x"] = 1
     with pytest.raises(StoreFormatError, match="not an msid spectrum store"):
         SpectrumStore(tmp_path / "other.h5")
+
+
+def test_atomic_write_keeps_old_file_on_error_and_follows_umask(tmp_path):
+    import os
+    import stat
+
+    from msid.atomic import atomic_path, write_text
+
+    target = tmp_path / "out.tsv"
+    write_text(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tsv"]  # no temporary left behind
+    old = os.umask(0o027)
+    try:
+        write_text(target, "new\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # not the temp file's 0600

@@ -1,4 +1,9 @@
-"""Atomic file output: write to a temporary file beside the target, rename on success."""
+"""Atomic file output: write to a temporary file beside the target, rename on success.
+
+The finished file gets the permissions a plain ``open(path, "w")`` would give (0666 less the
+umask), not the owner-only mode of a temporary file: results on a shared file system stay
+readable by the group.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -18,6 +29,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        if Path(tmp).exists():
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
