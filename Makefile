@@ -42,7 +42,7 @@ models: setup
 	mkdir -p resources/models
 	cp results/models/*.safetensors results/models/*.json resources/models/
 
-## benchmark: the full leaderboard (every test-fold query)
+## benchmark: the leaderboard on 2,000 test-fold queries, every method (config/benchmark.yaml)
 benchmark: setup
 	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/benchmark.yaml
 

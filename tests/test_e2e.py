@@ -34,15 +34,23 @@ def test_reports_per_run(demo):
 
 
 def test_leaderboard_has_baselines_measured_in_the_same_run(demo):
+    import json
+
     lb = pd.read_csv(demo / "results/leaderboard/leaderboard.csv")
-    assert set(lb["method"]) == {"random", "library"}
-    assert set(lb["candidates"]) == {"mass", "formula"}
-    assert (lb["n_queries"] == 300).all() and (lb["fold"] == "test").all()
+    assert set(lb["method"]) == {"random", "library", "ranker", "reconstructor", "deepsets",
+                                 "fp_ffn"}
+    assert set(lb["candidates"]) == {"mass", "formula"} and (lb["fold"] == "test").all()
+    sets = json.loads((demo / "results/benchmark/candidate_sets.json").read_text())
     for kind in ("mass", "formula"):
         sub = lb[lb["candidates"] == kind].set_index("method")
-        # library search beats random ranking, confidence intervals apart
-        assert sub.at["library", "hit@1_ci_low"] > sub.at["random", "hit@1_ci_high"]
-        assert sub.at["library", "mces@1"] < sub.at["random", "mces@1"]
+        # 300 queries; those whose set holds only the true molecule are left out and counted
+        assert sets[kind]["queries"] + sets[kind]["left_out"] == 300
+        assert (sub["n_queries"] == sets[kind]["queries"]).all() and sets[kind]["min"] >= 2
+        # library search and the shipped Ranker beat random ranking, confidence intervals apart
+        for method in ("library", "ranker"):
+            assert sub.at[method, "hit@1_ci_low"] > sub.at["random", "hit@1_ci_high"]
+            assert sub.at[method, "mces@1"] < sub.at["random", "mces@1"]
+        assert sub.at["ranker", "hit@1"] > sub.at["fp_ffn", "hit@1"]
     rec = MetricsRecord.from_json(
         (demo / "results/benchmark/metrics/library.mass.standard.json").read_text())
     assert rec.config_hash and rec.extra["candidates_median"] >= 1

@@ -184,3 +184,27 @@ def test_train_model_writes_model_card_and_early_stops(massbank_small, pool_inde
     assert any("another configuration" in m for m in logs)
     assert other["steps"] == 6 and load_model(out)[1]["config"]["fp_bits"] == 512
     assert (out.with_suffix(".train") / "ckpt.stale").is_dir()
+
+
+def test_hard_negatives_from_training_structures(massbank_small, pool_index):
+    from msid.chem.structures import parse_structure
+
+    train_store, _ = massbank_small
+    feat = MolFeaturizer(256, 2, "count")
+    ds = SpectraDataset(train_store, max_peaks=32, adducts=["[M+H]+"], in_memory=True)
+    mass = np.array([parse_structure(s).exact_mass for s in ds.structures])
+    train = HardNegatives(ds.structures, None, feat, pool=4, source="train",
+                          log=lambda *_: None)
+    spans = []
+    for i, lst in enumerate(train.lists):
+        assert len(lst) == 4
+        structs = train.neg_struct_arr[lst]
+        assert (structs >= 0).all() and i not in structs  # other training structures only
+        spans.append(np.abs(mass[structs] - mass[i]).max())
+    # the nearest in mass: closer than four random training structures would be
+    rand = np.random.default_rng(0).choice(len(mass), (len(mass), 4))
+    assert np.median(spans) < 0.2 * np.median(np.abs(mass[rand] - mass[:, None]).max(1))
+    both = HardNegatives(ds.structures, pool_index, feat, pool=4, source="both",
+                         log=lambda *_: None)
+    n_train = [int((both.neg_struct_arr[lst] >= 0).sum()) for lst in both.lists]
+    assert max(n_train) <= 4 and np.mean(n_train) >= 1.5  # about half from each source

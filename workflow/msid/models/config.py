@@ -116,6 +116,8 @@ class TrainConfig:
     n_hard_negatives: int = 4  # ranker: per sample, drawn from the candidate index
     hard_negative_pool: int = 32  # ranker: candidates kept per training structure
     hard_negative_ppm: float = 10.0
+    hard_negative_source: str = "index"  # ranker: "index" (same mass), "train" (training
+    #                                      structures nearest in mass) or "both"
     adducts: list[str] = field(default_factory=lambda: ["[M+H]+"])  # [] = all
     max_train_spectra: int = 0  # 0: all
     val_max_queries: int = 500
@@ -127,6 +129,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.sample_by not in ("spectrum", "structure"):
             raise ValueError("sample_by must be 'spectrum' or 'structure'")
+        if self.hard_negative_source not in ("index", "train", "both"):
+            raise ValueError("hard_negative_source must be 'index', 'train' or 'both'")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
@@ -171,12 +175,16 @@ _TRAIN = {
 _FAMILY: dict[tuple[str, str], tuple[dict, dict]] = {
     # the tiny Ranker: a linear molecule encoder (less room to memorise the ~3k training
     # structures), fingerprint-bit dropout, substructure supervision of the spectrum encoder,
-    # every available same-mass negative; it peaks early, so short with frequent validation
+    # every available negative close in mass, half from the candidate index, half other
+    # training structures (so "decoy-like" is not a shortcut); it peaks early, so short with
+    # frequent validation
     ("ranker", "tiny"): (dict(mol_layers=0, mol_input_dropout=0.2, fp_aux_weight=1.0),
-                         dict(weight_decay=0.05, n_hard_negatives=8, max_steps=800,
-                              eval_every=100, checkpoint_every=100, patience=6)),
+                         dict(weight_decay=0.05, n_hard_negatives=8, hard_negative_source="both",
+                              max_steps=800, eval_every=100, checkpoint_every=100,
+                              patience=6)),
     ("ranker", "seed"): (dict(mol_input_dropout=0.2, fp_aux_weight=1.0),
-                         dict(weight_decay=0.05, n_hard_negatives=16, hard_negative_pool=64)),
+                         dict(weight_decay=0.05, n_hard_negatives=16, hard_negative_pool=64,
+                              hard_negative_source="both")),
 }
 
 

@@ -159,15 +159,19 @@ class RetrievalValidator:
 
 # -- ranker hard negatives ----------------------------------------------------------------------
 class HardNegatives:
-    """Per training structure: up to ``pool`` same-mass molecules from the candidate index."""
+    """Per training structure: up to ``pool`` molecules close in mass, the negatives that
+    matter when every candidate has the true molecule's mass.
 
-    def __init__(self, structures: Sequence[str], index_path: str | os.PathLike,
+    ``source="index"``: molecules of the same mass (``ppm``) from the candidate index.
+    ``source="train"``: the other training structures nearest in mass. These come from the
+    same distribution as the positives, so the model cannot learn "decoy-like molecules score
+    low" (a prior that ranks without reading the spectrum). ``"both"``: half and half.
+    """
+
+    def __init__(self, structures: Sequence[str], index_path: str | os.PathLike | None,
                  featurizer: MolFeaturizer, pool: int = 32, ppm: float = 10.0,
-                 log: Callable = print) -> None:
-        from msid.chem.candidates import CandidateIndex, candidate_set
-
+                 log: Callable = print, source: str = "index") -> None:
         t0 = time.perf_counter()
-        index = CandidateIndex(index_path)
         ik_to_struct = {}
         parsed = [parse_structure(s) for s in structures]
         for i, st in enumerate(parsed):
@@ -176,15 +180,39 @@ class HardNegatives:
         mols: dict[str, int] = {}
         self.neg_struct: list[int] = []
         self.lists: list[np.ndarray] = []
-        for st in parsed:
+
+        def add(smiles_flat: str, inchikey14: str) -> int:
+            if smiles_flat not in mols:
+                mols[smiles_flat] = len(mols)
+                self.neg_struct.append(ik_to_struct.get(inchikey14, -1))
+            return mols[smiles_flat]
+
+        n_index = pool if source == "index" else (pool // 2 if source == "both" else 0)
+        n_train = pool - n_index
+        index = None
+        if n_index:
+            from msid.chem.candidates import CandidateIndex
+
+            index = CandidateIndex(index_path)
+        masses = np.array([st.exact_mass if st is not None else np.nan for st in parsed])
+        order = np.argsort(masses, kind="stable")
+        sorted_mass = masses[order]
+        for i, st in enumerate(parsed):
             rows = []
-            if st is not None and pool > 0:
-                for c in candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=pool + 1,
-                                       true=st)[1:]:
-                    if c.smiles_flat not in mols:
-                        mols[c.smiles_flat] = len(mols)
-                        self.neg_struct.append(ik_to_struct.get(c.inchikey14, -1))
-                    rows.append(mols[c.smiles_flat])
+            if st is not None and index is not None:
+                from msid.chem.candidates import candidate_set
+
+                rows += [add(c.smiles_flat, c.inchikey14) for c in
+                         candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=n_index + 1,
+                                       true=st)[1:]]
+            if st is not None and n_train:
+                pos = int(np.searchsorted(sorted_mass, st.exact_mass))
+                lo, hi = max(pos - n_train - 1, 0), min(pos + n_train + 1, len(order))
+                near = [j for j in order[lo:hi] if parsed[j] is not None
+                        and parsed[j].inchikey14 != st.inchikey14]
+                near.sort(key=lambda j: abs(masses[j] - st.exact_mass))
+                rows += [add(parsed[j].smiles_flat, parsed[j].inchikey14)
+                         for j in near[:n_train]]
             self.lists.append(np.array(rows, dtype=np.int64))
         self.bank = FeatureBank(list(mols), featurizer)
         self.neg_struct_arr = np.array(self.neg_struct, dtype=np.int64)
@@ -293,8 +321,10 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     prepare = None
     if family == "ranker":
         negs = (HardNegatives(ds.structures, index_path, mol_feat, tcfg.hard_negative_pool,
-                              tcfg.hard_negative_ppm, log=log)
-                if index_path and tcfg.n_hard_negatives > 0 else None)
+                              tcfg.hard_negative_ppm, log=log,
+                              source=tcfg.hard_negative_source)
+                if (index_path or tcfg.hard_negative_source == "train")
+                and tcfg.n_hard_negatives > 0 else None)
         prepare = RankerBatches(FeatureBank(ds.structures, mol_feat), negs,
                                 tcfg.n_hard_negatives if negs is not None else 0)
     model = build_model(mcfg)
