@@ -197,7 +197,7 @@ class HardNegatives:
         masses = np.array([st.exact_mass if st is not None else np.nan for st in parsed])
         order = np.argsort(masses, kind="stable")
         sorted_mass = masses[order]
-        for i, st in enumerate(parsed):
+        for st in parsed:
             rows = []
             if st is not None and index is not None:
                 from msid.chem.candidates import candidate_set
