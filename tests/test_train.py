@@ -208,3 +208,17 @@ def test_hard_negatives_from_training_structures(massbank_small, pool_index):
                          log=lambda *_: None)
     n_train = [int((both.neg_struct_arr[lst] >= 0).sum()) for lst in both.lists]
     assert max(n_train) <= 4 and np.mean(n_train) >= 1.5  # about half from each source
+
+
+def test_bench_models_prints_training_and_ranking_throughput(massbank_small, pool_index,
+                                                              tmp_path):
+    """The throughput benchmark's model part on real spectra: every family trains and ranks."""
+    from msid.bench import bench_models
+    train_store, _ = massbank_small  # lib.h5 beside it holds every fold, like the bench's store
+    out = bench_models(str(train_store.parent / "lib.h5"), pool_index, tmp_path, n_queries=20,
+                       train_steps=3, families=["ranker", "fp_ffn"])
+    assert out["train_spectra"] > 0
+    for name in ("random", "ranker", "fp_ffn"):
+        assert out[name]["rank_queries_per_s"] > 0 and out[name]["queries"] > 0
+    for fam in ("ranker", "fp_ffn"):
+        assert out[fam]["train_steps"] == 3 and out[fam]["train_spectra_per_s"] > 0

@@ -3,7 +3,10 @@
 1. preprocessing: spectra/s through convert (matchms harmonisation) and the filter chain;
 2. candidate index: build time for the shipped pool + 1.58M decoys, and a cached reload;
 3. library search: queries/s of msid's identity search vs ms-entropy's FlashEntropySearch
-   identity search, same library, same queries, same tolerances; plus score agreement.
+   identity search, same library, same queries, same tolerances; plus score agreement;
+4. learned models: training throughput (spectra/s, tiny preset, the train fold of the store
+   from step 1) and ranking throughput (queries/s with mass candidates from the index, shipped
+   models), every family, beside random ranking measured on the same queries and candidates.
 """
 
 from __future__ import annotations
@@ -111,6 +114,41 @@ def bench_search(store_path: str, n_queries: int, seed: int = 0) -> dict:
             "max_abs_score_diff_top10": max_diff}
 
 
+def bench_models(store_path: str, index_path: str | os.PathLike, work: Path, n_queries: int,
+                 train_steps: int, families: list[str], seed: int = 0) -> dict:
+    from msid.benchmark import BenchmarkConfig, select_queries, split_folds
+    from msid.candidate_sets import candidates_for_queries
+    from msid.chem.candidates import CandidateIndex
+    from msid.methods import MethodResources, make_method, rank_queries
+    from msid.models.training import train_model
+    from msid.store import SpectrumStore
+
+    folds = split_folds(store_path, {"train": work / "train.h5", "test": work / "test.h5"})
+    index = CandidateIndex(index_path)
+    out: dict[str, dict] = {"train_spectra": folds["train"]}
+    with SpectrumStore(work / "test.h5") as test:
+        rows = select_queries(test, BenchmarkConfig(max_queries=n_queries, seed=seed))
+        cands = candidates_for_queries(test, rows, index=index, kind="mass", ppm=10.0,
+                                       max_n=256, include_true=True, seed=seed)
+        n_cand = int(sum(len(v) for v in cands.values()))
+        for name in ["random", *families]:
+            method = make_method(name, MethodResources(seed=seed))
+            rank_queries(method, test, rows[:8], cands, progress=False)  # warm-up (caches)
+            _, t = _timed(rank_queries, method, test, rows, cands, progress=False)
+            out[name] = {"rank_queries_per_s": len(rows) / t, "queries": len(rows),
+                         "candidates": n_cand}
+    for fam in families:
+        cfg = {"size": "tiny", "train": {"max_steps": train_steps, "eval_every": 0,
+                                         "checkpoint_every": 0, "progress": False,
+                                         "val_max_queries": 0, "num_threads": 1,
+                                         "warmup_steps": min(100, train_steps // 2)}}
+        m = train_model(fam, work / "train.h5", "", index_path, cfg,
+                        work / "models" / f"{fam}.safetensors", log=lambda *_: None)
+        out[fam].update(train_spectra_per_s=m["train_spectra_per_second"],
+                        train_steps=m["steps"], train_s=m["train_seconds"])
+    return out
+
+
 def run_bench(a: argparse.Namespace) -> dict:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="msid-bench-") as tmp:
@@ -136,6 +174,25 @@ def run_bench(a: argparse.Namespace) -> dict:
               f"(goal >= 1)", flush=True)
         print(f"   top-1 score agreement {se['top1_score_agreement']:.3f}; max |score diff| in "
               f"top 10 {se['max_abs_score_diff_top10']:.4f}", flush=True)
+        if not a.skip_models:
+            fams = ["ranker", "reconstructor", "deepsets", "fp_ffn"]
+            print(f"== learned models: ranking {a.model_queries} test-fold queries (mass "
+                  f"candidates, shipped models); training {a.train_steps} steps each (tiny, "
+                  "1 thread)", flush=True)
+            index_path = work / "candidates.npz"
+            if not index_path.exists():
+                from msid.identify import cached_index
+
+                index_path = cached_index().path
+            results["models"] = mo = bench_models(pre["store"], index_path, work,
+                                                  a.model_queries, a.train_steps, fams)
+            r = mo["random"]
+            print(f"   {r['queries']} queries, {r['candidates']:,} candidates; random ranking "
+                  f"{r['rank_queries_per_s']:,.0f} queries/s", flush=True)
+            for fam in fams:
+                f = mo[fam]
+                print(f"   {fam:<14} train {f['train_spectra_per_s']:,.0f} spectra/s | rank "
+                      f"{f['rank_queries_per_s']:,.0f} queries/s", flush=True)
     results["machine"] = {"cpus": os.cpu_count()}
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=2, default=str))

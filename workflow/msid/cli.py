@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--skip-index", action="store_true")
+    p.add_argument("--skip-models", action="store_true")
+    p.add_argument("--model-queries", type=int, default=1000,
+                   help="test-fold queries ranked by each learned model")
+    p.add_argument("--train-steps", type=int, default=200,
+                   help="training steps timed per model family")
     p.add_argument("--out", help="also write the numbers as JSON here")
     return parser
 
