@@ -105,6 +105,27 @@ def test_encoder_options_nominal_mass_and_precursor(pest_items):
         assert not torch.allclose(enc3(*args), enc3(*shifted))
 
 
+def test_adduct_codes_reach_the_encoder(pest_items):
+    from msid.spectra_dataset import ADDUCTS, adduct_index
+
+    ds, items = pest_items
+    assert adduct_index("[M+H]+") == 1 and adduct_index("[M+X]7+") == 0 == adduct_index(None)
+    codes = {it["adduct"] for it in items}
+    assert codes <= set(range(len(ADDUCTS) + 1)) and len(codes) > 1  # the store has + and -
+    assert {ADDUCTS[c - 1] for c in codes if c} <= set(ds.adducts)
+    batch = collate_spectra(items[:3])
+    assert batch["adduct"].dtype == torch.long and batch["adduct"].shape == (3,)
+    torch.manual_seed(0)
+    enc = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=1, n_heads=2, n_freqs=16,
+                                        adduct_embedding=True)).eval()
+    args = (batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"])
+    with torch.no_grad():
+        pos = enc(*args, torch.full((3,), adduct_index("[M+H]+")))
+        neg = enc(*args, torch.full((3,), adduct_index("[M-H]-")))
+        assert not torch.allclose(pos, neg)
+        torch.testing.assert_close(enc(*args), enc(*args, torch.zeros(3, dtype=torch.long)))
+
+
 def test_fourier_features_resolve_5_mda():
     ff = FourierFeatures(64, 1e-3, 1e3)
     x = torch.tensor([500.000, 500.005, 1500.000, 1500.005, 500.000], dtype=torch.float64)
@@ -314,3 +335,18 @@ def test_presets_and_config_validation():
         RunConfig.from_dict({"family": "ranker", "train": {"lr_typo": 1}})
     with pytest.raises(ValueError, match="family"):
         RunConfig.preset("nope")
+
+
+def test_training_curves_of_the_shipped_models():
+    from pathlib import Path
+
+    from msid.report.plots import load_histories, training_curves
+
+    files = sorted((Path(__file__).resolve().parents[1] / "resources" / "models")
+                   .glob("*.history.json"))
+    hist = load_histories(files)
+    assert {"reconstructor", "deepsets", "fp_ffn"} <= set(hist)
+    assert any(k.startswith("ranker") for k in hist)
+    assert all(h["train"] and h["val"] for h in hist.values())
+    png = training_curves(hist)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -141,7 +141,8 @@ def bench_models(store_path: str, index_path: str | os.PathLike, work: Path, n_q
         cfg = {"size": "tiny", "train": {"max_steps": train_steps, "eval_every": 0,
                                          "checkpoint_every": 0, "progress": False,
                                          "val_max_queries": 0, "num_threads": 1,
-                                         "warmup_steps": min(100, train_steps // 2)}}
+                                         "warmup_steps": min(100, train_steps // 2)},
+               "members": []}  # one model's throughput, also for ensemble families
         m = train_model(fam, work / "train.h5", "", index_path, cfg,
                         work / "models" / f"{fam}.safetensors", log=lambda *_: None)
         out[fam].update(train_spectra_per_s=m["train_spectra_per_second"],

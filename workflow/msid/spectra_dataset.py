@@ -31,14 +31,26 @@ def top_peaks(mz: np.ndarray, intensity: np.ndarray, max_peaks: int
     return mz, intensity
 
 
+# Adduct vocabulary of the models' adduct embedding (index 0: any other or unknown adduct).
+# Appending is safe; reordering changes what trained models read.
+ADDUCTS = ("[M+H]+", "[M-H]-", "[M+Na]+", "[M]+", "[M+NH4]+", "[M+K]+", "[M-H2O+H]+",
+           "[M+HCOO]-", "[M+CH3COOH-H]-", "[M+CH3COO]-", "[M+Cl]-", "[M-2H]-", "[M+2H]2+")
+_ADDUCT_INDEX = {a: i + 1 for i, a in enumerate(ADDUCTS)}
+
+
+def adduct_index(adduct: str | None) -> int:
+    return _ADDUCT_INDEX.get(str(adduct or "").strip(), 0)
+
+
 def spectrum_item(mz: np.ndarray, intensity: np.ndarray, precursor_mz: float,
-                  max_peaks: int) -> dict:
+                  max_peaks: int, adduct: str = "") -> dict:
     mz, intensity = top_peaks(np.asarray(mz, np.float64), np.asarray(intensity, np.float32),
                               max_peaks)
     peak = float(intensity.max()) if len(intensity) else 1.0
     return {"mz": mz.astype(np.float64),
             "intensity": (intensity / (peak if peak > 0 else 1.0)).astype(np.float32),
-            "precursor_mz": float(precursor_mz) if np.isfinite(precursor_mz) else 0.0}
+            "precursor_mz": float(precursor_mz) if np.isfinite(precursor_mz) else 0.0,
+            "adduct": adduct_index(adduct)}
 
 
 def collate_spectra(items: Sequence[dict]) -> dict[str, torch.Tensor]:
@@ -54,7 +66,8 @@ def collate_spectra(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     out = {"mz": torch.from_numpy(mz), "intensity": torch.from_numpy(inten),
            "pad_mask": torch.from_numpy(pad),
            "precursor_mz": torch.tensor([it["precursor_mz"] for it in items],
-                                        dtype=torch.float64)}
+                                        dtype=torch.float64),
+           "adduct": torch.tensor([it.get("adduct", 0) for it in items], dtype=torch.long)}
     if "struct_idx" in items[0]:
         out["struct_idx"] = torch.tensor([it["struct_idx"] for it in items], dtype=torch.long)
     if "row" in items[0]:
@@ -104,6 +117,7 @@ class SpectraDataset(Dataset):
                 ik14 = [ik14[i] for i in sel]
                 flat = [flat[i] for i in sel]
             self.precursor_mz = md["precursor_mz"].to_numpy()[self.rows].astype(np.float64)
+            self.adducts = md["adduct"].astype(str).to_numpy()[self.rows]
             self.ids = md["id"].to_numpy()[self.rows]
         first: dict[str, int] = {}
         self.structures: list[str] = []
@@ -139,7 +153,7 @@ class SpectraDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         row = int(self.rows[i])
         mz, inten = self._peaks(row)
-        item = spectrum_item(mz, inten, self.precursor_mz[i], self.max_peaks)
+        item = spectrum_item(mz, inten, self.precursor_mz[i], self.max_peaks, self.adducts[i])
         item["struct_idx"] = int(self.struct_of_item[i])
         item["row"] = row
         if self._fp is not None:

@@ -88,9 +88,22 @@ def queries_for_variant(wildcards):
 def benchmark_outputs():
     if not BENCH.get("enabled", True):
         return []
-    return expand(
+    out = expand(
         "results/leaderboard/leaderboard.{ext}", ext=["csv", "md", "tex", "png"]
     )
+    if learned_in_benchmark():
+        out.append("results/leaderboard/training_curves.png")
+    return out
+
+
+def learned_in_benchmark():
+    return [m for m in BENCH["methods"] if m in LEARNED]
+
+
+def model_histories(wildcards):
+    return [
+        f"{config['models']['dir']}/{m}.history.json" for m in learned_in_benchmark()
+    ]
 
 
 def all_outputs():

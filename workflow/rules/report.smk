@@ -59,3 +59,27 @@ rule leaderboard:
         runtime=scaled(10),
     script:
         "../scripts/leaderboard.py"
+
+
+rule training_curves:
+    """Loss and validation Hit@1 curves of the models in the leaderboard (from their files)."""
+    input:
+        model_histories,
+    output:
+        report(
+            "results/leaderboard/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Leaderboard",
+        ),
+    log:
+        "logs/training_curves.log",
+    conda:
+        env("report")
+    container:
+        image("report")
+    threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
+    script:
+        "../scripts/training_curves.py"

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from msid.models.config import EncoderConfig
+from msid.spectra_dataset import ADDUCTS
 
 
 class FourierFeatures(nn.Module):
@@ -51,7 +52,7 @@ class AttentionPool(nn.Module):
 
 
 class SpectrumEncoder(nn.Module):
-    """(mz, intensity, pad_mask, precursor_mz) -> (B, d_model)."""
+    """(mz, intensity, pad_mask, precursor_mz[, adduct index]) -> (B, d_model)."""
 
     def _nominal_index(self, x: torch.Tensor) -> torch.Tensor:
         n = torch.round(x.to(torch.float64)).long() + 1
@@ -74,6 +75,7 @@ class SpectrumEncoder(nn.Module):
         self.prec_mlp = (nn.Sequential(nn.Linear(f, d), nn.GELU(), nn.Linear(d, d))
                          if cfg.precursor_in_tokens else None)
         self.prec_token = nn.Parameter(torch.zeros(d))
+        self.adduct = (nn.Embedding(len(ADDUCTS) + 1, d) if cfg.adduct_embedding else None)
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, d * cfg.ff_mult, cfg.dropout,
                                            activation="gelu", batch_first=True,
                                            norm_first=True)
@@ -83,7 +85,8 @@ class SpectrumEncoder(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def forward(self, mz: torch.Tensor, intensity: torch.Tensor, pad_mask: torch.Tensor,
-                precursor_mz: torch.Tensor) -> torch.Tensor:
+                precursor_mz: torch.Tensor, adduct: torch.Tensor | None = None
+                ) -> torch.Tensor:
         prec = precursor_mz.to(torch.float64)
         parts = [self.fourier(mz),
                  torch.log(intensity.float().clamp_min(0) + self.cfg.intensity_eps)
@@ -101,6 +104,10 @@ class SpectrumEncoder(nn.Module):
         else:  # the precursor then reaches the model only through the neutral losses
             p = tok.new_zeros(tok.shape[0], tok.shape[-1])
         tok = torch.cat([(p + self.prec_token).unsqueeze(1), tok], 1)
+        if self.adduct is not None:
+            code = (adduct if adduct is not None
+                    else torch.zeros(tok.shape[0], dtype=torch.long, device=tok.device))
+            tok = tok + self.adduct(code).unsqueeze(1)
         pad = torch.cat([torch.zeros_like(pad_mask[:, :1]), pad_mask], 1)
         tok = tok.masked_fill(pad.unsqueeze(-1), 0.0)
         h = self.transformer(tok, src_key_padding_mask=pad)

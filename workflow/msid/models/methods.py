@@ -60,7 +60,7 @@ class ModelRanking:
 
         out = []
         for a in range(0, len(queries), self.batch_size):
-            items = [spectrum_item(q.mz, q.intensity, q.precursor_mz, self.max_peaks)
+            items = [spectrum_item(q.mz, q.intensity, q.precursor_mz, self.max_peaks, q.adduct)
                      for q in queries[a:a + self.batch_size]]
             batch = {k: v.to(self.device) for k, v in collate_spectra(items).items()}
             out.append(self.model.encode_spectra(batch).float().cpu().numpy())

@@ -82,7 +82,8 @@ def _mlp(n_in: int, hidden: int, n_out: int, n_layers: int, dropout: float) -> n
 
 
 def _spectrum_args(batch: dict) -> tuple:
-    return batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"]
+    return (batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"],
+            batch.get("adduct"))
 
 
 def drop_peaks(batch: dict, p: float) -> dict:
@@ -235,6 +236,26 @@ class FingerprintFFN(_FingerprintPredictor):
         return self.mlp(self.binned(batch))
 
 
+class RankerEnsemble(RetrievalModel):
+    """Rankers trained apart, scored together: embeddings are the members' unit vectors
+    concatenated and scaled by 1/sqrt(n), so a dot product is the mean of their cosines."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.mol_input = cfg.mol_fp
+        self.members = nn.ModuleList(Ranker(ModelConfig.from_dict(m)) for m in cfg.members)
+        self._scale = 1.0 / math.sqrt(len(self.members))
+
+    def encode_spectra(self, batch: dict) -> torch.Tensor:
+        return torch.cat([m.encode_spectra(batch) for m in self.members], -1) * self._scale
+
+    def encode_molecules(self, feats: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.encode_molecules(feats) for m in self.members], -1) * self._scale
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise TypeError("an ensemble is not trained as one model: train its members")
+
+
 MODELS: dict[str, type[RetrievalModel]] = {
     "ranker": Ranker, "reconstructor": Reconstructor, "deepsets": DeepSets,
     "fp_ffn": FingerprintFFN,
@@ -242,4 +263,6 @@ MODELS: dict[str, type[RetrievalModel]] = {
 
 
 def build_model(cfg: ModelConfig) -> RetrievalModel:
+    if cfg.members:
+        return RankerEnsemble(cfg)
     return MODELS[cfg.family](cfg)

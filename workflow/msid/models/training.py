@@ -59,7 +59,7 @@ def candidate_queries(store: str | os.PathLike, candidates: dict[str, list[Struc
                 continue
             mz, inten = st.peaks(int(r))
             out.items.append(spectrum_item(mz, inten, float(md["precursor_mz"].iat[r]),
-                                           max_peaks))
+                                           max_peaks, str(md["adduct"].iat[r])))
             cands = candidates[qid]
             true = parse_structure(str(md["smiles"].iat[r]))
             ik = true.inchikey14 if true else ""
@@ -276,6 +276,76 @@ def _check_workdir(workdir: Path, run_config: dict, resume: bool, log: Callable)
     write_text(stamp, want)
 
 
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def _train_ensemble(family: str, members: list[dict], config: dict, train_store, val_store,
+                    index_path, out_path: Path, *, workdir, val_queries, resume: bool,
+                    stop_after_steps: int | None, log: Callable) -> dict:
+    """Train each member (``config`` merged with its overrides) as a model of its own, then
+    write one model file holding them all; the card keeps every member's config and metrics."""
+    import json
+
+    from msid.modelfile import load_model, save_model
+    from msid.models.config import ModelConfig
+    from msid.models.retrieval import RankerEnsemble
+
+    workdir = Path(workdir) if workdir else out_path.with_suffix(".train")
+    base = RunConfig.from_dict({**config, "family": family})
+    if val_queries is None and val_store and base.train.val_max_queries:
+        val_queries = build_val_candidates(val_store, index_path, adducts=base.train.adducts,
+                                           max_queries=base.train.val_max_queries,
+                                           max_candidates=base.train.val_max_candidates,
+                                           seed=base.train.seed, max_peaks=base.model.max_peaks)
+    models, cards, metrics, histories = [], [], [], []
+    for i, over in enumerate(members):
+        path = workdir / f"member-{i}.safetensors"
+        log(f"[train] {family}: ensemble member {i + 1} of {len(members)}")
+        m = train_model(family, train_store, val_store, index_path,
+                        {**_merge(config, over), "members": []}, path,
+                        workdir=workdir / f"member-{i}", val_queries=val_queries,
+                        resume=resume, stop_after_steps=stop_after_steps, log=log)
+        if m.get("interrupted"):
+            return m
+        model, card = load_model(path)
+        models.append(model)
+        cards.append(card)
+        metrics.append(m)
+        hist = path.with_suffix(".history.json")
+        histories.append(json.loads(hist.read_text()) if hist.exists() else {})
+    cfg = ModelConfig.from_dict({**cards[0]["config"], "family": family,
+                                 "members": [c["config"] for c in cards]})
+    ens = RankerEnsemble(cfg)
+    for slot, model in zip(ens.members, models, strict=True):
+        slot.load_state_dict(model.state_dict())
+    ens.eval()
+    val = {}
+    if val_queries is not None and val_queries.items:
+        val = RetrievalValidator(val_queries, featurizers(cfg)[1])(ens)
+    seconds = sum(m["train_seconds"] for m in metrics)
+    spectra = sum(m["train_seconds"] * m["train_spectra_per_second"] for m in metrics)
+    summary = {"val": val, "steps": sum(m["steps"] for m in metrics), "best_step": -1,
+               "stopped_early": any(m["stopped_early"] for m in metrics),
+               "train_seconds": seconds,
+               "train_spectra_per_second": spectra / seconds if seconds else 0.0,
+               "device": metrics[0]["device"], "members": metrics}
+    training = {"ensemble": f"{len(members)} members trained apart; score = mean cosine",
+                "members": [c["training"] for c in cards]}
+    save_model(ens, out_path, family=family, config=cfg.to_dict(), training=training,
+               metrics=summary)
+    from msid.atomic import write_text
+
+    write_text(out_path.with_suffix(".history.json"),
+               json.dumps({"title": f"{family} ensemble", "members": histories}, indent=1,
+                          default=float) + "\n")
+    log(f"[train] {family}: wrote {out_path} ({len(members)} members; val {val})")
+    return summary
+
+
 # -- entry point --------------------------------------------------------------------------------
 def train_model(family: str, train_store: str | os.PathLike, val_store: str | os.PathLike,
                 index_path: str | os.PathLike, config: dict | None, out_path: str | os.PathLike,
@@ -290,10 +360,19 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     metrics: best validation metrics, steps, training throughput.
     """
     from msid.modelfile import save_model
+    from msid.models.config import ENSEMBLES
     from msid.train import Trainer
 
     out_path = Path(out_path)
-    run = RunConfig.from_dict({**(config or {}), "family": family})
+    config = dict(config or {})
+    members = config.pop("members", None)
+    if members is None:
+        members = ENSEMBLES.get((family, config.get("size", "tiny")), [])
+    if members:
+        return _train_ensemble(family, members, config, train_store, val_store, index_path,
+                               out_path, workdir=workdir, val_queries=val_queries,
+                               resume=resume, stop_after_steps=stop_after_steps, log=log)
+    run = RunConfig.from_dict({**config, "family": family})
     mcfg, tcfg = run.model, run.train
     torch.manual_seed(tcfg.seed)
     workdir = Path(workdir) if workdir else out_path.with_suffix(".train")

@@ -83,3 +83,46 @@ def leaderboard_bars(table, metric: str = "hit@1") -> bytes:
         ax.set_ylabel(metric)
         ax.tick_params(axis="x", rotation=30)
     return to_png(fig)
+
+
+def load_histories(paths) -> dict[str, dict]:
+    """{model name: history} from ``<model>.history.json`` files; an ensemble's members
+    become ``name[1]``, ``name[2]``, ..."""
+    import json
+    from pathlib import Path
+
+    out: dict[str, dict] = {}
+    for p in paths:
+        name = Path(p).name.removesuffix(".history.json")
+        h = json.loads(Path(p).read_text())
+        if "members" in h:
+            for i, m in enumerate(h["members"], 1):
+                out[f"{name}[{i}]"] = m
+        else:
+            out[name] = h
+    return out
+
+
+def training_curves(histories: dict[str, dict]) -> bytes:
+    """One panel per model: training loss and validation Hit@1 against optimizer steps."""
+    n = max(len(histories), 1)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), dpi=100,
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (name, h) in zip(axes.flat, histories.items(), strict=False):
+        train, val = h.get("train", []), h.get("val", [])
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue",
+                lw=1)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("train loss", color="tab:blue", fontsize=8)
+        pts = [(r["step"], r["hit@1"]) for r in val if "hit@1" in r]
+        if pts:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*pts, strict=True), "o-", color="tab:green", ms=3, lw=1)
+            ax2.set_ylabel("val Hit@1", color="tab:green", fontsize=8)
+    fig.tight_layout()
+    return to_png(fig)
