@@ -45,7 +45,8 @@ def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame
     if controls:
         ctrl = pd.DataFrame(controls).groupby(["candidates", "method"], as_index=False).first()
         df = df.merge(ctrl, on=["candidates", "method"], how="left")
-    return df.sort_values(["candidates", "hit@1"], ascending=[True, False]).reset_index(drop=True)
+    return (df.sort_values(["candidates", "hit@1", "method"], ascending=[True, False, True],
+                           kind="stable").reset_index(drop=True))
 
 
 def _fmt(row: pd.Series, name: str, digits: int) -> str:
