@@ -115,4 +115,6 @@ def test_demo_dag_under_slurm_with_a_cancelled_job(cluster, demo_run, tmp_path):
         if rel.endswith("leaderboard.csv"):  # Slurm benchmarks three of the demo's six methods
             assert set(a["method"]) == {"random", "library", "ranker"}
             b = b[b["method"].isin(a["method"])].reset_index(drop=True)
+            # the configs differ in their method lists, so their hashes differ
+            a, b = a.drop(columns="config_hash"), b.drop(columns="config_hash")
         pd.testing.assert_frame_equal(a, b)
