@@ -191,7 +191,7 @@ class HardNegatives:
         n_train = pool - n_index
         index = None
         if n_index:
-            from msid.chem.candidates import CandidateIndex
+            from msid.chem.candidates import CandidateIndex, candidate_set
 
             index = CandidateIndex(index_path)
         masses = np.array([st.exact_mass if st is not None else np.nan for st in parsed])
@@ -200,8 +200,6 @@ class HardNegatives:
         for st in parsed:
             rows = []
             if st is not None and index is not None:
-                from msid.chem.candidates import candidate_set
-
                 rows += [add(c.smiles_flat, c.inchikey14) for c in
                          candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=n_index + 1,
                                        true=st)[1:]]
