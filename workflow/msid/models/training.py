@@ -261,7 +261,10 @@ def _check_workdir(workdir: Path, run_config: dict, resume: bool, log: Callable)
     from msid.atomic import write_text
 
     stamp = workdir / "run_config.json"
-    want = json.dumps(run_config, sort_keys=True, default=str)
+    # settings that change how training runs, not what it computes, do not invalidate it
+    train = {k: v for k, v in run_config.get("train", {}).items()
+             if k not in ("progress", "num_threads", "num_workers", "log_every")}
+    want = json.dumps({**run_config, "train": train}, sort_keys=True, default=str)
     ckpt = workdir / "ckpt"
     if ckpt.exists() and (not resume or not stamp.exists() or stamp.read_text() != want):
         stale = workdir / "ckpt.stale"
