@@ -183,14 +183,22 @@ _TRAIN = {
 }
 
 # Ensembles: (family, size) -> per-member overrides on top of the family preset. Members that
-# see different data disagree where each is unsure: on the val fold the two tiny members
-# below score 0.448 and 0.459 Hit@1 (queries with at least 2 candidates), their mean 0.519.
+# see different data or start from different seeds disagree where each is unsure. On the val
+# fold (queries with at least 2 candidates; resources/models/README.md) single tiny members
+# score 0.43-0.46 Hit@1 with mass candidates, two members 0.497, these four 0.560 (formula
+# candidates: 0.40-0.41 single, 0.443 two, 0.490 four). Training longer does not help: an
+# every-adduct member peaks near step 2,100 of 6,000. Members share the ensemble's validation
+# queries (1,000 for the tiny Ranker, see _FAMILY: on 300, a noisy early peak stopped one
+# member at step 750).
+_EVERY_ADDUCT = {"model": {"encoder": {"adduct_embedding": True}},  # every adduct, adduct code
+                 "train": {"adducts": [], "max_steps": 3000, "eval_every": 150,
+                           "checkpoint_every": 150, "patience": 10}}
 ENSEMBLES: dict[tuple[str, str], list[dict]] = {
     ("ranker", "tiny"): [
         {},  # [M+H]+ spectra only
-        {"model": {"encoder": {"adduct_embedding": True}},  # every adduct, adduct code
-         "train": {"adducts": [], "max_steps": 3000, "eval_every": 150,
-                   "checkpoint_every": 150, "patience": 10}},
+        _EVERY_ADDUCT,
+        {**_EVERY_ADDUCT, "train": {**_EVERY_ADDUCT["train"], "seed": 1}},
+        {**_EVERY_ADDUCT, "train": {**_EVERY_ADDUCT["train"], "seed": 2}},
     ],
 }
 
@@ -204,7 +212,7 @@ _FAMILY: dict[tuple[str, str], tuple[dict, dict]] = {
     ("ranker", "tiny"): (dict(mol_layers=0, mol_input_dropout=0.2, fp_aux_weight=1.0),
                          dict(weight_decay=0.05, n_hard_negatives=8, hard_negative_source="both",
                               max_steps=800, eval_every=100, checkpoint_every=100,
-                              patience=6)),
+                              patience=6, val_max_queries=1000)),
     ("ranker", "seed"): (dict(mol_input_dropout=0.2, fp_aux_weight=1.0),
                          dict(weight_decay=0.05, n_hard_negatives=16, hard_negative_pool=64,
                               hard_negative_source="both")),

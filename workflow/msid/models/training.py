@@ -288,7 +288,9 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
                     index_path, out_path: Path, *, workdir, val_queries, resume: bool,
                     stop_after_steps: int | None, log: Callable) -> dict:
     """Train each member (``config`` merged with its overrides) as a model of its own, then
-    write one model file holding them all; the card keeps every member's config and metrics."""
+    write one model file holding them all; the card keeps every member's config and metrics.
+    Every member is validated (best step, early stopping) on the same queries, built from the
+    ensemble's own train config."""
     import json
 
     from msid.modelfile import load_model, save_model
@@ -302,12 +304,16 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
                                            max_queries=base.train.val_max_queries,
                                            max_candidates=base.train.val_max_candidates,
                                            seed=base.train.seed, max_peaks=base.model.max_peaks)
+    # what every member is validated on, recorded in its run config (and so in the checks
+    # that decide whether a checkpoint may be resumed)
+    shared_val = {"train": {"val_max_queries": base.train.val_max_queries,
+                            "val_max_candidates": base.train.val_max_candidates}}
     models, cards, metrics, histories = [], [], [], []
     for i, over in enumerate(members):
         path = workdir / f"member-{i}.safetensors"
         log(f"[train] {family}: ensemble member {i + 1} of {len(members)}")
         m = train_model(family, train_store, val_store, index_path,
-                        {**_merge(config, over), "members": []}, path,
+                        {**_merge(_merge(config, over), shared_val), "members": []}, path,
                         workdir=workdir / f"member-{i}", val_queries=val_queries,
                         resume=resume, stop_after_steps=stop_after_steps, log=log)
         if m.get("interrupted"):
