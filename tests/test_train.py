@@ -236,7 +236,7 @@ def test_ranker_ensemble_trains_members_and_scores_their_mean(massbank_small, po
                      "warmup_steps": 1, "progress": False, "max_train_spectra": 200,
                      "val_max_queries": 20},
            "members": [{}, {"model": {"encoder": {"adduct_embedding": True}},
-                            "train": {"adducts": [], "seed": 1}}]}
+                            "train": {"adducts": [], "seed": 1, "val_max_queries": 5}}]}
     metrics = train_model("ranker", train_store, val_store, pool_index, cfg, out,
                           log=lambda *_: None)
     assert len(metrics["members"]) == 2 and metrics["steps"] == 8
@@ -244,6 +244,12 @@ def test_ranker_ensemble_trains_members_and_scores_their_mean(massbank_small, po
     ens, card = load_model(out, family="ranker")
     assert len(card["config"]["members"]) == 2 and len(card["training"]["members"]) == 2
     assert card["config"]["members"][1]["encoder"]["adduct_embedding"] is True
+    # members share the ensemble's validation queries, and their run configs say so (a member's
+    # own val_max_queries would otherwise be recorded but not used)
+    for i in range(2):
+        run_cfg = json.loads((tmp_path / "ranker.train" / f"member-{i}" / "run_config.json")
+                             .read_text())
+        assert run_cfg["train"]["val_max_queries"] == 20
     singles = [load_model(tmp_path / "ranker.train" / f"member-{i}.safetensors")[0]
                for i in range(2)]
     ds = SpectraDataset(val_store, max_peaks=ens.cfg.max_peaks, max_items=8)
