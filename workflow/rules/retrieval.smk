@@ -26,12 +26,3 @@ rule train_model:
     script:
         "../scripts/train_model.py"
 
-
-rule models:
-    """Train every model family; `make models` copies the results into resources/models/.
-    A target rule without output, so a missing or outdated model is always (re)trained.
-    """
-    input:
-        expand(
-            "results/models/{family}.safetensors", family=config["models"]["families"]
-        ),
