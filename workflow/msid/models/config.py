@@ -185,8 +185,8 @@ _TRAIN = {
 # Ensembles: (family, size) -> per-member overrides on top of the family preset. Members that
 # see different data or start from different seeds disagree where each is unsure. On the val
 # fold (queries with at least 2 candidates; resources/models/README.md) single tiny members
-# score 0.43-0.46 Hit@1 with mass candidates, two members 0.497, these four 0.560 (formula
-# candidates: 0.40-0.41 single, 0.443 two, 0.490 four). Training longer does not help: an
+# score 0.43-0.46 Hit@1 with mass candidates, two members 0.497, these four 0.566 (formula
+# candidates: 0.40-0.41 single, 0.443 two, 0.491 four). Training longer does not help: an
 # every-adduct member peaks near step 2,100 of 6,000. Members share the ensemble's validation
 # queries (1,000 for the tiny Ranker, see _FAMILY: on 300, a noisy early peak stopped one
 # member at step 750).
