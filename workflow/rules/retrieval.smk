@@ -25,4 +25,3 @@ rule train_model:
         config=lambda wc: config["models"]["train"].get(wc.family, {}),
     script:
         "../scripts/train_model.py"
-
