@@ -106,7 +106,30 @@ def model_histories(wildcards):
     ]
 
 
+# Run kinds: what a run of each kind gets, as {name: file under results/runs/{sample}/}. The
+# run report takes these files as named inputs. A family's rule file sets the entry of the
+# kinds it handles (rules/peptides.smk: peptide; rules/ei.smk: ei); until then a kind gets
+# small-molecule identification.
+RUN_OUTPUTS = {
+    "small_molecule": {"identifications": "identifications.tsv"},
+    "peptide": {"identifications": "identifications.tsv"},
+    "ei": {"identifications": "identifications.tsv"},
+}
+
+
+def run_kind(wildcards):
+    return samples.loc[wildcards.sample, "kind"]
+
+
+def run_outputs(wildcards):
+    """Named per-run outputs of this sample's kind (for `unpack` in report_run)."""
+    files = RUN_OUTPUTS[run_kind(wildcards)]
+    return {name: f"results/runs/{wildcards.sample}/{f}" for name, f in files.items()}
+
+
 def all_outputs():
-    out = expand("results/runs/{sample}/report.html", sample=samples.index)
-    out += expand("results/runs/{sample}/identifications.tsv", sample=samples.index)
+    out = []
+    for sample, kind in samples["kind"].items():
+        out += [f"results/runs/{sample}/{f}" for f in RUN_OUTPUTS[kind].values()]
+        out.append(f"results/runs/{sample}/report.html")
     return out + benchmark_outputs()

@@ -1,8 +1,8 @@
 rule report_run:
     """Per-run HTML report: identifications, mirror plots, QC and quarantine."""
     input:
+        unpack(run_outputs),
         spectra="results/runs/{sample}/spectra.h5",
-        identifications="results/runs/{sample}/identifications.tsv",
         library=f"results/library/{LIB}.h5",
     output:
         report(
@@ -23,7 +23,7 @@ rule report_run:
         runtime=scaled(20),
     params:
         n_mirror=config["identify"]["report_mirror_plots"],
-        kind=lambda wc: samples.loc[wc.sample, "kind"],
+        kind=run_kind,
     script:
         "../scripts/report_run.py"
 
