@@ -127,9 +127,16 @@ def run_outputs(wildcards):
     return {name: f"results/runs/{wildcards.sample}/{f}" for name, f in files.items()}
 
 
+# Leaderboard files of the other families (peptides, EI, ...): each family's rule file
+# appends the files its benchmark rules write, and `all` builds them when the benchmark is on.
+FAMILY_BENCHMARK_OUTPUTS = []
+
+
 def all_outputs():
     out = []
     for sample, kind in samples["kind"].items():
         out += [f"results/runs/{sample}/{f}" for f in RUN_OUTPUTS[kind].values()]
         out.append(f"results/runs/{sample}/report.html")
+    if BENCH.get("enabled", True):
+        out += FAMILY_BENCHMARK_OUTPUTS
     return out + benchmark_outputs()
