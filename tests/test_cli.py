@@ -6,7 +6,7 @@ import pytest
 
 from msid.chem.structures import parse_structure
 from msid.cli import main
-from msid.rankings import COLUMNS, read_rankings
+from msid.rankings import ALL_COLUMNS, read_rankings
 from msid.store import SpectrumStore
 
 
@@ -15,7 +15,7 @@ def test_identify_library_finds_each_spectrum_itself(data_dir, tmp_path, pestici
     out = tmp_path / "ids.tsv"
     assert main(["identify", str(q), "--library", str(q), "--out", str(out)]) == 0
     r = read_rankings(out)
-    assert tuple(r.columns) == COLUMNS
+    assert tuple(r.columns) == ALL_COLUMNS
     top = r[r["rank"] == 1].set_index("query_id")
     with SpectrumStore(pesticides_store) as st:
         truth = st.metadata.set_index("id")["inchikey"].str[:14]

@@ -61,7 +61,7 @@ def hit_ranks(rankings: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
         truth["inchikey"] = [
             (parse_structure(s).inchikey if parse_structure(s) else "") for s in truth["smiles"]]
     truth["ik14"] = truth["inchikey"].str[:14]
-    r = rankings.copy()
+    r = rankings[rankings["rank"] > 0].copy()  # rank 0: a query's "no answer" row
     r["ik14"] = r["inchikey"].astype(str).str[:14]
     merged = r.merge(truth[["query_id", "ik14"]], on="query_id", suffixes=("", "_true"))
     found = merged[merged["ik14"] == merged["ik14_true"]].groupby("query_id")["rank"].min()

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
+from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, parse_structure
 from msid.rankings import RankedCandidate, rows_for_query
-from msid.search.library import LibrarySearchConfig, SpectralLibrary
+from msid.search.library import LibrarySearchConfig, SpectralLibrary, clean_for_entropy
 from msid.store import SpectrumStore
 
 
@@ -33,6 +35,7 @@ class Query:
     charge: int
     mz: np.ndarray
     intensity: np.ndarray
+    rt: float = math.nan
 
 
 def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterator[Query]:
@@ -42,7 +45,7 @@ def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterato
         mz, inten = store.peaks(r)
         m = md[r]
         yield Query(str(m["id"]), float(m["precursor_mz"]), str(m["adduct"]),
-                    str(m["ion_mode"]), int(m["charge"]), mz, inten)
+                    str(m["ion_mode"]), int(m["charge"]), mz, inten, float(m["rt"]))
 
 
 class Method(Protocol):
@@ -131,11 +134,20 @@ class RandomRanking:
         return _ranked(candidates, rng.random(len(candidates)))
 
 
+PRECURSOR_ONLY = "precursor-mass match only (no fragment peaks below the precursor)"
+PRECURSOR_ONLY_SCORE = 0.01  # ceiling of a precursor-only match's score: below any real match
+
+
 class LibrarySearch:
     """Spectral library search (entropy similarity).
 
     Without candidates: the library's best identity hits (precursor within tolerance), one row per
-    structure. With candidates: each candidate scores max over library hits h of
+    structure, with the library entry's name, matched peaks and precursor ppm error. A query
+    without fragment peaks below its precursor still gets the library entries whose precursor
+    is within tolerance, flagged :data:`PRECURSOR_ONLY` and scored at most
+    :data:`PRECURSOR_ONLY_SCORE` (nearer precursor: higher).
+
+    With candidates: each candidate scores max over library hits h of
     similarity(h) x Tanimoto(candidate, structure of h), using identity and analogue (open)
     hits, so structures absent from the library are still ranked by their nearest library
     neighbours; ties (no similar hit) keep the candidates' given order.
@@ -152,19 +164,52 @@ class LibrarySearch:
         self._smiles = md["smiles"].to_numpy()
         self._inchikey = md["inchikey"].to_numpy()
         self._ids = md["id"].to_numpy()
+        self._names = md["name"].to_numpy() if "name" in md else np.full(len(md), "")
+        self._prec = md["precursor_mz"].to_numpy(dtype=np.float64)
+
+    def _candidate(self, row: int, score: float, matched: int, precursor_mz: float,
+                   note: str = "") -> RankedCandidate:
+        st = parse_structure(str(self._smiles[row]))
+        ik = st.inchikey if st else str(self._inchikey[row])
+        lib_mz = float(self._prec[row])
+        ppm = (precursor_mz - lib_mz) / lib_mz * 1e6 if lib_mz > 0 else math.nan
+        return RankedCandidate(st.smiles_flat if st else "", ik, score, str(self._ids[row]),
+                               name=str(self._names[row]), ppm_error=ppm,
+                               matched_peaks=matched, note=note)
+
+    def _precursor_matches(self, query: Query) -> list[tuple[int, float]]:
+        lo, hi = self.library._window(query.precursor_mz)
+        tol = self.library.tolerance(query.precursor_mz)
+        dm = np.abs(self.library.precursor[lo:hi] - query.precursor_mz)
+        order = np.argsort(dm, kind="stable")
+        return [(int(self.library.order[lo + i]),
+                 PRECURSOR_ONLY_SCORE * float(1 - dm[i] / (tol + 1e-12)) + 1e-6) for i in order]
+
+    def why_empty(self, query: Query, candidates: list[Structure] | None) -> str:
+        if candidates is not None:
+            return "no candidates" if not candidates else "no similar library spectrum"
+        lo, hi = self.library._window(query.precursor_mz)
+        if hi <= lo:
+            return "no library entry within precursor tolerance"
+        return "no library spectrum shares a fragment peak"
 
     def rank(self, query: Query, candidates: list[Structure] | None) -> list[RankedCandidate]:
         hits = self.library.search(query.precursor_mz, query.mz, query.intensity)
         if candidates is None:
+            found = [(h.library_index, h.score, h.n_matched, "") for h in hits]
+            if not found and not len(clean_for_entropy(query.precursor_mz, query.mz,
+                                                       query.intensity, self.library.cfg)):
+                found = [(row, score, 0, PRECURSOR_ONLY)
+                         for row, score in self._precursor_matches(query)]
             out, seen = [], set()
-            for h in hits:
-                st = parse_structure(str(self._smiles[h.library_index]))
-                ik = st.inchikey if st else str(self._inchikey[h.library_index])
-                if ik and ik[:14] in seen:
+            for row, score, matched, note in found:
+                c = self._candidate(row, score, matched, query.precursor_mz, note)
+                if c.inchikey and c.inchikey[:14] in seen:
                     continue
-                seen.add(ik[:14])
-                out.append(RankedCandidate(st.smiles_flat if st else "", ik, h.score,
-                                           str(self._ids[h.library_index])))
+                seen.add(c.inchikey[:14])
+                out.append(c)
+                if len(out) >= self.library.cfg.top_k:
+                    break
             return out
         if not candidates:
             return []
@@ -201,7 +246,12 @@ def load_library(path: str, config: dict | None = None) -> SpectralLibrary:
 def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = None,
                  candidates: dict[str, list[Structure]] | None = None, top_k: int = 0,
                  progress: bool = True, label: str | None = None) -> list[dict]:
-    """Rows of the Rankings table for ``rows`` of ``store`` (all when None)."""
+    """Rows of the Rankings table for ``rows`` of ``store`` (all when None).
+
+    Every query gets rows: its ranked candidates (with the query's rt, precursor m/z and
+    adduct, and the candidate's ppm error where the method left it out), or one rank-0 row
+    whose ``note`` says why there is no answer.
+    """
     out: list[dict] = []
     rows = list(range(len(store))) if rows is None else rows
     rank_many = getattr(method, "rank_many", None)  # batched methods (models) rank faster
@@ -213,9 +263,35 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
         cands = [None if candidates is None else candidates.get(q.query_id, []) for q in chunk]
         results = (rank_many(chunk, cands) if rank_many else
                    [method.rank(q, c) for q, c in zip(chunk, cands, strict=True)])
-        for q, ranked in zip(chunk, results, strict=True):
-            out += rows_for_query(q.query_id, label or method.name,
-                                  ranked[:top_k] if top_k else ranked)
+        for q, c, ranked in zip(chunk, cands, results, strict=True):
+            ranked = ranked[:top_k] if top_k else ranked
+            out += rows_for_query(q.query_id, label or method.name, _with_ppm(q, ranked),
+                                  rt=q.rt, precursor_mz=q.precursor_mz, adduct=q.adduct,
+                                  reason="" if ranked else _why_empty(method, q, c))
         bar.update(len(chunk))
     bar.close()
+    return out
+
+
+def _why_empty(method: Method, query: Query, candidates: list[Structure] | None) -> str:
+    explain = getattr(method, "why_empty", None)
+    if explain is not None:
+        return explain(query, candidates)
+    if getattr(method, "needs_candidates", False) and not candidates:
+        return "no candidates (none in the pool within the mass window)"
+    return "no answer from the method"
+
+
+def _with_ppm(query: Query, ranked: list[RankedCandidate]) -> list[RankedCandidate]:
+    """Candidates with the ppm error of their mass against the query's neutral mass filled in."""
+    if not ranked or all(not math.isnan(c.ppm_error) for c in ranked):
+        return ranked
+    mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
+    if not math.isfinite(mass):
+        return ranked
+    out = []
+    for c in ranked:
+        st = parse_structure(c.smiles) if math.isnan(c.ppm_error) and c.smiles else None
+        out.append(replace(c, ppm_error=(mass - st.exact_mass) / st.exact_mass * 1e6)
+                   if st and st.exact_mass > 0 else c)
     return out

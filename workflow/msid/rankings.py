@@ -1,11 +1,19 @@
 """The Rankings table: what ``msid identify`` writes and the evaluation harness reads.
 
-Columns: ``query_id, rank, score, method, smiles, inchikey, library_id`` (one row per ranked
-candidate; ``library_id`` is empty unless the candidate came from a spectral library).
+Required columns: ``query_id, rank, score, method, smiles, inchikey, library_id`` (one row per
+ranked candidate; ``library_id`` is empty unless the candidate came from a spectral library).
+
+Optional columns (written by msid, filled with defaults when an older table lacks them):
+``name`` (library entry name), ``rt`` (s), ``precursor_mz``, ``adduct`` (the query's),
+``ppm_error`` (query precursor vs library precursor, or query neutral mass vs candidate mass),
+``matched_peaks`` (-1: not computed), ``q_value`` (target-decoy, NaN: not estimated) and
+``note``: a flag on a row (e.g. a precursor-mass-only match) or, on a row with ``rank`` 0 and no
+candidate, the reason a query got no answer. Every query has at least one row.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +24,12 @@ import pandas as pd
 from msid.atomic import atomic_path
 
 COLUMNS = ("query_id", "rank", "score", "method", "smiles", "inchikey", "library_id")
+#: optional columns and the value a table without them gets
+OPTIONAL_COLUMNS: dict[str, object] = {
+    "name": "", "rt": math.nan, "precursor_mz": math.nan, "adduct": "", "ppm_error": math.nan,
+    "matched_peaks": -1, "q_value": math.nan, "note": "",
+}
+ALL_COLUMNS = COLUMNS + tuple(OPTIONAL_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -24,12 +38,34 @@ class RankedCandidate:
     inchikey: str
     score: float
     library_id: str = ""
+    name: str = ""
+    ppm_error: float = math.nan
+    matched_peaks: int = -1
+    q_value: float = math.nan
+    note: str = ""
 
 
-def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate]) -> list[dict]:
-    return [{"query_id": query_id, "rank": r, "score": c.score, "method": method,
-             "smiles": c.smiles, "inchikey": c.inchikey, "library_id": c.library_id}
+def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate], *,
+                   rt: float = math.nan, precursor_mz: float = math.nan, adduct: str = "",
+                   reason: str = "") -> list[dict]:
+    """Table rows of one query's ranked candidates; when there are none, one row with rank 0,
+    no candidate and ``reason`` (default "no answer") in ``note``: no query vanishes."""
+    query = {"query_id": query_id, "method": method, "rt": rt, "precursor_mz": precursor_mz,
+             "adduct": adduct}
+    rows = [{**query, "rank": r, "score": c.score, "smiles": c.smiles, "inchikey": c.inchikey,
+             "library_id": c.library_id, "name": c.name, "ppm_error": c.ppm_error,
+             "matched_peaks": c.matched_peaks, "q_value": c.q_value, "note": c.note}
             for r, c in enumerate(ranked, start=1)]
+    if not rows:
+        rows = [{**query, "rank": 0, "score": 0.0, "smiles": "", "inchikey": "",
+                 "library_id": "", "name": "", "ppm_error": math.nan, "matched_peaks": -1,
+                 "q_value": math.nan, "note": reason or "no answer"}]
+    return rows
+
+
+def answered(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that rank a candidate (drops the rank-0 'no answer' rows)."""
+    return df[df["rank"] > 0]
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, sep: str = "\t", **kwargs) -> Path:
@@ -40,15 +76,24 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, sep: str = "\t", **kw
 
 
 def write_rankings(rows: list[dict], path: str | os.PathLike) -> Path:
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df = pd.DataFrame(rows, columns=list(ALL_COLUMNS))
+    for col, default in OPTIONAL_COLUMNS.items():
+        df[col] = df[col].fillna(default) if isinstance(default, str) else df[col]
+    df["matched_peaks"] = df["matched_peaks"].fillna(-1).astype(int)
     return write_table(df, path, float_format="%.6g")
 
 
 def read_rankings(path: str | os.PathLike) -> pd.DataFrame:
-    df = pd.read_csv(path, sep="\t", dtype={"query_id": str, "smiles": str, "inchikey": str,
-                                            "library_id": str, "method": str},
-                     keep_default_na=False)
+    """A rankings table with every column of :data:`ALL_COLUMNS` (older tables: defaults)."""
+    str_cols = {c: str for c in ("query_id", "smiles", "inchikey", "library_id", "method",
+                                 "name", "adduct", "note")}
+    df = pd.read_csv(path, sep="\t", dtype=str_cols, keep_default_na=False,
+                     na_values={c: ["", "nan", "NaN"] for c in
+                                ("rt", "precursor_mz", "ppm_error", "q_value")})
     missing = set(COLUMNS) - set(df.columns)
     if missing:
         raise ValueError(f"{path}: not a rankings table (missing {sorted(missing)})")
+    for col, default in OPTIONAL_COLUMNS.items():
+        if col not in df:
+            df[col] = default
     return df

@@ -24,7 +24,7 @@ from msid.store import SpectrumStore
 @dataclass
 class LibrarySearchConfig:
     precursor_tol_da: float = 0.01
-    precursor_tol_ppm: float = 0.0  # the window is max(Da, ppm) when both are set
+    precursor_tol_ppm: float = 10.0  # the window is max(Da, ppm): the wider wins
     fragment_tol_da: float = 0.02
     noise_threshold: float = 0.01
     min_peak_separation_da: float = 0.05  # peaks closer than this are merged (> 2 fragment tol)
@@ -103,8 +103,12 @@ class SpectralLibrary:
     def __len__(self) -> int:
         return len(self.order)
 
+    def tolerance(self, precursor_mz: float) -> float:
+        """Precursor tolerance in Da: the wider of the Da and the ppm setting."""
+        return max(self.cfg.precursor_tol_da, precursor_mz * self.cfg.precursor_tol_ppm * 1e-6)
+
     def _window(self, precursor_mz: float) -> tuple[int, int]:
-        tol = max(self.cfg.precursor_tol_da, precursor_mz * self.cfg.precursor_tol_ppm * 1e-6)
+        tol = self.tolerance(precursor_mz)
         lo = np.searchsorted(self.precursor, precursor_mz - tol, side="left")
         hi = np.searchsorted(self.precursor, precursor_mz + tol, side="right")
         return int(lo), int(hi)
