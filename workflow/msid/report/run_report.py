@@ -41,8 +41,9 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         lib_row = pd.Series(np.arange(len(lib_md)), index=lib_md["id"])
         lib_row = lib_row[~lib_row.index.duplicated()]
         top = ids[(ids["rank"] == 1) & (ids["score"] > min_score)].copy()
-        top = top.merge(md[["id", "rt", "precursor_mz"]], left_on="query_id", right_on="id",
-                        how="left").sort_values("score", ascending=False)
+        top = top.drop(columns=["rt", "precursor_mz"]).merge(  # the store's values
+            md[["id", "rt", "precursor_mz"]], left_on="query_id", right_on="id",
+            how="left").sort_values("score", ascending=False)
         top["name"] = top["library_id"].map(
             lambda i: lib_md["name"].iat[lib_row[i]] if i in lib_row.index else "")
         row_of = pd.Series(np.arange(len(md)), index=md["id"])
