@@ -76,3 +76,40 @@ def test_benchmark_leaves_out_single_candidate_sets(pesticides_store, pool_index
         truth = truth_table(qs, outs[2][1])
     listed = set(pd.read_csv(outs[2][1], sep="\t")["query_id"])
     assert len(truth) == kept["queries"] and set(truth["query_id"]) == listed
+
+
+def test_ties_never_favour_the_truth(tmp_path):
+    """Constant scores give chance-level Hit@k whatever the list order (truth listed first
+    here); a tie between the truth and one other candidate counts half."""
+    from msid.metrics import expected_hit
+
+    others = [ASPIRIN, PARACETAMOL, CAFFEINE, "CCO"]
+    rows, truth = [], []
+    for i in range(40):  # truth always first in the list, every score the same
+        true = others[i % 4]
+        cands = [true] + [s for s in others if s != true]
+        rows += rows_for_query(f"q{i}", "const", [RC(s, IK.get(s, "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"),
+                                                     0.5) for s in cands])
+        truth.append((f"q{i}", true, IK.get(true, "LFQSCWFLJHTTHZ-UHFFFAOYSA-N")))
+    write_rankings(rows, tmp_path / "r.tsv")
+    truth_df = pd.DataFrame(truth, columns=["query_id", "smiles", "inchikey"])
+    rec, per_q = evaluate_rankings(read_rankings(tmp_path / "r.tsv"), truth_df, method="const",
+                                   dataset="d", fold="test", candidates="mass", n_boot=100,
+                                   with_mces=False)
+    assert rec.metrics["hit@1"].value == pytest.approx(1 / 4)  # chance, not 1.0
+    assert rec.metrics["hit@5"].value == pytest.approx(1.0)
+    assert (per_q["true_rank"] == 2.5).all()
+    # truth tied with one of three other candidates, one scoring above
+    scores = [0.9, 0.5, 0.5, 0.1]
+    rows = rows_for_query("t", "m", [RC(s, IK.get(s, "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"), sc)
+                                     for s, sc in zip([CAFFEINE, ASPIRIN, PARACETAMOL, "CCO"],
+                                                      scores, strict=True)])
+    write_rankings(rows, tmp_path / "t.tsv")
+    rec, per_q = evaluate_rankings(
+        read_rankings(tmp_path / "t.tsv"),
+        pd.DataFrame({"query_id": ["t"], "smiles": [ASPIRIN], "inchikey": [IK[ASPIRIN]]}),
+        method="m", dataset="d", fold="test", candidates="mass", n_boot=50, with_mces=False)
+    assert rec.metrics["hit@1"].value == 0.0
+    assert expected_hit(1, 1, 2) == pytest.approx(0.5)
+    assert per_q["true_rank"].iloc[0] == pytest.approx(2.5)
+

@@ -259,3 +259,30 @@ def test_ranker_ensemble_trains_members_and_scores_their_mean(massbank_small, po
         got = ens.encode_spectra(batch) @ ens.encode_molecules(feats).T
         want = sum(m.encode_spectra(batch) @ m.encode_molecules(feats).T for m in singles) / 2
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_validator_counts_ties_at_chance(massbank_small, pool_index):
+    """The training validator: a model whose spectrum embedding ignores the spectrum and whose
+    molecule embedding is constant ties every candidate, and scores chance-level Hit@1."""
+    import torch
+
+    q = build_val_candidates(massbank_small[1], pool_index, adducts=["[M+H]+"],
+                             max_queries=40, max_peaks=32)
+    assert len(q.items) > 10
+
+    class Constant(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def encode_spectra(self, batch):
+            return torch.ones(batch["mz"].shape[0], 4)
+
+        def encode_molecules(self, feats):
+            return torch.ones(feats.shape[0], 4)
+
+    val = RetrievalValidator(q, MolFeaturizer(256, 2, "bits"))(Constant())
+    chance = np.mean([1.0 / len(c) if t >= 0 else 0.0
+                      for c, t in zip(q.candidates, q.true_index, strict=True)])
+    assert val["hit@1"] == pytest.approx(chance)  # not 1 (ties to the truth), not 0
+    assert 0 < val["hit@1"] < 1

@@ -1,14 +1,17 @@
 """The one evaluation harness: rankings + truth -> metrics with bootstrap CIs -> MetricsRecord JSON.
 
 Every method (baselines and models) is scored here, the same way: the true molecule is matched by
-InChIKey first block; Hit@k counts a query as solved when the truth is among the first k ranks;
-MCES@1 is the maximum common edge subgraph distance (myopic-mces, HiGHS solver) between the
-top-1 candidate and the truth. A query with no ranked candidate counts as a miss (Hit@k = 0) and
-as MCES = the threshold, so methods cannot gain by abstaining.
+InChIKey first block; Hit@k counts a query as solved when the truth is among the first k ranks,
+averaged over random orders of the candidates tied with the truth (list order never decides a
+tie); MCES@1 is the maximum common edge subgraph distance (myopic-mces, HiGHS solver) between
+the top-1 candidate (drawn at random among those tied for the top score) and the truth. A query
+with no ranked candidate counts as a miss (Hit@k = 0) and as MCES = the threshold, so methods
+cannot gain by abstaining.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -16,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from msid.chem.structures import parse_structure
-from msid.metrics import Metric, MetricsRecord, config_hash
+from msid.metrics import (
+    Metric,
+    MetricsRecord,
+    config_hash,
+    expected_hit,
+    expected_rank,
+    truth_ties,
+)
 
 HIT_KS = (1, 5, 20)
 MCES_THRESHOLD = 15  # MassSpecGym's cap for MCES distance
@@ -51,27 +61,58 @@ def mces_distance(smiles_a: str, smiles_b: str, threshold: int = MCES_THRESHOLD)
     return float(min(result[1], threshold))
 
 
-def hit_ranks(rankings: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """Per query: rank of the truth (inf if absent), top-1 SMILES, candidate count.
+def _query_scores(group: pd.DataFrame) -> np.ndarray:
+    """A query's candidate scores in rank order, higher = better. Where the scores do not
+    follow the ranks (missing, or not non-increasing), the ranks themselves are the scores."""
+    g = group.sort_values("rank", kind="stable")
+    scores = pd.to_numeric(g["score"], errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(scores).any() or (np.diff(scores) > 0).any():
+        scores = -g["rank"].to_numpy(dtype=np.float64)
+    return scores
 
-    ``truth`` has columns ``query_id, smiles`` (and optionally ``inchikey``).
+
+def hit_ranks(rankings: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per query: how many candidates score above the truth and tie with it, its expected rank
+    (inf if absent), the top-1 SMILES and the candidate count.
+
+    Ties never favour the truth (see :func:`msid.metrics.expected_hit`): Hit@k is averaged
+    over random orders of the tied candidates, and the top-1 structure (for MCES@1) is drawn
+    at random (seeded per query) from the candidates tied for the top score, not taken by list
+    order. ``truth`` has columns ``query_id, smiles`` (and optionally ``inchikey``).
     """
     truth = truth.copy()
     if "inchikey" not in truth or (truth["inchikey"] == "").any():
         truth["inchikey"] = [
             (parse_structure(s).inchikey if parse_structure(s) else "") for s in truth["smiles"]]
     truth["ik14"] = truth["inchikey"].str[:14]
+    true_ik = dict(zip(truth["query_id"].astype(str), truth["ik14"], strict=True))
     r = rankings[rankings["rank"] > 0].copy()  # rank 0: a query's "no answer" row
+    r["query_id"] = r["query_id"].astype(str)
     r["ik14"] = r["inchikey"].astype(str).str[:14]
-    merged = r.merge(truth[["query_id", "ik14"]], on="query_id", suffixes=("", "_true"))
-    found = merged[merged["ik14"] == merged["ik14_true"]].groupby("query_id")["rank"].min()
-    top1 = r[r["rank"] == 1].drop_duplicates("query_id").set_index("query_id")["smiles"]
-    n_cand = r.groupby("query_id").size()
+    above, tied, top1, n_cand = {}, {}, {}, {}
+    for qid, g in r.groupby("query_id", sort=False):
+        g = g.sort_values("rank", kind="stable")
+        scores = _query_scores(g)
+        n_cand[qid] = len(g)
+        top = np.flatnonzero(scores == scores[0])
+        pick = int(np.random.default_rng([seed, _stable_int(qid)]).choice(top))
+        top1[qid] = str(g["smiles"].iat[pick])
+        is_true = (g["ik14"] == true_ik.get(qid, "\0")).to_numpy()
+        if is_true.any():
+            above[qid], tied[qid] = truth_ties(scores, is_true)
     out = truth[["query_id", "smiles"]].rename(columns={"smiles": "true_smiles"}).copy()
-    out["true_rank"] = out["query_id"].map(found).astype(float).fillna(np.inf)
-    out["top1_smiles"] = out["query_id"].map(top1).fillna("")
-    out["n_candidates"] = out["query_id"].map(n_cand).fillna(0).astype(int)
+    q = out["query_id"].astype(str)
+    out["n_above"] = q.map(above).astype(float)
+    out["n_tied"] = q.map(tied).astype(float)
+    out["true_rank"] = expected_rank(out["n_above"], out["n_tied"])
+    out.loc[out["n_above"].isna(), "true_rank"] = np.inf
+    out["top1_smiles"] = q.map(top1).fillna("")
+    out["n_candidates"] = q.map(n_cand).fillna(0).astype(int)
     return out
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 def evaluate_rankings(rankings: pd.DataFrame, truth: pd.DataFrame, *, method: str,
@@ -80,10 +121,11 @@ def evaluate_rankings(rankings: pd.DataFrame, truth: pd.DataFrame, *, method: st
                       seed: int = 0, config: object = None, model_hash: str = "",
                       extra: dict | None = None, variant: str = "standard"
                       ) -> tuple[MetricsRecord, pd.DataFrame]:
-    per_query = hit_ranks(rankings, truth)
+    per_query = hit_ranks(rankings, truth, seed=seed)
     metrics: dict[str, Metric] = {}
-    for k in ks:
-        per_query[f"hit@{k}"] = (per_query["true_rank"] <= k).astype(float)
+    for k in ks:  # expected Hit@k over random orders of ties; a missing truth is a miss
+        per_query[f"hit@{k}"] = np.nan_to_num(
+            expected_hit(per_query["n_above"], per_query["n_tied"], k), nan=0.0)
         metrics[f"hit@{k}"] = bootstrap_ci(per_query[f"hit@{k}"].to_numpy(), n_boot, seed)
     if with_mces:
         per_query["mces@1"] = [

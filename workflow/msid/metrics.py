@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from msid import __version__
 from msid.atomic import write_text
 
@@ -53,3 +55,34 @@ class MetricsRecord:
 
 def config_hash(config: object) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# -- tie-aware ranking metrics -------------------------------------------------------------------
+# A method's list order among equal scores is arbitrary, and a candidate list can hold the true
+# molecule at any position, so list order must never decide a tie with the truth. Every Hit@k in
+# msid (the harness and the training validator) is the expectation over a uniformly random order
+# of the tied candidates: with ``above`` candidates scoring higher than the truth and ``tied``
+# other candidates scoring the same, the truth lands at each of the ranks above+1 .. above+tied+1
+# with equal probability. Constant scores over n candidates thus give Hit@1 = 1/n (chance).
+def expected_hit(above, tied, k: int):
+    """Expected Hit@k (array or scalar) when ties with the truth are broken at random."""
+    above = np.asarray(above, dtype=np.float64)
+    tied = np.asarray(tied, dtype=np.float64)
+    return np.clip((k - above) / (tied + 1.0), 0.0, 1.0)
+
+
+def expected_rank(above, tied):
+    """Mean rank of the truth over random orders of its ties (1-based)."""
+    return np.asarray(above, dtype=np.float64) + 1.0 + np.asarray(tied, dtype=np.float64) / 2.0
+
+
+def truth_ties(scores, is_true) -> tuple[int, int]:
+    """(candidates scoring higher than the truth, other candidates tied with it) for one query;
+    the truth's best-scoring copy counts. Raises if no candidate is the truth."""
+    scores = np.asarray(scores, dtype=np.float64)
+    is_true = np.asarray(is_true, dtype=bool)
+    if not is_true.any():
+        raise ValueError("the truth is not among the candidates")
+    s = scores[is_true].max()
+    other = scores[~is_true]
+    return int((other > s).sum()), int((other == s).sum())

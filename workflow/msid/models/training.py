@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from msid.chem.structures import Structure, parse_structure
+from msid.metrics import expected_hit
 from msid.models.config import RunConfig
 from msid.models.features import FeatureBank, MolFeaturizer
 from msid.models.retrieval import RetrievalModel, build_model, fingerprint_f1
@@ -125,7 +126,7 @@ class RetrievalValidator:
         was_training = model.training
         model.eval()
         mol = self.encode_candidates(model, device)
-        hits = {k: 0 for k in self.ks}
+        hits = {k: 0.0 for k in self.ks}
         f1s, n = [], 0
         for a in range(0, len(self), self.batch_size):
             items = self.q.items[a:a + self.batch_size]
@@ -144,11 +145,12 @@ class RetrievalValidator:
                 if t < 0:
                     continue
                 scores = mol[torch.from_numpy(self.cand_rows[qi]).to(device)] @ spec[j]
-                # rank of the truth: candidates scoring higher, plus earlier ties (stable order)
+                # ties with the truth count at their expected value, never by list order
                 s = scores[t]
-                rank = int((scores > s).sum()) + int((scores[:t] == s).sum()) + 1
+                above = int((scores > s).sum())
+                tied = int((scores == s).sum()) - 1
                 for k in self.ks:
-                    hits[k] += rank <= k
+                    hits[k] += float(expected_hit(above, tied, k))
         if was_training:
             model.train()
         out = {f"hit@{k}": hits[k] / max(n, 1) for k in self.ks}
