@@ -1,6 +1,7 @@
 import glob
 import os
 import re
+import sys
 
 import pandas as pd
 
@@ -77,6 +78,32 @@ def model_for_method(wildcards):
     if wildcards.method in LEARNED:
         return f"{config['models']['dir']}/{wildcards.method}.safetensors"
     return []
+
+
+CANDIDATE_METHODS = {"random"} | LEARNED  # methods that rank pool candidates
+
+
+def _check_identify_methods():
+    """identify.methods run on small-molecule runs: fail now, naming a method that cannot."""
+    sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
+    from msid.method_kinds import check_methods
+
+    check_methods(config["identify"]["methods"], "small_molecule")
+
+
+_check_identify_methods()
+
+
+def identify_inputs(wildcards):
+    """The candidate index and model files the configured identification methods need."""
+    methods = config["identify"]["methods"]
+    out = {}
+    if CANDIDATE_METHODS & set(methods):
+        out["index"] = "results/candidates/index.npz"
+    for m in methods:
+        if m in LEARNED:
+            out[f"model_{m}"] = f"{config['models']['dir']}/{m}.safetensors"
+    return out
 
 
 def queries_for_variant(wildcards):

@@ -1,6 +1,8 @@
 rule identify_run:
-    """Library search of a run against the whole spectral library (top-k per spectrum)."""
+    """Every configured method on a run: library search, then the candidate rankers over pool
+    candidates for spectra without a confident library hit."""
     input:
+        unpack(identify_inputs),
         queries="results/runs/{sample}/spectra.h5",
         library=f"results/library/{LIB}.h5",
     output:
@@ -8,16 +10,17 @@ rule identify_run:
     log:
         "logs/identify_run/{sample}.log",
     conda:
-        env("chem")
+        env("torch")
     container:
-        image("chem")
+        image("torch")
     threads: 1
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     params:
-        methods=config["identify"]["methods"],
-        top_k=config["identify"]["top_k"],
+        identify=config["identify"],
         search=config["library_search"],
+        model_dir=config["models"]["dir"],
+        kind=run_kind,
     script:
         "../scripts/identify_run.py"

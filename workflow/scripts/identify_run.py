@@ -1,22 +1,30 @@
-"""Rule script: a run's store -> identification table (Rankings TSV)."""
+"""Rule script: a run's store -> identification table (Rankings TSV), every configured method."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from msid.methods import MethodResources, make_method, rank_queries
+from msid.chem.candidates import CandidateIndex
+from msid.identify import RunMethodsConfig, identify_run
 from msid.rankings import write_rankings
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
+ident = dict(snakemake.params.identify)
+cfg = RunMethodsConfig(methods=list(ident["methods"]), top_k=int(ident["top_k"]),
+                       fdr=float(ident.get("fdr", 0.01)),
+                       candidate_ppm=float(ident.get("candidate_ppm", 10.0)),
+                       max_candidates=int(ident.get("max_candidates", 256)),
+                       options={"num_threads": snakemake.threads})
 search = dict(snakemake.params.search)
-top_k = search.pop("top_k", snakemake.params.top_k)
-library = SpectralLibrary(snakemake.input.library, LibrarySearchConfig(top_k=top_k, **search))
-rows = []
+search.setdefault("top_k", cfg.top_k)
+library = (SpectralLibrary(snakemake.input.library, LibrarySearchConfig(**search))
+           if "library" in cfg.methods else None)
+index = CandidateIndex(snakemake.input.index) if "index" in snakemake.input.keys() else None
 with SpectrumStore(snakemake.input.queries) as queries:
-    for name in snakemake.params.methods:
-        method = make_method(name, MethodResources(library=library))
-        rows += rank_queries(method, queries, top_k=snakemake.params.top_k)
+    rows = identify_run(queries, cfg, library=library, index=index,
+                        model_dir=snakemake.params.model_dir, kind=snakemake.params.kind)
+    n = len(queries)
 write_rankings(rows, snakemake.output[0])
-print(f"{len(rows)} ranked rows for {len(queries)} spectra")
+print(f"{len(rows)} rows for {n} spectra from methods {cfg.methods}")

@@ -1,0 +1,87 @@
+"""Every configured method on a run; the config names what cannot run."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from msid.chem.candidates import CandidateIndex
+from msid.identify import RunMethodsConfig, identify_run
+from msid.method_kinds import check_methods
+from msid.methods import load_library
+from msid.store import SpectrumStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+MODELS = ROOT / "resources" / "models"
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_ranker_only_gives_nonempty_tables(pesticides_store, pool_index):
+    with SpectrumStore(pesticides_store) as st:
+        rows = identify_run(st, RunMethodsConfig(methods=["ranker"], top_k=5),
+                            index=CandidateIndex(pool_index), model_dir=MODELS)
+        ids = set(st.metadata["id"])
+    assert {r["query_id"] for r in rows} == ids  # every spectrum accounted for
+    ranked = [r for r in rows if r["rank"] > 0]
+    assert ranked and all(r["method"] == "ranker" and r["smiles"] for r in ranked)
+    assert len({r["query_id"] for r in ranked}) > len(ids) // 2
+    assert all(r["rank"] <= 5 for r in rows)
+    assert all(abs(r["ppm_error"]) <= 10.001 for r in ranked)  # the pool mass window
+
+
+def test_library_then_ranker_for_the_rest(pesticides_store, pool_index):
+    library = load_library(str(pesticides_store))
+    with SpectrumStore(pesticides_store) as st:
+        # a cut no library hit reaches: the ranker answers every spectrum as well
+        rows = identify_run(st, RunMethodsConfig(methods=["library", "random"],
+                                                 confident_score=2.0),
+                            library=library, index=CandidateIndex(pool_index))
+        n = len(st)
+        assert {r["query_id"] for r in rows if r["method"] == "random"} == set(st.metadata["id"])
+        # the default cut: library answers itself (score 1), the ranker runs on no spectrum
+        rows = identify_run(st, RunMethodsConfig(methods=["library", "random"]),
+                            library=library, index=CandidateIndex(pool_index))
+    assert not [r for r in rows if r["method"] == "random"]
+    assert len({r["query_id"] for r in rows}) == n
+
+
+def test_invalid_method_name_fails_validation_naming_it():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    cfg = _config()
+    validate(copy.deepcopy(cfg), str(SCHEMA))
+    cfg["identify"]["methods"] = ["library", "ranekr"]
+    with pytest.raises(WorkflowError, match="ranekr"):
+        validate(cfg, str(SCHEMA))
+
+
+def test_method_of_another_kind_fails_with_clear_message():
+    with pytest.raises(ValueError, match="'ei-cosine' is for ei runs and cannot run on "
+                                         "small_molecule runs"):
+        check_methods(["library", "ei-cosine"], "small_molecule")
+    with pytest.raises(ValueError, match="unknown method 'bogus'"):
+        check_methods(["bogus"], "small_molecule")
+    check_methods(["ei-entropy"], "ei")
+
+
+@pytest.mark.parametrize("path", [("identify",), ("library",), ("preprocess", "runs"),
+                                  ("benchmark",), ("models",), ()])
+def test_unknown_config_keys_are_errors_naming_the_key(path):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    cfg = _config()
+    node = cfg
+    for key in path:
+        node = node[key]
+    node["not_a_key"] = 1
+    with pytest.raises(WorkflowError, match="not_a_key"):
+        validate(cfg, str(SCHEMA))
