@@ -29,11 +29,16 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import rdMolDescriptors
 
 from msid.atomic import atomic_path
-from msid.chem.structures import Structure, unique_structures
+from msid.chem.structures import (
+    Structure,
+    needs_standardising,
+    parse_structure,
+    unique_structures,
+)
 
 RDLogger.DisableLog("rdApp.*")
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: salts and charged forms indexed at their standardised parent
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -43,6 +48,11 @@ def _open_text(path: Path) -> io.TextIOBase:
 def _formula_mass_chunk(smiles: Sequence[str]) -> tuple[list[str], np.ndarray]:
     formulas, masses = [], np.full(len(smiles), np.nan)
     for i, s in enumerate(smiles):
+        st = parse_structure(s) if needs_standardising(s) else None
+        if st is not None:  # salts and charged forms: the standardised parent's
+            formulas.append(st.formula)
+            masses[i] = st.exact_mass
+            continue
         mol = Chem.MolFromSmiles(s, sanitize=False)
         if mol is None:
             formulas.append("")
@@ -121,6 +131,13 @@ def build_index(sources: Sequence[PoolSource], out: str | os.PathLike, n_jobs: i
         smiles, formula, mass, ik = src.read()
         if formula is None or mass is None:
             formula, mass = formula_and_mass(smiles, n_jobs=n_jobs)
+        else:  # given values: salts and charged forms still get their parent's
+            fix = [i for i, smi in enumerate(smiles) if needs_standardising(smi)]
+            if fix:
+                f_fix, m_fix = _formula_mass_chunk([smiles[i] for i in fix])
+                formula, mass = list(formula), np.array(mass, dtype=np.float64)
+                for j, i in enumerate(fix):
+                    formula[i], mass[i] = f_fix[j], m_fix[j]
         all_smiles += smiles
         all_formula += formula
         masses.append(mass)

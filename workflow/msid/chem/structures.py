@@ -1,18 +1,23 @@
 """Structure normalisation with RDKit: one way to write every molecule msid compares.
 
-Every candidate and every target goes through :func:`normalize_smiles` before ranking (canonical
-RDKit SMILES, stereo removed), and molecules are compared by InChIKey first block. Writing them
+Every structure msid reads (library records, truth, candidates, the candidate index) goes
+through :func:`parse_structure`: standardised with RDKit's ``rdMolStandardize`` (largest
+organic fragment, normalisation of functional groups, neutralisation by the uncharger), so a
+salt or a charged form gets its parent's formula, mass and InChIKey; then written as canonical
+RDKit SMILES (stereo removed for ranking), and compared by InChIKey first block. Writing them
 all the same way keeps SMILES spelling from leaking which candidate is the true one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdMolDescriptors
+from rdkit.Chem.MolStandardize import rdMolStandardize
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -30,14 +35,44 @@ class Structure:
         return self.inchikey[:14]
 
 
+_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+_NORMALIZER = rdMolStandardize.Normalizer()
+_UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
+
+
+def needs_standardising(smiles: str) -> bool:
+    """True when a SMILES has several fragments or charged atoms (the cases the standardiser
+    changes beyond canonical writing); others skip its cost (~3x a parse)."""
+    return "." in smiles or "+" in smiles or "-]" in smiles
+
+
+def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
+    """Largest organic fragment, normalised, neutralised (rdMolStandardize)."""
+    mol = _FRAGMENT.choose(mol)
+    mol = _NORMALIZER.normalize(mol)
+    return _UNCHARGER.uncharge(mol)
+
+
+def standardize_smiles(smiles: str) -> str | None:
+    """Canonical SMILES of the standardised parent (isomeric), or None if unparseable."""
+    s = parse_structure(smiles)
+    return s.smiles if s else None
+
+
 @lru_cache(maxsize=200_000)
 def parse_structure(smiles: str) -> Structure | None:
-    """Normalised structure for a SMILES, or None when RDKit cannot parse it."""
+    """Standardised, normalised structure for a SMILES, or None when RDKit cannot parse it."""
     if not smiles or not isinstance(smiles, str):
         return None
-    mol = Chem.MolFromSmiles(smiles.strip())
+    smiles = smiles.strip()
+    mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
+    if needs_standardising(smiles):
+        with suppress(Exception):  # RDKit raises on exotic valence states: keep it as parsed
+            mol = standardize_mol(mol)
+        if mol.GetNumAtoms() == 0:
+            return None
     flat = Chem.Mol(mol)
     Chem.RemoveStereochemistry(flat)
     inchikey = Chem.MolToInchiKey(mol) or ""

@@ -1,0 +1,41 @@
+"""Structure standardisation: salts and charged forms become their parent."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from msid.chem.candidates import CandidateIndex, PoolSource, build_index
+from msid.chem.structures import parse_structure
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+
+
+def test_salt_gets_parents_inchikey_formula_and_mass():
+    parent = parse_structure(ASPIRIN)
+    for salt in ("CC(=O)Oc1ccccc1C(=O)[O-].[Na+]", "CC(=O)Oc1ccccc1C(=O)O.Cl",
+                 "[K+].CC(=O)Oc1ccccc1C([O-])=O"):
+        st = parse_structure(salt)
+        assert st.inchikey == parent.inchikey
+        assert st.formula == parent.formula == "C9H8O4"
+        assert abs(st.exact_mass - parent.exact_mass) < 1e-9
+        assert st.smiles_flat == parent.smiles_flat
+
+
+def test_zwitterion_kept_and_amine_hydrochloride_neutral():
+    betaine = parse_structure("C[N+](C)(C)CC(=O)[O-]")
+    assert betaine.formula == "C5H11NO2"  # a real zwitterion is its own parent
+    assert parse_structure("CCN.Cl").smiles_flat == "CCN"
+
+
+def test_candidate_index_holds_salts_at_parent_mass(tmp_path):
+    src = tmp_path / "pool.tsv"
+    src.write_text("smiles\tformula\tmonoisotopic_mass\n"
+                   "CC(=O)Oc1ccccc1C(=O)[O-].[Na+]\tC9H7NaO4\t202.0237\n"
+                   "CCO\tC2H6O\t46.041865\n")
+    build_index([PoolSource(src, "pool")], tmp_path / "i.npz", log=lambda *_: None)
+    index = CandidateIndex(tmp_path / "i.npz")
+    parent = parse_structure(ASPIRIN)
+    hits = index.structures(index.mass_window(parent.exact_mass, 5.0), 10)
+    assert [h.inchikey for h in hits] == [parent.inchikey]
+    assert len(index.formula_matches("C9H8O4")) == 1
+    assert np.isfinite(index.mass).all()
