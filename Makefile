@@ -7,15 +7,16 @@ STAMP := $(VENV)/.msid-installed
 CORES ?= 2
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast bench benchmark models lint report clean
+.PHONY: setup browser demo test test-fast bench benchmark models lint report clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requirements/dev.txt
+$(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requirements/dev.txt \
+		requirements/llm.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/main.txt -r requirements/torch.txt \
-		-r requirements/dev.txt
+		-r requirements/dev.txt -r requirements/llm.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
@@ -24,8 +25,13 @@ demo: setup
 	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
 	@echo "Reports: results/runs/*/report.html   Leaderboard: results/leaderboard/leaderboard.md"
 
+## browser: headless Chromium + its WebDriver for the GUI test (Debian packages; CI runs as root)
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -q && apt-get install -y -q chromium chromium-driver; fi
+
 ## test: the whole test suite, end-to-end DAG run included
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest tests
 
 ## test-fast: unit and workflow tests only (no end-to-end DAG, no Slurm cluster)
