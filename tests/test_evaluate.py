@@ -113,3 +113,36 @@ def test_ties_never_favour_the_truth(tmp_path):
     assert expected_hit(1, 1, 2) == pytest.approx(0.5)
     assert per_q["true_rank"].iloc[0] == pytest.approx(2.5)
 
+
+
+def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
+    """The guard: a method whose Hit@1 CI overlaps its spectrum-blind control's is marked in
+    every format the leaderboard writes; one with the CIs apart is not."""
+    from msid.metrics import Metric
+    from msid.report.leaderboard import NOT_READING, write_leaderboard
+
+    def rec(method, variant, hit1, lo, hi):
+        r = MetricsRecord(task="retrieval", method=method, dataset="d", fold="test",
+                          candidates="mass", n_queries=100, variant=variant,
+                          metrics={"hit@1": Metric(hit1, lo, hi), "hit@5": Metric(.5, .4, .6),
+                                   "hit@20": Metric(.8, .7, .9)})
+        return r.write(tmp_path / f"{method}.{variant}.json")
+
+    files = [rec("reader", "standard", .40, .35, .45),
+             rec("reader", "spectrum_blind", .10, .07, .13),
+             rec("guesser", "standard", .20, .15, .25),
+             rec("guesser", "spectrum_blind", .18, .13, .23),
+             rec("random", "standard", .05, .02, .08),
+             rec("random", "spectrum_blind", .05, .02, .08)]
+    out = {ext: str(tmp_path / f"lb.{ext}") for ext in ("csv", "md", "tex", "png")}
+    df = write_leaderboard(files, out)
+    verdict = dict(zip(df["method"], df["reads_spectrum"], strict=True))
+    assert verdict["reader"] is True and verdict["guesser"] is False
+    assert verdict["random"] is None  # blind by design: no verdict
+    csv = pd.read_csv(out["csv"]).set_index("method")
+    assert not csv.loc["guesser", "reads_spectrum"] and csv.loc["reader", "reads_spectrum"]
+    md = (tmp_path / "lb.md").read_text()
+    assert f"guesser ⚠ {NOT_READING}" in md and "reader ⚠" not in md
+    tex = (tmp_path / "lb.tex").read_text()
+    assert "guesser$^\\dagger$" in tex and "reader$^\\dagger$" not in tex and NOT_READING in tex
+    assert (tmp_path / "lb.png").stat().st_size > 1000

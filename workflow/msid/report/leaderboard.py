@@ -1,4 +1,9 @@
-"""Leaderboard: every MetricsRecord JSON -> CSV, Markdown, LaTeX and a bar chart."""
+"""Leaderboard: every MetricsRecord JSON -> CSV, Markdown, LaTeX and a bar chart.
+
+The guard: a method whose Hit@1 CI overlaps its own spectrum-blind control's is marked
+"does not read the spectrum" in every format (CSV column ``reads_spectrum``, a warning sign in
+Markdown, a dagger in LaTeX, the axis label of the chart).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +50,34 @@ def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame
     if controls:
         ctrl = pd.DataFrame(controls).groupby(["candidates", "method"], as_index=False).first()
         df = df.merge(ctrl, on=["candidates", "method"], how="left")
+    df["reads_spectrum"] = reads_spectrum(df)
     return (df.sort_values(["candidates", "hit@1", "method"], ascending=[True, False, True],
                            kind="stable").reset_index(drop=True))
+
+
+# Methods that never look at the peaks by design: no verdict is drawn for them.
+BLIND_BY_DESIGN = ("random",)
+NOT_READING = "does not read the spectrum"
+
+
+def reads_spectrum(df: pd.DataFrame, control: str = "spectrum_blind") -> pd.Series:
+    """The guard: per row, False where the method's Hit@1 CI overlaps its own spectrum-blind
+    control's CI (it may not be reading the spectrum at all), True where the CIs are apart
+    and the method scores higher, ``None`` where there is no control (or the method ignores
+    the spectrum by design)."""
+    lo, hi = f"hit@1_{control}_ci_low", f"hit@1_{control}_ci_high"
+    out = []
+    for _, r in df.iterrows():
+        if (r["method"] in BLIND_BY_DESIGN or lo not in df or pd.isna(r.get(lo))
+                or pd.isna(r.get("hit@1_ci_low"))):
+            out.append(None)
+        else:
+            out.append(bool(r["hit@1_ci_low"] > r[hi]))
+    return pd.Series(out, index=df.index, dtype=object)
+
+
+def _flagged(row: pd.Series) -> bool:
+    return row.get("reads_spectrum") is False
 
 
 def _fmt(row: pd.Series, name: str, digits: int) -> str:
@@ -73,7 +104,8 @@ def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
                             "Hit@1 spectrum-blind control |",
                   "|---|---:|---|---|---|---|---|"]
         for _, r in sub.iterrows():
-            lines.append(f"| {r['method']} | {r['n_queries']} | {_fmt(r, 'hit@1', 3)} | "
+            name = f"{r['method']} ⚠ {NOT_READING}" if _flagged(r) else r["method"]
+            lines.append(f"| {name} | {r['n_queries']} | {_fmt(r, 'hit@1', 3)} | "
                          f"{_fmt(r, 'hit@5', 3)} | {_fmt(r, 'hit@20', 3)} | "
                          f"{_fmt(r, 'mces@1', 2)} | {_fmt(r, 'hit@1_spectrum_blind', 3)} |")
         lines.append("")
@@ -82,7 +114,8 @@ def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
                  "in the same run on the same candidate sets. Spectrum-blind control: the same "
                  "queries and candidates, each query given the peaks of a query of another "
                  "structure (precursor kept); a method that identifies from the spectrum drops "
-                 "towards random there.")
+                 "towards random there. ⚠ marks a method whose Hit@1 CI overlaps its "
+                 f"control's: it {NOT_READING} (as far as this run can tell).")
     return "\n".join(lines) + "\n"
 
 
@@ -96,10 +129,13 @@ def to_latex(df: pd.DataFrame) -> str:
         mces = f"{r['mces@1']:.2f}" if "mces@1" in r and not pd.isna(r["mces@1"]) else "--"
         blind = r.get("hit@1_spectrum_blind")
         blind_cell = f"{blind:.3f}" if blind is not None and not pd.isna(blind) else "--"
-        method = str(r["method"]).replace("_", "\\_")
+        method = str(r["method"]).replace("_", "\\_") + ("$^\\dagger$" if _flagged(r) else "")
         out.append(f"{r['candidates']} & {method} & {r['n_queries']} & "
                    + " & ".join(cells) + f" & {mces} & {blind_cell} \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
+    if any(_flagged(r) for _, r in df.iterrows()):
+        out.append(f"\\par $^\\dagger$ {NOT_READING}: its Hit@1 95\\% CI overlaps that of its "
+                   "spectrum-blind control.")
     return "\n".join(out) + "\n"
 
 
@@ -110,5 +146,9 @@ def write_leaderboard(metric_files: Iterable[str | os.PathLike], outputs: dict[s
     write_table(df, outputs["csv"], sep=",", float_format="%.4f")
     write_text(outputs["md"], to_markdown(df, cs))
     write_text(outputs["tex"], to_latex(df))
-    write_bytes(outputs["png"], leaderboard_bars(df))
+    shown = df.copy()  # the chart names a flagged method so in its axis label
+    label = NOT_READING.replace("read ", "read\n")
+    shown["method"] = [f"{r['method']}\n({label})" if _flagged(r) else r["method"]
+                       for _, r in df.iterrows()]
+    write_bytes(outputs["png"], leaderboard_bars(shown))
     return df
