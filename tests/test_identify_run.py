@@ -39,16 +39,18 @@ def test_ranker_only_gives_nonempty_tables(pesticides_store, pool_index):
 def test_library_then_ranker_for_the_rest(pesticides_store, pool_index):
     library = load_library(str(pesticides_store))
     with SpectrumStore(pesticides_store) as st:
-        # a cut no library hit reaches: the ranker answers every spectrum as well
-        rows = identify_run(st, RunMethodsConfig(methods=["library", "random"],
+        # cuts no library hit reaches: the ranker answers every spectrum as well
+        rows = identify_run(st, RunMethodsConfig(methods=["library", "random"], fdr=-1.0,
                                                  confident_score=2.0),
                             library=library, index=CandidateIndex(pool_index))
         n = len(st)
         assert {r["query_id"] for r in rows if r["method"] == "random"} == set(st.metadata["id"])
-        # the default cut: library answers itself (score 1), the ranker runs on no spectrum
+        # the default FDR: library answers itself (q-value 0), the ranker runs on no spectrum
         rows = identify_run(st, RunMethodsConfig(methods=["library", "random"]),
                             library=library, index=CandidateIndex(pool_index))
     assert not [r for r in rows if r["method"] == "random"]
+    top = [r for r in rows if r["rank"] == 1]
+    assert all(r["q_value"] == 0.0 for r in top)
     assert len({r["query_id"] for r in rows}) == n
 
 

@@ -17,6 +17,7 @@ from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex, PoolSource, build_index, sources_digest
 from msid.chem.structures import Structure
 from msid.convert import convert_file
+from msid.fdr import add_qvalues
 from msid.method_kinds import check_methods
 from msid.methods import Method, MethodResources, make_method, rank_queries
 from msid.preprocess import PreprocessConfig, preprocess_store
@@ -83,8 +84,14 @@ def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
 
 def identify_to_file(method: Method, store: SpectrumStore, out: str | os.PathLike,
                      candidates: dict[str, list[Structure]] | None = None,
-                     top_k: int = 0, progress: bool = True) -> Path:
-    return write_rankings(rank_queries(method, store, None, candidates, top_k, progress), out)
+                     top_k: int = 0, progress: bool = True, fdr: bool = True) -> Path:
+    """Rank every query and write the table; library search hits get target-decoy q-values
+    (unless ``fdr`` is False)."""
+    rows = rank_queries(method, store, None, candidates, top_k, progress)
+    library = getattr(method, "library", None)
+    if fdr and candidates is None and method.name == "library" and library is not None:
+        add_qvalues(rows, library, store)
+    return write_rankings(rows, out)
 
 
 def temp_workdir() -> tempfile.TemporaryDirectory:
@@ -126,7 +133,8 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
                  progress: bool = False) -> list[dict]:
     """Rankings rows for every spectrum of a run, from every configured method.
 
-    Methods that propose their own answers (library search) run first on every spectrum; the
+    Methods that propose their own answers (library search, with target-decoy q-values: see
+    :mod:`msid.fdr`) run first on every spectrum; the
     methods that rank candidates (random, the learned models) then rank pool candidates, taken
     from ``index`` by the query's neutral mass, for the spectra without a confident answer.
     Every spectrum gets rows from at least one method, or a rank-0 row with the reason.
@@ -145,6 +153,8 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     for m in methods:
         if not m.needs_candidates:
             found = rank_queries(m, store, everything, None, cfg.top_k, progress)
+            if m.name == "library" and library is not None:
+                add_qvalues(found, library, store, seed=cfg.seed)
             rows += found
             confident |= confident_queries(found, cfg)
     rankers = [m for m in methods if m.needs_candidates]
