@@ -1,14 +1,17 @@
 """The bad-input corpus (tests/data/bad, made from real spectra by make_bad_inputs.py)."""
 
+import gzip
 import subprocess
 import sys
 
+import numpy as np
+import pyopenms as oms
 import pytest
 
 from msid.convert import convert_file
-from msid.io import InputFileError
+from msid.io import InputFileError, read_spectra
 from msid.preprocess import PreprocessConfig, preprocess_store
-from msid.store import SpectrumStore
+from msid.store import QuarantineRecord, SpectrumStore
 
 
 def _run(path, tmp_path, **cfg):
@@ -67,3 +70,115 @@ def test_corpus_generator_is_reproducible(data_dir, tmp_path):
     subprocess.run([sys.executable, str(data_dir / "bad" / "make_bad_inputs.py")], check=True,
                    capture_output=True)
     assert (data_dir / "bad" / "mixed_bad_records.mgf").read_bytes() == before
+
+
+# -- damaged files of every format keep the records before the damage ---------------------------
+RUN = __import__("conftest").RESOURCES / "runs" / "pestmix_dda.mzML.gz"
+
+
+def _convert(path, tmp_path):
+    stats = convert_file(path, tmp_path / "raw.h5", progress=False)
+    with SpectrumStore(tmp_path / "raw.h5") as st:
+        return stats, st.metadata.copy(), st.quarantine.copy()
+
+
+def test_cut_run_keeps_isolation_window_precursors(tmp_path):
+    """The SCIEX run gives precursors only as isolation window targets; cut at half its length,
+    every MS2 spectrum before the cut keeps its precursor and survives preprocessing."""
+    raw = gzip.decompress(RUN.read_bytes())
+    (tmp_path / "cut.mzML").write_bytes(raw[: len(raw) // 2])
+    whole = {r.record_id: r.params["precursor_mz"] for r in read_spectra(RUN)}
+    with _run(tmp_path / "cut.mzML", tmp_path) as st:
+        md, q = st.metadata, st.quarantine
+    assert len(md) == 108 and len(q) == 1
+    assert "damaged or truncated after 129 spectra" in q["reason"].iat[0]
+    for rid, prec in zip(md["id"], md["precursor_mz"], strict=True):
+        assert prec == pytest.approx(whole[rid])
+
+
+def test_cut_gzip_run_yields_what_was_readable(tmp_path):
+    gz = RUN.read_bytes()
+    (tmp_path / "cut.mzML.gz").write_bytes(gz[: len(gz) // 2])
+    whole = [r.record_id for r in read_spectra(RUN)]
+    with _run(tmp_path / "cut.mzML.gz", tmp_path) as st:
+        ids, q = list(st.metadata["id"]), st.quarantine
+    assert len(ids) == 113 and ids == whole[:113]
+    assert "compressed stream cut" in q["reason"].iat[0]
+
+
+@pytest.mark.parametrize(("name", "kept"), [("truncated_isolation_window.mzML", 23),
+                                            ("truncated.mzML.gz", 32), ("truncated.mzXML", 48)])
+def test_corpus_runs_keep_spectra_with_precursor(data_dir, tmp_path, name, kept):
+    with _run(data_dir / "bad" / name, tmp_path) as st:
+        assert len(st) == kept and (st.metadata["precursor_mz"] > 50).all()
+        (reason,) = st.quarantine["reason"]
+    assert "damaged" in reason and "the rest of the file is lost" in reason
+
+
+def test_cut_mzxml_matches_the_intact_file(data_dir, tmp_path):
+    exp = oms.MSExperiment()
+    oms.MzMLFile().load(str(RUN), exp)
+    oms.MzXMLFile().store(str(tmp_path / "whole.mzXML"), exp)
+    whole = {r.record_id: r for r in read_spectra(tmp_path / "whole.mzXML")}
+    cut = [r for r in read_spectra(data_dir / "bad" / "truncated.mzXML")
+           if not isinstance(r, QuarantineRecord)]
+    assert len(cut) == 48
+    for r in cut:
+        w = whole[r.record_id]
+        assert r.params["precursor_mz"] == pytest.approx(w.params["precursor_mz"])
+        assert r.params["retention_time"] == pytest.approx(w.params["retention_time"], abs=0.01)
+        assert np.allclose(r.mz, w.mz) and r.params["ionmode"] == "positive"
+
+
+def test_cut_gzip_mgf_keeps_complete_records(data_dir, tmp_path):
+    stats, _md, q = _convert(data_dir / "bad" / "truncated.mgf.gz", tmp_path)
+    assert stats.stored == 4 and len(q) == 2
+    assert q["reason"].str.contains("without END IONS").any()
+    assert q["reason"].str.contains("compressed stream cut").any()
+
+
+def test_one_bad_msp_record_costs_only_itself(data_dir, tmp_path):
+    stats, md, q = _convert(data_dir / "bad" / "bad_records.msp", tmp_path)
+    assert stats.stored == 2 and len(q) == 5
+    reasons = dict(zip(q["record_id"], q["reason"], strict=True))
+    assert "missing 'Num Peaks'" in reasons["MSBNK-GL_Sciences_Inc-GLS00002"]
+    assert "'Num Peaks: many'" in reasons["MSBNK-GL_Sciences_Inc-GLS00003-x"]
+    assert "peak line without intensity" in reasons["MSBNK-GL_Sciences_Inc-GLS00004"]
+    assert "'Num Peaks: 367' but the record has 362" in reasons["MSBNK-GL_Sciences_Inc-GLS00005"]
+    assert "cut short at the end of the file" in reasons["MSBNK-GL_Sciences_Inc-GLS00003-copy"]
+    # EI spectra have no precursor: kept at read time (preprocessing decides)
+    assert md["precursor_mz"].isna().all()
+    assert list(md["id"]) == ["MSBNK-GL_Sciences_Inc-GLS00001",
+                              "MSBNK-GL_Sciences_Inc-GLS00001-copy"]
+
+
+def test_cut_gzip_msp(data_dir, tmp_path):
+    stats, _md, q = _convert(data_dir / "bad" / "truncated.msp.gz", tmp_path)
+    assert stats.stored == 3 and len(q) == 2
+    assert "cut short at the end of the file" in q["reason"].iat[0]
+    assert "compressed stream cut" in q["reason"].iat[1]
+
+
+@pytest.mark.parametrize("name", ["empty.msp", "empty.mgf", "blank.mgf"])
+def test_empty_file_is_an_error_not_an_empty_result(data_dir, tmp_path, name):
+    with pytest.raises(InputFileError, match="file is empty"):
+        convert_file(data_dir / "bad" / name, tmp_path / "x.h5", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_metadata_values_are_named_rejects(data_dir, tmp_path):
+    stats, md, q = _convert(data_dir / "bad" / "bad_metadata.mgf", tmp_path)
+    assert stats.stored == 2 and len(q) == 3
+    text = " | ".join(q["reason"])
+    assert "invalid precursor m/z 'inf'" in text
+    assert "unknown ion mode 'sideways'" in text
+    assert "could not convert string to float: 'abc'" in text
+    assert set(md["ion_mode"]) <= {"positive", "negative"}
+
+
+def test_directory_and_gzip_that_is_not_gzip(tmp_path):
+    with pytest.raises(InputFileError, match="is a directory"):
+        list(read_spectra(tmp_path))
+    (tmp_path / "x.mgf.gz").write_text("BEGIN IONS\nEND IONS\n")
+    with pytest.raises(InputFileError, match="not a readable gzip file"):
+        list(read_spectra(tmp_path / "x.mgf.gz"))

@@ -56,10 +56,51 @@ def check_peaks(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
     return raw, ""
 
 
+#: metadata keys (lower-cased, as readers give them) that hold the precursor m/z / ion mode
+PRECURSOR_KEYS = ("pepmass", "precursor_mz", "precursormz", "precursor_m/z")
+ION_MODE_KEYS = ("ionmode", "ion_mode", "polarity")
+ION_MODES = {"positive": "positive", "pos": "positive", "p": "positive", "+": "positive",
+             "negative": "negative", "neg": "negative", "n": "negative", "-": "negative",
+             "": "", "n/a": "", "na": "", "unknown": "", "none": ""}
+
+
+def check_metadata(raw: RawSpectrum) -> str:
+    """Why the record's precursor m/z or ion mode cannot be used ('' when they can).
+
+    A missing precursor is no reason here (EI spectra have none; preprocessing decides); a
+    precursor that is given but not a finite, non-negative number is. An ion mode must be
+    positive or negative (or left unknown), never guessed from a word it does not contain.
+    """
+    for key in PRECURSOR_KEYS:
+        value = raw.params.get(key)
+        if isinstance(value, (tuple, list)):
+            value = value[0] if value else None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        try:
+            number = float(str(value).split()[0])
+        except ValueError:
+            return f"invalid precursor m/z '{str(value)[:30]}' ({key.upper()} is not a number)"
+        if not np.isfinite(number) or number < 0:
+            return f"invalid precursor m/z '{value}' ({key.upper()} must be a finite m/z)"
+    for key in ION_MODE_KEYS:
+        value = raw.params.get(key)
+        if value is None:
+            continue
+        word = str(value).strip().lower()
+        if word not in ION_MODES and not word.startswith(("positive", "negative")):
+            return (f"unknown ion mode '{str(value)[:30]}' ({key.upper()} must be positive or "
+                    "negative)")
+    return ""
+
+
 def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
     """One checked record -> a store record with matchms-harmonised metadata, or a reason."""
     checked, reason = check_peaks(raw)
     if checked is None:
+        return reason
+    reason = check_metadata(checked)
+    if reason:
         return reason
     try:
         spectrum = Spectrum(checked.mz, checked.intensity, metadata=dict(checked.params),

@@ -7,12 +7,10 @@ cannot be opened at all raises :class:`InputFileError` naming the file and the p
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import re
-import shutil
-import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +47,113 @@ def sniff_format(path: str | os.PathLike) -> str:
 
 
 def read_spectra(path: str | os.PathLike) -> Iterator[RawSpectrum | QuarantineRecord]:
+    """Every record of ``path`` in file order: a :class:`RawSpectrum` or a named reject.
+
+    A damaged file (cut anywhere, gzip stream cut or corrupt) yields every record before the
+    damage and a :class:`QuarantineRecord` saying where it stopped. Only a file that cannot be
+    read at all raises, and then always :class:`InputFileError` naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "file does not exist")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, not a spectrum file")
     fmt = sniff_format(path)
+    if not os.access(path, os.R_OK):
+        raise InputFileError(path, "file is not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "file is empty (no spectra)")
     reader = {"mzml": _read_openms, "mzxml": _read_openms, "mgf": _read_mgf, "msp": _read_msp}
-    yield from reader[fmt](path)
+    try:
+        yield from reader[fmt](path)
+    except InputFileError:
+        raise
+    except Exception as e:  # a reader library failed in a way no salvage path foresaw
+        raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e
+
+
+# -- gzip -----------------------------------------------------------------------------------------
+def _is_gz(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+class SalvagingGunzip(io.RawIOBase):
+    """A gzip stream that ends quietly where the compressed data is cut or corrupt.
+
+    Reads the bytes that decompress cleanly; after the damage it reports end of file and keeps the
+    reason in :attr:`problem` (empty for an intact stream). Multi-member gzip files are read whole.
+    """
+
+    CHUNK = 1 << 14
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._in_member = False
+        self._buf = b""
+        self._done = False
+        self.problem = ""
+        self.n_out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        pending = b""
+        if self._d.eof:  # member finished: anything left starts the next member
+            pending = self._d.unused_data
+            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._in_member = False
+        chunk = pending or self._fh.read(self.CHUNK)
+        if not chunk:
+            if self._in_member:
+                self.problem = (f"compressed stream cut after {self.n_out + len(self._buf)} "
+                                "bytes (gzip end marker missing)")
+            self._done = True
+            return
+        self._in_member = True
+        try:
+            self._buf += self._d.decompress(chunk)
+        except zlib.error as e:
+            self.problem = (f"compressed stream damaged after {self.n_out + len(self._buf)} "
+                            f"bytes ({e})")
+            self._done = True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._buf and not self._done:
+            self._fill()
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        self.n_out += n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _open_binary(path: Path) -> tuple[io.BufferedIOBase, SalvagingGunzip | None]:
+    """(binary stream, gunzip state or None for a plain file)."""
+    if _is_gz(path):
+        raw = SalvagingGunzip(path)
+        return io.BufferedReader(raw), raw
+    return open(path, "rb"), None
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """(the file's text, problem): for a damaged gzip the text before the damage."""
+    fh, gz = _open_binary(path)
+    with fh:
+        data = fh.read()
+    problem = gz.problem if gz else ""
+    if problem and not data:
+        raise InputFileError(path, f"not a readable gzip file ({problem})")
+    text = data.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise InputFileError(path, "file is empty (no spectra)")
+    return text, problem
 
 
 # -- mzML / mzXML -----------------------------------------------------------------------------
@@ -67,10 +166,9 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     try:
         loader.load(str(path), exp)
     except Exception as e:  # pyOpenMS raises its own RuntimeError subclasses
-        if fmt == "mzml":  # a truncated/damaged mzML: keep every spectrum before the damage
-            yield from _salvage_mzml(path, e)
-            return
-        raise InputFileError(path, f"pyOpenMS cannot read this {fmt} file: {e}") from e
+        # a truncated/damaged file: keep every spectrum before the damage
+        yield from _salvage_xml(path, fmt, e)
+        return
     instrument = exp.getInstrument().getName() or ""
     picker = oms.PeakPickerHiRes()
     for k, spec in enumerate(exp.getSpectra()):
@@ -109,68 +207,116 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
         yield RawSpectrum(native_id, mz.astype(np.float64), inten.astype(np.float32), params)
 
 
-def _salvage_mzml(path: Path, error: Exception) -> Iterator[RawSpectrum | QuarantineRecord]:
-    """Stream a damaged mzML with pyteomics; spectra up to the damage are kept, the rest reported.
+def _mzml_params(spec: dict, rid: str) -> dict[str, object]:
+    """pyteomics mzML spectrum -> params; precursor from the selected ion, else the isolation
+    window target m/z (runs that record only the window, e.g. SCIEX DDA)."""
+    params: dict[str, object] = {"native_id": rid, "ms_level": 2}
+    try:
+        precursor = spec["precursorList"]["precursor"][0]
+    except (KeyError, IndexError, TypeError):
+        precursor = {}
+    try:
+        ion = precursor["selectedIonList"]["selectedIon"][0]
+        if ion.get("selected ion m/z"):
+            params["precursor_mz"] = float(ion["selected ion m/z"])
+        if ion.get("charge state"):
+            params["charge"] = int(ion["charge state"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        pass
+    if "precursor_mz" not in params:
+        target = (precursor.get("isolationWindow") or {}).get("isolation window target m/z")
+        if target:
+            params["precursor_mz"] = float(target)
+    energy = (precursor.get("activation") or {}).get("collision energy")
+    if energy:
+        params["collision_energy"] = f"{float(energy):g}"
+    try:
+        rt = spec["scanList"]["scan"][0]["scan start time"]
+        unit = getattr(rt, "unit_info", "minute")
+        params["retention_time"] = float(rt) * (60.0 if unit == "minute" else 1.0)
+    except (KeyError, IndexError, TypeError):
+        pass
+    if "positive scan" in spec:
+        params["ionmode"] = "positive"
+    elif "negative scan" in spec:
+        params["ionmode"] = "negative"
+    params["centroiding"] = "as acquired"
+    return params
 
-    Profile spectra cannot be centroided on this path, so they are quarantined.
-    """
-    from pyteomics import mzml
+
+def _mzxml_params(spec: dict, rid: str) -> dict[str, object]:
+    params: dict[str, object] = {"native_id": rid, "ms_level": 2, "centroiding": "as acquired"}
+    prec = (spec.get("precursorMz") or [{}])[0]
+    if prec.get("precursorMz"):
+        params["precursor_mz"] = float(prec["precursorMz"])
+    if prec.get("precursorCharge"):
+        params["charge"] = int(prec["precursorCharge"])
+    if spec.get("collisionEnergy"):
+        params["collision_energy"] = f"{float(spec['collisionEnergy']):g}"
+    if spec.get("retentionTime") is not None:
+        params["retention_time"] = float(spec["retentionTime"]) * 60.0  # pyteomics: minutes
+    polarity = spec.get("polarity")
+    if polarity in ("+", "-"):
+        params["ionmode"] = "positive" if polarity == "+" else "negative"
+    return params
+
+
+def _salvage_xml(path: Path, fmt: str,
+                 error: Exception) -> Iterator[RawSpectrum | QuarantineRecord]:
+    """Stream a damaged mzML/mzXML with pyteomics: spectra up to the damage are kept, the point
+    where reading stopped is reported. Profile spectra cannot be centroided on this path, so they
+    are quarantined."""
+    from pyteomics import mzml, mzxml
 
     n = 0
+    label = {"mzml": "mzML", "mzxml": "mzXML"}[fmt]
+    fh, gz = _open_binary(path)
+    if gz:  # pyteomics seeks: hold what decompresses (a damaged file only comes this way)
+        with fh:
+            fh = io.BytesIO(fh.read())
     try:
-        with mzml.MzML(_open_binary(path), use_index=False, decode_binary=True) as reader:
-            for spec in reader:
-                n += 1
-                if spec.get("ms level") != 2:
-                    continue
-                rid = str(spec.get("id", f"index={n - 1}"))
-                if "profile spectrum" in spec:
-                    yield QuarantineRecord(str(path), rid, "profile spectrum in a damaged mzML "
-                                           "(cannot centroid without pyOpenMS)")
-                    continue
-                params: dict[str, object] = {"native_id": rid, "ms_level": 2}
-                try:
-                    ion = spec["precursorList"]["precursor"][0]["selectedIonList"]["selectedIon"][0]
-                    params["precursor_mz"] = float(ion["selected ion m/z"])
-                    if ion.get("charge state"):
-                        params["charge"] = int(ion["charge state"])
-                except (KeyError, IndexError, TypeError):
-                    pass
-                try:
-                    scan = spec["scanList"]["scan"][0]
-                    rt = scan["scan start time"]
-                    unit = getattr(rt, "unit_info", "minute")
-                    params["retention_time"] = float(rt) * (60.0 if unit == "minute" else 1.0)
-                except (KeyError, IndexError, TypeError):
-                    pass
-                if "positive scan" in spec:
-                    params["ionmode"] = "positive"
-                elif "negative scan" in spec:
-                    params["ionmode"] = "negative"
-                yield RawSpectrum(rid, np.asarray(spec["m/z array"], dtype=np.float64),
-                                  np.asarray(spec["intensity array"], dtype=np.float32), params)
+        with fh:
+            if fmt == "mzml":
+                reader = mzml.MzML(fh, use_index=False, decode_binary=True)
+            else:
+                reader = mzxml.MzXML(fh, use_index=False, decode_binary=True)
+            with reader:
+                for spec in reader:
+                    n += 1
+                    if fmt == "mzml":
+                        level, rid = spec.get("ms level"), str(spec.get("id", f"index={n - 1}"))
+                        profile = "profile spectrum" in spec
+                    else:
+                        level, rid = spec.get("msLevel"), f"scan={spec.get('num', n)}"
+                        profile = str(spec.get("centroided", "1")) == "0"
+                    if level != 2:
+                        continue
+                    if profile:
+                        yield QuarantineRecord(str(path), rid, f"profile spectrum in a damaged "
+                                               f"{label} (cannot centroid without pyOpenMS)")
+                        continue
+                    params = _mzml_params(spec, rid) if fmt == "mzml" else _mzxml_params(spec, rid)
+                    yield RawSpectrum(rid, np.asarray(spec["m/z array"], dtype=np.float64),
+                                      np.asarray(spec["intensity array"], dtype=np.float32),
+                                      params)
     except Exception as e:
         if n == 0:
-            raise InputFileError(path, f"not a readable mzML file ({error}; {e})") from e
+            why = f"; {gz.problem}" if gz and gz.problem else ""
+            raise InputFileError(path, f"not a readable {label} file ({error}; {e}{why})") from e
+        cause = gz.problem if gz and gz.problem else str(e)
         yield QuarantineRecord(str(path), f"after index={n - 1}",
-                               f"mzML damaged or truncated after {n} spectra: {e}")
+                               f"{label} damaged or truncated after {n} spectra; the rest of the "
+                               f"file is lost: {cause}")
         return
     if n == 0:
-        raise InputFileError(path, f"pyOpenMS cannot read this mzML file: {error}")
-
-
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+        raise InputFileError(path, f"pyOpenMS cannot read this {label} file: {error}")
+    if gz and gz.problem:  # XML ended cleanly at the cut (rare): still say what was lost
+        yield QuarantineRecord(str(path), f"after index={n - 1}",
+                               f"{label} damaged after {n} spectra: {gz.problem}")
 
 
 # -- MGF ----------------------------------------------------------------------------------------
 _BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
 
 
 def _mgf_record(entry: dict, index: int) -> RawSpectrum:
@@ -185,15 +331,12 @@ def _mgf_record(entry: dict, index: int) -> RawSpectrum:
 def _read_mgf(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     from pyteomics import mgf
 
-    try:
-        with _open_text(path) as fh:
-            text = fh.read()
-    except (OSError, EOFError) as e:
-        raise InputFileError(path, f"cannot read file ({e})") from e
+    text, problem = _read_text(path)
     blocks = _BLOCK.findall(text)
-    if not blocks:
-        raise InputFileError(path, "no 'BEGIN IONS ... END IONS' block: not an MGF file")
     n_open = len(re.findall(r"^BEGIN IONS\s*$", text, re.MULTILINE))
+    if not blocks and not n_open:
+        raise InputFileError(path, "no 'BEGIN IONS ... END IONS' block: not an MGF file"
+                             + (f" ({problem})" if problem else ""))
     try:  # fast path: pyteomics over the whole file
         entries = list(mgf.read(io.StringIO(text), convert_arrays=1, read_charges=False,
                                 read_ions=False, use_index=False))
@@ -209,36 +352,100 @@ def _read_mgf(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
                                          read_ions=False, use_index=False))
                 yield _mgf_record(entry, i)
             except Exception as e:
-                title = re.search(r"^TITLE=(.*)$", block, re.MULTILINE)
+                title = re.search(r"^(?:SPECTRUM_?ID|TITLE|IDENTIFIER)=(.*)$", block,
+                                  re.MULTILINE | re.IGNORECASE)
                 rid = title.group(1).strip() if title else f"index={i}"
                 yield QuarantineRecord(str(path), rid, f"unparsable MGF record: {e}")
     if n_open > len(blocks):
         yield QuarantineRecord(str(path), f"index={len(blocks)}",
                                f"{n_open - len(blocks)} MGF block(s) without END IONS "
                                "(truncated file?)")
+    if problem:
+        yield QuarantineRecord(str(path), f"after index={len(blocks) - 1}",
+                               f"MGF damaged after {len(blocks)} complete records; the rest of "
+                               f"the file is lost: {problem}")
 
 
 # -- MSP ----------------------------------------------------------------------------------------
-def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
-    from matchms.importing.load_from_msp import parse_msp_file
+_CUT = " (record cut short?)"
+_MSP_NAME = re.compile(r"^[ \t]*name[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
-    tmp = None
-    src = path
-    try:
-        if path.name.lower().endswith(".gz"):  # matchms reads plain text files only
-            fd, tmp = tempfile.mkstemp(suffix=".msp")
-            with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as fin:
-                shutil.copyfileobj(fin, out)
-            src = Path(tmp)
+
+def _msp_record(block: str, index: int) -> RawSpectrum | tuple[str, str]:
+    """One MSP record (from its ``Name:`` line to the next) -> spectrum, or (id, reason).
+
+    Lines are read with matchms' MSP line parsers; unlike matchms' file reader, a record whose
+    peaks do not match its ``Num Peaks`` is rejected on its own instead of ending the file.
+    """
+    from matchms.importing.load_from_msp import (
+        contains_metadata,
+        get_peak_comment,
+        get_peak_values,
+        parse_metadata,
+    )
+
+    params: dict = {}
+    mz: list[float] = []
+    inten: list[float] = []
+    bad = ""
+    for line in block.splitlines():
+        rline = line.strip()
+        if not rline:
+            continue
+        if contains_metadata(rline):
+            parse_metadata(rline, params)
+            continue
+        if bad:
+            continue
+        _, values = get_peak_comment(rline)
         try:
-            for i, entry in enumerate(parse_msp_file(str(src))):
-                params = {str(k).lower(): v for k, v in entry.get("params", {}).items()}
-                rid = str(params.get("spectrum_id") or params.get("db#") or params.get("name")
-                          or f"index={i}")
-                yield RawSpectrum(rid, np.asarray(entry["m/z array"], dtype=np.float64),
-                                  np.asarray(entry["intensity array"], dtype=np.float32), params)
-        except (OSError, EOFError, ValueError) as e:
-            raise InputFileError(path, f"cannot parse MSP file ({e})") from e
-    finally:
-        if tmp:
-            os.unlink(tmp)
+            m, i = get_peak_values(values)
+        except RuntimeError:
+            bad = f"peak line without intensity: '{rline[:40]}'"
+            continue
+        if not m:
+            bad = f"line is neither 'key: value' nor peaks: '{rline[:40]}'"
+            continue
+        mz += m
+        inten += i
+    params = {str(k).lower(): v for k, v in params.items()}
+    rid = str(params.get("spectrum_id") or params.get("db#") or params.get("name")
+              or f"index={index}")
+    if bad:
+        return rid, bad
+    declared = params.get("num peaks")
+    if declared is None:
+        return rid, f"missing 'Num Peaks' line ({len(mz)} peak(s) found)"
+    try:
+        n_declared = int(str(declared).strip())
+    except ValueError:
+        return rid, f"invalid 'Num Peaks: {str(declared)[:20]}' (not a whole number)"
+    if n_declared != len(mz):
+        cut = _CUT if len(mz) < n_declared else ""
+        return rid, f"'Num Peaks: {n_declared}' but the record has {len(mz)} peak(s){cut}"
+    if isinstance(params.get("mw"), str):  # GOLM writes the nominal mass with a comma
+        params["mw"] = params["mw"].replace(",", ".")
+    return RawSpectrum(rid, np.asarray(mz, dtype=np.float64),
+                       np.asarray(inten, dtype=np.float32), params)
+
+
+def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
+    text, problem = _read_text(path)
+    starts = [m.start() for m in _MSP_NAME.finditer(text)]
+    if not starts:
+        raise InputFileError(path, "no 'Name:' line: not an MSP file"
+                             + (f" ({problem})" if problem else ""))
+    ends = [*starts[1:], len(text)]
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        rec = _msp_record(text[a:b], i)
+        if isinstance(rec, RawSpectrum):
+            yield rec
+        elif b == len(text) and (problem or not text.endswith("\n") or _CUT in rec[1]):
+            yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of the "
+                                   f"file: {rec[1].replace(_CUT, '')}")
+        else:
+            yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
+    if problem:
+        yield QuarantineRecord(str(path), f"after index={len(starts) - 1}",
+                               f"MSP damaged after {len(starts)} records; the rest of the file "
+                               f"is lost: {problem}")
