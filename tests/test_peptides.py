@@ -1,0 +1,174 @@
+"""De novo peptide sequencing (msid.peptides): physics, data, metrics, decoding, DP, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msid.peptides.data import read_annotated_mgf, sequence_fold, split_by_sequence
+from msid.peptides.decode import beam, greedy
+from msid.peptides.dp import DPConfig, SpectrumGraphDP
+from msid.peptides.metrics import aa_match, bootstrap, score_predictions, summary
+from msid.peptides.physics import (
+    PROTON,
+    WATER,
+    SequenceError,
+    Vocab,
+    fragment_ions,
+    neutral_from_mz,
+    parse_proforma,
+    peptide_mass,
+    precursor_mz,
+    token_mass,
+    unimod_accession,
+    unimod_delta,
+)
+from msid.peptides.synthetic import NOISY, CurriculumConfig, random_peptide, synthetic_spectrum
+
+ROOT = Path(__file__).resolve().parents[1]
+MGF = sorted((ROOT / "resources" / "peptides").glob("*.mgf.gz"))
+
+
+@pytest.fixture(scope="module")
+def annotated():
+    return read_annotated_mgf(MGF)
+
+
+def test_masses_match_reference_values():
+    # UniMod monoisotopic deltas (unimod.org) and textbook constants
+    assert unimod_delta("Carbamidomethyl", "C") == pytest.approx(57.021464, abs=1e-6)
+    assert unimod_delta("Oxidation", "M") == pytest.approx(15.994915, abs=1e-6)
+    assert unimod_delta("Deamidated", "N") == pytest.approx(0.984016, abs=1e-6)
+    assert unimod_delta("Acetyl") == pytest.approx(42.010565, abs=1e-6)
+    assert unimod_delta("Carbamyl") == pytest.approx(43.005814, abs=1e-6)
+    assert unimod_delta("Gln->pyro-Glu", "Q") == pytest.approx(-17.026549, abs=1e-6)
+    assert unimod_accession("Carbamidomethyl", "C") == "UNIMOD:4"
+    assert pytest.approx(1.007276, abs=1e-6) == PROTON
+    assert pytest.approx(18.010565, abs=1e-6) == WATER
+    assert token_mass("G") == pytest.approx(57.021464, abs=1e-6)
+    assert token_mass("C[Carbamidomethyl]") == pytest.approx(160.030649, abs=1e-6)
+    pep = parse_proforma("PEPTIDE")
+    assert precursor_mz(pep, 1) == pytest.approx(800.367245, abs=1e-5)  # [M+H]+
+    assert precursor_mz(pep, 2) == pytest.approx(400.687261, abs=1e-5)
+    ions = fragment_ions(pep)
+    assert ions["b1"][1] == pytest.approx(227.102633, abs=1e-5)  # b2 PE
+    assert ions["y1"][0] == pytest.approx(148.060434, abs=1e-5)  # y1 E
+    assert len(ions["b1"]) == len(ions["y1"]) == 6
+    # b_i + y_(n-i) = [M+H]+ + proton
+    assert ions["b1"][2] + ions["y1"][3] == pytest.approx(peptide_mass(pep) + 2 * PROTON)
+    acetyl = parse_proforma("[Acetyl]-PEPTIDE")
+    assert peptide_mass(acetyl) - peptide_mass(pep) == pytest.approx(42.010565, abs=1e-6)
+    assert fragment_ions(acetyl)["b1"][0] - ions["b1"][0] == pytest.approx(42.010565, abs=1e-6)
+
+
+def test_proforma_parsing_and_errors():
+    assert parse_proforma("[Acetyl]-AIC[Carbamidomethyl]K") == [
+        "[Acetyl]-", "A", "L", "C[Carbamidomethyl]", "K"]
+    for bad in ("", "PEPTIDEX", "PEPT[Phospho]IDE", "PEPTIDE-[Amidated]", "PEPS[Foo]"):
+        with pytest.raises(SequenceError):
+            Vocab.default().encode(parse_proforma(bad))
+
+
+def test_every_annotated_spectrum_agrees_with_its_sequence(annotated):
+    """Precursor m/z of every spectrum in the repo copy matches sequence + charge."""
+    assert len(annotated.spectra) == 1164 and not annotated.quarantine
+    for s in annotated.spectra:
+        assert abs(precursor_mz(s.tokens, s.charge) - s.precursor_mz) < 0.05, s.id
+    vocab = Vocab.default()
+    for s in annotated.spectra:
+        assert vocab.decode(vocab.encode(s.tokens)) == s.tokens
+
+
+def test_bad_records_are_quarantined(tmp_path):
+    f = tmp_path / "bad.mgf"
+    f.write_text("BEGIN IONS\nTITLE=ok\nPEPMASS=400.687261\nCHARGE=2+\nSEQ=PEPTIDE\n"
+                 "100.0 1.0\n200.0 2.0\nEND IONS\n"
+                 "BEGIN IONS\nTITLE=wrongmass\nPEPMASS=500.0\nCHARGE=2+\nSEQ=PEPTIDE\n"
+                 "100.0 1.0\nEND IONS\n"
+                 "BEGIN IONS\nTITLE=noseq\nPEPMASS=500.0\nCHARGE=2+\n100.0 1.0\nEND IONS\n"
+                 "BEGIN IONS\nTITLE=badmod\nPEPMASS=500.0\nCHARGE=2+\nSEQ=PEP[Foo]TIDE\n"
+                 "100.0 1.0\nEND IONS\n")
+    r = read_annotated_mgf(f)
+    assert [s.id for s in r.spectra] == ["ok"]
+    assert [q[1] for q in r.quarantine] == ["wrongmass", "noseq", "badmod"]
+
+
+def test_split_is_by_sequence_with_i_equal_l(annotated):
+    folds = split_by_sequence(annotated.spectra)
+    keys = {f: {s.key for s in v} for f, v in folds.items()}
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["val"]
+    assert not keys["val"] & keys["test"]
+    assert all(len(v) > 50 for v in folds.values())
+    assert sequence_fold("PEPTLDE") == sequence_fold(
+        "".join(t[0] for t in parse_proforma("PEPTIDE")))
+
+
+def test_synthetic_spectra_hold_the_ladder():
+    rng = np.random.default_rng(0)
+    pep = random_peptide(rng, 8, 12)
+    assert pep[-1] in ("K", "R") and 8 <= len([t for t in pep if not t.endswith("-")]) <= 12
+    clean = synthetic_spectrum(pep, 2, CurriculumConfig and __import__(
+        "msid.peptides.synthetic", fromlist=["NoiseConfig"]).NoiseConfig(), rng)
+    ions = fragment_ions(pep, (1,))
+    for m in np.concatenate([ions["b1"], ions["y1"]]):
+        assert np.min(np.abs(clean.mz - m)) < 1e-6
+    noisy = synthetic_spectrum(pep, 2, NOISY, rng)
+    assert len(noisy.mz) >= NOISY.noise_peaks and np.all(np.diff(noisy.mz) >= 0)
+    assert CurriculumConfig().clean_share_at(0.0) == 0.8
+    assert CurriculumConfig().clean_share_at(0.99) == 0.0
+
+
+def test_metrics_casanovo_conventions():
+    t = parse_proforma("PEPTLDEK")
+    assert aa_match(parse_proforma("PEPTIDEK"), t) == (8, True)  # I = L
+    assert aa_match(parse_proforma("PEPTLDEQ"), t) == (8, True)  # K/Q within 0.1 Da
+    n, ok = aa_match(parse_proforma("EPPTLDEK"), t)  # swapped pair: prefix breaks, suffix holds
+    assert not ok and n == 6
+    sc = score_predictions([t, None, parse_proforma("GGGGGGGG")], [0.9, 0.0, 0.5],
+                           [t, t, t])
+    s = summary(sc)
+    assert s["peptide_recall"] == pytest.approx(1 / 3)
+    assert s["aa_recall"] == pytest.approx(8 / 24)
+    assert s["aa_precision"] == pytest.approx(8 / 16)
+    ci = bootstrap({"a": sc, "b": sc}, n_boot=50)
+    lo, hi = ci["a"]["peptide_recall"]
+    assert 0 <= lo <= hi <= 1 and ci["b"]["delta_peptide_recall"] == (0.0, 0.0)
+
+
+def test_beam_respects_the_precursor_mass():
+    vocab = Vocab.default()
+    true = parse_proforma("PEPTLDEK")
+    pm = peptide_mass(true)
+    ids = vocab.encode(true)
+    logp = np.full((12, len(vocab)), -8.0)
+    for k, i in enumerate(ids):
+        logp[k, i] = -0.5
+        if k in (2, 5):
+            logp[k, vocab.index["G"]] = -0.1  # greedy prefers G here: wrong mass
+    logp[len(ids):, 0] = -0.01
+    g = greedy(logp, vocab, pm)
+    assert not g.mass_ok and g.score < 0
+    b = beam(logp, vocab, pm, beam_size=20)
+    assert b.mass_ok and b.tokens == true and 0 < b.score <= 1
+
+
+def test_dp_baseline_sequences_a_clean_ladder():
+    pep = parse_proforma("PEPTLDEK")
+    s = synthetic_spectrum(pep, 2, __import__("msid.peptides.synthetic",
+                                              fromlist=["NoiseConfig"]).NoiseConfig(),
+                           np.random.default_rng(1))
+    d = SpectrumGraphDP(DPConfig()).sequence(s)
+    assert d.mass_ok and aa_match(d.tokens, pep)[1]
+
+
+def test_real_spectrum_dp_and_annotation(annotated):
+    from msid.peptides.denovo import annotate
+
+    s = next(x for x in annotated.spectra if x.source.startswith("massivekb"))
+    d = SpectrumGraphDP().sequence(s)
+    assert neutral_from_mz(s.precursor_mz, s.charge) > 0
+    ann = annotate(s, s.tokens, 0.05)
+    assert ann["n_matched"] >= 3 and len(ann["labels"]) == len(s.mz)
+    assert isinstance(d.score, float)

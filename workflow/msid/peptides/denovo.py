@@ -1,0 +1,243 @@
+"""De novo sequencing of a run: spectra from an msid store -> PSM table (TSV) and mzTab 1.0.
+
+TSV columns: ``query_id, rank, sequence, score, precursor_mz_error_ppm`` (ProForma sequences),
+plus ``method, charge, precursor_mz, calc_mz, rt, native_id``. A spectrum without a charge
+is sequenced as 2+ (the most common tryptic charge) and says so in ``charge_assumed``; one that
+cannot be sequenced (no peaks, nothing matching) gets no row and is counted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from msid import __version__
+from msid.atomic import write_text
+from msid.peptides.data import PeptideSpectrum
+from msid.peptides.decode import Decoded
+from msid.peptides.physics import (
+    NTERM_MODS,
+    RESIDUE_MODS,
+    fragment_ions,
+    neutral_from_mz,
+    parse_proforma,
+    plain,
+    precursor_mz,
+    to_proforma,
+    unimod_accession,
+    unimod_delta,
+)
+from msid.store import SpectrumStore
+
+COLUMNS = ["query_id", "rank", "sequence", "score", "precursor_mz_error_ppm", "method",
+           "charge", "charge_assumed", "precursor_mz", "calc_mz", "rt", "native_id"]
+DEFAULT_CHARGE = 2
+
+
+@dataclass
+class DecodeConfig:
+    method: str = "beam"  # beam | greedy
+    beam_size: int = 10
+    ppm: float = 50.0
+    isotopes: int = 1
+    top_n: int = 1
+    max_spectra: int = 0  # 0: all
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> DecodeConfig:
+        return cls(**(d or {}))
+
+
+def shipped_model() -> Path:
+    """The PepTRM model shipped in the repository (resources/models/peptrm.safetensors)."""
+    return Path(__file__).resolve().parents[3] / "resources" / "models" / "peptrm.safetensors"
+
+
+def spectra_from_store(store: SpectrumStore, max_spectra: int = 0
+                       ) -> tuple[list[PeptideSpectrum], pd.DataFrame]:
+    """MS2 spectra with a precursor; (spectra, their metadata rows incl. ``charge_assumed``)."""
+    md = store.metadata.copy()
+    rows = np.flatnonzero(np.isfinite(md["precursor_mz"].to_numpy(float)))
+    if max_spectra and len(rows) > max_spectra:  # the most intense-peaked first would bias;
+        rows = rows[:max_spectra]  # keep file order
+    md = md.iloc[rows].reset_index(drop=True)
+    charge = md["charge"].to_numpy(int)
+    md["charge_assumed"] = charge <= 0
+    md["charge"] = np.where(charge > 0, charge, DEFAULT_CHARGE)
+    spectra = []
+    for r, (mz, inten) in zip(md.itertuples(), store.peaks_many(rows.tolist()), strict=True):
+        spectra.append(PeptideSpectrum(str(r.id), np.asarray(mz, float),
+                                       np.asarray(inten, float), float(r.precursor_mz),
+                                       int(r.charge)))
+    return spectra, md
+
+
+def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list[Decoded],
+                 method: str) -> pd.DataFrame:
+    rows = []
+    for s, meta, d in zip(spectra, md.itertuples(), decoded, strict=True):
+        if not d.tokens:
+            continue
+        calc = precursor_mz(d.tokens, s.charge)
+        rows.append({"query_id": s.id, "rank": 1, "sequence": to_proforma(d.tokens),
+                     "score": float(d.score),
+                     "precursor_mz_error_ppm": (s.precursor_mz - calc) / calc * 1e6,
+                     "method": method, "charge": s.charge,
+                     "charge_assumed": bool(meta.charge_assumed),
+                     "precursor_mz": s.precursor_mz, "calc_mz": calc,
+                     "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
+                     "native_id": str(meta.native_id)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: str | None,
+                     cfg: DecodeConfig, dp_cfg: dict | None = None,
+                     progress: bool = True) -> list[Decoded]:
+    """Decode every spectrum with ``peptrm`` (a model file) or ``dp`` (the baseline)."""
+    if method == "dp":
+        from msid.peptides.dp import DPConfig, SpectrumGraphDP
+
+        dp = SpectrumGraphDP(DPConfig.from_dict(dp_cfg))
+        return [dp.sequence(s) for s in tqdm(spectra, desc="de novo (DP)", disable=not progress,
+                                             mininterval=2)]
+    if method != "peptrm":
+        raise ValueError(f"unknown de novo method '{method}' (peptrm or dp)")
+    if not model_path:
+        raise ValueError("method peptrm needs a model file (--model)")
+    from msid.peptides.training import load_peptrm, predict
+
+    model, _ = load_peptrm(model_path)
+    out: list[Decoded] = []
+    chunk = 256
+    for k in tqdm(range(0, len(spectra), chunk), desc="de novo (PepTRM)", disable=not progress,
+                  mininterval=2):
+        out += predict(model, spectra[k:k + chunk], cfg.method, cfg.beam_size, cfg.ppm,
+                       cfg.isotopes)
+    return out
+
+
+def write_tsv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    write_text(path, df.to_csv(sep="\t", index=False, float_format="%.6g"))
+
+
+def _mztab_mods(tokens: list[str]) -> str:
+    """mzTab modification column: ``pos-UNIMOD:n`` (0 = N-terminus)."""
+    out, pos = [], 0
+    for t in tokens:
+        if t.endswith("-"):
+            out.append(f"0-{unimod_accession(t[1:-2])}")
+            continue
+        pos += 1
+        if "[" in t:
+            out.append(f"{pos}-{unimod_accession(t[2:-1], t[0])}")
+    return ",".join(out) if out else "null"
+
+
+def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
+                method: str) -> None:
+    """mzTab 1.0.0 (Summary, Identification): metadata + PSM section."""
+    loc = Path(run_location).resolve().as_uri() if run_location else "null"
+    mtd = [("mzTab-version", "1.0.0"), ("mzTab-mode", "Summary"),
+           ("mzTab-type", "Identification"), ("mzTab-ID", f"msid-denovo-{method}"),
+           ("description", f"msid de novo peptide sequencing ({method}); no database"),
+           ("ms_run[1]-location", loc),
+           ("software[1]", f"[MS, MS:1001456, analysis software, msid {__version__}]"),
+           ("psm_search_engine_score[1]",
+            "[MS, MS:1001143, search engine specific score for PSMs, ]"),
+           ("fixed_mod[1]", "[MS, MS:1002453, No fixed modifications searched, ]")]
+    mods = sorted({(m, a) for a, m in RESIDUE_MODS} | {(m, "") for m in NTERM_MODS})
+    for k, (m, a) in enumerate(mods, 1):
+        acc = unimod_accession(m, a)
+        mtd.append((f"variable_mod[{k}]", f"[UNIMOD, {acc}, {m}, ]"))
+        mtd.append((f"variable_mod[{k}]-site", a or "N-term"))
+        mtd.append((f"variable_mod[{k}]-position", "Any N-term" if not a or "pyro" in m
+                    else "Anywhere"))
+    lines = [f"MTD\t{k}\t{v}" for k, v in mtd]
+    cols = ["sequence", "PSM_ID", "accession", "unique", "database", "database_version",
+            "search_engine", "search_engine_score[1]", "modifications", "retention_time",
+            "charge", "exp_mass_to_charge", "calc_mass_to_charge", "spectra_ref", "pre",
+            "post", "start", "end", "opt_global_proforma", "opt_global_precursor_ppm"]
+    lines.append("PSH\t" + "\t".join(cols))
+    for k, r in enumerate(df.itertuples(), 1):
+        tokens = parse_proforma(r.sequence)
+        ref = f"ms_run[1]:{r.native_id}" if r.native_id else f"ms_run[1]:index={k - 1}"
+        vals = [plain(tokens), str(k), "null", "null", "null", "null",
+                f"[MS, MS:1001456, analysis software, msid {method}]", f"{r.score:.6f}",
+                _mztab_mods(tokens), f"{r.rt:.3f}" if r.rt == r.rt else "null",
+                str(int(r.charge)), f"{r.precursor_mz:.6f}", f"{r.calc_mz:.6f}", ref,
+                "null", "null", "null", "null", r.sequence, f"{r.precursor_mz_error_ppm:.2f}"]
+        lines.append("PSM\t" + "\t".join(vals))
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def annotate(s: PeptideSpectrum, tokens: list[str], tol_da: float = 0.05) -> dict:
+    """Peaks of ``s`` and which of them are b/y ions of ``tokens`` (charges 1 and 2)."""
+    ions = fragment_ions(tokens, (1, 2) if s.charge >= 2 else (1,))
+    mz, inten = np.asarray(s.mz, float), np.asarray(s.intensity, float)
+    labels = [""] * len(mz)
+    for key, arr in ions.items():
+        kind, z = key[0], int(key[1])
+        for i, m in enumerate(arr):
+            if len(mz) == 0:
+                break
+            j = int(np.argmin(np.abs(mz - m)))
+            if abs(mz[j] - m) <= tol_da and not labels[j]:
+                labels[j] = f"{kind}{i + 1}" + ("" if z == 1 else "++")
+    return {"id": s.id, "sequence": to_proforma(tokens), "charge": s.charge,
+            "precursor_mz": s.precursor_mz, "mz": mz.tolist(),
+            "intensity": (inten / max(inten.max(), 1e-12)).tolist() if len(inten) else [],
+            "labels": labels,
+            "n_matched": int(sum(1 for x in labels if x)),
+            "precursor_mass": neutral_from_mz(s.precursor_mz, s.charge)}
+
+
+def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
+               cfg: DecodeConfig, *, tsv: str | os.PathLike,
+               mztab: str | os.PathLike | None = None,
+               annotations: str | os.PathLike | None = None, run_location: str = "",
+               n_annotated: int = 8, method: str = "peptrm", dp_cfg: dict | None = None,
+               log=print) -> pd.DataFrame:
+    """Sequence every MS2 spectrum of a store; write the TSV (and mzTab, annotated spectra)."""
+    import json
+
+    with SpectrumStore(store_path) as store:
+        spectra, md = spectra_from_store(store, cfg.max_spectra)
+    dec = sequence_spectra(spectra, method, str(model_path), cfg, dp_cfg)
+    df = decoded_rows(spectra, md, dec, method)
+    write_tsv(df, tsv)
+    if mztab:
+        write_mztab(df, mztab, run_location, method)
+    if annotations is not None:
+        by_id = {s.id: s for s in spectra}
+        top = df.sort_values("score", ascending=False).head(n_annotated)
+        ann = []
+        for r in top.itertuples():
+            a = annotate(by_id[r.query_id], parse_proforma(r.sequence))
+            a.update(score=float(r.score), ppm=float(r.precursor_mz_error_ppm), rt=r.rt)
+            ann.append(a)
+        write_text(annotations, json.dumps({"method": method, "n_spectra": len(spectra),
+                                            "n_sequenced": len(df),
+                                            "n_mass_matched": int(sum(d.mass_ok for d in dec)),
+                                            "spectra": ann}, default=float))
+    log(f"de novo ({method}): {len(spectra)} spectra, {len(df)} sequenced, "
+        f"{sum(d.mass_ok for d in dec)} matching their precursor mass")
+    return df
+
+
+__all__ = [
+    "COLUMNS",
+    "DecodeConfig",
+    "annotate",
+    "decoded_rows",
+    "denovo_run",
+    "sequence_spectra",
+    "spectra_from_store",
+    "unimod_delta",
+    "write_mztab",
+    "write_tsv",
+]

@@ -1,0 +1,182 @@
+"""PepTRM: a spectrum transformer encoder and a tiny recursive decoder core with shared weights.
+
+The decoder predicts the whole sequence at once (``max_len`` positions, token 0 = end/padding)
+and refines it: for each of ``T`` supervision steps it updates a latent state ``z`` ``n`` times
+from the soft embedding of the current sequence distribution (plus position and step
+embeddings, cross-attending to the spectrum), then re-predicts the sequence from ``z``. The same
+core does every update (residual transformer layers). Training supervises every step, with step
+weights growing exponentially (``step_weight_growth``), adds a precursor-mass loss (expected
+residue mass of the predicted distribution vs the precursor's), and detaches the carried state
+between steps (each step learns to improve whatever it is handed). Evaluation uses EMA weights
+(``TrainConfig.ema_decay``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from msid.peptides.data import PeptideSpectrum, top_peaks
+from msid.peptides.physics import WATER, Vocab, neutral_from_mz
+
+
+@dataclass
+class PepTRMConfig:
+    d_model: int = 128
+    n_heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 1  # the shared core (applied T * (n + 1) times)
+    ff_mult: int = 2
+    dropout: float = 0.1
+    T: int = 3  # supervision (outer) steps
+    n: int = 2  # latent (inner) steps per supervision step
+    max_len: int = 30  # tokens (N-terminal modification counts as one)
+    max_peaks: int = 100
+    n_freqs: int = 48
+    max_charge: int = 6
+    step_weight_growth: float = 1.5  # weight of step t is growth**t
+    mass_loss_weight: float = 0.1
+    label_smoothing: float = 0.05
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> PepTRMConfig:
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"PepTRMConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SIZES: dict[str, dict] = {
+    "tiny": {},  # trains on 2 CPU cores
+    "published": {"d_model": 384, "n_heads": 8, "enc_layers": 3, "dec_layers": 3, "T": 8,
+                  "n": 6, "ff_mult": 4, "max_peaks": 300},
+}
+
+
+class MassEncoder(nn.Module):
+    """Sinusoidal features of a mass (log-spaced periods 0.001 .. 10,000 Da) -> d_model."""
+
+    def __init__(self, d: int, n_freqs: int) -> None:
+        super().__init__()
+        periods = torch.logspace(-3, 4, n_freqs, dtype=torch.float64)
+        self.register_buffer("omega", (2 * math.pi / periods).float(), persistent=False)
+        self.proj = nn.Linear(2 * n_freqs, d)
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        # m in float64 would be ideal; fp32 keeps ~1e-4 Da at 1,000 Da, enough for 0.001 periods
+        ang = m.unsqueeze(-1).float() * self.omega
+        return self.proj(torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1))
+
+
+class PepTRM(nn.Module):
+    def __init__(self, cfg: PepTRMConfig, vocab: Vocab | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vocab = vocab or Vocab.default()
+        V, d = len(self.vocab), cfg.d_model
+        self.register_buffer("token_mass", torch.tensor(self.vocab.masses, dtype=torch.float32),
+                             persistent=False)
+        self.peak_mz = MassEncoder(d, cfg.n_freqs)
+        self.peak_int = nn.Linear(1, d)
+        self.prec_mass = MassEncoder(d, cfg.n_freqs)
+        self.charge_emb = nn.Embedding(cfg.max_charge + 1, d)
+        enc_layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout,
+                                               batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(enc_layer, cfg.enc_layers,
+                                             enable_nested_tensor=False)
+        dec_layer = nn.TransformerDecoderLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout,
+                                               batch_first=True, norm_first=True)
+        self.core = nn.TransformerDecoder(dec_layer, cfg.dec_layers)  # shared by every update
+        self.tok_emb = nn.Embedding(V, d)
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        self.step_emb = nn.Embedding(2 * cfg.T, d)
+        self.z0 = nn.Parameter(torch.zeros(d))
+        self.y0 = nn.Parameter(torch.zeros(d))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, V)
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        pm = batch["precursor_mass"]
+        charge = batch["charge"].clamp(0, self.cfg.max_charge)
+        peaks = self.peak_mz(batch["mz"]) + self.peak_int(batch["intensity"].unsqueeze(-1))
+        prec = (self.prec_mass(pm) + self.charge_emb(charge)).unsqueeze(1)
+        x = torch.cat([prec, peaks], dim=1)
+        pad = torch.cat([torch.zeros_like(batch["peak_pad"][:, :1]), batch["peak_pad"]], dim=1)
+        return self.encoder(x, src_key_padding_mask=pad), pad
+
+    def forward(self, batch: dict, detach: bool = False) -> list[torch.Tensor]:
+        """Logits (B, max_len, V) after every supervision step."""
+        mem, pad = self.encode(batch)
+        B, L = mem.shape[0], self.cfg.max_len
+        pos = self.pos_emb.weight[:L].unsqueeze(0)
+        z = self.z0.expand(B, L, -1)
+        e_y = self.y0.expand(B, L, -1)
+        out = []
+        for t in range(self.cfg.T):
+            s_lat, s_out = self.step_emb.weight[2 * t], self.step_emb.weight[2 * t + 1]
+            for _ in range(self.cfg.n):
+                z = self.core(z + e_y + pos + s_lat, mem, memory_key_padding_mask=pad)
+            h = self.core(z + e_y + pos + s_out, mem, memory_key_padding_mask=pad)
+            logits = self.head(self.norm(h))
+            out.append(logits)
+            e_y = torch.softmax(logits, dim=-1) @ self.tok_emb.weight
+            if detach:
+                z, e_y = z.detach(), e_y.detach()
+        return out
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        steps = self.forward(batch, detach=True)
+        target = batch["tokens"]
+        residue_sum = batch["precursor_mass"] - WATER
+        w = torch.tensor([cfg.step_weight_growth ** t for t in range(cfg.T)])
+        w = w / w.sum()
+        total = torch.zeros((), device=target.device)
+        logs: dict[str, float] = {}
+        for t, logits in enumerate(steps):
+            ce = F.cross_entropy(logits.transpose(1, 2), target,
+                                 label_smoothing=cfg.label_smoothing)
+            exp_mass = (torch.softmax(logits.float(), -1) @ self.token_mass).sum(-1)
+            mass_l = F.smooth_l1_loss(exp_mass / 100.0, residue_sum.float() / 100.0)
+            total = total + w[t] * (ce + cfg.mass_loss_weight * mass_l)
+            if t in (0, cfg.T - 1):
+                acc = (logits.argmax(-1) == target).float().mean()
+                logs[f"tok_acc_step{t + 1}"] = float(acc)
+        logs["mass_loss"] = float(mass_l.detach())
+        return total, logs
+
+
+def tensorize(spectra: list[PeptideSpectrum], cfg: PepTRMConfig, vocab: Vocab,
+              with_tokens: bool = True) -> dict[str, torch.Tensor]:
+    """Pad a list of spectra into a batch (top ``max_peaks`` peaks, sqrt intensities)."""
+    B, P = len(spectra), cfg.max_peaks
+    mz = np.zeros((B, P), dtype=np.float32)
+    inten = np.zeros((B, P), dtype=np.float32)
+    pad = np.ones((B, P), dtype=bool)
+    for i, s in enumerate(spectra):
+        m, it = top_peaks(np.asarray(s.mz), np.asarray(s.intensity), P)
+        mz[i, :len(m)], inten[i, :len(m)], pad[i, :len(m)] = m, it, False
+        if len(m) == 0:
+            pad[i, 0] = False
+    out = {"mz": torch.from_numpy(mz), "intensity": torch.from_numpy(inten),
+           "peak_pad": torch.from_numpy(pad),
+           "precursor_mass": torch.tensor([neutral_from_mz(s.precursor_mz, s.charge)
+                                           for s in spectra], dtype=torch.float32),
+           "charge": torch.tensor([s.charge for s in spectra], dtype=torch.long)}
+    if with_tokens:
+        tok = np.zeros((B, cfg.max_len), dtype=np.int64)
+        for i, s in enumerate(spectra):
+            ids = vocab.encode(s.tokens)[:cfg.max_len]
+            tok[i, :len(ids)] = ids
+        out["tokens"] = torch.from_numpy(tok)
+    return out

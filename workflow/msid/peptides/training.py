@@ -1,0 +1,204 @@
+"""Train PepTRM (msid.train.Trainer), save it as a model file (msid.modelfile), load it back,
+and run it over spectra.
+
+Training data: the train fold (by peptide sequence) of the annotated MGF files, plus synthetic
+spectra added to every batch by the curriculum (msid.peptides.synthetic). Validation: greedy
+decoding of the val fold, amino-acid recall (Casanovo conventions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from msid.modelfile import (
+    ModelFileError,
+    card_path,
+    load_tensors,
+    read_card,
+    save_model,
+    sha256_file,
+)
+from msid.models.config import TrainConfig
+from msid.peptides.data import PeptideSpectrum, read_annotated_mgf, split_by_sequence
+from msid.peptides.decode import Decoded, beam, greedy
+from msid.peptides.metrics import score_predictions, summary
+from msid.peptides.model import SIZES, PepTRM, PepTRMConfig, tensorize
+from msid.peptides.physics import Vocab
+from msid.peptides.synthetic import CurriculumConfig, curriculum_batch
+from msid.train import Trainer
+
+FAMILY = "peptrm"
+
+TRAIN_DEFAULTS = {"batch_size": 16, "lr": 5e-4, "warmup_steps": 100, "max_steps": 3000,
+                  "ema_decay": 0.995, "eval_every": 250, "checkpoint_every": 250,
+                  "num_threads": 1, "log_every": 10}
+
+
+class _Spectra(Dataset):
+    def __init__(self, spectra: list[PeptideSpectrum]) -> None:
+        self.spectra = spectra
+
+    def __len__(self) -> int:
+        return len(self.spectra)
+
+    def __getitem__(self, i: int) -> PeptideSpectrum:
+        return self.spectra[i]
+
+
+def _collate(items: list[PeptideSpectrum]) -> dict:
+    return {"items": items, "mz": torch.zeros(len(items), 1)}
+
+
+class CurriculumBatches:
+    """``prepare_batch`` for the Trainer: real spectra + synthetic ones of the current stage.
+    Micro-batch ``m``'s stage depends only on ``m`` (resumable)."""
+
+    def __init__(self, cfg: PepTRMConfig, vocab: Vocab, cur: CurriculumConfig,
+                 train_tokens: list[list[str]], total_micro: int, start: int = 0) -> None:
+        self.cfg, self.vocab, self.cur = cfg, vocab, cur
+        self.train_tokens, self.total, self.m = train_tokens, max(total_micro, 1), start
+
+    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+        synth = curriculum_batch(self.train_tokens, self.cur, self.m / self.total, rng,
+                                 self.cfg.max_len)
+        self.m += 1
+        return tensorize(list(batch["items"]) + synth, self.cfg, self.vocab)
+
+
+@torch.no_grad()
+def logprobs(model: PepTRM, spectra: list[PeptideSpectrum], batch_size: int = 64,
+             all_steps: bool = False) -> list[np.ndarray]:
+    """Per spectrum: (max_len, V) log-probabilities of the last step, or (T, max_len, V)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out: list[np.ndarray] = []
+    for k in range(0, len(spectra), batch_size):
+        b = tensorize(spectra[k:k + batch_size], model.cfg, model.vocab, with_tokens=False)
+        b = {key: v.to(dev) for key, v in b.items()}
+        steps = model(b)
+        if all_steps:
+            lp = torch.stack([torch.log_softmax(s.float(), -1) for s in steps], 1)
+        else:
+            lp = torch.log_softmax(steps[-1].float(), -1)
+        out.extend(lp.cpu().numpy())
+    return out
+
+
+def predict(model: PepTRM, spectra: list[PeptideSpectrum], decoding: str = "beam",
+            beam_size: int = 10, ppm: float = 50.0, isotopes: int = 1,
+            batch_size: int = 64) -> list[Decoded]:
+    out = []
+    for s, lp in zip(spectra, logprobs(model, spectra, batch_size), strict=True):
+        from msid.peptides.physics import neutral_from_mz
+
+        pm = neutral_from_mz(s.precursor_mz, s.charge)
+        out.append(beam(lp, model.vocab, pm, beam_size, ppm=ppm, isotopes=isotopes)
+                   if decoding == "beam" else greedy(lp, model.vocab, pm, ppm, isotopes))
+    return out
+
+
+def per_step_metrics(model: PepTRM, spectra: list[PeptideSpectrum]) -> list[dict]:
+    """Greedy-decoding metrics of every supervision step's prediction."""
+    from msid.peptides.physics import neutral_from_mz
+
+    lps = logprobs(model, spectra, all_steps=True)
+    rows = []
+    for t in range(model.cfg.T):
+        dec = [greedy(lp[t], model.vocab, neutral_from_mz(s.precursor_mz, s.charge))
+               for s, lp in zip(spectra, lps, strict=True)]
+        sc = score_predictions([d.tokens for d in dec], [d.score for d in dec],
+                               [s.tokens for s in spectra])
+        rows.append({"step": t + 1, **summary(sc)})
+    return rows
+
+
+def model_config(config: dict) -> PepTRMConfig:
+    size = config.get("size", "tiny")
+    if size not in SIZES:
+        raise ValueError(f"unknown PepTRM size '{size}' (choose from {sorted(SIZES)})")
+    return PepTRMConfig.from_dict({**SIZES[size], **config.get("model", {})})
+
+
+def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.PathLike,
+                 log: Callable[[str], None] = print) -> dict:
+    """Train on the train fold of ``data`` (annotated MGF); write ``out`` + card + history."""
+    out = Path(out)
+    cfg = model_config(config)
+    tcfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, **config.get("train", {})})
+    cur = CurriculumConfig.from_dict(config.get("curriculum"))
+    folds_cfg = {"val": 0.1, "test": 0.1, **(config.get("folds") or {})}
+    vocab = Vocab.default()
+    read = read_annotated_mgf(data)
+    folds = split_by_sequence(read.spectra, folds_cfg["val"], folds_cfg["test"])
+    train = [s for s in folds["train"] if len(s.tokens) <= cfg.max_len]
+    val = folds["val"]
+    log(f"PepTRM: {len(read.spectra)} annotated spectra ({len(read.quarantine)} quarantined); "
+        f"train {len(train)}, val {len(val)}; size {config.get('size', 'tiny')}")
+    torch.manual_seed(tcfg.seed)
+    model = PepTRM(cfg, vocab)
+    workdir = out.parent / f".{out.stem}.work"
+
+    def evaluate(m: torch.nn.Module) -> dict:
+        dec = predict(m, val, decoding="greedy")
+        return summary(score_predictions([d.tokens for d in dec], [d.score for d in dec],
+                                         [s.tokens for s in val]))
+
+    accum = max(tcfg.grad_accum, 1)
+    batches = CurriculumBatches(cfg, vocab, cur, [s.tokens for s in train],
+                                tcfg.max_steps * accum)
+    trainer = Trainer(model, tcfg, _Spectra(train), collate_fn=_collate, workdir=workdir,
+                      prepare_batch=batches, evaluate=evaluate if val else None,
+                      metric="aa_recall", title="PepTRM")
+    if (ck := trainer.latest_checkpoint()) is not None:
+        batches.m = json.loads((ck / "state.json").read_text())["step"] * accum
+    t0 = time.perf_counter()
+    summ = trainer.fit()
+    wall = time.perf_counter() - t0
+    steps = per_step_metrics(model, val) if val else []
+    card = save_model(model, out, family=FAMILY,
+                      config={"model": cfg.to_dict(), "vocab": list(vocab.tokens),
+                              "size": config.get("size", "tiny")},
+                      training={"train": asdict(tcfg), "curriculum": asdict(cur),
+                                "data": [Path(p).name for p in data],
+                                "split": {"by": "peptide sequence (I=L)", **folds_cfg},
+                                "n_train_spectra": len(train), "n_val_spectra": len(val),
+                                "wall_seconds": wall, **summ},
+                      metrics={"val": summ.get("best", {}), "val_per_step": steps})
+    hist = workdir / "history.json"
+    if hist.exists():
+        shutil.copyfile(hist, out.with_suffix(".history.json"))
+    log(json.dumps({"steps": summ["steps"], "train_seconds": summ["train_seconds"],
+                    "best": summ.get("best")}, default=float))
+    return card
+
+
+def load_peptrm(path: str | os.PathLike, map_location: str = "cpu") -> tuple[PepTRM, dict]:
+    """(model in eval mode, card): hash checked against the card, safetensors only."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(path, "model file does not exist")
+    card = read_card(path)
+    if card["family"] != FAMILY:
+        raise ModelFileError(card_path(path), f"model card says family '{card['family']}', "
+                                              f"expected '{FAMILY}'")
+    if sha256_file(path) != card["weights_sha256"]:
+        raise ModelFileError(path, "weights do not match the model card's sha256 "
+                                   "(corrupted, truncated or replaced file)")
+    try:
+        cfg = PepTRMConfig.from_dict(card["config"]["model"])
+        vocab = Vocab(tuple(card["config"]["vocab"]))
+        model = PepTRM(cfg, vocab)
+        model.load_state_dict(load_tensors(path), strict=True)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelFileError(path, f"weights do not fit the card's architecture ({e})") from e
+    return model.to(map_location).eval(), card

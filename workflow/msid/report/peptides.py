@@ -1,0 +1,52 @@
+"""The peptide section of a run report: de novo sequences and annotated spectra (b/y ions drawn
+on the peaks), from the files the ``denovo_peptides`` rule writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msid.report.plots import data_uri, plt, to_png
+
+
+def annotated_spectrum_plot(a: dict) -> bytes:
+    """Peaks in grey; peaks explained by b ions blue, by y ions red, labelled."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    mz, inten, labels = np.asarray(a["mz"]), np.asarray(a["intensity"]), a["labels"]
+    grey = np.array([not x for x in labels], dtype=bool)
+    if len(mz):
+        ax.vlines(mz[grey], 0, inten[grey], color="#bbbbbb", lw=0.8)
+        for kind, color in (("b", "#1f77b4"), ("y", "#d62728")):
+            sel = np.array([x.startswith(kind) for x in labels], dtype=bool)
+            ax.vlines(mz[sel], 0, inten[sel], color=color, lw=1.4, label=f"{kind} ions")
+            for m, i, lab in zip(mz[sel], inten[sel], np.asarray(labels, dtype=object)[sel],
+                                 strict=True):
+                ax.text(m, i + 0.02, lab, color=color, fontsize=7, ha="center",
+                        va="bottom", rotation=90)
+    ax.set_ylim(0, 1.25)
+    ax.set_xlabel("m/z")
+    ax.set_ylabel("relative intensity")
+    ax.set_title(f"{a['id']}: {a['sequence']} ({a['charge']}+), score {a['score']:.3f}, "
+                 f"{a['n_matched']} ions matched", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    return to_png(fig)
+
+
+def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLike,
+                    n_top: int = 50) -> dict:
+    df = pd.read_csv(denovo_tsv, sep="\t")
+    ann = json.loads(Path(annotations).read_text())
+    top = df.sort_values("score", ascending=False).head(n_top)
+    return {
+        "method": ann.get("method", ""),
+        "n_spectra": int(ann.get("n_spectra", 0)),
+        "n_sequenced": int(ann.get("n_sequenced", len(df))),
+        "n_mass_matched": int(ann.get("n_mass_matched", 0)),
+        "top": top.to_dict("records"),
+        "figures": [{"title": f"{a['id']}: {a['sequence']}",
+                     "src": data_uri(annotated_spectrum_plot(a))} for a in ann["spectra"]],
+    }
