@@ -146,3 +146,22 @@ def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
     tex = (tmp_path / "lb.tex").read_text()
     assert "guesser$^\\dagger$" in tex and "reader$^\\dagger$" not in tex and NOT_READING in tex
     assert (tmp_path / "lb.png").stat().st_size > 1000
+
+
+def test_hard_candidate_setting_keeps_large_mass_sets(pesticides_store, pool_index, tmp_path):
+    """mass_hard: the same mass candidates as `mass`, only queries with at least
+    hard_min_candidates of them; an unknown setting is a clear error."""
+    from msid.benchmark import BenchmarkConfig, make_benchmark_inputs
+
+    cfg = BenchmarkConfig(adducts=[], hard_min_candidates=5)
+    paths = {"mass": tmp_path / "mass.tsv", "mass_hard": tmp_path / "hard.tsv"}
+    stats = make_benchmark_inputs(pesticides_store, pool_index, cfg, tmp_path / "q.h5", paths)
+    assert stats["mass_hard"]["min"] >= 5 and stats["mass_hard"]["min_candidates"] == 5
+    assert 0 < stats["mass_hard"]["queries"] < stats["mass"]["queries"]
+    mass = pd.read_csv(paths["mass"], sep="\t").groupby("query_id")["smiles"].apply(list)
+    hard = pd.read_csv(paths["mass_hard"], sep="\t").groupby("query_id")["smiles"].apply(list)
+    assert all(mass[q] == hard[q] for q in hard.index)  # same draw, same order
+    assert set(mass.index[mass.map(len) >= 5]) == set(hard.index)
+    with pytest.raises(ValueError, match="unknown candidate setting"):
+        make_benchmark_inputs(pesticides_store, pool_index, cfg, tmp_path / "q2.h5",
+                              {"massive": tmp_path / "x.tsv"})

@@ -5,6 +5,12 @@ fold (structures never seen in training), candidates are pool molecules of the t
 mass (10 ppm) or formula, at most 256, true molecule included, all written the same way.
 A query whose set holds only the true molecule ranks nothing (every method, random included,
 gets it right), so sets smaller than ``min_candidates`` are left out and counted.
+
+Candidate settings (the ``candidate_kinds`` of the config): ``mass`` and ``formula`` keep every
+query with at least ``min_candidates``; ``mass_hard`` is MassSpecGym's setting, whose sets are
+large: the same mass candidates from the whole pool (decoys included, up to 256) but only the
+queries with at least ``hard_min_candidates`` (16) of them, where chance is at most 1/16 and
+a method must read the spectrum to score.
 """
 
 from __future__ import annotations
@@ -28,11 +34,27 @@ class BenchmarkConfig:
     ppm: float = 10.0
     max_candidates: int = 256
     min_candidates: int = 2  # sets smaller than this (only the true molecule) are left out
+    hard_min_candidates: int = 16  # the mass_hard setting keeps only sets at least this large
     seed: int = 0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> BenchmarkConfig:
         return cls(**(d or {}))
+
+
+# candidate setting -> (how candidates are drawn, which minimum set size applies)
+CANDIDATE_SETTINGS = {"mass": ("mass", "min_candidates"),
+                      "formula": ("formula", "min_candidates"),
+                      "mass_hard": ("mass", "hard_min_candidates")}
+
+
+def candidate_setting(name: str, cfg: BenchmarkConfig) -> tuple[str, int]:
+    """(candidate kind for :func:`candidates_for_queries`, minimum set size) of a setting."""
+    if name not in CANDIDATE_SETTINGS:
+        raise ValueError(f"unknown candidate setting '{name}' "
+                         f"(one of {', '.join(CANDIDATE_SETTINGS)})")
+    kind, minimum = CANDIDATE_SETTINGS[name]
+    return kind, int(getattr(cfg, minimum))
 
 
 def fold_rows(store: SpectrumStore, fold: str) -> list[int]:
@@ -74,19 +96,23 @@ def make_benchmark_inputs(queries: str | os.PathLike, index_path: str | os.PathL
     stats = {}
     with SpectrumStore(out_queries) as qs:
         all_rows = list(range(len(qs)))
-        for kind, path in out_candidates.items():
-            cands = candidates_for_queries(qs, all_rows, index=index, kind=kind, ppm=cfg.ppm,
-                                           max_n=cfg.max_candidates, include_true=True,
-                                           seed=cfg.seed)
-            kept = {q: lst for q, lst in cands.items() if len(lst) >= cfg.min_candidates}
+        drawn: dict[str, dict] = {}  # settings that draw the same kind share the draw
+        for name, path in out_candidates.items():
+            kind, min_candidates = candidate_setting(name, cfg)
+            if kind not in drawn:
+                drawn[kind] = candidates_for_queries(qs, all_rows, index=index, kind=kind,
+                                                     ppm=cfg.ppm, max_n=cfg.max_candidates,
+                                                     include_true=True, seed=cfg.seed)
+            cands = drawn[kind]
+            kept = {q: lst for q, lst in cands.items() if len(lst) >= min_candidates}
             df = pd.DataFrame([(q, c.smiles_flat) for q, lst in kept.items() for c in lst],
                               columns=["query_id", "smiles"])
             write_table(df, path)
             sizes = np.array([len(v) for v in kept.values()] or [0])
-            stats[kind] = {"queries": len(kept), "median": float(np.median(sizes)),
+            stats[name] = {"queries": len(kept), "median": float(np.median(sizes)),
                            "min": int(sizes.min()), "max": int(sizes.max()),
                            "left_out": len(all_rows) - len(kept),
-                           "min_candidates": cfg.min_candidates}
+                           "min_candidates": min_candidates}
     return stats
 
 

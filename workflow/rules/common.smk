@@ -45,7 +45,7 @@ BENCH = config["benchmark"]
 wildcard_constraints:
     sample="[A-Za-z0-9_.-]+",
     method="[A-Za-z0-9_]+",
-    kind="mass|formula",
+    kind="mass_hard|mass|formula",
     variant="standard|spectrum_blind",
     family="ranker|reconstructor|deepsets|fp_ffn",
     fold="train|val|test",
