@@ -3,15 +3,36 @@
 The finished file gets the permissions a plain ``open(path, "w")`` would give (0666 less the
 umask), not the owner-only mode of a temporary file: results on a shared file system stay
 readable by the group.
+
+No temporary file outlives its writer:
+
+* any exception (a failed write or a failed final rename) removes it;
+* :func:`install_signal_cleanup` turns SIGTERM/SIGHUP into a normal exit, so the same clean-up
+  runs (and an ``atexit`` hook removes whatever is still registered);
+* a process killed outright (SIGKILL, power loss) leaves its file behind, and the next writer of
+  the same output removes it (:func:`remove_stale`): temporary names carry host and process id,
+  so a leftover whose process is gone is known to be stale.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import signal
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+#: temporaries of another host (whose processes cannot be checked) are stale after this long
+STALE_AFTER_S = 24 * 3600
+_LIVE: set[Path] = set()
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+_TAG = re.compile(r"^(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)-")
 
 
 def _umask() -> int:
@@ -20,20 +41,91 @@ def _umask() -> int:
     return mask
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path; it replaces ``path`` only if the block finishes without error."""
+def _prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of ``path`` left by writers that are gone; returns what was removed.
+
+    A temporary of this host is stale when its process no longer runs; one of another host (or
+    with an untagged name, from an older msid) when it is older than :data:`STALE_AFTER_S`.
+    """
+    path = Path(path)
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    prefix = _prefix(path)
+    for tmp in entries:
+        name = tmp.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")) or tmp in _LIVE:
+            continue
+        m = _TAG.match(name[len(prefix):])
+        try:
+            if m and m["host"] == _HOST:
+                stale = int(m["pid"]) != os.getpid() and not _alive(int(m["pid"]))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > STALE_AFTER_S
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
+def new_temp(path: str | os.PathLike) -> Path:
+    """A fresh temporary file beside ``path`` (stale ones removed first), registered for clean-up.
+
+    Release it with :func:`discard` (remove) or :func:`commit` (rename onto ``path``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_HOST}-{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
+    _LIVE.add(Path(tmp))
+    return Path(tmp)
+
+
+def discard(tmp: Path) -> None:
+    _LIVE.discard(tmp)
+    tmp.unlink(missing_ok=True)
+
+
+def commit(tmp: Path, path: str | os.PathLike) -> Path:
+    """Rename ``tmp`` onto ``path`` with plain-file permissions; on failure ``tmp`` is removed."""
     try:
-        yield Path(tmp)
-        if Path(tmp).exists():
+        if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        discard(tmp)
+    return Path(path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path; it replaces ``path`` only if the block finishes without error."""
+    tmp = new_temp(path)
+    try:
+        yield tmp
+        commit(tmp, path)
+    finally:
+        discard(tmp)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -46,3 +138,29 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def _remove_live() -> None:
+    for tmp in list(_LIVE):
+        discard(tmp)
+
+
+atexit.register(_remove_live)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def install_signal_cleanup() -> bool:
+    """SIGTERM and SIGHUP end the process like an exception, so every ``finally``/``with`` block
+    (temporary files, work directories) runs. Only from the main thread and only where the
+    signal still has its default handler; returns whether anything was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    done = False
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, _exit_on_signal)
+            done = True
+    return done

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from msid import __version__
+from msid.cli_checks import positive_float, positive_int
 
 
 def _add_identify(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +25,17 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="library", help="identification method (default: library)")
     p.add_argument("--model", help="model file for learned methods")
     p.add_argument("--candidate-kind", choices=["mass", "formula"], default="mass")
-    p.add_argument("--ppm", type=float, default=10.0, help="mass window for pool candidates")
-    p.add_argument("--max-candidates", type=int, default=256)
-    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--ppm", type=positive_float, default=10.0,
+                   help="mass window for pool candidates")
+    p.add_argument("--max-candidates", type=positive_int, default=256)
+    p.add_argument("--top-k", type=positive_int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="Rankings TSV")
 
 
 def cmd_identify(a: argparse.Namespace) -> int:
-    from msid.candidate_sets import candidates_for_queries
+    from msid.candidate_sets import CandidateFileReport, candidates_for_queries, read_candidate_file
+    from msid.cli_checks import check_input, check_output
     from msid.identify import (
         cached_index,
         cached_library,
@@ -42,6 +45,13 @@ def cmd_identify(a: argparse.Namespace) -> int:
     )
     from msid.methods import MethodResources, load_library, make_method
 
+    check_input(a.queries, "queries")  # user mistakes surface before any work
+    for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
+        if path:
+            check_input(path, option)
+    check_output(a.out)
+    table = read_candidate_file(a.candidates) if a.candidates else None
+    report = CandidateFileReport(a.candidates or "")
     with temp_workdir() as work:
         q = load_queries(a.queries, work)
         n_bad = len(q.quarantine)
@@ -54,20 +64,26 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if a.candidates or method.needs_candidates or a.pool:
             index = None if a.candidates else cached_index(a.pool)
             candidates = candidates_for_queries(
-                q, list(range(len(q))), index=index, candidate_file=a.candidates,
-                kind=a.candidate_kind, ppm=a.ppm, max_n=a.max_candidates, seed=a.seed)
+                q, list(range(len(q))), index=index, candidate_file=table,
+                kind=a.candidate_kind, ppm=a.ppm, max_n=a.max_candidates, seed=a.seed,
+                report=report)
         identify_to_file(method, q, a.out, candidates, top_k=a.top_k)
         print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"
               + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
         for _, r in q.quarantine.iterrows():
             print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
+        for line in report.lines():  # what the candidate file held that no query could use
+            print(f"msid identify: warning: {line}", file=sys.stderr)
         q.close()
     return 0
 
 
 def cmd_convert(a: argparse.Namespace) -> int:
+    from msid.cli_checks import check_input, check_output
     from msid.convert import convert_file
 
+    check_input(a.input, "input")
+    check_output(a.out)
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
                       "quarantined": dict(stats.quarantined)}))
@@ -75,12 +91,12 @@ def cmd_convert(a: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(a: argparse.Namespace) -> int:
-    import yaml
-
+    from msid.cli_checks import check_input, check_output, read_yaml_config
     from msid.preprocess import PreprocessConfig, preprocess_store
 
-    cfg = PreprocessConfig.from_dict(yaml.safe_load(Path(a.config).read_text())
-                                     if a.config else None)
+    check_input(a.store, "store")
+    cfg = PreprocessConfig.from_dict(read_yaml_config(a.config, allowed=PreprocessConfig))
+    check_output(a.out)
     stats = preprocess_store(a.store, a.out, cfg, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "kept": stats.kept,
                       "quarantined": dict(stats.quarantined)}))
@@ -99,11 +115,10 @@ def cmd_build_index(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import yaml
-
+    from msid.cli_checks import read_yaml_config
     from msid.models import train_model
 
-    config = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
+    config = read_yaml_config(a.config)
     if a.size:
         config["size"] = a.size
     metrics = train_model(a.family, a.train, a.val, a.index, config, a.out)
@@ -175,12 +190,18 @@ COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from msid.atomic import install_signal_cleanup
     from msid.io.errors import InputFileError, ModelFileError
 
+    install_signal_cleanup()  # SIGTERM/SIGHUP: temporary files and work folders are removed
     try:
         return COMMANDS[args.command](args)
     except (InputFileError, ModelFileError) as e:
         print(f"msid {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the command needed could not be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"msid {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except (KeyError, ValueError) as e:  # bad method name, option or candidate file
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

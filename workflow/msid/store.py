@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from msid import __version__
+from msid.atomic import commit, discard, new_temp
 
 FORMAT = "msid-spectrum-store"
 FORMAT_VERSION = 1
@@ -107,11 +107,7 @@ class SpectrumStoreWriter:
     def __init__(self, path: str | os.PathLike, provenance: dict | None = None,
                  chunk_size: int = 4096) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = new_temp(self.path)  # stale temporaries of a killed writer removed first
         self._h5 = h5py.File(self._tmp, "w")
         self._provenance = provenance or {}
         self._chunk_size = chunk_size
@@ -181,21 +177,24 @@ class SpectrumStoreWriter:
             "provenance": json.dumps(self._provenance, sort_keys=True, default=str),
         })
         self._h5.close()
-        os.replace(self._tmp, self.path)
-        return self.path
+        return commit(self._tmp, self.path)  # a failed rename removes the temporary
 
     def abort(self) -> None:
         try:
             self._h5.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            discard(self._tmp)
 
     def __enter__(self) -> SpectrumStoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:
+                self.abort()
+                raise
         else:
             self.abort()
 

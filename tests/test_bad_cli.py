@@ -1,0 +1,153 @@
+"""User mistakes on the command line: one line naming the file or option, exit 2, no traceback,
+caught before any work; candidate files say what they drop; temporary files never stay behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from msid import atomic
+from msid.cli import main
+from msid.store import SpectrumStoreWriter
+
+BAD = Path(__file__).parent / "data" / "bad"
+QUERIES = BAD / "pesticides_first3.mgf"
+
+
+def _msid(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "msid.cli", *args], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def _error(capsys, *argv: str) -> str:
+    """Run msid in-process; expect exit 2 and return the one error line."""
+    try:
+        rc = main(list(argv))
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "error:" in line
+    return line
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--candidates", str(BAD / "candidates_wrong_shape.json")], "key 'CCO' holds 5"),
+    (["--candidates", str(BAD / "candidates_syntax_error.json")],
+     "candidates_syntax_error.json: not valid JSON (Expecting value at line 1, column 23)"),
+    (["--candidates", str(BAD / "candidates_no_columns.tsv")], "needs columns query_id, smiles"),
+    (["--candidates", "/no/such/cands.tsv"], "/no/such/cands.tsv: candidate file does not exist"),
+    (["--candidates", str(BAD)], "is a directory, not a candidate file"),
+    (["--library", "/no/such/lib.h5"], "--library /no/such/lib.h5: does not exist"),
+    (["--library", str(BAD)], "is a directory, not a file"),
+    (["--top-k", "-5"], "argument --top-k: must be a positive whole number, not -5"),
+    (["--max-candidates", "0"], "argument --max-candidates: must be a positive whole number"),
+    (["--max-candidates", "-3"], "argument --max-candidates: must be a positive whole number"),
+    (["--ppm", "nan"], "argument --ppm: must be a finite positive number"),
+])
+def test_identify_mistakes_are_one_line(capsys, tmp_path, args, expected):
+    line = _error(capsys, "identify", str(QUERIES), "--method", "random", *args,
+                  "--out", str(tmp_path / "o.tsv"))
+    assert expected in line
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+
+
+def test_out_that_cannot_be_written(capsys, tmp_path):
+    assert "--out" in _error(capsys, "identify", str(QUERIES), "--out", str(tmp_path))
+    line = _error(capsys, "identify", str(QUERIES), "--out", str(QUERIES / "o.tsv"))
+    assert "is a file, not a folder" in line
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        assert "permission denied" in _error(capsys, "identify", str(QUERIES),
+                                              "--out", str(ro / "o.tsv"))
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("empty.msp", "empty.msp: file is empty"), ("not_spectra.mgf", "not an MGF file"),
+])
+def test_unusable_query_files(capsys, tmp_path, name, expected):
+    assert expected in _error(capsys, "identify", str(BAD / name), "--out",
+                              str(tmp_path / "o.tsv"))
+    assert "queries" in _error(capsys, "identify", str(tmp_path / "none.mgf"), "--out",
+                               str(tmp_path / "o.tsv"))
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("config_syntax_error.yaml", "not valid YAML at line 2, column 10"),
+    ("config_unknown_key.yaml", "unknown key(s) minimum_peaks"),
+])
+def test_bad_config(capsys, tmp_path, name, expected):
+    (tmp_path / "raw.h5").write_bytes(b"")
+    line = _error(capsys, "preprocess", str(tmp_path / "raw.h5"), "--config", str(BAD / name),
+                  "--out", str(tmp_path / "clean.h5"))
+    assert f"--config {BAD / name}" in line and expected in line
+
+
+def test_candidate_file_reports_what_it_drops(tmp_path):
+    res = _msid("identify", str(QUERIES), "--method", "random", "--candidates",
+                str(BAD / "candidates_bad_rows.tsv"), "--out", str(tmp_path / "o.tsv"))
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "hdf5plugin" not in res.stderr
+    assert "1 of 4 entries match no query (dropped; e.g. 'CCMSLIB_NO_SUCH_QUERY')" in res.stderr
+    assert "2 candidate SMILES RDKit cannot parse (dropped; e.g. 'C1CC(=O', 'not a smiles')" \
+        in res.stderr
+    assert "1 empty candidate SMILES (dropped)" in res.stderr
+    rows = (tmp_path / "o.tsv").read_text().splitlines()[1:]
+    assert {r.split("\t")[0] for r in rows} == {"CCMSLIB00001058235", "CCMSLIB00001058238",
+                                               "CCMSLIB00001058241"}
+
+
+# -- temporary files -----------------------------------------------------------------------------
+def test_failed_rename_leaves_no_temporary(tmp_path):
+    out = tmp_path / "o.tsv"
+    out.mkdir()  # os.replace cannot put a file over a directory
+    with pytest.raises(OSError), atomic.atomic_path(out) as tmp:
+        tmp.write_text("x" * 1000)
+    assert [p.name for p in tmp_path.iterdir()] == ["o.tsv"]
+    with pytest.raises(OSError), SpectrumStoreWriter(out):
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == ["o.tsv"]
+
+
+def test_stale_temporary_of_a_killed_writer_is_removed(tmp_path):
+    out = tmp_path / "store.h5"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".store.h5.{atomic._HOST}-{dead}-abc.tmp"
+    stale.write_bytes(b"\0" * 4_000_000)
+    legacy = tmp_path / ".store.h5.k2j3h4.tmp"  # untagged name, from before host/pid tags
+    legacy.write_bytes(b"\0")
+    os.utime(legacy, (time.time() - 2 * atomic.STALE_AFTER_S,) * 2)
+    alive = tmp_path / f".store.h5.{atomic._HOST}-{os.getppid()}-xyz.tmp"  # a live writer
+    alive.write_bytes(b"\0")
+    other = tmp_path / ".other.h5.abc.tmp"
+    other.write_bytes(b"\0")
+    with SpectrumStoreWriter(out):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["store.h5", alive.name, other.name])
+
+
+def test_sigterm_removes_temporaries(tmp_path):
+    """A run terminated mid-write leaves neither output nor temporary behind."""
+    out = tmp_path / "raw.h5"
+    code = ("import sys, time\n"
+            "from msid.atomic import install_signal_cleanup\n"
+            "from msid.store import SpectrumStoreWriter\n"
+            "install_signal_cleanup()\n"
+            f"with SpectrumStoreWriter({str(out)!r}):\n"
+            "    print('writing', flush=True)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

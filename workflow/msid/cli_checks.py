@@ -1,0 +1,102 @@
+"""Checks the command line runs before any work: numbers, input files, outputs, config files.
+
+Each failure is an :class:`~msid.io.errors.InputFileError` (or an argparse error for numbers)
+whose one-line message names the option or file and what is wrong; ``msid.cli.main`` prints it
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from msid.io.errors import InputFileError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, not {text}")
+    return value
+
+
+def _label(path: str | os.PathLike, option: str) -> str:
+    return f"{option} {path}" if option else str(path)
+
+
+def check_input(path: str | os.PathLike, option: str = "", *, directory_ok: bool = False) -> Path:
+    """``path`` exists, is readable and (unless ``directory_ok``) is a file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(_label(p, option), "does not exist")
+    if p.is_dir() and not directory_ok:
+        raise InputFileError(_label(p, option), "is a directory, not a file")
+    if not os.access(p, os.R_OK):
+        raise InputFileError(_label(p, option), "is not readable (permission denied)")
+    return p
+
+
+def check_output(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` can be written: not a directory, and its folder exists or can be made there."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputFileError(_label(p, option), "is a directory; give a file name")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputFileError(_label(p, option), f"{parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError(_label(p, option), f"cannot write in {parent} (permission denied)")
+    return p
+
+
+def read_yaml_config(path: str | os.PathLike | None, option: str = "--config",
+                     allowed: type | set[str] | None = None) -> dict:
+    """A YAML mapping from ``path`` ({} for none); ``allowed`` (a dataclass or key names) makes
+    an unknown top-level key an error naming the key and the keys allowed."""
+    import yaml
+
+    if not path:
+        return {}
+    check_input(path, option)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputFileError(_label(path, option), f"not valid YAML{where}: {problem}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(_label(path, option), f"cannot read ({e})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputFileError(_label(path, option),
+                             f"expected a mapping of settings, found a {type(data).__name__}")
+    if allowed is not None:
+        keys = ({f.name for f in dataclasses.fields(allowed)} if dataclasses.is_dataclass(allowed)
+                else set(allowed))
+        unknown = sorted(str(k) for k in data if k not in keys)
+        if unknown:
+            raise InputFileError(_label(path, option),
+                                 f"unknown key(s) {', '.join(unknown)} (allowed: "
+                                 f"{', '.join(sorted(keys))})")
+    return data
