@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from msid.chem.candidates import CandidateIndex
-from msid.identify import RunMethodsConfig, identify_run
 from msid.method_kinds import check_methods
 from msid.methods import load_library
+from msid.run_methods import RunMethodsConfig, identify_run
 from msid.store import SpectrumStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, parse_structure
-from msid.rankings import RankedCandidate, rows_for_query
+from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query
 from msid.search.library import LibrarySearchConfig, SpectralLibrary, clean_for_entropy
 from msid.store import SpectrumStore
 
@@ -70,7 +70,7 @@ class MethodResources:
 _REGISTRY: dict[str, Callable[[MethodResources], Method]] = {}
 # modules that register further methods; imported on first use so that a missing optional
 # dependency (torch for the learned methods) only removes those methods
-_PLUGINS = ("msid.models.methods",)
+_PLUGINS = ("msid.models.methods", "msid.generation.methods", "msid.ei.methods")
 _PLUGIN_ERRORS: dict[str, str] = {}
 _plugins_loaded = False
 
@@ -134,7 +134,6 @@ class RandomRanking:
         return _ranked(candidates, rng.random(len(candidates)))
 
 
-PRECURSOR_ONLY = "precursor-mass match only (no fragment peaks below the precursor)"
 PRECURSOR_ONLY_SCORE = 0.01  # ceiling of a precursor-only match's score: below any real match
 
 

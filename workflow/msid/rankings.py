@@ -30,6 +30,8 @@ OPTIONAL_COLUMNS: dict[str, object] = {
     "matched_peaks": -1, "q_value": math.nan, "note": "",
 }
 ALL_COLUMNS = COLUMNS + tuple(OPTIONAL_COLUMNS)
+#: ``note`` of a library match by precursor mass alone (a spectrum without fragment peaks)
+PRECURSOR_ONLY = "precursor-mass match only (no fragment peaks below the precursor)"
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,40 @@ rule identify_run:
         kind=run_kind,
     script:
         "../scripts/identify_run.py"
+
+
+rule fdr_curve:
+    """Estimated (target-decoy) vs true FDR of library search on the benchmark fold, each
+    query's own spectrum left out of the library."""
+    input:
+        library=f"results/library/{LIB}.h5",
+    output:
+        tsv="results/benchmark/fdr_curve.tsv",
+        json="results/benchmark/fdr_curve.json",
+        png=report(
+            "results/benchmark/fdr_curve.png",
+            caption="../report/fdr_curve.rst",
+            category="Leaderboard",
+        ),
+    log:
+        "logs/fdr_curve.log",
+    benchmark:
+        "benchmarks/fdr_curve.tsv"
+    conda:
+        env("report")
+    container:
+        image("report")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
+    params:
+        fold=BENCH["fold"],
+        max_queries=BENCH["max_queries"] or 2000,
+        seed=BENCH["seed"],
+        search=config["library_search"],
+    script:
+        "../scripts/fdr_curve.py"
+
+
+FAMILY_BENCHMARK_OUTPUTS.append("results/benchmark/fdr_curve.png")

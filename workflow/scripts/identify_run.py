@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package be
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from msid.chem.candidates import CandidateIndex
-from msid.identify import RunMethodsConfig, identify_run
+from msid.run_methods import RunMethodsConfig, identify_run
 from msid.rankings import write_rankings
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore

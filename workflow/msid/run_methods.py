@@ -1,0 +1,93 @@
+"""Every configured identification method on one run (the workflow's ``identify_run``).
+
+Kept apart from :mod:`msid.identify` (file conversion for ``msid identify``) so that the rule
+needs no file readers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msid.candidate_sets import candidates_for_queries
+from msid.chem.candidates import CandidateIndex
+from msid.fdr import add_qvalues
+from msid.method_kinds import check_methods
+from msid.methods import MethodResources, make_method, rank_queries
+from msid.search.library import SpectralLibrary
+from msid.store import SpectrumStore
+
+
+@dataclass
+class RunMethodsConfig:
+    """How a run's spectra are identified: ``methods`` in order (see :func:`identify_run`)."""
+
+    methods: list[str] = field(default_factory=lambda: ["library"])
+    top_k: int = 20
+    fdr: float = 0.01  # a library hit is confident at q-value <= fdr (when q-values exist)
+    confident_score: float = 0.7  # ... else at score >= this
+    candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass
+    max_candidates: int = 256
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+
+
+def confident_queries(rows: list[dict], cfg: RunMethodsConfig) -> set[str]:
+    """Queries whose top row is a confident answer: q-value <= fdr where estimated, else
+    score >= confident_score."""
+    out = set()
+    for r in rows:
+        if r["rank"] != 1:
+            continue
+        q = r.get("q_value", math.nan)
+        ok = q <= cfg.fdr if isinstance(q, float) and math.isfinite(q) else (
+            r["score"] >= cfg.confident_score)
+        if ok:
+            out.add(r["query_id"])
+    return out
+
+
+def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
+                 library: SpectralLibrary | None = None, index: CandidateIndex | None = None,
+                 model_dir: str | os.PathLike | None = None, kind: str = "small_molecule",
+                 progress: bool = False) -> list[dict]:
+    """Rankings rows for every spectrum of a run, from every configured method.
+
+    Methods that propose their own answers (library search, with target-decoy q-values: see
+    :mod:`msid.fdr`) run first on every spectrum; the
+    methods that rank candidates (random, the learned models) then rank pool candidates, taken
+    from ``index`` by the query's neutral mass, for the spectra without a confident answer.
+    Every spectrum gets rows from at least one method, or a rank-0 row with the reason.
+    """
+    check_methods(cfg.methods, kind)
+    methods = []
+    for name in cfg.methods:
+        model = Path(model_dir) / f"{name}.safetensors" if model_dir else None
+        res = MethodResources(library=library, seed=cfg.seed, options=cfg.options,
+                              model_path=str(model) if model and model.exists() else None)
+        methods.append(make_method(name, res))
+    everything = list(range(len(store)))
+    ids = store.metadata["id"].astype(str).tolist()
+    rows: list[dict] = []
+    confident: set[str] = set()
+    for m in methods:
+        if not m.needs_candidates:
+            found = rank_queries(m, store, everything, None, cfg.top_k, progress)
+            if m.name == "library" and library is not None:
+                add_qvalues(found, library, store, seed=cfg.seed)
+            rows += found
+            confident |= confident_queries(found, cfg)
+    rankers = [m for m in methods if m.needs_candidates]
+    rest = [i for i in everything if ids[i] not in confident]
+    if rankers and rest:
+        if index is None:
+            raise ValueError(f"methods {[m.name for m in rankers]} rank pool candidates: "
+                             "they need a candidate index")
+        cands = candidates_for_queries(store, rest, index=index, kind="mass",
+                                       ppm=cfg.candidate_ppm, max_n=cfg.max_candidates,
+                                       seed=cfg.seed)
+        for m in rankers:
+            rows += rank_queries(m, store, rest, cands, cfg.top_k, progress)
+    return rows
