@@ -23,6 +23,7 @@ rule report_run:
         runtime=scaled(20),
     params:
         n_mirror=config["identify"]["report_mirror_plots"],
+        fdr=config["identify"].get("fdr", 0.01),
         kind=run_kind,
     script:
         "../scripts/report_run.py"

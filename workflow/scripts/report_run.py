@@ -9,4 +9,5 @@ from msid.report.run_report import write_run_report
 
 write_run_report(snakemake.input.spectra, snakemake.input.identifications,
                  snakemake.input.library, snakemake.output[0], sample=snakemake.wildcards.sample,
-                 kind=snakemake.params.kind, n_mirror=snakemake.params.n_mirror)
+                 kind=snakemake.params.kind, n_mirror=snakemake.params.n_mirror,
+                 fdr=snakemake.params.fdr)

@@ -29,9 +29,27 @@ def _template() -> jinja2.Template:
     return env.from_string(text)
 
 
+def _confident(top: pd.DataFrame, fdr: float, confident_score: float) -> tuple[pd.Series, str]:
+    """Confident hits: target-decoy q-value <= fdr where estimated, else score >= the cut."""
+    q = pd.to_numeric(top["q_value"], errors="coerce")
+    if q.notna().any():
+        return (q <= fdr).fillna(False), f"q-value \u2264 {fdr:g}"
+    return top["score"] >= confident_score, f"score \u2265 {confident_score:g}"
+
+
+def _unanswered(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
+    """Spectra without any ranked candidate, counted by the reason in the table."""
+    answered = set(ids.loc[ids["rank"] > 0, "query_id"])
+    notes = ids[ids["rank"] == 0].drop_duplicates("query_id").set_index("query_id")["note"]
+    missing = [q for q in md["id"].astype(str) if q not in answered]
+    reasons = pd.Series([notes.get(q, "no row in the table") for q in missing], dtype=object)
+    return (reasons.value_counts().rename_axis("reason").reset_index(name="spectra")
+            .to_dict("records"))
+
+
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike,
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
-                     kind: str = "small_molecule", n_mirror: int = 12,
+                     kind: str = "small_molecule", n_mirror: int = 12, fdr: float = 0.01,
                      min_score: float = 0.0, confident_score: float = 0.7) -> None:
     ids = read_rankings(identifications)
     with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
@@ -57,6 +75,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
             title = (f"{hit['query_id']}  vs  {hit['library_id']} ({hit['name']})  "
                      f"score {hit['score']:.3f}")
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
+        top["confident"], confident_rule = _confident(top, fdr, confident_score)
         identified = md["id"].isin(top["query_id"]).to_numpy()
         figures = []
         if len(md):
@@ -75,7 +94,8 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         source=", ".join(sorted(set(md["source_file"]))) if len(md) else "",
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()), confident_score=confident_score,
-        n_confident=int((top["score"] >= confident_score).sum()),
+        n_confident=int(top["confident"].sum()), confident_rule=confident_rule,
+        unanswered=_unanswered(ids, md),
         reasons=reasons.to_dict("records"),
         quarantine=quarantine.head(500).to_dict("records"),
         quarantine_truncated=max(0, n_q - 500),
