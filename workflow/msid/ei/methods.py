@@ -1,0 +1,145 @@
+"""EI identification methods: library matching of nominal-mass EI spectra.
+
+``ei-embedding`` (language-model embeddings + vector index), and the baselines ``ei-cosine``,
+``ei-weighted-cosine`` (m/z^3 x intensity^0.6) and ``ei-entropy`` (ms-entropy weighting). Each
+returns the library's best hits, one row per structure (InChIKey first block), with the library
+entry's SMILES, InChIKey and id: the Rankings columns of every other method.
+
+Resources: ``options["ei_library"]`` (an MSP/MGF/store path or an :class:`EILibrary`; default:
+the shipped MassBank EI library), ``options["index"]`` (:class:`IndexConfig` fields),
+``options["embedding"]`` (batch size), ``options["hits"]`` (library hits fetched per query
+before merging structures, default 50), and ``model_path`` (default: the shipped llm4ms model).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from msid.ei.search import EILibrary, Hit
+from msid.methods import Method, MethodResources, Query, register
+from msid.rankings import RankedCandidate
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_EI_LIBRARY = REPO / "resources" / "massbank_ei" / "massbank_ei.msp.gz"
+DEFAULT_MODEL = REPO / "resources" / "models" / "llm4ms.safetensors"
+_LIBRARIES: dict[str, EILibrary] = {}
+
+
+def default_library() -> Path:
+    """The shipped MassBank EI library file (resources/massbank_ei/*.msp*)."""
+    if DEFAULT_EI_LIBRARY.exists():
+        return DEFAULT_EI_LIBRARY
+    found = sorted((REPO / "resources" / "massbank_ei").glob("*.msp*"))
+    if not found:
+        raise ValueError("no EI library given (--library) and none shipped in "
+                         "resources/massbank_ei/")
+    return found[0]
+
+
+def get_library(spec: str | os.PathLike | EILibrary | None) -> EILibrary:
+    """An :class:`EILibrary`, loaded once per process and path."""
+    if isinstance(spec, EILibrary):
+        return spec
+    path = Path(spec) if spec else default_library()
+    key = str(path.resolve())
+    if key not in _LIBRARIES:
+        _LIBRARIES[key] = EILibrary(path)
+    return _LIBRARIES[key]
+
+
+def _ranked(lib: EILibrary, hits: Sequence[Hit]) -> list[RankedCandidate]:
+    md = lib.metadata
+    out, seen = [], set()
+    for h in hits:
+        ik = str(md.at[h.row, "inchikey"])
+        key = ik[:14] or f"row:{h.row}"
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(RankedCandidate(str(md.at[h.row, "smiles"]), ik, h.score,
+                                   str(md.at[h.row, "id"]), name=str(md.at[h.row, "name"])))
+    return out
+
+
+class EISpectralMatch:
+    """Baseline EI library search by one of the EILibrary scores."""
+
+    needs_candidates = False
+    needs_library = True
+
+    def __init__(self, kind: str, library: EILibrary, n_hits: int = 50) -> None:
+        self.kind = kind
+        self.name = f"ei-{kind}"
+        self.library = library
+        self.n_hits = n_hits
+
+    def rank(self, query: Query, candidates: object = None) -> list[RankedCandidate]:
+        scores = self.library.scores(query.mz, query.intensity, self.kind)
+        return _ranked(self.library, self.library.top_hits(scores, self.n_hits))
+
+
+class EIEmbeddingSearch:
+    """Query embeddings searched in the library's (cached) vector index."""
+
+    name = "ei-embedding"
+    needs_candidates = False
+    needs_library = True
+
+    def __init__(self, library: EILibrary, model_path: str | os.PathLike | None,
+                 index_options: dict | None = None, embedding_options: dict | None = None,
+                 n_hits: int = 50) -> None:
+        from msid.ei.embedding import load_embedder
+        from msid.ei.index import IndexConfig, cached_library_index
+
+        self.library = library
+        self.n_hits = n_hits
+        path = Path(model_path) if model_path else DEFAULT_MODEL
+        if not path.exists():
+            raise ValueError(f"ei-embedding: model file {path} not found (train it with "
+                             f"`snakemake models` or pass --model)")
+        self.embedder, self.card = load_embedder(path, embedding_options)
+        self.model_hash = str(self.card["weights_sha256"])
+        self.index = cached_library_index(
+            library.store_path, self.model_hash, IndexConfig.from_dict(index_options),
+            lambda: self.embedder.encode(library.peaks, progress=True))
+
+    def rank_many(self, queries: Sequence[Query], candidates: object = None
+                  ) -> list[list[RankedCandidate]]:
+        from msid.ei.index import search
+        from msid.ei.search import nominal_peaks
+
+        if not queries:
+            return []
+        emb = self.embedder.encode([nominal_peaks(q.mz, q.intensity) for q in queries])
+        scores, rows = search(self.index.index, emb, self.n_hits)
+        return [_ranked(self.library, [Hit(int(r), float(s)) for s, r in zip(sc, rw,
+                                                                              strict=True)
+                                       if r >= 0])
+                for sc, rw in zip(scores, rows, strict=True)]
+
+    def rank(self, query: Query, candidates: object = None) -> list[RankedCandidate]:
+        return self.rank_many([query])[0]
+
+
+def _baseline(kind: str):
+    def factory(res: MethodResources) -> Method:
+        return EISpectralMatch(kind, get_library(res.options.get("ei_library")),
+                               int(res.options.get("hits", 50)))
+    return factory
+
+
+register("ei-cosine")(_baseline("cosine"))
+register("ei-weighted-cosine")(_baseline("weighted-cosine"))
+register("ei-entropy")(_baseline("entropy"))
+
+
+@register("ei-embedding")
+def _embedding(res: MethodResources) -> Method:
+    return EIEmbeddingSearch(get_library(res.options.get("ei_library")), res.model_path,
+                             res.options.get("index"), res.options.get("embedding"),
+                             int(res.options.get("hits", 50)))
+
+
+__all__ = ["EIEmbeddingSearch", "EISpectralMatch", "get_library"]

@@ -1,0 +1,191 @@
+"""EI library search: nominal-mass library spectra scored against a query, four ways.
+
+- ``cosine``: cosine of the intensity vectors over integer m/z.
+- ``weighted-cosine``: the same on NIST-style weighted peaks, (m/z)^3 x intensity^0.6.
+- ``entropy``: entropy similarity (Li et al. 2021); peaks cleaned and entropy-weighted by
+  ms-entropy (``msid.search.library.clean_for_entropy``), scored over all library peaks at
+  once (nominal m/z: a peak matches the library peak of the same integer m/z).
+- ``embedding``: cosine of language-model embeddings (:mod:`msid.ei.embedding`) through the
+  library's vector index (:mod:`msid.ei.index`).
+
+An :class:`EILibrary` holds a nominal-mass library in memory: the metadata (id, name, SMILES,
+InChIKey) and each spectrum's integer peaks. It is read from an msid store or, for MSP/MGF,
+from the EI store ``msid.ei.spectra.ei_store`` builds and caches for that file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from msid.search.library import LibrarySearchConfig, clean_for_entropy
+from msid.store import SpectrumStore
+
+MAX_MZ = 2000  # nominal m/z above this is dropped from the baselines' vectors
+ENTROPY_CFG = LibrarySearchConfig(fragment_tol_da=0.45, min_peak_separation_da=0.95,
+                                  noise_threshold=0.0)
+
+
+def nominal_peaks(mz: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer m/z (int64) and summed intensity (float64) of a spectrum, via msid.ei.spectra."""
+    from msid.ei.spectra import to_nominal
+
+    nmz, nint = to_nominal(np.asarray(mz, dtype=np.float64),
+                           np.asarray(intensity, dtype=np.float64))
+    nmz = np.asarray(nmz, dtype=np.int64)
+    nint = np.asarray(nint, dtype=np.float64)
+    keep = (nmz > 0) & (nmz < MAX_MZ) & (nint > 0)
+    return nmz[keep], nint[keep]
+
+
+def library_store_path(path: str | os.PathLike) -> Path:
+    """An msid store for an EI library: ``path`` if it is one, else its cached EI store."""
+    path = Path(path)
+    if path.suffix == ".h5":
+        return path
+    from msid.ei.spectra import ei_store
+
+    return Path(ei_store(path))
+
+
+def _weighted(mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "weighted-cosine":
+        return mz.astype(np.float64) ** 3 * inten ** 0.6
+    return inten
+
+
+def _unit_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sparse.csr_matrix(sparse.diags(1.0 / norms) @ m)
+
+
+@dataclass
+class Hit:
+    row: int
+    score: float
+
+
+class EILibrary:
+    """A nominal-mass EI library held in memory (spectra by row of its store)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.source = Path(path)
+        self.store_path = library_store_path(path)
+        with SpectrumStore(self.store_path) as st:
+            self.metadata: pd.DataFrame = st.metadata.reset_index(drop=True)
+            mz, inten, off = st.all_peaks()
+        self.peaks = [nominal_peaks(mz[off[i]:off[i + 1]], inten[off[i]:off[i + 1]])
+                      for i in range(len(off) - 1)]
+
+    def __len__(self) -> int:
+        return len(self.peaks)
+
+    # -- cosine baselines ----------------------------------------------------------------
+    def _matrix(self, kind: str) -> sparse.csr_matrix:
+        rows = np.repeat(np.arange(len(self.peaks)), [len(p[0]) for p in self.peaks])
+        cols = (np.concatenate([p[0] for p in self.peaks]) if self.peaks
+                else np.zeros(0, np.int64))
+        vals = (np.concatenate([_weighted(m, i, kind) for m, i in self.peaks]) if self.peaks
+                else np.zeros(0))
+        m = sparse.csr_matrix((vals, (rows, cols)), shape=(len(self.peaks), MAX_MZ))
+        return _unit_rows(m)
+
+    @cached_property
+    def cosine_matrix(self) -> sparse.csr_matrix:
+        return self._matrix("cosine")
+
+    @cached_property
+    def weighted_matrix(self) -> sparse.csr_matrix:
+        return self._matrix("weighted-cosine")
+
+    def cosine_scores(self, mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
+        nmz, nint = nominal_peaks(mz, inten)
+        q = np.zeros(MAX_MZ)
+        np.add.at(q, nmz, _weighted(nmz, nint, kind))
+        norm = np.linalg.norm(q)
+        if norm == 0:
+            return np.zeros(len(self))
+        lib = self.weighted_matrix if kind == "weighted-cosine" else self.cosine_matrix
+        return lib @ (q / norm)
+
+    # -- entropy similarity --------------------------------------------------------------
+    @cached_property
+    def _entropy_flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cleaned = [clean_for_entropy(0.0, m.astype(np.float64), i, ENTROPY_CFG)
+                   for m, i in self.peaks]
+        owner = np.repeat(np.arange(len(cleaned)), [len(c) for c in cleaned])
+        flat = np.concatenate(cleaned) if cleaned else np.zeros((0, 2), np.float32)
+        return np.rint(flat[:, 0]).astype(np.int64), flat[:, 1].astype(np.float64), owner
+
+    def entropy_scores(self, mz: np.ndarray, inten: np.ndarray) -> np.ndarray:
+        nmz, nint = nominal_peaks(mz, inten)
+        q = clean_for_entropy(0.0, nmz.astype(np.float64), nint, ENTROPY_CFG)
+        dense = np.zeros(MAX_MZ + 1)
+        dense[np.rint(q[:, 0]).astype(np.int64)] = q[:, 1]
+        lib_mz, lib_int, owner = self._entropy_flat
+        a = dense[np.minimum(lib_mz, MAX_MZ)]
+        hit = a > 0
+        a, b = a[hit], lib_int[hit]
+        contrib = _xlog2x(a + b) - _xlog2x(a) - _xlog2x(b)
+        return np.bincount(owner[hit], weights=contrib, minlength=len(self))
+
+    def scores(self, mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
+        if kind == "entropy":
+            return self.entropy_scores(mz, inten)
+        return self.cosine_scores(mz, inten, kind)
+
+    def top_hits(self, scores: np.ndarray, k: int) -> list[Hit]:
+        k = min(k, len(scores))
+        if k <= 0:
+            return []
+        part = np.argpartition(-scores, k - 1)[:k]
+        best = part[np.lexsort((part, -scores[part]))]
+        return [Hit(int(r), float(scores[r])) for r in best]
+
+
+def _xlog2x(x: np.ndarray) -> np.ndarray:
+    return x * np.log2(x)
+
+
+def load_ei_queries(path: str | os.PathLike, workdir: str | os.PathLike) -> SpectrumStore:
+    """EI query spectra as a store: an ``.h5`` store as is, MSP/MGF/mzML converted and
+    preprocessed with the EI settings (no precursor needed, no structure needed)."""
+    from msid.ei.spectra import EI_PREPROCESS
+    from msid.identify import load_queries
+
+    return load_queries(path, workdir, preprocess=EI_PREPROCESS)
+
+
+def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
+                    spectra_out: str | os.PathLike, identifications_out: str | os.PathLike, *,
+                    method: str = "ei-embedding", model: str | os.PathLike | None = None,
+                    top_k: int = 10, index: dict | None = None) -> int:
+    """Identify the EI spectra of a run file against ``library``: writes the run's EI store
+    (quarantine included) and its Rankings table. Returns the number of spectra."""
+    import shutil
+
+    from msid.atomic import atomic_path
+    from msid.identify import temp_workdir
+    from msid.methods import MethodResources, make_method, rank_queries
+    from msid.rankings import write_rankings
+
+    with temp_workdir() as work:
+        store = load_ei_queries(queries, work)
+        m = make_method(method, MethodResources(
+            model_path=str(model) if model else None,
+            options={"ei_library": str(library), "index": index or {}, "hits": max(top_k, 50)}))
+        rows = rank_queries(m, store, top_k=top_k, progress=False)
+        n = len(store)
+        src = store.path
+        store.close()
+        write_rankings(rows, identifications_out)
+        with atomic_path(spectra_out) as tmp:
+            shutil.copyfile(src, tmp)
+    return n

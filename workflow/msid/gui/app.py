@@ -1,0 +1,285 @@
+"""``msid serve``: a small local web app for EI library search (stdlib ``http.server``).
+
+A lab member pastes peaks or uploads an MSP/MGF/mzML file, picks a library and a method, and
+gets the top hits of each spectrum with scores, structure drawings (RDKit SVG) and mirror plots.
+
+Safety: binds 127.0.0.1 unless told otherwise; a request body over ``max_upload_bytes`` is
+refused (HTTP 413) before it is read, with a message saying the limit; uploads are parsed in
+memory (:mod:`msid.gui.uploads`), never written to disk, never executed, and forgotten when the
+response is sent. Every value shown is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+from msid.gui.uploads import (
+    MAX_SPECTRA,
+    UploadedSpectrum,
+    UploadError,
+    parse_pasted,
+    parse_upload,
+)
+
+EI_METHODS = ("ei-embedding", "ei-weighted-cosine", "ei-cosine", "ei-entropy")
+DEFAULT_MAX_UPLOAD = 5 * 1024 * 1024
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    libraries: dict[str, str] = field(default_factory=dict)  # label -> MSP/MGF/store path
+    model_path: str | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    top_k: int = 5
+
+
+def structure_svg(smiles: str, width: int = 220, height: int = 160) -> str:
+    """RDKit 2D drawing as inline SVG ('' when the SMILES does not parse)."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    if mol is None:
+        return ""
+    d = rdMolDraw2D.MolDraw2DSVG(width, height)
+    d.drawOptions().clearBackground = False
+    rdMolDraw2D.PrepareAndDrawMolecule(d, mol)
+    d.FinishDrawing()
+    svg = d.GetDrawingText()
+    return svg[svg.find("<svg"):]  # drop the XML declaration
+
+
+class SearchApp:
+    """Libraries and methods, loaded on first use and kept for later requests."""
+
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
+        self._methods: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def default_method(self) -> str:
+        from msid.ei.methods import DEFAULT_MODEL
+
+        has_model = Path(self.cfg.model_path or DEFAULT_MODEL).exists()
+        return "ei-embedding" if has_model else "ei-weighted-cosine"
+
+    def method(self, library: str, name: str):
+        from msid.methods import MethodResources, make_method
+
+        if library not in self.cfg.libraries:
+            raise UploadError(f"unknown library '{library}'")
+        if name not in EI_METHODS:
+            raise UploadError(f"unknown method '{name}'")
+        key = (library, name)
+        if key not in self._methods:
+            res = MethodResources(model_path=self.cfg.model_path,
+                                  options={"ei_library": self.cfg.libraries[library]})
+            self._methods[key] = make_method(name, res)
+        return self._methods[key]
+
+    def search(self, spectra: list[UploadedSpectrum], library: str, name: str, top_k: int
+               ) -> list[tuple[UploadedSpectrum, list]]:
+        from msid.methods import Query
+
+        with self._lock:  # one search at a time: models and torch threads are shared
+            m = self.method(library, name)
+            queries = [Query(s.title, float("nan"), "", "positive", 1, s.mz, s.intensity)
+                       for s in spectra]
+            many = getattr(m, "rank_many", None)
+            ranked = many(queries, None) if many else [m.rank(q, None) for q in queries]
+        return [(s, r[:top_k]) for s, r in zip(spectra, ranked, strict=True)]
+
+    def library_peaks(self, library: str, library_id: str) -> tuple[np.ndarray, np.ndarray]:
+        from msid.ei.methods import get_library
+
+        lib = get_library(self.cfg.libraries[library])
+        rows = np.flatnonzero(lib.metadata["id"].astype(str).to_numpy() == library_id)
+        if not len(rows):
+            return np.zeros(0), np.zeros(0)
+        return lib.peaks[int(rows[0])]
+
+
+# -- HTML -----------------------------------------------------------------------------------
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}
+textarea{width:100%;font-family:monospace}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}.err{color:#b00;font-weight:bold}
+.hit img{max-width:480px}.small{color:#555;font-size:90%}"""
+
+
+def _page(body: str, title: str = "msid EI search") -> bytes:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{_STYLE}</style></head><body><h1>msid: EI library search</h1>"
+            f"{body}</body></html>").encode()
+
+
+def form_html(app: SearchApp) -> str:
+    libs = "".join(f"<option value='{html.escape(k)}'>{html.escape(k)}</option>"
+                   for k in app.cfg.libraries)
+    default = app.default_method
+    methods = "".join(f"<option value='{m}'{' selected' if m == default else ''}>{m}</option>"
+                      for m in EI_METHODS)
+    limit = app.cfg.max_upload_bytes / 1e6
+    return f"""<form method='post' action='/search' enctype='multipart/form-data'>
+<p><label>Peaks (one 'm/z intensity' pair per line):<br>
+<textarea name='peaks' id='peaks' rows='8' placeholder='73 999&#10;147 450'></textarea></label></p>
+<p><label>or upload a spectrum file (.msp, .mgf, .mzML; at most {limit:.1f} MB, first
+{MAX_SPECTRA} spectra): <input type='file' name='file' id='file'
+accept='.msp,.mgf,.mzML,.mzml,.txt'></label></p>
+<p><label>Library: <select name='library' id='library'>{libs}</select></label>
+<label>Method: <select name='method' id='method'>{methods}</select></label>
+<label>Hits: <input type='number' name='top_k' id='top_k' value='{app.cfg.top_k}' min='1'
+max='20'></label>
+<button type='submit' id='search'>Search</button></p></form>
+<p class='small'>Uploads are read in memory and discarded; nothing is stored.</p>"""
+
+
+def results_html(app: SearchApp, library: str, method: str,
+                 results: list[tuple[UploadedSpectrum, list]]) -> str:
+    from msid.report.plots import data_uri, mirror_plot
+
+    parts = [f"<p><a href='/'>New search</a> &middot; library <b>{html.escape(library)}</b>"
+             f" &middot; method <b>{html.escape(method)}</b></p>"]
+    for qi, (spec, hits) in enumerate(results):
+        parts.append(f"<h2>{html.escape(spec.title)}</h2>")
+        if not hits:
+            parts.append("<p>No library spectrum matched.</p>")
+            continue
+        rows = [f"<table id='hits-{qi}'><tr><th>#</th><th>score</th><th>name</th>"
+                "<th>structure</th><th>mirror plot (query up, library down)</th></tr>"]
+        for rank, h in enumerate(hits, start=1):
+            lib_peaks = app.library_peaks(library, h.library_id)
+            png = mirror_plot((spec.mz, spec.intensity), lib_peaks,
+                              f"{h.name or h.library_id} (score {h.score:.3f})")
+            rows.append(
+                f"<tr class='hit'><td>{rank}</td><td>{h.score:.4f}</td>"
+                f"<td class='hit-name'>{html.escape(h.name or '')}<br><span class='small'>"
+                f"{html.escape(h.library_id)}<br>{html.escape(h.inchikey)}<br>"
+                f"{html.escape(h.smiles)}</span></td><td>{structure_svg(h.smiles)}</td>"
+                f"<td><img alt='mirror plot' src='{data_uri(png)}'></td></tr>")
+        rows.append("</table>")
+        parts.append("".join(rows))
+    return "".join(parts)
+
+
+def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "msid-serve"
+
+        def log_message(self, fmt: str, *args) -> None:  # quiet: no request bodies in logs
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str = "text/html; charset=utf-8"
+                  ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str) -> None:
+            self._send(status, _page(f"<p class='err' id='error'>{html.escape(message)}</p>"
+                                     f"<p><a href='/'>Back</a></p>"))
+
+        def do_GET(self) -> None:
+            if self.path in ("/", "/index.html"):
+                self._send(200, _page(form_html(app)))
+            elif self.path == "/healthz":
+                self._send(200, b"ok", "text/plain")
+            else:
+                self._error(404, "not found")
+
+        def do_POST(self) -> None:
+            if self.path != "/search":
+                self._error(404, "not found")
+                return
+            try:
+                length = int(self.headers.get("Content-Length", "-1"))
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._error(411, "the request has no Content-Length")
+                return
+            limit = app.cfg.max_upload_bytes
+            if length > limit:
+                self.close_connection = True
+                self._error(413, f"Upload too large: {length / 1e6:.1f} MB; the limit is "
+                                 f"{limit / 1e6:.1f} MB. Upload a smaller file (a few spectra).")
+                return
+            body = self.rfile.read(length)
+            try:
+                fields, files = _parse_form(self.headers.get("Content-Type", ""), body)
+                del body
+                spectra = (parse_upload(*files["file"]) if files.get("file") else
+                           parse_pasted(fields.get("peaks", "")))
+                library = fields.get("library") or next(iter(app.cfg.libraries))
+                method = fields.get("method") or app.default_method
+                top_k = min(max(int(fields.get("top_k") or app.cfg.top_k), 1), 20)
+                results = app.search(spectra, library, method, top_k)
+                self._send(200, _page(results_html(app, library, method, results)))
+            except UploadError as e:
+                self._error(400, str(e))
+            except ValueError as e:
+                self._error(400, f"bad request: {e}")
+
+    return Handler
+
+
+def _parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], dict]:
+    """Fields and files of a multipart/form-data body, parsed in memory."""
+    if not content_type.startswith("multipart/form-data"):
+        raise UploadError("the form must be sent as multipart/form-data")
+    msg = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename is not None:
+            if payload:
+                files[name] = (os.path.basename(filename), payload)
+        else:
+            fields[name] = payload.decode("utf-8", errors="replace")
+    return fields, files
+
+
+def make_server(cfg: ServeConfig) -> ThreadingHTTPServer:
+    if not cfg.libraries:
+        from msid.ei.methods import default_library
+
+        cfg.libraries = {"MassBank EI (shipped)": str(default_library())}
+    app = SearchApp(cfg)
+    server = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(app))
+    server.daemon_threads = True
+    return server
+
+
+def serve(cfg: ServeConfig) -> None:
+    server = make_server(cfg)
+    host, port = server.server_address[:2]
+    print(f"msid serve: http://{host}:{port}/  (libraries: {', '.join(cfg.libraries)}; "
+          f"Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
