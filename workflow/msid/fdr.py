@@ -254,22 +254,22 @@ def fdr_curve(library_store, fold: str = "test", max_queries: int = 1000, seed: 
 
 
 def plot_fdr_curve(table, out) -> None:
-    """Estimated (q-value) vs true FDR, with the diagonal."""
+    """Estimated (q-value) and true FDR against the number of hits accepted (by score cut)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    lim = 0.3
-    ax.plot([0, lim], [0, lim], color="grey", lw=0.8, ls="--", label="estimate = truth")
-    ax.plot(table["q_value"], table["true_fdr"], lw=1.5, label="target-decoy q-value")
-    ax.plot(table["est_fdr"], table["true_fdr"], lw=0.8, alpha=0.6, label="raw FDR estimate")
-    ax.set_xlim(0, lim)
-    ax.set_ylim(0, lim)
-    ax.set_xlabel("estimated FDR")
-    ax.set_ylabel("true FDR (known structures)")
-    ax.set_title("Library search FDR, test fold (leave-one-out)", fontsize=9)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.step(table["n_target"], table["q_value"], where="post", lw=1.5,
+            label="estimated FDR (target-decoy q-value)")
+    ax.step(table["n_target"], table["true_fdr"], where="post", lw=1.5,
+            label="true FDR (known structures)")
+    ax.set_xlabel("library hits accepted (best first)")
+    ax.set_ylabel("FDR")
+    top = float(max(table["q_value"].max(), table["true_fdr"].max(), 0.01)) if len(table) else 1
+    ax.set_ylim(0, min(1.0, top * 1.1))
+    ax.set_title("Library search FDR on the test fold (leave-one-out)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

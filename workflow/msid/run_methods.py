@@ -26,7 +26,7 @@ class RunMethodsConfig:
 
     methods: list[str] = field(default_factory=lambda: ["library"])
     top_k: int = 20
-    fdr: float = 0.01  # a library hit is confident at q-value <= fdr (when q-values exist)
+    fdr: float = 0.05  # a library hit is confident at q-value <= fdr (when q-values exist)
     confident_score: float = 0.7  # ... else at score >= this
     candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass
     max_candidates: int = 256

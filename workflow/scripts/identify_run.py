@@ -13,7 +13,7 @@ from msid.store import SpectrumStore
 
 ident = dict(snakemake.params.identify)
 cfg = RunMethodsConfig(methods=list(ident["methods"]), top_k=int(ident["top_k"]),
-                       fdr=float(ident.get("fdr", 0.01)),
+                       fdr=float(ident.get("fdr", 0.05)),
                        candidate_ppm=float(ident.get("candidate_ppm", 10.0)),
                        max_candidates=int(ident.get("max_candidates", 256)),
                        options={"num_threads": snakemake.threads})
