@@ -194,6 +194,19 @@ def run_bench(a: argparse.Namespace) -> dict:
                 f = mo[fam]
                 print(f"   {fam:<14} train {f['train_spectra_per_s']:,.0f} spectra/s | rank "
                       f"{f['rank_queries_per_s']:,.0f} queries/s", flush=True)
+        if not getattr(a, "skip_ei", True):
+            from msid.ei.index import IndexConfig
+            from msid.ei.index_bench import bench_ei
+            from msid.ei.methods import default_library
+
+            print(f"== EI search (llm4ms): embedding throughput; {a.ei_entries:,}-entry vector "
+                  f"index ({a.jobs} threads)", flush=True)
+            results["ei"] = bench_ei(a.ei_library or default_library(), a.ei_model,
+                                     n=a.ei_entries, threads=a.jobs,
+                                     cfg=IndexConfig(kind="hnsw", hnsw_storage=a.ei_storage,
+                                                     ef_search=a.ei_ef_search),
+                                     vectors=a.ei_vectors,
+                                     log=lambda s: print(s, flush=True))
     results["machine"] = {"cpus": os.cpu_count()}
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=2, default=str))

@@ -52,14 +52,21 @@ def cmd_identify(a: argparse.Namespace) -> int:
     check_output(a.out)
     table = read_candidate_file(a.candidates) if a.candidates else None
     report = CandidateFileReport(a.candidates or "")
+    ei = a.method.startswith("ei-")  # EI library matching: nominal-mass spectra, no precursor
     with temp_workdir() as work:
-        q = load_queries(a.queries, work)
+        if ei:
+            from msid.ei.search import load_ei_queries
+
+            q = load_ei_queries(a.queries, work)
+        else:
+            q = load_queries(a.queries, work)
         n_bad = len(q.quarantine)
         library = None
-        if a.library or a.method == "library":
+        if not ei and (a.library or a.method == "library"):
             library = load_library(str(cached_library(a.library)))
+        options = {"ei_library": a.library, "hits": max(a.top_k, 50)} if ei else {}
         method = make_method(a.method, MethodResources(library=library, model_path=a.model,
-                                                       seed=a.seed))
+                                                       seed=a.seed, options=options))
         candidates = None
         if a.candidates or method.needs_candidates or a.pool:
             index = None if a.candidates else cached_index(a.pool)
@@ -126,6 +133,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from msid.gui.app import ServeConfig, serve
+
+    libraries = {Path(p).name: p for p in a.library or []}
+    serve(ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
+                      max_upload_bytes=int(a.max_upload_mb * 1e6)))
+    return 0
+
+
 def cmd_methods(a: argparse.Namespace) -> int:
     from msid.methods import available
 
@@ -169,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["tiny", "seed"], help="preset size (default tiny)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
+    p = sub.add_parser("serve", help="local web GUI for EI library search")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: "
+                                                      "this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--library", action="append", help="EI library (MSP/MGF/store), repeatable; "
+                                                      "default: the shipped MassBank EI library")
+    p.add_argument("--model", help="llm4ms model file (default: the shipped one)")
+    p.add_argument("--max-upload-mb", type=float, default=5.0, help="upload size limit")
     p = sub.add_parser("bench", help="throughput benchmarks (prints numbers)")
     p.add_argument("--library", default="resources/massbank_esi/massbank_esi_msms.mgf.gz")
     p.add_argument("--queries", type=int, default=2000)
@@ -179,13 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-fold queries ranked by each learned model")
     p.add_argument("--train-steps", type=int, default=200,
                    help="training steps timed per model family")
+    p.add_argument("--skip-ei", action="store_true", help="skip the EI search benchmark")
+    p.add_argument("--ei-entries", type=int, default=1_600_000,
+                   help="EI vector index size (default 1.6M)")
+    p.add_argument("--ei-library", help="EI library whose real embeddings seed the index "
+                                        "(default: the shipped MassBank EI)")
+    p.add_argument("--ei-vectors", help=".npy of in-silico library embeddings (else "
+                                        "synthetic mixes of real ones, said so)")
+    p.add_argument("--ei-model", help="llm4ms model file (default: the shipped one)")
+    p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"], default="fp16",
+                   help="HNSW vector storage")
+    p.add_argument("--ei-ef-search", type=int, default=64)
     p.add_argument("--out", help="also write the numbers as JSON here")
     return parser
 
 
 COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_preprocess,
             "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench,
-            "train": cmd_train}
+            "train": cmd_train, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
