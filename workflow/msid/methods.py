@@ -70,7 +70,7 @@ class MethodResources:
 _REGISTRY: dict[str, Callable[[MethodResources], Method]] = {}
 # modules that register further methods; imported on first use so that a missing optional
 # dependency (torch for the learned methods) only removes those methods
-_PLUGINS = ("msid.models.methods", "msid.ei.methods")
+_PLUGINS = ("msid.models.methods", "msid.generation.methods", "msid.ei.methods")
 _PLUGIN_ERRORS: dict[str, str] = {}
 _plugins_loaded = False
 

@@ -1,0 +1,205 @@
+"""The ``denovo`` and ``glmr`` identification methods (registered in :mod:`msid.methods`).
+
+``denovo`` proposes its own molecules (no candidates): beam search, top-k distinct valid
+canonical molecules, filtered by the precursor (formula when the query carries one, else
+neutral mass within the precursor tolerance). With ``fallback`` on (default), a query whose
+beams all miss the precursor gets its unfiltered molecules, each flagged in ``note``.
+
+``glmr`` ranks given candidates: stage 1 the shipped Ranker's top-K; stage 2 the GLMR decoder
+generates molecules from the spectrum fused with those K candidates; stage 3 each of the K
+candidates scores Ranker cosine + ``weight`` x its best Tanimoto (Morgan) to a generated
+molecule. Candidates beyond the top K follow in the Ranker's order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from msid.chem.adducts import neutral_mass
+from msid.chem.fingerprints import tanimoto_many
+from msid.chem.structures import Structure
+from msid.generation.beam import Generated, beam_search, distinct_valid
+from msid.generation.modelio import default_path, load_generator
+from msid.methods import MethodResources, Query, register
+from msid.rankings import RankedCandidate
+from msid.spectra_dataset import collate_spectra, spectrum_item
+
+PROTON = 1.007276
+FILTER_MISS = "no generated molecule within the precursor tolerance: unfiltered"
+
+
+def query_mass(q: Query) -> float:
+    """Neutral mass of the query's precursor (ion mode's default adduct; NaN if unknown)."""
+    m = neutral_mass(q.precursor_mz, q.adduct, q.ion_mode, q.charge)
+    if not math.isfinite(m) and q.precursor_mz and math.isfinite(q.precursor_mz):
+        m = q.precursor_mz + (PROTON if q.ion_mode == "negative" else -PROTON)
+    return m
+
+
+def problem(q: Query) -> str:
+    """Why a query cannot be generated for ('' when it can)."""
+    if not q.precursor_mz or not math.isfinite(q.precursor_mz) or q.precursor_mz <= 0:
+        return "no precursor m/z"
+    if len(q.mz) == 0:
+        return "no peaks"
+    return ""
+
+
+def spectrum_batch(model, queries: Sequence[Query]) -> dict:
+    items = [spectrum_item(q.mz, q.intensity, q.precursor_mz, model.cfg.max_peaks, q.adduct)
+             for q in queries]
+    batch = collate_spectra(items)
+    batch["mass"] = torch.tensor([query_mass(q) for q in queries], dtype=torch.float64)
+    return batch
+
+
+class DeNovo:
+    name = "denovo"
+    needs_candidates = False
+    needs_library = False
+
+    def __init__(self, model, tok, card: dict, *, beam_width: int = 10, top_k: int = 10,
+                 filter_precursor: bool = True, fallback: bool = True, tol_da: float = 0.01,
+                 tol_ppm: float = 10.0, batch_size: int = 16) -> None:
+        self.model, self.tok, self.card = model.eval(), tok, card
+        self.beam_width = max(beam_width, top_k)
+        self.top_k = top_k
+        self.filter, self.fallback = filter_precursor, fallback
+        self.tol_da, self.tol_ppm = tol_da, tol_ppm
+        self.batch_size = batch_size
+        self.stats = {"queries": 0, "filter_miss": 0, "no_valid": 0}
+
+    def why_empty(self, query: Query, candidates) -> str:
+        return problem(query) or "no valid molecule generated"
+
+    def generate(self, queries: Sequence[Query]) -> list[list[Generated]]:
+        out: list[list[Generated]] = [[] for _ in queries]
+        ok = [i for i, q in enumerate(queries) if not problem(q)]
+        for a in range(0, len(ok), self.batch_size):
+            idx = ok[a:a + self.batch_size]
+            qs = [queries[i] for i in idx]
+            beams = beam_search(self.model, self.tok, spectrum_batch(self.model, qs),
+                                self.beam_width)
+            for i, q, b in zip(idx, qs, beams, strict=True):
+                self.stats["queries"] += 1
+                mass = query_mass(q)
+                formula = str(getattr(q, "formula", "") or "")
+                mols, _ = distinct_valid(b, self.top_k, mass=mass, formula=formula,
+                                         tol_da=self.tol_da, tol_ppm=self.tol_ppm,
+                                         filter_precursor=self.filter)
+                if not mols and self.filter and self.fallback:
+                    mols, _ = distinct_valid(b, self.top_k, filter_precursor=False)
+                    mols = [Generated(m.structure, m.score - 1e3) for m in mols]  # flagged
+                    self.stats["filter_miss"] += 1
+                if not mols:
+                    self.stats["no_valid"] += 1
+                out[i] = mols
+        return out
+
+    def rank_many(self, queries: Sequence[Query], candidates) -> list[list[RankedCandidate]]:
+        res = []
+        for mols in self.generate(queries):
+            res.append([RankedCandidate(m.structure.smiles_flat, m.structure.inchikey,
+                                        float(math.exp(m.score)) if m.score > -100 else 0.0,
+                                        note=FILTER_MISS if m.score <= -100 else "")
+                        for m in mols])
+        return res
+
+    def rank(self, query: Query, candidates) -> list[RankedCandidate]:
+        return self.rank_many([query], [candidates])[0]
+
+
+class GLMR:
+    name = "glmr"
+    needs_candidates = True
+    needs_library = False
+
+    def __init__(self, model, tok, card: dict, ranker, *, k: int | None = None,
+                 beam_width: int | None = None, weight: float | None = None,
+                 batch_size: int = 16) -> None:
+        g = card.get("glmr", {})
+        self.model, self.tok, self.card, self.ranker = model.eval(), tok, card, ranker
+        self.k = int(k if k is not None else g.get("k", 40))
+        self.beam_width = int(beam_width if beam_width is not None else g.get("beam_width", 5))
+        self.weight = float(weight if weight is not None else g.get("weight", 0.5))
+        self.batch_size = batch_size
+        self.seconds = 0.0
+
+    def why_empty(self, query: Query, candidates) -> str:
+        return "no candidates" if not candidates else (problem(query) or "no answer")
+
+    def rank_many(self, queries: Sequence[Query], candidates: Sequence[list[Structure] | None]
+                  ) -> list[list[RankedCandidate]]:
+        t0 = time.perf_counter()
+        stage1 = self.ranker.rank_many(list(queries), list(candidates))
+        out: list[list[RankedCandidate]] = [list(r) for r in stage1]
+        todo = [i for i, (q, r) in enumerate(zip(queries, stage1, strict=True))
+                if r and not problem(q)]
+        for a in range(0, len(todo), self.batch_size):
+            idx = todo[a:a + self.batch_size]
+            qs = [queries[i] for i in idx]
+            tops = [stage1[i][:self.k] for i in idx]
+            batch = spectrum_batch(self.model, qs)
+            k = max(len(t) for t in tops)
+            enc = np.zeros((len(idx), k, self.model.cfg.cand_dim), np.float32)
+            mask = np.zeros((len(idx), k), bool)
+            for j, t in enumerate(tops):
+                enc[j, :len(t)] = self.ranker.embed_molecules([c.smiles for c in t])
+                mask[j, :len(t)] = True
+            batch["cand_enc"] = torch.from_numpy(enc)
+            batch["cand_mask"] = torch.from_numpy(mask)
+            beams = beam_search(self.model, self.tok, batch, self.beam_width)
+            for i, top, b in zip(idx, tops, beams, strict=True):
+                gen, _ = distinct_valid(b, self.beam_width, filter_precursor=False)
+                cands = [c.smiles for c in top]
+                sim = np.zeros(len(top))
+                for g in gen:
+                    sim = np.maximum(sim, tanimoto_many(g.structure.smiles_flat, cands))
+                scores = np.array([c.score for c in top]) + self.weight * sim
+                order = np.argsort(-scores, kind="stable")
+                head = [RankedCandidate(top[o].smiles, top[o].inchikey, float(scores[o]))
+                        for o in order]
+                floor = float(scores.min()) if len(scores) else 0.0
+                tail = [RankedCandidate(c.smiles, c.inchikey, floor - 1.0 - (1.0 - c.score))
+                        for c in stage1[i][self.k:]]
+                out[i] = head + tail
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def rank(self, query: Query, candidates) -> list[RankedCandidate]:
+        return self.rank_many([query], [candidates])[0]
+
+
+def _threads(opts: dict) -> None:
+    if int(opts.get("num_threads", 0)) > 0:
+        torch.set_num_threads(int(opts["num_threads"]))
+
+
+@register("denovo")
+def _denovo(res: MethodResources) -> DeNovo:
+    opts = res.options or {}
+    _threads(opts)
+    model, tok, card = load_generator(res.model_path or default_path("denovo"), "denovo")
+    return DeNovo(model, tok, card, beam_width=int(opts.get("beam_width", 10)),
+                  top_k=int(opts.get("top_k", 10)),
+                  filter_precursor=bool(opts.get("filter", True)),
+                  fallback=bool(opts.get("fallback", True)),
+                  tol_da=float(opts.get("tol_da", 0.01)), tol_ppm=float(opts.get("tol_ppm", 10.0)))
+
+
+@register("glmr")
+def _glmr(res: MethodResources) -> GLMR:
+    from msid.models.methods import ModelRanking, default_model_path
+
+    opts = res.options or {}
+    _threads(opts)
+    model, tok, card = load_generator(res.model_path or default_path("glmr"), "glmr")
+    ranker = ModelRanking.from_file("ranker", opts.get("ranker_model")
+                                    or default_model_path("ranker"))
+    return GLMR(model, tok, card, ranker, k=opts.get("k"), beam_width=opts.get("beam_width"),
+                weight=opts.get("weight"))

@@ -1,0 +1,75 @@
+"""Generation model files: safetensors + JSON card (:mod:`msid.modelfile`) + tokenizer JSON."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from msid.generation.config import GenModelConfig
+from msid.generation.model import SmilesDecoderModel
+from msid.generation.tokenizer import Tokenizer, tokenizer_path
+from msid.modelfile import (
+    ModelFileError,
+    card_path,
+    load_tensors,
+    read_card,
+    save_model,
+    sha256_file,
+)
+
+FAMILIES = ("denovo", "glmr")
+
+
+def save_generator(model: SmilesDecoderModel, tok: Tokenizer, path: str | os.PathLike, *,
+                   family: str, training: dict, metrics: dict, extra: dict | None = None
+                   ) -> dict:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(tokenizer_path(path))
+    return save_model(model, path, family=family, config=model.cfg.to_dict(), training=training,
+                      metrics=metrics, extra={"vocab_size": len(tok),
+                                              "tokenizer_file": tokenizer_path(path).name,
+                                              **(extra or {})})
+
+
+def load_generator(path: str | os.PathLike, family: str | None = None
+                   ) -> tuple[SmilesDecoderModel, Tokenizer, dict]:
+    """(model in eval mode, tokenizer, card); the weights' hash is checked against the card."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(path, "model file does not exist")
+    card = read_card(path)
+    if family is not None and card["family"] != family:
+        raise ModelFileError(card_path(path), f"model card says family '{card['family']}', "
+                                              f"expected '{family}'")
+    if sha256_file(path) != card["weights_sha256"]:
+        raise ModelFileError(path, "weights do not match the model card's sha256")
+    tpath = tokenizer_path(path)
+    if not tpath.exists():
+        raise ModelFileError(tpath, "tokenizer file missing beside the weights")
+    try:
+        tok = Tokenizer.load(tpath)
+    except (ValueError, KeyError, OSError) as e:
+        raise ModelFileError(tpath, f"not a readable tokenizer ({e})") from e
+    try:
+        model = SmilesDecoderModel(GenModelConfig.from_dict(card["config"]), len(tok))
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(card_path(path), f"model card config is invalid ({e})") from e
+    try:
+        model.load_state_dict(load_tensors(path), strict=True)
+    except RuntimeError as e:
+        raise ModelFileError(path, f"weights do not fit the card's architecture ({e})") from e
+    return model.eval(), tok, card
+
+
+def default_path(name: str) -> Path:
+    import msid
+
+    return Path(msid.__file__).resolve().parents[2] / "resources" / "models" / f"{name}.safetensors"
+
+
+def set_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
