@@ -237,3 +237,29 @@ def test_cli_identify_ei_with_msp_library(lib, lib_path, tmp_path, method):
     recall = float((top.reindex(truth.index) == truth).mean())
     assert recall >= 0.5, recall
     assert (df.groupby("query_id").size() <= 10).all()
+
+
+DEMO_TRUTH = {  # resources/runs/gcms_ei_demo.msp: MassBank records, annotation removed
+    "gcms_demo_peak_01": "DGEZNRSVGBDHLK", "gcms_demo_peak_02": "FSASIHFSFGAIJM",
+    "gcms_demo_peak_03": "BTCSSZJGUNDROE", "gcms_demo_peak_04": "BVJSUAQZOZWCKN",
+    "gcms_demo_peak_05": "AGBQKNBQESQNJD", "gcms_demo_peak_06": "GFFGJBXGBJISGV",
+    "gcms_demo_peak_07": "DKNWSYNQZKUICI", "gcms_demo_peak_08": "VHRGRCVQAFMJIZ",
+}
+
+
+def test_demo_ei_run_identified_and_report_section(lib_path, tmp_path):
+    from msid.ei.search import identify_ei_run
+    from msid.rankings import read_rankings
+    from msid.report.ei import ei_section
+
+    run = ROOT / "resources" / "runs" / "gcms_ei_demo.msp"
+    spectra, ids, matches = tmp_path / "s.h5", tmp_path / "ids.tsv", tmp_path / "m.h5"
+    n = identify_ei_run(run, lib_path, spectra, ids, matches_out=matches,
+                        method="ei-weighted-cosine", top_k=5)
+    assert n == len(DEMO_TRUTH)
+    df = read_rankings(ids)
+    top = df[df["rank"] == 1].set_index("query_id")["inchikey"].str[:14]
+    assert top.to_dict() == DEMO_TRUTH
+    section = ei_section(spectra, ids, matches, n_mirror=3)
+    assert section["n_spectra"] == 8 and section["n_matched"] == 8
+    assert len(section["figures"]) == 3 and section["method"] == "ei-weighted-cosine"

@@ -10,4 +10,6 @@ from msid.report.run_report import write_run_report
 write_run_report(snakemake.input.spectra, snakemake.input.identifications,
                  snakemake.input.library, snakemake.output[0], sample=snakemake.wildcards.sample,
                  kind=snakemake.params.kind, n_mirror=snakemake.params.n_mirror,
-                 fdr=snakemake.params.fdr)
+                 fdr=snakemake.params.fdr,
+                 ei={k: snakemake.input.get(k) for k in ("ei_spectra", "ei_identifications",
+                                                         "ei_matches")})

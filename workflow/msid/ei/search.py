@@ -165,10 +165,13 @@ def load_ei_queries(path: str | os.PathLike, workdir: str | os.PathLike) -> Spec
 
 def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
                     spectra_out: str | os.PathLike, identifications_out: str | os.PathLike, *,
+                    matches_out: str | os.PathLike | None = None,
                     method: str = "ei-embedding", model: str | os.PathLike | None = None,
                     top_k: int = 10, index: dict | None = None) -> int:
     """Identify the EI spectra of a run file against ``library``: writes the run's EI store
-    (quarantine included) and its Rankings table. Returns the number of spectra."""
+    (quarantine included), its Rankings table and (``matches_out``) a store of the library
+    spectra that are some query's top hit, for the report's mirror plots. Returns the number
+    of spectra."""
     import shutil
 
     from msid.atomic import atomic_path
@@ -186,6 +189,26 @@ def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
         src = store.path
         store.close()
         write_rankings(rows, identifications_out)
+        if matches_out is not None:
+            write_matches(library, rows, matches_out)
         with atomic_path(spectra_out) as tmp:
             shutil.copyfile(src, tmp)
     return n
+
+
+def write_matches(library: str | os.PathLike, rows: list[dict], out: str | os.PathLike) -> int:
+    """The library spectra that are a query's top hit, as a small store (id, name, structure)."""
+    from msid.ei.methods import get_library
+    from msid.store import SpectrumRecord, SpectrumStoreWriter
+
+    lib = get_library(library)
+    wanted = {str(r["library_id"]) for r in rows if r["rank"] == 1 and r["library_id"]}
+    md = lib.metadata
+    keep = [i for i, x in enumerate(md["id"].astype(str)) if x in wanted]
+    recs = md.to_dict("records")
+    with SpectrumStoreWriter(out, provenance={"stage": "ei-matches", "library": str(library)}
+                             ) as w:
+        for i in keep:
+            mz, inten = lib.peaks[i]
+            w.add(SpectrumRecord(mz.astype(np.float64), inten.astype(np.float32), recs[i]))
+    return len(keep)

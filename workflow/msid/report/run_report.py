@@ -19,7 +19,8 @@ from msid.store import SpectrumStore
 KIND_NOTES = {
     "peptide": "Peptide run: spectra were searched against the small-molecule library like any "
                "other run; de novo peptide sequencing is not part of this msid version.",
-    "ei": "EI run: searched against the configured library.",
+    "ei": "EI (GC-MS) run: nominal-mass EI spectra matched against the configured EI library "
+          "(section 'EI library matches'); the ESI library search is shown for completeness.",
 }
 
 
@@ -27,6 +28,15 @@ def _template() -> jinja2.Template:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     text = files("msid.report").joinpath("templates/run_report.html").read_text()
     return env.from_string(text)
+
+
+def _ei_section(kind: str, ei: dict | None, n_mirror: int) -> dict | None:
+    if kind != "ei" or not ei or not all(ei.get(k) for k in ("ei_spectra", "ei_identifications",
+                                                             "ei_matches")):
+        return None
+    from msid.report.ei import ei_section
+
+    return ei_section(ei["ei_spectra"], ei["ei_identifications"], ei["ei_matches"], n_mirror)
 
 
 def _confident(top: pd.DataFrame, fdr: float, confident_score: float) -> tuple[pd.Series, str]:
@@ -50,7 +60,8 @@ def _unanswered(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike,
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12, fdr: float = 0.01,
-                     min_score: float = 0.0, confident_score: float = 0.7) -> None:
+                     min_score: float = 0.0, confident_score: float = 0.7,
+                     ei: dict | None = None) -> None:
     ids = read_rankings(identifications)
     with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
         md = store.metadata
@@ -100,5 +111,5 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         quarantine=quarantine.head(500).to_dict("records"),
         quarantine_truncated=max(0, n_q - 500),
         hits=top.head(500).to_dict("records"), hits_truncated=max(0, len(top) - 500),
-        mirrors=mirrors, figures=figures)
+        mirrors=mirrors, figures=figures, ei=_ei_section(kind, ei, n_mirror))
     write_text(out, html)

@@ -1,0 +1,48 @@
+"""The EI section of a run report: library matches of a GC-MS run's EI spectra, mirror plots.
+
+Reads the run's EI outputs only (``ei_spectra.h5``: the run's nominal-mass spectra;
+``ei_identifications.tsv``: Rankings; ``ei_matches.h5``: the matched library spectra), so the
+report never needs the library itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from msid.rankings import read_rankings
+from msid.report.plots import data_uri, mirror_plot
+from msid.store import SpectrumStore
+
+
+def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
+               matches: str | os.PathLike, n_mirror: int = 12) -> dict:
+    ids = read_rankings(identifications)
+    top = ids[ids["rank"] == 1].sort_values("score", ascending=False)
+    method = str(ids["method"].iloc[0]) if len(ids) else ""
+    with SpectrumStore(spectra) as st, SpectrumStore(matches) as mt:
+        md = st.metadata
+        row_of = pd.Series(np.arange(len(md)), index=md["id"].astype(str))
+        row_of = row_of[~row_of.index.duplicated()]
+        mmd = mt.metadata
+        match_of = pd.Series(np.arange(len(mmd)), index=mmd["id"].astype(str))
+        match_of = match_of[~match_of.index.duplicated()]
+        figures = []
+        for _, hit in top.head(n_mirror).iterrows():
+            if hit["query_id"] not in row_of.index or hit["library_id"] not in match_of.index:
+                continue
+            q = st.peaks(int(row_of[hit["query_id"]]))
+            m = mt.peaks(int(match_of[hit["library_id"]]))
+            title = f"{hit['query_id']}  vs  {hit['name'] or hit['library_id']}  " \
+                    f"score {hit['score']:.3f}"
+            figures.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
+        n = len(md)
+        n_quarantined = len(st.quarantine)
+    hits = [{"query_id": h.query_id, "name": h["name"], "smiles": h.smiles,
+             "inchikey": h.inchikey, "library_id": h.library_id, "score": float(h.score)}
+            for _, h in top.iterrows()]
+    return {"method": method, "n_spectra": n, "n_quarantined": n_quarantined,
+            "n_matched": int((top["score"] > 0).sum()), "hits": hits[:500],
+            "figures": figures}
