@@ -194,6 +194,11 @@ def run_bench(a: argparse.Namespace) -> dict:
                 f = mo[fam]
                 print(f"   {fam:<14} train {f['train_spectra_per_s']:,.0f} spectra/s | rank "
                       f"{f['rank_queries_per_s']:,.0f} queries/s", flush=True)
+            from msid.generation.benchmark import bench_generation
+
+            print("== generation: de novo (beam search) and GLMR re-ranking", flush=True)
+            results["generation"] = bench_generation(work / "test.h5", index_path,
+                                                     min(a.model_queries, 50))
         if not getattr(a, "skip_ei", True):
             from msid.ei.index import IndexConfig
             from msid.ei.index_bench import bench_ei

@@ -314,3 +314,37 @@ def _plot_sweep(sw: pd.DataFrame, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def bench_generation(test_store: str | os.PathLike, index_path: str | os.PathLike,
+                     n_queries: int, seed: int = 0, log=print) -> dict:
+    """``msid bench``: queries/s of the shipped ``denovo`` (no candidates) and ``glmr`` (mass
+    candidates, K from its card) beside the Ranker on the same queries and candidates."""
+    import time
+
+    from msid.benchmark import BenchmarkConfig, select_queries
+    from msid.candidate_sets import candidates_for_queries
+    from msid.chem.candidates import CandidateIndex
+    from msid.generation.modelio import default_path
+    from msid.methods import MethodResources, make_method, rank_queries
+    from msid.store import SpectrumStore
+
+    out: dict[str, dict] = {}
+    with SpectrumStore(test_store) as test:
+        rows = select_queries(test, BenchmarkConfig(max_queries=n_queries, seed=seed))
+        cands = candidates_for_queries(test, rows, index=CandidateIndex(index_path),
+                                       kind="mass", ppm=10.0, max_n=256, include_true=True,
+                                       seed=seed)
+        for name, given in (("ranker", cands), ("denovo", None), ("glmr", cands)):
+            if name != "ranker" and not default_path(name).exists():
+                log(f"   {name:<14} no shipped model ({default_path(name).name}): skipped")
+                continue
+            method = make_method(name, MethodResources(seed=seed, options={"num_threads": 1}))
+            rank_queries(method, test, rows[:2], given, progress=False)  # warm-up
+            t0 = time.perf_counter()
+            rank_queries(method, test, rows, given, progress=False)
+            secs = time.perf_counter() - t0
+            out[name] = {"queries": len(rows), "queries_per_s": len(rows) / secs}
+            log(f"   {name:<14} {len(rows) / secs:,.2f} queries/s ({len(rows)} queries"
+                f"{', mass candidates' if given is not None else ', no candidates'})")
+    return out

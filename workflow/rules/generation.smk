@@ -1,0 +1,200 @@
+GEN = config["generation"]
+MODELS_DIR = config["models"]["dir"]
+
+
+wildcard_constraints:
+    glmr_fusion="concat|average",
+
+
+rule train_denovo:
+    """De novo model: decoder pretrained on pool molecules (val/test structures left out),
+    then trained on the train fold's spectra (GPU if there is one)."""
+    input:
+        train=f"results/library/{LIB}.train.h5",
+        val=f"results/library/{LIB}.val.h5",
+        test=f"results/library/{LIB}.test.h5",
+        index="results/candidates/index.npz",
+    output:
+        model="results/models/denovo.safetensors",
+        card="results/models/denovo.json",
+        tokenizer="results/models/denovo.tokenizer.json",
+    log:
+        "logs/train_denovo.log",
+    benchmark:
+        "benchmarks/train_denovo.tsv"
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 2
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
+        gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
+    params:
+        kind="denovo",
+        config=GEN["train"],
+    script:
+        "../scripts/generation_train.py"
+
+
+GLMR_TRAIN_INPUTS = {
+    "train": f"results/library/{LIB}.train.h5",
+    "val": f"results/library/{LIB}.val.h5",
+    "index": "results/candidates/index.npz",
+    "denovo": "results/models/denovo.safetensors",
+    "ranker": f"{MODELS_DIR}/ranker.safetensors",
+}
+
+
+rule train_glmr:
+    """GLMR (cross-fusion): fusion + decoder from the de novo model, encoders frozen."""
+    input:
+        **GLMR_TRAIN_INPUTS,
+    output:
+        model="results/models/glmr.safetensors",
+        card="results/models/glmr.json",
+    log:
+        "logs/train_glmr/cross.log",
+    benchmark:
+        "benchmarks/train_glmr/cross.tsv"
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 2
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
+        gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
+    params:
+        kind="glmr",
+        fusion="cross",
+        config=GEN["train"],
+    script:
+        "../scripts/generation_train.py"
+
+
+rule train_glmr_ablation:
+    """GLMR ablations: cross-fusion replaced by concatenation or averaging."""
+    input:
+        **GLMR_TRAIN_INPUTS,
+    output:
+        model="results/models/glmr_{glmr_fusion}.safetensors",
+        card="results/models/glmr_{glmr_fusion}.json",
+    log:
+        "logs/train_glmr/{glmr_fusion}.log",
+    benchmark:
+        "benchmarks/train_glmr/{glmr_fusion}.tsv"
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 2
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
+        gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
+    params:
+        kind="glmr",
+        fusion=lambda wc: wc.glmr_fusion,
+        config=GEN["train"],
+    script:
+        "../scripts/generation_train.py"
+
+
+rule denovo_benchmark:
+    """De novo leaderboard: model vs its spectrum-blind control and random generation."""
+    input:
+        queries="results/benchmark/queries.h5",
+        blind="results/benchmark/queries.spectrum_blind.h5",
+        index="results/candidates/index.npz",
+        model=f"{MODELS_DIR}/denovo.safetensors",
+    output:
+        csv="results/leaderboard/denovo.csv",
+        md="results/leaderboard/denovo.md",
+    log:
+        "logs/denovo_benchmark.log",
+    benchmark:
+        "benchmarks/denovo_benchmark.tsv"
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(120),
+    params:
+        denovo=GEN["denovo"],
+        benchmark=GEN["benchmark"],
+        dataset=LIB,
+        fold=BENCH["fold"],
+    script:
+        "../scripts/generation_denovo_benchmark.py"
+
+
+rule glmr_benchmark:
+    """GLMR vs the Ranker on the same mass candidates, controls, ablations, K sweep."""
+    input:
+        **{
+            f"glmr_{f}": f"{MODELS_DIR}/glmr_{f}.safetensors"
+            for f in GEN["glmr"]["ablations"]
+        },
+        queries="results/benchmark/queries.h5",
+        blind="results/benchmark/queries.spectrum_blind.h5",
+        candidates="results/benchmark/candidates.mass.tsv",
+        ranker=f"{MODELS_DIR}/ranker.safetensors",
+        glmr=f"{MODELS_DIR}/glmr.safetensors",
+    output:
+        csv="results/leaderboard/glmr.csv",
+        md="results/leaderboard/glmr.md",
+        sweep_csv="results/leaderboard/glmr_k_sweep.csv",
+        sweep_md="results/leaderboard/glmr_k_sweep.md",
+        sweep_png="results/leaderboard/glmr_k_sweep.png",
+    log:
+        "logs/glmr_benchmark.log",
+    benchmark:
+        "benchmarks/glmr_benchmark.tsv"
+    conda:
+        env("torch")
+    container:
+        image("torch")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(120),
+    params:
+        ablations=GEN["glmr"]["ablations"],
+        k_sweep=GEN["glmr"]["k_sweep"],
+        benchmark=GEN["benchmark"],
+        dataset=LIB,
+        fold=BENCH["fold"],
+    script:
+        "../scripts/generation_glmr_benchmark.py"
+
+
+_GEN_SHIPPED = [
+    f"{MODELS_DIR}/{m}.safetensors"
+    for m in ["denovo", "glmr"] + [f"glmr_{f}" for f in GEN["glmr"]["ablations"]]
+]
+_GEN_MISSING = [p for p in _GEN_SHIPPED if not os.path.exists(p)]
+if GEN["benchmark"]["enabled"] and _GEN_MISSING:
+    print(
+        f"generation: no model at {', '.join(_GEN_MISSING)} (make models trains them); "
+        "the de novo and GLMR leaderboards are left out",
+        file=sys.stderr,
+    )
+if GEN["benchmark"]["enabled"] and not _GEN_MISSING:
+    FAMILY_BENCHMARK_OUTPUTS += [
+        "results/leaderboard/denovo.csv",
+        "results/leaderboard/denovo.md",
+        "results/leaderboard/glmr.csv",
+        "results/leaderboard/glmr.md",
+        "results/leaderboard/glmr_k_sweep.csv",
+        "results/leaderboard/glmr_k_sweep.md",
+        "results/leaderboard/glmr_k_sweep.png",
+    ]

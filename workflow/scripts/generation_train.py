@@ -1,0 +1,15 @@
+"""Rule script: train the de novo model or a GLMR model (msid.generation.training)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.generation.training import train_denovo, train_glmr
+
+inp, out = snakemake.input, snakemake.output
+if snakemake.params.kind == "denovo":
+    train_denovo(inp.train, inp.val, inp.test, inp.index, snakemake.params.config, out.model)
+else:
+    train_glmr(inp.train, inp.val, inp.index, inp.denovo, inp.ranker, snakemake.params.config,
+               out.model, fusion=snakemake.params.fusion)
