@@ -142,6 +142,14 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from msid.export.spectra import export_spectra
+
+    n = export_spectra(a.store, a.out, a.format or "")
+    print(f"msid export: {n} spectra -> {a.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_methods(a: argparse.Namespace) -> int:
     from msid.methods import available
 
@@ -185,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["tiny", "seed"], help="preset size (default tiny)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
+    p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra, matchms)")
+    p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
+    p.add_argument("--out", required=True, help="output file (.mgf or .msp)")
+    p.add_argument("--format", choices=["mgf", "msp"], help="default: from the suffix")
     p = sub.add_parser("serve", help="local web GUI for EI library search")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: "
                                                       "this machine only)")
@@ -220,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_preprocess,
             "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench,
-            "train": cmd_train, "serve": cmd_serve}
+            "train": cmd_train, "serve": cmd_serve, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,3 +61,29 @@ rule fdr_curve:
 
 
 FAMILY_BENCHMARK_OUTPUTS.append("results/benchmark/fdr_curve.png")
+
+
+rule mztab_run:
+    """A run's identifications as mzTab-M 2.0 (SML/SMF/SME tables)."""
+    input:
+        identifications="results/runs/{sample}/identifications.tsv",
+        spectra="results/runs/{sample}/spectra.h5",
+    output:
+        "results/runs/{sample}/identifications.mztab",
+    log:
+        "logs/mztab_run/{sample}.log",
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
+    params:
+        library=LIB,
+    script:
+        "../scripts/mztab_run.py"
+
+
+RUN_OUTPUTS["small_molecule"]["mztab"] = "identifications.mztab"
