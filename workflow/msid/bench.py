@@ -212,6 +212,12 @@ def run_bench(a: argparse.Namespace) -> dict:
                                                      ef_search=a.ei_ef_search),
                                      vectors=a.ei_vectors,
                                      log=lambda s: print(s, flush=True))
+    if not getattr(a, "skip_peptides", False):
+        from msid.peptides.bench import bench_peptides
+
+        print("== de novo peptides: PepTRM (shipped model, beam) and the DP baseline, peptide "
+              "test fold", flush=True)
+        results["peptides"] = bench_peptides(log=lambda s: print(s, flush=True))
     results["machine"] = {"cpus": os.cpu_count()}
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=2, default=str))

@@ -164,6 +164,47 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("denovo-peptides", help="de novo peptide sequencing (PepTRM or DP)",
+                       description="Peptide sequences for MS/MS spectra without a database.")
+    p.add_argument("queries", help="mzML/mzXML/MGF (gz allowed) or an msid store (.h5)")
+    p.add_argument("--out", action="append", required=True,
+                   help="output file, repeatable: .tsv (query_id, rank, sequence, score, "
+                        "precursor_mz_error_ppm) and/or .mztab (mzTab 1.0 PSMs)")
+    p.add_argument("--method", choices=["peptrm", "dp"], default="peptrm",
+                   help="PepTRM (learned, default) or the spectrum-graph DP baseline")
+    p.add_argument("--model", help="PepTRM model file (default: the shipped one)")
+    p.add_argument("--decoding", choices=["beam", "greedy"], default="beam")
+    p.add_argument("--beam-size", type=int, default=10)
+    p.add_argument("--ppm", type=float, default=50.0, help="precursor mass tolerance")
+    p.add_argument("--max-spectra", type=int, default=0, help="first N spectra only (0: all)")
+
+
+def cmd_denovo_peptides(a: argparse.Namespace) -> int:
+    from msid.identify import load_queries, temp_workdir
+    from msid.peptides.denovo import DecodeConfig, denovo_run, shipped_model
+
+    outs = [Path(o) for o in a.out]
+    bad = [str(o) for o in outs if o.suffix.lower() not in (".tsv", ".mztab")]
+    if bad:
+        raise ValueError(f"--out must end in .tsv or .mztab: {bad}")
+    tsv = next((o for o in outs if o.suffix.lower() == ".tsv"), None)
+    mztab = next((o for o in outs if o.suffix.lower() == ".mztab"), None)
+    cfg = DecodeConfig(method=a.decoding, beam_size=a.beam_size, ppm=a.ppm,
+                       max_spectra=a.max_spectra)
+    with temp_workdir() as work:
+        q = load_queries(a.queries, work)
+        store_path, n_bad = q.path, len(q.quarantine)
+        q.close()
+        df = denovo_run(store_path, a.model or shipped_model(), cfg,
+                        tsv=tsv or Path(work) / "denovo.tsv", mztab=mztab,
+                        run_location=a.queries, method=a.method,
+                        log=lambda m: print(f"msid denovo-peptides: {m}", file=sys.stderr))
+    print(f"msid denovo-peptides: {len(df)} sequences -> {', '.join(map(str, outs))}"
+          + (f"; {n_bad} input record(s) quarantined" if n_bad else ""), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msid", description=__doc__)
     parser.add_argument("--version", action="version", version=f"msid {__version__}")
@@ -193,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["tiny", "seed"], help="preset size (default tiny)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
+    _add_denovo_peptides(sub)
     p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra, matchms)")
     p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
     p.add_argument("--out", required=True, help="output file (.mgf or .msp)")
@@ -211,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--skip-index", action="store_true")
     p.add_argument("--skip-models", action="store_true")
+    p.add_argument("--skip-peptides", action="store_true",
+                   help="skip the de novo peptide throughput benchmark")
     p.add_argument("--model-queries", type=int, default=1000,
                    help="test-fold queries ranked by each learned model")
     p.add_argument("--train-steps", type=int, default=200,
@@ -233,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_preprocess,
             "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench,
             "train": cmd_train, "serve": cmd_serve, "export": cmd_export}
+COMMANDS["denovo-peptides"] = cmd_denovo_peptides
 
 
 def main(argv: list[str] | None = None) -> int:

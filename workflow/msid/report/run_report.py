@@ -12,13 +12,13 @@ import pandas as pd
 
 from msid import __version__
 from msid.atomic import write_text
-from msid.rankings import read_rankings
+from msid.rankings import ALL_COLUMNS, read_rankings
 from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
 from msid.store import SpectrumStore
 
 KIND_NOTES = {
-    "peptide": "Peptide run: spectra were searched against the small-molecule library like any "
-               "other run; de novo peptide sequencing is not part of this msid version.",
+    "peptide": "Peptide run: sequenced de novo (PepTRM; section 'De novo peptide sequences'), "
+               "not searched against the small-molecule library.",
     "ei": "EI (GC-MS) run: nominal-mass EI spectra matched against the configured EI library "
           "(section 'EI library matches'); the ESI library search is shown for completeness.",
 }
@@ -28,6 +28,14 @@ def _template() -> jinja2.Template:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     text = files("msid.report").joinpath("templates/run_report.html").read_text()
     return env.from_string(text)
+
+
+def _peptide_section(kind: str, denovo, annotations) -> dict | None:
+    if kind != "peptide" or not denovo or not annotations:
+        return None
+    from msid.report.peptides import peptide_section
+
+    return peptide_section(denovo, annotations)
 
 
 def _ei_section(kind: str, ei: dict | None, n_mirror: int) -> dict | None:
@@ -57,12 +65,16 @@ def _unanswered(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
             .to_dict("records"))
 
 
-def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike,
+def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike | None,
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12, fdr: float = 0.01,
                      min_score: float = 0.0, confident_score: float = 0.7,
+                     denovo: str | os.PathLike | None = None,
+                     denovo_annotations: str | os.PathLike | None = None,
                      ei: dict | None = None) -> None:
-    ids = read_rankings(identifications)
+    ids = (read_rankings(identifications) if identifications else  # peptide runs: none
+           pd.DataFrame({c: pd.Series(dtype=float if c in ("rank", "score") else object)
+                         for c in ALL_COLUMNS}))
     with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
         md = store.metadata
         quarantine = store.quarantine
@@ -111,5 +123,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         quarantine=quarantine.head(500).to_dict("records"),
         quarantine_truncated=max(0, n_q - 500),
         hits=top.head(500).to_dict("records"), hits_truncated=max(0, len(top) - 500),
-        mirrors=mirrors, figures=figures, ei=_ei_section(kind, ei, n_mirror))
+        mirrors=mirrors, figures=figures,
+        peptide=_peptide_section(kind, denovo, denovo_annotations),
+        ei=_ei_section(kind, ei, n_mirror))
     write_text(out, html)

@@ -1,0 +1,88 @@
+"""PepTRM end to end on real annotated spectra: train a few steps, model file, CLI, mzTab."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from pyteomics import mgf, mztab
+
+from msid.cli import main
+from msid.io.errors import ModelFileError
+from msid.peptides.data import read_annotated_mgf
+from msid.peptides.training import load_peptrm, per_step_metrics, predict, train_peptrm
+
+ROOT = Path(__file__).resolve().parents[1]
+MGF = sorted((ROOT / "resources" / "peptides").glob("*.mgf.gz"))
+SMALL = {"size": "tiny", "model": {"d_model": 32, "n_heads": 2, "enc_layers": 1, "T": 2,
+                                   "n": 1, "max_peaks": 32, "n_freqs": 8},
+         "train": {"max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "batch_size": 4,
+                   "warmup_steps": 1, "progress": False, "num_threads": 1},
+         "curriculum": {"synthetic_per_batch": 4}}
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("peptrm") / "peptrm.safetensors"
+    train_peptrm(MGF, SMALL, out, log=lambda *_: None)
+    return out
+
+
+def test_model_file_card_history_and_tampering(model_file, tmp_path):
+    card = json.loads(model_file.with_suffix(".json").read_text())
+    assert card["family"] == "peptrm" and card["training"]["steps"] == 4
+    assert card["training"]["split"]["by"].startswith("peptide sequence")
+    assert len(card["metrics"]["val_per_step"]) == 2
+    hist = json.loads(model_file.with_suffix(".history.json").read_text())
+    assert [r["step"] for r in hist["val"]] == [2, 4]
+    model, _ = load_peptrm(model_file)
+    assert model.cfg.T == 2 and not model.training
+    bad = tmp_path / "peptrm.safetensors"
+    data = bytearray(model_file.read_bytes())
+    data[-10] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    bad.with_suffix(".json").write_text(model_file.with_suffix(".json").read_text())
+    with pytest.raises(ModelFileError):
+        load_peptrm(bad)
+
+
+def test_predict_and_per_step(model_file):
+    model, _ = load_peptrm(model_file)
+    spectra = read_annotated_mgf(MGF[0]).spectra[:6]
+    dec = predict(model, spectra, decoding="beam", beam_size=4)
+    assert len(dec) == 6 and all(isinstance(d.score, float) for d in dec)
+    steps = per_step_metrics(model, spectra)
+    assert [r["step"] for r in steps] == [1, 2]
+    with torch.no_grad():
+        from msid.peptides.model import tensorize
+        out = model(tensorize(spectra, model.cfg, model.vocab, with_tokens=False))
+    assert len(out) == 2 and out[0].shape == (6, model.cfg.max_len, len(model.vocab))
+
+
+@pytest.mark.parametrize("method", ["peptrm", "dp"])
+def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
+    spectra = read_annotated_mgf(MGF[1]).spectra[:8]
+    src = tmp_path / "q.mgf"
+    mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
+                "params": {"title": s.id, "pepmass": s.precursor_mz,
+                           "charge": f"{s.charge}+", "scans": str(k)}}
+               for k, s in enumerate(spectra)], output=str(src))
+    tsv, tab = tmp_path / "out.tsv", tmp_path / "out.mztab"
+    rc = main(["denovo-peptides", str(src), "--out", str(tsv), "--out", str(tab),
+               "--model", str(model_file), "--method", method, "--beam-size", "4"])
+    assert rc == 0
+    df = pd.read_csv(tsv, sep="\t")
+    assert list(df.columns[:5]) == ["query_id", "rank", "sequence", "score",
+                                    "precursor_mz_error_ppm"]
+    t = mztab.MzTab(str(tab))
+    assert t.version == "1.0.0"
+    psm = t.spectrum_match_table
+    assert len(psm) == len(df)
+    if len(df):
+        assert set(psm["opt_global_proforma"]) == set(df["sequence"])
+        assert psm["spectra_ref"].str.startswith("ms_run[1]:").all()
+    assert main(["denovo-peptides", str(src), "--out", str(tmp_path / "x.csv"),
+                 "--model", str(model_file)]) == 2

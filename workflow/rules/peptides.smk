@@ -1,0 +1,102 @@
+PEP = config["peptides"]
+PEPTIDE_LEADERBOARD_FILES = [
+    "peptides.md",
+    "peptides.csv",
+    "peptides.png",
+    "peptides_steps.csv",
+    "peptides_steps.png",
+]
+
+RUN_OUTPUTS["peptide"] = {
+    "denovo": "denovo_peptides.tsv",
+    "denovo_mztab": "denovo_peptides.mztab",
+    "denovo_annotations": "denovo_annotations.json",
+}
+FAMILY_BENCHMARK_OUTPUTS += expand(
+    "results/leaderboard/{name}", name=PEPTIDE_LEADERBOARD_FILES
+)
+
+
+rule train_peptrm:
+    """Train PepTRM on the train fold of the annotated peptide spectra plus synthetic spectra."""
+    input:
+        data=PEP["data"],
+    output:
+        model="results/models/peptrm.safetensors",
+        card="results/models/peptrm.json",
+        history="results/models/peptrm.history.json",
+    log:
+        "logs/train_peptrm.log",
+    benchmark:
+        "benchmarks/train_peptrm.tsv"
+    conda:
+        env("peptides")
+    container:
+        image("peptides")
+    threads: 2
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(120),
+        gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
+    params:
+        config=lambda wc: {**PEP.get("train", {}), "folds": PEP.get("folds", {})},
+    script:
+        "../scripts/peptides_train.py"
+
+
+rule denovo_peptides:
+    """De novo peptide sequences of a peptide run (shipped PepTRM): TSV, mzTab, annotations."""
+    input:
+        spectra="results/runs/{sample}/spectra.h5",
+        model=PEP["model"],
+    output:
+        tsv="results/runs/{sample}/denovo_peptides.tsv",
+        mztab="results/runs/{sample}/denovo_peptides.mztab",
+        annotations="results/runs/{sample}/denovo_annotations.json",
+    log:
+        "logs/denovo_peptides/{sample}.log",
+    benchmark:
+        "benchmarks/denovo_peptides/{sample}.tsv"
+    conda:
+        env("peptides")
+    container:
+        image("peptides")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
+    params:
+        decode=PEP.get("decode", {}),
+        run=run_input,
+        n_annotated=PEP.get("report_spectra", 8),
+    script:
+        "../scripts/peptides_denovo.py"
+
+
+rule peptides_leaderboard:
+    """PepTRM vs the DP baseline on the peptide test fold: metrics with CIs, curves, steps."""
+    input:
+        data=PEP["data"],
+        model=PEP["model"],
+    output:
+        expand("results/leaderboard/{name}", name=PEPTIDE_LEADERBOARD_FILES),
+    log:
+        "logs/peptides_leaderboard.log",
+    benchmark:
+        "benchmarks/peptides_leaderboard.tsv"
+    conda:
+        env("peptides")
+    container:
+        image("peptides")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
+    params:
+        folds=PEP.get("folds", {}),
+        decode=PEP.get("decode", {}),
+        dp=PEP.get("dp", {}),
+        benchmark=PEP.get("benchmark", {}),
+    script:
+        "../scripts/peptides_leaderboard.py"
