@@ -86,3 +86,29 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
         assert psm["spectra_ref"].str.startswith("ms_run[1]:").all()
     assert main(["denovo-peptides", str(src), "--out", str(tmp_path / "x.csv"),
                  "--model", str(model_file)]) == 2
+
+
+def test_run_outputs_and_report_section(model_file, tmp_path):
+    """denovo_run on a converted store -> TSV, mzTab, annotations; the report section draws
+    the annotated spectra (PNG) and lists the top sequences."""
+    from msid.identify import load_queries
+    from msid.peptides.denovo import DecodeConfig, denovo_run
+    from msid.report.peptides import peptide_section
+
+    spectra = read_annotated_mgf(MGF[0]).spectra[:5]
+    src = tmp_path / "run.mgf"
+    mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
+                "params": {"title": s.id, "pepmass": s.precursor_mz, "charge": f"{s.charge}+"}}
+               for s in spectra], output=str(src))
+    store = load_queries(src, tmp_path)
+    store_path = store.path
+    store.close()
+    out = {k: tmp_path / f"d.{k}" for k in ("tsv", "mztab", "json")}
+    df = denovo_run(store_path, model_file, DecodeConfig(beam_size=4), tsv=out["tsv"],
+                    mztab=out["mztab"], annotations=out["json"], n_annotated=3,
+                    method="dp", log=lambda *_: None)
+    ann = json.loads(out["json"].read_text())
+    assert ann["n_spectra"] == 5 and len(ann["spectra"]) == min(3, len(df))
+    sec = peptide_section(out["tsv"], out["json"])
+    assert len(sec["top"]) == len(df)
+    assert all(f["src"].startswith("data:image/png;base64,") for f in sec["figures"])
