@@ -159,11 +159,26 @@ def run_outputs(wildcards):
 FAMILY_BENCHMARK_OUTPUTS = []
 
 
+def batch_report_inputs(wildcards):
+    """Every run's files the batch report reads (and links), plus the FDR curve if built."""
+    out = {}
+    for sample, kind in samples["kind"].items():
+        out[f"report_{sample}"] = f"results/runs/{sample}/report.html"
+        out[f"spectra_{sample}"] = f"results/runs/{sample}/spectra.h5"
+        for name, f in RUN_OUTPUTS[kind].items():
+            out[f"{name}_{sample}"] = f"results/runs/{sample}/{f}"
+    if BENCH.get("enabled", True):
+        out["fdr_curve"] = "results/benchmark/fdr_curve.png"
+    return out
+
+
 def all_outputs():
     out = []
     for sample, kind in samples["kind"].items():
         out += [f"results/runs/{sample}/{f}" for f in RUN_OUTPUTS[kind].values()]
         out.append(f"results/runs/{sample}/report.html")
+    if len(samples):
+        out.append("results/batch_report.html")
     if BENCH.get("enabled", True):
         out += FAMILY_BENCHMARK_OUTPUTS
     return out + benchmark_outputs()

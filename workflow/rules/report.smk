@@ -84,3 +84,31 @@ rule training_curves:
         runtime=scaled(10),
     script:
         "../scripts/training_curves.py"
+
+
+rule batch_report:
+    """One summary across every run: counts, reasons, QC plots, links, provenance."""
+    input:
+        unpack(batch_report_inputs),
+    output:
+        report(
+            "results/batch_report.html",
+            caption="../report/batch_report.rst",
+            category="Runs",
+        ),
+    log:
+        "logs/batch_report.log",
+    conda:
+        env("report")
+    container:
+        image("report")
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(20),
+    params:
+        samples=list(samples.index),
+        kinds=list(samples["kind"]),
+        run_outputs=RUN_OUTPUTS,
+    script:
+        "../scripts/batch_report.py"

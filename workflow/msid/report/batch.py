@@ -1,0 +1,224 @@
+"""One summary report across a batch of runs (MultiQC-like), with provenance.
+
+Per run: spectra read, kept and quarantined, spectra answered and confidently identified, the
+reasons for spectra without an answer, links to the run's own report and mzTab-M; across runs:
+quarantine reasons side by side, QC plots, and what produced the results (software versions,
+parameters, the library file's digest, the cards of the models used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+
+from msid import __version__
+from msid.atomic import write_text
+from msid.rankings import read_rankings
+from msid.report.plots import data_uri
+from msid.store import SpectrumStore
+
+SOFTWARE = ("msid", "pyopenms", "matchms", "rdkit", "ms-entropy", "torch", "numpy", "pandas",
+            "h5py", "pyteomics", "snakemake", "scikit-learn")
+
+
+def software_versions() -> list[dict]:
+    out = []
+    for name in SOFTWARE:
+        if name == "msid":
+            out.append({"package": name, "version": __version__})
+            continue
+        try:
+            out.append({"package": name, "version": metadata.version(name)})
+        except metadata.PackageNotFoundError:
+            out.append({"package": name, "version": "not installed"})
+    return out
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes ('' when missing)."""
+    p = Path(path)
+    if not p.is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
+                identifications: str | os.PathLike | None, fdr: float) -> dict:
+    """Counts of one run; a kind without a small-molecule table (``identifications`` None)
+    gets the store's counts only."""
+    ids = (read_rankings(identifications) if identifications else
+           pd.DataFrame(columns=["query_id", "rank", "score", "method", "note", "q_value"]))
+    with SpectrumStore(spectra) as st:
+        md = st.metadata
+        quarantine = st.quarantine
+    ranked = ids[ids["rank"] > 0]
+    top = ranked[ranked["rank"] == 1].drop_duplicates("query_id")
+    q = pd.to_numeric(top["q_value"], errors="coerce")
+    confident = int((q <= fdr).sum()) if q.notna().any() else 0
+    answered = set(ranked["query_id"])
+    notes = ids[ids["rank"] == 0].drop_duplicates("query_id").set_index("query_id")["note"]
+    missing = [x for x in md["id"].astype(str) if x not in answered]
+    reasons = pd.Series([notes.get(x, "no row in the table") for x in missing], dtype=object)
+    qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
+                if len(quarantine) else pd.Series(dtype=int))
+    return {
+        "sample": sample, "kind": kind, "n_read": len(md) + len(quarantine), "n_kept": len(md),
+        "n_quarantined": len(quarantine), "n_answered": len(answered & set(md["id"])),
+        "n_confident": confident, "n_unanswered": len(missing),
+        "methods": ", ".join(sorted(set(ranked["method"]))),
+        "unanswered": reasons.value_counts().to_dict(), "quarantine": qreasons.to_dict(),
+        "top_scores": top["score"].to_numpy(dtype=float),
+    }
+
+
+def _runs_figure(runs: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["sample"] for r in runs]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(runs) + 2))
+    y = np.arange(len(runs))
+    ax = axes[0]
+    left = np.zeros(len(runs))
+    for key, label in (("n_confident", "confident"), ("n_answered", "tentative"),
+                       ("n_unanswered", "no answer"), ("n_quarantined", "quarantined")):
+        vals = np.array([r[key] for r in runs], dtype=float)
+        if key == "n_answered":
+            vals = vals - np.array([r["n_confident"] for r in runs])
+        ax.barh(y, vals, left=left, label=label)
+        left += vals
+    ax.set_yticks(y, names)
+    ax.set_xlabel("spectra")
+    ax.legend(fontsize=7)
+    ax.set_title("Spectra per run", fontsize=9)
+    ax = axes[1]
+    for r in runs:
+        if len(r["top_scores"]):
+            ax.hist(r["top_scores"], bins=20, range=(0, 1), histtype="step", label=r["sample"])
+    ax.set_xlabel("best score per spectrum")
+    ax.set_ylabel("spectra")
+    ax.set_title("Score distributions", fontsize=9)
+    if runs:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return data_uri(buf.getvalue())
+
+
+def model_cards(methods: list[str], model_dir: str | os.PathLike) -> list[dict]:
+    out = []
+    for m in methods:
+        card = Path(model_dir) / f"{m}.json"
+        if not card.is_file():
+            continue
+        c = json.loads(card.read_text())
+        keep = {k: c[k] for k in ("family", "created", "data", "metrics", "config_hash",
+                                  "training", "seed") if k in c}
+        out.append({"method": m, "file": str(card.with_suffix(".safetensors")),
+                    "digest": file_digest(card.with_suffix(".safetensors"))[:16],
+                    "card": json.dumps(keep, indent=1, default=str)[:3000]})
+    return out
+
+
+TEMPLATE = """<!doctype html><html><head><meta charset="utf-8">
+<title>msid batch summary</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:1200px}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+font-size:90%}td.num{text-align:right}pre{background:#f6f6f6;padding:8px;font-size:80%;
+overflow-x:auto}</style></head><body>
+<h1>msid batch summary</h1>
+<p>{{ runs|length }} run(s) · msid {{ version }} · {{ created }}</p>
+<h2>Runs</h2>
+<table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
+<th>answered</th><th>confident (q &le; {{ fdr }})</th><th>no answer</th><th>methods</th>
+<th>report</th><th>mzTab-M</th></tr>
+{% for r in runs %}<tr><td>{{ r.sample }}</td><td>{{ r.kind }}</td>
+<td class="num">{{ r.n_read }}</td><td class="num">{{ r.n_kept }}</td>
+<td class="num">{{ r.n_quarantined }}</td><td class="num">{{ r.n_answered }}</td>
+<td class="num">{{ r.n_confident }}</td><td class="num">{{ r.n_unanswered }}</td>
+<td>{{ r.methods }}</td><td><a href="{{ r.report }}">report</a></td>
+<td>{% if r.mztab %}<a href="{{ r.mztab }}">mzTab-M</a>{% endif %}</td></tr>{% endfor %}
+</table>
+<img src="{{ figure }}" alt="runs">
+<h2>Spectra without an answer, by reason</h2>
+{% if unanswered %}<table><tr><th>reason</th>{% for r in runs %}<th>{{ r.sample }}</th>
+{% endfor %}</tr>{% for reason, row in unanswered %}<tr><td>{{ reason }}</td>
+{% for v in row %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<p>Every kept spectrum has an answer.</p>{% endif %}
+<h2>Quarantined records, by reason</h2>
+{% if quarantine %}<table><tr><th>reason</th>{% for r in runs %}<th>{{ r.sample }}</th>
+{% endfor %}</tr>{% for reason, row in quarantine %}<tr><td>{{ reason }}</td>
+{% for v in row %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<p>No record was quarantined.</p>{% endif %}
+{% if fdr_curve %}<h2>Library search FDR: estimate vs truth (benchmark fold)</h2>
+<img src="{{ fdr_curve }}" alt="FDR curve">{% endif %}
+<h2>Provenance</h2>
+<h3>Library</h3>
+<p><code>{{ library_path }}</code> · sha256 <code>{{ library_digest }}</code></p>
+<h3>Software versions</h3>
+<table><tr><th>package</th><th>version</th></tr>
+{% for s in software %}<tr><td>{{ s.package }}</td><td>{{ s.version }}</td></tr>{% endfor %}
+</table>
+<h3>Parameters</h3><pre>{{ parameters }}</pre>
+{% if models %}<h3>Model cards</h3>{% for m in models %}
+<p><b>{{ m.method }}</b>: <code>{{ m.file }}</code> (sha256 {{ m.digest }}…)</p>
+<pre>{{ m.card }}</pre>{% endfor %}{% endif %}
+</body></html>
+"""
+
+
+def _pivot(runs: list[dict], key: str) -> list[tuple[str, list[int]]]:
+    reasons = sorted({k for r in runs for k in r[key]})
+    return [(k, [int(r[key].get(k, 0)) for r in runs]) for k in reasons]
+
+
+def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict,
+                       fdr_curve: str | os.PathLike | None = None) -> None:
+    """``runs``: dicts with sample, kind, spectra, report[, identifications, mztab] paths."""
+    out = Path(out)
+    ident = config.get("identify", {})
+    fdr = float(ident.get("fdr", 0.05))
+    summaries = []
+    for r in runs:
+        s = run_summary(r["sample"], r["kind"], r["spectra"], r.get("identifications"), fdr)
+        s["report"] = os.path.relpath(r["report"], out.parent)
+        s["mztab"] = os.path.relpath(r["mztab"], out.parent) if r.get("mztab") else ""
+        summaries.append(s)
+    params = {k: config[k] for k in ("library", "library_search", "identify", "preprocess",
+                                     "candidates") if k in config}
+    lib_path = config.get("library", {}).get("path", "")
+    curve = None
+    if fdr_curve and Path(fdr_curve).is_file():
+        import base64
+
+        curve = "data:image/png;base64," + base64.b64encode(Path(fdr_curve).read_bytes()).decode()
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = env.from_string(TEMPLATE).render(
+        runs=summaries, version=__version__, fdr=fdr,
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        figure=_runs_figure(summaries), unanswered=_pivot(summaries, "unanswered"),
+        quarantine=_pivot(summaries, "quarantine"), fdr_curve=curve,
+        library_path=lib_path, library_digest=file_digest(lib_path) or "file not found",
+        software=software_versions(),
+        parameters=yaml.safe_dump(params, sort_keys=False, default_flow_style=None),
+        models=model_cards(list(ident.get("methods", [])),
+                           config.get("models", {}).get("dir", "resources/models")))
+    write_text(out, html)

@@ -1,0 +1,21 @@
+"""Rule script: one summary report across every run of the batch."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.report.batch import write_batch_report
+
+runs = []
+for sample, kind in zip(snakemake.params.samples, snakemake.params.kinds):
+    d = f"results/runs/{sample}"
+    outputs = snakemake.params.run_outputs[kind]
+    runs.append({"sample": sample, "kind": kind, "spectra": f"{d}/spectra.h5",
+                 "report": f"{d}/report.html",
+                 "identifications": (f"{d}/{outputs['identifications']}"
+                                     if "identifications" in outputs else None),
+                 "mztab": f"{d}/{outputs['mztab']}" if "mztab" in outputs else None})
+write_batch_report(runs, snakemake.output[0], config=snakemake.config,
+                   fdr_curve=snakemake.input.get("fdr_curve"))
+print(f"batch report of {len(runs)} runs -> {snakemake.output[0]}")
