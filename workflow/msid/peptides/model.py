@@ -42,6 +42,7 @@ class PepTRMConfig:
     step_weight_growth: float = 1.5  # weight of step t is growth**t
     mass_loss_weight: float = 0.1
     label_smoothing: float = 0.05
+    fp64_mass: bool = False  # mass features computed in float64 (fp32 loses periods < 0.01 Da)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PepTRMConfig:
@@ -65,16 +66,21 @@ SIZES: dict[str, dict] = {
 class MassEncoder(nn.Module):
     """Sinusoidal features of a mass (log-spaced periods 0.001 .. 10,000 Da) -> d_model."""
 
-    def __init__(self, d: int, n_freqs: int) -> None:
+    def __init__(self, d: int, n_freqs: int, fp64: bool = False) -> None:
         super().__init__()
         periods = torch.logspace(-3, 4, n_freqs, dtype=torch.float64)
-        self.register_buffer("omega", (2 * math.pi / periods).float(), persistent=False)
+        self.fp64 = fp64
+        self.register_buffer("omega", 2 * math.pi / periods, persistent=False)
         self.proj = nn.Linear(2 * n_freqs, d)
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
-        # m in float64 would be ideal; fp32 keeps ~1e-4 Da at 1,000 Da, enough for 0.001 periods
-        ang = m.unsqueeze(-1).float() * self.omega
-        return self.proj(torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1))
+        if self.fp64:  # angles of 1,000 Da at a 0.001 Da period need float64
+            ang = m.unsqueeze(-1).double() * self.omega
+            feats = torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1).float()
+        else:
+            ang = m.unsqueeze(-1).float() * self.omega.float()
+            feats = torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
+        return self.proj(feats.to(self.proj.weight.dtype))
 
 
 class PepTRM(nn.Module):
@@ -85,9 +91,9 @@ class PepTRM(nn.Module):
         V, d = len(self.vocab), cfg.d_model
         self.register_buffer("token_mass", torch.tensor(self.vocab.masses, dtype=torch.float32),
                              persistent=False)
-        self.peak_mz = MassEncoder(d, cfg.n_freqs)
+        self.peak_mz = MassEncoder(d, cfg.n_freqs, cfg.fp64_mass)
         self.peak_int = nn.Linear(1, d)
-        self.prec_mass = MassEncoder(d, cfg.n_freqs)
+        self.prec_mass = MassEncoder(d, cfg.n_freqs, cfg.fp64_mass)
         self.charge_emb = nn.Embedding(cfg.max_charge + 1, d)
         enc_layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout,
                                                batch_first=True, norm_first=True)
