@@ -107,7 +107,7 @@ def test_cut_gzip_run_yields_what_was_readable(tmp_path):
 
 
 @pytest.mark.parametrize(("name", "kept"), [("truncated_isolation_window.mzML", 23),
-                                            ("truncated.mzML.gz", 32), ("truncated.mzXML", 48)])
+                                            ("truncated.mzML.gz", 32), ("truncated.mzXML", 56)])
 def test_corpus_runs_keep_spectra_with_precursor(data_dir, tmp_path, name, kept):
     with _run(data_dir / "bad" / name, tmp_path) as st:
         assert len(st) == kept and (st.metadata["precursor_mz"] > 50).all()
@@ -122,7 +122,7 @@ def test_cut_mzxml_matches_the_intact_file(data_dir, tmp_path):
     whole = {r.record_id: r for r in read_spectra(tmp_path / "whole.mzXML")}
     cut = [r for r in read_spectra(data_dir / "bad" / "truncated.mzXML")
            if not isinstance(r, QuarantineRecord)]
-    assert len(cut) == 48
+    assert len(cut) == 56
     for r in cut:
         w = whole[r.record_id]
         assert r.params["precursor_mz"] == pytest.approx(w.params["precursor_mz"])

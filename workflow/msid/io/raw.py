@@ -150,7 +150,8 @@ def _read_text(path: Path) -> tuple[str, str]:
     problem = gz.problem if gz else ""
     if problem and not data:
         raise InputFileError(path, f"not a readable gzip file ({problem})")
-    text = data.decode("utf-8", errors="replace")
+    # undecodable bytes and NUL (never text; a store cannot hold it) become U+FFFD
+    text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     if not text.strip():
         raise InputFileError(path, "file is empty (no spectra)")
     return text, problem
@@ -261,25 +262,69 @@ def _mzxml_params(spec: dict, rid: str) -> dict[str, object]:
     return params
 
 
+def _xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
+    """(a well-formed document, the damage): ``data`` up to the end of its last complete
+    top-level spectrum before the first XML error, with its open elements closed.
+
+    An XML parser given damaged data loses the spectra it had parsed in the same buffer as the
+    error, so the damage is located first, line by line, and the reader then gets only the part
+    before it. Returns ``(data, "")`` for well-formed data.
+    """
+    from lxml import etree
+
+    tag = "spectrum" if fmt == "mzml" else "scan"  # mzXML nests MS2 scans in their MS1 scan
+    close = "</" + tag + ">"
+    parser = etree.XMLPullParser(events=("start", "end"), huge_tree=True)
+    depth = pos = fence = 0
+    closers, problem = "", ""
+    for line in io.BytesIO(data):
+        try:
+            parser.feed(line)
+        except etree.XMLSyntaxError as e:
+            problem = str(e)
+            break
+        for event, el in parser.read_events():
+            if not isinstance(el.tag, str) or etree.QName(el).localname != tag:
+                continue
+            depth += 1 if event == "start" else -1
+            if event == "end" and depth == 0:
+                fence = pos + line.rfind(close.encode()) + len(close)
+                closers = "".join(f"</{etree.QName(a).localname}>" for a in el.iterancestors())
+                el.clear()
+                while el.getprevious() is not None:
+                    del el.getparent()[0]
+        pos += len(line)
+    else:
+        try:
+            parser.close()
+        except etree.XMLSyntaxError as e:
+            problem = str(e) or "document ends early"
+    if not problem:
+        return data, ""
+    return data[:fence] + closers.encode(), problem
+
+
 def _salvage_xml(path: Path, fmt: str,
                  error: Exception) -> Iterator[RawSpectrum | QuarantineRecord]:
-    """Stream a damaged mzML/mzXML with pyteomics: spectra up to the damage are kept, the point
-    where reading stopped is reported. Profile spectra cannot be centroided on this path, so they
-    are quarantined."""
+    """Read a damaged mzML/mzXML with pyteomics: every spectrum before the damage is kept, the
+    point where reading stopped is reported. Profile spectra cannot be centroided on this path,
+    so they are quarantined."""
     from pyteomics import mzml, mzxml
 
     n = 0
     label = {"mzml": "mzML", "mzxml": "mzXML"}[fmt]
     fh, gz = _open_binary(path)
-    if gz:  # pyteomics seeks: hold what decompresses (a damaged file only comes this way)
-        with fh:
-            fh = io.BytesIO(fh.read())
+    with fh:
+        data = fh.read()
+    data, problem = _xml_fence(data, fmt)
+    if gz and gz.problem:  # the XML error is only the cut seen from inside
+        problem = gz.problem
     try:
-        with fh:
+        with io.BytesIO(data) as src:
             if fmt == "mzml":
-                reader = mzml.MzML(fh, use_index=False, decode_binary=True)
+                reader = mzml.MzML(src, use_index=False, decode_binary=True)
             else:
-                reader = mzxml.MzXML(fh, use_index=False, decode_binary=True)
+                reader = mzxml.MzXML(src, use_index=False, decode_binary=True)
             with reader:
                 for spec in reader:
                     n += 1
@@ -301,18 +346,15 @@ def _salvage_xml(path: Path, fmt: str,
                                       params)
     except Exception as e:
         if n == 0:
-            why = f"; {gz.problem}" if gz and gz.problem else ""
+            why = f"; {problem}" if problem else ""
             raise InputFileError(path, f"not a readable {label} file ({error}; {e}{why})") from e
-        cause = gz.problem if gz and gz.problem else str(e)
+        problem = problem or str(e)
+    if n == 0:
+        raise InputFileError(path, f"not a readable {label} file: {problem or error}")
+    if problem:
         yield QuarantineRecord(str(path), f"after index={n - 1}",
                                f"{label} damaged or truncated after {n} spectra; the rest of the "
-                               f"file is lost: {cause}")
-        return
-    if n == 0:
-        raise InputFileError(path, f"pyOpenMS cannot read this {label} file: {error}")
-    if gz and gz.problem:  # XML ended cleanly at the cut (rare): still say what was lost
-        yield QuarantineRecord(str(path), f"after index={n - 1}",
-                               f"{label} damaged after {n} spectra: {gz.problem}")
+                               f"file is lost: {problem}")
 
 
 # -- MGF ----------------------------------------------------------------------------------------
@@ -371,8 +413,9 @@ _CUT = " (record cut short?)"
 _MSP_NAME = re.compile(r"^[ \t]*name[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 
-def _msp_record(block: str, index: int) -> RawSpectrum | tuple[str, str]:
-    """One MSP record (from its ``Name:`` line to the next) -> spectrum, or (id, reason).
+def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
+    """One MSP record (from its ``Name:`` line to the next) -> [spectrum] or [(id, reason)],
+    plus an (id, reason) for text after its last peak that starts no record.
 
     Lines are read with matchms' MSP line parsers; unlike matchms' file reader, a record whose
     peaks do not match its ``Num Peaks`` is rejected on its own instead of ending the file.
@@ -387,10 +430,14 @@ def _msp_record(block: str, index: int) -> RawSpectrum | tuple[str, str]:
     params: dict = {}
     mz: list[float] = []
     inten: list[float] = []
-    bad = ""
+    bad = trailing = ""
+    complete = False
     for line in block.splitlines():
         rline = line.strip()
         if not rline:
+            continue
+        if complete:  # the record's peaks are all read: what follows belongs to no record
+            trailing = trailing or rline
             continue
         if contains_metadata(rline):
             parse_metadata(rline, params)
@@ -408,25 +455,31 @@ def _msp_record(block: str, index: int) -> RawSpectrum | tuple[str, str]:
             continue
         mz += m
         inten += i
+        declared = str(params.get("num peaks", params.get("Num Peaks", ""))).strip()
+        complete = declared.isdigit() and len(mz) >= int(declared)
     params = {str(k).lower(): v for k, v in params.items()}
     rid = str(params.get("spectrum_id") or params.get("db#") or params.get("name")
               or f"index={index}")
     if bad:
-        return rid, bad
+        return [(rid, bad)]
     declared = params.get("num peaks")
     if declared is None:
-        return rid, f"missing 'Num Peaks' line ({len(mz)} peak(s) found)"
+        return [(rid, f"missing 'Num Peaks' line ({len(mz)} peak(s) found)")]
     try:
         n_declared = int(str(declared).strip())
     except ValueError:
-        return rid, f"invalid 'Num Peaks: {str(declared)[:20]}' (not a whole number)"
+        return [(rid, f"invalid 'Num Peaks: {str(declared)[:20]}' (not a whole number)")]
     if n_declared != len(mz):
         cut = _CUT if len(mz) < n_declared else ""
-        return rid, f"'Num Peaks: {n_declared}' but the record has {len(mz)} peak(s){cut}"
+        return [(rid, f"'Num Peaks: {n_declared}' but the record has {len(mz)} peak(s){cut}")]
     if isinstance(params.get("mw"), str):  # GOLM writes the nominal mass with a comma
         params["mw"] = params["mw"].replace(",", ".")
-    return RawSpectrum(rid, np.asarray(mz, dtype=np.float64),
-                       np.asarray(inten, dtype=np.float32), params)
+    spectrum = RawSpectrum(rid, np.asarray(mz, dtype=np.float64),
+                           np.asarray(inten, dtype=np.float32), params)
+    if trailing:
+        return [spectrum, (f"after {rid}", "text after the record's last peak that starts no "
+                           f"record (no 'Name:' line): '{trailing[:40]}'")]
+    return [spectrum]
 
 
 def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
@@ -436,15 +489,16 @@ def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
         raise InputFileError(path, "no 'Name:' line: not an MSP file"
                              + (f" ({problem})" if problem else ""))
     ends = [*starts[1:], len(text)]
+    cut_end = bool(problem) or not text.endswith("\n")
     for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        rec = _msp_record(text[a:b], i)
-        if isinstance(rec, RawSpectrum):
-            yield rec
-        elif b == len(text) and (problem or not text.endswith("\n") or _CUT in rec[1]):
-            yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of the "
-                                   f"file: {rec[1].replace(_CUT, '')}")
-        else:
-            yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
+        for rec in _msp_record(text[a:b], i):
+            if isinstance(rec, RawSpectrum):
+                yield rec
+            elif b == len(text) and (cut_end or _CUT in rec[1]):
+                yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of "
+                                       f"the file: {rec[1].replace(_CUT, '')}")
+            else:
+                yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
     if problem:
         yield QuarantineRecord(str(path), f"after index={len(starts) - 1}",
                                f"MSP damaged after {len(starts)} records; the rest of the file "
