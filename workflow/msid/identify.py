@@ -18,18 +18,19 @@ from msid.fdr import add_qvalues
 from msid.methods import Method, rank_queries
 from msid.preprocess import PreprocessConfig, preprocess_store
 from msid.rankings import write_rankings
+from msid.resources import data_dir, resource
 from msid.store import SpectrumStore
 
-REPO_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
-
-def default_pool_sources(resources: Path = REPO_RESOURCES) -> list[PoolSource]:
-    cdir = resources / "candidates"
+def default_pool_sources(resources: Path | None = None) -> list[PoolSource]:
+    cdir = (resources or data_dir()) / "candidates"
     return [PoolSource(cdir / "candidate_pool.tsv.gz", "pool"),
             PoolSource(cdir / "moses_train_smiles.csv.gz", "moses")]
 
 
-DEFAULT_LIBRARY = REPO_RESOURCES / "massbank_esi" / "massbank_esi_msms.mgf.gz"
+def default_library() -> Path:
+    """The shipped MassBank library (under :func:`msid.resources.data_dir`)."""
+    return resource("massbank_esi", "massbank_esi_msms.mgf.gz")
 
 
 def cache_dir() -> Path:
@@ -50,7 +51,7 @@ def cached_index(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Cand
 def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Path:
     """A library store: ``path`` itself if it is one, else ``path`` (default: the shipped
     MassBank library) converted and preprocessed once and cached under ``$MSID_CACHE``."""
-    src = Path(path) if path else DEFAULT_LIBRARY
+    src = Path(path) if path else default_library()
     if src.suffix == ".h5":
         return src
     digest = sources_digest([PoolSource(src, "library")])

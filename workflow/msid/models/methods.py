@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import msid
 from msid.methods import MethodResources, Query, _ranked, register
 from msid.rankings import RankedCandidate
+from msid.resources import data_dir
 
 FAMILY_METHODS = ("ranker", "reconstructor", "deepsets", "fp_ffn")
 
 
 def default_model_path(name: str) -> Path:
-    return Path(msid.__file__).resolve().parents[2] / "resources" / "models" / f"{name}.safetensors"
+    return data_dir() / "models" / f"{name}.safetensors"
 
 
 class ModelRanking:
