@@ -46,7 +46,7 @@ bench: setup
 models: setup
 	$(BIN)/snakemake models --profile profiles/local --cores $(CORES)
 	mkdir -p resources/models
-	cp results/models/*.safetensors results/models/*.json resources/models/
+	cp results/models/*.safetensors results/models/*.json results/models/*.train_structures.txt resources/models/
 
 ## benchmark: the leaderboard on 2,000 test-fold queries, every method (config/benchmark.yaml)
 benchmark: setup

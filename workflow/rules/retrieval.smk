@@ -7,6 +7,7 @@ rule train_model:
     output:
         model="results/models/{family}.safetensors",
         card="results/models/{family}.json",
+        structures="results/models/{family}.train_structures.txt",
     log:
         "logs/train_model/{family}.log",
     benchmark:

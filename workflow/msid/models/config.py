@@ -67,6 +67,8 @@ class ModelConfig:
     deepsets_hidden: int = 128
     deepsets_layers: int = 2
     dropout: float = 0.1  # heads / baselines
+    activation: str = "gelu"  # heads / baselines: "gelu" or "relu"
+    intensity_transform: str = "none"  # baselines: "none" or "sqrt" of base-peak-relative
     peak_dropout: float = 0.0  # training augmentation: each peak hidden with this probability
     mol_layers: int = 2  # ranker: hidden layers of the molecule MLP (0: linear projection)
     mol_input_dropout: float = 0.0  # ranker: fingerprint features dropped while training
@@ -78,6 +80,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"unknown model family '{self.family}' (one of {FAMILIES})")
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError("activation must be 'gelu' or 'relu'")
+        if self.intensity_transform not in ("none", "sqrt"):
+            raise ValueError("intensity_transform must be 'none' or 'sqrt'")
         if self.mol_fp not in ("count", "bits"):
             raise ValueError("mol_fp must be 'count' or 'bits'")
         if self.members:
@@ -133,6 +139,8 @@ class TrainConfig:
     max_train_spectra: int = 0  # 0: all
     val_max_queries: int = 500
     val_max_candidates: int = 256
+    val_min_candidates: int = 1  # validation queries need at least this many candidates (16:
+    #                              the hard setting, where a model must read the spectrum)
     max_train_seconds: float = 0.0  # >0: stop after this much training time (not reproducible)
     progress: bool = True
     log_every: int = 10
@@ -202,8 +210,30 @@ ENSEMBLES: dict[tuple[str, str], list[dict]] = {
     ],
 }
 
+# MassSpecGym's fingerprint-prediction baselines, trained as MassSpecGym trains them: BCE against
+# 2048-bit Morgan (radius 2) fingerprints, Adam (no weight decay) at a constant 1e-3, batch 256,
+# no warmup, no gradient clipping, no augmentation, ~8 epochs of the [M+H]+ training spectra
+# (35k spectra / 256 = 138 steps per epoch), validated every epoch on the hard setting's val
+# queries (at least 16 candidates; on small sets chance is ~0.3 and hides whether a model reads
+# the spectrum); the best epoch is kept.
+# The FFN bins every peak (0.1 Da to m/z 1000, square-root intensities, max per bin) into one
+# hidden layer of 1024 ReLU units (dropout 0.3); DeepSets embeds each of the 60 most intense
+# peaks (m/z, sqrt intensity) with a ReLU MLP, sums, and maps the sum with a second one.
+_BASELINE_TRAIN = dict(batch_size=256, lr=1e-3, weight_decay=0.0, warmup_steps=0,
+                       min_lr_ratio=1.0, grad_clip=0.0, max_steps=1104, eval_every=138,
+                       checkpoint_every=138, patience=0, val_max_queries=1000,
+                       val_min_candidates=16)
+_BASELINE_MODEL = dict(fp_bits=2048, fp_radius=2, activation="relu", intensity_transform="sqrt",
+                       peak_dropout=0.0)
+
 # Per-family changes to the size presets: (model, train) overrides.
 _FAMILY: dict[tuple[str, str], tuple[dict, dict]] = {
+    ("fp_ffn", "tiny"): (dict(_BASELINE_MODEL, max_peaks=512, ffn_max_mz=1000.0,
+                              ffn_layers=1, head_hidden=1024, dropout=0.3),
+                         dict(_BASELINE_TRAIN)),
+    ("deepsets", "tiny"): (dict(_BASELINE_MODEL, max_peaks=60, deepsets_hidden=512,
+                                deepsets_layers=1, head_hidden=512, dropout=0.0),
+                           dict(_BASELINE_TRAIN)),
     # the tiny Ranker: a linear molecule encoder (less room to memorise the ~3k training
     # structures), fingerprint-bit dropout, substructure supervision of the spectrum encoder,
     # every available negative close in mass, half from the candidate index, half other

@@ -71,11 +71,15 @@ def fingerprint_f1(probs: torch.Tensor, target: torch.Tensor, threshold: float =
     return f1.mean()
 
 
-def _mlp(n_in: int, hidden: int, n_out: int, n_layers: int, dropout: float) -> nn.Sequential:
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, n_layers: int, dropout: float,
+         activation: str = "gelu") -> nn.Sequential:
     layers: list[nn.Module] = []
     d = n_in
     for _ in range(max(n_layers - 1, 0)):
-        layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(d, hidden), ACTIVATIONS[activation](), nn.Dropout(dropout)]
         d = hidden
     layers.append(nn.Linear(d, n_out))
     return nn.Sequential(*layers)
@@ -84,6 +88,12 @@ def _mlp(n_in: int, hidden: int, n_out: int, n_layers: int, dropout: float) -> n
 def _spectrum_args(batch: dict) -> tuple:
     return (batch["mz"], batch["intensity"], batch["pad_mask"], batch["precursor_mz"],
             batch.get("adduct"))
+
+
+def scaled_intensity(intensity: torch.Tensor, transform: str) -> torch.Tensor:
+    """Peak intensities (relative to the base peak) as a baseline reads them."""
+    intensity = intensity.float().clamp_min(0)
+    return intensity.sqrt() if transform == "sqrt" else intensity
 
 
 def drop_peaks(batch: dict, p: float) -> dict:
@@ -206,11 +216,12 @@ class DeepSets(_FingerprintPredictor):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         h = cfg.deepsets_hidden
-        self.phi = _mlp(2, h, h, cfg.deepsets_layers + 1, 0.0)
-        self.rho = _mlp(h, cfg.head_hidden, cfg.fp_bits, 2, cfg.dropout)
+        self.phi = _mlp(2, h, h, cfg.deepsets_layers + 1, 0.0, cfg.activation)
+        self.rho = _mlp(h, cfg.head_hidden, cfg.fp_bits, 2, cfg.dropout, cfg.activation)
 
     def logits(self, batch: dict) -> torch.Tensor:
-        x = torch.stack([(batch["mz"] / 1000.0).float(), batch["intensity"].float()], -1)
+        x = torch.stack([(batch["mz"] / 1000.0).float(),
+                         scaled_intensity(batch["intensity"], self.cfg.intensity_transform)], -1)
         h = self.phi(x).masked_fill(batch["pad_mask"].unsqueeze(-1), 0.0).sum(1)
         return self.rho(h)
 
@@ -222,10 +233,11 @@ class FingerprintFFN(_FingerprintPredictor):
         super().__init__(cfg)
         self.n_bins = math.ceil(round(cfg.ffn_max_mz / cfg.ffn_bin_width, 6))
         self.mlp = _mlp(self.n_bins, cfg.head_hidden, cfg.fp_bits, cfg.ffn_layers + 1,
-                        cfg.dropout)
+                        cfg.dropout, cfg.activation)
 
     def binned(self, batch: dict) -> torch.Tensor:
-        mz, inten, pad = batch["mz"], batch["intensity"].float(), batch["pad_mask"]
+        mz, pad = batch["mz"], batch["pad_mask"]
+        inten = scaled_intensity(batch["intensity"], self.cfg.intensity_transform)
         idx = torch.floor(mz / self.cfg.ffn_bin_width).long()
         ok = (~pad) & (idx >= 0) & (idx < self.n_bins)
         idx = idx.clamp(0, self.n_bins - 1)

@@ -74,9 +74,10 @@ def candidate_queries(store: str | os.PathLike, candidates: dict[str, list[Struc
 
 def build_val_candidates(store: str | os.PathLike, index_path: str | os.PathLike, *,
                          adducts: Sequence[str], max_queries: int, max_candidates: int = 256,
-                         ppm: float = 10.0, seed: int = 0, max_peaks: int = 64
-                         ) -> CandidateQueries:
-    """Validation queries of ``store`` with mass candidate sets (true included)."""
+                         ppm: float = 10.0, seed: int = 0, max_peaks: int = 64,
+                         min_candidates: int = 1) -> CandidateQueries:
+    """Validation queries of ``store`` with mass candidate sets (true included); queries with
+    fewer than ``min_candidates`` candidates are left out."""
     from msid.benchmark import BenchmarkConfig, select_queries
     from msid.candidate_sets import candidates_for_queries
     from msid.chem.candidates import CandidateIndex
@@ -88,7 +89,29 @@ def build_val_candidates(store: str | os.PathLike, index_path: str | os.PathLike
         cands = candidates_for_queries(st, rows, index=CandidateIndex(index_path), kind="mass",
                                        ppm=ppm, max_n=max_candidates, include_true=True,
                                        seed=seed)
+    cands = {q: c for q, c in cands.items() if len(c) >= min_candidates}
     return candidate_queries(store, cands, max_peaks, rows)
+
+
+def spectrum_blind(queries: CandidateQueries, seed: int = 0) -> CandidateQueries:
+    """Control: the same queries and candidates, each query given the peaks of a query of
+    another structure (precursor and adduct kept), as the benchmark's spectrum-blind control.
+    A model that reads the spectrum scores clearly lower here."""
+    n = len(queries.items)
+    keys = np.array(queries.true_smiles, dtype=object)
+    rng = np.random.default_rng(seed)
+    donor = rng.permutation(n)
+    for _ in range(100):  # repair donors of the same structure by random swaps
+        clash = np.flatnonzero(keys[donor] == keys)
+        if clash.size == 0 or n < 2:
+            break
+        for i in clash:
+            j = int(rng.integers(n))
+            donor[i], donor[j] = donor[j], donor[i]
+    items = [{**it, "mz": queries.items[d]["mz"], "intensity": queries.items[d]["intensity"]}
+             for it, d in zip(queries.items, donor, strict=True)]
+    return CandidateQueries(items, queries.candidates, queries.true_index, queries.true_smiles,
+                            queries.query_ids)
 
 
 class RetrievalValidator:
@@ -254,6 +277,94 @@ class RankerBatches:
         return batch
 
 
+# -- provenance: which structures a model trained on ---------------------------------------------
+STRUCTURES_SUFFIX = ".train_structures.txt"
+
+
+def structures_file(model_path: str | os.PathLike) -> Path:
+    """The sidecar listing a model's training structures (InChIKey first blocks, sorted)."""
+    return Path(model_path).with_suffix(STRUCTURES_SUFFIX)
+
+
+def fold_settings(store: str | os.PathLike, max_depth: int = 8) -> dict:
+    """The fold settings (salt, fractions) a store's fold column was assigned with, found by
+    following its provenance back to the preprocessing step; ``{}`` where none is recorded."""
+    from msid.store import SpectrumStore
+
+    path: Path | None = Path(store)
+    for _ in range(max_depth):
+        if path is None or not path.exists():
+            return {}
+        with SpectrumStore(path) as st:
+            prov = st.attrs.get("provenance") or {}
+        folds = (prov.get("config") or {}).get("folds")
+        if folds:
+            return dict(folds)
+        path = Path(prov["input"]) if prov.get("input") else None
+    return {}
+
+
+def training_keys(ds: SpectraDataset) -> list[str]:
+    """Sorted InChIKey first blocks of a dataset's structures: those parsed from its SMILES and
+    those its records carry (the fold key), so a disagreement between the two hides nothing."""
+    from msid.store import SpectrumStore
+
+    keys = set(ds.inchikey14)
+    with SpectrumStore(ds.path) as st:
+        recorded = st.metadata["inchikey"].astype(str).to_numpy()[ds.rows]
+    keys |= {k[:14] for k in recorded if k}
+    return sorted(keys)
+
+
+def _train_fold_only(ds: SpectraDataset, store: str | os.PathLike, tcfg,
+                     log: Callable) -> tuple[SpectraDataset, int]:
+    """Drop training spectra whose normalised structure falls outside the train fold. Folds are
+    assigned by each record's own InChIKey; a salt or other form whose normalised structure is
+    a val/test structure (e.g. a sodium salt whose free acid is a test structure) would
+    otherwise train on it."""
+    from msid.folds import FoldSpec, fold_of
+
+    folds = fold_settings(store)
+    if not folds:
+        return ds, 0
+    spec = FoldSpec(**folds)
+    bad = {i for i, k in enumerate(ds.inchikey14) if fold_of(k, spec) != "train"}
+    keep = np.array([int(s) not in bad for s in ds.struct_of_item], dtype=bool)
+    if keep.all():
+        return ds, 0
+    log(f"[train] {int((~keep).sum())} spectra of {len(bad)} structures outside the train fold "
+        "(their normalised structure is a val/test structure) left out")
+    return SpectraDataset(ds.path, max_peaks=ds.max_peaks, rows=ds.rows[keep],
+                          fingerprints=ds.fingerprints, in_memory=ds._flat is not None,
+                          seed=tcfg.seed), int((~keep).sum())
+
+
+def structures_provenance(keys: Sequence[str], store: str | os.PathLike,
+                          model_path: str | os.PathLike) -> dict:
+    """What a model card records about its training structures: the fold salt and fractions,
+    how many structures, a digest of their sorted InChIKey first blocks, and how many of them
+    are outside the train fold under that salt (0 unless the folds leak). Writes the sidecar
+    list beside the model (so a benchmark's queries can be checked against it)."""
+    import hashlib
+
+    from msid.atomic import write_text
+    from msid.folds import FoldSpec, fold_of
+
+    keys = sorted(set(keys))
+    text = "\n".join(keys) + "\n"
+    write_text(structures_file(model_path), text)
+    folds = fold_settings(store)
+    out = {"fold_salt": folds.get("salt", ""),
+           "fold_fractions": {k: folds[k] for k in ("train", "val", "test") if k in folds},
+           "n_structures": len(keys),
+           "structures_sha256": hashlib.sha256(text.encode()).hexdigest(),
+           "structures_file": structures_file(model_path).name}
+    if folds:
+        spec = FoldSpec(**folds)
+        out["outside_train_fold"] = sum(fold_of(k, spec) != "train" for k in keys)
+    return out
+
+
 def _check_workdir(workdir: Path, run_config: dict, resume: bool, log: Callable) -> None:
     """Checkpoints in ``workdir`` are resumed only if they came from the same run config;
     others (a changed preset or override) are moved aside to ``ckpt.stale`` and training
@@ -305,7 +416,8 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
         val_queries = build_val_candidates(val_store, index_path, adducts=base.train.adducts,
                                            max_queries=base.train.val_max_queries,
                                            max_candidates=base.train.val_max_candidates,
-                                           seed=base.train.seed, max_peaks=base.model.max_peaks)
+                                           seed=base.train.seed, max_peaks=base.model.max_peaks,
+                                           min_candidates=base.train.val_min_candidates)
     # what every member is validated on, recorded in its run config (and so in the checks
     # that decide whether a checkpoint may be resumed)
     shared_val = {"train": {"val_max_queries": base.train.val_max_queries,
@@ -342,8 +454,12 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
                "train_seconds": seconds,
                "train_spectra_per_second": spectra / seconds if seconds else 0.0,
                "device": metrics[0]["device"], "members": metrics}
+    keys: set[str] = set()
+    for i in range(len(members)):
+        keys |= set(structures_file(workdir / f"member-{i}.safetensors").read_text().split())
     training = {"ensemble": f"{len(members)} members trained apart; score = mean cosine",
-                "members": [c["training"] for c in cards]}
+                "members": [c["training"] for c in cards],
+                "structures": structures_provenance(keys, train_store, out_path)}
     save_model(ens, out_path, family=family, config=cfg.to_dict(), training=training,
                metrics=summary)
     from msid.atomic import write_text
@@ -391,6 +507,7 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     ds = SpectraDataset(train_store, max_peaks=mcfg.max_peaks, adducts=tcfg.adducts or None,
                         fingerprints=None if family == "ranker" else target_bits,
                         in_memory=True, max_items=tcfg.max_train_spectra, seed=tcfg.seed)
+    ds, outside = _train_fold_only(ds, train_store, tcfg, log)
     log(f"[train] {family}: {len(ds):,} training spectra, {len(ds.structures):,} structures "
         f"({time.perf_counter() - t0:.1f} s)")
     if len(ds) == 0:
@@ -401,7 +518,8 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
         val_queries = build_val_candidates(val_store, index_path, adducts=tcfg.adducts,
                                            max_queries=tcfg.val_max_queries,
                                            max_candidates=tcfg.val_max_candidates,
-                                           seed=tcfg.seed, max_peaks=mcfg.max_peaks)
+                                           seed=tcfg.seed, max_peaks=mcfg.max_peaks,
+                                           min_candidates=tcfg.val_min_candidates)
         log(f"[train] validation: {len(val_queries.items)} queries "
             f"({time.perf_counter() - t0:.1f} s)")
     validator = (RetrievalValidator(val_queries, mol_feat, target_bits)
@@ -434,6 +552,8 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
         "(structure-disjoint folds, InChIKey first block)",
         "n_val_queries": len(val_queries.items) if val_queries is not None else 0,
         "train_config": tcfg.to_dict(),
+        "structures": {**structures_provenance(training_keys(ds), train_store, out_path),
+                       "spectra_dropped_outside_train_fold": outside},
     }
     save_model(trainer.model.cpu(), out_path, family=family, config=mcfg.to_dict(),
                training=training, metrics=metrics)
