@@ -4,12 +4,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.msid-installed
+# the bde environment (ALFABET on TensorFlow) lives apart from torch; its `msid-bde` command is
+# linked into $(BIN), which goes first on PATH for the workflow
+BDE_VENV ?= .venv-bde
+BDE_STAMP := $(BDE_VENV)/.msid-installed
+export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= 2
 export MPLBACKEND := Agg
 
-.PHONY: setup browser demo test test-fast bench benchmark models lint report clean
+.PHONY: setup bde-env browser demo test test-fast bench benchmark models lint report clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(BDE_STAMP)
 
 $(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requirements/dev.txt \
 		requirements/llm.txt
@@ -18,6 +23,19 @@ $(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requiremen
 	$(BIN)/python -m pip install -q -r requirements/main.txt -r requirements/torch.txt \
 		-r requirements/dev.txt -r requirements/llm.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+## bde-env: the ALFABET venv (alfabet 0.1.0 + nfp 0.1.4 ship their weights; --no-deps, then
+## TensorFlow + tf-keras; run with TF_USE_LEGACY_KERAS=1, which msid-bde sets)
+bde-env: $(BDE_STAMP)
+
+$(BDE_STAMP): $(STAMP) pyproject.toml requirements/bde.txt
+	test -x $(BDE_VENV)/bin/python || $(PYTHON) -m venv $(BDE_VENV)
+	$(BDE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BDE_VENV)/bin/python -m pip install -q --no-deps alfabet==0.1.0 nfp==0.1.4
+	$(BDE_VENV)/bin/python -m pip install -q -r requirements/bde.txt
+	$(BDE_VENV)/bin/python -m pip install -q --no-deps -e .
+	ln -sf $(abspath $(BDE_VENV))/bin/msid-bde $(BIN)/msid-bde
 	touch $@
 
 ## demo: the demo DAG on the shipped runs and library (local profile, 2 cores)

@@ -18,7 +18,7 @@ from msid.ei.spectra import (
 from msid.store import SpectrumStore
 
 EI_DIR = Path(__file__).resolve().parents[1] / "resources" / "massbank_ei"
-EI_MSP = EI_DIR / "massbank_ei_train.msp.gz"
+EI_MSP = EI_DIR / "massbank_ei.msp.gz"
 
 
 def test_to_nominal_sums_and_respects_mass_defect() -> None:

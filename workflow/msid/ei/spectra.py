@@ -207,3 +207,31 @@ def ei_store(path: str | os.PathLike, out: str | os.PathLike | None = None, *,
         raw.unlink(missing_ok=True)
         binned.unlink(missing_ok=True)
     return target
+
+
+def merge_ei_files(files: list[str | os.PathLike], out: str | os.PathLike, *,
+                   preprocess: PreprocessConfig | None = None, n_jobs: int = 1) -> int:
+    """EI files (MSP/MGF/mzML/stores) -> one nominal-mass store ``out`` (each file's cached
+    EI store, concatenated; quarantines carried). Returns the number of spectra."""
+    n = 0
+    with SpectrumStoreWriter(out, provenance={"stage": "ei-merge",
+                                              "inputs": [str(f) for f in files]}) as w:
+        for f in files:
+            with SpectrumStore(ei_store(f, preprocess=preprocess, n_jobs=n_jobs)) as s:
+                for _, q in s.quarantine.iterrows():
+                    w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
+                for rec in s.iter_records():
+                    w.add(rec)
+                    n += 1
+    return n
+
+
+def write_molecules(store: str | os.PathLike, out: str | os.PathLike) -> int:
+    """The distinct structures of a store as a TSV (inchikey, smiles), atomically."""
+    from msid.atomic import write_text
+
+    with SpectrumStore(store) as s:
+        md = s.metadata[["inchikey", "smiles"]]
+    md = md[(md.inchikey != "") & (md.smiles != "")].drop_duplicates("inchikey")
+    write_text(out, md.to_csv(sep="\t", index=False))
+    return len(md)

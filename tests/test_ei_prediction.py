@@ -1,0 +1,147 @@
+"""EI spectrum prediction: a small real run (teacher, MLP, student) on the shipped MassBank EI,
+model files, `msid predict-ei` and the resumable in-silico library."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from msid.ei.insilico import build_library, predict_file, read_smiles_file
+from msid.ei.neims import NeimsConfig, build_net, featurize, mol_graph, nominal_mass
+from msid.ei.neims_eval import library_recall, weighted, write_leaderboard
+from msid.ei.neims_pipeline import NeimsRunConfig, run
+from msid.ei.neims_train import load_neims
+from msid.ei.spectra import ei_store
+from msid.modelfile import ModelFileError
+from msid.models.features import MolFeaturizer
+from msid.store import SpectrumStore
+
+ROOT = Path(__file__).resolve().parents[1]
+EI_MSP = ROOT / "resources" / "massbank_ei" / "massbank_ei.msp.gz"
+POOL = ROOT / "resources" / "candidates" / "candidate_pool.tsv.gz"
+TINY = {"teacher": {"hidden": 64, "gnn_hidden": 32, "gnn_layers": 2, "n_layers": 1},
+        "student": {"hidden": 64, "n_layers": 1}, "mlp": {"hidden": 64, "n_layers": 1}}
+
+
+def test_reverse_head_places_neutral_losses_below_the_molecular_mass() -> None:
+    from rdkit import Chem
+
+    assert nominal_mass(Chem.MolFromSmiles("CCO")) == 46
+    cfg = NeimsConfig(kind="student", max_mz=100, n_bits=256, hidden=16, n_layers=1)
+    net = build_net(cfg)
+    b = featurize(["CCO", "c1ccccc1"], MolFeaturizer(256, 2, "count"), graphs=False)
+    out = net(b)
+    assert out.shape == (2, 101) and (out >= 0).all()
+    assert (out[0, 47:] == 0).all() and (out[1, 79:] == 0).all()  # nothing above M
+    tcfg = NeimsConfig(kind="teacher", max_mz=100, n_bits=256, hidden=16, gnn_hidden=8)
+    teacher = build_net(tcfg)
+    tb = featurize(["CCO", "c1ccccc1"], MolFeaturizer(256, 2, "count"), graphs=True)
+    spec, bde = teacher(tb, with_bde=True)
+    assert spec.shape == (2, 101) and bde.shape == (2 + 6,)  # one BDE per heavy-atom bond
+    assert mol_graph("not smiles") is None
+
+
+def test_weighted_cosine_and_recall_protocol() -> None:
+    rng = np.random.default_rng(0)
+    lib = rng.random((6, 50)).astype(np.float32)
+    q = lib[[2, 4]] + 0.01
+    rec = library_recall(q, ["k2", "k4"], np.array([7, 7]), lib,
+                         [f"k{i}" for i in range(6)], np.array([7] * 6))
+    assert rec[1].tolist() == [1.0, 1.0] and rec[10].tolist() == [1.0, 1.0]
+    w = weighted(np.ones((1, 4)))
+    assert w[0].tolist() == [0.0, 1.0, 8.0, 27.0]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("neims")
+    import os
+
+    os.environ["MSID_CACHE"] = str(work / "cache")
+    store = ei_store(EI_MSP)
+    cfg = NeimsRunConfig(max_mz=300, teacher=TINY["teacher"], student=TINY["student"],
+                         mlp=TINY["mlp"], distill_extra=50, mc_samples=2, decoys_per_mass=3,
+                         train={"max_steps": 6, "batch_size": 16, "eval_every": 3,
+                                "warmup_steps": 1, "log_every": 2},
+                         progress=False, licence="CC BY-SA 4.0 (test)")
+    rows = run(store, work / "models", pool=POOL, cfg=cfg, log=lambda *_: None)
+    return work, rows
+
+
+def test_one_run_trains_scores_and_saves_three_models(small_run) -> None:
+    work, rows = small_run
+    assert [r["method"] for r in rows] == ["neims_teacher", "neims_student", "neims_mlp"]
+    for r in rows:
+        assert 0 <= r["cosine_lo"] <= r["cosine"] <= r["cosine_hi"] <= 1
+        assert 0 <= r["recall@1"] <= r["recall@10"] <= 1
+        assert r["n_test_spectra"] > 50 and r["predictions_per_s"] > 0
+    model, card = load_neims(work / "models" / "neims_student.safetensors")
+    assert card["family"] == "neims" and card["licence"] == "CC BY-SA 4.0 (test)"
+    assert model.cfg.kind == "student" and model.cfg.n_experts == 4
+    write_leaderboard(rows, work / "lb.md", work / "lb.csv")
+    assert len(pd.read_csv(work / "lb.csv")) == 3 and "recall@10" in (work / "lb.md").read_text()
+    bad = work / "models" / "broken.safetensors"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        load_neims(bad)
+
+
+def test_predict_ei_msp_and_store_skip_bad_lines(small_run, tmp_path) -> None:
+    work, _ = small_run
+    model = work / "models" / "neims_student.safetensors"
+    smi = tmp_path / "in.txt"
+    smi.write_text("CCO ethanol\nC1CC(\nc1ccccc1O\n")
+    res = predict_file(smi, tmp_path / "lib.msp", model, progress=False)
+    assert res["predicted"] == 2 and [r[0] for r in res["rejected"]] == [2]
+    text = (tmp_path / "lib.msp").read_text()
+    for key in ("Name: ethanol", "SMILES: CCO", "InChIKey: LFQSCWFLJHTTHZ-UHFFFAOYSA-N",
+                "Formula: C2H6O", "MW: 46", "Num Peaks:"):
+        assert key in text
+    import matchms.importing
+
+    spectra = list(matchms.importing.load_from_msp(str(tmp_path / "lib.msp")))
+    assert len(spectra) == 2 and spectra[0].peaks.mz.max() <= 46
+    res = predict_file(smi, tmp_path / "lib.h5", model, progress=False)
+    with SpectrumStore(tmp_path / "lib.h5") as s:
+        assert len(s) == 2 and len(s.quarantine) == 1
+        assert s.metadata.inchikey[0] == "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"
+
+
+def test_insilico_library_resumes_from_chunks(small_run, tmp_path) -> None:
+    work, _ = small_run
+    model = work / "models" / "neims_student.safetensors"
+    pool = tmp_path / "pool.tsv.gz"
+    with gzip.open(POOL, "rt") as fh, gzip.open(pool, "wt") as out:
+        for i, line in enumerate(fh):
+            if i > 120:
+                break
+            out.write(line)
+    n_pool = sum(1 for _ in read_smiles_file(pool))
+    stats = build_library([pool], model, tmp_path / "lib.h5", tmp_path / "chunks",
+                          chunk_size=50, n_jobs=1, progress=False, log=lambda *_: None)
+    assert stats["chunks"] == 3 and stats["predicted_chunks"] == 3
+    with SpectrumStore(tmp_path / "lib.h5") as s:  # too heavy for max_mz 300: quarantined
+        assert stats["spectra"] + len(s.quarantine) == n_pool and stats["spectra"] > 50
+    # a killed run: one chunk lost; the rerun predicts only that one
+    chunk = sorted((tmp_path / "chunks").glob("*/*.h5"))[1]
+    chunk.unlink()
+    again = build_library([pool], model, tmp_path / "lib2.h5", tmp_path / "chunks",
+                          chunk_size=50, n_jobs=1, progress=False, log=lambda *_: None)
+    assert again["predicted_chunks"] == 1 and again["spectra"] == stats["spectra"]
+    with SpectrumStore(tmp_path / "lib.h5") as a, SpectrumStore(tmp_path / "lib2.h5") as b:
+        assert np.array_equal(a.peaks(5)[1], b.peaks(5)[1])
+
+
+def test_teacher_mc_dropout_gives_uncertainty(small_run) -> None:
+    from msid.ei.neims_train import predict_sqrt
+
+    work, _ = small_run
+    model, _ = load_neims(work / "models" / "neims_teacher.safetensors")
+    torch.manual_seed(0)
+    mean, std = predict_sqrt(model, ["CCO", "CCCCCC"], mc_samples=4)
+    assert mean.shape == std.shape and std.sum() > 0

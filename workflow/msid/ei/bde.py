@@ -1,0 +1,268 @@
+"""Bond dissociation energies from ALFABET, cached per molecule in HDF5 (keyed by InChIKey).
+
+This module runs in the ``bde`` environment (``envs/bde.yaml`` / the ``.venv-bde`` venv: ALFABET
+0.1.0 on TensorFlow with ``TF_USE_LEGACY_KERAS=1``), reached through its console command
+``msid-bde``; it imports only numpy, h5py, pandas and RDKit at module level, so the main
+environment can read the cache (:func:`read_cache`) without TensorFlow.
+
+Cache layout (``format = msid-bde-cache``)::
+
+    /molecules/<InChIKey>/  atom1, atom2, bond_index (int32), bde, bdfe (float32, kcal/mol)
+                            attrs: smiles
+    /unhandled/<InChIKey>   attrs: smiles, reason
+
+Atom and bond indices refer to RDKit's molecule from the SMILES with explicit hydrogens
+(``Chem.AddHs``; heavy atoms keep their indices, hydrogens follow). ALFABET predicts single,
+acyclic bonds only; others have no row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+CACHE_FORMAT = "msid-bde-cache"
+#: ALFABET 0.1.0 was trained on C, H, N, O molecules (its preprocessor knows no other element)
+ALFABET_ELEMENTS = frozenset({"C", "H", "N", "O"})
+MAX_HEAVY_ATOMS = 60
+
+
+@dataclass
+class BondBDE:
+    atom1: np.ndarray
+    atom2: np.ndarray
+    bond_index: np.ndarray
+    bde: np.ndarray
+    bdfe: np.ndarray
+
+
+def unhandled_reason(smiles: str, max_heavy_atoms: int = MAX_HEAVY_ATOMS) -> str:
+    """Why ALFABET cannot take a molecule, or '' when it can."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    if mol is None:
+        return "unparseable SMILES"
+    if len(Chem.GetMolFrags(mol)) > 1:
+        return "several fragments (salt or mixture)"
+    if any(a.GetFormalCharge() for a in mol.GetAtoms()):
+        return "charged"
+    if any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+        return "radical"
+    bad = sorted({a.GetSymbol() for a in mol.GetAtoms()} - ALFABET_ELEMENTS)
+    if bad:
+        return f"unsupported elements {','.join(bad)} (ALFABET 0.1.0: C, H, N, O)"
+    if mol.GetNumHeavyAtoms() > max_heavy_atoms:
+        return f"too large ({mol.GetNumHeavyAtoms()} heavy atoms > {max_heavy_atoms})"
+    if mol.GetNumHeavyAtoms() < 2 and mol.GetNumAtoms() < 2:
+        return "no bond"
+    return ""
+
+
+def _bond_atoms(smiles: str, bond_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from rdkit import Chem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    b = [mol.GetBondWithIdx(int(i)) for i in bond_index]
+    return (np.array([x.GetBeginAtomIdx() for x in b], dtype=np.int32),
+            np.array([x.GetEndAtomIdx() for x in b], dtype=np.int32))
+
+
+def predict_molecule(smiles: str) -> BondBDE | str:
+    """ALFABET's BDE/BDFE of every single acyclic bond of one molecule, or a reason."""
+    from alfabet import prediction  # the bde environment only (TensorFlow)
+
+    reason = unhandled_reason(smiles)
+    if reason:
+        return reason
+    outlier, _, _ = prediction.check_input(smiles)
+    if outlier:
+        return "outside ALFABET's domain (atom or bond type unknown to its preprocessor)"
+    df = prediction.predict_bdes(smiles, draw=False)
+    df = df[df.bde_pred.notna()].sort_values("bond_index")
+    if df.empty:
+        return "no single acyclic bond to break"
+    idx = df.bond_index.to_numpy(dtype=np.int32)
+    a1, a2 = _bond_atoms(smiles, idx)
+    return BondBDE(a1, a2, idx, df.bde_pred.to_numpy(np.float32),
+                   df.bdfe_pred.to_numpy(np.float32))
+
+
+def read_cache(path: str | os.PathLike) -> tuple[dict[str, BondBDE], dict[str, str]]:
+    """(InChIKey -> bonds, InChIKey -> reason unhandled) of a cache file."""
+    done: dict[str, BondBDE] = {}
+    bad: dict[str, str] = {}
+    if not Path(path).exists():
+        return done, bad
+    with h5py.File(path, "r") as h5:
+        if h5.attrs.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{path}: not an msid BDE cache")
+        for key, g in h5.get("molecules", {}).items():
+            done[key] = BondBDE(*(g[c][:] for c in ("atom1", "atom2", "bond_index", "bde",
+                                                    "bdfe")))
+        for key, g in h5.get("unhandled", {}).items():
+            bad[key] = str(g.attrs["reason"])
+    return done, bad
+
+
+def _write(h5: h5py.File, key: str, smiles: str, result: BondBDE | str) -> None:
+    if isinstance(result, str):
+        g = h5.require_group("unhandled").create_group(key)
+        g.attrs.update({"smiles": smiles, "reason": result})
+        return
+    g = h5.require_group("molecules").create_group(key)
+    g.attrs["smiles"] = smiles
+    for col in ("atom1", "atom2", "bond_index", "bde", "bdfe"):
+        g.create_dataset(col, data=getattr(result, col))
+
+
+def _quiet_keras() -> None:
+    """No per-molecule Keras progress bars in the logs."""
+    try:
+        import tf_keras
+
+        tf_keras.utils.disable_interactive_logging()
+    except Exception:  # an older or newer Keras: the bars stay, nothing else changes
+        pass
+
+
+def update_cache(cache: str | os.PathLike, molecules: Iterable[tuple[str, str]],
+                 progress: bool = True, log=print) -> dict:
+    """Compute the molecules (InChIKey, SMILES) missing from ``cache`` and add them.
+
+    The cache is rewritten atomically (copy, append, rename); molecules already in it (handled
+    or not) are never recomputed. Returns counts.
+    """
+    from tqdm import tqdm
+
+    cache = Path(cache)
+    done, bad = read_cache(cache)
+    todo: dict[str, str] = {}
+    for key, smi in molecules:
+        if key and key not in done and key not in bad and key not in todo:
+            todo[key] = smi
+    stats = {"cached": len(done) + len(bad), "computed": 0, "unhandled_new": 0,
+             "seconds": 0.0}
+    if not todo:
+        return stats
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    if cache.exists():
+        shutil.copyfile(cache, tmp)
+    t0 = time.perf_counter()
+    _quiet_keras()
+    try:
+        with h5py.File(tmp, "a") as h5:
+            h5.attrs["format"] = CACHE_FORMAT
+            h5.attrs["model"] = "alfabet 0.1.0 (kcal/mol)"
+            for key, smi in tqdm(todo.items(), desc="ALFABET", unit=" mol",
+                                 disable=not progress, mininterval=2):
+                try:
+                    result = predict_molecule(smi)
+                except Exception as e:  # one molecule never stops the batch
+                    result = f"ALFABET failed: {type(e).__name__}: {e}"[:300]
+                _write(h5, key, smi, result)
+                stats["computed"] += 1
+                stats["unhandled_new"] += isinstance(result, str)
+        os.replace(tmp, cache)
+    finally:
+        tmp.unlink(missing_ok=True)
+    stats["seconds"] = time.perf_counter() - t0
+    return stats
+
+
+def read_molecules(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """(InChIKey, SMILES) pairs from a TSV with ``inchikey`` and ``smiles`` columns, or from a
+    plain list of SMILES (InChIKey computed with RDKit)."""
+    import pandas as pd
+    from rdkit import Chem
+
+    path = Path(path)
+    first = path.read_text().splitlines()[:1]
+    if first and "smiles" in first[0].lower().split("\t"):
+        df = pd.read_csv(path, sep="\t", dtype=str).fillna("")
+        df.columns = [c.lower() for c in df.columns]
+        if "inchikey" not in df.columns:
+            df["inchikey"] = ""
+        pairs = list(zip(df["inchikey"], df["smiles"], strict=True))
+    else:
+        pairs = [("", s.split()[0]) for s in path.read_text().splitlines() if s.strip()]
+    out = []
+    for key, smi in pairs:
+        if not key:
+            mol = Chem.MolFromSmiles(smi)
+            key = Chem.MolToInchiKey(mol) if mol is not None else f"UNPARSEABLE-{smi[:40]}"
+        out.append((key, smi))
+    return out
+
+
+def write_subset(cache: str | os.PathLike, keys: list[str], out: str | os.PathLike
+                 ) -> tuple[int, int]:
+    """The molecules ``keys`` of ``cache`` into a new cache ``out`` (atomic)."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    n_ok = n_bad = 0
+    with h5py.File(cache, "r") as src, h5py.File(tmp, "w") as dst:
+        dst.attrs.update(dict(src.attrs))
+        for key in dict.fromkeys(keys):
+            for grp in ("molecules", "unhandled"):
+                if grp in src and key in src[grp]:
+                    src.copy(src[grp][key], dst.require_group(grp), name=key)
+                    n_ok += grp == "molecules"
+                    n_bad += grp == "unhandled"
+    os.replace(tmp, out)
+    return n_ok, n_bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``msid-bde MOLECULES --cache CACHE.h5 --out OUT.h5 --unhandled OUT.tsv``."""
+    ap = argparse.ArgumentParser(prog="msid-bde", description=(
+        "ALFABET bond dissociation energies for a molecule list (TSV with inchikey+smiles, or "
+        "one SMILES a line), cached by InChIKey."))
+    ap.add_argument("molecules")
+    ap.add_argument("--cache", required=True, help="persistent cache (HDF5), updated in place")
+    ap.add_argument("--out", help="the listed molecules' entries as their own HDF5 file")
+    ap.add_argument("--unhandled", help="TSV of molecules ALFABET cannot take, with reasons")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import alfabet  # noqa: F401
+    except ImportError:
+        print("msid-bde: ALFABET is not installed in this environment; it runs in the bde "
+              "environment (make .venv-bde, or snakemake --sdm conda with envs/bde.yaml)",
+              file=sys.stderr)
+        return 2
+    mols = read_molecules(args.molecules)
+    stats = update_cache(args.cache, mols, progress=not args.no_progress)
+    print(f"msid-bde: {len(mols)} molecules, {stats['cached']} cached before, "
+          f"{stats['computed']} computed ({stats['unhandled_new']} unhandled) in "
+          f"{stats['seconds']:.1f} s", file=sys.stderr)
+    keys = [k for k, _ in mols]
+    if args.out:
+        write_subset(args.cache, keys, args.out)
+    if args.unhandled:
+        _, bad = read_cache(args.cache)
+        smiles = dict(mols)
+        tmp = Path(args.unhandled).with_name(f".{Path(args.unhandled).name}.tmp")
+        with open(tmp, "w") as fh:
+            fh.write("inchikey\tsmiles\treason\n")
+            for k in dict.fromkeys(keys):
+                if k in bad:
+                    fh.write(f"{k}\t{smiles[k]}\t{bad[k]}\n")
+        os.replace(tmp, args.unhandled)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

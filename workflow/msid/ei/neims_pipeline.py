@@ -1,0 +1,199 @@
+"""One run of NEIMS v2: teacher, MLP baseline and distilled student trained on the same folds,
+then scored together on the test fold (the leaderboard rows come from this one run)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msid.atomic import write_text
+from msid.ei.neims import NeimsConfig, mol_graph
+from msid.ei.neims_eval import TestSet, decoys_by_mass, dense_rows, score_method
+from msid.ei.neims_train import (
+    NeimsDataset,
+    NeimsModel,
+    fit,
+    predict_sqrt,
+    save_neims,
+    store_items,
+)
+from msid.folds import fold_of
+from msid.models.config import TrainConfig
+
+
+@dataclass
+class NeimsRunConfig:
+    """Settings of one training + evaluation run (``ei_prediction:`` in the config)."""
+
+    max_mz: int = 500
+    teacher: dict = field(default_factory=lambda: {"hidden": 512, "gnn_hidden": 128,
+                                                   "gnn_layers": 4, "n_layers": 2})
+    student: dict = field(default_factory=lambda: {"hidden": 512, "n_layers": 2,
+                                                   "n_experts": 4})
+    mlp: dict = field(default_factory=lambda: {"hidden": 512, "n_layers": 2})
+    train: dict = field(default_factory=lambda: {"max_steps": 1500, "batch_size": 64,
+                                                 "lr": 1e-3, "eval_every": 250,
+                                                 "warmup_steps": 100})
+    max_train_seconds: dict = field(default_factory=dict)  # per kind; 0/absent: no limit
+    student_steps_factor: float = 1.5  # the student sees more batches (distillation extras)
+    distill_extra: int = 5000  # train-fold pool molecules with teacher soft targets only
+    mc_samples: int = 8
+    decoys_per_mass: int = 20
+    num_threads: int = 1
+    seed: int = 0
+    licence: str = ""
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> NeimsRunConfig:
+        d = dict(d or {})
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def read_pool(path: str | os.PathLike, limit: int = 0) -> list[str]:
+    """SMILES of a molecule file (TSV/CSV with a smiles column, gz allowed)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    with opener(path, "rt") as fh:
+        header = fh.readline().rstrip("\n")
+        sep = "\t" if "\t" in header else ","
+        cols = [c.lower() for c in header.split(sep)]
+        j = cols.index("smiles")
+        for line in fh:
+            parts = line.rstrip("\n").split(sep)
+            if len(parts) > j and parts[j]:
+                out.append(parts[j])
+                if limit and len(out) >= limit:
+                    break
+    return out
+
+
+def _key14(smiles: str) -> str:
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolToInchiKey(mol)[:14] if mol is not None else ""
+
+
+def speed(model: NeimsModel, smiles: list[str], batch_size: int = 256) -> float:
+    """Predictions per second (featurisation included) on this process's threads."""
+    predict_sqrt(model, smiles[:batch_size], batch_size)  # warm-up
+    t0 = time.perf_counter()
+    predict_sqrt(model, smiles, batch_size)
+    return len(smiles) / (time.perf_counter() - t0)
+
+
+def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.PathLike,
+        bde_cache: str | os.PathLike | None = None, cfg: NeimsRunConfig | None = None,
+        names: dict[str, str] | None = None, run_name: str = "neims_run.json",
+        log=print) -> list[dict]:
+    """Train teacher, MLP and student on ``store``'s train fold (val fold for model selection),
+    write ``<out_dir>/<name>.safetensors`` (+ cards) and return leaderboard rows."""
+    from msid.ei.bde import read_cache
+
+    cfg = cfg or NeimsRunConfig()
+    names = names or {"teacher": "neims_teacher", "student": "neims_student",
+                      "mlp": "neims_mlp"}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(cfg.num_threads, 1))
+    tr = store_items(store, ("train",), cfg.max_mz)
+    va = store_items(store, ("val",), cfg.max_mz)
+    te = store_items(store, ("test",), cfg.max_mz)
+    log(f"EI spectra: train {len(tr.rows)}, val {len(va.rows)}, test {len(te.rows)}")
+    bde, bad = read_cache(bde_cache) if bde_cache else ({}, {})
+    n_bde = sum(k in bde for k in set(tr.inchikey))
+    log(f"BDE targets for {n_bde} of {len(set(tr.inchikey))} training molecules "
+        f"({len(bad)} unhandled by ALFABET)")
+    tbase = {"seed": cfg.seed, "num_threads": cfg.num_threads, "progress": cfg.progress,
+             "checkpoint_every": 0, "val_max_queries": 500, **cfg.train}
+    mk = {k: NeimsConfig.from_dict({"kind": k, "max_mz": cfg.max_mz, **getattr(cfg, k)})
+          for k in ("teacher", "student", "mlp")}
+    fits = {}
+    timings = {}
+    for kind in ("teacher", "mlp"):
+        ds = NeimsDataset(tr, mk[kind], bde=bde)
+        dv = NeimsDataset(va, mk[kind])
+        tk = {**tbase, "max_train_seconds": float(cfg.max_train_seconds.get(kind, 0))}
+        fits[kind] = fit(mk[kind], TrainConfig(**tk), ds, dv, out_dir / f"work-{kind}",
+                         names[kind])
+        timings[kind] = fits[kind].seconds
+        log(f"{kind}: {fits[kind].summary['steps']} steps in {fits[kind].seconds:.0f} s, "
+            f"val cosine {fits[kind].summary.get('best_metric')}")
+    # distillation: teacher MC-dropout soft targets on the training molecules + train-fold
+    # pool molecules (never a val/test structure)
+    pool_smiles = read_pool(pool)
+    extra = []
+    if cfg.distill_extra:
+        rng = np.random.default_rng(cfg.seed)
+        for i in rng.permutation(len(pool_smiles)):
+            s = pool_smiles[i]
+            g = mol_graph(s)
+            if g is None or g.mass > cfg.max_mz or fold_of(_key14(s)) != "train":
+                continue
+            extra.append(s)
+            if len(extra) >= cfg.distill_extra:
+                break
+    t0 = time.perf_counter()
+    soft, soft_std = predict_sqrt(fits["teacher"].model, tr.smiles + extra,
+                                  mc_samples=cfg.mc_samples)
+    timings["teacher_soft_targets"] = time.perf_counter() - t0
+    ds = NeimsDataset(tr, mk["student"], extra_smiles=extra, soft=soft, soft_std=soft_std)
+    dv = NeimsDataset(va, mk["student"])
+    scfg = {**tbase, "max_steps": int(tbase["max_steps"] * cfg.student_steps_factor),
+            "max_train_seconds": float(cfg.max_train_seconds.get("student", 0))}
+    fits["student"] = fit(mk["student"], TrainConfig(**scfg), ds, dv, out_dir / "work-student",
+                          names["student"])
+    timings["student"] = fits["student"].seconds
+    log(f"student: {fits['student'].summary['steps']} steps in {timings['student']:.0f} s "
+        f"(+{timings['teacher_soft_targets']:.0f} s soft targets on {len(soft)} molecules)")
+    # evaluation on the test fold, one library per method
+    test = TestSet(te.smiles, [k[:14] for k in te.inchikey],
+                   np.array([mol_graph(s).mass for s in te.smiles]),
+                   dense_rows(store, te.rows, cfg.max_mz))
+    train_lib = dense_rows(store, tr.rows, cfg.max_mz)
+    train_keys = [k[:14] for k in tr.inchikey]
+    train_mass = np.array([mol_graph(s).mass for s in tr.smiles])
+    masses = {int(m) for m in test.mass}
+    pool_mass = np.array([(g.mass if (g := mol_graph(s)) is not None and int(g.mass) in masses
+                           else -1) for s in pool_smiles])
+    decoys = decoys_by_mass(pool_smiles, pool_mass, masses, set(te.smiles),
+                            cfg.decoys_per_mass, cfg.seed)
+    decoy_keys = [_key14(s) for s in decoys]
+    keep = [i for i, k in enumerate(decoy_keys) if k and k not in set(test.key14)]
+    decoys = [decoys[i] for i in keep]
+    decoy_keys = [decoy_keys[i] for i in keep]
+    decoy_mass = np.array([mol_graph(s).mass for s in decoys])
+    bench_smiles = (decoys + te.smiles)[:1000]
+    rows = []
+    for kind in ("teacher", "student", "mlp"):
+        model = fits[kind].model
+        def spectra(smiles: list[str], model: NeimsModel = model) -> np.ndarray:
+            p = np.square(predict_sqrt(model, smiles)[0])
+            return p / np.maximum(p.max(1, keepdims=True), 1e-12)
+        row = score_method(names[kind], spectra(te.smiles), test, spectra(decoys), decoy_mass,
+                           decoy_keys, train_lib, train_keys, train_mass, seed=cfg.seed)
+        row["predictions_per_s"] = speed(model, bench_smiles)
+        row["train_seconds"] = timings[kind]
+        rows.append(row)
+        metrics = {k: row[k] for k in ("cosine", "weighted_cosine", "recall@1", "recall@10")}
+        training = {"store": str(store), "summary": fits[kind].summary,
+                    "n_train_spectra": len(tr.rows), "n_distill_extra": len(extra)
+                    if kind == "student" else 0, "train_config": scfg if kind == "student"
+                    else tbase, "seconds": timings[kind]}
+        save_neims(model, out_dir / f"{names[kind]}.safetensors", training=training,
+                   metrics=metrics, licence=cfg.licence)
+        log(f"{names[kind]}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+            + f", {row['predictions_per_s']:.0f} predictions/s")
+    write_text(out_dir / run_name, json.dumps(
+        {"config": asdict(cfg), "rows": rows, "timings": timings, "n_decoys": len(decoys),
+         "n_bde_molecules": n_bde}, indent=1, default=float) + "\n")
+    return rows

@@ -1,0 +1,16 @@
+"""Rule script: teacher, MLP baseline and distilled student in one run (msid.ei.neims_pipeline)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.ei.neims_pipeline import NeimsRunConfig, run
+
+cfg = NeimsRunConfig.from_dict({**snakemake.params.run, "licence": snakemake.params.licence,
+                                "progress": False})
+out_dir = Path(snakemake.output.run).parent
+names = {k: Path(getattr(snakemake.output, k)).stem for k in ("teacher", "student", "mlp")}
+run(snakemake.input.store, out_dir, pool=snakemake.input.pool, bde_cache=snakemake.input.bde,
+    cfg=cfg,
+    names=names, run_name=Path(snakemake.output.run).name)
