@@ -205,6 +205,29 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_predict_ei(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict-ei", help="predicted EI spectra of molecules (in-silico library)",
+                       description="EI mass spectra predicted from structures (NEIMS v2).")
+    p.add_argument("smiles_file", help="one SMILES a line (optionally a name after it), or a "
+                                       "TSV/CSV with a smiles column (and name); gz allowed")
+    p.add_argument("--out", required=True, help="LIB.msp (NIST MSP) or LIB.h5 (spectrum store)")
+    p.add_argument("--model", help="NEIMS model file (default: the shipped student)")
+
+
+def cmd_predict_ei(a: argparse.Namespace) -> int:
+    from msid.ei.insilico import predict_file
+
+    if Path(a.out).suffix.lower() not in (".msp", ".h5"):
+        raise ValueError(f"--out must end in .msp or .h5: {a.out}")
+    res = predict_file(a.smiles_file, a.out, a.model, progress=sys.stderr.isatty())
+    for line, smi, reason in res["rejected"]:
+        print(f"msid predict-ei: line {line} skipped ({smi!r}): {reason}", file=sys.stderr)
+    print(f"msid predict-ei: {res['predicted']} spectra -> {a.out} in {res['seconds']:.1f} s"
+          + (f"; {len(res['rejected'])} line(s) skipped" if res["rejected"] else ""),
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msid", description=__doc__)
     parser.add_argument("--version", action="version", version=f"msid {__version__}")
@@ -235,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
     _add_denovo_peptides(sub)
+    _add_predict_ei(sub)
     p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra, matchms)")
     p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
     p.add_argument("--out", required=True, help="output file (.mgf or .msp)")
@@ -278,6 +302,7 @@ COMMANDS = {"identify": cmd_identify, "convert": cmd_convert, "preprocess": cmd_
             "build-index": cmd_build_index, "methods": cmd_methods, "bench": cmd_bench,
             "train": cmd_train, "serve": cmd_serve, "export": cmd_export}
 COMMANDS["denovo-peptides"] = cmd_denovo_peptides
+COMMANDS["predict-ei"] = cmd_predict_ei
 
 
 def main(argv: list[str] | None = None) -> int:
