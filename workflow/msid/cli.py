@@ -65,6 +65,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if not ei and (a.library or a.method == "library"):
             library = load_library(str(cached_library(a.library)))
         options = {"ei_library": a.library, "hits": max(a.top_k, 50)} if ei else {}
+        if a.method == "denovo" and a.top_k > 0:  # de novo generates as many as asked
+            options["top_k"] = a.top_k
         method = make_method(a.method, MethodResources(library=library, model_path=a.model,
                                                        seed=a.seed, options=options))
         candidates = None

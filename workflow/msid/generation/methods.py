@@ -129,6 +129,7 @@ class GLMR:
         self.weight = float(weight if weight is not None else g.get("weight", 0.5))
         self.batch_size = batch_size
         self.seconds = 0.0
+        self.last_similarity: dict[str, np.ndarray] = {}  # query id -> top-K similarities
 
     def why_empty(self, query: Query, candidates) -> str:
         return "no candidates" if not candidates else (problem(query) or "no answer")
@@ -160,6 +161,7 @@ class GLMR:
                 sim = np.zeros(len(top))
                 for g in gen:
                     sim = np.maximum(sim, tanimoto_many(g.structure.smiles_flat, cands))
+                self.last_similarity[queries[i].query_id] = sim
                 scores = np.array([c.score for c in top]) + self.weight * sim
                 order = np.argsort(-scores, kind="stable")
                 head = [RankedCandidate(top[o].smiles, top[o].inchikey, float(scores[o]))

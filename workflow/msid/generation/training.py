@@ -196,7 +196,7 @@ def candidate_sets_for(ds: SpectrumMoleculeDataset, index_path: str | os.PathLik
         if s not in per_struct:
             st = parse_structure(ds.structures[s])
             per_struct[s] = [c.smiles_flat for c in
-                             candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=4 * k,
+                             candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=2 * k,
                                            true=st)[1:]]
         others = per_struct[s]
         take = list(rng.choice(others, min(len(others), k), replace=False)) if others else []
@@ -205,6 +205,9 @@ def candidate_sets_for(ds: SpectrumMoleculeDataset, index_path: str | os.PathLik
         rng.shuffle(take)
         out.append([str(x) for x in take])
     return out
+
+
+_GLMR_DATA: dict = {}
 
 
 def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
@@ -246,8 +249,15 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
                                           for lst in sets])
 
     t0 = time.perf_counter()
-    ds = with_candidates(train_store, g.max_train_spectra, run.train.seed)
-    val = with_candidates(val_store, run.train.val_max_queries, run.train.seed + 1)
+    key = (str(train_store), str(val_store), str(index_path), dcard["weights_sha256"],
+           str(ranker_path), repr(g), run.train.seed, run.train.val_max_queries,
+           tuple(run.train.adducts))
+    if key not in _GLMR_DATA:  # the fusion ablations train on the same sets
+        _GLMR_DATA.clear()
+        _GLMR_DATA[key] = (with_candidates(train_store, g.max_train_spectra, run.train.seed),
+                           with_candidates(val_store, run.train.val_max_queries,
+                                           run.train.seed + 1))
+    ds, val = _GLMR_DATA[key]
     log(f"[glmr] {len(ds):,} training spectra with {g.train_k} candidates each "
         f"({time.perf_counter() - t0:.1f} s)")
     tcfg = TrainConfig.from_dict({**run.train.to_dict(),

@@ -1,0 +1,62 @@
+"""The shipped ``denovo`` and ``glmr`` methods through ``msid identify`` on real spectra."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from msid.chem.structures import parse_structure
+from msid.cli import main
+from msid.generation.modelio import default_path
+from msid.rankings import ALL_COLUMNS, read_rankings
+
+needs_models = pytest.mark.skipif(
+    not (default_path("denovo").exists() and default_path("glmr").exists()),
+    reason="no shipped denovo/glmr model in resources/models (make models trains them)")
+
+
+def _queries_with_bad_records(data_dir: Path, tmp_path: Path) -> Path:
+    """The MassSpecGym debug spectra plus one without a precursor and one without peaks."""
+    with gzip.open(data_dir / "massspecgym_debug_5_train.mgf.gz", "rt") as fh:
+        text = fh.read()
+    bad = ("BEGIN IONS\nTITLE=no_precursor\nCHARGE=1+\n100.0 5.0\n120.0 10.0\nEND IONS\n"
+           "BEGIN IONS\nTITLE=no_peaks\nPEPMASS=250.1\nCHARGE=1+\nEND IONS\n")
+    path = tmp_path / "q.mgf"
+    path.write_text(text + "\n" + bad)
+    return path
+
+
+@needs_models
+def test_identify_denovo_without_candidates(data_dir, tmp_path):
+    out = tmp_path / "dn.tsv"
+    q = _queries_with_bad_records(data_dir, tmp_path)
+    assert main(["identify", str(q), "--method", "denovo", "--top-k", "3",
+                 "--out", str(out)]) == 0
+    r = read_rankings(out)
+    assert tuple(r.columns) == ALL_COLUMNS
+    answered = r[r["rank"] > 0]
+    assert answered["query_id"].nunique() >= 1
+    assert (answered.groupby("query_id").size() <= 3).all()
+    for _, g in answered.groupby("query_id"):  # distinct, valid, canonical
+        assert g["inchikey"].str[:14].is_unique
+        assert all(parse_structure(s).smiles_flat == s for s in g["smiles"])
+    assert (answered["method"] == "denovo").all()
+    assert not r["query_id"].isin(["no_precursor", "no_peaks"]).any() or \
+        (r.loc[r["query_id"].isin(["no_precursor", "no_peaks"]), "rank"] == 0).all()
+
+
+@needs_models
+def test_identify_glmr_ranks_given_candidates(data_dir, tmp_path):
+    out = tmp_path / "g.tsv"
+    rc = main(["identify", str(data_dir / "massspecgym_debug_5_train.mgf.gz"),
+               "--candidates", str(data_dir / "massspecgym_debug_5_candidates_train.json.gz"),
+               "--method", "glmr", "--top-k", "10", "--out", str(out)])
+    assert rc == 0
+    r = read_rankings(out)
+    assert r["query_id"].nunique() == 4
+    assert (r["method"] == "glmr").all()
+    for _, g in r.groupby("query_id"):
+        g = g.sort_values("rank")
+        assert (g["score"].diff().dropna() <= 1e-12).all()  # scores follow the ranks
