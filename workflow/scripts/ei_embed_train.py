@@ -1,0 +1,16 @@
+"""Rule script: fine-tune the EI spectrum embedder (LLM2Vec stages) -> model file + card."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.ei.embedding import EmbeddingConfig
+from msid.ei.embedding_train import EmbeddingTrainConfig, train_from_files
+
+out = Path(snakemake.output.model)
+card = train_from_files(list(snakemake.input), out,
+                        EmbeddingConfig.from_dict(dict(snakemake.params.embedding)),
+                        EmbeddingTrainConfig.from_dict(dict(snakemake.params.train)),
+                        workdir=out.parent / f"{out.stem}.work")
+print(card["training"])
