@@ -281,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-models", action="store_true")
     p.add_argument("--skip-peptides", action="store_true",
                    help="skip the de novo peptide throughput benchmark")
+    p.add_argument("--skip-ei-prediction", action="store_true",
+                   help="skip the EI spectrum prediction benchmark")
+    p.add_argument("--ei-teacher", help="NEIMS teacher model (default: the shipped one)")
+    p.add_argument("--ei-student", help="NEIMS student model (default: the shipped one)")
+    p.add_argument("--ei-library-sample", type=int, default=20_000,
+                   help="molecules predicted to extrapolate the 1.6M library build time")
+    p.add_argument("--ei-library-full", action="store_true",
+                   help="build the whole 1.6M-molecule in-silico library (measured)")
     p.add_argument("--model-queries", type=int, default=1000,
                    help="test-fold queries ranked by each learned model")
     p.add_argument("--train-steps", type=int, default=200,

@@ -22,7 +22,7 @@ from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from tqdm import tqdm
 
 from msid.atomic import atomic_path
-from msid.ei.neims import nominal_mass
+from msid.ei.neims import formula_nominal_mass
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.models.features import _generator
 from msid.parallel import imap_ordered
@@ -81,13 +81,13 @@ def parse_molecules(items: list[tuple[int, str, str]], n_bits: int, max_mz: int
         if mol is None or mol.GetNumAtoms() == 0:
             bad.append((line, smi, "SMILES does not parse (RDKit)"))
             continue
-        mass = nominal_mass(mol)
+        formula = CalcMolFormula(mol)
+        mass = formula_nominal_mass(formula)
         if mass > max_mz:
             bad.append((line, smi, f"nominal mass {mass} above the model's m/z range {max_mz}"))
             continue
         feats.append(np.log1p(gen.GetCountFingerprintAsNumPy(mol).astype(np.float32)))
-        mols.append(Molecule(line, name or smi, Chem.MolToSmiles(mol), Chem.MolToInchiKey(mol),
-                             CalcMolFormula(mol), mass))
+        mols.append(Molecule(line, name or smi, smi, Chem.MolToInchiKey(mol), formula, mass))
     x = np.stack(feats) if feats else np.zeros((0, n_bits), np.float32)
     return mols, x, bad
 

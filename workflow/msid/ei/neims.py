@@ -16,13 +16,15 @@ Targets and outputs are intensities on a square-root scale (base peak 1).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from rdkit import Chem, RDLogger
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from torch import nn
 
 from msid.models.features import MolFeaturizer
@@ -61,11 +63,22 @@ class NeimsConfig:
 
 
 # -- molecules -----------------------------------------------------------------------------------
+_FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+
+
+@lru_cache(maxsize=128)
+def _isotope(symbol: str) -> int:
+    return int(Chem.GetPeriodicTable().GetMostCommonIsotope(symbol))
+
+
+def formula_nominal_mass(formula: str) -> int:
+    """Nominal mass of a molecular formula (integer masses of the most abundant isotopes)."""
+    return sum(_isotope(el) * (int(n) if n else 1) for el, n in _FORMULA_TOKEN.findall(formula))
+
+
 def nominal_mass(mol: Chem.Mol) -> int:
-    """Nominal mass (sum of integer masses of the most abundant isotopes)."""
-    pt = Chem.GetPeriodicTable()
-    mol = Chem.AddHs(mol)
-    return int(sum(pt.GetMostCommonIsotope(a.GetAtomicNum()) for a in mol.GetAtoms()))
+    """Nominal mass of a molecule (via RDKit's molecular formula)."""
+    return formula_nominal_mass(CalcMolFormula(mol))
 
 
 def atom_features(atom: Chem.Atom) -> list[float]:
@@ -113,39 +126,32 @@ def mol_graph(smiles: str) -> MolGraph | None:
     return MolGraph(x, edges, np.concatenate([ea, ea]), ba, nominal_mass(mol))
 
 
-@dataclass
-class MolBatch:
-    """What every predictor reads for a batch of molecules (tensors)."""
-
-    ecfp: torch.Tensor  # (B, n_bits)
-    mass: torch.Tensor  # (B,) int64 nominal mass
-    x: torch.Tensor | None = None  # teacher: atoms of all molecules (N, F)
-    edges: torch.Tensor | None = None  # (2, E) global atom indices
-    edge_attr: torch.Tensor | None = None
-    graph_of_atom: torch.Tensor | None = None  # (N,)
-    bond_atoms: torch.Tensor | None = None  # (nb, 2) global heavy-atom indices
-    extras: dict = field(default_factory=dict)
-
-
 def featurize(smiles: list[str], featurizer: MolFeaturizer, graphs: bool) -> dict:
-    """Tensor dict for a batch of parseable SMILES (see :func:`to_molbatch`)."""
+    """Tensors for a batch of parseable SMILES: ``ecfp`` (log1p Morgan counts), ``mass``
+    (nominal), and with ``graphs`` the batched graph (``x``, ``edges``, ``edge_attr``,
+    ``graph_of_atom``, ``bond_atoms``, ``bond_attr``; atom indices global to the batch)."""
+    if not graphs:  # fingerprints only: one parse per molecule
+        mols = [Chem.MolFromSmiles(s) if s else None for s in smiles]
+        if any(m is None for m in mols):
+            raise ValueError("featurize() takes parseable SMILES only")
+        return {"ecfp": torch.from_numpy(featurizer(smiles)),
+                "mass": torch.tensor([nominal_mass(m) for m in mols], dtype=torch.int64)}
     gs = [mol_graph(s) for s in smiles]
     if any(g is None for g in gs):
         raise ValueError("featurize() takes parseable SMILES only")
     out = {"ecfp": torch.from_numpy(featurizer(smiles)),
            "mass": torch.tensor([g.mass for g in gs], dtype=torch.int64)}
-    if graphs:
-        offs = np.cumsum([0] + [g.x.shape[0] for g in gs])
-        out["x"] = torch.from_numpy(np.concatenate([g.x for g in gs]))
-        out["edges"] = torch.from_numpy(np.concatenate(
-            [g.edges + o for g, o in zip(gs, offs[:-1], strict=True)], axis=1))
-        out["edge_attr"] = torch.from_numpy(np.concatenate([g.edge_attr for g in gs]))
-        out["graph_of_atom"] = torch.from_numpy(np.repeat(np.arange(len(gs)),
-                                                          [g.x.shape[0] for g in gs]))
-        out["bond_atoms"] = torch.from_numpy(np.concatenate(
-            [g.bond_atoms + o for g, o in zip(gs, offs[:-1], strict=True)]))
-        out["bond_attr"] = torch.from_numpy(np.concatenate(
-            [g.edge_attr[:g.bond_atoms.shape[0]] for g in gs]))
+    offs = np.cumsum([0] + [g.x.shape[0] for g in gs])
+    out["x"] = torch.from_numpy(np.concatenate([g.x for g in gs]))
+    out["edges"] = torch.from_numpy(np.concatenate(
+        [g.edges + o for g, o in zip(gs, offs[:-1], strict=True)], axis=1))
+    out["edge_attr"] = torch.from_numpy(np.concatenate([g.edge_attr for g in gs]))
+    out["graph_of_atom"] = torch.from_numpy(np.repeat(np.arange(len(gs)),
+                                                      [g.x.shape[0] for g in gs]))
+    out["bond_atoms"] = torch.from_numpy(np.concatenate(
+        [g.bond_atoms + o for g, o in zip(gs, offs[:-1], strict=True)]))
+    out["bond_attr"] = torch.from_numpy(np.concatenate(
+        [g.edge_attr[:g.bond_atoms.shape[0]] for g in gs]))
     return out
 
 

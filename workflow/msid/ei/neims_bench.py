@@ -1,0 +1,80 @@
+"""``msid bench`` numbers of EI spectrum prediction: teacher and student predictions/s and the
+time to build the 1.6M-molecule in-silico library (measured on a sample and extrapolated, said
+so, unless ``full``)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msid.ei.insilico import build_library, parse_molecules, predict_features, read_smiles_file
+from msid.ei.neims_train import load_neims, predict_sqrt
+
+REPO = Path(__file__).resolve().parents[3]
+MOSES = REPO / "resources" / "candidates" / "moses_train_smiles.csv.gz"
+POOL = REPO / "resources" / "candidates" / "candidate_pool.tsv.gz"
+LIBRARY_SIZE = 1_600_000
+
+
+def _rate(fn, n: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t0)
+
+
+def bench_ei_prediction(teacher: str | os.PathLike, student: str | os.PathLike,
+                        n_molecules: int = 2000, library_sample: int = 20_000,
+                        jobs: int = 2, full: bool = False, log=print) -> dict:
+    torch.set_num_threads(1)
+    smiles = [s for _, _, s in read_smiles_file(MOSES)][:max(n_molecules, 1)]
+    t_model, _ = load_neims(teacher)
+    s_model, _ = load_neims(student)
+    out: dict = {"molecules": len(smiles), "threads": 1}
+    out["teacher_predictions_per_s"] = _rate(lambda: predict_sqrt(t_model, smiles, 256),
+                                             len(smiles))
+    out["student_predictions_per_s"] = _rate(lambda: predict_sqrt(s_model, smiles, 256),
+                                             len(smiles))
+    # network alone (features ready): what the model costs beside RDKit
+    mols, x, _ = parse_molecules([(i, "", s) for i, s in enumerate(smiles)], s_model.cfg.n_bits,
+                                 s_model.cfg.max_mz)
+    mass = np.array([m.mass for m in mols])
+    out["student_network_only_per_s"] = _rate(lambda: predict_features(s_model, x, mass),
+                                              len(mols))
+    out["student_vs_teacher_speedup"] = (out["student_predictions_per_s"]
+                                         / out["teacher_predictions_per_s"])
+    log(f"   teacher {out['teacher_predictions_per_s']:,.0f} predictions/s | student "
+        f"{out['student_predictions_per_s']:,.0f} predictions/s (x"
+        f"{out['student_vs_teacher_speedup']:.1f}; network alone "
+        f"{out['student_network_only_per_s']:,.0f}/s), 1 thread, from SMILES")
+    with tempfile.TemporaryDirectory(prefix="msid-insilico-") as tmp:
+        pools: list[Path] = [POOL, MOSES]
+        limit = 0
+        if not full:
+            sample = Path(tmp) / "sample.csv.gz"
+            with gzip.open(MOSES, "rt") as fh, gzip.open(sample, "wt") as o:
+                for i, line in enumerate(fh):
+                    if i > library_sample:
+                        break
+                    o.write(line)
+            pools, limit = [sample], library_sample
+        t0 = time.perf_counter()
+        st = build_library(pools, student, Path(tmp) / "lib.h5", Path(tmp) / "chunks",
+                           chunk_size=max(1000, (limit or LIBRARY_SIZE) // (4 * jobs)),
+                           n_jobs=jobs, progress=False, log=lambda *_: None)
+        secs = time.perf_counter() - t0
+    rate = st["molecules"] / secs
+    out.update({"library_molecules": st["molecules"], "library_seconds": secs,
+                "library_molecules_per_s": rate, "library_jobs": jobs,
+                "library_1_6m_minutes": (secs if full else LIBRARY_SIZE / rate) / 60,
+                "library_1_6m_extrapolated": not full})
+    how = "measured" if full else f"extrapolated from {st['molecules']:,} molecules"
+    log(f"   in-silico library: {rate:,.0f} molecules/s on {jobs} processes -> 1.6M molecules "
+        f"in {out['library_1_6m_minutes']:.1f} min ({how})")
+    return out
