@@ -22,7 +22,7 @@ from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, parse_structure
 from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query
-from msid.search.library import LibrarySearchConfig, SpectralLibrary, clean_for_entropy
+from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
 
@@ -142,8 +142,9 @@ class LibrarySearch:
 
     Without candidates: the library's best identity hits (precursor within tolerance), one row per
     structure, with the library entry's name, matched peaks and precursor ppm error. A query
-    without fragment peaks below its precursor still gets the library entries whose precursor
-    is within tolerance, flagged :data:`PRECURSOR_ONLY` and scored at most
+    without fragment evidence (no fragment peak below its precursor, or none shared with a
+    library spectrum) still gets the library entries whose precursor is within tolerance,
+    flagged :data:`PRECURSOR_ONLY` and scored at most
     :data:`PRECURSOR_ONLY_SCORE` (nearer precursor: higher).
 
     With candidates: each candidate scores max over library hits h of
@@ -187,17 +188,13 @@ class LibrarySearch:
     def why_empty(self, query: Query, candidates: list[Structure] | None) -> str:
         if candidates is not None:
             return "no candidates" if not candidates else "no similar library spectrum"
-        lo, hi = self.library._window(query.precursor_mz)
-        if hi <= lo:
-            return "no library entry within precursor tolerance"
-        return "no library spectrum shares a fragment peak"
+        return "no library entry within precursor tolerance"
 
     def rank(self, query: Query, candidates: list[Structure] | None) -> list[RankedCandidate]:
         hits = self.library.search(query.precursor_mz, query.mz, query.intensity)
         if candidates is None:
             found = [(h.library_index, h.score, h.n_matched, "") for h in hits]
-            if not found and not len(clean_for_entropy(query.precursor_mz, query.mz,
-                                                       query.intensity, self.library.cfg)):
+            if not found:  # no fragment evidence: precursor-mass matches, flagged, scored low
                 found = [(row, score, 0, PRECURSOR_ONLY)
                          for row, score in self._precursor_matches(query)]
             out, seen = [], set()

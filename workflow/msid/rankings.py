@@ -31,7 +31,7 @@ OPTIONAL_COLUMNS: dict[str, object] = {
 }
 ALL_COLUMNS = COLUMNS + tuple(OPTIONAL_COLUMNS)
 #: ``note`` of a library match by precursor mass alone (a spectrum without fragment peaks)
-PRECURSOR_ONLY = "precursor-mass match only (no fragment peaks below the precursor)"
+PRECURSOR_ONLY = "precursor-mass match only (no fragment evidence)"
 
 
 @dataclass(frozen=True)
