@@ -274,6 +274,9 @@ def _why_empty(method: Method, query: Query, candidates: list[Structure] | None)
     if explain is not None:
         return explain(query, candidates)
     if getattr(method, "needs_candidates", False) and not candidates:
+        mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
+        if not math.isfinite(mass):
+            return "no candidates (neutral mass unknown: no adduct or ion mode)"
         return "no candidates (none in the pool within the mass window)"
     return "no answer from the method"
 

@@ -17,10 +17,10 @@ def _load_samples():
         files = sorted(
             f
             for f in glob.glob(os.path.join(runs_dir, "*"))
-            if re.search(r"\.(mzml|mzxml|mgf)(\.gz)?$", f, re.IGNORECASE)
+            if re.search(r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", f, re.IGNORECASE)
         )
         names = [
-            re.sub(r"\.(mzml|mzxml|mgf)(\.gz)?$", "", os.path.basename(f), flags=re.I)
+            re.sub(r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", "", os.path.basename(f), flags=re.I)
             for f in files
         ]
         frames.append(pd.DataFrame({"sample": names, "path": files}))
