@@ -70,7 +70,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     q = pd.to_numeric(top["q_value"], errors="coerce")
     confident = int((q <= fdr).sum()) if q.notna().any() else 0
     answered = set(ranked["query_id"])
-    notes = ids[ids["rank"] == 0].drop_duplicates("query_id").set_index("query_id")["note"]
+    zero = ids[ids["rank"] == 0]  # each method's reason, e.g. "library: ...; ranker: ..."
+    notes = (zero["method"] + ": " + zero["note"]).groupby(zero["query_id"]).agg("; ".join)
     missing = [x for x in md["id"].astype(str) if x not in answered]
     reasons = pd.Series([notes.get(x, "no row in the table") for x in missing], dtype=object)
     qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
