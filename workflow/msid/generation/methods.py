@@ -121,18 +121,44 @@ class GLMR:
 
     def __init__(self, model, tok, card: dict, ranker, *, k: int | None = None,
                  beam_width: int | None = None, weight: float | None = None,
-                 batch_size: int = 16) -> None:
+                 similarity: str | None = None, batch_size: int = 16) -> None:
         g = card.get("glmr", {})
         self.model, self.tok, self.card, self.ranker = model.eval(), tok, card, ranker
         self.k = int(k if k is not None else g.get("k", 40))
         self.beam_width = int(beam_width if beam_width is not None else g.get("beam_width", 5))
-        self.weight = float(weight if weight is not None else g.get("weight", 0.5))
+        self.weight = float(weight if weight is not None else g.get("weight", 0.1))
+        self.similarity = str(similarity or g.get("similarity", "tanimoto"))
+        if self.similarity not in ("tanimoto", "likelihood"):
+            raise ValueError("glmr similarity must be 'tanimoto' or 'likelihood'")
         self.batch_size = batch_size
         self.seconds = 0.0
         self.last_similarity: dict[str, np.ndarray] = {}  # query id -> top-K similarities
 
     def why_empty(self, query: Query, candidates) -> str:
         return "no candidates" if not candidates else (problem(query) or "no answer")
+
+    @torch.inference_mode()
+    def _likelihoods(self, batch: dict, tops: list[list[RankedCandidate]]) -> list[np.ndarray]:
+        """Per query: each top-K candidate's per-token likelihood (geometric mean of token
+        probabilities) under the decoder conditioned on the spectrum and the K candidates."""
+        mem, keep = self.model.memory(batch)
+        out = []
+        for j, top in enumerate(tops):
+            ids = [self.tok.encode(c.smiles) for c in top]
+            ok = [n for n, x in enumerate(ids) if x is not None]
+            sim = np.zeros(len(top))
+            if ok:
+                seqs = [torch.tensor(ids[n]) for n in ok]
+                tokens = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+                m = mem[j:j + 1].expand(len(ok), -1, -1)
+                kp = keep[j:j + 1].expand(len(ok), -1)
+                logits = self.model.logits(tokens[:, :-1], self.model.memory_kv(m), kp).float()
+                logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
+                real = (tokens[:, 1:] != 0).float()
+                mean = (logp * real).sum(1) / real.sum(1).clamp_min(1)
+                sim[ok] = mean.exp().numpy()
+            out.append(sim)
+        return out
 
     def rank_many(self, queries: Sequence[Query], candidates: Sequence[list[Structure] | None]
                   ) -> list[list[RankedCandidate]]:
@@ -154,13 +180,19 @@ class GLMR:
                 mask[j, :len(t)] = True
             batch["cand_enc"] = torch.from_numpy(enc)
             batch["cand_mask"] = torch.from_numpy(mask)
-            beams = beam_search(self.model, self.tok, batch, self.beam_width)
-            for i, top, b in zip(idx, tops, beams, strict=True):
-                gen, _ = distinct_valid(b, self.beam_width, filter_precursor=False)
-                cands = [c.smiles for c in top]
-                sim = np.zeros(len(top))
-                for g in gen:
-                    sim = np.maximum(sim, tanimoto_many(g.structure.smiles_flat, cands))
+            if self.similarity == "likelihood":
+                sims = self._likelihoods(batch, tops)
+            else:
+                beams = beam_search(self.model, self.tok, batch, self.beam_width)
+                sims = []
+                for top, b in zip(tops, beams, strict=True):
+                    gen, _ = distinct_valid(b, self.beam_width, filter_precursor=False)
+                    cands = [c.smiles for c in top]
+                    sim = np.zeros(len(top))
+                    for g in gen:
+                        sim = np.maximum(sim, tanimoto_many(g.structure.smiles_flat, cands))
+                    sims.append(sim)
+            for i, top, sim in zip(idx, tops, sims, strict=True):
                 self.last_similarity[queries[i].query_id] = sim
                 scores = np.array([c.score for c in top]) + self.weight * sim
                 order = np.argsort(-scores, kind="stable")
@@ -204,4 +236,4 @@ def _glmr(res: MethodResources) -> GLMR:
     ranker = ModelRanking.from_file("ranker", opts.get("ranker_model")
                                     or default_model_path("ranker"))
     return GLMR(model, tok, card, ranker, k=opts.get("k"), beam_width=opts.get("beam_width"),
-                weight=opts.get("weight"))
+                weight=opts.get("weight"), similarity=opts.get("similarity"))
