@@ -159,3 +159,23 @@ def test_snakefmt_clean(fmt):
     res = subprocess.run([str(exe), "--check", "workflow"], cwd=ROOT, capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_bde_rules_run_msid_bde_from_the_bde_env():
+    """ALFABET runs through the rules' declared environment: the bde rules call `msid-bde`,
+    which envs/bde.yaml (and the .venv-bde venv of `make setup`) provides, not a hand-picked
+    interpreter path."""
+    rules = _rules()
+    for name in ("bde", "bde_set"):
+        body = rules[name]
+        assert re.search(r'conda:\s*\n\s*env\("bde"\)', body), name
+        assert re.search(r'shell:\s*\n\s*"msid-bde ', body), name
+        assert ".venv" not in body and "python" not in body, name
+    env = yaml.safe_load((ROOT / "envs" / "bde.yaml").read_text())
+    pkgs = _env_packages(ROOT / "envs" / "bde.yaml")
+    assert {"alfabet", "nfp", "tensorflow", "tf-keras", "h5py", "rdkit"} <= pkgs
+    assert "-e .." in next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert env["variables"]["TF_USE_LEGACY_KERAS"] == "1"
+    scripts = (ROOT / "pyproject.toml").read_text()
+    assert 'msid-bde = "msid.ei.bde:main"' in scripts
+    assert "$(BDE_STAMP)" in (ROOT / "Makefile").read_text().split("setup:")[1].split("\n")[0]

@@ -71,9 +71,9 @@ rule ei_prediction_data:
     log:
         "logs/ei_prediction/data.log",
     conda:
-        env("torch")
+        env("openms")
     container:
-        image("torch")
+        image("openms")
     threads: 2
     resources:
         mem_mb=scaled(4000),

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from msid.atomic import write_text
-from msid.ei.spectra import dense_nominal
+from msid.ei.nominal import dense_nominal
 from msid.evaluate import bootstrap_ci
 from msid.metrics import expected_hit, truth_ties
 from msid.store import SpectrumStore

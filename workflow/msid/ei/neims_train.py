@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from msid.ei.neims import NeimsConfig, build_net, featurize, mol_graph, spectrum_loss
-from msid.ei.spectra import dense_nominal
+from msid.ei.nominal import dense_nominal
 from msid.modelfile import ModelFileError, load_tensors, read_card, save_model, sha256_file
 from msid.models.config import TrainConfig
 from msid.models.features import MolFeaturizer

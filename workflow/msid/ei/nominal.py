@@ -1,0 +1,93 @@
+"""Nominal-mass EI spectra: binning accurate-mass peaks to integer m/z, profile-like records,
+dense vectors. Light (numpy only); :mod:`msid.ei.spectra` re-exports these beside the EI stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Nominal mass of an accurate m/z: round(m/z * MASS_DEFECT_SCALE). The scale shifts the rounding
+# point by the typical mass defect of organic ions (~+0.00048 Da/Da), so a hydrocarbon ion at
+# 500.39 still lands on 500 and an iodine-rich ion at 253.81 on 254.
+MASS_DEFECT_SCALE = 0.99952
+
+
+@dataclass(frozen=True)
+class NominalConfig:
+    """How accurate-mass and profile-like EI records become nominal-mass spectra."""
+
+    profile_min_peaks: int = 200  # a profile-like record has at least this many points ...
+    profile_min_decimal: float = 0.5  # ... mostly at non-integer m/z ...
+    profile_min_bin_fill: float = 0.8  # ... filling most nominal bins of its m/z range
+    profile_noise_floor: float = 0.01  # their points below this fraction of base are noise
+
+
+DEFAULT_NOMINAL = NominalConfig()
+
+
+def to_nominal(mz: np.ndarray, intensity: np.ndarray, reduce: str = "sum"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks binned to integer m/z: (int64 m/z ascending, float64 intensity).
+
+    Peaks in the same nominal bin are summed (``reduce="sum"``, centroided data: isotopologue
+    fine structure and split centroids add up) or their maximum is taken (``reduce="max"``,
+    profile points that sample one peak several times). Non-positive bins are dropped.
+    """
+    mz = np.asarray(mz, dtype=np.float64)
+    intensity = np.asarray(intensity, dtype=np.float64)
+    if mz.shape != intensity.shape:
+        raise ValueError(f"m/z and intensity differ in length ({mz.size} vs {intensity.size})")
+    if mz.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    nominal = np.rint(mz * MASS_DEFECT_SCALE).astype(np.int64)
+    bins, inverse = np.unique(nominal, return_inverse=True)
+    out = np.zeros(bins.size, dtype=np.float64)
+    if reduce == "sum":
+        np.add.at(out, inverse, intensity)
+    elif reduce == "max":
+        np.maximum.at(out, inverse, intensity)
+    else:
+        raise ValueError(f"reduce must be 'sum' or 'max', not {reduce!r}")
+    keep = bins > 0
+    return bins[keep], out[keep]
+
+
+def is_profile_like(mz: np.ndarray, cfg: NominalConfig = DEFAULT_NOMINAL) -> bool:
+    """True for a record that looks like a profile/continuum scan rather than a peak list:
+    many points, mostly at decimal m/z, present in (nearly) every nominal bin of its range."""
+    mz = np.asarray(mz, dtype=np.float64)
+    if mz.size < cfg.profile_min_peaks:
+        return False
+    decimal = np.abs(mz - np.rint(mz)) > 1e-6
+    if decimal.mean() < cfg.profile_min_decimal:
+        return False
+    nominal = np.rint(mz * MASS_DEFECT_SCALE).astype(np.int64)
+    span = int(nominal.max() - nominal.min()) + 1
+    return np.unique(nominal).size / span >= cfg.profile_min_bin_fill
+
+
+def nominal_record(mz: np.ndarray, intensity: np.ndarray, cfg: NominalConfig = DEFAULT_NOMINAL
+                   ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A record's nominal peaks (float64 m/z, float32 intensity) and whether it was
+    profile-like (binned by maximum, points below ``profile_noise_floor`` of base dropped)."""
+    profile = is_profile_like(mz, cfg)
+    nmz, nint = to_nominal(mz, intensity, reduce="max" if profile else "sum")
+    if profile and nint.size:
+        keep = nint >= cfg.profile_noise_floor * nint.max()
+        nmz, nint = nmz[keep], nint[keep]
+    return nmz.astype(np.float64), nint.astype(np.float32), profile
+
+
+def dense_nominal(mz: np.ndarray, intensity: np.ndarray, max_mz: int,
+                  normalize: bool = True) -> np.ndarray:
+    """A spectrum as a float32 vector of length ``max_mz + 1`` (index = nominal m/z), peaks
+    above ``max_mz`` dropped; scaled to base peak 1 when ``normalize``."""
+    nmz, nint = to_nominal(mz, intensity)
+    out = np.zeros(max_mz + 1, dtype=np.float32)
+    keep = nmz <= max_mz
+    out[nmz[keep]] = nint[keep]
+    if normalize and out.max() > 0:
+        out /= out.max()
+    return out
