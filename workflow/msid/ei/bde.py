@@ -19,6 +19,7 @@ acyclic bonds only; others have no row.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -200,7 +201,8 @@ def read_molecules(path: str | os.PathLike) -> list[tuple[str, str]]:
     for key, smi in pairs:
         if not key:
             mol = Chem.MolFromSmiles(smi)
-            key = Chem.MolToInchiKey(mol) if mol is not None else f"UNPARSEABLE-{smi[:40]}"
+            key = (Chem.MolToInchiKey(mol) if mol is not None else  # no "/" in HDF5 names
+                   "UNPARSEABLE-" + hashlib.sha1(smi.encode()).hexdigest()[:16])
         out.append((key, smi))
     return out
 
