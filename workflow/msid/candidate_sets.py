@@ -142,7 +142,7 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
     precursor m/z and adduct. ``kind='formula'`` takes the true molecule's formula.
     ``candidate_file``: a path or a :class:`CandidateTable` already read. What it holds that no
     query can use (unknown query keys, empty or unparsable SMILES) is counted into ``report``
-    (when given) and logged as a warning.
+    (when given; else logged as warnings).
     """
     if max_n < 1:
         raise ValueError(f"max_n must be a positive number of candidates, not {max_n}")
@@ -152,6 +152,7 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
         cf = (candidate_file if isinstance(candidate_file, CandidateTable)
               else read_candidate_file(candidate_file))
         keyed = (cf.kind, cf.table)
+        announce = report is None  # a caller that passes a report prints it itself
         report = report if report is not None else CandidateFileReport(cf.path)
         report.path, report.keys = cf.path, len(cf.table)
         used: set[str] = set()
@@ -197,6 +198,6 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
         unknown = [k for k in keyed[1] if k not in used]
         report.unknown_keys = len(unknown)
         report.unknown_examples = [repr(k[:30]) for k in unknown[:3]]
-        for line in report.lines():
+        for line in report.lines() if announce else []:
             log.warning(line)
     return out
