@@ -212,7 +212,7 @@ def test_every_family_forward_and_loss(family, pest_items):
 
 
 def test_fp_ffn_bins_peaks():
-    cfg = _tiny("fp_ffn")
+    cfg = _tiny("fp_ffn", ffn_max_mz=1005.0, intensity_transform="none", intensity_scale=1.0)
     m = build_model(cfg)
     b = collate_spectra([spectrum_item(np.array([100.04, 100.06, 1004.99, 1200.0]),
                                        np.array([0.2, 1.0, 0.5, 0.7]), 500.0, 32)])
@@ -221,6 +221,32 @@ def test_fp_ffn_bins_peaks():
     assert float(v[0, 1000]) == pytest.approx(1.0)  # 100.0-100.1 Da: max of 0.2 and 1.0
     assert float(v[0, 10049]) == pytest.approx(0.5)  # 1004.9-1005.0 Da
     assert float(v.sum()) == pytest.approx(1.5)  # 1200 Da is beyond the last bin
+
+
+def test_baseline_presets_follow_massspecgym():
+    """The shipped baselines' recipe: 0.1 Da bins to m/z 1000 of square-root intensities, one
+    hidden layer of 1024 ReLU units with dropout 0.3, 2048-bit Morgan r2, BCE, Adam (no weight
+    decay) at a constant 1e-3, batch 256, about 8 epochs of the 35k [M+H]+ training spectra."""
+    run = RunConfig.preset("fp_ffn")
+    m = build_model(run.model)
+    layers = [type(x).__name__ for x in m.mlp]
+    assert layers == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert (m.mlp[0].in_features, m.mlp[0].out_features, m.mlp[3].out_features) == (
+        10000, 1024, 2048)
+    assert m.mlp[2].p == 0.3 and run.model.fp_radius == 2
+    b = collate_spectra([spectrum_item(np.array([100.04, 999.95]), np.array([0.25, 1.0]),
+                                       500.0, 512)])
+    v = m.binned(b)
+    # intensities relative to a base peak of 1000, square-rooted
+    assert float(v[0, 1000]) == pytest.approx(250 ** 0.5)
+    assert float(v[0, 9999]) == pytest.approx(1000 ** 0.5)
+    for fam in ("fp_ffn", "deepsets"):
+        t = RunConfig.preset(fam).train
+        assert (t.batch_size, t.lr, t.weight_decay, t.warmup_steps, t.min_lr_ratio,
+                t.grad_clip) == (256, 1e-3, 0.0, 0, 1.0, 0.0)
+        assert 7 <= t.max_steps * t.batch_size / 35_327 <= 9
+    cfg = RunConfig.preset("deepsets").model
+    assert isinstance(build_model(cfg).phi[1], torch.nn.ReLU) and cfg.max_peaks == 60
 
 
 # -- model files --------------------------------------------------------------------------------
@@ -350,3 +376,41 @@ def test_training_curves_of_the_shipped_models():
     assert all(h["train"] and h["val"] for h in hist.values())
     png = training_curves(hist)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_no_benchmark_query_structure_in_a_shipped_models_training_set():
+    """Every shipped retrieval model's card records the fold salt and a digest of its training
+    structures (InChIKey first blocks, listed beside it); the list matches the digest, the
+    salt and fractions are the workflow's, and no structure of a benchmark query (benchmark
+    fold and adducts of config/benchmark.yaml, from the shipped library's metadata) is in it."""
+    import gzip
+    import hashlib
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from msid.folds import FoldSpec, fold_of
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    bench = yaml.safe_load((root / "config" / "benchmark.yaml").read_text())["benchmark"]
+    folds = config["preprocess"]["library"]["folds"]
+    spec = FoldSpec(**folds)
+    with gzip.open(root / "resources" / "massbank_esi" / "massbank_esi_msms_metadata.tsv.gz",
+                   "rt") as fh:
+        meta = pd.read_csv(fh, sep="\t", usecols=["inchikey", "adduct"], dtype=str,
+                           keep_default_na=False)
+    meta = meta[(meta["inchikey"] != "") & meta["adduct"].isin(bench["adducts"])]
+    queries = {k[:14] for k in meta["inchikey"] if fold_of(k[:14], spec) == bench["fold"]}
+    assert len(queries) > 100
+    for family in config["models"]["families"]:
+        card = json.loads((root / "resources" / "models" / f"{family}.json").read_text())
+        st = card["training"]["structures"]
+        assert st["fold_salt"] == folds["salt"], family
+        assert st["fold_fractions"] == {k: folds[k] for k in ("train", "val", "test")}
+        text = (root / "resources" / "models" / st["structures_file"]).read_text()
+        assert hashlib.sha256(text.encode()).hexdigest() == st["structures_sha256"], family
+        keys = set(text.split())
+        assert len(keys) == st["n_structures"] > 1000
+        assert not keys & queries, f"{family} trained on benchmark structures"

@@ -90,9 +90,10 @@ def _spectrum_args(batch: dict) -> tuple:
             batch.get("adduct"))
 
 
-def scaled_intensity(intensity: torch.Tensor, transform: str) -> torch.Tensor:
-    """Peak intensities (relative to the base peak) as a baseline reads them."""
-    intensity = intensity.float().clamp_min(0)
+def scaled_intensity(intensity: torch.Tensor, transform: str, scale: float = 1.0
+                     ) -> torch.Tensor:
+    """Peak intensities (relative to the base peak, times ``scale``) as a baseline reads them."""
+    intensity = intensity.float().clamp_min(0) * scale
     return intensity.sqrt() if transform == "sqrt" else intensity
 
 
@@ -221,7 +222,8 @@ class DeepSets(_FingerprintPredictor):
 
     def logits(self, batch: dict) -> torch.Tensor:
         x = torch.stack([(batch["mz"] / 1000.0).float(),
-                         scaled_intensity(batch["intensity"], self.cfg.intensity_transform)], -1)
+                         scaled_intensity(batch["intensity"], self.cfg.intensity_transform,
+                                          self.cfg.intensity_scale)], -1)
         h = self.phi(x).masked_fill(batch["pad_mask"].unsqueeze(-1), 0.0).sum(1)
         return self.rho(h)
 
@@ -237,7 +239,8 @@ class FingerprintFFN(_FingerprintPredictor):
 
     def binned(self, batch: dict) -> torch.Tensor:
         mz, pad = batch["mz"], batch["pad_mask"]
-        inten = scaled_intensity(batch["intensity"], self.cfg.intensity_transform)
+        inten = scaled_intensity(batch["intensity"], self.cfg.intensity_transform,
+                                 self.cfg.intensity_scale)
         idx = torch.floor(mz / self.cfg.ffn_bin_width).long()
         ok = (~pad) & (idx >= 0) & (idx < self.n_bins)
         idx = idx.clamp(0, self.n_bins - 1)
