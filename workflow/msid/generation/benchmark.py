@@ -285,7 +285,7 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
     write_text(sweep_csv, sw.to_csv(index=False))
     write_text(sweep_md, "# GLMR: K sweep\n\n" + "\n".join(
         ["| K | Hit@1 [95% CI] | s/query |", "|---|---|---|"]
-        + [f"| {r.k} | {r['hit@1']:.3f} [{r['hit@1_ci_low']:.3f}, {r['hit@1_ci_high']:.3f}] "
+        + [f"| {int(r.k)} | {r['hit@1']:.3f} [{r['hit@1_ci_low']:.3f}, {r['hit@1_ci_high']:.3f}] "
            f"| {r.s_per_query:.3f} |" for _, r in sw.iterrows()]) + "\n")
     _plot_sweep(sw, sweep_png)
     return df
