@@ -23,7 +23,7 @@ from msid.rankings import RankedCandidate
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_EI_LIBRARY = REPO / "resources" / "massbank_ei" / "massbank_ei.msp.gz"
-DEFAULT_MODEL = REPO / "resources" / "models" / "llm4ms.safetensors"
+DEFAULT_MODEL = REPO / "resources" / "models" / "llm4ms_cc-by-nc-sa.safetensors"
 _LIBRARIES: dict[str, EILibrary] = {}
 
 
