@@ -46,7 +46,7 @@ def _error(capsys, *argv: str) -> str:
     (["--candidates", str(BAD)], "is a directory, not a candidate file"),
     (["--library", "/no/such/lib.h5"], "--library /no/such/lib.h5: does not exist"),
     (["--library", str(BAD)], "is a directory, not a file"),
-    (["--top-k", "-5"], "argument --top-k: must be a positive whole number, not -5"),
+    (["--top-k", "-5"], "argument --top-k: must be 0 (every rank) or more, not -5"),
     (["--max-candidates", "0"], "argument --max-candidates: must be a positive whole number"),
     (["--max-candidates", "-3"], "argument --max-candidates: must be a positive whole number"),
     (["--ppm", "nan"], "argument --ppm: must be a finite positive number"),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from msid import __version__
-from msid.cli_checks import positive_float, positive_int
+from msid.cli_checks import positive_float, positive_int, top_k
 
 
 def _add_identify(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ppm", type=positive_float, default=10.0,
                    help="mass window for pool candidates")
     p.add_argument("--max-candidates", type=positive_int, default=256)
-    p.add_argument("--top-k", type=positive_int, default=20)
+    p.add_argument("--top-k", type=top_k, default=20, help="ranks kept per query (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="Rankings TSV")
 
@@ -45,14 +45,14 @@ def cmd_identify(a: argparse.Namespace) -> int:
     )
     from msid.methods import MethodResources, load_library, make_method
 
+    ei = a.method.startswith("ei-")  # EI library matching: nominal-mass spectra, no precursor
     check_input(a.queries, "queries")  # user mistakes surface before any work
     for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
         if path:
-            check_input(path, option)
+            check_input(path, option, directory_ok=ei and option == "--library")
     check_output(a.out)
     table = read_candidate_file(a.candidates) if a.candidates else None
     report = CandidateFileReport(a.candidates or "")
-    ei = a.method.startswith("ei-")  # EI library matching: nominal-mass spectra, no precursor
     with temp_workdir() as work:
         if ei:
             from msid.ei.search import load_ei_queries
@@ -259,12 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["tiny", "seed"], help="preset size (default tiny)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
-    _add_denovo_peptides(sub)
-    _add_predict_ei(sub)
     p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra, matchms)")
     p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
     p.add_argument("--out", required=True, help="output file (.mgf or .msp)")
     p.add_argument("--format", choices=["mgf", "msp"], help="default: from the suffix")
+    _add_denovo_peptides(sub)
+    _add_predict_ei(sub)
     p = sub.add_parser("serve", help="local web GUI for EI library search")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: "
                                                       "this machine only)")

@@ -26,6 +26,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def top_k(text: str) -> int:
+    """argparse type for ``--top-k``: a whole number >= 0, where 0 keeps every rank."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (every rank) or more, not {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
