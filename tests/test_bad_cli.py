@@ -32,9 +32,10 @@ def _error(capsys, *argv: str) -> str:
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err
-    line = err.strip().splitlines()[-1]
-    assert "error:" in line
-    return line
+    lines = [ln for ln in err.strip().splitlines() if "warning" not in ln.lower()]
+    assert len(lines) == 1, err  # one line: no usage block, no traceback
+    assert "error:" in lines[0]
+    return lines[0]
 
 
 @pytest.mark.parametrize(("args", "expected"), [

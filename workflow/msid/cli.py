@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from msid import __version__
 from msid.cli_checks import positive_float, positive_int, top_k
@@ -230,8 +231,15 @@ def cmd_predict_ei(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with msid's one error line: no usage block, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="msid", description=__doc__)
+    parser = _Parser(prog="msid", description=__doc__)
     parser.add_argument("--version", action="version", version=f"msid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_identify(sub)

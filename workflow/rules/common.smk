@@ -20,7 +20,9 @@ def _load_samples():
             if re.search(r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", f, re.IGNORECASE)
         )
         names = [
-            re.sub(r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", "", os.path.basename(f), flags=re.I)
+            re.sub(
+                r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", "", os.path.basename(f), flags=re.I
+            )
             for f in files
         ]
         frames.append(pd.DataFrame({"sample": names, "path": files}))
@@ -135,12 +137,12 @@ def model_histories(wildcards):
 
 # Run kinds: what a run of each kind gets, as {name: file under results/runs/{sample}/}. The
 # run report takes these files as named inputs. A family's rule file sets the entry of the
-# kinds it handles (rules/peptides.smk: peptide; rules/ei.smk: ei); until then a kind gets
-# small-molecule identification.
+# kinds it handles (rules/identify.smk: small_molecule; rules/peptides.smk: peptide;
+# rules/ei_search.smk: ei).
 RUN_OUTPUTS = {
     "small_molecule": {"identifications": "identifications.tsv"},
-    "peptide": {"identifications": "identifications.tsv"},
-    "ei": {"identifications": "identifications.tsv"},
+    "peptide": {},
+    "ei": {},
 }
 
 

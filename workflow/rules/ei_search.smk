@@ -5,7 +5,6 @@ EI = config["ei_search"]
 EI_BENCH = EI["benchmark"]
 
 RUN_OUTPUTS["ei"] = {
-    **RUN_OUTPUTS["ei"],
     "ei_spectra": "ei_spectra.h5",
     "ei_identifications": "ei_identifications.tsv",
     "ei_matches": "ei_matches.h5",
