@@ -50,7 +50,7 @@ browser:
 
 ## test: the whole test suite, end-to-end DAG run included
 test: setup browser
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=20
 
 ## test-fast: unit and workflow tests only (no end-to-end DAG, no Slurm cluster)
 test-fast: setup
