@@ -15,26 +15,24 @@ from pathlib import Path
 from msid.io.errors import InputFileError
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
+def _whole_number(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {rule}, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    return _whole_number(text, 1, "a positive whole number")
 
 
 def top_k(text: str) -> int:
     """argparse type for ``--top-k``: a whole number >= 0, where 0 keeps every rank."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (every rank) or more, not {value}")
-    return value
+    return _whole_number(text, 0, "0 (every rank) or more")
 
 
 def positive_float(text: str) -> float:

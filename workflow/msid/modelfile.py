@@ -128,6 +128,23 @@ def read_card(path: str | os.PathLike) -> dict:
     return card
 
 
+def verified_card(path: str | os.PathLike, family: str | None = None) -> dict:
+    """The card of the model file at ``path``, after checking that the file exists, that the
+    card names ``family`` (when given) and that the weights' sha256 is the card's. Every
+    family's loader starts here before it reads a tensor."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(path, "model file does not exist")
+    card = read_card(path)
+    if family is not None and card.get("family") != family:
+        raise ModelFileError(card_path(path), f"model card says family '{card.get('family')}', "
+                                              f"expected '{family}'")
+    if sha256_file(path) != card.get("weights_sha256"):
+        raise ModelFileError(path, "weights do not match the model card's sha256 "
+                                   "(corrupted, truncated or replaced file)")
+    return card
+
+
 def load_model(path: str | os.PathLike, family: str | None = None,
                map_location: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """(model in eval mode, card). Verifies the weights' hash and that they fit the config."""
@@ -135,16 +152,7 @@ def load_model(path: str | os.PathLike, family: str | None = None,
     from msid.models.retrieval import build_model
 
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "model file does not exist")
-    card = read_card(path)
-    if family is not None and card["family"] != family:
-        raise ModelFileError(card_path(path), f"model card says family '{card['family']}', "
-                                              f"expected '{family}'")
-    digest = sha256_file(path)
-    if digest != card["weights_sha256"]:
-        raise ModelFileError(path, "weights do not match the model card's sha256 "
-                                   "(corrupted, truncated or replaced file)")
+    card = verified_card(path, family)
     tensors = load_tensors(path)
     try:
         cfg = ModelConfig.from_dict({**card["config"], "family": card["family"]})

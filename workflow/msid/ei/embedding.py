@@ -223,22 +223,14 @@ def load_embedder(path: str | os.PathLike | None = None, config: dict | None = N
     ``config`` overrides card values that do not change the weights (batch size); the base
     model of a model file is always the card's.
     """
-    from msid.modelfile import card_path, load_tensors, read_card, sha256_file
+    from msid.modelfile import card_path, load_tensors, verified_card
 
     if path is None:
         cfg = EmbeddingConfig.from_dict(config)
         return SpectrumEmbedder(cfg).to(device).eval(), {"family": FAMILY, "config": asdict(cfg),
                                                          "weights_sha256": ""}
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "model file does not exist")
-    card = read_card(path)
-    if card["family"] != FAMILY:
-        raise ModelFileError(card_path(path), f"model card says family '{card['family']}', "
-                                              f"expected '{FAMILY}'")
-    if sha256_file(path) != card["weights_sha256"]:
-        raise ModelFileError(path, "weights do not match the model card's sha256 "
-                                   "(corrupted, truncated or replaced file)")
+    card = verified_card(path, FAMILY)
     cfg_d = dict(card["config"])
     if config and "batch_size" in config:
         cfg_d["batch_size"] = config["batch_size"]

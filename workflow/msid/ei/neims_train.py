@@ -19,7 +19,12 @@ from torch.utils.data import Dataset
 
 from msid.ei.neims import NeimsConfig, build_net, featurize, mol_graph, spectrum_loss
 from msid.ei.nominal import dense_nominal
-from msid.modelfile import ModelFileError, load_tensors, read_card, save_model, sha256_file
+from msid.modelfile import (
+    ModelFileError,
+    load_tensors,
+    save_model,
+    verified_card,
+)
 from msid.models.config import TrainConfig
 from msid.models.features import MolFeaturizer
 from msid.store import SpectrumStore
@@ -240,13 +245,7 @@ def save_neims(model: NeimsModel, path: str | os.PathLike, *, training: dict,
 def load_neims(path: str | os.PathLike) -> tuple[NeimsModel, dict]:
     """(model in eval mode, card); checks the card's family and the weights' sha256."""
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "model file does not exist")
-    card = read_card(path)
-    if card["family"] != FAMILY:
-        raise ModelFileError(path, f"model card says family '{card['family']}', not '{FAMILY}'")
-    if sha256_file(path) != card["weights_sha256"]:
-        raise ModelFileError(path, "weights do not match the model card's sha256")
+    card = verified_card(path, FAMILY)
     model = NeimsModel(NeimsConfig.from_dict(card["config"]))
     try:
         model.load_state_dict(load_tensors(path), strict=True)

@@ -14,9 +14,8 @@ from msid.modelfile import (
     ModelFileError,
     card_path,
     load_tensors,
-    read_card,
     save_model,
-    sha256_file,
+    verified_card,
 )
 
 FAMILIES = ("denovo", "glmr")
@@ -38,14 +37,7 @@ def load_generator(path: str | os.PathLike, family: str | None = None
                    ) -> tuple[SmilesDecoderModel, Tokenizer, dict]:
     """(model in eval mode, tokenizer, card); the weights' hash is checked against the card."""
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "model file does not exist")
-    card = read_card(path)
-    if family is not None and card["family"] != family:
-        raise ModelFileError(card_path(path), f"model card says family '{card['family']}', "
-                                              f"expected '{family}'")
-    if sha256_file(path) != card["weights_sha256"]:
-        raise ModelFileError(path, "weights do not match the model card's sha256")
+    card = verified_card(path, family)
     tpath = tokenizer_path(path)
     if not tpath.exists():
         raise ModelFileError(tpath, "tokenizer file missing beside the weights")

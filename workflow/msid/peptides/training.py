@@ -22,11 +22,9 @@ from torch.utils.data import Dataset
 
 from msid.modelfile import (
     ModelFileError,
-    card_path,
     load_tensors,
-    read_card,
     save_model,
-    sha256_file,
+    verified_card,
 )
 from msid.models.config import TrainConfig
 from msid.peptides.data import PeptideSpectrum, read_annotated_mgf, split_by_sequence
@@ -185,15 +183,7 @@ def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.Path
 def load_peptrm(path: str | os.PathLike, map_location: str = "cpu") -> tuple[PepTRM, dict]:
     """(model in eval mode, card): hash checked against the card, safetensors only."""
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(path, "model file does not exist")
-    card = read_card(path)
-    if card["family"] != FAMILY:
-        raise ModelFileError(card_path(path), f"model card says family '{card['family']}', "
-                                              f"expected '{FAMILY}'")
-    if sha256_file(path) != card["weights_sha256"]:
-        raise ModelFileError(path, "weights do not match the model card's sha256 "
-                                   "(corrupted, truncated or replaced file)")
+    card = verified_card(path, FAMILY)
     try:
         cfg = PepTRMConfig.from_dict(card["config"]["model"])
         vocab = Vocab(tuple(card["config"]["vocab"]))
