@@ -179,3 +179,17 @@ def test_bde_rules_run_msid_bde_from_the_bde_env():
     scripts = (ROOT / "pyproject.toml").read_text()
     assert 'msid-bde = "msid.ei.bde:main"' in scripts
     assert "$(BDE_STAMP)" in (ROOT / "Makefile").read_text().split("setup:")[1].split("\n")[0]
+
+
+def test_every_gpu_rule_goes_to_the_gpu_partition():
+    """A rule asking for a GPU (training) names the GPU partition; the profile's default
+    partition (cpu) has no GPU, where such a job would wait forever."""
+    import re
+
+    gpu_rules = {}
+    for f in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", f.read_text(), re.M):
+            if re.search(r"\bgpu=1\b", body):
+                gpu_rules[name] = 'slurm_partition=config["models"]["gpu_partition"]' in body
+    assert len(gpu_rules) >= 6  # one training rule per family at least
+    assert all(gpu_rules.values()), [r for r, ok in gpu_rules.items() if not ok]

@@ -105,6 +105,7 @@ rule ei_prediction_train:
         mem_mb=scaled(8000),
         runtime=scaled(90),
         gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
     params:
         run=EIP["run"],
         licence=(

@@ -120,6 +120,7 @@ rule ei_train_embedding:
         mem_mb=scaled(8000),
         runtime=scaled(90),
         gpu=1,
+        slurm_partition=config["models"]["gpu_partition"],
     params:
         embedding=EI["embedding"],
         train=EI["train"]["config"],
