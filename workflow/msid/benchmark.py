@@ -130,6 +130,22 @@ def truth_table(store: SpectrumStore, candidates: str | os.PathLike | None = Non
     return truth
 
 
+def blind_donors(keys: np.ndarray, seed: int) -> np.ndarray:
+    """For each query i, the index of a query of another structure whose peaks it gets in the
+    spectrum-blind control (a seeded permutation, same-structure pairs repaired by swaps)."""
+    n = len(keys)
+    rng = np.random.default_rng(seed)
+    donor = rng.permutation(n)
+    for _ in range(100):
+        clash = np.flatnonzero(keys[donor] == keys)
+        if clash.size == 0 or n < 2:
+            break
+        for i in clash:
+            j = int(rng.integers(n))
+            donor[i], donor[j] = donor[j], donor[i]
+    return donor
+
+
 def spectrum_blind_queries(src: str | os.PathLike, out: str | os.PathLike,
                            seed: int = 0) -> int:
     """The spectrum-blind control: every query keeps its metadata (precursor, adduct, truth)
@@ -141,15 +157,7 @@ def spectrum_blind_queries(src: str | os.PathLike, out: str | os.PathLike,
         md = store.metadata
         keys = md["inchikey"].str[:14].to_numpy()
         n = len(store)
-        rng = np.random.default_rng(seed)
-        donor = rng.permutation(n)
-        for _ in range(100):  # repair donors of the same structure by random swaps
-            clash = np.flatnonzero(keys[donor] == keys)
-            if clash.size == 0 or n < 2:
-                break
-            for i in clash:
-                j = int(rng.integers(n))
-                donor[i], donor[j] = donor[j], donor[i]
+        donor = blind_donors(keys, seed)
         mz, inten, off = store.all_peaks()
         records = md.to_dict("records")
         with SpectrumStoreWriter(out, provenance={"stage": "spectrum_blind_control",

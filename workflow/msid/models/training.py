@@ -97,17 +97,9 @@ def spectrum_blind(queries: CandidateQueries, seed: int = 0) -> CandidateQueries
     """Control: the same queries and candidates, each query given the peaks of a query of
     another structure (precursor and adduct kept), as the benchmark's spectrum-blind control.
     A model that reads the spectrum scores clearly lower here."""
-    n = len(queries.items)
-    keys = np.array(queries.true_smiles, dtype=object)
-    rng = np.random.default_rng(seed)
-    donor = rng.permutation(n)
-    for _ in range(100):  # repair donors of the same structure by random swaps
-        clash = np.flatnonzero(keys[donor] == keys)
-        if clash.size == 0 or n < 2:
-            break
-        for i in clash:
-            j = int(rng.integers(n))
-            donor[i], donor[j] = donor[j], donor[i]
+    from msid.benchmark import blind_donors
+
+    donor = blind_donors(np.array(queries.true_smiles, dtype=object), seed)
     items = [{**it, "mz": queries.items[d]["mz"], "intensity": queries.items[d]["intensity"]}
              for it, d in zip(queries.items, donor, strict=True)]
     return CandidateQueries(items, queries.candidates, queries.true_index, queries.true_smiles,
