@@ -7,11 +7,15 @@ cannot be opened at all raises :class:`InputFileError` naming the file and the p
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import queue
 import re
+import threading
 import zlib
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,39 +162,69 @@ def _read_text(path: Path) -> tuple[str, str]:
 
 
 # -- mzML / mzXML -----------------------------------------------------------------------------
-def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
-    import pyopenms as oms
+#: MS2 records parsed ahead of the caller; with pyOpenMS's own pool of spectra being decoded
+#: (PeakFileOptions' max data pool size, 100) this bounds the memory of reading a run of any size
+STREAM_QUEUE = 64
 
-    exp = oms.MSExperiment()
-    fmt = sniff_format(path)
-    loader = oms.MzMLFile() if fmt == "mzml" else oms.MzXMLFile()
-    try:
-        loader.load(str(path), exp)
-    except Exception as e:  # pyOpenMS raises its own RuntimeError subclasses
-        # a truncated/damaged file: keep every spectrum before the damage
-        yield from _salvage_xml(path, fmt, e)
-        return
-    instrument = exp.getInstrument().getName() or ""
-    picker = oms.PeakPickerHiRes()
-    for k, spec in enumerate(exp.getSpectra()):
+
+class _ParseFailed(Exception):
+    """pyOpenMS stopped on the file itself (damage, not a callback of ours); ``__cause__``."""
+
+
+class _Cancelled(Exception):
+    """Raised in the parser thread when the caller stopped reading."""
+
+
+class _MS2Consumer:
+    """pyOpenMS ``MSDataConsumer``: each MS2 spectrum, as it is parsed, becomes a
+    :class:`RawSpectrum` (profile spectra centroided by PeakPickerHiRes) handed to ``emit``."""
+
+    def __init__(self, emit: Callable[[RawSpectrum], None]) -> None:
+        import pyopenms as oms
+
+        self._oms = oms
+        self._emit = emit
+        self._picker = oms.PeakPickerHiRes()
+        self.instrument = ""
+        self.levels: Counter[int] = Counter()  # MS level -> spectra seen (only 2 is decoded)
+        self.error: BaseException | None = None  # what a callback of ours raised
+
+    def setExpectedSize(self, n_spectra: int, n_chromatograms: int) -> None:
+        pass
+
+    def setExperimentalSettings(self, settings: object) -> None:
+        self.instrument = settings.getInstrument().getName() or ""  # type: ignore[attr-defined]
+
+    def consumeChromatogram(self, chromatogram: object) -> None:
+        pass
+
+    def consumeSpectrum(self, spec: object) -> None:
+        try:
+            k = sum(self.levels.values())
+            self.levels[spec.getMSLevel()] += 1  # type: ignore[attr-defined]
+            if spec.getMSLevel() == 2:  # type: ignore[attr-defined]
+                self._emit(self._record(spec, k))
+        except BaseException as e:  # pyOpenMS turns it into a generic RuntimeError: keep it
+            self.error = e
+            raise
+
+    def _record(self, spec, k: int) -> RawSpectrum:  # spec: a pyopenms.MSSpectrum
+        oms = self._oms
         native_id = spec.getNativeID() or f"index={k}"
-        if spec.getMSLevel() != 2:
-            continue
         if spec.getType() == oms.SpectrumSettings.SpectrumType.PROFILE:
             picked = oms.MSSpectrum()
-            picker.pick(spec, picked)
+            self._picker.pick(spec, picked)
             spec_peaks = picked.get_peaks()
             centroided = "PeakPickerHiRes"
         else:
             spec_peaks = spec.get_peaks()
             centroided = "as acquired"
         mz, inten = (np.asarray(a) for a in spec_peaks)
-        precursors = spec.getPrecursors()
         params: dict[str, object] = {
             "native_id": native_id,
             "ms_level": 2,
             "retention_time": spec.getRT(),
-            "instrument_type": instrument,
+            "instrument_type": self.instrument,
             "centroiding": centroided,
         }
         polarity = spec.getInstrumentSettings().getPolarity()
@@ -198,6 +232,7 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
             params["ionmode"] = "positive"
         elif polarity == oms.IonSource.Polarity.NEGATIVE:
             params["ionmode"] = "negative"
+        precursors = spec.getPrecursors()
         if precursors:
             p = precursors[0]
             params["precursor_mz"] = p.getMZ() or None
@@ -205,7 +240,116 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
                 params["charge"] = int(p.getCharge())
             if p.getActivationEnergy():
                 params["collision_energy"] = f"{p.getActivationEnergy():g}"
-        yield RawSpectrum(native_id, mz.astype(np.float64), inten.astype(np.float32), params)
+        return RawSpectrum(native_id, mz.astype(np.float64), inten.astype(np.float32), params)
+
+
+def _transform(path: Path, fmt: str, consumer: _MS2Consumer) -> None:
+    """Parse ``path`` spectrum by spectrum into ``consumer``; only MS2 peaks are decoded."""
+    import pyopenms as oms
+
+    reader = oms.MzMLFile() if fmt == "mzml" else oms.MzXMLFile()
+    opts = reader.getOptions()
+    opts.setMSLevels([2])  # MS1 spectra are skipped by the parser, their peaks never decoded
+    reader.setOptions(opts)
+    # skip_full_count: no counting pass over the file; the metadata pass that remains (mzML)
+    # reads the instrument before the first spectrum
+    if fmt == "mzml":
+        reader.transform(str(path), consumer, True, False)
+    else:
+        reader.transform(str(path), consumer, True)
+
+
+def stream_openms(path: str | os.PathLike, fmt: str | None = None,
+                  consumer: Callable[[Callable[[RawSpectrum], None]], _MS2Consumer] = _MS2Consumer,
+                  ) -> Iterator[RawSpectrum]:
+    """The MS2 spectra of an mzML/mzXML (gz allowed) in file order, parsed on a background
+    thread and handed over through a queue of :data:`STREAM_QUEUE` records, so memory stays
+    bounded whatever the size of the run.
+
+    An exception of the parser thread is raised here: the original one for a failure in the
+    record code, :class:`_ParseFailed` (cause: pyOpenMS' error) when pyOpenMS stopped on the
+    file. Stopping early (``close()``, ``break``) stops the parser thread.
+    """
+    path = Path(path)
+    fmt = fmt or sniff_format(path)
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=STREAM_QUEUE)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+        raise _Cancelled
+
+    cons = consumer(lambda rec: put(("record", rec)))
+
+    def work() -> None:
+        try:
+            _transform(path, fmt, cons)
+            end: tuple[str, object] = ("end", None)
+        except BaseException as e:
+            if cons.error is not None:
+                err: BaseException = cons.error
+            else:
+                err = _ParseFailed(str(e))
+                err.__cause__ = e
+            end = ("error", err)
+        with contextlib.suppress(_Cancelled):
+            put(end)
+
+    thread = threading.Thread(target=work, name=f"msid-read {path.name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, value = q.get(timeout=1.0)
+            except queue.Empty:
+                if thread.is_alive():
+                    continue
+                raise RuntimeError(f"reader thread for {path} ended without a result") from None
+            if kind == "record":
+                yield value  # type: ignore[misc]
+            elif kind == "end":
+                return
+            else:
+                if isinstance(value, _Cancelled):
+                    raise RuntimeError(f"reading {path} was cancelled") from value
+                raise value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
+    """mzML/mzXML, streamed (:func:`stream_openms`). A file pyOpenMS cannot finish reading goes
+    on through :func:`_salvage_xml`, which yields the spectra before the damage; the ones already
+    yielded are not yielded again."""
+    fmt = sniff_format(path)
+    done: set[str] = set()
+    try:
+        for rec in stream_openms(path, fmt):
+            done.add(rec.record_id)
+            yield rec
+    except _ParseFailed as e:
+        yield from _salvage_rest(path, fmt, e.__cause__ or e, done)
+
+
+def _salvage_rest(path: Path, fmt: str, error: BaseException,
+                  done: set[str]) -> Iterator[RawSpectrum | QuarantineRecord]:
+    try:
+        for rec in _salvage_xml(path, fmt, error):  # type: ignore[arg-type]
+            if rec.record_id not in done:
+                yield rec
+    except InputFileError:
+        if not done:
+            raise
+        label = {"mzml": "mzML", "mzxml": "mzXML"}[fmt]
+        yield QuarantineRecord(str(path), f"after {len(done)} MS2 spectra",
+                               f"{label} damaged or truncated after {len(done)} MS2 spectra; the "
+                               f"rest of the file is lost: {error}")
 
 
 def _mzml_params(spec: dict, rid: str) -> dict[str, object]:
