@@ -11,8 +11,14 @@ spectrum's fragments below the precursor (peaks closer than the library's peak s
 skipped). At most ceil(:data:`MAX_SHARED` x peaks) of a decoy's peaks may be fragments of its
 target (within the fragment tolerance), so a decoy is never a copy of its target; with none
 shared, decoys were too easy to beat (on the MassBank test fold the estimate fell to a third of
-the true FDR). Decoys are made on demand for the library spectra inside a query's precursor
-window, seeded per library spectrum, so they do not depend on query order.
+the true FDR). Decoys are made on demand, all at once, for the library spectra inside any
+query's precursor window, each from its own random stream (seed and library position), so they
+do not depend on the queries or their order.
+
+Decoys and queries are scored by compiled kernels (:mod:`msid.search.decoys`) over the library's
+flat peak arrays: the decoy of a library spectrum sits in that spectrum's own peak slots, so the
+best target and the best decoy of every query come from one pass each, with the same entropy
+similarity as :meth:`SpectralLibrary.identity_scores`.
 
 Each query's best target and best decoy score compete (concatenated target-decoy competition);
 the FDR at a score threshold is (decoy winners >= t) / (target winners >= t) and a hit's q-value
@@ -28,106 +34,111 @@ from dataclasses import dataclass
 import numpy as np
 
 from msid.rankings import PRECURSOR_ONLY
+from msid.search.decoys import best_in_windows, make_decoys
 from msid.search.library import SpectralLibrary, clean_for_entropy
 
 PICK = 5  # fragments taken from each co-occurring library spectrum
 MAX_SHARED = 0.25  # at most ceil(this x peaks) of a decoy's peaks may be its target's fragments
-
-
-def _xlog2x(x: np.ndarray) -> np.ndarray:
-    return x * np.log2(x)
+SCORE_EPS = 1e-12  # scores this close are equal when looking up a hit's q-value
 
 
 class DecoyLibrary:
-    """Spectrum-based decoys of a :class:`SpectralLibrary`, made on demand and cached."""
+    """Spectrum-based decoys of a :class:`SpectralLibrary`, made on demand and kept.
+
+    Decoys are stored in the library's own flat layout (the decoy of position ``p`` in the first
+    ``count[p]`` slots of ``p``'s peak range), so :func:`best_scores` scores them like targets.
+    """
 
     def __init__(self, library: SpectralLibrary, seed: int = 0) -> None:
         self.lib = library
         self.seed = seed
-        self._by_mz = np.argsort(library.peak_mz, kind="stable")
-        self._sorted_mz = library.peak_mz[self._by_mz]
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        by_mz = np.argsort(library.peak_mz, kind="stable")
+        self._sorted_mz = library.peak_mz[by_mz]
+        self._sorted_owner = library.peak_owner[by_mz].astype(np.int64)
+        self._max_shared = np.ceil(MAX_SHARED * np.diff(library.offsets)).astype(np.int64)
+        self.mz = np.zeros(len(library.peak_mz))
+        self.intensity = np.zeros(len(library.peak_mz))
+        self.count = np.zeros(len(library), dtype=np.int64)
+        self._made = np.zeros(len(library), dtype=bool)
+
+    def make(self, positions: np.ndarray) -> None:
+        """Make the decoys of these library positions (those not made yet)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        todo = np.unique(positions[~self._made[positions]])
+        if not len(todo):
+            return
+        lib, cfg = self.lib, self.lib.cfg
+        make_decoys(todo, self.seed, lib.offsets, lib.peak_mz, lib.peak_int, lib.precursor,
+                    self._sorted_mz, self._sorted_owner, cfg.fragment_tol_da,
+                    cfg.min_peak_separation_da, cfg.precursor_ions_removal_da, PICK,
+                    self._max_shared, self.mz, self.intensity, self.count)
+        self._made[todo] = True
 
     def decoy(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
         """(m/z, intensity) of the decoy of the library spectrum at sorted position ``pos``."""
-        if pos in self._cache:
-            return self._cache[pos]
-        lib = self.lib
-        a, b = lib.offsets[pos], lib.offsets[pos + 1]
-        n = int(b - a)
-        rng = np.random.default_rng([self.seed, pos])
-        max_mz = lib.precursor[pos] - lib.cfg.precursor_ions_removal_da
-        sep = lib.cfg.min_peak_separation_da
-        tol = lib.cfg.fragment_tol_da
-        mz: list[float] = []
-        inten: list[float] = []
-        own = lib.peak_mz[a:b]
-        seeds = [float(own[rng.integers(n)])] if n else []
-        tries = n_shared = 0
-        max_shared = math.ceil(MAX_SHARED * n)
-        while len(mz) < n and tries < 20 * n + 20:
-            tries += 1
-            f = seeds[0] if not mz else mz[rng.integers(len(mz))]
-            lo, hi = np.searchsorted(self._sorted_mz, [f - tol, f + tol])
-            if hi > lo:  # a library spectrum holding this fragment
-                donor = int(lib.peak_owner[self._by_mz[rng.integers(lo, hi)]])
-            else:  # no co-occurrence: any spectrum
-                donor = int(rng.integers(len(lib)))
-            if donor == pos:
-                continue
-            da, db = lib.offsets[donor], lib.offsets[donor + 1]
-            cand = np.arange(da, db)[lib.peak_mz[da:db] < max_mz]
-            for k in rng.permutation(cand)[:PICK]:
-                m = float(lib.peak_mz[k])
-                shared = bool(np.any(np.abs(own - m) <= tol))
-                if (len(mz) >= n or any(abs(m - x) <= sep for x in mz)
-                        or (shared and n_shared >= max_shared)):
-                    continue
-                n_shared += shared
-                mz.append(m)
-                inten.append(float(lib.peak_int[k]))
-        mz_a = np.asarray(mz, dtype=np.float64)
-        int_a = np.asarray(inten, dtype=np.float64)
-        if len(int_a):
-            int_a *= 0.5 / int_a.sum()  # the library's form: weighted, summing to 1/2
-        order = np.argsort(mz_a)
-        self._cache[pos] = (mz_a[order], int_a[order])
-        return self._cache[pos]
+        self.make(np.array([pos]))
+        a = self.lib.offsets[pos]
+        b = a + self.count[pos]
+        return self.mz[a:b].copy(), self.intensity[a:b].copy()
 
     def best_score(self, precursor_mz: float, query: np.ndarray,
                    exclude_row: int = -1) -> float:
         """Best entropy similarity of a cleaned query against the decoys in its window."""
-        lo, hi = self.lib._window(precursor_mz)
-        if hi <= lo or len(query) == 0:
-            return 0.0
-        best = 0.0
-        qmz = query[:, 0].astype(np.float64)
-        qint = query[:, 1].astype(np.float64)
-        tol = self.lib.cfg.fragment_tol_da
-        for pos in range(lo, hi):
-            if int(self.lib.order[pos]) == exclude_row:
-                continue
-            mz, inten = self.decoy(pos)
-            if not len(mz):
-                continue
-            qi, li = np.nonzero(np.abs(qmz[:, None] - mz[None, :]) <= tol)
-            if not len(qi):
-                continue
-            qa, lb = qint[qi], inten[li]
-            best = max(best, float((_xlog2x(qa + lb) - _xlog2x(qa) - _xlog2x(lb)).sum()))
-        return best
+        scores, _ = best_scores(self.lib, [precursor_mz], [query], [exclude_row], decoys=self)
+        return float(scores[0])
+
+
+def _windows(library: SpectralLibrary, precursors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions [lo, hi) of each precursor's window (as :meth:`SpectralLibrary._window`)."""
+    cfg = library.cfg
+    tol = np.maximum(cfg.precursor_tol_da, precursors * cfg.precursor_tol_ppm * 1e-6)
+    lo = np.searchsorted(library.precursor, precursors - tol, side="left")
+    hi = np.searchsorted(library.precursor, precursors + tol, side="right")
+    return lo.astype(np.int64), hi.astype(np.int64)
+
+
+def best_scores(library: SpectralLibrary, precursors: Sequence[float],
+                queries: Sequence[np.ndarray], exclude_rows: Sequence[int] | None = None,
+                decoys: DecoyLibrary | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per cleaned query (:func:`clean_for_entropy`): the best identity score in its precursor
+    window and the store row of that best (-1: none above 0), against the library's spectra or,
+    with ``decoys``, against their decoys (made here where missing). ``exclude_rows``: a store
+    row per query left out of its search (-1: none)."""
+    p = np.asarray(precursors, dtype=np.float64)
+    lo, hi = _windows(library, p)
+    skip = np.full(len(p), -1, dtype=np.int64)
+    if exclude_rows is not None:
+        ex = np.asarray(exclude_rows, dtype=np.int64)
+        pos_of_row = np.empty(len(library), dtype=np.int64)
+        pos_of_row[library.order] = np.arange(len(library))
+        skip = np.where(ex >= 0, pos_of_row[np.clip(ex, 0, None)], -1)
+    sizes = np.array([len(q) for q in queries], dtype=np.int64)
+    q_off = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=q_off[1:])
+    flat = (np.concatenate([np.asarray(q, dtype=np.float64).reshape(-1, 2) for q in queries])
+            if len(queries) else np.zeros((0, 2)))
+    if decoys is None:
+        count, s_mz, s_int = np.diff(library.offsets), library.peak_mz, library.peak_int
+    else:
+        has = hi > lo
+        cover = np.zeros(len(library) + 1, dtype=np.int64)  # positions inside any window
+        np.add.at(cover, lo[has], 1)
+        np.add.at(cover, hi[has], -1)
+        decoys.make(np.flatnonzero(np.cumsum(cover[:-1]) > 0))
+        count, s_mz, s_int = decoys.count, decoys.mz, decoys.intensity
+    best = np.zeros(len(p))
+    pos = np.full(len(p), -1, dtype=np.int64)
+    best_in_windows(lo, hi, skip, q_off, np.ascontiguousarray(flat[:, 0]),
+                    np.ascontiguousarray(flat[:, 1]), library.offsets, count, s_mz, s_int,
+                    library.cfg.fragment_tol_da, best, pos)
+    return best, np.where(pos >= 0, library.order[np.clip(pos, 0, None)], -1)
 
 
 def target_best(library: SpectralLibrary, precursor_mz: float, query: np.ndarray,
                 exclude_row: int = -1) -> tuple[float, int]:
     """(best target score, its store row) for a cleaned query; (0, -1) when none."""
-    rows, scores, _ = library.identity_scores(precursor_mz, query)
-    if exclude_row >= 0:
-        scores = np.where(rows == exclude_row, 0.0, scores)
-    if not len(scores) or scores.max() <= 0:
-        return 0.0, -1
-    k = int(np.argmax(scores))
-    return float(scores[k]), int(rows[k])
+    scores, rows = best_scores(library, [precursor_mz], [query], [exclude_row])
+    return float(scores[0]), int(rows[0])
 
 
 @dataclass
@@ -161,12 +172,14 @@ class Competition:
         return s, fdr, q
 
     def qvalues(self, scores: Iterable[float]) -> np.ndarray:
-        """q-value of hits with these scores (NaN for a score of 0 or below)."""
+        """q-value of hits with these scores (NaN for a score of 0 or below). A score within
+        :data:`SCORE_EPS` of a threshold counts as at it: the competition's compiled scoring may
+        differ from the search's in the last bit."""
         th, _, q = self.qvalue_table()
         scores = np.asarray(list(scores), dtype=np.float64)
         if not len(th):
             return np.where(scores > 0, 0.0, np.nan)
-        idx = np.searchsorted(th, scores, side="right") - 1
+        idx = np.searchsorted(th, scores + SCORE_EPS, side="right") - 1
         out = np.where(idx >= 0, q[np.clip(idx, 0, None)], 1.0)
         return np.where(scores > 0, out, np.nan)
 
@@ -175,14 +188,10 @@ def compete(library: SpectralLibrary, decoys: DecoyLibrary, precursors: Sequence
             peaks: Sequence[tuple[np.ndarray, np.ndarray]],
             exclude_rows: Sequence[int] | None = None) -> tuple[Competition, np.ndarray]:
     """Target-decoy competition over queries; also returns each query's best target row."""
-    n = len(precursors)
-    t, d = np.zeros(n), np.zeros(n)
-    best_row = np.full(n, -1, dtype=np.int64)
-    for i, (p, (mz, inten)) in enumerate(zip(precursors, peaks, strict=True)):
-        ex = -1 if exclude_rows is None else int(exclude_rows[i])
-        q = clean_for_entropy(p, mz, inten, library.cfg)
-        t[i], best_row[i] = target_best(library, p, q, ex)
-        d[i] = decoys.best_score(p, q, ex)
+    queries = [clean_for_entropy(p, mz, inten, library.cfg)
+               for p, (mz, inten) in zip(precursors, peaks, strict=True)]
+    t, best_row = best_scores(library, precursors, queries, exclude_rows)
+    d, _ = best_scores(library, precursors, queries, exclude_rows, decoys=decoys)
     return Competition(t, d), best_row
 
 
