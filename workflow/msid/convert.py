@@ -9,25 +9,35 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import matchms.filtering as mf
 import numpy as np
-from matchms import Spectrum
-from matchms.filtering import (
-    default_filters,
-    derive_inchikey_from_inchi,
-    derive_smiles_from_inchi,
-)
+from matchms import Fragments, Metadata, Spectrum
+from matchms.filtering import derive_inchikey_from_inchi, derive_smiles_from_inchi
 from tqdm import tqdm
 
-from msid.io import RawSpectrum, read_spectra
-from msid.parallel import chunks, imap_ordered
-from msid.spectrum import matchms_to_record
+from msid.io import RawSpectrum
+from msid.io.mgf import MgfChunk, parse_mgf_chunk
+from msid.io.raw import read_chunks
+from msid.parallel import imap_ordered
+from msid.spectrum import metadata_to_record
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStoreWriter
 
+if TYPE_CHECKING:
+    from msid.preprocess import PreprocessConfig
+
 logging.getLogger("matchms").setLevel(logging.ERROR)
+
+#: matchms.filtering.default_filters, step by step (its docstring lists the same order)
+DEFAULT_FILTERS = (
+    mf.make_charge_int, mf.add_compound_name, mf.derive_adduct_from_name,
+    mf.derive_formula_from_name, mf.clean_compound_name, mf.interpret_pepmass,
+    mf.add_precursor_mz, mf.derive_ionmode, mf.correct_charge)
+_NO_PEAKS = np.zeros(0)
 
 
 @dataclass
@@ -94,6 +104,73 @@ def check_metadata(raw: RawSpectrum) -> str:
     return ""
 
 
+#: matchms metadata keys (harmonised names) that the default filters and matchms' value
+#: harmonisation read or write; every other key only has its name harmonised and its invalid
+#: entries ("", "NA", ...) dropped, so it can pass by the filters untouched
+FILTER_KEYS = frozenset({
+    "charge", "compound_name", "name", "title", "adduct", "formula", "pepmass",
+    "precursor_mz", "precursor_intensity", "ionmode", "retention_time", "retention_index",
+    "parent"})
+_INVALID_ENTRIES = frozenset({"", "NA", "N/A", "NaN"})  # as matchms' harmonize_values drops
+_MEMO_MAX = 200_000
+
+
+@lru_cache(maxsize=8192)
+def harmonised_key(raw_key: str) -> str:
+    """matchms' harmonised name for a metadata key (``PRECURSORMZ`` -> ``precursor_mz``)."""
+    return next(iter(Metadata({raw_key: 0}).keys()), raw_key)
+
+
+def _frozen(value: object) -> object:
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, *(_frozen(v) for v in value))
+    return value
+
+
+_memo: dict[tuple, dict] = {}
+
+
+def _default_filters(metadata: dict) -> dict:
+    spectrum = Spectrum(_NO_PEAKS, _NO_PEAKS, metadata=metadata, metadata_harmonization=True)
+    for step in DEFAULT_FILTERS:  # matchms' default_filters, in its order, without the copies
+        spectrum = step(spectrum, clone=False)
+    return dict(spectrum.metadata)
+
+
+def harmonise_metadata(params: dict) -> dict:
+    """matchms-harmonised metadata of one record: key names, value harmonisation and
+    ``default_filters``, as matchms gives them.
+
+    The filters see only the keys they read (:data:`FILTER_KEYS`; a title only when the record
+    has no name), and their result is memoised on those keys' values: library records of one
+    compound share them, so a 64k-spectrum library runs matchms on a few thousand distinct
+    sets instead of 64k records. ``tests/test_convert_fast.py`` checks the result equals
+    matchms' own chain on every record of the shipped library and the demo runs.
+    """
+    named: dict[str, object] = {}
+    for key, value in params.items():
+        named[harmonised_key(str(key))] = value
+    has_name = isinstance(named.get("compound_name"), str) or isinstance(named.get("name"), str)
+    read = {k: v for k, v in named.items()
+            if k in FILTER_KEYS and not (has_name and k == "title")}
+    try:
+        memo_key = tuple(sorted((k, _frozen(v)) for k, v in read.items()))
+        hash(memo_key)
+    except TypeError:  # an unhashable value: no memo
+        memo_key = None
+    result = _memo.get(memo_key) if memo_key is not None else None
+    if result is None:
+        result = _default_filters(dict(read))
+        if memo_key is not None:
+            if len(_memo) >= _MEMO_MAX:
+                _memo.clear()
+            _memo[memo_key] = result
+    out = {k: v for k, v in named.items()
+           if k not in read and not (isinstance(v, str) and v in _INVALID_ENTRIES)}
+    out.update(result)
+    return out
+
+
 def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
     """One checked record -> a store record with matchms-harmonised metadata, or a reason."""
     checked, reason = check_peaks(raw)
@@ -103,15 +180,17 @@ def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
     if reason:
         return reason
     try:
-        spectrum = Spectrum(checked.mz, checked.intensity, metadata=dict(checked.params),
-                            metadata_harmonization=True)
-        spectrum = default_filters(spectrum)
-        if not spectrum.get("smiles") and spectrum.get("inchi"):  # repair a missing SMILES
-            spectrum = derive_inchikey_from_inchi(derive_smiles_from_inchi(spectrum))
+        metadata = harmonise_metadata(checked.params)
+        if not metadata.get("smiles") and metadata.get("inchi"):  # repair a missing SMILES
+            spectrum = Spectrum(checked.mz, checked.intensity, metadata=metadata,
+                                metadata_harmonization=False)
+            metadata = dict(derive_inchikey_from_inchi(derive_smiles_from_inchi(spectrum))
+                            .metadata)
         ms_level = int(float(checked.params.get("ms_level", checked.params.get("mslevel", 2))))
+        Fragments(mz=checked.mz, intensities=checked.intensity)  # matchms' own peak checks
     except Exception as e:  # matchms validates peaks and metadata values
         return f"matchms rejected the record: {e}"
-    return matchms_to_record(spectrum, extra={
+    return metadata_to_record(metadata, checked.mz, checked.intensity, extra={
         "id": checked.record_id,
         "source_file": source_file,
         "native_id": str(checked.params.get("native_id", checked.record_id)),
@@ -119,40 +198,63 @@ def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
     })
 
 
-def _harmonise_chunk(args: tuple[list[RawSpectrum], str]) -> list[tuple[str, SpectrumRecord | str]]:
-    chunk, source_file = args
-    return [(r.record_id, harmonise(r, source_file)) for r in chunk]
+Outcome = tuple[str, "SpectrumRecord | str"]  # (record id, record or reason)
+
+
+def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
+                   ) -> list[Outcome | QuarantineRecord]:
+    """One chunk in a worker: parse (MGF), harmonise, and clean when asked."""
+    from msid.preprocess import clean_batch, finish_record
+
+    payload, source_file, clean = args
+    items = parse_mgf_chunk(payload) if isinstance(payload, MgfChunk) else payload
+    out: list[Outcome | QuarantineRecord] = []
+    for item in items:
+        if isinstance(item, QuarantineRecord):
+            out.append(item)
+        else:
+            out.append((item.record_id, harmonise(item, source_file)))
+    if clean is not None:
+        ready = [k for k, o in enumerate(out) if isinstance(o, tuple) and not isinstance(o[1], str)]
+        recs = [out[k][1] for k in ready]  # type: ignore[index]
+        for k, rec, peaks in zip(ready, recs, clean_batch(recs, clean), strict=True):
+            out[k] = (out[k][0], finish_record(rec, peaks, clean))  # type: ignore[index]
+    return out
 
 
 def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 1,
-                 progress: bool = True) -> ConvertStats:
-    """Read ``path`` (mzML/mzXML/MGF/MSP, gz allowed) into a store at ``out`` (atomic write)."""
+                 progress: bool = True, clean: PreprocessConfig | None = None) -> ConvertStats:
+    """Read ``path`` (mzML/mzXML/MGF/MSP, gz allowed) into a store at ``out`` (atomic write).
+
+    The file streams through in chunks; MGF chunks are parsed in the worker processes too. With
+    ``clean`` the records also go through the preprocessing chain on the way (one pass, one
+    store: what :func:`msid.preprocess.preprocess_store` would make of the converted store).
+    """
     path = Path(path)
     stats = ConvertStats()
     seen: set[str] = set()
     bar = tqdm(desc=f"convert {path.name}", unit=" spectra", disable=not progress, mininterval=2)
-    with SpectrumStoreWriter(out, provenance={"stage": "convert", "input": str(path)}) as writer:
+    prov: dict = {"stage": "convert", "input": str(path)}
+    if clean is not None:
+        prov = {"stage": "convert+preprocess", "input": str(path), "config": asdict(clean)}
+    with SpectrumStoreWriter(out, provenance=prov) as writer:
 
         def reject(rid: str, reason: str) -> None:
             writer.quarantine(QuarantineRecord(path.name, rid, reason))
-            stats.quarantined[reason] += 1
+            stats.quarantined[": ".join(reason.split(": ")[:2]) if clean else reason] += 1
 
-        def batches() -> Iterator[tuple[list[RawSpectrum], str]]:
-            for batch in chunks(read_spectra(path), 2000):
-                good = []
-                for item in batch:
-                    stats.read += 1
-                    if isinstance(item, QuarantineRecord):
-                        reject(item.record_id, item.reason)
-                    elif item.record_id in seen:
-                        reject(item.record_id, "duplicate spectrum id")
-                    else:
-                        seen.add(item.record_id)
-                        good.append(item)
-                yield good, path.name
-
-        for chunk in imap_ordered(_harmonise_chunk, batches(), n_jobs):
-            for rid, rec in chunk:
+        jobs = ((payload, path.name, clean) for payload in read_chunks(path))
+        for chunk in imap_ordered(_convert_chunk, jobs, n_jobs):
+            for item in chunk:
+                stats.read += 1
+                if isinstance(item, QuarantineRecord):
+                    reject(item.record_id, item.reason)
+                    continue
+                rid, rec = item
+                if rid in seen:
+                    reject(rid, "duplicate spectrum id")
+                    continue
+                seen.add(rid)
                 if isinstance(rec, str):
                     reject(rid, rec)
                 else:

@@ -16,7 +16,7 @@ from msid.chem.structures import Structure
 from msid.convert import convert_file
 from msid.fdr import add_qvalues
 from msid.methods import Method, rank_queries
-from msid.preprocess import PreprocessConfig, preprocess_store
+from msid.preprocess import PreprocessConfig
 from msid.rankings import write_rankings
 from msid.resources import data_dir, resource
 from msid.store import SpectrumStore
@@ -56,25 +56,21 @@ def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Pa
         return src
     digest = sources_digest([PoolSource(src, "library")])
     target = cache_dir() / f"library-{digest}.h5"
-    if not target.exists():
-        raw = target.with_suffix(".raw.h5")
-        convert_file(src, raw, n_jobs=n_jobs, progress=False)
-        preprocess_store(raw, target, PreprocessConfig(require_structure=True), n_jobs=n_jobs,
-                         progress=False)
-        raw.unlink()
+    if not target.exists():  # one pass: convert + clean (atomic write)
+        convert_file(src, target, n_jobs=n_jobs, progress=False,
+                     clean=PreprocessConfig(require_structure=True))
     return target
 
 
 def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
-                 preprocess: PreprocessConfig | None = None) -> SpectrumStore:
+                 preprocess: PreprocessConfig | None = None, n_jobs: int = 1) -> SpectrumStore:
     """Queries as a store: an ``.h5`` store as is, any other file converted + preprocessed."""
     path = Path(path)
     if path.suffix == ".h5":
         return SpectrumStore(path)
-    workdir = Path(workdir)
-    raw, clean = workdir / "queries.raw.h5", workdir / "queries.h5"
-    convert_file(path, raw, progress=False)
-    preprocess_store(raw, clean, preprocess or PreprocessConfig(), progress=False)
+    clean = Path(workdir) / "queries.h5"
+    convert_file(path, clean, n_jobs=n_jobs, progress=False,
+                 clean=preprocess or PreprocessConfig())
     return SpectrumStore(clean)
 
 

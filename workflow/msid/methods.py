@@ -41,11 +41,12 @@ class Query:
 def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterator[Query]:
     md = store.metadata.to_dict("records")  # one conversion, not a Series per query
     rows = list(range(len(store))) if rows is None else rows
-    for r in rows:
-        mz, inten = store.peaks(r)
-        m = md[r]
-        yield Query(str(m["id"]), float(m["precursor_mz"]), str(m["adduct"]),
-                    str(m["ion_mode"]), int(m["charge"]), mz, inten, float(m["rt"]))
+    for start in range(0, len(rows), 2048):  # a few reads per block, not two per query
+        block = rows[start:start + 2048]
+        for r, (mz, inten) in zip(block, store.peaks_many(block), strict=True):
+            m = md[r]
+            yield Query(str(m["id"]), float(m["precursor_mz"]), str(m["adduct"]),
+                        str(m["ion_mode"]), int(m["charge"]), mz, inten, float(m["rt"]))
 
 
 class Method(Protocol):

@@ -131,6 +131,95 @@ def apply_chain(chain: list[FilterStep], rec: SpectrumRecord) -> tuple[Spectrum 
     return s, ""
 
 
+def _precursor_reason(meta: dict, minimum_mz: float = 10.0) -> str:
+    """matchms' ``require_precursor_mz`` (default minimum m/z 10) on a stored precursor."""
+    p = meta.get("precursor_mz")
+    if p in (None, "") or (isinstance(p, float) and np.isnan(p)):
+        return "missing"
+    if not isinstance(p, float | int) or p < minimum_mz:
+        return "invalid"
+    return ""
+
+
+def clean_batch(records: list[SpectrumRecord], cfg: PreprocessConfig
+                ) -> list[tuple[np.ndarray, np.ndarray] | str]:
+    """The peak filters of :func:`build_chain` over a whole batch at once: (m/z, intensity)
+    per record, or the reason the chain gives for rejecting it.
+
+    The filters run on the batch's flat peak arrays with the same arithmetic as matchms (float32
+    intensities scaled by their float32 maximum, the same comparisons); only spectra with at
+    least ``max_peaks`` peaks go through matchms' ``reduce_to_number_of_peaks`` one by one.
+    ``tests/test_convert_fast.py`` checks the result equals matchms' per-spectrum chain.
+    """
+    chain = build_chain(cfg)
+    names = {step.name: step for step in chain}
+    out: list[tuple[np.ndarray, np.ndarray] | str] = [""] * len(records)
+    keep = []
+    for k, rec in enumerate(records):
+        if cfg.require_precursor_mz and _precursor_reason(rec.meta):
+            step = names["require_precursor_mz"]
+            out[k] = f"{step.name}: {step.reason}"
+        else:
+            keep.append(k)
+    if not keep:
+        return out
+    counts = np.array([len(records[k].mz) for k in keep])
+    mz = np.concatenate([np.asarray(records[k].mz, dtype=np.float64) for k in keep])
+    inten = np.concatenate([np.asarray(records[k].intensity, dtype=np.float32) for k in keep])
+    owner = np.repeat(np.arange(len(keep)), counts)
+    # select_by_mz
+    m = np.logical_and(cfg.mz_min <= mz, mz <= cfg.mz_max)
+    mz, inten, owner = mz[m], inten[m], owner[m]
+    # normalize_intensities: by the spectrum's maximum; a maximum <= 0 empties the spectrum
+    n = np.bincount(owner, minlength=len(keep))
+    starts = np.r_[0, np.cumsum(n)[:-1]]
+    peak_max = np.zeros(len(keep), dtype=np.float32)
+    has = n > 0
+    peak_max[has] = np.maximum.reduceat(inten, starts[has])
+    m = peak_max[owner] > 0
+    mz, inten, owner = mz[m], inten[m], owner[m]
+    inten = inten / peak_max[owner]
+    # select_by_relative_intensity: rescaled by the (new) maximum, kept within [from, 1]
+    n = np.bincount(owner, minlength=len(keep))
+    starts = np.r_[0, np.cumsum(n)[:-1]]
+    has = n > 0
+    scale = np.ones(len(keep), dtype=np.float32)
+    scale[has] = np.maximum.reduceat(inten, starts[has])
+    rel = inten / scale[owner]
+    m = np.logical_and(cfg.min_relative_intensity <= rel, rel <= 1.0)
+    mz, inten, owner = mz[m], inten[m], owner[m]
+    n = np.bincount(owner, minlength=len(keep))
+    bounds = np.r_[0, np.cumsum(n)]
+    reduce = names["reduce_to_number_of_peaks"]
+    minimum = names["require_minimum_number_of_peaks"]
+    for j, k in enumerate(keep):
+        pm, pi = mz[bounds[j]:bounds[j + 1]], inten[bounds[j]:bounds[j + 1]]
+        if len(pm) >= cfg.max_peaks:  # matchms keeps the strongest peaks
+            s = reduce.fn(Spectrum(pm, pi, metadata={}, metadata_harmonization=False))
+            pm, pi = s.peaks.mz, s.peaks.intensities
+        if len(pm) < cfg.min_peaks:
+            out[k] = f"{minimum.name}: {minimum.reason}"
+        else:
+            out[k] = (pm, pi)
+    return out
+
+
+def finish_record(rec: SpectrumRecord, peaks: tuple[np.ndarray, np.ndarray] | str,
+                  cfg: PreprocessConfig) -> SpectrumRecord | str:
+    """Cleaned peaks of one record + the structure step and fold assignment (or a reason)."""
+    if isinstance(peaks, str):
+        return peaks
+    meta = dict(rec.meta)
+    reason = structure_step(meta, cfg.require_structure)
+    if reason:
+        return f"structure: {reason}"
+    if cfg.assign_folds:
+        key = (str(meta["inchikey"])[:14] if meta["inchikey"]
+               else peptide_key(str(meta["peptide"])))
+        meta["fold"] = fold_of(key, cfg.folds)
+    return SpectrumRecord(peaks[0], peaks[1].astype(np.float32), meta)
+
+
 @dataclass
 class PreprocessStats:
     read: int = 0
@@ -141,26 +230,16 @@ class PreprocessStats:
 
 def process_record(rec: SpectrumRecord, chain: list[FilterStep],
                    cfg: PreprocessConfig) -> SpectrumRecord | str:
-    """One record through the filter chain, the structure step and fold assignment."""
+    """One record through matchms' filter chain, the structure step and fold assignment."""
     s, reason = apply_chain(chain, rec)
-    if s is None:
-        return reason
-    meta = dict(rec.meta)
-    reason = structure_step(meta, cfg.require_structure)
-    if reason:
-        return f"structure: {reason}"
-    if cfg.assign_folds:
-        key = (str(meta["inchikey"])[:14] if meta["inchikey"]
-               else peptide_key(str(meta["peptide"])))
-        meta["fold"] = fold_of(key, cfg.folds)
-    return SpectrumRecord(s.peaks.mz, s.peaks.intensities.astype(np.float32), meta)
+    return finish_record(rec, reason if s is None else (s.peaks.mz, s.peaks.intensities), cfg)
 
 
 def _process_chunk(args: tuple[list[SpectrumRecord], PreprocessConfig]
                    ) -> list[tuple[SpectrumRecord, SpectrumRecord | str]]:
     chunk, cfg = args
-    chain = build_chain(cfg)
-    return [(rec, process_record(rec, chain, cfg)) for rec in chunk]
+    return [(rec, finish_record(rec, peaks, cfg))
+            for rec, peaks in zip(chunk, clean_batch(chunk, cfg), strict=True)]
 
 
 def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,

@@ -42,7 +42,13 @@ def _clean(value: object) -> object:
 
 
 def matchms_to_record(spectrum: Spectrum, extra: dict | None = None) -> SpectrumRecord:
-    md = spectrum.metadata
+    return metadata_to_record(spectrum.metadata, spectrum.peaks.mz, spectrum.peaks.intensities,
+                              extra)
+
+
+def metadata_to_record(md: dict, mz: np.ndarray, intensity: np.ndarray,
+                       extra: dict | None = None) -> SpectrumRecord:
+    """matchms-harmonised metadata + peaks -> a store record (store columns only)."""
     meta: dict[str, object] = {}
     for col in METADATA_COLUMNS:
         key = _TO_MATCHMS.get(col, col)
@@ -51,5 +57,5 @@ def matchms_to_record(spectrum: Spectrum, extra: dict | None = None) -> Spectrum
         meta["peptide"] = _clean(md.get("seq"))
     if extra:
         meta.update(extra)
-    return SpectrumRecord(spectrum.peaks.mz.astype(np.float64),
-                          spectrum.peaks.intensities.astype(np.float32), meta)
+    return SpectrumRecord(np.asarray(mz, dtype=np.float64),
+                          np.asarray(intensity, dtype=np.float32), meta)

@@ -209,7 +209,9 @@ class SpectrumStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         try:
-            self._h5 = h5py.File(self.path, "r")
+            # a chunk cache that holds a few chunks of each flat array: neighbouring spectra
+            # are read without decompressing their chunk again
+            self._h5 = h5py.File(self.path, "r", rdcc_nbytes=16 << 20)
         except OSError as e:
             raise StoreFormatError(f"{self.path}: cannot open as HDF5 ({e})") from e
         if self._h5.attrs.get("format") != FORMAT:
@@ -221,6 +223,8 @@ class SpectrumStore:
             raise StoreFormatError(
                 f"{self.path}: store format {version}, expected {FORMAT_VERSION}")
         self._offsets: np.ndarray = self._h5["peaks/offsets"][:]
+        self._mz = self._h5["peaks/mz"]  # open once: the chunk cache lives with the handle
+        self._intensity = self._h5["peaks/intensity"]
         self._metadata: pd.DataFrame | None = None
 
     # -- size and metadata -------------------------------------------------------------------
@@ -257,29 +261,42 @@ class SpectrumStore:
         if not 0 <= i < len(self):
             raise IndexError(i)
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
-        return self._h5["peaks/mz"][a:b], self._h5["peaks/intensity"][a:b]
+        return self._mz[a:b], self._intensity[a:b]
 
     def peaks_range(self, start: int, stop: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Peaks of spectra ``start..stop-1`` with one read of each flat array."""
         stop = min(stop, len(self))
         a, b = int(self._offsets[start]), int(self._offsets[stop])
-        mz = self._h5["peaks/mz"][a:b]
-        inten = self._h5["peaks/intensity"][a:b]
+        mz = self._mz[a:b]
+        inten = self._intensity[a:b]
         cuts = self._offsets[start:stop + 1] - a
         return [(mz[cuts[k]:cuts[k + 1]], inten[cuts[k]:cuts[k + 1]])
                 for k in range(stop - start)]
 
-    def peaks_many(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Peaks of arbitrary spectra (sorted reads; order of ``indices`` kept)."""
-        order = np.argsort(indices)
-        out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(indices)  # type: ignore[list-item]
-        for k in order:
-            out[k] = self.peaks(int(indices[k]))
+    def peaks_many(self, indices: Sequence[int], gap: int = 64
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Peaks of arbitrary spectra, order of ``indices`` kept. Sorted indices less than
+        ``gap`` apart are read together, one slice of each flat array per run."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(int(idx.min() if idx.min() < 0 else idx.max()))
+        order = np.argsort(idx, kind="stable")
+        out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(idx)  # type: ignore[list-item]
+        k = 0
+        while k < len(order):
+            end = k
+            while end + 1 < len(order) and idx[order[end + 1]] - idx[order[end]] < gap:
+                end += 1
+            start = int(idx[order[k]])
+            block = self.peaks_range(start, int(idx[order[end]]) + 1)
+            for j in order[k:end + 1]:
+                out[j] = block[int(idx[j]) - start]
+            k = end + 1
         return out
 
     def all_peaks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The flat arrays (mz, intensity, offsets). Only for in-memory indexes (search)."""
-        return self._h5["peaks/mz"][:], self._h5["peaks/intensity"][:], self._offsets
+        return self._mz[:], self._intensity[:], self._offsets
 
     def iter_records(self, batch_size: int = 4096) -> Iterator[SpectrumRecord]:
         md = self.metadata.to_dict("records")

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from msid.io.errors import InputFileError
+from msid.io.mgf import MgfChunk, mgf_chunks, read_mgf
+from msid.parallel import chunks
 from msid.store import QuarantineRecord
 
 FORMATS = ("mzml", "mzxml", "mgf", "msp")
@@ -58,6 +60,36 @@ def read_spectra(path: str | os.PathLike) -> Iterator[RawSpectrum | QuarantineRe
     read at all raises, and then always :class:`InputFileError` naming the file.
     """
     path = Path(path)
+    fmt = _check_file(path)
+    reader = {"mzml": _read_openms, "mzxml": _read_openms, "mgf": _read_mgf, "msp": _read_msp}
+    try:
+        yield from reader[fmt](path)
+    except InputFileError:
+        raise
+    except Exception as e:  # a reader library failed in a way no salvage path foresaw
+        raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e
+
+
+def read_chunks(path: str | os.PathLike, size: int = 2000) -> Iterator[list | MgfChunk]:
+    """The records of ``path`` in chunks: lists of what :func:`read_spectra` yields, except that
+    MGF comes as unparsed :class:`~msid.io.mgf.MgfChunk` (parse with
+    :func:`~msid.io.mgf.parse_mgf_chunk`), so that worker processes can parse it."""
+    path = Path(path)
+    fmt = _check_file(path)
+    if fmt != "mgf":
+        yield from chunks(read_spectra(path), size)
+        return
+    try:
+        for item in mgf_chunks(path):
+            yield item if isinstance(item, MgfChunk) else [item]
+    except InputFileError:
+        raise
+    except Exception as e:
+        raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e
+
+
+def _check_file(path: Path) -> str:
+    """The file's format, or InputFileError for a file that cannot be read at all."""
     if not path.exists():
         raise InputFileError(path, "file does not exist")
     if path.is_dir():
@@ -67,13 +99,7 @@ def read_spectra(path: str | os.PathLike) -> Iterator[RawSpectrum | QuarantineRe
         raise InputFileError(path, "file is not readable (permission denied)")
     if path.stat().st_size == 0:
         raise InputFileError(path, "file is empty (no spectra)")
-    reader = {"mzml": _read_openms, "mzxml": _read_openms, "mgf": _read_mgf, "msp": _read_msp}
-    try:
-        yield from reader[fmt](path)
-    except InputFileError:
-        raise
-    except Exception as e:  # a reader library failed in a way no salvage path foresaw
-        raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e
+    return fmt
 
 
 # -- gzip -----------------------------------------------------------------------------------------
@@ -502,54 +528,8 @@ def _salvage_xml(path: Path, fmt: str,
 
 
 # -- MGF ----------------------------------------------------------------------------------------
-_BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
-
-
-def _mgf_record(entry: dict, index: int) -> RawSpectrum:
-    params = {str(k).lower(): v for k, v in entry.get("params", {}).items()}
-    rid = str(params.get("spectrum_id") or params.get("spectrumid") or params.get("title")
-              or params.get("identifier") or f"index={index}")
-    mz = np.asarray(entry.get("m/z array", []), dtype=np.float64)
-    inten = np.asarray(entry.get("intensity array", []), dtype=np.float32)
-    return RawSpectrum(rid, mz, inten, params)
-
-
 def _read_mgf(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
-    from pyteomics import mgf
-
-    text, problem = _read_text(path)
-    blocks = _BLOCK.findall(text)
-    n_open = len(re.findall(r"^BEGIN IONS\s*$", text, re.MULTILINE))
-    if not blocks and not n_open:
-        raise InputFileError(path, "no 'BEGIN IONS ... END IONS' block: not an MGF file"
-                             + (f" ({problem})" if problem else ""))
-    try:  # fast path: pyteomics over the whole file
-        entries = list(mgf.read(io.StringIO(text), convert_arrays=1, read_charges=False,
-                                read_ions=False, use_index=False))
-        if len(entries) != len(blocks):
-            raise ValueError("block count mismatch")
-        for i, entry in enumerate(entries):
-            yield _mgf_record(entry, i)
-    except Exception:  # slow path: one pyteomics reader per block, so one bad block is one record
-        for i, block in enumerate(blocks):
-            try:
-                (entry,) = list(mgf.read(io.StringIO(f"BEGIN IONS{block}END IONS\n"),
-                                         convert_arrays=1, read_charges=False,
-                                         read_ions=False, use_index=False))
-                yield _mgf_record(entry, i)
-            except Exception as e:
-                title = re.search(r"^(?:SPECTRUM_?ID|TITLE|IDENTIFIER)=(.*)$", block,
-                                  re.MULTILINE | re.IGNORECASE)
-                rid = title.group(1).strip() if title else f"index={i}"
-                yield QuarantineRecord(str(path), rid, f"unparsable MGF record: {e}")
-    if n_open > len(blocks):
-        yield QuarantineRecord(str(path), f"index={len(blocks)}",
-                               f"{n_open - len(blocks)} MGF block(s) without END IONS "
-                               "(truncated file?)")
-    if problem:
-        yield QuarantineRecord(str(path), f"after index={len(blocks) - 1}",
-                               f"MGF damaged after {len(blocks)} complete records; the rest of "
-                               f"the file is lost: {problem}")
+    yield from read_mgf(path)  # streamed, chunk by chunk (pyteomics)
 
 
 # -- MSP ----------------------------------------------------------------------------------------

@@ -1,0 +1,153 @@
+"""MGF, streamed: the file is read piece by piece and cut into chunks of whole records.
+
+:func:`mgf_chunks` never holds more than one chunk of text (a few MB) however large the file,
+and a chunk can be parsed anywhere (:func:`parse_mgf_chunk`, pyteomics), so conversion parses
+chunks in worker processes. A damaged file keeps every record before the damage: a record
+pyteomics cannot parse, a block without ``END IONS`` and a cut or corrupt gzip stream each
+become a named quarantine row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from msid.io.errors import InputFileError
+from msid.store import QuarantineRecord
+
+BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
+_OPEN = re.compile(r"^BEGIN IONS\s*$", re.MULTILINE)
+_END = re.compile(r"^END IONS\s*$", re.MULTILINE)
+_END_LINE = re.compile(r"^END IONS[ \t\r\f\v]*\n", re.MULTILINE)
+CHUNK_CHARS = 1 << 21  # ~2 MB of text per chunk: ~1,500 library spectra
+
+
+@dataclass
+class MgfChunk:
+    """Whole MGF records of one file: ``text`` holds ``n_blocks`` blocks, the first being the
+    file's block number ``first``."""
+
+    source: str
+    text: str
+    first: int
+    n_blocks: int
+
+
+def _record(entry: dict, index: int):
+    from msid.io.raw import RawSpectrum
+
+    params = {str(k).lower(): v for k, v in entry.get("params", {}).items()}
+    rid = str(params.get("spectrum_id") or params.get("spectrumid") or params.get("title")
+              or params.get("identifier") or f"index={index}")
+    mz = np.asarray(entry.get("m/z array", []), dtype=np.float64)
+    inten = np.asarray(entry.get("intensity array", []), dtype=np.float32)
+    return RawSpectrum(rid, mz, inten, params)
+
+
+def _read(text: str) -> list[dict]:
+    from pyteomics import mgf
+
+    return list(mgf.read(io.StringIO(text), convert_arrays=1, read_charges=False,
+                         read_ions=False, use_index=False))
+
+
+def count_blocks(text: str) -> int:
+    """How many ``BEGIN IONS ... END IONS`` blocks :data:`BLOCK` finds in ``text``; quick when
+    the markers simply alternate, as they do in any intact file."""
+    begins = [m.start() for m in _OPEN.finditer(text)]
+    ends = [m.start() for m in _END.finditer(text)]
+    if len(begins) == len(ends) and all(
+            b < e for b, e in zip(begins, ends, strict=True)) and all(
+            e < b for e, b in zip(ends, begins[1:], strict=False)):
+        return len(begins)
+    return len(BLOCK.findall(text))
+
+
+def parse_mgf_chunk(chunk: MgfChunk) -> list:
+    """The chunk's records in order: a RawSpectrum each, or a QuarantineRecord naming why not."""
+    try:  # fast path: pyteomics over the whole chunk
+        entries = _read(chunk.text)
+        if len(entries) != chunk.n_blocks:
+            raise ValueError("block count mismatch")
+        return [_record(e, chunk.first + i) for i, e in enumerate(entries)]
+    except Exception:  # one reader per block, so one bad block is one record
+        out = []
+        for i, block in enumerate(BLOCK.findall(chunk.text), start=chunk.first):
+            try:
+                (entry,) = _read(f"BEGIN IONS{block}END IONS\n")
+                out.append(_record(entry, i))
+            except Exception as e:
+                title = re.search(r"^(?:SPECTRUM_?ID|TITLE|IDENTIFIER)=(.*)$", block,
+                                  re.MULTILINE | re.IGNORECASE)
+                rid = title.group(1).strip() if title else f"index={i}"
+                out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {e}"))
+        return out
+
+
+def _pieces(path: Path) -> Iterator[tuple[str, str]]:
+    """(decoded text, problem) pieces; the problem (gzip damage) comes with the last piece."""
+    from msid.io.raw import _open_binary
+
+    fh, gz = _open_binary(path)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with fh:
+        while data := fh.read(CHUNK_CHARS):
+            # NUL is never text and a store cannot hold it: U+FFFD, like undecodable bytes
+            yield decoder.decode(data).replace("\x00", "\ufffd"), ""
+    problem = gz.problem if gz else ""
+    if problem and not gz.n_out:
+        raise InputFileError(path, f"not a readable gzip file ({problem})")
+    yield decoder.decode(b"", final=True), problem
+
+
+def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
+    """Stream ``path`` as chunks of whole records, then quarantine rows for what was lost."""
+    path = Path(path)
+    buf, n_blocks, n_open, seen_text, problem = "", 0, 0, False, ""
+    for piece, problem in _pieces(path):
+        buf += piece
+        seen_text = seen_text or bool(piece.strip())
+        ends = list(_END_LINE.finditer(buf))
+        if not ends or (len(buf) < CHUNK_CHARS and not problem and piece):
+            continue
+        cut = ends[-1].end()
+        text, buf = buf[:cut], buf[cut:]
+        n = count_blocks(text)
+        n_open += len(_OPEN.findall(text))
+        if n:
+            yield MgfChunk(str(path), text, n_blocks, n)
+            n_blocks += n
+    if buf:  # the tail: blocks without END IONS, or text outside any block
+        n = count_blocks(buf)
+        n_open += len(_OPEN.findall(buf))
+        if n:
+            yield MgfChunk(str(path), buf, n_blocks, n)
+            n_blocks += n
+    if not seen_text:
+        raise InputFileError(path, "file is empty (no spectra)")
+    if not n_blocks and not n_open:
+        raise InputFileError(path, "no 'BEGIN IONS ... END IONS' block: not an MGF file"
+                             + (f" ({problem})" if problem else ""))
+    if n_open > n_blocks:
+        yield QuarantineRecord(str(path), f"index={n_blocks}",
+                               f"{n_open - n_blocks} MGF block(s) without END IONS "
+                               "(truncated file?)")
+    if problem:
+        yield QuarantineRecord(str(path), f"after index={n_blocks - 1}",
+                               f"MGF damaged after {n_blocks} complete records; the rest of "
+                               f"the file is lost: {problem}")
+
+
+def read_mgf(path: str | Path) -> Iterator:
+    """Every record of an MGF file, streamed (RawSpectrum or QuarantineRecord)."""
+    for item in mgf_chunks(path):
+        if isinstance(item, MgfChunk):
+            yield from parse_mgf_chunk(item)
+        else:
+            yield item
