@@ -38,6 +38,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
     from msid.candidate_sets import CandidateFileReport, candidates_for_queries, read_candidate_file
     from msid.cli_checks import check_input, check_output
     from msid.identify import (
+        cache_dir,
         cached_index,
         cached_library,
         identify_to_file,
@@ -60,11 +61,13 @@ def cmd_identify(a: argparse.Namespace) -> int:
 
             q = load_ei_queries(a.queries, work)
         else:
-            q = load_queries(a.queries, work)
+            q = load_queries(a.queries, work, n_jobs=2)
         n_bad = len(q.quarantine)
         library = None
         if not ei and (a.library or a.method == "library"):
-            library = load_library(str(cached_library(a.library)))
+            store = cached_library(a.library)
+            # a store msid cached from a library file gets its search index cached beside it
+            library = load_library(str(store), cache=store.parent == cache_dir())
         options = {"ei_library": a.library, "hits": max(a.top_k, 50)} if ei else {}
         if a.method == "denovo" and a.top_k > 0:  # de novo generates as many as asked
             options["top_k"] = a.top_k

@@ -16,7 +16,7 @@ from msid.chem.structures import Structure
 from msid.convert import convert_file
 from msid.fdr import add_qvalues
 from msid.methods import Method, rank_queries
-from msid.preprocess import PreprocessConfig
+from msid.preprocess import PREPROCESS_VERSION, PreprocessConfig
 from msid.rankings import write_rankings
 from msid.resources import data_dir, resource
 from msid.store import SpectrumStore
@@ -55,7 +55,7 @@ def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Pa
     if src.suffix == ".h5":
         return src
     digest = sources_digest([PoolSource(src, "library")])
-    target = cache_dir() / f"library-{digest}.h5"
+    target = cache_dir() / f"library-{digest}-v{PREPROCESS_VERSION}.h5"
     if not target.exists():  # one pass: convert + clean (atomic write)
         convert_file(src, target, n_jobs=n_jobs, progress=False,
                      clean=PreprocessConfig(require_structure=True))

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
-from msid.chem.structures import Structure, parse_structure
+from msid.chem.structures import Structure, flat_smiles, parse_structure
 from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
@@ -101,7 +101,8 @@ def available() -> list[str]:
 
 
 def make_method(name: str, resources: MethodResources) -> Method:
-    _load_plugins()
+    if name not in _REGISTRY:  # core methods need no plugin (and no torch import)
+        _load_plugins()
     if name not in _REGISTRY:
         why = "".join(f"; {m} not loaded: {e}" for m, e in _PLUGIN_ERRORS.items())
         raise KeyError(f"unknown method '{name}' (available: {', '.join(available())}{why})")
@@ -170,11 +171,13 @@ class LibrarySearch:
 
     def _candidate(self, row: int, score: float, matched: int, precursor_mz: float,
                    note: str = "") -> RankedCandidate:
-        st = parse_structure(str(self._smiles[row]))
-        ik = st.inchikey if st else str(self._inchikey[row])
+        # library stores hold standardised structures with their InChIKey: only the
+        # stereo-free form used for ranking is left to write
+        flat = flat_smiles(str(self._smiles[row]))
+        ik = str(self._inchikey[row]) if flat else ""
         lib_mz = float(self._prec[row])
         ppm = (precursor_mz - lib_mz) / lib_mz * 1e6 if lib_mz > 0 else math.nan
-        return RankedCandidate(st.smiles_flat if st else "", ik, score, str(self._ids[row]),
+        return RankedCandidate(flat, ik, score, str(self._ids[row]),
                                name=str(self._names[row]), ppm_error=ppm,
                                matched_peaks=matched, note=note)
 
@@ -236,8 +239,9 @@ def _library(res: MethodResources) -> Method:
     return LibrarySearch(res.library, analog_k=int(res.options.get("analog_k", 20)))
 
 
-def load_library(path: str, config: dict | None = None) -> SpectralLibrary:
-    return SpectralLibrary(path, LibrarySearchConfig.from_dict(config))
+def load_library(path: str, config: dict | None = None, cache: bool = False) -> SpectralLibrary:
+    """A library store as a search index; ``cache`` keeps the built index beside the store."""
+    return SpectralLibrary(path, LibrarySearchConfig.from_dict(config), cache=cache)
 
 
 def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from multiprocessing import Pool
 from typing import TypeVar
 
@@ -23,9 +23,12 @@ def imap_ordered(fn: Callable[[T], R], jobs: Iterable[T], n_jobs: int = 1) -> It
     The input is consumed lazily, so a large file streams through with bounded memory; the
     worker pool is torn down however the consumer stops.
     """
-    if n_jobs <= 1:
-        yield from map(fn, jobs)
+    it = iter(jobs)
+    first = list(islice(it, 2))
+    if n_jobs <= 1 or len(first) < 2:  # one job (a small file): no pool to start
+        yield from map(fn, chain(first, it))
         return
+    jobs = chain(first, it)
     pool = Pool(n_jobs)
     try:
         yield from pool.imap(fn, jobs)

@@ -19,12 +19,16 @@ import numpy as np
 from matchms import Spectrum
 from tqdm import tqdm
 
-from msid.chem.structures import parse_structure
+from msid.chem.structures import inchikey_as_given, parse_structure
 from msid.folds import FoldSpec, fold_of, peptide_key
 from msid.parallel import chunks, imap_ordered
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
 logging.getLogger("matchms").setLevel(logging.ERROR)
+
+
+#: bumped whenever cleaning gives different stores for the same input (caches key on it)
+PREPROCESS_VERSION = 2
 
 
 @dataclass
@@ -64,8 +68,10 @@ class FilterStep:
 def structure_step(meta: dict, require: bool) -> str:
     """Normalise SMILES/InChIKey/formula in ``meta`` with RDKit; return a reason to reject or ''.
 
-    A SMILES that RDKit cannot parse, or an InChIKey whose first block contradicts the SMILES,
-    is a wrong label: the spectrum is quarantined (for training it would teach the wrong answer).
+    The structure is standardised (a salt becomes its parent, whose InChIKey the record gets).
+    A SMILES that RDKit cannot parse, or an InChIKey whose first block contradicts the SMILES
+    (as standardised or as given), is a wrong label: the spectrum is quarantined (for training
+    it would teach the wrong answer).
     """
     smiles = str(meta.get("smiles") or "")
     if not smiles:
@@ -74,10 +80,13 @@ def structure_step(meta: dict, require: bool) -> str:
     if st is None:
         return f"invalid SMILES (RDKit cannot parse): {smiles[:60]}"
     given = str(meta.get("inchikey") or "")
-    if given and st.inchikey and given[:14] != st.inchikey14:
+    # a salt or charged form may come with its own InChIKey: it names the SMILES as given,
+    # the record gets its parent's
+    if (given and st.inchikey and given[:14] != st.inchikey14
+            and given[:14] != inchikey_as_given(smiles)[:14]):
         return "InChIKey does not match SMILES"
     meta["smiles"] = st.smiles
-    meta["inchikey"] = given or st.inchikey
+    meta["inchikey"] = st.inchikey or given
     meta["formula"] = st.formula
     return ""
 

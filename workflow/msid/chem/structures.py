@@ -53,6 +53,23 @@ def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
     return _UNCHARGER.uncharge(mol)
 
 
+@lru_cache(maxsize=200_000)
+def flat_smiles(smiles: str) -> str:
+    """Canonical stereo-free SMILES of an already standardised structure ('' if unparseable):
+    :attr:`Structure.smiles_flat` without the standardising and InChIKey work."""
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    if mol is None or mol.GetNumAtoms() == 0:
+        return ""
+    Chem.RemoveStereochemistry(mol)
+    return Chem.MolToSmiles(mol, isomericSmiles=False)
+
+
+def inchikey_as_given(smiles: str) -> str:
+    """InChIKey of the molecule exactly as written (a salt stays a salt); '' if unparseable."""
+    mol = Chem.MolFromSmiles(smiles.strip()) if smiles else None
+    return (Chem.MolToInchiKey(mol) or "") if mol is not None else ""
+
+
 def standardize_smiles(smiles: str) -> str | None:
     """Canonical SMILES of the standardised parent (isomeric), or None if unparseable."""
     s = parse_structure(smiles)

@@ -12,8 +12,11 @@ ms-entropy's FlashEntropySearch fragment index, built on first use.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from ms_entropy import apply_weight_to_intensity, clean_spectrum
@@ -65,6 +68,9 @@ def clean_for_entropy(precursor_mz: float, mz: np.ndarray, intensity: np.ndarray
     return peaks
 
 
+_INDEX_ARRAYS = ("order", "precursor", "offsets", "peak_mz", "peak_int")
+
+
 def _xlog2x(x: np.ndarray) -> np.ndarray:
     return x * np.log2(x)
 
@@ -73,32 +79,56 @@ class SpectralLibrary:
     """An in-memory search index over a spectrum store."""
 
     def __init__(self, store: str | os.PathLike | SpectrumStore,
-                 cfg: LibrarySearchConfig | None = None) -> None:
+                 cfg: LibrarySearchConfig | None = None, cache: bool = False) -> None:
+        """``cache``: keep the built index beside the store (``<store>.search-<key>.npz``,
+        keyed by the store's size and mtime and the search settings) and load it next time."""
         self.cfg = cfg or LibrarySearchConfig()
         own = not isinstance(store, SpectrumStore)
         st = SpectrumStore(store) if own else store
         try:
             self.metadata = st.metadata.reset_index(drop=True)
-            mz, inten, offsets = st.all_peaks()
+            sidecar = self._sidecar(st.path) if cache else None
+            if sidecar is not None and sidecar.exists():
+                with np.load(sidecar) as z:
+                    arrays = {k: z[k] for k in _INDEX_ARRAYS}
+            else:
+                arrays = self._build(st)
+                if sidecar is not None:
+                    tmp = sidecar.with_name(sidecar.name + ".tmp.npz")
+                    np.savez(tmp, **arrays)
+                    os.replace(tmp, sidecar)
         finally:
             if own:
                 st.close()
+        self.order, self.precursor, self.offsets = (arrays["order"], arrays["precursor"],
+                                                    arrays["offsets"])
+        self.peak_mz, self.peak_int = arrays["peak_mz"], arrays["peak_int"]
+        sizes = np.diff(self.offsets)
+        self.peak_owner = np.repeat(np.arange(len(sizes)), sizes)  # position of owning spectrum
+        self._flash = None
+
+    def _sidecar(self, path: Path) -> Path:
+        stat = path.stat()
+        key = hashlib.sha256(json.dumps([stat.st_size, stat.st_mtime_ns, asdict(self.cfg)],
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        return path.with_name(f"{path.name}.search-{key}.npz")
+
+    def _build(self, st: SpectrumStore) -> dict[str, np.ndarray]:
+        mz, inten, offsets = st.all_peaks()
         prec = self.metadata["precursor_mz"].to_numpy(dtype=np.float64)
         prec = np.where(np.isfinite(prec), prec, 0.0)
         cleaned = [clean_for_entropy(prec[i], mz[offsets[i]:offsets[i + 1]],
                                      inten[offsets[i]:offsets[i + 1]], self.cfg)
                    for i in range(len(prec))]
-        self.order = np.argsort(prec, kind="stable")  # position -> store row
-        self.precursor = prec[self.order]
-        sizes = np.array([len(cleaned[i]) for i in self.order], dtype=np.int64)
-        self.offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=self.offsets[1:])
-        flat = (np.concatenate([cleaned[i] for i in self.order]) if len(self.order)
+        order = np.argsort(prec, kind="stable")  # position -> store row
+        sizes = np.array([len(cleaned[i]) for i in order], dtype=np.int64)
+        out_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=out_offsets[1:])
+        flat = (np.concatenate([cleaned[i] for i in order]) if len(order)
                 else np.zeros((0, 2), np.float32))
-        self.peak_mz = flat[:, 0].astype(np.float64)
-        self.peak_int = flat[:, 1].astype(np.float64)
-        self.peak_owner = np.repeat(np.arange(len(sizes)), sizes)  # position of owning spectrum
-        self._flash = None
+        return {"order": order, "precursor": prec[order], "offsets": out_offsets,
+                "peak_mz": flat[:, 0].astype(np.float64),
+                "peak_int": flat[:, 1].astype(np.float64)}
 
     def __len__(self) -> int:
         return len(self.order)
