@@ -289,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--skip-index", action="store_true")
+    p.add_argument("--skip-first-call", action="store_true",
+                   help="skip timing msid identify (first and cached call) against a plain "
+                        "FlashEntropySearch script")
+    p.add_argument("--first-call-queries", help="query file for that comparison (default: every "
+                                                 "16th spectrum of --library)")
+    p.add_argument("--skip-memory", action="store_true",
+                   help="skip the peak-memory benchmark of converting a larger run")
+    p.add_argument("--memory-n", type=int, default=10,
+                   help="the larger run is the demo runs concatenated this many times")
     p.add_argument("--skip-models", action="store_true")
     p.add_argument("--skip-peptides", action="store_true",
                    help="skip the de novo peptide throughput benchmark")

@@ -26,7 +26,7 @@ PRECURSOR_REMOVAL_DA = 1.6
 
 def _spectra(path: str) -> list[dict]:
     out = []
-    for s in read_one_spectrum(path):
+    for n, s in enumerate(read_one_spectrum(path)):
         mz = s.get("precursor_mz") or s.get("pepmass")
         try:
             precursor = float(str(mz).split()[0])
@@ -35,7 +35,8 @@ def _spectra(path: str) -> list[dict]:
         peaks = np.asarray(s.get("peaks", []), dtype=np.float32).reshape(-1, 2)
         if len(peaks):
             out.append({"precursor_mz": precursor, "peaks": peaks,
-                        "id": str(s.get("spectrum_id") or s.get("title") or len(out)),
+                        "id": str(s.get("spectrum_id") or s.get("spectrumid") or s.get("title")
+                                  or s.get("identifier") or f"index={n}"),
                         "inchikey": str(s.get("inchikey") or "")})
     return out
 
