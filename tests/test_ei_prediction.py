@@ -145,3 +145,91 @@ def test_teacher_mc_dropout_gives_uncertainty(small_run) -> None:
     torch.manual_seed(0)
     mean, std = predict_sqrt(model, ["CCO", "CCCCCC"], mc_samples=4)
     assert mean.shape == std.shape and std.sum() > 0
+
+
+# -- fast featurisation and prediction (msid.ei.molfeatures, msid.ei.predict) --------------------
+SHIPPED = ROOT / "resources" / "models"
+EI_METADATA = ROOT / "resources" / "massbank_ei" / "massbank_ei_metadata.tsv.gz"
+
+
+@pytest.fixture(scope="module")
+def massbank_ei_mols():
+    from msid.ei.molfeatures import parse
+
+    smiles = sorted(set(pd.read_csv(EI_METADATA, sep="\t").smiles.dropna()))
+    pairs = [(s, parse(s)) for s in smiles]
+    return [s for s, m in pairs if m is not None], [m for _, m in pairs if m is not None]
+
+
+def test_fast_featurisation_equals_training_featurisation(massbank_ei_mols) -> None:
+    """The shipped MassBank EI structures: sparse ECFP, nominal masses and teacher graphs of
+    msid.ei.molfeatures are exactly those msid.ei.neims.featurize trains on."""
+    from msid.ei.molfeatures import batch_tensors, sparse_ecfp
+
+    smiles, mols = massbank_ei_mols
+    assert len(mols) > 700
+    for a in range(0, len(mols), 400):  # batches: atom and bond offsets across molecules
+        old = featurize(smiles[a:a + 400], MolFeaturizer(4096, 2, "count"), graphs=True)
+        new = batch_tensors(mols[a:a + 400], 4096, graphs=True)
+        assert np.array_equal(sparse_ecfp(mols[a:a + 400], 4096).dense(), old["ecfp"].numpy())
+        for key in ("mass", "x", "edges", "edge_attr", "graph_of_atom", "bond_atoms",
+                    "bond_attr"):
+            assert new[key].dtype == old[key].dtype, key
+            assert np.array_equal(new[key].numpy(), old[key].numpy()), key
+
+
+@pytest.mark.parametrize("kind", ["student", "teacher", "mlp"])
+def test_shipped_weights_predict_the_same_from_sparse_features(kind, massbank_ei_mols) -> None:
+    from msid.ei.neims_train import predict_sqrt
+    from msid.ei.predict import predict_mols_sqrt, predict_smiles
+
+    path = SHIPPED / f"neims_{kind}_cc-by-nc-sa.safetensors"
+    if not path.exists():
+        pytest.skip(f"{path.name} not shipped")
+    model, _ = load_neims(path)
+    smiles, mols = massbank_ei_mols
+    smiles, mols = smiles[::3], mols[::3]
+    keep = [i for i, m in enumerate(mols) if nominal_mass(m) <= model.cfg.max_mz]
+    smiles, mols = [smiles[i] for i in keep], [mols[i] for i in keep]
+    old = predict_sqrt(model, smiles, 256)[0]
+    new = predict_mols_sqrt(model, mols, batch_size=100)
+    np.testing.assert_allclose(new, old, rtol=0, atol=2e-5)  # float summation order only
+    spec, ok = predict_smiles(model, ["CCO", "not a smiles", *smiles[:3]])
+    assert ok.tolist() == [0, 2, 3, 4] and np.allclose(spec.max(1), 1)
+
+
+def test_sparse_peaks_of_a_matrix_equal_row_by_row() -> None:
+    from msid.ei.insilico import sparse_peaks, sparse_peaks_many
+
+    rng = np.random.default_rng(1)
+    spec = rng.random((7, 40)).astype(np.float32) ** 8
+    spec[3] = 0
+    for (mz, it), row in zip(sparse_peaks_many(spec), spec, strict=True):
+        want = sparse_peaks(row)
+        assert np.array_equal(mz, want[0]) and np.array_equal(it, want[1])
+
+
+def test_library_on_two_processes_equals_predict_ei(tmp_path) -> None:
+    """Chunks predicted by worker processes and appended in order give the records
+    `msid predict-ei` writes for the same molecules."""
+    model = SHIPPED / "neims_student_cc-by-nc-sa.safetensors"
+    if not model.exists():
+        pytest.skip("shipped student missing")
+    pool = tmp_path / "pool.tsv.gz"
+    with gzip.open(POOL, "rt") as fh, gzip.open(pool, "wt") as out:
+        for i, line in enumerate(fh):
+            if i > 160:
+                break
+            out.write(line)
+    stats = build_library([pool], model, tmp_path / "lib.h5", tmp_path / "chunks",
+                          chunk_size=40, n_jobs=2, progress=False, log=lambda *_: None)
+    predict_file(pool, tmp_path / "one.h5", model, progress=False)
+    assert stats["chunks"] == stats["predicted_chunks"] == 4
+    with SpectrumStore(tmp_path / "lib.h5") as a, SpectrumStore(tmp_path / "one.h5") as b:
+        assert len(a) == len(b) == stats["spectra"] > 100
+        cols = ["native_id", "name", "smiles", "inchikey", "formula", "instrument_type"]
+        pd.testing.assert_frame_equal(a.metadata[cols], b.metadata[cols])
+        assert len(a.quarantine) == len(b.quarantine)
+        for i in range(0, len(a), 17):
+            assert np.array_equal(a.peaks(i)[0], b.peaks(i)[0])
+            np.testing.assert_allclose(a.peaks(i)[1], b.peaks(i)[1], atol=1e-6)

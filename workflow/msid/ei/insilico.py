@@ -1,8 +1,11 @@
 """In-silico EI libraries: predicted spectra of molecule lists, as MSP or a spectrum store.
 
 ``msid predict-ei SMILES_FILE --out LIB.msp|LIB.h5`` and the ``insilico_library`` rule use this.
-Each molecule is parsed once with RDKit (ECFP counts, nominal mass, InChIKey, formula); a line
-that does not parse is reported (quarantined in a store) and skipped, the batch goes on.
+Each molecule is parsed once with RDKit (ECFP counts, nominal mass, InChIKey, formula; see
+:mod:`msid.ei.molfeatures`); a line that does not parse is reported (quarantined in a store) and
+skipped, the batch goes on. The candidate-pool library is predicted in chunks on worker
+processes (each loads the model once) while the parent appends finished chunks, in order, to the
+final store.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from rdkit import Chem
+from rdkit.Chem.inchi import MolToInchiKey
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from tqdm import tqdm
 
 from msid.atomic import atomic_path
-from msid.ei.neims import formula_nominal_mass
+from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel, load_neims
-from msid.models.features import _generator
+from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
 from msid.parallel import imap_ordered
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
@@ -71,39 +75,30 @@ def read_smiles_file(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
             yield n, (parts[1].strip() if len(parts) > 1 else ""), parts[0]
 
 
-def parse_molecules(items: list[tuple[int, str, str]], n_bits: int, max_mz: int
-                    ) -> tuple[list[Molecule], np.ndarray, list[tuple[int, str, str]]]:
-    """(molecules, ECFP count matrix log1p, rejects (line, smiles, reason))."""
-    gen = _generator(2, n_bits)
-    mols, feats, bad = [], [], []
+def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
+                    ) -> tuple[list[Molecule], list[Chem.Mol], list[tuple[int, str, str]]]:
+    """(molecules, their RDKit molecules, rejects (line, smiles, reason)). One parse per
+    molecule serves the InChIKey, the formula, the nominal mass and every model feature."""
+    mols, rd, bad = [], [], []
     for line, name, smi in items:
-        mol = Chem.MolFromSmiles(smi) if smi else None
-        if mol is None or mol.GetNumAtoms() == 0:
+        mol = parse(smi)
+        if mol is None:
             bad.append((line, smi, "SMILES does not parse (RDKit)"))
             continue
         formula = CalcMolFormula(mol)
-        mass = formula_nominal_mass(formula)
+        mass = cached_nominal_mass(formula)
         if mass > max_mz:
             bad.append((line, smi, f"nominal mass {mass} above the model's m/z range {max_mz}"))
             continue
-        feats.append(np.log1p(gen.GetCountFingerprintAsNumPy(mol).astype(np.float32)))
-        mols.append(Molecule(line, name or smi, smi, Chem.MolToInchiKey(mol), formula, mass))
-    x = np.stack(feats) if feats else np.zeros((0, n_bits), np.float32)
-    return mols, x, bad
+        mols.append(Molecule(line, name or smi, smi, MolToInchiKey(mol), formula, mass))
+        rd.append(mol)
+    return mols, rd, bad
 
 
-@torch.no_grad()
-def predict_features(model: NeimsModel, ecfp: np.ndarray, mass: np.ndarray,
-                     batch_size: int = 1024) -> np.ndarray:
-    """Predicted spectra (base peak 1) of fingerprint rows (student / MLP models)."""
-    if model.cfg.kind == "teacher":
-        raise ValueError("the teacher reads molecular graphs: use predict_spectra(smiles)")
-    out = np.zeros((len(ecfp), model.cfg.max_mz + 1), np.float32)
-    for a in range(0, len(ecfp), batch_size):
-        b = {"ecfp": torch.from_numpy(ecfp[a:a + batch_size]),
-             "mass": torch.from_numpy(mass[a:a + batch_size].astype(np.int64))}
-        out[a:a + batch_size] = np.square(model(b).numpy())
-    return out / np.maximum(out.max(1, keepdims=True), 1e-12)
+def predict_features(model: NeimsModel, mols: list[Chem.Mol], mass: np.ndarray,
+                     batch_size: int = BATCH) -> np.ndarray:
+    """Predicted spectra (base peak 1) of parsed molecules (any model kind)."""
+    return to_intensity(predict_mols_sqrt(model, mols, mass, batch_size))
 
 
 def sparse_peaks(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,16 +106,20 @@ def sparse_peaks(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keep.astype(np.float64), spec[keep].astype(np.float32)
 
 
+def sparse_peaks_many(spec: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`sparse_peaks` of every row, with one pass over the matrix."""
+    rows, cols = np.nonzero(spec >= MIN_RELATIVE)
+    vals = spec[rows, cols].astype(np.float32)
+    mz = cols.astype(np.float64)
+    cuts = np.searchsorted(rows, np.arange(len(spec) + 1))
+    return [(mz[cuts[k]:cuts[k + 1]], vals[cuts[k]:cuts[k + 1]]) for k in range(len(spec))]
+
+
 def _records(model: NeimsModel, items: list[tuple[int, str, str]]
              ) -> tuple[list[tuple[Molecule, np.ndarray, np.ndarray]], list]:
-    mols, x, bad = parse_molecules(items, model.cfg.n_bits, model.cfg.max_mz)
-    if model.cfg.kind == "teacher":
-        from msid.ei.neims_train import predict_spectra
-
-        spec = predict_spectra(model, [m.smiles for m in mols])
-    else:
-        spec = predict_features(model, x, np.array([m.mass for m in mols]))
-    return [(m, *sparse_peaks(s)) for m, s in zip(mols, spec, strict=True)], bad
+    mols, rd, bad = parse_molecules(items, model.cfg.max_mz)
+    spec = predict_features(model, rd, np.array([m.mass for m in mols], dtype=np.int64))
+    return [(m, *p) for m, p in zip(mols, sparse_peaks_many(spec), strict=True)], bad
 
 
 def msp_entry(m: Molecule, mz: np.ndarray, inten: np.ndarray) -> str:
@@ -185,16 +184,30 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
 
 
 # -- the in-silico library of the candidate pool -------------------------------------------------
+_MODELS: dict[str, NeimsModel] = {}
+SUB_BATCH = 4096  # molecules parsed and predicted at a time inside a chunk (bounded memory)
+
+
+def _worker_model(path: str) -> NeimsModel:
+    """The model of ``path``, loaded once per worker process."""
+    if path not in _MODELS:
+        _MODELS.clear()
+        _MODELS[path] = load_neims(path)[0]
+    return _MODELS[path]
+
+
 def _chunk_job(args: tuple[str, list[tuple[int, str, str]], str, str]) -> str:
     model_path, items, source, out = args
     torch.set_num_threads(1)
-    model, _ = load_neims(model_path)
-    recs, bad = _records(model, items)
-    with SpectrumStoreWriter(out, provenance={"stage": "insilico-chunk"}) as w:
-        for m, mz, inten in recs:
-            w.add(store_record(m, mz, inten, source))
-        for line, smi, reason in bad:
-            w.quarantine(QuarantineRecord(source, str(line), f"{reason}: {smi[:60]}"))
+    model = _worker_model(model_path)
+    with SpectrumStoreWriter(out, provenance={"stage": "insilico-chunk"},
+                             chunk_size=SUB_BATCH) as w:
+        for a in range(0, len(items), SUB_BATCH):
+            recs, bad = _records(model, items[a:a + SUB_BATCH])
+            for m, mz, inten in recs:
+                w.add(store_record(m, mz, inten, source))
+            for line, smi, reason in bad:
+                w.quarantine(QuarantineRecord(source, str(line), f"{reason}: {smi[:60]}"))
     return out
 
 
@@ -208,6 +221,17 @@ def library_digest(pools: list[str | os.PathLike], model: str | os.PathLike,
     return h.hexdigest()[:12]
 
 
+def _append_chunk(w: SpectrumStoreWriter, path: str) -> int:
+    with SpectrumStore(path) as s:
+        for _, q in s.quarantine.iterrows():
+            w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
+        n = 0
+        for rec in s.iter_records():
+            w.add(rec)
+            n += 1
+    return n
+
+
 def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
                   out: str | os.PathLike, chunks_dir: str | os.PathLike,
                   chunk_size: int = 50_000, n_jobs: int = 2, limit: int = 0,
@@ -215,7 +239,9 @@ def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
     """Predict every molecule of ``pools`` into the store ``out``, chunk by chunk.
 
     Finished chunks are stores under ``chunks_dir/<digest>/`` (digest of pools, model and chunk
-    size); a rerun after a kill predicts only the missing chunks, then concatenates."""
+    size); a rerun after a kill predicts only the missing chunks. ``n_jobs`` worker processes
+    predict; the parent appends each chunk to ``out`` as soon as it and all before it are done,
+    so the final store is written while the workers still predict."""
     t0 = time.perf_counter()
     cdir = Path(chunks_dir) / library_digest(pools, model_path, chunk_size)
     cdir.mkdir(parents=True, exist_ok=True)
@@ -228,23 +254,25 @@ def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
         for k in range(0, len(items), chunk_size):
             out_k = cdir / f"{Path(pool).name}.{k // chunk_size:05d}.h5"
             jobs.append((str(model_path), items[k:k + chunk_size], Path(pool).name, str(out_k)))
+        del items
     todo = [j for j in jobs if not Path(j[3]).exists()]
     log(f"in-silico library: {total} molecules in {len(jobs)} chunks, "
         f"{len(jobs) - len(todo)} already done")
     bar = tqdm(total=len(todo), desc="insilico chunks", disable=not progress)
-    for _ in imap_ordered(_chunk_job, iter(todo), n_jobs):
-        bar.update(1)
-    bar.close()
-    t_pred = time.perf_counter() - t0
+    done = imap_ordered(_chunk_job, iter(todo), n_jobs)  # lazily, in the order of ``todo``
+    pending = {j[3] for j in todo}
     n = 0
+    t_pred = time.perf_counter() - t0
     with SpectrumStoreWriter(out, provenance={"stage": "insilico-library", "pools": [
-            str(p) for p in pools], "model": str(model_path)}) as w:
+            str(p) for p in pools], "model": str(model_path)}, chunk_size=16384) as w:
         for j in jobs:
-            with SpectrumStore(j[3]) as s:
-                for _, q in s.quarantine.iterrows():
-                    w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
-                for rec in s.iter_records():
-                    w.add(rec)
-                    n += 1
+            if j[3] in pending:
+                next(done)
+                bar.update(1)
+                t_pred = time.perf_counter() - t0
+            n += _append_chunk(w, j[3])
+        for _ in done:  # pragma: no cover - every todo chunk was consumed above
+            pass
+    bar.close()
     return {"molecules": total, "spectra": n, "chunks": len(jobs), "predicted_chunks": len(todo),
             "seconds_predict": t_pred, "seconds_total": time.perf_counter() - t0}

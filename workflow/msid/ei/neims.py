@@ -155,6 +155,31 @@ def featurize(smiles: list[str], featurizer: MolFeaturizer, graphs: bool) -> dic
     return out
 
 
+def _weight_t(lin: nn.Linear) -> torch.Tensor:
+    """``lin.weight`` transposed and contiguous (rows = input features); cached on the module
+    outside autograd, recomputed when the weight changes (version, storage)."""
+    w = lin.weight
+    if torch.is_grad_enabled():
+        return w.t()
+    key = (w._version, w.data_ptr(), w.device)
+    hit = getattr(lin, "_msid_weight_t", None)
+    if hit is None or hit[0] != key:
+        hit = (key, w.detach().t().contiguous())
+        lin._msid_weight_t = hit
+    return hit[1]
+
+
+def ecfp_linear(lin: nn.Linear, b: dict) -> torch.Tensor:
+    """``lin(b["ecfp"])`` for a dense batch. A sparse batch (``ecfp_idx``, ``ecfp_val``,
+    ``ecfp_off``: CSR rows, :mod:`msid.ei.molfeatures`) gives the same product as a weighted
+    sum of rows of the transposed weight (``embedding_bag``), never building the dense
+    ``(n, n_bits)`` matrix (ECFP rows hold ~40 of 4096 bits)."""
+    if "ecfp" in b:
+        return lin(b["ecfp"])
+    return F.embedding_bag(b["ecfp_idx"], _weight_t(lin), b["ecfp_off"], mode="sum",
+                           per_sample_weights=b["ecfp_val"]) + lin.bias
+
+
 # -- output head ---------------------------------------------------------------------------------
 class BidirectionalHead(nn.Module):
     """NEIMS output: forward + mass-shifted reverse predictions mixed by a learned gate."""
@@ -214,7 +239,8 @@ class MLPNet(nn.Module):
         self.head = BidirectionalHead(d, cfg.max_mz)
 
     def forward(self, b: dict) -> torch.Tensor:
-        return self.head(self.body(b["ecfp"]), b["mass"])
+        first, rest = self.body[0], self.body[1:]
+        return self.head(rest(ecfp_linear(first, b)), b["mass"])
 
 
 class StudentNet(nn.Module):
@@ -232,7 +258,7 @@ class StudentNet(nn.Module):
         self.head = BidirectionalHead(cfg.hidden, cfg.max_mz)
 
     def forward(self, b: dict) -> torch.Tensor:
-        h = self.inp(b["ecfp"])
+        h = self.inp[1](ecfp_linear(self.inp[0], b))
         gate = torch.softmax(self.router(h), dim=-1)  # (B, E)
         mixed = torch.einsum("be,ebd->bd", gate, torch.stack([e(h) for e in self.experts]))
         return self.head(self.norm(mixed), b["mass"])
@@ -281,11 +307,12 @@ class TeacherNet(nn.Module):
 
     def forward(self, b: dict, with_bde: bool = False):
         h = self.encode_atoms(b)
-        n_mol = b["ecfp"].shape[0]
+        n_mol = b["mass"].shape[0]
         gi = b["graph_of_atom"]
         pooled = torch.zeros(n_mol, h.shape[1], device=h.device).index_add_(0, gi, h)
         counts = torch.bincount(gi, minlength=n_mol).clamp_min(1).unsqueeze(1)
-        z = torch.cat([self.ecfp(b["ecfp"]), pooled / counts, pooled / 10.0], dim=1)
+        fp = self.ecfp[2](self.ecfp[1](ecfp_linear(self.ecfp[0], b)))
+        z = torch.cat([fp, pooled / counts, pooled / 10.0], dim=1)
         spec = self.head(self.fuse(z), b["mass"])
         if not with_bde:
             return spec
