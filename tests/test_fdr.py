@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from conftest import RESOURCES
-from msid.fdr import MAX_SHARED, PICK, Competition, DecoyLibrary, compete, fdr_curve
+from msid.fdr import (
+    MAX_SHARED,
+    PICK,
+    Competition,
+    DecoyLibrary,
+    compete,
+    fdr_curve,
+    max_shared,
+)
 from msid.search.decoys import reference_decoy
 from msid.search.library import SpectralLibrary, clean_for_entropy
 from msid.store import SpectrumStore
@@ -60,7 +68,7 @@ def _reference_competition(lib: SpectralLibrary, seed: int, precursors, peaks, e
                 made[pos] = reference_decoy(
                     pos, seed, lib.offsets, lib.peak_mz, lib.peak_int, lib.precursor, sorted_mz,
                     sorted_owner, cfg.fragment_tol_da, cfg.min_peak_separation_da,
-                    cfg.precursor_ions_removal_da, PICK, math.ceil(MAX_SHARED * n))
+                    cfg.precursor_ions_removal_da, PICK, int(max_shared(np.array([n]))[0]))
             dmz, dint = made[pos]
             qi, li = np.nonzero(np.abs(q[:, 0, None] - dmz[None, :]) <= cfg.fragment_tol_da)
             a, b = q[qi, 1].astype(np.float64), dint[li]
@@ -107,6 +115,7 @@ def test_spectrum_based_decoys_keep_mass_and_size_not_peaks(pesticides_store):
         if len(own) and len(mz):  # at most MAX_SHARED of the decoy's peaks are the target's
             shared = np.any(np.abs(own[:, None] - mz[None, :]) <= lib.cfg.fragment_tol_da, 0)
             assert shared.sum() <= math.ceil(MAX_SHARED * len(own))
+            assert shared.sum() < len(own)  # never a copy of its target
         if len(mz):
             assert abs(inten.sum() - 0.5) < 1e-9 and (np.diff(mz) > 0).all()
     again = DecoyLibrary(lib, seed=0).decoy(5)

@@ -8,8 +8,9 @@ so decoys look like real spectra of that mass without being any one of them. Her
 co-occurrence step starts from a random fragment of the target; each further step picks a
 fragment already in the decoy, a library spectrum holding it, and up to :data:`PICK` of that
 spectrum's fragments below the precursor (peaks closer than the library's peak separation are
-skipped). At most ceil(:data:`MAX_SHARED` x peaks) of a decoy's peaks may be fragments of its
-target (within the fragment tolerance), so a decoy is never a copy of its target; with none
+skipped). At most ceil(:data:`MAX_SHARED` x peaks), and never all, of a decoy's peaks may be
+fragments of its target (within the fragment tolerance), so a decoy is never a copy of its
+target; with none
 shared, decoys were too easy to beat (on the MassBank test fold the estimate fell to a third of
 the true FDR). Decoys are made on demand, all at once, for the library spectra inside any
 query's precursor window, each from its own random stream (seed and library position), so they
@@ -39,6 +40,14 @@ from msid.search.library import SpectralLibrary, clean_for_entropy
 
 PICK = 5  # fragments taken from each co-occurring library spectrum
 MAX_SHARED = 0.25  # at most ceil(this x peaks) of a decoy's peaks may be its target's fragments
+
+
+def max_shared(n_peaks: np.ndarray) -> np.ndarray:
+    """How many of its target's fragments a decoy may hold: ceil(:data:`MAX_SHARED` x peaks),
+    and never all of them (a one- or two-peak decoy would otherwise copy its target and win
+    the competition at score 1)."""
+    n_peaks = np.asarray(n_peaks, dtype=np.int64)
+    return np.minimum(np.ceil(MAX_SHARED * n_peaks).astype(np.int64), np.maximum(n_peaks - 1, 0))
 SCORE_EPS = 1e-12  # scores this close are equal when looking up a hit's q-value
 
 
@@ -55,7 +64,7 @@ class DecoyLibrary:
         by_mz = np.argsort(library.peak_mz, kind="stable")
         self._sorted_mz = library.peak_mz[by_mz]
         self._sorted_owner = library.peak_owner[by_mz].astype(np.int64)
-        self._max_shared = np.ceil(MAX_SHARED * np.diff(library.offsets)).astype(np.int64)
+        self._max_shared = max_shared(np.diff(library.offsets))
         self.mz = np.zeros(len(library.peak_mz))
         self.intensity = np.zeros(len(library.peak_mz))
         self.count = np.zeros(len(library), dtype=np.int64)
