@@ -233,3 +233,17 @@ def test_library_on_two_processes_equals_predict_ei(tmp_path) -> None:
         for i in range(0, len(a), 17):
             assert np.array_equal(a.peaks(i)[0], b.peaks(i)[0])
             np.testing.assert_allclose(a.peaks(i)[1], b.peaks(i)[1], atol=1e-6)
+
+
+def test_predict_ei_on_two_processes_keeps_input_order(tmp_path) -> None:
+    model = SHIPPED / "neims_student_cc-by-nc-sa.safetensors"
+    if not model.exists():
+        pytest.skip("shipped student missing")
+    smi = tmp_path / "in.txt"
+    smi.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(
+        ["CCO", "C1CC(", "c1ccccc1O", "CCN", "CC(=O)O", "xx", "CCCCCCCC"] * 3)))
+    one = predict_file(smi, tmp_path / "one.msp", model, batch=4, progress=False, n_jobs=1)
+    two = predict_file(smi, tmp_path / "two.msp", model, batch=4, progress=False, n_jobs=2)
+    assert one["predicted"] == two["predicted"] == 15
+    assert one["rejected"] == two["rejected"] and len(one["rejected"]) == 6
+    assert (tmp_path / "one.msp").read_text() == (tmp_path / "two.msp").read_text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
@@ -144,46 +145,6 @@ def load_model(path: str | os.PathLike | None) -> tuple[NeimsModel, dict]:
     return load_neims(path or DEFAULT_MODEL)
 
 
-def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
-                 model_path: str | os.PathLike | None = None, batch: int = 4096,
-                 progress: bool = True) -> dict:
-    """``msid predict-ei``: a SMILES file -> MSP (``.msp``) or spectrum store (``.h5``)."""
-    model, card = load_model(model_path)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    out = Path(out)
-    src = Path(smiles_file).name
-    items = list(read_smiles_file(smiles_file))
-    rejects: list[tuple[int, str, str]] = []
-    n = 0
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(items), desc="predict-ei", unit=" mol", disable=not progress)
-    if out.suffix == ".h5":
-        with SpectrumStoreWriter(out, provenance={"stage": "predict-ei", "input": str(
-                smiles_file), "model": card.get("weights_file"),
-                "licence": card.get("licence", "")}) as w:
-            for a in range(0, len(items), batch):
-                recs, bad = _records(model, items[a:a + batch])
-                for m, mz, inten in recs:
-                    w.add(store_record(m, mz, inten, src))
-                for line, smi, reason in bad:
-                    w.quarantine(QuarantineRecord(src, str(line), f"{reason}: {smi[:60]}"))
-                n += len(recs)
-                rejects += bad
-                bar.update(min(batch, len(items) - a))
-    else:
-        with atomic_path(out) as tmp, open(tmp, "w") as fh:
-            for a in range(0, len(items), batch):
-                recs, bad = _records(model, items[a:a + batch])
-                fh.writelines(msp_entry(*r) for r in recs)
-                n += len(recs)
-                rejects += bad
-                bar.update(min(batch, len(items) - a))
-    bar.close()
-    return {"predicted": n, "rejected": rejects, "seconds": time.perf_counter() - t0,
-            "model": str(model_path or DEFAULT_MODEL)}
-
-
-# -- the in-silico library of the candidate pool -------------------------------------------------
 _MODELS: dict[str, NeimsModel] = {}
 SUB_BATCH = 4096  # molecules parsed and predicted at a time inside a chunk (bounded memory)
 
@@ -196,9 +157,66 @@ def _worker_model(path: str) -> NeimsModel:
     return _MODELS[path]
 
 
+def _one_thread_in_workers() -> None:
+    if multiprocessing.parent_process() is not None:  # a pool worker: one of n_jobs cores
+        torch.set_num_threads(1)
+
+
+def _batch_job(args: tuple[str, list[tuple[int, str, str]]]):
+    model_path, items = args
+    _one_thread_in_workers()
+    return _records(_worker_model(model_path), items)
+
+
+def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
+                 model_path: str | os.PathLike | None = None, batch: int = 4096,
+                 progress: bool = True, n_jobs: int | None = None) -> dict:
+    """``msid predict-ei``: a SMILES file -> MSP (``.msp``) or spectrum store (``.h5``).
+
+    Batches of ``batch`` molecules are parsed and predicted on ``n_jobs`` processes (default:
+    up to 2 CPUs; a single batch stays in this process), written in input order."""
+    path = str(model_path or DEFAULT_MODEL)
+    model, card = load_model(path)
+    _MODELS.clear()
+    _MODELS[path] = model  # this process and forked workers use the loaded model
+    n_jobs = n_jobs or max(1, min(2, os.cpu_count() or 1))
+    out = Path(out)
+    src = Path(smiles_file).name
+    items = list(read_smiles_file(smiles_file))
+    rejects: list[tuple[int, str, str]] = []
+    n = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(items), desc="predict-ei", unit=" mol", disable=not progress)
+    batches = imap_ordered(_batch_job, ((path, items[a:a + batch])
+                                        for a in range(0, len(items), batch)), n_jobs)
+    if out.suffix == ".h5":
+        with SpectrumStoreWriter(out, provenance={"stage": "predict-ei", "input": str(
+                smiles_file), "model": card.get("weights_file"),
+                "licence": card.get("licence", "")}) as w:
+            for recs, bad in batches:
+                for m, mz, inten in recs:
+                    w.add(store_record(m, mz, inten, src))
+                for line, smi, reason in bad:
+                    w.quarantine(QuarantineRecord(src, str(line), f"{reason}: {smi[:60]}"))
+                n += len(recs)
+                rejects += bad
+                bar.update(len(recs) + len(bad))
+    else:
+        with atomic_path(out) as tmp, open(tmp, "w") as fh:
+            for recs, bad in batches:
+                fh.writelines(msp_entry(*r) for r in recs)
+                n += len(recs)
+                rejects += bad
+                bar.update(len(recs) + len(bad))
+    bar.close()
+    return {"predicted": n, "rejected": rejects, "seconds": time.perf_counter() - t0,
+            "model": path}
+
+
+# -- the in-silico library of the candidate pool -------------------------------------------------
 def _chunk_job(args: tuple[str, list[tuple[int, str, str]], str, str]) -> str:
     model_path, items, source, out = args
-    torch.set_num_threads(1)
+    _one_thread_in_workers()
     model = _worker_model(model_path)
     with SpectrumStoreWriter(out, provenance={"stage": "insilico-chunk"},
                              chunk_size=SUB_BATCH) as w:
