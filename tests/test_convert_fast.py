@@ -129,3 +129,19 @@ def test_clean_batch_equals_matchms_chain() -> None:
                 assert not isinstance(g, str), g
                 assert np.array_equal(g[0], s.peaks.mz)
                 assert np.array_equal(g[1], s.peaks.intensities.astype(np.float32))
+
+
+def test_mgf_marker_scan_counts_what_the_block_regex_finds() -> None:
+    """The str.find scan that cuts streamed MGF into chunks counts blocks and BEGIN lines as
+    the regular expressions do, on intact and on mangled marker sequences."""
+    import re
+
+    from msid.io.mgf import BLOCK, count_blocks
+
+    opened = re.compile(r"^BEGIN IONS\s*$", re.MULTILINE)
+    lines = ["BEGIN IONS", "END IONS", "BEGIN IONS  ", "END IONS\r", "PEPMASS=100", "101 5",
+             "xBEGIN IONS", "END IONSx", ""]
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        text = "\n".join(rng.choice(lines, size=int(rng.integers(0, 12)))) + "\n"
+        assert count_blocks(text) == (len(BLOCK.findall(text)), len(opened.findall(text)))

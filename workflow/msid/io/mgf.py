@@ -22,9 +22,6 @@ from msid.io.errors import InputFileError
 from msid.store import QuarantineRecord
 
 BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
-_OPEN = re.compile(r"^BEGIN IONS\s*$", re.MULTILINE)
-_END = re.compile(r"^END IONS\s*$", re.MULTILINE)
-_END_LINE = re.compile(r"^END IONS[ \t\r\f\v]*\n", re.MULTILINE)
 CHUNK_CHARS = 1 << 21  # ~2 MB of text per chunk: ~1,500 library spectra
 
 
@@ -57,16 +54,39 @@ def _read(text: str) -> list[dict]:
                          read_ions=False, use_index=False))
 
 
-def count_blocks(text: str) -> int:
-    """How many ``BEGIN IONS ... END IONS`` blocks :data:`BLOCK` finds in ``text``; quick when
-    the markers simply alternate, as they do in any intact file."""
-    begins = [m.start() for m in _OPEN.finditer(text)]
-    ends = [m.start() for m in _END.finditer(text)]
+def marker_lines(text: str, marker: str) -> list[int]:
+    r"""Offsets of the lines that are ``marker`` (plus trailing blanks): what ``^marker\s*$``
+    finds, by ``str.find`` (a MULTILINE regex tries every position of a multi-MB chunk)."""
+    out, i = [], text.find(marker)
+    while i >= 0:
+        end = text.find("\n", i)
+        rest = text[i + len(marker):end if end >= 0 else len(text)]
+        if (i == 0 or text[i - 1] == "\n") and not rest.strip():
+            out.append(i)
+        i = text.find(marker, i + len(marker))
+    return out
+
+
+def count_blocks(text: str) -> tuple[int, int]:
+    """(blocks :data:`BLOCK` finds in ``text``, ``BEGIN IONS`` lines); quick when the markers
+    simply alternate, as they do in any intact file."""
+    begins, ends = marker_lines(text, "BEGIN IONS"), marker_lines(text, "END IONS")
     if len(begins) == len(ends) and all(
             b < e for b, e in zip(begins, ends, strict=True)) and all(
             e < b for e, b in zip(ends, begins[1:], strict=False)):
-        return len(begins)
-    return len(BLOCK.findall(text))
+        return len(begins), len(begins)
+    return len(BLOCK.findall(text)), len(begins)
+
+
+def _last_end(text: str) -> int:
+    """Offset just past the last complete ``END IONS`` line (its newline), or -1."""
+    i = text.rfind("END IONS")
+    while i >= 0:
+        end = text.find("\n", i)
+        if end >= 0 and (i == 0 or text[i - 1] == "\n") and not text[i + 8:end].strip(" \t\r\f\v"):
+            return end + 1
+        i = text.rfind("END IONS", 0, i)
+    return -1
 
 
 def parse_mgf_chunk(chunk: MgfChunk) -> list:
@@ -113,19 +133,20 @@ def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
     for piece, problem in _pieces(path):
         buf += piece
         seen_text = seen_text or bool(piece.strip())
-        ends = list(_END_LINE.finditer(buf))
-        if not ends or (len(buf) < CHUNK_CHARS and not problem and piece):
+        if len(buf) < CHUNK_CHARS and not problem and piece:
             continue
-        cut = ends[-1].end()
+        cut = _last_end(buf)
+        if cut < 0:
+            continue
         text, buf = buf[:cut], buf[cut:]
-        n = count_blocks(text)
-        n_open += len(_OPEN.findall(text))
+        n, opened = count_blocks(text)
+        n_open += opened
         if n:
             yield MgfChunk(str(path), text, n_blocks, n)
             n_blocks += n
     if buf:  # the tail: blocks without END IONS, or text outside any block
-        n = count_blocks(buf)
-        n_open += len(_OPEN.findall(buf))
+        n, opened = count_blocks(buf)
+        n_open += opened
         if n:
             yield MgfChunk(str(path), buf, n_blocks, n)
             n_blocks += n
