@@ -15,7 +15,7 @@ import pytest
 from matchms import Spectrum
 from matchms.filtering import default_filters, derive_inchikey_from_inchi, derive_smiles_from_inchi
 
-from msid.convert import check_metadata, check_peaks, harmonise
+from msid.convert import check_record, harmonise, store_fields
 from msid.io import RawSpectrum, read_spectra
 from msid.preprocess import PreprocessConfig, apply_chain, build_chain, clean_batch
 from msid.spectrum import matchms_to_record
@@ -31,11 +31,8 @@ FILES = [ROOT / "resources/runs/pestmix_dda.mzML.gz", ROOT / "resources/runs/pep
 
 def matchms_harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
     """The reference: one matchms Spectrum per record through ``default_filters``."""
-    checked, reason = check_peaks(raw)
+    checked, reason = check_record(raw)
     if checked is None:
-        return reason
-    reason = check_metadata(checked)
-    if reason:
         return reason
     try:
         spectrum = Spectrum(checked.mz, checked.intensity, metadata=dict(checked.params),
@@ -43,13 +40,10 @@ def matchms_harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | st
         spectrum = default_filters(spectrum)
         if not spectrum.get("smiles") and spectrum.get("inchi"):
             spectrum = derive_inchikey_from_inchi(derive_smiles_from_inchi(spectrum))
-        ms_level = int(float(checked.params.get("ms_level", checked.params.get("mslevel", 2))))
+        extra = store_fields(checked, source_file)
     except Exception as e:
         return f"matchms rejected the record: {e}"
-    return matchms_to_record(spectrum, extra={
-        "id": checked.record_id, "source_file": source_file,
-        "native_id": str(checked.params.get("native_id", checked.record_id)),
-        "ms_level": ms_level})
+    return matchms_to_record(spectrum, extra=extra)
 
 
 def same_record(a: SpectrumRecord | str, b: SpectrumRecord | str) -> bool:

@@ -171,13 +171,27 @@ def harmonise_metadata(params: dict) -> dict:
     return out
 
 
-def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
-    """One checked record -> a store record with matchms-harmonised metadata, or a reason."""
+def check_record(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
+    """(the record with its peaks in order, '') or (None, why no filter can use it)."""
     checked, reason = check_peaks(raw)
     if checked is None:
-        return reason
+        return None, reason
     reason = check_metadata(checked)
-    if reason:
+    return (None, reason) if reason else (checked, "")
+
+
+def store_fields(checked: RawSpectrum, source_file: str) -> dict[str, object]:
+    """The store columns a record gets from where it was read, not from its metadata."""
+    return {"id": checked.record_id, "source_file": source_file,
+            "native_id": str(checked.params.get("native_id", checked.record_id)),
+            "ms_level": int(float(checked.params.get("ms_level",
+                                                     checked.params.get("mslevel", 2))))}
+
+
+def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
+    """One checked record -> a store record with matchms-harmonised metadata, or a reason."""
+    checked, reason = check_record(raw)
+    if checked is None:
         return reason
     try:
         metadata = harmonise_metadata(checked.params)
@@ -186,16 +200,11 @@ def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
                                 metadata_harmonization=False)
             metadata = dict(derive_inchikey_from_inchi(derive_smiles_from_inchi(spectrum))
                             .metadata)
-        ms_level = int(float(checked.params.get("ms_level", checked.params.get("mslevel", 2))))
+        extra = store_fields(checked, source_file)
         Fragments(mz=checked.mz, intensities=checked.intensity)  # matchms' own peak checks
     except Exception as e:  # matchms validates peaks and metadata values
         return f"matchms rejected the record: {e}"
-    return metadata_to_record(metadata, checked.mz, checked.intensity, extra={
-        "id": checked.record_id,
-        "source_file": source_file,
-        "native_id": str(checked.params.get("native_id", checked.record_id)),
-        "ms_level": ms_level,
-    })
+    return metadata_to_record(metadata, checked.mz, checked.intensity, extra=extra)
 
 
 Outcome = tuple[str, "SpectrumRecord | str"]  # (record id, record or reason)
