@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
-from msid.models.config import EncoderConfig, TrainConfig
+from msid.models.config import (
+    EncoderConfig,
+    TrainConfig,
+    config_from_dict,
+    with_encoder_from_dict,
+)
 
 SIZES = ("tiny", "seed")
 FUSIONS = ("none", "cross", "concat", "average")
 
 
-def _from_dict(cls, d: dict | None):
-    d = dict(d or {})
-    unknown = set(d) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
-    return cls(**d)
 
 
 @dataclass
@@ -46,12 +45,7 @@ class GenModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GenModelConfig:
-        d = dict(d or {})
-        enc = d.pop("encoder", None)
-        cfg = _from_dict(cls, d)
-        if enc is not None:
-            cfg.encoder = enc if isinstance(enc, EncoderConfig) else EncoderConfig.from_dict(enc)
-        return cfg
+        return with_encoder_from_dict(cls, d)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +63,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PretrainConfig:
-        return _from_dict(cls, d)
+        return config_from_dict(cls, d)
 
 
 @dataclass
@@ -88,7 +82,7 @@ class GLMRConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GLMRConfig:
-        return _from_dict(cls, d)
+        return config_from_dict(cls, d)
 
 
 @dataclass

@@ -13,13 +13,26 @@ FAMILIES = ("ranker", "reconstructor", "deepsets", "fp_ffn")
 SIZES = ("tiny", "seed")
 
 
-def _from_dict(cls, d: dict | None):
+def config_from_dict(cls, d: dict | None):
+    """``cls(**d)`` for a config dataclass; an unknown key is an error naming it."""
     d = dict(d or {})
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
     return cls(**d)
+
+
+
+def with_encoder_from_dict(cls, d: dict | None):
+    """A model config holding an ``encoder: EncoderConfig`` (retrieval and generation models),
+    from a dict whose ``encoder`` entry may itself be a dict."""
+    d = dict(d or {})
+    enc = d.pop("encoder", None)
+    cfg = config_from_dict(cls, d)
+    if enc is not None:
+        cfg.encoder = enc if isinstance(enc, EncoderConfig) else EncoderConfig.from_dict(enc)
+    return cfg
 
 
 @dataclass
@@ -44,7 +57,7 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> EncoderConfig:
-        return _from_dict(cls, d)
+        return config_from_dict(cls, d)
 
 
 @dataclass
@@ -97,12 +110,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ModelConfig:
-        d = dict(d or {})
-        enc = d.pop("encoder", None)
-        cfg = _from_dict(cls, d)
-        if enc is not None:
-            cfg.encoder = enc if isinstance(enc, EncoderConfig) else EncoderConfig.from_dict(enc)
-        return cfg
+        return with_encoder_from_dict(cls, d)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,7 +165,7 @@ class TrainConfig:
         d = dict(d or {})
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
-        return _from_dict(cls, d)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict:
         return asdict(self)
