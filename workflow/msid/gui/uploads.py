@@ -90,36 +90,33 @@ def _msp(text: str) -> list[UploadedSpectrum]:
     return out
 
 
+def _collect(entries) -> list[UploadedSpectrum]:
+    """(title, m/z, intensity) entries -> cleaned spectra, at most :data:`MAX_SPECTRA`."""
+    out = []
+    for title, mz, intensity in entries:
+        spec = _clean(title, mz, intensity)
+        if spec is not None:
+            out.append(spec)
+        if len(out) >= MAX_SPECTRA:
+            break
+    return out
+
+
 def _mgf(text: str) -> list[UploadedSpectrum]:
     from pyteomics import mgf
 
-    out = []
     with mgf.read(io.StringIO(text), use_index=False, convert_arrays=1) as reader:
-        for k, s in enumerate(reader):
-            title = str(s.get("params", {}).get("title", f"spectrum {k + 1}"))
-            spec = _clean(title, s["m/z array"], s["intensity array"])
-            if spec is not None:
-                out.append(spec)
-            if len(out) >= MAX_SPECTRA:
-                break
-    return out
+        return _collect((str(s.get("params", {}).get("title", f"spectrum {k + 1}")),
+                         s["m/z array"], s["intensity array"]) for k, s in enumerate(reader))
 
 
 def _mzml(data: bytes) -> list[UploadedSpectrum]:
     from pyteomics import mzml
 
-    out = []
     with mzml.read(io.BytesIO(data), use_index=False) as reader:
-        for k, s in enumerate(reader):
-            if "m/z array" not in s:
-                continue
-            title = str(s.get("id", f"spectrum {k + 1}"))
-            spec = _clean(title, s["m/z array"], s["intensity array"])
-            if spec is not None:
-                out.append(spec)
-            if len(out) >= MAX_SPECTRA:
-                break
-    return out
+        return _collect((str(s.get("id", f"spectrum {k + 1}")), s["m/z array"],
+                         s["intensity array"]) for k, s in enumerate(reader)
+                        if "m/z array" in s)
 
 
 def parse_upload(filename: str, data: bytes) -> list[UploadedSpectrum]:
