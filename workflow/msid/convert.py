@@ -25,7 +25,7 @@ from msid.io.mgf import MgfChunk, parse_mgf_chunk
 from msid.io.raw import read_chunks
 from msid.parallel import imap_ordered
 from msid.spectrum import metadata_to_record
-from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStoreWriter
+from msid.store import QuarantineRecord, RecordBatch, SpectrumRecord, SpectrumStoreWriter
 
 if TYPE_CHECKING:
     from msid.preprocess import PreprocessConfig
@@ -207,28 +207,34 @@ def harmonise(raw: RawSpectrum, source_file: str) -> SpectrumRecord | str:
     return metadata_to_record(metadata, checked.mz, checked.intensity, extra=extra)
 
 
-Outcome = tuple[str, "SpectrumRecord | str"]  # (record id, record or reason)
-
-
 def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
-                   ) -> list[Outcome | QuarantineRecord]:
-    """One chunk in a worker: parse (MGF), harmonise, and clean when asked."""
+                   ) -> tuple[list[tuple[str, int | str] | QuarantineRecord], RecordBatch]:
+    """One chunk in a worker: parse (MGF), harmonise, and clean when asked.
+
+    Returns, in file order, (record id, its row in the batch or the reason it was rejected) or
+    a reader's QuarantineRecord; and the kept records as one column batch."""
     from msid.preprocess import clean_batch, finish_record
 
     payload, source_file, clean = args
     items = parse_mgf_chunk(payload) if isinstance(payload, MgfChunk) else payload
-    out: list[Outcome | QuarantineRecord] = []
+    outcome: list = []
     for item in items:
         if isinstance(item, QuarantineRecord):
-            out.append(item)
+            outcome.append(item)
         else:
-            out.append((item.record_id, harmonise(item, source_file)))
+            outcome.append((item.record_id, harmonise(item, source_file)))
     if clean is not None:
-        ready = [k for k, o in enumerate(out) if isinstance(o, tuple) and not isinstance(o[1], str)]
-        recs = [out[k][1] for k in ready]  # type: ignore[index]
+        ready = [k for k, o in enumerate(outcome)
+                 if isinstance(o, tuple) and not isinstance(o[1], str)]
+        recs = [outcome[k][1] for k in ready]
         for k, rec, peaks in zip(ready, recs, clean_batch(recs, clean), strict=True):
-            out[k] = (out[k][0], finish_record(rec, peaks, clean))  # type: ignore[index]
-    return out
+            outcome[k] = (outcome[k][0], finish_record(rec, peaks, clean))
+    kept: list[SpectrumRecord] = []
+    for k, o in enumerate(outcome):
+        if isinstance(o, tuple) and not isinstance(o[1], str):
+            outcome[k] = (o[0], len(kept))
+            kept.append(o[1])
+    return outcome, RecordBatch.of(kept)
 
 
 def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 1,
@@ -253,22 +259,24 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
             stats.quarantined[": ".join(reason.split(": ")[:2]) if clean else reason] += 1
 
         jobs = ((payload, path.name, clean) for payload in read_chunks(path))
-        for chunk in imap_ordered(_convert_chunk, jobs, n_jobs):
-            for item in chunk:
+        for outcome, batch in imap_ordered(_convert_chunk, jobs, n_jobs):
+            keep = np.zeros(len(batch), dtype=bool)
+            for item in outcome:
                 stats.read += 1
                 if isinstance(item, QuarantineRecord):
                     reject(item.record_id, item.reason)
                     continue
-                rid, rec = item
+                rid, row = item
                 if rid in seen:
                     reject(rid, "duplicate spectrum id")
                     continue
                 seen.add(rid)
-                if isinstance(rec, str):
-                    reject(rid, rec)
+                if isinstance(row, str):
+                    reject(rid, row)
                 else:
-                    writer.add(rec)
-                    stats.stored += 1
-            bar.update(len(chunk))
+                    keep[row] = True
+            writer.add_batch(batch if keep.all() else batch.select(keep))
+            stats.stored += int(keep.sum())
+            bar.update(len(outcome))
     bar.close()
     return stats

@@ -22,7 +22,13 @@ from tqdm import tqdm
 from msid.chem.structures import inchikey_as_given, parse_structure
 from msid.folds import FoldSpec, fold_of, peptide_key
 from msid.parallel import chunks, imap_ordered
-from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
+from msid.store import (
+    QuarantineRecord,
+    RecordBatch,
+    SpectrumRecord,
+    SpectrumStore,
+    SpectrumStoreWriter,
+)
 
 logging.getLogger("matchms").setLevel(logging.ERROR)
 
@@ -245,10 +251,18 @@ def process_record(rec: SpectrumRecord, chain: list[FilterStep],
 
 
 def _process_chunk(args: tuple[list[SpectrumRecord], PreprocessConfig]
-                   ) -> list[tuple[SpectrumRecord, SpectrumRecord | str]]:
+                   ) -> tuple[list[QuarantineRecord], RecordBatch]:
+    """One chunk in a worker: the rejects, and the kept records as one column batch."""
     chunk, cfg = args
-    return [(rec, finish_record(rec, peaks, cfg))
-            for rec, peaks in zip(chunk, clean_batch(chunk, cfg), strict=True)]
+    rejects, kept = [], []
+    for rec, peaks in zip(chunk, clean_batch(chunk, cfg), strict=True):
+        result = finish_record(rec, peaks, cfg)
+        if isinstance(result, str):
+            rejects.append(QuarantineRecord(str(rec.meta["source_file"]), str(rec.meta["id"]),
+                                            result))
+        else:
+            kept.append(result)
+    return rejects, RecordBatch.of(kept)
 
 
 def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
@@ -267,16 +281,13 @@ def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
             jobs = ((chunk, cfg) for chunk in chunks(store.iter_records(), 2000))
             bar = tqdm(total=len(store), desc="preprocess", unit=" spectra",
                        disable=not progress, mininterval=2)
-            for chunk in imap_ordered(_process_chunk, jobs, n_jobs):
-                for rec, result in chunk:
-                    stats.read += 1
-                    if isinstance(result, str):
-                        writer.quarantine(QuarantineRecord(
-                            str(rec.meta["source_file"]), str(rec.meta["id"]), result))
-                        stats.quarantined[": ".join(result.split(": ")[:2])] += 1
-                    else:
-                        writer.add(result)
-                        stats.kept += 1
-                bar.update(len(chunk))
+            for rejects, batch in imap_ordered(_process_chunk, jobs, n_jobs):
+                for q in rejects:
+                    writer.quarantine(q)
+                    stats.quarantined[": ".join(q.reason.split(": ")[:2])] += 1
+                writer.add_batch(batch)
+                stats.read += len(rejects) + len(batch)
+                stats.kept += len(batch)
+                bar.update(len(rejects) + len(batch))
             bar.close()
     return stats

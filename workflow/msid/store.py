@@ -98,6 +98,37 @@ def _column_array(values: Sequence[object], kind: str) -> np.ndarray:
     return out_i
 
 
+@dataclass
+class RecordBatch:
+    """Records as store columns (what a worker process hands back: a few arrays, not a dict
+    per record). ``sizes[i]`` peaks of record ``i`` lie in the flat ``mz``/``intensity``."""
+
+    columns: dict[str, np.ndarray]
+    mz: np.ndarray
+    intensity: np.ndarray
+    sizes: np.ndarray
+
+    @classmethod
+    def of(cls, records: Sequence[SpectrumRecord]) -> RecordBatch:
+        columns = {col: _column_array([r.meta.get(col, _MISSING[kind]) for r in records], kind)
+                   for col, kind in METADATA_COLUMNS.items()}
+        sizes = np.array([len(r.mz) for r in records], dtype=np.int64)
+        mz = (np.concatenate([np.asarray(r.mz, np.float64) for r in records]) if records
+              else np.zeros(0))
+        inten = (np.concatenate([np.asarray(r.intensity, np.float32) for r in records])
+                 if records else np.zeros(0, np.float32))
+        return cls(columns, mz, inten, sizes)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def select(self, keep: np.ndarray) -> RecordBatch:
+        """The records where ``keep`` (bool, one per record) is true."""
+        peak_keep = np.repeat(keep, self.sizes)
+        return RecordBatch({c: v[keep] for c, v in self.columns.items()}, self.mz[peak_keep],
+                           self.intensity[peak_keep], self.sizes[keep])
+
+
 class SpectrumStoreWriter:
     """Append spectra in chunks; the file appears at ``path`` only after :meth:`close`.
 
@@ -132,6 +163,11 @@ class SpectrumStoreWriter:
         if len(self._buffer) >= self._chunk_size:
             self._flush()
 
+    def add_batch(self, batch: RecordBatch) -> None:
+        """Append a batch of records already in column form (after any buffered ones)."""
+        self._flush()
+        self._write(batch)
+
     def quarantine(self, record: QuarantineRecord) -> None:
         self._quarantine.append(record)
 
@@ -139,26 +175,27 @@ class SpectrumStoreWriter:
         if not self._buffer:
             return
         buf, self._buffer = self._buffer, []
-        sizes = np.array([len(r.mz) for r in buf], dtype=np.int64)
-        total = int(sizes.sum())
+        self._write(RecordBatch.of(buf))
+
+    def _write(self, batch: RecordBatch) -> None:
+        if not len(batch):
+            return
+        total = int(batch.sizes.sum())
         peaks = self._h5["peaks"]
-        for name, dtype, parts in (
-            ("mz", np.float64, [r.mz for r in buf]),
-            ("intensity", np.float32, [r.intensity for r in buf]),
-        ):
+        for name, values in (("mz", batch.mz), ("intensity", batch.intensity)):
             ds = peaks[name]
             ds.resize((self._n_peaks + total,))
             if total:
-                ds[self._n_peaks:] = np.concatenate(parts).astype(dtype, copy=False)
+                ds[self._n_peaks:] = values
         off = peaks["offsets"]
-        off.resize((self._n + len(buf) + 1,))
-        off[self._n + 1:] = self._n_peaks + np.cumsum(sizes)
+        off.resize((self._n + len(batch) + 1,))
+        off[self._n + 1:] = self._n_peaks + np.cumsum(batch.sizes)
         meta = self._h5["metadata"]
-        for col, kind in METADATA_COLUMNS.items():
+        for col in METADATA_COLUMNS:
             ds = meta[col]
-            ds.resize((self._n + len(buf),))
-            ds[self._n:] = _column_array([r.meta.get(col, _MISSING[kind]) for r in buf], kind)
-        self._n += len(buf)
+            ds.resize((self._n + len(batch),))
+            ds[self._n:] = batch.columns[col]
+        self._n += len(batch)
         self._n_peaks += total
 
     def close(self) -> Path:
