@@ -14,7 +14,15 @@ import pandas as pd
 import pytest
 
 from msid.ei.embedding import spectrum_to_text
-from msid.ei.index import IndexConfig, build_index, cached_library_index, search
+from msid.ei.index import (
+    IndexConfig,
+    build_index,
+    cached_library_index,
+    configure_search,
+    read_index,
+    search,
+    write_index,
+)
 from msid.ei.methods import EISpectralMatch, default_library, get_library
 from msid.ei.search import EILibrary
 
@@ -151,6 +159,90 @@ def test_exact_and_hnsw_agree_and_cache_rebuilds_on_change(tmp_path):
     os.utime(library, ns=(1, 1))
     cached_library_index(library, "abc", cfg, embed)
     assert len(calls) == 3
+
+
+def _low_rank_unit(n: int, d: int, rank: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(rank, d)) * np.linspace(2.0, 0.2, rank)[:, None]
+    x = (rng.normal(size=(n, rank)) @ basis + 0.05 * rng.normal(size=(n, d))).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def faiss_l2() -> int:
+    import faiss
+
+    return faiss.METRIC_L2
+
+
+def test_pca_hnsw_reranks_on_full_vectors_and_returns_cosines(tmp_path):
+    x = _low_rank_unit(4000, 128, 24, 1)
+    q = x[:300] + 0.02 * np.random.default_rng(2).normal(size=(300, 128)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    exact = build_index(x, IndexConfig(kind="exact"))
+    cfg = IndexConfig(kind="hnsw", exact_below=0, pca_dim=16, hnsw_storage="fp16")
+    approx = build_index(x, cfg)
+    assert approx.metric_type == faiss_l2() and approx.ntotal == len(x)
+    se, ie = search(exact, q, 10)
+    sa, ia = search(approx, q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ie, ia, strict=True)])
+    assert recall > 0.95
+    assert (ia[:, 0] == np.arange(300)).mean() > 0.98
+    # scores are cosines on the full vectors (exact re-rank), sorted, like the exact index's
+    cos = np.einsum("qd,qkd->qk", q, x[ia])
+    np.testing.assert_allclose(sa, cos, atol=1e-3)  # re-ranked on fp16 copies
+    assert (np.diff(sa, axis=1) <= 1e-6).all()
+    np.testing.assert_allclose(sa[:, 0], se[:, 0], atol=1e-3)
+    flat = build_index(x, IndexConfig(kind="hnsw", exact_below=0, pca_dim=16,
+                                      refine_storage="flat"))
+    sf, jf = search(flat, q, 10)
+    np.testing.assert_allclose(sf, np.einsum("qd,qkd->qk", q, x[jf]), atol=1e-5)
+    # written and read back (the cache), with its search settings re-applied
+    path = tmp_path / "i.faiss"
+    write_index(approx, path)
+    del approx
+    back = read_index(path)
+    configure_search(back, cfg)
+    assert back.k_factor == cfg.hnsw_refine_k
+    np.testing.assert_array_equal(search(back, q, 10)[1], ia)
+    approx = back
+    # more vectors can be added after training (the bench adds in chunks)
+    approx.add(x[:10])
+    assert approx.ntotal == len(x) + 10
+    # pca_dim not below the dimension: the graph stays in the full space (inner product)
+    full = build_index(x[:500], IndexConfig(kind="hnsw", exact_below=0, pca_dim=128))
+    assert full.metric_type != faiss_l2()
+
+
+def test_cached_index_rebuilt_when_build_config_changes_not_search_settings(tmp_path):
+    x = _low_rank_unit(2000, 96, 16, 3)
+    library = tmp_path / "lib.msp"
+    library.write_text("x")
+    calls = []
+
+    def embed():
+        calls.append(1)
+        return x
+
+    cfg = IndexConfig(kind="hnsw", exact_below=0, pca_dim=32)
+    cached_library_index(library, "m", cfg, embed)
+    b = cached_library_index(library, "m", IndexConfig(kind="hnsw", exact_below=0, pca_dim=32,
+                                                       ef_search=200, hnsw_refine_k=3), embed)
+    assert len(calls) == 1 and b.index.k_factor == 3
+    c = cached_library_index(library, "m", IndexConfig(kind="hnsw", exact_below=0, pca_dim=48),
+                             embed)
+    assert len(calls) == 2 and c.meta["config"]["pca_dim"] == 48
+
+
+def test_bench_synthetic_vectors_follow_the_real_spread():
+    from msid.ei.index_bench import _noise_factor, _synthetic_chunk
+
+    real = _low_rank_unit(500, 64, 12, 4)
+    factor = _noise_factor(real)
+    np.testing.assert_allclose(factor @ factor.T, np.cov(real.T), atol=1e-4)
+    a = _synthetic_chunk(real, 0, 2000, 0, 0.3, factor)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(a, _synthetic_chunk(real, 0, 2000, 0, 0.3, factor))
+    assert not np.array_equal(a[:100], _synthetic_chunk(real, 100, 100, 0, 0.3, factor))
 
 
 @needs_minilm

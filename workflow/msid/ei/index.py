@@ -3,7 +3,16 @@
 Embeddings are unit vectors, so inner product = cosine. ``kind``:
 
 - ``exact``: ``IndexFlatIP``, brute force (the reference for recall).
-- ``hnsw``: ``IndexHNSWFlat`` (inner product), ``M`` links per node, ``ef_search`` at query time.
+- ``hnsw`` (default): the library vectors reduced by a PCA fitted on the library to ``pca_dim``
+  dimensions (L2 there, which for unit vectors ranks like cosine; the centring PCA does would
+  break inner-product ranking), an HNSW graph over them (``M`` links per node, ``ef_search`` at
+  query time, vectors stored as ``hnsw_storage``), and the ``hnsw_refine_k * k`` candidates it
+  finds re-ranked on the full vectors, kept as ``refine_storage``: fp16 (default; half the memory
+  of float32, cosine within ~1e-4 of exact) or flat float32 (exact). ``pca_dim = 0`` (or not
+  below the dimension) keeps the graph in the full space. Searching the short graph of 64-dim
+  vectors is what makes ~15k queries/s on 2 cores at 1.6M vectors possible, a graph built with
+  ``ef_construction`` 200 and the re-rank in the full space are what keep recall@10 within a
+  point of exact search (``msid bench``).
 - ``ivfpq``: ``IndexIVFPQ`` with ``nlist`` lists, ``pq_m`` sub-quantisers, ``nprobe`` lists
   probed, re-ranked exactly (``IndexRefineFlat``) so that recall stays near exact search.
 
@@ -35,8 +44,11 @@ class IndexConfig:
     kind: str = "hnsw"
     hnsw_m: int = 32
     hnsw_storage: str = "flat"  # vectors in the graph: flat (float32), fp16 or sq8
-    ef_construction: int = 80
+    ef_construction: int = 200
     ef_search: int = 64
+    pca_dim: int = 64  # hnsw: graph over PCA-reduced vectors (0: full space), then re-rank
+    hnsw_refine_k: int = 3  # hnsw with pca_dim: candidates re-ranked in full space = this * k
+    refine_storage: str = "fp16"  # hnsw with pca_dim: full vectors for the re-rank (flat/fp16)
     nlist: int = 0  # ivfpq: 0 = about 4 sqrt(n)
     pq_m: int = 48  # ivfpq: sub-quantisers (must divide the dimension)
     nprobe: int = 16
@@ -49,6 +61,8 @@ class IndexConfig:
             raise ValueError(f"index kind must be one of {KINDS}, not '{self.kind}'")
         if self.hnsw_storage not in ("flat", "fp16", "sq8"):
             raise ValueError("hnsw_storage must be flat, fp16 or sq8")
+        if self.refine_storage not in ("flat", "fp16"):
+            raise ValueError("refine_storage must be flat or fp16")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> IndexConfig:
@@ -69,8 +83,44 @@ def effective_kind(cfg: IndexConfig, n: int) -> str:
     return "exact" if n < cfg.exact_below else cfg.kind
 
 
+# the config fields a built index of each kind depends on (the rest are search-time settings)
+BUILD_FIELDS = {"exact": (), "hnsw": ("hnsw_m", "hnsw_storage", "ef_construction", "pca_dim",
+                                 "refine_storage"),
+                "ivfpq": ("nlist", "pq_m")}
+
+
+def build_config(cfg: IndexConfig | dict, kind: str) -> dict:
+    """What an index of ``kind`` built with ``cfg`` depends on: a cached index whose stored
+    config differs here is rebuilt."""
+    d = asdict(cfg) if isinstance(cfg, IndexConfig) else dict(cfg)
+    return {"kind": kind} | {f: d.get(f) for f in BUILD_FIELDS[kind]}
+
+
+def _uses_pca(cfg: IndexConfig, d: int) -> bool:
+    return 0 < cfg.pca_dim < d
+
+
+def _hnsw(cfg: IndexConfig, d: int, metric: int):
+    faiss = _faiss()
+    if cfg.hnsw_storage == "flat":
+        index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, metric)
+    else:
+        qt = (faiss.ScalarQuantizer.QT_fp16 if cfg.hnsw_storage == "fp16"
+              else faiss.ScalarQuantizer.QT_8bit)
+        index = faiss.IndexHNSWSQ(d, qt, cfg.hnsw_m, metric)
+    index.hnsw.efConstruction = cfg.ef_construction
+    return index
+
+
+def _train_sample(x: np.ndarray, size: int = 100_000) -> np.ndarray:
+    if len(x) <= size:
+        return x
+    return x[np.sort(np.random.default_rng(0).choice(len(x), size=size, replace=False))]
+
+
 def build_index(vectors: np.ndarray, cfg: IndexConfig, kind: str | None = None):
-    """A faiss index holding ``vectors`` (float32, unit rows), ids = row numbers."""
+    """A faiss index holding ``vectors`` (float32, unit rows), ids = row numbers. Trained
+    (PCA, scalar quantiser, IVF) on these vectors; more can be ``add``-ed afterwards."""
     faiss = _faiss()
     if cfg.threads:
         faiss.omp_set_num_threads(cfg.threads)
@@ -79,16 +129,22 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig, kind: str | None = None):
     kind = kind or effective_kind(cfg, n)
     if kind == "exact":
         index = faiss.IndexFlatIP(d)
-    elif kind == "hnsw" and cfg.hnsw_storage != "flat":
-        qt = (faiss.ScalarQuantizer.QT_fp16 if cfg.hnsw_storage == "fp16"
-              else faiss.ScalarQuantizer.QT_8bit)
-        index = faiss.IndexHNSWSQ(d, qt, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = cfg.ef_construction
-        if len(x):
-            index.train(x)
+    elif kind == "hnsw" and _uses_pca(cfg, d):
+        if len(x) < cfg.pca_dim:
+            raise ValueError(f"a PCA to {cfg.pca_dim} dimensions needs at least as many vectors")
+        pre = faiss.IndexPreTransform(faiss.PCAMatrix(d, cfg.pca_dim),
+                                      _hnsw(cfg, cfg.pca_dim, faiss.METRIC_L2))
+        pre.train(_train_sample(x))
+        if cfg.refine_storage == "flat":
+            index = faiss.IndexRefineFlat(pre)
+        else:
+            index = faiss.IndexRefine(pre, faiss.IndexScalarQuantizer(
+                d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2))
+            index.refine_index.train(x[:1])  # fp16 needs no statistics
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = cfg.ef_construction
+        index = _hnsw(cfg, d, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained and len(x):
+            index.train(_train_sample(x))
     else:
         nlist = cfg.nlist or max(int(4 * np.sqrt(n)), 1)
         pq_m = cfg.pq_m if d % cfg.pq_m == 0 else next(m for m in (32, 24, 16, 8, 4, 2, 1)
@@ -108,18 +164,28 @@ def configure_search(index, cfg: IndexConfig) -> None:
     faiss = _faiss()
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = cfg.ef_search
-    elif isinstance(index, faiss.IndexRefineFlat):
-        faiss.extract_index_ivf(index.base_index).nprobe = cfg.nprobe
-        index.k_factor = cfg.refine_k
+    elif isinstance(index, faiss.IndexRefine):
+        base = faiss.downcast_index(index.base_index)
+        if isinstance(base, faiss.IndexPreTransform):  # hnsw over PCA-reduced vectors
+            faiss.downcast_index(base.index).hnsw.efSearch = cfg.ef_search
+            index.k_factor = cfg.hnsw_refine_k
+        else:
+            faiss.extract_index_ivf(base).nprobe = cfg.nprobe
+            index.k_factor = cfg.refine_k
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, row ids) of the ``k`` nearest library vectors per query; ids -1 pad."""
+    """(cosine scores, row ids) of the ``k`` nearest library vectors per query; ids -1 pad.
+    Indexes searched by L2 (the PCA-reduced HNSW) give squared distances of unit vectors,
+    turned back into cosine = 1 - d/2."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, index.ntotal)
     if k <= 0 or len(q) == 0:
         return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-    return index.search(q, k)
+    scores, ids = index.search(q, k)
+    if index.metric_type == _faiss().METRIC_L2:
+        scores = np.where(ids >= 0, 1.0 - scores / 2, scores).astype(np.float32)
+    return scores, ids
 
 
 def write_index(index, path: str | os.PathLike) -> Path:
@@ -175,7 +241,8 @@ def cached_library_index(library: str | os.PathLike, model_hash: str, cfg: Index
                 meta = json.loads(mpath.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if meta.get("fingerprint") == fp and meta.get("model_hash") == model_hash:
+            if (meta.get("fingerprint") == fp and meta.get("model_hash") == model_hash
+                    and build_config(meta.get("config", {}), kind) == build_config(cfg, kind)):
                 index = read_index(ipath)
                 configure_search(index, cfg)
                 return LibraryIndex(index, meta, ipath)

@@ -3,13 +3,21 @@
 1. Embedding: spectra/s of the shipped llm4ms model on real MassBank EI spectra.
 2. Index: ``n`` library vectors (default 1.6M). Without an in-silico library's embeddings
    (``vectors`` = a ``.npy`` file), they are made from the real embeddings: each is a random
-   mix of two real spectrum embeddings plus small noise, renormalised (the output says so).
+   mix of two real spectrum embeddings (weights a and 1-a, a uniform in 0.5-1) plus Gaussian
+   noise drawn with the real embeddings' covariance scaled by 0.3, renormalised (the output says
+   so). Noise of that shape keeps the synthetic set on the real embeddings' spread: 1,439 of
+   them have the nearest- and 10th-nearest-neighbour cosines of the 1,439 real ones (0.89 /
+   0.76 against 0.94 / 0.75), and a million of them do not collapse into near-copies of the
+   few real vectors, as small isotropic noise did (every query's 10 nearest neighbours then
+   sat within 1e-4 cosine of each other, so recall@10 against exact search measured ties).
+   The output gives the spread it ends up with (median cosine of the 1st and 10th exact
+   neighbour and of the 10th-11th gap).
    Vectors are generated and added in chunks, so the index is the only large thing in memory;
-   the exact top-10 of the benchmark queries is tracked chunk by chunk (brute force) as the
+   the exact top-11 of the benchmark queries is tracked chunk by chunk (brute force) as the
    reference for recall.
-3. Search: queries/s with the query embeddings already computed (batched, all threads), and
-   recall@10 of the approximate index against exact search; index build time and the
-   process's peak resident memory.
+3. Search: queries/s with the query embeddings already computed (one batch, all threads; best
+   of three runs, all three printed, as the CPU may be shared), and recall@10 of the approximate
+   index against exact search; index build time and the process's peak resident memory.
 """
 
 from __future__ import annotations
@@ -20,21 +28,31 @@ from pathlib import Path
 
 import numpy as np
 
-from msid.ei.index import IndexConfig, build_index, configure_search
+from msid.ei.index import IndexConfig, build_index, configure_search, search
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB -> GB (Linux)
 
 
-def _synthetic_chunk(real: np.ndarray, start: int, size: int, seed: int,
-                     noise: float) -> np.ndarray:
+NOISE = 0.3  # synthetic vectors: noise scale, relative to the real embeddings' covariance
+
+
+def _noise_factor(real: np.ndarray) -> np.ndarray:
+    """L with L @ L.T = covariance of the real embeddings: z @ L.T is noise of their shape."""
+    cov = np.cov((real - real.mean(0)).T)
+    w, v = np.linalg.eigh(cov)
+    return (v * np.sqrt(np.clip(w, 0, None))).astype(np.float32)
+
+
+def _synthetic_chunk(real: np.ndarray, start: int, size: int, seed: int, noise: float,
+                     factor: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng([seed, start])
     i = rng.integers(len(real), size=size)
     j = rng.integers(len(real), size=size)
     a = rng.uniform(0.5, 1.0, size=(size, 1)).astype(np.float32)
     v = a * real[i] + (1 - a) * real[j]
-    v += noise * rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(real.shape[1])
+    v += noise * (rng.standard_normal(v.shape, dtype=np.float32) @ factor.T)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     return v.astype(np.float32)
 
@@ -74,6 +92,7 @@ def bench_ei(library: str | Path, model: str | Path | None, n: int = 1_600_000,
     log(f"   embedding: {len(real):,} MassBank EI spectra in {t_embed:.1f} s = "
         f"{out['embed_spectra_per_s']:,.0f} spectra/s ({threads} threads, "
         f"{card['config']['base_model']})")
+    factor = _noise_factor(real)
     if vectors:
         mm = np.load(vectors, mmap_mode="r")
         n = min(n, len(mm))
@@ -82,55 +101,74 @@ def bench_ei(library: str | Path, model: str | Path | None, n: int = 1_600_000,
         def get_chunk(start: int, size: int) -> np.ndarray:
             return np.ascontiguousarray(mm[start:start + size], dtype=np.float32)
     else:
-        out["library_source"] = (f"synthetic: {n:,} mixes of two of the {len(real):,} real "
-                                 "MassBank EI embeddings + noise (the in-silico library is "
-                                 "not built yet)")
+        out["library_source"] = (
+            f"synthetic (the in-silico library is not built yet): {n:,} mixes a*x + (1-a)*y of "
+            f"two of the {len(real):,} real MassBank EI embeddings, a uniform in 0.5-1, plus "
+            f"Gaussian noise with {NOISE} x the real embeddings' covariance, renormalised")
 
         def get_chunk(start: int, size: int) -> np.ndarray:
-            return _synthetic_chunk(real, start, size, seed, noise=0.1)
+            return _synthetic_chunk(real, start, size, seed, NOISE, factor)
     log(f"   library vectors: {out['library_source']}")
     rng = np.random.default_rng(seed + 1)
-    q = _synthetic_chunk(real, 10**9, n_queries, seed + 1, noise=0.1)
-    q[: min(n_queries, len(real)) // 2] = real[rng.choice(len(real), min(n_queries,
-                                                                         len(real)) // 2)]
+    nq_real = min(n_queries, len(real)) // 2
+    q = _synthetic_chunk(real, 10**9, n_queries, seed + 1, NOISE, factor)
+    q[:nq_real] = real[rng.choice(len(real), nq_real, replace=False)]
+    out["query_source"] = (f"{nq_real:,} real MassBank EI embeddings + "
+                           f"{n_queries - nq_real:,} synthetic ones made like the library's")
     k = 10
-    best_s = np.full((len(q), k), -np.inf, dtype=np.float32)
-    best_i = np.full((len(q), k), -1, dtype=np.int64)
+    best_s = np.full((len(q), k + 1), -np.inf, dtype=np.float32)
+    best_i = np.full((len(q), k + 1), -1, dtype=np.int64)
     d = real.shape[1]
-    first = get_chunk(0, min(chunk, n))
     t_build, t_exact = 0.0, 0.0
     index = None
     for start in range(0, n, chunk):
-        x = first if start == 0 else get_chunk(start, min(chunk, n - start))
+        x = get_chunk(start, min(chunk, n - start))
         t0 = time.perf_counter()
-        if index is None:  # trained (sq8, ivfpq) on the first chunk, which it then holds
+        if index is None:  # trained (PCA, sq, ivf) on the first chunk, which it then holds
             index = build_index(x, cfg, cfg.kind)
         else:
             index.add(x)
         t_build += time.perf_counter() - t0
         t0 = time.perf_counter()
         for s in range(0, len(x), 20_000):  # bounded memory: queries x 20k scores at a time
-            best_s, best_i = _merge_topk(best_s, best_i, q @ x[s:s + 20_000].T, start + s, k)
+            best_s, best_i = _merge_topk(best_s, best_i, q @ x[s:s + 20_000].T, start + s,
+                                         k + 1)
         t_exact += time.perf_counter() - t0
         del x
-    first = None
     out["dim"] = d
     out["build_s"] = t_build
-    log(f"   index {cfg.kind}: {index.ntotal:,} x {d} built in {t_build:.1f} s "
+    out["config"] = {f: getattr(cfg, f) for f in ("kind", "pca_dim", "hnsw_m", "hnsw_storage",
+                                                  "ef_construction", "ef_search",
+                                                  "hnsw_refine_k")}
+    desc = (f"PCA to {cfg.pca_dim} dims (fitted on the first {min(chunk, n):,} vectors) + "
+            f"HNSW M={cfg.hnsw_m} {cfg.hnsw_storage} efConstruction={cfg.ef_construction} "
+            f"ef_search={cfg.ef_search}, top {cfg.hnsw_refine_k * k} re-ranked exactly in "
+            f"{d} dims" if cfg.kind == "hnsw" and 0 < cfg.pca_dim < d else str(out["config"]))
+    log(f"   index {cfg.kind}: {index.ntotal:,} x {d} built in {t_build:.1f} s: {desc} "
         f"(peak RSS so far {peak_rss_gb():.2f} GB)")
+    spread = {"top1_cos": float(np.median(best_s[:, 0])),
+              "top10_cos": float(np.median(best_s[:, k - 1])),
+              "gap_10_11": float(np.median(best_s[:, k - 1] - best_s[:, k]))}
+    out["exact_neighbour_spread_median"] = spread
+    log(f"   queries: {out['query_source']}; exact neighbours (median): 1st cosine "
+        f"{spread['top1_cos']:.4f}, 10th {spread['top10_cos']:.4f}, 10th-11th gap "
+        f"{spread['gap_10_11']:.1e}")
     configure_search(index, cfg)
     index.search(q[:100], k)  # warm-up
-    t0 = time.perf_counter()
-    _, found = index.search(q, k)
-    t_search = time.perf_counter() - t0
-    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, best_i,
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _, found = search(index, q, k)
+        runs.append(len(q) / (time.perf_counter() - t0))
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, best_i[:, :k],
                                                                          strict=True)]))
-    out.update({"queries": len(q), "queries_per_s": len(q) / t_search,
+    out.update({"queries": len(q), "queries_per_s": max(runs), "queries_per_s_runs": runs,
                 "recall@10_vs_exact": recall, "exact_brute_force_queries_per_s":
                 len(q) / max(t_exact, 1e-9), "peak_rss_gb": peak_rss_gb(),
                 "ef_search": cfg.ef_search, "hnsw_m": cfg.hnsw_m})
-    log(f"   search: {out['queries_per_s']:,.0f} queries/s (goal >= 15,000), recall@10 vs "
-        f"exact {recall:.4f} (goal: within 0.01 of 1.0); exact brute force "
+    log(f"   search: {out['queries_per_s']:,.0f} queries/s (best of 3: "
+        f"{', '.join(f'{r:,.0f}' for r in runs)}; goal >= 15,000), recall@10 vs "
+        f"exact {recall:.4f} (goal >= 0.99); exact brute force "
         f"{out['exact_brute_force_queries_per_s']:,.0f} queries/s; peak RSS "
         f"{out['peak_rss_gb']:.2f} GB (goal <= 4)")
     return out
