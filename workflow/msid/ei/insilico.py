@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator
@@ -31,7 +30,14 @@ from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
 from msid.parallel import imap_ordered
-from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
+from msid.store import (
+    METADATA_COLUMNS,
+    QuarantineRecord,
+    RecordBatch,
+    SpectrumRecord,
+    SpectrumStore,
+    SpectrumStoreWriter,
+)
 
 MIN_RELATIVE = 0.005  # predicted peaks below this fraction of the base peak are dropped
 REPO_MODELS = Path(__file__).resolve().parents[3] / "resources" / "models"
@@ -141,6 +147,31 @@ def store_record(m: Molecule, mz: np.ndarray, inten: np.ndarray, source: str
         "name": m.name, "smiles": m.smiles, "inchikey": m.inchikey, "formula": m.formula})
 
 
+def record_batch(recs: list[tuple[Molecule, np.ndarray, np.ndarray]], source: str
+                 ) -> RecordBatch:
+    """The records of :func:`store_record` in column form (one array per store column)."""
+    n = len(recs)
+    cols: dict[str, np.ndarray] = {}
+    for col, kind in METADATA_COLUMNS.items():
+        cols[col] = (np.full(n, "", dtype=object) if kind == "str" else
+                     np.full(n, np.nan) if kind == "float" else np.zeros(n, np.int64))
+    mols = [r[0] for r in recs]
+    lines = [str(m.line) for m in mols]
+    cols["id"][:] = [f"{source}:{x}" for x in lines]
+    cols["native_id"][:] = lines
+    cols["source_file"][:] = source
+    cols["ms_level"][:] = 1
+    cols["ion_mode"][:] = "positive"
+    cols["instrument_type"][:] = "in-silico EI"
+    for col in ("name", "smiles", "inchikey", "formula"):
+        cols[col][:] = [getattr(m, col) for m in mols]
+    sizes = np.array([len(r[1]) for r in recs], dtype=np.int64)
+    mz = np.concatenate([r[1] for r in recs]) if n else np.zeros(0)
+    inten = np.concatenate([r[2] for r in recs]) if n else np.zeros(0, np.float32)
+    return RecordBatch(cols, mz.astype(np.float64, copy=False),
+                       inten.astype(np.float32, copy=False), sizes)
+
+
 def load_model(path: str | os.PathLike | None) -> tuple[NeimsModel, dict]:
     return load_neims(path or DEFAULT_MODEL)
 
@@ -157,14 +188,9 @@ def _worker_model(path: str) -> NeimsModel:
     return _MODELS[path]
 
 
-def _one_thread_in_workers() -> None:
-    if multiprocessing.parent_process() is not None:  # a pool worker: one of n_jobs cores
-        torch.set_num_threads(1)
-
-
 def _batch_job(args: tuple[str, list[tuple[int, str, str]]]):
     model_path, items = args
-    _one_thread_in_workers()
+    torch.set_num_threads(1)  # parallel over processes (n_jobs), one thread each
     return _records(_worker_model(model_path), items)
 
 
@@ -194,8 +220,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
                 smiles_file), "model": card.get("weights_file"),
                 "licence": card.get("licence", "")}) as w:
             for recs, bad in batches:
-                for m, mz, inten in recs:
-                    w.add(store_record(m, mz, inten, src))
+                w.add_batch(record_batch(recs, src))
                 for line, smi, reason in bad:
                     w.quarantine(QuarantineRecord(src, str(line), f"{reason}: {smi[:60]}"))
                 n += len(recs)
@@ -216,14 +241,13 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
 # -- the in-silico library of the candidate pool -------------------------------------------------
 def _chunk_job(args: tuple[str, list[tuple[int, str, str]], str, str]) -> str:
     model_path, items, source, out = args
-    _one_thread_in_workers()
+    torch.set_num_threads(1)  # parallel over processes (n_jobs), one thread each
     model = _worker_model(model_path)
     with SpectrumStoreWriter(out, provenance={"stage": "insilico-chunk"},
                              chunk_size=SUB_BATCH) as w:
         for a in range(0, len(items), SUB_BATCH):
             recs, bad = _records(model, items[a:a + SUB_BATCH])
-            for m, mz, inten in recs:
-                w.add(store_record(m, mz, inten, source))
+            w.add_batch(record_batch(recs, source))
             for line, smi, reason in bad:
                 w.quarantine(QuarantineRecord(source, str(line), f"{reason}: {smi[:60]}"))
     return out
@@ -240,14 +264,15 @@ def library_digest(pools: list[str | os.PathLike], model: str | os.PathLike,
 
 
 def _append_chunk(w: SpectrumStoreWriter, path: str) -> int:
+    """Append a chunk store to ``w`` whole (its columns and flat peak arrays)."""
     with SpectrumStore(path) as s:
         for _, q in s.quarantine.iterrows():
             w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
-        n = 0
-        for rec in s.iter_records():
-            w.add(rec)
-            n += 1
-    return n
+        md = s.metadata
+        mz, inten, offsets = s.all_peaks()
+        w.add_batch(RecordBatch({c: md[c].to_numpy() for c in METADATA_COLUMNS},
+                                np.asarray(mz), np.asarray(inten), np.diff(offsets)))
+        return len(s)
 
 
 def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
