@@ -1,6 +1,12 @@
 """``msid bench`` numbers of EI spectrum prediction: teacher and student predictions/s and the
 time to build the 1.6M-molecule in-silico library (measured on a sample and extrapolated, said
-so, unless ``full``)."""
+so, unless ``full``).
+
+On shared cores the wall-clock figures move with other people's load (2x between runs minutes
+apart); the library's CPU seconds (parent + workers) divided by the worker count are the
+steadier estimate of the build time on free cores. Compare versions back to back, never with a
+figure taken at another time.
+"""
 
 from __future__ import annotations
 
