@@ -9,10 +9,11 @@ Embeddings are unit vectors, so inner product = cosine. ``kind``:
   query time, vectors stored as ``hnsw_storage``), and the ``hnsw_refine_k * k`` candidates it
   finds re-ranked on the full vectors, kept as ``refine_storage``: fp16 (default; half the memory
   of float32, cosine within ~1e-4 of exact) or flat float32 (exact). ``pca_dim = 0`` (or not
-  below the dimension) keeps the graph in the full space. Searching the short graph of 64-dim
-  vectors is what makes ~15k queries/s on 2 cores at 1.6M vectors possible, a graph built with
-  ``ef_construction`` 200 and the re-rank in the full space are what keep recall@10 within a
-  point of exact search (``msid bench``).
+  below the dimension) keeps the graph in the full space. Measured by ``msid bench`` at 1.6M
+  synthetic vectors on 2 shared cores (ef_search 64, 30 candidates re-ranked): 12,000
+  queries/s, recall@10 0.986 against exact search, built in 457 s, peak RSS 3.56 GB; the
+  full-space HNSW (M=32, fp16) it replaces gave 3,600 queries/s. Recall comes mostly from the
+  graph (``ef_construction`` 200 instead of 80: 0.988 -> 0.994 at 400k vectors).
 - ``ivfpq``: ``IndexIVFPQ`` with ``nlist`` lists, ``pq_m`` sub-quantisers, ``nprobe`` lists
   probed, re-ranked exactly (``IndexRefineFlat``) so that recall stays near exact search.
 
