@@ -9,11 +9,21 @@ Embeddings are unit vectors, so inner product = cosine. ``kind``:
   query time, vectors stored as ``hnsw_storage``), and the ``hnsw_refine_k * k`` candidates it
   finds re-ranked on the full vectors, kept as ``refine_storage``: fp16 (default; half the memory
   of float32, cosine within ~1e-4 of exact) or flat float32 (exact). ``pca_dim = 0`` (or not
-  below the dimension) keeps the graph in the full space. Measured by ``msid bench`` at 1.6M
-  synthetic vectors on 2 shared cores (ef_search 64, 30 candidates re-ranked): 12,000
-  queries/s, recall@10 0.986 against exact search, built in 457 s, peak RSS 3.56 GB; the
-  full-space HNSW (M=32, fp16) it replaces gave 3,600 queries/s. Recall comes mostly from the
-  graph (``ef_construction`` 200 instead of 80: 0.988 -> 0.994 at 400k vectors).
+  below the dimension) keeps the graph in the full space. Measured at 1.6M synthetic vectors
+  (``msid bench``; 2 threads, load ~1.8; M=32, fp16 graph, efConstruction 200, built in ~250 s,
+  peak RSS ~3 GB), queries/s and recall@10 against exact search:
+
+  ========  ======================  ======================  ======================
+  pca_dim   ef 48                   ef 64                   ef 96
+  ========  ======================  ======================  ======================
+  64, k3    17,254 / 0.983          14,676 / 0.986          11,228 / 0.988
+  64, k5    15,248 / 0.986          13,692 / 0.989          10,581 / 0.992
+  96, k3    15,664 / 0.985          13,570 / 0.989          10,363 / 0.991
+  ========  ======================  ======================  ======================
+
+  (k3/k5: ``hnsw_refine_k``). The full-space HNSW (M=32, fp16, ef 64) it replaces gave 3,600
+  queries/s. At 64 dims recall is limited by both the graph and the shortlist, at 96 by the
+  graph; ``ef_construction`` 200 instead of 80 lifted recall from 0.988 to 0.994 at 400k.
 - ``ivfpq``: ``IndexIVFPQ`` with ``nlist`` lists, ``pq_m`` sub-quantisers, ``nprobe`` lists
   probed, re-ranked exactly (``IndexRefineFlat``) so that recall stays near exact search.
 
@@ -48,7 +58,7 @@ class IndexConfig:
     ef_construction: int = 200
     ef_search: int = 64
     pca_dim: int = 64  # hnsw: graph over PCA-reduced vectors (0: full space), then re-rank
-    hnsw_refine_k: int = 3  # hnsw with pca_dim: candidates re-ranked in full space = this * k
+    hnsw_refine_k: int = 5  # hnsw with pca_dim: candidates re-ranked in full space = this * k
     refine_storage: str = "fp16"  # hnsw with pca_dim: full vectors for the re-rank (flat/fp16)
     nlist: int = 0  # ivfpq: 0 = about 4 sqrt(n)
     pq_m: int = 48  # ivfpq: sub-quantisers (must divide the dimension)
