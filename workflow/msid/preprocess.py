@@ -146,14 +146,22 @@ def apply_chain(chain: list[FilterStep], rec: SpectrumRecord) -> tuple[Spectrum 
     return s, ""
 
 
-def _precursor_reason(meta: dict, minimum_mz: float = 10.0) -> str:
+def _precursor_ok(meta: dict, minimum_mz: float = 10.0) -> bool:
     """matchms' ``require_precursor_mz`` (default minimum m/z 10) on a stored precursor."""
     p = meta.get("precursor_mz")
-    if p in (None, "") or (isinstance(p, float) and np.isnan(p)):
-        return "missing"
-    if not isinstance(p, float | int) or p < minimum_mz:
-        return "invalid"
-    return ""
+    return (isinstance(p, float | int) and not (isinstance(p, float) and np.isnan(p))
+            and p >= minimum_mz)
+
+
+def _segment_max(values: np.ndarray, owner: np.ndarray, n_segments: int,
+                 empty: float) -> np.ndarray:
+    """Per segment (``owner``: sorted segment of each value), the largest value; ``empty`` for a
+    segment without values. Keeps the dtype of ``values``."""
+    n = np.bincount(owner, minlength=n_segments)
+    out = np.full(n_segments, empty, dtype=values.dtype)
+    has = n > 0
+    out[has] = np.maximum.reduceat(values, np.r_[0, np.cumsum(n)[:-1]][has])
+    return out
 
 
 def clean_batch(records: list[SpectrumRecord], cfg: PreprocessConfig
@@ -171,7 +179,7 @@ def clean_batch(records: list[SpectrumRecord], cfg: PreprocessConfig
     out: list[tuple[np.ndarray, np.ndarray] | str] = [""] * len(records)
     keep = []
     for k, rec in enumerate(records):
-        if cfg.require_precursor_mz and _precursor_reason(rec.meta):
+        if cfg.require_precursor_mz and not _precursor_ok(rec.meta):
             step = names["require_precursor_mz"]
             out[k] = f"{step.name}: {step.reason}"
         else:
@@ -186,21 +194,12 @@ def clean_batch(records: list[SpectrumRecord], cfg: PreprocessConfig
     m = np.logical_and(cfg.mz_min <= mz, mz <= cfg.mz_max)
     mz, inten, owner = mz[m], inten[m], owner[m]
     # normalize_intensities: by the spectrum's maximum; a maximum <= 0 empties the spectrum
-    n = np.bincount(owner, minlength=len(keep))
-    starts = np.r_[0, np.cumsum(n)[:-1]]
-    peak_max = np.zeros(len(keep), dtype=np.float32)
-    has = n > 0
-    peak_max[has] = np.maximum.reduceat(inten, starts[has])
+    peak_max = _segment_max(inten, owner, len(keep), 0.0)
     m = peak_max[owner] > 0
     mz, inten, owner = mz[m], inten[m], owner[m]
     inten = inten / peak_max[owner]
     # select_by_relative_intensity: rescaled by the (new) maximum, kept within [from, 1]
-    n = np.bincount(owner, minlength=len(keep))
-    starts = np.r_[0, np.cumsum(n)[:-1]]
-    has = n > 0
-    scale = np.ones(len(keep), dtype=np.float32)
-    scale[has] = np.maximum.reduceat(inten, starts[has])
-    rel = inten / scale[owner]
+    rel = inten / _segment_max(inten, owner, len(keep), 1.0)[owner]
     m = np.logical_and(cfg.min_relative_intensity <= rel, rel <= 1.0)
     mz, inten, owner = mz[m], inten[m], owner[m]
     n = np.bincount(owner, minlength=len(keep))
@@ -241,13 +240,6 @@ class PreprocessStats:
     kept: int = 0
     quarantined: Counter = field(default_factory=Counter)
     carried_quarantine: int = 0
-
-
-def process_record(rec: SpectrumRecord, chain: list[FilterStep],
-                   cfg: PreprocessConfig) -> SpectrumRecord | str:
-    """One record through matchms' filter chain, the structure step and fold assignment."""
-    s, reason = apply_chain(chain, rec)
-    return finish_record(rec, reason if s is None else (s.peaks.mz, s.peaks.intensities), cfg)
 
 
 def _process_chunk(args: tuple[list[SpectrumRecord], PreprocessConfig]
