@@ -54,14 +54,21 @@ def _read(text: str) -> list[dict]:
                          read_ions=False, use_index=False))
 
 
+def _marker_line(text: str, i: int, marker: str) -> int:
+    """If ``marker`` at offset ``i`` is a line of its own (trailing blanks allowed), the offset
+    of that line's newline (``len(text)`` on a last line without one); else -1."""
+    end = text.find("\n", i)
+    end = len(text) if end < 0 else end
+    own_line = (i == 0 or text[i - 1] == "\n") and not text[i + len(marker):end].strip()
+    return end if own_line else -1
+
+
 def marker_lines(text: str, marker: str) -> list[int]:
     r"""Offsets of the lines that are ``marker`` (plus trailing blanks): what ``^marker\s*$``
     finds, by ``str.find`` (a MULTILINE regex tries every position of a multi-MB chunk)."""
     out, i = [], text.find(marker)
     while i >= 0:
-        end = text.find("\n", i)
-        rest = text[i + len(marker):end if end >= 0 else len(text)]
-        if (i == 0 or text[i - 1] == "\n") and not rest.strip():
+        if _marker_line(text, i, marker) >= 0:
             out.append(i)
         i = text.find(marker, i + len(marker))
     return out
@@ -82,8 +89,8 @@ def _last_end(text: str) -> int:
     """Offset just past the last complete ``END IONS`` line (its newline), or -1."""
     i = text.rfind("END IONS")
     while i >= 0:
-        end = text.find("\n", i)
-        if end >= 0 and (i == 0 or text[i - 1] == "\n") and not text[i + 8:end].strip(" \t\r\f\v"):
+        end = _marker_line(text, i, "END IONS")
+        if 0 <= end < len(text):
             return end + 1
         i = text.rfind("END IONS", 0, i)
     return -1

@@ -61,9 +61,14 @@ def read_spectra(path: str | os.PathLike) -> Iterator[RawSpectrum | QuarantineRe
     """
     path = Path(path)
     fmt = _check_file(path)
-    reader = {"mzml": _read_openms, "mzxml": _read_openms, "mgf": _read_mgf, "msp": _read_msp}
+    reader = {"mzml": _read_openms, "mzxml": _read_openms, "mgf": read_mgf, "msp": _read_msp}
+    yield from _named_errors(path, fmt, reader[fmt](path))
+
+
+def _named_errors(path: Path, fmt: str, items: Iterator) -> Iterator:
+    """``items``, with any failure a reader library raises turned into InputFileError."""
     try:
-        yield from reader[fmt](path)
+        yield from items
     except InputFileError:
         raise
     except Exception as e:  # a reader library failed in a way no salvage path foresaw
@@ -79,13 +84,8 @@ def read_chunks(path: str | os.PathLike, size: int = 2000) -> Iterator[list | Mg
     if fmt != "mgf":
         yield from chunks(read_spectra(path), size)
         return
-    try:
-        for item in mgf_chunks(path):
-            yield item if isinstance(item, MgfChunk) else [item]
-    except InputFileError:
-        raise
-    except Exception as e:
-        raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e
+    yield from _named_errors(path, fmt, (item if isinstance(item, MgfChunk) else [item]
+                                         for item in mgf_chunks(path)))
 
 
 def _check_file(path: Path) -> str:
@@ -525,11 +525,6 @@ def _salvage_xml(path: Path, fmt: str,
         yield QuarantineRecord(str(path), f"after index={n - 1}",
                                f"{label} damaged or truncated after {n} spectra; the rest of the "
                                f"file is lost: {problem}")
-
-
-# -- MGF ----------------------------------------------------------------------------------------
-def _read_mgf(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
-    yield from read_mgf(path)  # streamed, chunk by chunk (pyteomics)
 
 
 # -- MSP ----------------------------------------------------------------------------------------
