@@ -10,11 +10,10 @@ fragment already in the decoy, a library spectrum holding it, and up to :data:`P
 spectrum's fragments below the precursor (peaks closer than the library's peak separation are
 skipped). At most ceil(:data:`MAX_SHARED` x peaks), and never all, of a decoy's peaks may be
 fragments of its target (within the fragment tolerance), so a decoy is never a copy of its
-target; with none
-shared, decoys were too easy to beat (on the MassBank test fold the estimate fell to a third of
-the true FDR). Decoys are made on demand, all at once, for the library spectra inside any
-query's precursor window, each from its own random stream (seed and library position), so they
-do not depend on the queries or their order.
+target; with none shared, decoys were too easy to beat (on the MassBank test fold the estimate
+fell to a third of the true FDR). Decoys are made on demand, all at once, for the library
+spectra inside any query's precursor window, each from its own random stream (seed and library
+position), so they do not depend on the queries or their order.
 
 Decoys and queries are scored by compiled kernels (:mod:`msid.search.decoys`) over the library's
 flat peak arrays: the decoy of a library spectrum sits in that spectrum's own peak slots, so the
@@ -48,6 +47,8 @@ def max_shared(n_peaks: np.ndarray) -> np.ndarray:
     the competition at score 1)."""
     n_peaks = np.asarray(n_peaks, dtype=np.int64)
     return np.minimum(np.ceil(MAX_SHARED * n_peaks).astype(np.int64), np.maximum(n_peaks - 1, 0))
+
+
 SCORE_EPS = 1e-12  # scores this close are equal when looking up a hit's q-value
 
 
@@ -97,15 +98,6 @@ class DecoyLibrary:
         return float(scores[0])
 
 
-def _windows(library: SpectralLibrary, precursors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions [lo, hi) of each precursor's window (as :meth:`SpectralLibrary._window`)."""
-    cfg = library.cfg
-    tol = np.maximum(cfg.precursor_tol_da, precursors * cfg.precursor_tol_ppm * 1e-6)
-    lo = np.searchsorted(library.precursor, precursors - tol, side="left")
-    hi = np.searchsorted(library.precursor, precursors + tol, side="right")
-    return lo.astype(np.int64), hi.astype(np.int64)
-
-
 def best_scores(library: SpectralLibrary, precursors: Sequence[float],
                 queries: Sequence[np.ndarray], exclude_rows: Sequence[int] | None = None,
                 decoys: DecoyLibrary | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +106,7 @@ def best_scores(library: SpectralLibrary, precursors: Sequence[float],
     with ``decoys``, against their decoys (made here where missing). ``exclude_rows``: a store
     row per query left out of its search (-1: none)."""
     p = np.asarray(precursors, dtype=np.float64)
-    lo, hi = _windows(library, p)
+    lo, hi = (w.astype(np.int64) for w in library.windows(p))
     skip = np.full(len(p), -1, dtype=np.int64)
     if exclude_rows is not None:
         ex = np.asarray(exclude_rows, dtype=np.int64)

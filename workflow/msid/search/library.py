@@ -133,14 +133,22 @@ class SpectralLibrary:
     def __len__(self) -> int:
         return len(self.order)
 
-    def tolerance(self, precursor_mz: float) -> float:
-        """Precursor tolerance in Da: the wider of the Da and the ppm setting."""
-        return max(self.cfg.precursor_tol_da, precursor_mz * self.cfg.precursor_tol_ppm * 1e-6)
+    def tolerance(self, precursor_mz):
+        """Precursor tolerance in Da (of one m/z or an array of them): the wider of the Da and
+        the ppm setting."""
+        return np.maximum(self.cfg.precursor_tol_da,
+                          np.asarray(precursor_mz, dtype=np.float64) * self.cfg.precursor_tol_ppm
+                          * 1e-6)
+
+    def windows(self, precursor_mz):
+        """Sorted positions [lo, hi) of the spectra in the precursor window of each m/z."""
+        p = np.asarray(precursor_mz, dtype=np.float64)
+        tol = self.tolerance(p)
+        return (np.searchsorted(self.precursor, p - tol, side="left"),
+                np.searchsorted(self.precursor, p + tol, side="right"))
 
     def _window(self, precursor_mz: float) -> tuple[int, int]:
-        tol = self.tolerance(precursor_mz)
-        lo = np.searchsorted(self.precursor, precursor_mz - tol, side="left")
-        hi = np.searchsorted(self.precursor, precursor_mz + tol, side="right")
+        lo, hi = self.windows(precursor_mz)
         return int(lo), int(hi)
 
     def identity_scores(self, precursor_mz: float, query: np.ndarray
