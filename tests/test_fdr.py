@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from decoy_reference import reference_decoy
 
 from conftest import RESOURCES
 from msid.fdr import (
@@ -18,7 +19,6 @@ from msid.fdr import (
     fdr_curve,
     max_shared,
 )
-from msid.search.decoys import reference_decoy
 from msid.search.library import SpectralLibrary, clean_for_entropy
 from msid.store import SpectrumStore
 

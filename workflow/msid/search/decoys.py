@@ -8,14 +8,13 @@ the library's offsets plus per-position counts, and one scoring kernel serves ta
 
 Random draws come from a counter-based generator (splitmix64 of a per-spectrum key and a draw
 counter): a decoy depends only on the seed and its library position, never on which other decoys
-are made or in what order, and :func:`draw` reproduces the stream in plain Python.
+are made or in what order (tests/decoy_reference.py reproduces them in plain Python).
 The kernels are compiled with numba (a dependency of matchms) on first use and cached on disk
 (about a second, once per installation); later processes load them in a few milliseconds.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 
 import numba as nb
@@ -24,7 +23,6 @@ import numpy as np
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
-_MASK = (1 << 64) - 1
 
 
 def _jit(fn):
@@ -35,91 +33,22 @@ def _jit(fn):
         return nb.njit(fn)
 
 
-def _mix_py(z: int) -> int:
-    z = ((z ^ (z >> 30)) * _M1) & _MASK
-    z = ((z ^ (z >> 27)) * _M2) & _MASK
-    return z ^ (z >> 31)
-
-
-def decoy_key(seed: int, pos: int) -> int:
-    """The generator key of the decoy of library position ``pos``."""
-    return _mix_py((seed * _GOLDEN + pos + 1) & _MASK)
-
-
-def draw(key: int, counter: int, k: int) -> int:
-    """Draw number ``counter`` of a decoy's stream: an integer in [0, k) (plain Python)."""
-    return _mix_py((key + (counter + 1) * _GOLDEN) & _MASK) % k
-
-
-def reference_decoy(pos: int, seed: int, offsets, peak_mz, peak_int, precursor, sorted_mz,
-                    sorted_owner, tol: float, sep: float, removal: float, pick: int,
-                    max_shared: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`make_decoys` for one position in plain Python (the reference for tests)."""
-    key = decoy_key(seed, pos)
-    a, b = int(offsets[pos]), int(offsets[pos + 1])
-    n = b - a
-    own = [float(x) for x in peak_mz[a:b]]
-    sorted_list = [float(x) for x in sorted_mz]
-    mz: list[float] = []
-    inten: list[float] = []
-    if n:
-        c = 0
-        max_mz = float(precursor[pos]) - removal
-        start = own[draw(key, c, n)]
-        c += 1
-        tries = n_shared = 0
-        while len(mz) < n and tries < 20 * n + 20:
-            tries += 1
-            if not mz:
-                f = start
-            else:
-                f = mz[draw(key, c, len(mz))]
-                c += 1
-            lo = bisect.bisect_left(sorted_list, f - tol)
-            hi = bisect.bisect_right(sorted_list, f + tol)
-            donor = (int(sorted_owner[lo + draw(key, c, hi - lo)]) if hi > lo
-                     else draw(key, c, len(precursor)))
-            c += 1
-            if donor == pos:
-                continue
-            da, db = int(offsets[donor]), int(offsets[donor + 1])
-            cand = [k for k in range(da, db) if peak_mz[k] < max_mz]
-            for j in range(min(pick, len(cand))):
-                r = j + draw(key, c, len(cand) - j)
-                c += 1
-                cand[j], cand[r] = cand[r], cand[j]
-                m = float(peak_mz[cand[j]])
-                if any(abs(m - x) <= sep for x in mz):
-                    continue
-                x = bisect.bisect_left(own, m - tol)
-                if x < n and own[x] <= m + tol:
-                    if n_shared >= max_shared:
-                        continue
-                    n_shared += 1
-                ins = bisect.bisect_left(mz, m)
-                mz.insert(ins, m)
-                inten.insert(ins, float(peak_int[cand[j]]))
-                if len(mz) >= n:
-                    break
-    total = sum(inten)
-    return np.array(mz), np.array([v * (0.5 / total) for v in inten])
+@_jit
+def _mix(z: np.uint64) -> np.uint64:
+    """splitmix64's finaliser."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
 
 
 @_jit
 def _draw(key: np.uint64, counter: int, k: int) -> int:
-    z = key + np.uint64(counter + 1) * np.uint64(_GOLDEN)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-    z = z ^ (z >> np.uint64(31))
-    return np.int64(z % np.uint64(k))
+    return np.int64(_mix(key + np.uint64(counter + 1) * np.uint64(_GOLDEN)) % np.uint64(k))
 
 
 @_jit
 def _key(seed: int, pos: int) -> np.uint64:
-    z = np.uint64(seed) * np.uint64(_GOLDEN) + np.uint64(pos + 1)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-    return z ^ (z >> np.uint64(31))
+    return _mix(np.uint64(seed) * np.uint64(_GOLDEN) + np.uint64(pos + 1))
 
 
 @_jit
@@ -159,7 +88,7 @@ def make_decoys(positions, seed, offsets, peak_mz, peak_int, precursor, sorted_m
     ``sep`` of one already taken, or when it is one of the target's fragments (within ``tol``)
     and ``max_shared[pos]`` of those are taken. The decoy stops at its target's peak count or
     after 20 x peaks + 20 steps; its peaks are kept sorted by m/z and scaled to sum to 1/2.
-    :func:`reference_decoy` is the same in plain Python.
+    ``tests/decoy_reference.py`` is the same in plain Python.
     """
     n_lib = len(precursor)
     n_sorted = len(sorted_mz)
