@@ -247,21 +247,3 @@ def test_predict_ei_on_two_processes_keeps_input_order(tmp_path) -> None:
     assert one["predicted"] == two["predicted"] == 15
     assert one["rejected"] == two["rejected"] and len(one["rejected"]) == 6
     assert (tmp_path / "one.msp").read_text() == (tmp_path / "two.msp").read_text()
-
-
-def test_record_batch_equals_records_one_by_one() -> None:
-    from msid.ei.insilico import Molecule, record_batch, store_record
-    from msid.store import RecordBatch
-
-    recs = [(Molecule(3, "ethanol", "CCO", "LFQSCWFLJHTTHZ-UHFFFAOYSA-N", "C2H6O", 46),
-             np.array([31.0, 45.0]), np.array([1.0, 0.2], np.float32)),
-            (Molecule(9, "CC", "CC", "OTMSDBZUPAUEDD-UHFFFAOYSA-N", "C2H6", 30),
-             np.zeros(0), np.zeros(0, np.float32))]
-    got = record_batch(recs, "in.txt")
-    want = RecordBatch.of([store_record(*r, "in.txt") for r in recs])
-    assert got.columns.keys() == want.columns.keys()
-    for col, v in want.columns.items():
-        assert got.columns[col].dtype == v.dtype, col
-        np.testing.assert_array_equal(got.columns[col], v, err_msg=col)
-    assert np.array_equal(got.sizes, want.sizes) and np.array_equal(got.mz, want.mz)
-    assert got.mz.dtype == want.mz.dtype and got.intensity.dtype == want.intensity.dtype

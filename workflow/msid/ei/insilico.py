@@ -147,31 +147,6 @@ def store_record(m: Molecule, mz: np.ndarray, inten: np.ndarray, source: str
         "name": m.name, "smiles": m.smiles, "inchikey": m.inchikey, "formula": m.formula})
 
 
-def record_batch(recs: list[tuple[Molecule, np.ndarray, np.ndarray]], source: str
-                 ) -> RecordBatch:
-    """The records of :func:`store_record` in column form (one array per store column)."""
-    n = len(recs)
-    cols: dict[str, np.ndarray] = {}
-    for col, kind in METADATA_COLUMNS.items():
-        cols[col] = (np.full(n, "", dtype=object) if kind == "str" else
-                     np.full(n, np.nan) if kind == "float" else np.zeros(n, np.int64))
-    mols = [r[0] for r in recs]
-    lines = [str(m.line) for m in mols]
-    cols["id"][:] = [f"{source}:{x}" for x in lines]
-    cols["native_id"][:] = lines
-    cols["source_file"][:] = source
-    cols["ms_level"][:] = 1
-    cols["ion_mode"][:] = "positive"
-    cols["instrument_type"][:] = "in-silico EI"
-    for col in ("name", "smiles", "inchikey", "formula"):
-        cols[col][:] = [getattr(m, col) for m in mols]
-    sizes = np.array([len(r[1]) for r in recs], dtype=np.int64)
-    mz = np.concatenate([r[1] for r in recs]) if n else np.zeros(0)
-    inten = np.concatenate([r[2] for r in recs]) if n else np.zeros(0, np.float32)
-    return RecordBatch(cols, mz.astype(np.float64, copy=False),
-                       inten.astype(np.float32, copy=False), sizes)
-
-
 def load_model(path: str | os.PathLike | None) -> tuple[NeimsModel, dict]:
     return load_neims(path or DEFAULT_MODEL)
 
@@ -220,7 +195,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
                 smiles_file), "model": card.get("weights_file"),
                 "licence": card.get("licence", "")}) as w:
             for recs, bad in batches:
-                w.add_batch(record_batch(recs, src))
+                w.add_batch(RecordBatch.of([store_record(*r, src) for r in recs]))
                 for line, smi, reason in bad:
                     w.quarantine(QuarantineRecord(src, str(line), f"{reason}: {smi[:60]}"))
                 n += len(recs)
@@ -247,7 +222,7 @@ def _chunk_job(args: tuple[str, list[tuple[int, str, str]], str, str]) -> str:
                              chunk_size=SUB_BATCH) as w:
         for a in range(0, len(items), SUB_BATCH):
             recs, bad = _records(model, items[a:a + SUB_BATCH])
-            w.add_batch(record_batch(recs, source))
+            w.add_batch(RecordBatch.of([store_record(*r, source) for r in recs]))
             for line, smi, reason in bad:
                 w.quarantine(QuarantineRecord(source, str(line), f"{reason}: {smi[:60]}"))
     return out
