@@ -50,13 +50,14 @@ def bench_preprocess(library: str, work: Path, jobs: int) -> dict:
 
 def write_query_mgf(library: str | os.PathLike, out: Path, every: int = 16) -> int:
     """Every ``every``-th record of an MGF library, verbatim, as a query file."""
-    from msid.io.mgf import BLOCK
-    from msid.io.raw import read_chunks
+    from msid.io.mgf import BLOCK, MgfChunk, mgf_chunks
 
     n = 0
     with open(out, "w") as fh:
-        for chunk in read_chunks(library):
-            for block in getattr(chunk, "text", "") and BLOCK.findall(chunk.text):
+        for chunk in mgf_chunks(library):
+            if not isinstance(chunk, MgfChunk):  # what the file lost: no query to write
+                continue
+            for block in BLOCK.findall(chunk.text):
                 if n % every == every - 1:
                     fh.write(f"BEGIN IONS{block}END IONS\n\n")
                 n += 1
