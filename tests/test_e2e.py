@@ -41,6 +41,18 @@ def test_leaderboard_has_baselines_measured_in_the_same_run(demo):
                                  "fp_ffn"}
     assert set(lb["candidates"]) == {"mass", "formula"}
     assert (lb["fold"] == "test").all()
+    # the far split: every method and setting again, on the queries far from training only
+    splits = pd.read_csv(demo / "results/benchmark/query_splits.tsv", sep="\t",
+                         dtype={"query_id": str})
+    far_ids = set(splits.loc[splits["nearest_train_tanimoto"] < 0.5, "query_id"])
+    assert 0 < len(far_ids) < len(splits) == 200
+    far = lb[lb["split"] == "far"]
+    assert len(far) == 12 and set(far["candidates"]) == {"mass", "formula"}
+    for kind in ("mass", "formula"):
+        asked = set(pd.read_csv(demo / f"results/benchmark/candidates.{kind}.tsv", sep="\t",
+                                dtype={"query_id": str})["query_id"])
+        assert (far.loc[far["candidates"] == kind, "n_queries"] == len(asked & far_ids)).all()
+    lb = lb[lb["split"] == "inchikey"]
     sets = json.loads((demo / "results/benchmark/candidate_sets.json").read_text())
     for kind in ("mass", "formula"):
         sub = lb[lb["candidates"] == kind].set_index("method")

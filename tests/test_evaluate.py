@@ -121,30 +121,43 @@ def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
     from msid.metrics import Metric
     from msid.report.leaderboard import NOT_READING, write_leaderboard
 
-    def rec(method, variant, hit1, lo, hi):
+    def rec(method, variant, hit1, lo, hi, split="inchikey"):
         r = MetricsRecord(task="retrieval", method=method, dataset="d", fold="test",
-                          candidates="mass", n_queries=100, variant=variant,
+                          candidates="mass", n_queries=100, variant=variant, split=split,
                           metrics={"hit@1": Metric(hit1, lo, hi), "hit@5": Metric(.5, .4, .6),
-                                   "hit@20": Metric(.8, .7, .9)})
-        return r.write(tmp_path / f"{method}.{variant}.json")
+                                   "hit@20": Metric(.8, .7, .9)},
+                          extra={"far_max_tanimoto": 0.5} if split == "far" else {})
+        return r.write(tmp_path / f"{method}.{variant}.{split}.json")
 
     files = [rec("reader", "standard", .40, .35, .45),
              rec("reader", "spectrum_blind", .10, .07, .13),
              rec("guesser", "standard", .20, .15, .25),
              rec("guesser", "spectrum_blind", .18, .13, .23),
              rec("random", "standard", .05, .02, .08),
-             rec("random", "spectrum_blind", .05, .02, .08)]
+             rec("random", "spectrum_blind", .05, .02, .08),
+             # far split: the reader's CI now overlaps its own far-split control
+             rec("reader", "standard", .15, .08, .22, "far"),
+             rec("reader", "spectrum_blind", .10, .05, .15, "far")]
     out = {ext: str(tmp_path / f"lb.{ext}") for ext in ("csv", "md", "tex", "png")}
     df = write_leaderboard(files, out)
+    far = df[df["split"] == "far"]
+    assert list(far["method"]) == ["reader"] and far["reads_spectrum"].iat[0] is False
+    assert list(df["split"]) == ["inchikey"] * 3 + ["far"]  # whole fold first
+    df = df[df["split"] == "inchikey"]
     verdict = dict(zip(df["method"], df["reads_spectrum"], strict=True))
     assert verdict["reader"] is True and verdict["guesser"] is False
     assert verdict["random"] is None  # blind by design: no verdict
-    csv = pd.read_csv(out["csv"]).set_index("method")
+    csv = pd.read_csv(out["csv"])
+    assert set(csv["split"]) == {"inchikey", "far"}
+    csv = csv[csv["split"] == "inchikey"].set_index("method")
     assert not csv.loc["guesser", "reads_spectrum"] and csv.loc["reader", "reads_spectrum"]
     md = (tmp_path / "lb.md").read_text()
-    assert f"guesser ⚠ {NOT_READING}" in md and "reader ⚠" not in md
+    whole, far_md = md.split("### mass candidates, far split")
+    assert f"guesser ⚠ {NOT_READING}" in whole and "reader ⚠" not in whole
+    assert "Tanimoto >= 0.5 (100 queries)" in far_md and f"reader ⚠ {NOT_READING}" in far_md
     tex = (tmp_path / "lb.tex").read_text()
-    assert "guesser$^\\dagger$" in tex and "reader$^\\dagger$" not in tex and NOT_READING in tex
+    assert "guesser$^\\dagger$" in tex and NOT_READING in tex
+    assert "inchikey & mass & reader &" in tex and "far & mass & reader$^\\dagger$" in tex
     assert (tmp_path / "lb.png").stat().st_size > 1000
 
 
@@ -165,3 +178,52 @@ def test_hard_candidate_setting_keeps_large_mass_sets(pesticides_store, pool_ind
     with pytest.raises(ValueError, match="unknown candidate setting"):
         make_benchmark_inputs(pesticides_store, pool_index, cfg, tmp_path / "q2.h5",
                               {"massive": tmp_path / "x.tsv"})
+
+
+def test_far_split_keeps_queries_far_from_every_training_structure(pesticides_store, tmp_path):
+    """The far split: a query belongs to it only when no training structure reaches the
+    Tanimoto threshold; nearest similarities match RDKit's pairwise Tanimoto; a query whose
+    own structure trains is never far."""
+    from msid.benchmark import query_splits, split_query_ids
+    from msid.chem.fingerprints import tanimoto_many
+    from msid.store import SpectrumStore, subset_store
+
+    with SpectrumStore(pesticides_store) as st:
+        md = st.metadata
+    keys = md["inchikey"].str[:14]
+    train_keys = set(sorted(keys.unique())[::2])  # half the structures train
+    train_rows = [i for i, k in enumerate(keys) if k in train_keys]
+    subset_store(pesticides_store, tmp_path / "train.h5", train_rows)
+    table = query_splits(pesticides_store, tmp_path / "train.h5", far_max_tanimoto=0.5)
+    assert list(table["query_id"]) == list(md["id"].astype(str))
+    train_smiles = md["smiles"].iloc[train_rows].tolist()
+    for i, (k, smi) in enumerate(zip(keys, md["smiles"], strict=True)):
+        expect = 1.0 if k in train_keys else tanimoto_many(smi, train_smiles).max()
+        assert table["nearest_train_tanimoto"].iat[i] == pytest.approx(expect, abs=1e-4)
+    far = split_query_ids(table, "far")
+    assert far == set(table.loc[table["nearest_train_tanimoto"] < 0.5, "query_id"])
+    assert 0 < len(far) < len(table) - len(train_rows)  # real pesticides: some near, some far
+    assert split_query_ids(table, "inchikey") == set(table["query_id"])
+    with pytest.raises(ValueError, match="unknown split"):
+        split_query_ids(table, "scaffold")
+
+
+def test_split_record_is_the_subset_of_the_per_query_table(tmp_path):
+    """A split's MetricsRecord is the same harness on that split's queries only."""
+    from msid.evaluate import summarise
+
+    rows = (rows_for_query("q1", "m", [RC(ASPIRIN, IK[ASPIRIN], .9),
+                                       RC(CAFFEINE, IK[CAFFEINE], .1)])
+            + rows_for_query("q2", "m", [RC(CAFFEINE, IK[CAFFEINE], .8),
+                                         RC(PARACETAMOL, IK[PARACETAMOL], .5)]))
+    write_rankings(rows, tmp_path / "r.tsv")
+    truth = pd.DataFrame({"query_id": ["q1", "q2"], "smiles": [ASPIRIN, PARACETAMOL],
+                          "inchikey": [IK[ASPIRIN], IK[PARACETAMOL]]})
+    rec, per_q = evaluate_rankings(read_rankings(tmp_path / "r.tsv"), truth, method="m",
+                                   dataset="d", fold="test", candidates="mass", n_boot=200)
+    assert rec.split == "inchikey" and rec.metrics["hit@1"].value == pytest.approx(0.5)
+    far = summarise(per_q[per_q["query_id"] == "q2"], rec, n_boot=200, split="far")
+    assert far.split == "far" and far.n_queries == 1 and far.method == "m"
+    assert far.metrics["hit@1"].value == 0.0 and far.metrics["hit@5"].value == 1.0
+    assert far.metrics["mces@1"].value == pytest.approx(mces_distance(PARACETAMOL, CAFFEINE))
+    assert MetricsRecord.from_json(far.to_json()).split == "far"

@@ -247,6 +247,11 @@ def test_baseline_presets_follow_massspecgym():
         assert 7 <= t.max_steps * t.batch_size / 35_327 <= 9
     cfg = RunConfig.preset("deepsets").model
     assert isinstance(build_model(cfg).phi[1], torch.nn.ReLU) and cfg.max_peaks == 60
+    # m/z through 32 Fourier features besides the scalar; 0 keeps the plain two-input phi that
+    # earlier DeepSets files were saved with
+    assert build_model(cfg).phi[0].in_features == 2 + 2 * 32
+    plain = ModelConfig.from_dict({**cfg.to_dict(), "deepsets_mz_freqs": 0})
+    assert build_model(plain).phi[0].in_features == 2
 
 
 # -- model files --------------------------------------------------------------------------------

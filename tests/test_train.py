@@ -317,9 +317,10 @@ def massbank_medium(tmp_path_factory):
     return d / "train.h5", d / "held_out.h5"
 
 
-# DeepSets (m/z / 1000 and sqrt intensity per peak) does not pass yet: after 300 steps its
-# paired difference is 0.0015 [-0.001, 0.004]; with raw m/z it predicts a constant.
-@pytest.mark.parametrize("family", ["fp_ffn"])
+# DeepSets reads m/z through Fourier features (msid.models.config): with m/z / 1000 alone its
+# paired difference after 300 steps was 0.0015 [-0.001, 0.004]; with raw m/z it predicted a
+# constant.
+@pytest.mark.parametrize("family", ["fp_ffn", "deepsets"])
 def test_baseline_reads_the_spectrum(family, massbank_medium, tmp_path):
     """The shipped baselines' recipe (preset: MassSpecGym's architecture and optimiser), trained
     for 300 steps on real [M+H]+ spectra, predicts the fingerprints of held-out structures

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -119,28 +120,38 @@ def evaluate_rankings(rankings: pd.DataFrame, truth: pd.DataFrame, *, method: st
                       dataset: str, fold: str, candidates: str, task: str = "retrieval",
                       ks: Sequence[int] = HIT_KS, with_mces: bool = True, n_boot: int = 1000,
                       seed: int = 0, config: object = None, model_hash: str = "",
-                      extra: dict | None = None, variant: str = "standard"
-                      ) -> tuple[MetricsRecord, pd.DataFrame]:
+                      extra: dict | None = None, variant: str = "standard",
+                      split: str = "inchikey") -> tuple[MetricsRecord, pd.DataFrame]:
     per_query = hit_ranks(rankings, truth, seed=seed)
-    metrics: dict[str, Metric] = {}
     for k in ks:  # expected Hit@k over random orders of ties; a missing truth is a miss
         per_query[f"hit@{k}"] = np.nan_to_num(
             expected_hit(per_query["n_above"], per_query["n_tied"], k), nan=0.0)
-        metrics[f"hit@{k}"] = bootstrap_ci(per_query[f"hit@{k}"].to_numpy(), n_boot, seed)
     if with_mces:
         per_query["mces@1"] = [
             mces_distance(t, p) if p else float(MCES_THRESHOLD)
             for t, p in zip(per_query["true_smiles"], per_query["top1_smiles"], strict=True)]
-        metrics["mces@1"] = bootstrap_ci(per_query["mces@1"].to_numpy(), n_boot, seed)
+    record = MetricsRecord(task=task, method=method, dataset=dataset, fold=fold,
+                           candidates=candidates, n_queries=0, metrics={},
+                           config_hash=config_hash(config) if config is not None else "",
+                           model_hash=model_hash, extra=dict(extra or {}), variant=variant,
+                           split=split)
+    return summarise(per_query, record, n_boot=n_boot, seed=seed), per_query
+
+
+def summarise(per_query: pd.DataFrame, template: MetricsRecord, *, n_boot: int = 1000,
+              seed: int = 0, split: str | None = None, extra: dict | None = None
+              ) -> MetricsRecord:
+    """The MetricsRecord of ``per_query`` (the per-query table of :func:`evaluate_rankings`,
+    or a subset of its rows, e.g. one split's queries): every ``hit@k`` and ``mces@1`` column
+    with its bootstrap CI, and the candidate-set sizes. ``template`` gives the names."""
+    metrics = {c: bootstrap_ci(per_query[c].to_numpy(dtype=np.float64), n_boot, seed)
+               for c in per_query.columns if c.startswith("hit@") or c == "mces@1"}
     sizes = per_query["n_candidates"].to_numpy()
     stats = {"candidates_median": float(np.median(sizes)) if sizes.size else 0.0,
              "candidates_mean": float(sizes.mean()) if sizes.size else 0.0,
              "candidates_min": int(sizes.min()) if sizes.size else 0,
              "candidates_max": int(sizes.max()) if sizes.size else 0,
              "queries_without_candidates": int((sizes == 0).sum())}
-    record = MetricsRecord(task=task, method=method, dataset=dataset, fold=fold,
-                           candidates=candidates, n_queries=len(per_query), metrics=metrics,
-                           config_hash=config_hash(config) if config is not None else "",
-                           model_hash=model_hash, extra={**stats, **(extra or {})},
-                           variant=variant)
-    return record, per_query
+    return replace(template, n_queries=len(per_query), metrics=metrics,
+                   extra={**template.extra, **stats, **(extra or {})},
+                   split=template.split if split is None else split)

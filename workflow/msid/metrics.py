@@ -1,7 +1,7 @@
 """The MetricsRecord contract: what the harness writes and the leaderboard and reports read.
 
-One JSON file per (method, dataset, fold, candidate-set kind): every metric with its bootstrap
-CI, the number of queries, the config and model hashes and the msid version.
+One JSON file per (method, dataset, fold, candidate-set kind, variant, split): every metric
+with its bootstrap CI, the number of queries, the config and model hashes and the msid version.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class MetricsRecord:
     model_hash: str = ""
     extra: dict = field(default_factory=dict)
     variant: str = "standard"  # "standard" or a control such as "spectrum_blind"
+    split: str = "inchikey"  # which queries: "inchikey" (the whole fold) or "far" (see benchmark)
     msid_version: str = __version__
 
     def to_json(self) -> str:

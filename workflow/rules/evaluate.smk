@@ -26,6 +26,29 @@ rule benchmark_inputs:
         "../scripts/benchmark_inputs.py"
 
 
+rule benchmark_splits:
+    """Per query: nearest training structure (Tanimoto) and its splits (inchikey, far)."""
+    input:
+        queries="results/benchmark/queries.h5",
+        train=f"results/library/{LIB}.train.h5",
+    output:
+        "results/benchmark/query_splits.tsv",
+    log:
+        "logs/benchmark_splits.log",
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
+    params:
+        far_max_tanimoto=BENCH["far_max_tanimoto"],
+    script:
+        "../scripts/benchmark_splits.py"
+
+
 rule spectrum_blind_queries:
     """Control: each query keeps its precursor and truth but gets another structure's peaks."""
     input:
@@ -77,13 +100,16 @@ rule benchmark_rank:
 
 
 rule evaluate:
-    """The shared harness: Hit@1/5/20, MCES@1, bootstrap CIs -> MetricsRecord JSON."""
+    """The shared harness: Hit@1/5/20, MCES@1, bootstrap CIs -> MetricsRecord JSON, for the
+    whole fold (inchikey split) and its queries far from training (far split)."""
     input:
         rankings="results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
         queries=queries_for_variant,
         candidates="results/benchmark/candidates.{kind}.tsv",
+        splits="results/benchmark/query_splits.tsv",
     output:
         metrics="results/benchmark/metrics/{method}.{kind}.{variant}.json",
+        metrics_far="results/benchmark/metrics/far/{method}.{kind}.{variant}.json",
         per_query="results/benchmark/metrics/{method}.{kind}.{variant}.per_query.tsv",
     log:
         "logs/evaluate/{method}.{kind}.{variant}.log",
@@ -104,5 +130,6 @@ rule evaluate:
         mces=lambda wc: BENCH["mces"] and wc.variant == "standard",
         seed=BENCH["seed"],
         config=BENCH,
+        far_max_tanimoto=BENCH["far_max_tanimoto"],
     script:
         "../scripts/evaluate.py"

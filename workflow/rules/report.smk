@@ -33,7 +33,8 @@ rule leaderboard:
     """Leaderboard tables and bar chart from every MetricsRecord JSON."""
     input:
         metrics=expand(
-            "results/benchmark/metrics/{method}.{kind}.{variant}.json",
+            "results/benchmark/metrics/{split}{method}.{kind}.{variant}.json",
+            split=["", "far/"],
             method=BENCH["methods"],
             kind=BENCH["candidate_kinds"],
             variant=["standard", "spectrum_blind"],

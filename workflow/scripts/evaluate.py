@@ -1,12 +1,14 @@
-"""Rule script: rankings + truth -> MetricsRecord JSON (the shared harness)."""
+"""Rule script: rankings + truth -> one MetricsRecord JSON per split (the shared harness)."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from msid.benchmark import truth_table
-from msid.evaluate import evaluate_rankings
+import pandas as pd
+
+from msid.benchmark import split_query_ids, truth_table
+from msid.evaluate import evaluate_rankings, summarise
 from msid.rankings import read_rankings, write_table
 from msid.store import SpectrumStore
 
@@ -21,3 +23,11 @@ record, per_query = evaluate_rankings(
 record.write(snakemake.output.metrics)
 write_table(per_query, snakemake.output.per_query)
 print(record.to_json())
+splits = pd.read_csv(snakemake.input.splits, sep="\t", dtype={"query_id": str})
+far = split_query_ids(splits, "far")
+sub = per_query[per_query["query_id"].astype(str).isin(far)]
+far_record = summarise(sub, record, n_boot=snakemake.params.n_boot,
+                       seed=snakemake.params.seed, split="far",
+                       extra={"far_max_tanimoto": snakemake.params.far_max_tanimoto})
+far_record.write(snakemake.output.metrics_far)
+print(far_record.to_json())

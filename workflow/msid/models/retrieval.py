@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from msid.models.config import ModelConfig
-from msid.models.encoder import SpectrumEncoder
+from msid.models.encoder import FourierFeatures, SpectrumEncoder
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -212,18 +212,28 @@ class Reconstructor(_FingerprintPredictor):
 
 
 class DeepSets(_FingerprintPredictor):
-    """MassSpecGym's DeepSets baseline: phi(m/z, intensity) per peak, sum, rho -> fingerprint."""
+    """MassSpecGym's DeepSets baseline: phi(m/z, intensity) per peak, sum, rho -> fingerprint.
+    With ``deepsets_mz_freqs`` > 0, phi also reads Fourier features of m/z and the intensity
+    is scaled to about [0, 1]."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         h = cfg.deepsets_hidden
-        self.phi = _mlp(2, h, h, cfg.deepsets_layers + 1, 0.0, cfg.activation)
+        self.fourier = (FourierFeatures(cfg.deepsets_mz_freqs, 1e-2, 1e3)
+                        if cfg.deepsets_mz_freqs > 0 else None)
+        n_in = 2 + (self.fourier.n_out if self.fourier is not None else 0)
+        self.phi = _mlp(n_in, h, h, cfg.deepsets_layers + 1, 0.0, cfg.activation)
         self.rho = _mlp(h, cfg.head_hidden, cfg.fp_bits, 2, cfg.dropout, cfg.activation)
 
     def logits(self, batch: dict) -> torch.Tensor:
-        x = torch.stack([(batch["mz"] / 1000.0).float(),
-                         scaled_intensity(batch["intensity"], self.cfg.intensity_transform,
-                                          self.cfg.intensity_scale)], -1)
+        inten = scaled_intensity(batch["intensity"], self.cfg.intensity_transform,
+                                 self.cfg.intensity_scale)
+        x = torch.stack([(batch["mz"] / 1000.0).float(), inten], -1)
+        if self.fourier is not None:
+            top = self.cfg.intensity_scale ** (0.5 if self.cfg.intensity_transform == "sqrt"
+                                               else 1.0)
+            x = torch.cat([self.fourier(batch["mz"]), x[..., :1], (inten / top).unsqueeze(-1)],
+                          -1)
         h = self.phi(x).masked_fill(batch["pad_mask"].unsqueeze(-1), 0.0).sum(1)
         return self.rho(h)
 

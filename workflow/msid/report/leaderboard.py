@@ -1,5 +1,9 @@
 """Leaderboard: every MetricsRecord JSON -> CSV, Markdown, LaTeX and a bar chart.
 
+Rows are per (split, candidate setting, method): the ``inchikey`` split scores every query of
+the fold, the ``far`` split only those whose structure is far from every training structure
+(``msid.benchmark``).
+
 The guard: a method whose Hit@1 CI overlaps its own spectrum-blind control's is marked
 "does not read the spectrum" in every format (CSV column ``reads_spectrum``, a warning sign in
 Markdown, a dagger in LaTeX, the axis label of the chart).
@@ -15,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from msid.atomic import write_bytes, write_text
+from msid.benchmark import SPLITS
 from msid.metrics import MetricsRecord
 from msid.rankings import write_table
 from msid.report.plots import leaderboard_bars
@@ -23,19 +28,21 @@ METRIC_ORDER = ("hit@1", "hit@5", "hit@20", "mces@1")
 
 
 def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per (candidate kind, method); controls (e.g. spectrum-blind) become columns."""
+    """One row per (split, candidate kind, method); controls (e.g. spectrum-blind) become
+    columns."""
     rows, controls = [], []
     for f in metric_files:
         rec = MetricsRecord.from_json(Path(f).read_text())
         if rec.variant != "standard":
             if "hit@1" in rec.metrics:
                 m = rec.metrics["hit@1"]
-                controls.append({"candidates": rec.candidates, "method": rec.method,
+                controls.append({"split": rec.split, "candidates": rec.candidates,
+                                 "method": rec.method,
                                  f"hit@1_{rec.variant}": m.value,
                                  f"hit@1_{rec.variant}_ci_low": m.ci_low,
                                  f"hit@1_{rec.variant}_ci_high": m.ci_high})
             continue
-        row = {"task": rec.task, "dataset": rec.dataset, "fold": rec.fold,
+        row = {"task": rec.task, "dataset": rec.dataset, "fold": rec.fold, "split": rec.split,
                "candidates": rec.candidates, "method": rec.method, "n_queries": rec.n_queries}
         for name in METRIC_ORDER:
             if name in rec.metrics:
@@ -43,16 +50,21 @@ def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame
                 row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = (
                     m.value, m.ci_low, m.ci_high)
         row["candidates_median"] = rec.extra.get("candidates_median")
+        if "far_max_tanimoto" in rec.extra:
+            row["far_max_tanimoto"] = rec.extra["far_max_tanimoto"]
         row["config_hash"] = rec.config_hash
         row["model_hash"] = rec.model_hash
         rows.append(row)
     df = pd.DataFrame(rows)
     if controls:
-        ctrl = pd.DataFrame(controls).groupby(["candidates", "method"], as_index=False).first()
-        df = df.merge(ctrl, on=["candidates", "method"], how="left")
+        keys = ["split", "candidates", "method"]
+        ctrl = pd.DataFrame(controls).groupby(keys, as_index=False).first()
+        df = df.merge(ctrl, on=keys, how="left")
     df["reads_spectrum"] = reads_spectrum(df)
-    return (df.sort_values(["candidates", "hit@1", "method"], ascending=[True, False, True],
-                           kind="stable").reset_index(drop=True))
+    df["_split_order"] = [SPLITS.index(x) if x in SPLITS else len(SPLITS) for x in df["split"]]
+    return (df.sort_values(["_split_order", "candidates", "hit@1", "method"],
+                           ascending=[True, True, False, True], kind="stable")
+            .drop(columns="_split_order").reset_index(drop=True))
 
 
 # Methods that never look at the peaks by design: no verdict is drawn for them.
@@ -89,9 +101,14 @@ def _fmt(row: pd.Series, name: str, digits: int) -> str:
 
 def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
     lines = []
-    for kind, sub in df.groupby("candidates", sort=False):
+    for (split, kind), sub in df.groupby(["split", "candidates"], sort=False):
         head = f"### {kind} candidates"
-        if candidate_sets and kind in candidate_sets:
+        if split == "far":
+            thr = sub["far_max_tanimoto"].iloc[0] if "far_max_tanimoto" in sub else None
+            head += (", far split: queries whose structure has no training structure at "
+                     f"Tanimoto >= {thr:g}" if thr is not None and not pd.isna(thr) else
+                     ", far split") + f" ({int(sub['n_queries'].max())} queries)"
+        elif candidate_sets and kind in candidate_sets:
             cs = candidate_sets[kind]
             head += (f" ({cs['queries']} queries; candidates per query: median {cs['median']:g},"
                      f" min {cs['min']}, max {cs['max']}")
@@ -115,13 +132,18 @@ def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
                  "queries and candidates, each query given the peaks of a query of another "
                  "structure (precursor kept); a method that identifies from the spectrum drops "
                  "towards random there. ⚠ marks a method whose Hit@1 CI overlaps its "
-                 f"control's: it {NOT_READING} (as far as this run can tell).")
+                 f"control's: it {NOT_READING} (as far as this run can tell). Splits: "
+                 "the folds are split by InChIKey first block; the far split keeps the "
+                 "queries whose structure is far from every training structure (nearest "
+                 "train-fold Tanimoto on Morgan radius-2 fingerprints below the threshold "
+                 "named), so close analogues cannot carry it.")
     return "\n".join(lines) + "\n"
 
 
 def to_latex(df: pd.DataFrame) -> str:
-    out = ["\\begin{tabular}{llrccccc}", "\\toprule",
-           "Candidates & Method & $n$ & Hit@1 & Hit@5 & Hit@20 & MCES@1 & Hit@1 (blind) \\\\",
+    out = ["\\begin{tabular}{lllrccccc}", "\\toprule",
+           "Split & Candidates & Method & $n$ & Hit@1 & Hit@5 & Hit@20 & MCES@1 & "
+           "Hit@1 (blind) \\\\",
            "\\midrule"]
     for _, r in df.iterrows():
         cells = [f"{r[m]:.3f}" if m in r and not pd.isna(r[m]) else "--"
@@ -130,7 +152,7 @@ def to_latex(df: pd.DataFrame) -> str:
         blind = r.get("hit@1_spectrum_blind")
         blind_cell = f"{blind:.3f}" if blind is not None and not pd.isna(blind) else "--"
         method = str(r["method"]).replace("_", "\\_") + ("$^\\dagger$" if _flagged(r) else "")
-        out.append(f"{r['candidates']} & {method} & {r['n_queries']} & "
+        out.append(f"{r['split']} & {r['candidates']} & {method} & {r['n_queries']} & "
                    + " & ".join(cells) + f" & {mces} & {blind_cell} \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     if any(_flagged(r) for _, r in df.iterrows()):
@@ -150,5 +172,7 @@ def write_leaderboard(metric_files: Iterable[str | os.PathLike], outputs: dict[s
     label = NOT_READING.replace("read ", "read\n")
     shown["method"] = [f"{r['method']}\n({label})" if _flagged(r) else r["method"]
                        for _, r in df.iterrows()]
+    shown["candidates"] = [k if sp == "inchikey" else f"{k}, {sp} split"
+                           for k, sp in zip(df["candidates"], df["split"], strict=True)]
     write_bytes(outputs["png"], leaderboard_bars(shown))
     return df
