@@ -321,9 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ei-vectors", help=".npy of in-silico library embeddings (else "
                                         "synthetic mixes of real ones, said so)")
     p.add_argument("--ei-model", help="llm4ms model file (default: the shipped one)")
-    p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"], default="fp16",
+    p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"], default="flat",
                    help="HNSW vector storage")
-    p.add_argument("--ei-ef-search", type=int, default=64)
+    p.add_argument("--ei-ef-search", type=int, default=40)
     p.add_argument("--out", help="also write the numbers as JSON here")
     return parser
 
