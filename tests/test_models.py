@@ -420,3 +420,21 @@ def test_no_benchmark_query_structure_in_a_shipped_models_training_set():
         keys = set(text.split())
         assert len(keys) == st["n_structures"] > 1000
         assert not keys & queries, f"{family} trained on benchmark structures"
+
+
+def test_fold_settings_follow_a_relative_provenance_from_anywhere(pesticides_store, tmp_path,
+                                                                   monkeypatch):
+    """A fold store made by the workflow names its source relative to the workflow's folder;
+    the model card's fold salt is found from any working directory."""
+    import shutil
+
+    from msid.models.training import fold_settings
+    from msid.store import subset_store
+
+    work = tmp_path / "workflow_dir"
+    (work / "results").mkdir(parents=True)
+    shutil.copyfile(pesticides_store, work / "results" / "lib.h5")
+    monkeypatch.chdir(work)
+    subset_store("results/lib.h5", "results/train.h5", [0, 1, 2])
+    monkeypatch.chdir(tmp_path)
+    assert fold_settings(work / "results" / "train.h5")["salt"] == "msid-folds-v1"

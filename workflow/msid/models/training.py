@@ -292,8 +292,23 @@ def fold_settings(store: str | os.PathLike, max_depth: int = 8) -> dict:
         folds = (prov.get("config") or {}).get("folds")
         if folds:
             return dict(folds)
-        path = Path(prov["input"]) if prov.get("input") else None
+        path = _provenance_input(path, prov.get("input") or "")
     return {}
+
+
+def _provenance_input(store: Path, given: str) -> Path | None:
+    """The file a store's provenance names as its input. A relative name is relative to the
+    directory the workflow ran in, which need not be today's working directory: it is looked
+    up there, then under each folder above the store."""
+    if not given:
+        return None
+    p = Path(given)
+    if p.is_absolute() or p.exists():
+        return p
+    for parent in store.resolve().parents:
+        if (parent / p).exists():
+            return parent / p
+    return p
 
 
 def training_keys(ds: SpectraDataset) -> list[str]:
