@@ -28,7 +28,8 @@ Embeddings are unit vectors, so inner product = cosine. ``kind``:
   queries/s / recall@10 at refine k5): efConstruction 200: ef 40 16,500 / 0.987, ef 48
   15,539 / 0.989, ef 64 13,539 / 0.991 (built in 240 s); efConstruction 400 (the default):
   ef 40 **15,921 / 0.991**, ef 48 14,527 / 0.993, ef 64 12,476 / 0.995 (built in 484 s, peak
-  RSS 3.81 GB).
+  RSS 3.81 GB). ``msid bench`` with these defaults on a later, slower machine of the same kind
+  (its preprocessing ~1.5x slower too): 10,152 / 0.988, built in 780 s, peak RSS 3.73 GB.
 - ``ivfpq``: ``IndexIVFPQ`` with ``nlist`` lists, ``pq_m`` sub-quantisers, ``nprobe`` lists
   probed, re-ranked exactly (``IndexRefineFlat``) so that recall stays near exact search.
 
