@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msid.evaluate import bootstrap_ci, evaluate_rankings, mces_distance
+from msid.evaluate import (
+    bootstrap_ci,
+    evaluate_rankings,
+    hit_ranks,
+    mces_distance,
+    mces_table,
+    read_mces_table,
+)
 from msid.metrics import MetricsRecord
 from msid.rankings import RankedCandidate as RC
 from msid.rankings import read_rankings, rows_for_query, write_rankings
@@ -45,6 +52,41 @@ def test_hit_at_k_and_mces(tmp_path):
     assert again.metrics["hit@1"].value == rec.metrics["hit@1"].value
     rec.write(tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["n_queries"] == 3
+
+
+def test_shared_mces_table_gives_the_same_mces_at_1(tmp_path):
+    """The rule's one MCES table over several methods' rankings: distinct pairs only, computed
+    on worker processes, and evaluation with it equals evaluation without it."""
+    truth = pd.DataFrame({"query_id": ["q1", "q2"], "smiles": [ASPIRIN, PARACETAMOL],
+                          "inchikey": [IK[ASPIRIN], IK[PARACETAMOL]]})
+    runs = {
+        "a": rows_for_query("q1", "a", [RC(CAFFEINE, IK[CAFFEINE], .9)])
+        + rows_for_query("q2", "a", [RC(CAFFEINE, IK[CAFFEINE], .9)]),
+        "b": rows_for_query("q1", "b", [RC(CAFFEINE, IK[CAFFEINE], .9)])  # same wrong top-1
+        + rows_for_query("q2", "b", [RC(PARACETAMOL, IK[PARACETAMOL], .9)]),
+    }
+    pairs = []
+    for name, rows in runs.items():
+        write_rankings(rows, tmp_path / f"{name}.tsv")
+        per_q = hit_ranks(read_rankings(tmp_path / f"{name}.tsv"), truth)
+        pairs += list(zip(per_q["true_smiles"], per_q["top1_smiles"], strict=True))
+    table = mces_table(pairs, processes=2)
+    assert len(pairs) == 4 and len(table) == 3  # (aspirin, caffeine) once
+    table.to_csv(tmp_path / "mces.tsv", sep="\t", index=False)
+    lookup = read_mces_table(tmp_path / "mces.tsv")
+    assert lookup[(ASPIRIN, CAFFEINE)] == mces_distance(ASPIRIN, CAFFEINE) > 0
+    for name in runs:
+        kw = dict(method=name, dataset="d", fold="test", candidates="mass", n_boot=50)
+        rankings = read_rankings(tmp_path / f"{name}.tsv")
+        with_table, _ = evaluate_rankings(rankings, truth, mces_lookup=lookup, **kw)
+        without, _ = evaluate_rankings(rankings, truth, **kw)
+        assert with_table.metrics["mces@1"].value == without.metrics["mces@1"].value
+    # the lookup is what evaluation reads: a planted value shows through
+    planted = {**lookup, (ASPIRIN, CAFFEINE): 7.0, (PARACETAMOL, CAFFEINE): 7.0}
+    rec, _ = evaluate_rankings(read_rankings(tmp_path / "a.tsv"), truth, mces_lookup=planted,
+                               method="a", dataset="d", fold="test", candidates="mass",
+                               n_boot=50)
+    assert rec.metrics["mces@1"].value == 7.0
 
 
 def test_bootstrap_ci_brackets_the_mean():

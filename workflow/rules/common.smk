@@ -114,6 +114,13 @@ def queries_for_variant(wildcards):
     return "results/benchmark/queries.h5"
 
 
+def mces_for_variant(wildcards):
+    """The shared MCES@1 table, for the variants whose MCES@1 is reported."""
+    if BENCH["mces"] and wildcards.variant == "standard":
+        return "results/benchmark/mces_top1.tsv"
+    return []
+
+
 def benchmark_outputs():
     if not BENCH.get("enabled", True):
         return []

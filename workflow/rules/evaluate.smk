@@ -99,6 +99,39 @@ rule benchmark_rank:
         "../scripts/benchmark_rank.py"
 
 
+rule mces_top1:
+    """MCES@1 of every distinct (truth, top-1) pair over all methods' rankings, computed once
+    in parallel: the methods share most of their wrong top-1 molecules."""
+    input:
+        rankings=expand(
+            "results/benchmark/rankings/{method}.{kind}.standard.tsv",
+            method=BENCH["methods"],
+            kind=BENCH["candidate_kinds"],
+        ),
+        queries="results/benchmark/queries.h5",
+        candidates=expand(
+            "results/benchmark/candidates.{kind}.tsv", kind=BENCH["candidate_kinds"]
+        ),
+    output:
+        "results/benchmark/mces_top1.tsv",
+    log:
+        "logs/mces_top1.log",
+    benchmark:
+        "benchmarks/mces_top1.tsv"
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    threads: 8
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(120),
+    params:
+        seed=BENCH["seed"],
+    script:
+        "../scripts/mces_top1.py"
+
+
 rule evaluate:
     """The shared harness: Hit@1/5/20, MCES@1, bootstrap CIs -> MetricsRecord JSON, for the
     whole fold (inchikey split) and its queries far from training (far split)."""
@@ -107,6 +140,7 @@ rule evaluate:
         queries=queries_for_variant,
         candidates="results/benchmark/candidates.{kind}.tsv",
         splits="results/benchmark/query_splits.tsv",
+        mces=mces_for_variant,
     output:
         metrics="results/benchmark/metrics/{method}.{kind}.{variant}.json",
         metrics_far="results/benchmark/metrics/far/{method}.{kind}.{variant}.json",

@@ -8,7 +8,7 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 import pandas as pd
 
 from msid.benchmark import split_query_ids, truth_table
-from msid.evaluate import evaluate_rankings, summarise
+from msid.evaluate import evaluate_rankings, read_mces_table, summarise
 from msid.rankings import read_rankings, write_table
 from msid.store import SpectrumStore
 
@@ -19,7 +19,8 @@ record, per_query = evaluate_rankings(
     dataset=snakemake.params.dataset, fold=snakemake.params.fold,
     candidates=snakemake.wildcards.kind, with_mces=snakemake.params.mces,
     n_boot=snakemake.params.n_boot, seed=snakemake.params.seed, config=snakemake.params.config,
-    variant=snakemake.wildcards.variant)
+    variant=snakemake.wildcards.variant,
+    mces_lookup=read_mces_table(snakemake.input.mces) if snakemake.input.mces else None)
 record.write(snakemake.output.metrics)
 write_table(per_query, snakemake.output.per_query)
 print(record.to_json())
