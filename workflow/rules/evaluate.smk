@@ -122,7 +122,7 @@ rule mces_top1:
         env("chem")
     container:
         image("chem")
-    threads: 8
+    threads: 2
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(120),
