@@ -5,10 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from matchms import Spectrum
-from matchms.filtering.filter_utils.derive_precursor_mz_and_parent_mass import (
-    derive_parent_mass_from_precursor_mz,
-)
 
 DEFAULT_ADDUCT = {"positive": "[M+H]+", "negative": "[M-H]-"}
 
@@ -16,6 +12,13 @@ DEFAULT_ADDUCT = {"positive": "[M+H]+", "negative": "[M-H]-"}
 def neutral_mass(precursor_mz: float, adduct: str = "", ion_mode: str = "",
                  charge: int = 0) -> float:
     """Parent mass for a precursor; ion mode's default adduct when none is given. NaN if unknown."""
+    # matchms is imported here, not at module level: it costs ~3 s (numba, sklearn) in every
+    # short-lived rule process that only needs candidate sets or rankings.
+    from matchms import Spectrum
+    from matchms.filtering.filter_utils.derive_precursor_mz_and_parent_mass import (
+        derive_parent_mass_from_precursor_mz,
+    )
+
     if not precursor_mz or not math.isfinite(precursor_mz):
         return float("nan")
     adduct = adduct or DEFAULT_ADDUCT.get(ion_mode, "")
