@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from msid.chem.structures import parse_structure
-from msid.generation.beam import beam_search, distinct_valid
+from msid.generation.beam import beam_search, distinct_valid, heavy_atoms, token_element
 from msid.generation.config import GenModelConfig, GenRunConfig
 from msid.generation.model import SmilesDecoderModel
 from msid.generation.modelio import load_generator, save_generator
@@ -67,9 +67,9 @@ def test_cached_decoding_matches_full_forward():
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
 
 
-def test_overfit_model_beam_search_returns_training_molecules():
-    """A decoder trained on four molecules (mass token only) generates them back: beams are
-    decoded, canonicalised, de-duplicated and ranked by likelihood."""
+@pytest.fixture(scope="module")
+def overfit():
+    """A decoder trained on four molecules (mass token only): (model, tokenizer, masses)."""
     torch.manual_seed(0)
     tok = Tokenizer.build(MOLS, min_count=1)
     model = SmilesDecoderModel(small_cfg(dropout=0.0, n_layers=1), len(tok))
@@ -83,6 +83,12 @@ def test_overfit_model_beam_search_returns_training_molecules():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.1
+    return model.eval(), tok, masses
+
+
+def test_overfit_model_beam_search_returns_training_molecules(overfit):
+    """Beams are decoded, canonicalised, de-duplicated and ranked by likelihood."""
+    model, tok, masses = overfit
     beams = beam_search(model, tok, {"mass": masses}, beam_width=4)
     for s, b in zip(MOLS, beams, strict=True):
         mols, _ = distinct_valid(b, 4, filter_precursor=False)
@@ -91,6 +97,37 @@ def test_overfit_model_beam_search_returns_training_molecules():
         assert keys[0] == parse_structure(s).inchikey14  # the trained molecule is first
         assert all(m.structure.smiles_flat == parse_structure(m.structure.smiles_flat)
                    .smiles_flat for m in mols)  # canonical
+
+
+def test_heavy_atoms_of_formulas_and_smiles_tokens():
+    assert heavy_atoms("C9H8O4") == {"C": 9, "O": 4}
+    assert heavy_atoms("C5H5N+") == {"C": 5, "N": 1}  # a charge suffix is not an element
+    assert heavy_atoms("C6H5BrClNO2S") == {"C": 6, "Br": 1, "Cl": 1, "N": 1, "O": 2, "S": 1}
+    assert heavy_atoms("[C5H5N]+") is None and heavy_atoms("") is None
+    expected = {"c": "C", "Cl": "Cl", "Br": "Br", "B": "B", "[nH]": "N", "[13CH3]": "C",
+                "[Se]": "Se", "[se]": "Se", "[O-]": "O", "[C@@H]": "C", "[H]": "", "%10": "",
+                "(": "", "=": "", "1": "", "<eos>": ""}
+    assert {t: token_element(t) for t in expected} == expected
+
+
+def test_formula_constrained_beams_place_exactly_the_formulas_heavy_atoms(overfit):
+    """Every finished beam of a constrained query holds exactly its formula's heavy atoms; the
+    trained molecule still comes first; a row without a budget decodes as without any."""
+    model, tok, masses = overfit
+    budgets = [heavy_atoms(parse_structure(s).formula) for s in MOLS[:3]] + [None]
+    beams = beam_search(model, tok, {"mass": masses}, beam_width=6, atom_budgets=budgets)
+    for s, budget, b in zip(MOLS[:3], budgets[:3], beams[:3], strict=True):
+        assert b, "no constrained beam finished"
+        for text, _ in b:
+            counts: dict[str, int] = {}
+            for t in tok.split(text):
+                if token_element(t):
+                    counts[token_element(t)] = counts.get(token_element(t), 0) + 1
+            assert counts == budget, text
+        first = distinct_valid(b, 1, filter_precursor=False)[0][0]
+        assert first.structure.inchikey14 == parse_structure(s).inchikey14
+    free = beam_search(model, tok, {"mass": masses}, beam_width=6)
+    assert beams[3] == free[3]
 
 
 def test_distinct_valid_drops_invalid_and_filters_by_precursor():

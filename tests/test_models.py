@@ -56,9 +56,11 @@ def test_dataset_items_and_collate(pesticides_store):
     assert mz2.tolist() == [1.0, 3.0]  # ties: lower m/z first
 
 
-def test_encoder_shapes_and_padding_invariance(pest_items):
+@pytest.mark.parametrize("binned_width", [0.0, 0.1])
+def test_encoder_shapes_and_padding_invariance(pest_items, binned_width):
     torch.manual_seed(0)
-    enc = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=2, n_heads=4, n_freqs=16)).eval()
+    enc = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=2, n_heads=4, n_freqs=16,
+                                        binned_width=binned_width, binned_hidden=16)).eval()
     _, items = pest_items
     items = items[:6]
     batch = collate_spectra(items)
@@ -103,6 +105,32 @@ def test_encoder_options_nominal_mass_and_precursor(pest_items):
         enc3 = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=1, n_heads=2,
                                              n_freqs=16)).eval()
         assert not torch.allclose(enc3(*args), enc3(*shifted))
+
+
+def test_binned_token_reads_peaks_at_its_bin_width(pest_items):
+    """The binned-spectrum token: a peak moved within its 0.1 Da bin gives the same token, one
+    moved to the next bin a different one; peaks outside [0, binned_max_mz) share bin 0."""
+    torch.manual_seed(0)
+    enc = SpectrumEncoder(EncoderConfig(d_model=32, n_layers=1, n_heads=2, n_freqs=16,
+                                        binned_width=0.1, binned_max_mz=1000.0,
+                                        binned_hidden=16)).eval()
+    assert enc.n_bins == 10_000 and enc.bins.num_embeddings == 10_001
+    _, items = pest_items
+    b = collate_spectra(items[:2])
+    with torch.no_grad():
+        base = enc.binned_token(b["mz"], b["intensity"], b["pad_mask"])
+        inside, nxt = b["mz"].clone(), b["mz"].clone()
+        inside[0, 0] = torch.floor(inside[0, 0] * 10) / 10 + 0.09  # same 0.1 Da bin
+        nxt[0, 0] = torch.floor(nxt[0, 0] * 10) / 10 + 0.11  # the next bin
+        torch.testing.assert_close(enc.binned_token(inside, b["intensity"], b["pad_mask"]),
+                                   base)
+        moved = enc.binned_token(nxt, b["intensity"], b["pad_mask"])
+        assert not torch.allclose(moved[0], base[0])
+        torch.testing.assert_close(moved[1], base[1])  # the other spectrum is untouched
+        far = b["mz"].clone()
+        far[0, 0], far[1, 0] = 1500.0, -2.0
+        f = enc.binned_token(far, b["intensity"], b["pad_mask"])
+        assert torch.isfinite(f).all()
 
 
 def test_adduct_codes_reach_the_encoder(pest_items):

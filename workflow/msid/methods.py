@@ -36,6 +36,8 @@ class Query:
     mz: np.ndarray
     intensity: np.ndarray
     rt: float = math.nan
+    formula: str = ""  # molecular formula when the input carries one (a library record, an
+    #                    MGF FORMULA= line); only generators read it, as a constraint
 
 
 def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterator[Query]:
@@ -46,7 +48,12 @@ def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterato
         for r, (mz, inten) in zip(block, store.peaks_many(block), strict=True):
             m = md[r]
             yield Query(str(m["id"]), float(m["precursor_mz"]), str(m["adduct"]),
-                        str(m["ion_mode"]), int(m["charge"]), mz, inten, float(m["rt"]))
+                        str(m["ion_mode"]), int(m["charge"]), mz, inten, float(m["rt"]),
+                        _text(m.get("formula")))
+
+
+def _text(v: object) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
 class Method(Protocol):

@@ -5,14 +5,24 @@ standardised, canonical, stereo removed) and de-duplicated by InChIKey first blo
 do not parse are dropped, never returned. The optional precursor filter keeps molecules whose
 formula equals the query's (when the query carries one) or else whose neutral mass is within
 the precursor tolerance of the query's neutral mass.
+
+Given a molecular formula (``atom_budgets``), decoding is constrained to it: a token whose heavy
+atoms exceed what the formula has left is masked, and ``<eos>`` is allowed only once every heavy
+atom is placed, so every finished beam has the formula's heavy atoms (hydrogens follow from
+the bonds; the precursor filter then checks the whole formula). SMILES tokenizers only: a
+SELFIES token's meaning depends on the tokens before it.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
+from pyteomics.mass import Composition
 
 from msid.chem.structures import Structure, parse_structure
 from msid.generation.model import SmilesDecoderModel
@@ -25,11 +35,78 @@ class Generated:
     score: float  # length-normalised log-probability of the beam
 
 
+_TOKEN_ELEMENT = re.compile(r"^\[?\d*([A-Z][a-z]?|[a-z][a-z]?)")
+_CHARGE = re.compile(r"[+-]\d*$")
+
+
+def heavy_atoms(formula: str) -> dict[str, int] | None:
+    """Heavy-atom counts of a molecular formula (pyteomics' parser; a trailing charge is
+    ignored), or None when it does not parse."""
+    f = _CHARGE.sub("", (formula or "").strip())
+    if not f:
+        return None
+    try:
+        comp = Composition(formula=f)
+    except Exception:  # pyteomics raises its own error class for any unparseable formula
+        return None
+    if any(not re.fullmatch(r"[A-Z][a-z]?", e) for e in comp):
+        return None
+    return {e: int(n) for e, n in comp.items() if e != "H" and n > 0}
+
+
+def token_element(token: str) -> str:
+    """The heavy atom a SMILES token places ('' for bonds, rings, branches, H and specials)."""
+    if token.startswith("<"):
+        return ""
+    m = _TOKEN_ELEMENT.match(token)
+    if not m:
+        return ""
+    el = m.group(1)
+    if not token.startswith("["):
+        el = el[0]  # outside brackets only B, C, N, O, S, P, F, I, Cl, Br and aromatic b c n o s p
+        if token in ("Cl", "Br"):
+            el = token
+    el = el.capitalize()
+    return "" if el == "H" else el
+
+
+@lru_cache(maxsize=8)
+def _token_table(itos: tuple[str, ...]) -> tuple[tuple[str, ...], torch.Tensor]:
+    """(elements, (V, E) count of each element placed by each token)."""
+    els = [token_element(t) for t in itos]
+    elements = tuple(sorted({e for e in els if e}))
+    table = torch.zeros(len(itos), len(elements), dtype=torch.long)
+    for i, e in enumerate(els):
+        if e:
+            table[i, elements.index(e)] = 1
+    return elements, table
+
+
+def budget_tensor(tok: Tokenizer, budgets: Sequence[dict[str, int] | None]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(remaining (B, E), constrained (B,) bool, token table (V, E)) for a batch of formulas.
+    A formula with an element no token can place is left unconstrained."""
+    elements, table = _token_table(tuple(tok.itos))
+    rem = torch.zeros(len(budgets), len(elements), dtype=torch.long)
+    on = torch.zeros(len(budgets), dtype=torch.bool)
+    if tok.kind != "smiles":
+        return rem, on, table
+    for i, b in enumerate(budgets):
+        if not b or any(e not in elements for e in b):
+            continue
+        on[i] = True
+        for e, n in b.items():
+            rem[i, elements.index(e)] = n
+    return rem, on, table
+
+
 @torch.inference_mode()
 def beam_search(model: SmilesDecoderModel, tok: Tokenizer, batch: dict, beam_width: int = 10,
-                max_len: int | None = None, length_alpha: float = 0.6
+                max_len: int | None = None, length_alpha: float = 0.6,
+                atom_budgets: Sequence[dict[str, int] | None] | None = None
                 ) -> list[list[tuple[str, float]]]:
-    """Per query: (decoded string, score) of its ``beam_width`` best finished beams, best first."""
+    """Per query: (decoded string, score) of its ``beam_width`` best finished beams, best first.
+    ``atom_budgets`` (per query, heavy-atom counts or None) constrains decoding to a formula."""
     model.eval()
     mem, keep = model.memory(batch)
     b, w = mem.shape[0], beam_width
@@ -46,11 +123,19 @@ def beam_search(model: SmilesDecoderModel, tok: Tokenizer, batch: dict, beam_wid
     caches: list[dict] = [{} for _ in model.layers]
     last = seqs
     v = len(tok)
+    rem, on, table = budget_tensor(tok, atom_budgets or [None] * b)
+    rem, on, table = (rem.to(dev).repeat_interleave(w, 0), on.to(dev).repeat_interleave(w, 0),
+                      table.to(dev))
     for step in range(max_len - 1):
         logp = model.logits(last, mem_kv, keep, caches, start=step)[:, -1].float()
         logp = torch.log_softmax(logp, -1)
         logp[:, tok.pad] = -math.inf
         logp[:, tok.bos] = -math.inf
+        logp[:, tok.unk] = -math.inf  # a token the vocabulary lacks: never a generated one
+        if bool(on.any()):  # formula: no token beyond the atoms left, <eos> only when none are
+            over = (table.unsqueeze(0) > rem.unsqueeze(1)).any(-1)  # (B*W, V)
+            over[:, tok.eos] = rem.sum(-1) > 0
+            logp = logp.masked_fill(over & on.unsqueeze(1), -math.inf)
         # a finished beam only extends with <pad> at no cost
         fin = torch.full((v,), -math.inf, device=dev)
         fin[tok.pad] = 0.0
@@ -62,6 +147,7 @@ def beam_search(model: SmilesDecoderModel, tok: Tokenizer, batch: dict, beam_wid
         src = src.reshape(-1)
         seqs = torch.cat([seqs[src], nxt.unsqueeze(1)], 1)
         done = done[src] | (nxt == tok.eos)
+        rem, on = rem[src] - table[nxt], on[src]
         lengths = lengths[src] + (nxt != tok.pad).float()
         for c in caches:
             c["k"], c["v"] = c["k"][src], c["v"][src]

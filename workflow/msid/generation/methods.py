@@ -2,8 +2,10 @@
 
 ``denovo`` proposes its own molecules (no candidates): beam search, top-k distinct valid
 canonical molecules, filtered by the precursor (formula when the query carries one, else
-neutral mass within the precursor tolerance). With ``fallback`` on (default), a query whose
-beams all miss the precursor gets its unfiltered molecules, each flagged in ``note``.
+neutral mass within the precursor tolerance). With ``use_formula`` on (default), a query's
+formula also constrains decoding to its heavy atoms (:mod:`msid.generation.beam`). With
+``fallback`` on (default), a query whose beams all miss the precursor gets its unfiltered
+molecules, each flagged in ``note``.
 
 ``glmr`` ranks given candidates: stage 1 the shipped Ranker's top-K; stage 2 the GLMR decoder
 generates molecules from the spectrum fused with those K candidates; stage 3 each of the K
@@ -23,7 +25,7 @@ import torch
 from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure
-from msid.generation.beam import Generated, beam_search, distinct_valid
+from msid.generation.beam import Generated, beam_search, distinct_valid, heavy_atoms
 from msid.generation.modelio import default_path, load_generator
 from msid.methods import MethodResources, Query, register
 from msid.rankings import RankedCandidate
@@ -65,14 +67,15 @@ class DeNovo:
 
     def __init__(self, model, tok, card: dict, *, beam_width: int = 10, top_k: int = 10,
                  filter_precursor: bool = True, fallback: bool = True, tol_da: float = 0.01,
-                 tol_ppm: float = 10.0, batch_size: int = 16) -> None:
+                 tol_ppm: float = 10.0, batch_size: int = 16, use_formula: bool = True) -> None:
         self.model, self.tok, self.card = model.eval(), tok, card
         self.beam_width = max(beam_width, top_k)
         self.top_k = top_k
         self.filter, self.fallback = filter_precursor, fallback
         self.tol_da, self.tol_ppm = tol_da, tol_ppm
         self.batch_size = batch_size
-        self.stats = {"queries": 0, "filter_miss": 0, "no_valid": 0}
+        self.use_formula = use_formula
+        self.stats = {"queries": 0, "filter_miss": 0, "no_valid": 0, "formula_constrained": 0}
 
     def why_empty(self, query: Query, candidates) -> str:
         return problem(query) or "no valid molecule generated"
@@ -83,12 +86,14 @@ class DeNovo:
         for a in range(0, len(ok), self.batch_size):
             idx = ok[a:a + self.batch_size]
             qs = [queries[i] for i in idx]
+            budgets = [heavy_atoms(q.formula) if self.use_formula else None for q in qs]
+            self.stats["formula_constrained"] += sum(x is not None for x in budgets)
             beams = beam_search(self.model, self.tok, spectrum_batch(self.model, qs),
-                                self.beam_width)
+                                self.beam_width, atom_budgets=budgets)
             for i, q, b in zip(idx, qs, beams, strict=True):
                 self.stats["queries"] += 1
                 mass = query_mass(q)
-                formula = str(getattr(q, "formula", "") or "")
+                formula = q.formula if self.use_formula else ""
                 mols, _ = distinct_valid(b, self.top_k, mass=mass, formula=formula,
                                          tol_da=self.tol_da, tol_ppm=self.tol_ppm,
                                          filter_precursor=self.filter)
@@ -223,7 +228,8 @@ def _denovo(res: MethodResources) -> DeNovo:
                   top_k=int(opts.get("top_k", 10)),
                   filter_precursor=bool(opts.get("filter", True)),
                   fallback=bool(opts.get("fallback", True)),
-                  tol_da=float(opts.get("tol_da", 0.01)), tol_ppm=float(opts.get("tol_ppm", 10.0)))
+                  tol_da=float(opts.get("tol_da", 0.01)), tol_ppm=float(opts.get("tol_ppm", 10.0)),
+                  use_formula=bool(opts.get("use_formula", True)))
 
 
 @register("glmr")

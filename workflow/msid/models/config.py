@@ -54,6 +54,11 @@ class EncoderConfig:
     #                                 to every token: lets one model train on every adduct
     nominal_mz_max: int = 0  # >0: also a learned embedding of each peak's (and loss's) nominal
     #                          m/z, up to this many Da (0: Fourier features only)
+    binned_width: float = 0.0  # >0: one more token, the whole spectrum binned at this width
+    #                            (Da, square-root intensities) through a learned projection:
+    #                            the 0.1 Da fragment identity the Fingerprint FFN exploits
+    binned_max_mz: float = 1000.0
+    binned_hidden: int = 256
 
     @classmethod
     def from_dict(cls, d: dict | None) -> EncoderConfig:

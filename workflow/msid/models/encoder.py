@@ -6,6 +6,9 @@ Each peak is a token built from Fourier features of its m/z (log-spaced periods 
 Optionally (``nominal_mz_max``) a learned embedding of the nominal m/z of each peak and loss is
 added: a direct handle on recurring fragments and losses when training data are few.
 A precursor token (never masked) is prepended, so an empty spectrum still has one token.
+Optionally (``binned_width``) a second global token holds the whole spectrum binned at a fixed
+width (0.1 Da: the fragment identity MassSpecGym's Fingerprint FFN reads), as a learned
+embedding per bin weighted by square-root intensity, summed, normalised and projected.
 Transformer layers with a key padding mask mix the tokens; attention pooling gives one vector.
 
 Phases are computed in float64 (m/z up to ~2000 Da at 1e-3 Da periods needs it), then sin/cos go
@@ -76,6 +79,12 @@ class SpectrumEncoder(nn.Module):
                          if cfg.precursor_in_tokens else None)
         self.prec_token = nn.Parameter(torch.zeros(d))
         self.adduct = (nn.Embedding(len(ADDUCTS) + 1, d) if cfg.adduct_embedding else None)
+        self.n_bins = (math.ceil(round(cfg.binned_max_mz / cfg.binned_width, 6))
+                       if cfg.binned_width > 0 else 0)
+        if self.n_bins:  # index 0: a peak outside [0, binned_max_mz)
+            self.bins = nn.Embedding(self.n_bins + 1, cfg.binned_hidden)
+            self.bins_mlp = nn.Sequential(nn.LayerNorm(cfg.binned_hidden), nn.GELU(),
+                                          nn.Linear(cfg.binned_hidden, d))
         layer = nn.TransformerEncoderLayer(d, cfg.n_heads, d * cfg.ff_mult, cfg.dropout,
                                            activation="gelu", batch_first=True,
                                            norm_first=True)
@@ -83,6 +92,14 @@ class SpectrumEncoder(nn.Module):
                                                  enable_nested_tensor=False)
         self.pool = AttentionPool(d)
         self.norm = nn.LayerNorm(d)
+
+    def binned_token(self, mz: torch.Tensor, intensity: torch.Tensor, pad_mask: torch.Tensor
+                     ) -> torch.Tensor:
+        """(B, d): sum over peaks of the peak's bin embedding x sqrt(intensity), projected."""
+        idx = torch.floor(mz.to(torch.float64) / self.cfg.binned_width).long() + 1
+        idx = torch.where((idx >= 1) & (idx <= self.n_bins), idx, torch.zeros_like(idx))
+        w = intensity.float().clamp_min(0).sqrt().masked_fill(pad_mask, 0.0)
+        return self.bins_mlp(torch.einsum("bn,bnh->bh", w, self.bins(idx)))
 
     def forward(self, mz: torch.Tensor, intensity: torch.Tensor, pad_mask: torch.Tensor,
                 precursor_mz: torch.Tensor, adduct: torch.Tensor | None = None
@@ -103,12 +120,15 @@ class SpectrumEncoder(nn.Module):
             tok = tok + p.unsqueeze(1)
         else:  # the precursor then reaches the model only through the neutral losses
             p = tok.new_zeros(tok.shape[0], tok.shape[-1])
-        tok = torch.cat([(p + self.prec_token).unsqueeze(1), tok], 1)
+        globals_ = [(p + self.prec_token).unsqueeze(1)]
+        if self.n_bins:
+            globals_.append(self.binned_token(mz, intensity, pad_mask).unsqueeze(1))
+        tok = torch.cat([*globals_, tok], 1)
         if self.adduct is not None:
             code = (adduct if adduct is not None
                     else torch.zeros(tok.shape[0], dtype=torch.long, device=tok.device))
             tok = tok + self.adduct(code).unsqueeze(1)
-        pad = torch.cat([torch.zeros_like(pad_mask[:, :1]), pad_mask], 1)
+        pad = torch.cat([pad_mask.new_zeros(pad_mask.shape[0], len(globals_)), pad_mask], 1)
         tok = tok.masked_fill(pad.unsqueeze(-1), 0.0)
         h = self.transformer(tok, src_key_padding_mask=pad)
         return self.norm(self.pool(h, pad))
