@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 DEFAULT_ADDUCT = {"positive": "[M+H]+", "negative": "[M-H]-"}
 
 
-def neutral_mass(precursor_mz: float, adduct: str = "", ion_mode: str = "",
-                 charge: int = 0) -> float:
-    """Parent mass for a precursor; ion mode's default adduct when none is given. NaN if unknown."""
-    # matchms is imported here, not at module level: it costs ~3 s (numba, sklearn) in every
-    # short-lived rule process that only needs candidate sets or rankings.
+@lru_cache(maxsize=1)
+def _matchms():
+    """matchms' Spectrum and parent-mass function, imported on first use, not at module level:
+    the import costs ~3 s (numba, sklearn) in every short-lived rule process that only needs
+    candidate sets or rankings."""
     from matchms import Spectrum
     from matchms.filtering.filter_utils.derive_precursor_mz_and_parent_mass import (
         derive_parent_mass_from_precursor_mz,
     )
+    from rdkit import RDLogger
 
+    RDLogger.DisableLog("rdApp.*")  # importing matchms turns RDKit's parse errors back on
+    return Spectrum, derive_parent_mass_from_precursor_mz
+
+
+def neutral_mass(precursor_mz: float, adduct: str = "", ion_mode: str = "",
+                 charge: int = 0) -> float:
+    """Parent mass for a precursor; ion mode's default adduct when none is given. NaN if unknown."""
+    Spectrum, derive_parent_mass_from_precursor_mz = _matchms()
     if not precursor_mz or not math.isfinite(precursor_mz):
         return float("nan")
     adduct = adduct or DEFAULT_ADDUCT.get(ion_mode, "")

@@ -191,7 +191,9 @@ def run_denovo_benchmark(queries: str, blind_queries: str, index_path: str, mode
         records.append(denovo_record(
             pq, method="denovo", dataset=dataset, fold=fold, k=k, n_boot=n_boot, seed=seed,
             variant=variant, extra={"queries_per_s": len(rows) / max(secs, 1e-9),
-                                    "filter_misses": method.stats["filter_miss"]}))
+                                    "filter_misses": method.stats["filter_miss"],
+                                    "formula_constrained": method.stats["formula_constrained"],
+                                    "formula_unfinished": method.stats["formula_unfinished"]}))
         log(f"[denovo] {variant}: {len(rows)} queries in {secs:.1f} s")
     t0 = time.perf_counter()
     pq = denovo_per_query(random_generation(truth, index_path, k, seed), truth, k,
@@ -207,8 +209,10 @@ def run_denovo_benchmark(queries: str, blind_queries: str, index_path: str, mode
              f"queries), 95% bootstrap CIs ({n_boot} resamples). Exact match by InChIKey first "
              "block; Tanimoto: Morgan r=2, 2048 bits; MCES (myopic-mces, cap 15) of the top-k "
              "molecule closest to the truth by Tanimoto. random_generation: pool molecules of "
-             "the true formula (else mass), never the truth. spectrum_blind: the same model "
-             "given another structure's peaks (precursor kept)."]
+             "the true formula (else mass), never the truth. denovo decodes under the query's "
+             "formula when the store carries one (MassSpecGym's bonus formula setting; "
+             "`use_formula`), as random_generation draws by it. spectrum_blind: the same model "
+             "given another structure's peaks (precursor and formula kept)."]
     _write_tables(df, out_csv, out_md, metrics, "De novo generation", notes)
     return df
 

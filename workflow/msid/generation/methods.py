@@ -3,7 +3,8 @@
 ``denovo`` proposes its own molecules (no candidates): beam search, top-k distinct valid
 canonical molecules, filtered by the precursor (formula when the query carries one, else
 neutral mass within the precursor tolerance). With ``use_formula`` on (default), a query's
-formula also constrains decoding to its heavy atoms (:mod:`msid.generation.beam`). With
+formula also constrains decoding to its heavy atoms (:mod:`msid.generation.beam`); a query
+whose constrained beams hold no valid molecule is decoded again without the constraint. With
 ``fallback`` on (default), a query whose beams all miss the precursor gets its unfiltered
 molecules, each flagged in ``note``.
 
@@ -67,7 +68,8 @@ class DeNovo:
 
     def __init__(self, model, tok, card: dict, *, beam_width: int = 10, top_k: int = 10,
                  filter_precursor: bool = True, fallback: bool = True, tol_da: float = 0.01,
-                 tol_ppm: float = 10.0, batch_size: int = 16, use_formula: bool = True) -> None:
+                 tol_ppm: float = 10.0, batch_size: int = 16, use_formula: bool = True,
+                 rescorer=None, rescore_weight: float = 0.0) -> None:
         self.model, self.tok, self.card = model.eval(), tok, card
         self.beam_width = max(beam_width, top_k)
         self.top_k = top_k
@@ -75,7 +77,9 @@ class DeNovo:
         self.tol_da, self.tol_ppm = tol_da, tol_ppm
         self.batch_size = batch_size
         self.use_formula = use_formula
-        self.stats = {"queries": 0, "filter_miss": 0, "no_valid": 0, "formula_constrained": 0}
+        self.rescorer, self.rescore_weight = rescorer, float(rescore_weight)
+        self.stats = {"queries": 0, "filter_miss": 0, "no_valid": 0, "formula_constrained": 0,
+                      "formula_unfinished": 0}
 
     def why_empty(self, query: Query, candidates) -> str:
         return problem(query) or "no valid molecule generated"
@@ -90,21 +94,42 @@ class DeNovo:
             self.stats["formula_constrained"] += sum(x is not None for x in budgets)
             beams = beam_search(self.model, self.tok, spectrum_batch(self.model, qs),
                                 self.beam_width, atom_budgets=budgets)
+            # a formula the decoder could not complete into a valid molecule: decode freely
+            redo = [j for j, (bud, b) in enumerate(zip(budgets, beams, strict=True))
+                    if bud is not None and not distinct_valid(b, 1, filter_precursor=False)[0]]
+            if redo:
+                again = beam_search(self.model, self.tok,
+                                    spectrum_batch(self.model, [qs[j] for j in redo]),
+                                    self.beam_width)
+                for j, b in zip(redo, again, strict=True):
+                    beams[j] = b
+                self.stats["formula_unfinished"] += len(redo)
             for i, q, b in zip(idx, qs, beams, strict=True):
                 self.stats["queries"] += 1
                 mass = query_mass(q)
                 formula = q.formula if self.use_formula else ""
-                mols, _ = distinct_valid(b, self.top_k, mass=mass, formula=formula,
+                mols, _ = distinct_valid(b, self.beam_width, mass=mass, formula=formula,
                                          tol_da=self.tol_da, tol_ppm=self.tol_ppm,
                                          filter_precursor=self.filter)
                 if not mols and self.filter and self.fallback:
-                    mols, _ = distinct_valid(b, self.top_k, filter_precursor=False)
+                    mols, _ = distinct_valid(b, self.beam_width, filter_precursor=False)
                     mols = [Generated(m.structure, m.score - 1e3) for m in mols]  # flagged
                     self.stats["filter_miss"] += 1
                 if not mols:
                     self.stats["no_valid"] += 1
-                out[i] = mols
+                out[i] = self._rescored(q, mols)[:self.top_k]
         return out
+
+    def _rescored(self, q: Query, mols: list[Generated]) -> list[Generated]:
+        """Beams re-ranked by a retrieval model reading the spectrum (MSNovelist's idea):
+        score = beam score + weight x the model's cosine between spectrum and molecule."""
+        if self.rescorer is None or self.rescore_weight == 0 or len(mols) < 2:
+            return mols
+        ranked = self.rescorer.rank(q, [m.structure for m in mols])
+        cos = {r.inchikey: r.score for r in ranked}
+        new = [Generated(m.structure, m.score + self.rescore_weight
+                         * cos.get(m.structure.inchikey, 0.0)) for m in mols]
+        return sorted(new, key=lambda m: -m.score)
 
     def rank_many(self, queries: Sequence[Query], candidates) -> list[list[RankedCandidate]]:
         res = []
@@ -221,15 +246,25 @@ def _threads(opts: dict) -> None:
 
 @register("denovo")
 def _denovo(res: MethodResources) -> DeNovo:
+    from msid.models.methods import FAMILY_METHODS, ModelRanking, default_model_path
+
     opts = res.options or {}
     _threads(opts)
     model, tok, card = load_generator(res.model_path or default_path("denovo"), "denovo")
+    rescorer = None
+    name = str(opts.get("rescore_with", "") or "")
+    if name and float(opts.get("rescore_weight", 0.0)):
+        if name not in FAMILY_METHODS:
+            raise ValueError(f"denovo rescore_with must be one of {FAMILY_METHODS}, not '{name}'")
+        rescorer = ModelRanking.from_file(name, opts.get("rescore_model")
+                                          or default_model_path(name))
     return DeNovo(model, tok, card, beam_width=int(opts.get("beam_width", 10)),
                   top_k=int(opts.get("top_k", 10)),
                   filter_precursor=bool(opts.get("filter", True)),
                   fallback=bool(opts.get("fallback", True)),
                   tol_da=float(opts.get("tol_da", 0.01)), tol_ppm=float(opts.get("tol_ppm", 10.0)),
-                  use_formula=bool(opts.get("use_formula", True)))
+                  use_formula=bool(opts.get("use_formula", True)), rescorer=rescorer,
+                  rescore_weight=float(opts.get("rescore_weight", 0.0)))
 
 
 @register("glmr")
