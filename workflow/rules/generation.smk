@@ -113,6 +113,11 @@ rule denovo_benchmark:
         blind="results/benchmark/queries.spectrum_blind.h5",
         index="results/candidates/index.npz",
         model=f"{MODELS_DIR}/denovo.safetensors",
+        rescorer=(
+            [f"{MODELS_DIR}/{GEN['denovo']['rescore_with']}.safetensors"]
+            if GEN["denovo"]["rescore_with"]
+            else []
+        ),
     output:
         csv="results/leaderboard/denovo.csv",
         md="results/leaderboard/denovo.md",

@@ -10,6 +10,7 @@ from msid.generation.benchmark import run_denovo_benchmark
 p, inp, out = snakemake.params, snakemake.input, snakemake.output
 b = p.benchmark
 run_denovo_benchmark(inp.queries, inp.blind, inp.index, inp.model, out.csv, out.md,
-                     options={**p.denovo, "num_threads": snakemake.threads},
+                     options={**p.denovo, "num_threads": snakemake.threads,
+                              "rescore_model": inp.rescorer[0] if inp.rescorer else None},
                      max_queries=b["max_queries"], n_boot=b["n_boot"], seed=b["seed"],
                      mces=b["mces"], dataset=p.dataset, fold=p.fold)
