@@ -156,7 +156,8 @@ def test_train_model_writes_model_card_and_early_stops(massbank_small, pool_inde
     cfg = {"size": "tiny", "model": TINY_MODEL,
            "train": {"max_steps": 12, "eval_every": 3, "checkpoint_every": 6, "batch_size": 32,
                      "patience": 1, "warmup_steps": 2, "progress": False,
-                     "max_train_spectra": 300, "val_max_queries": 40, "lr": 0.0}}
+                     "max_train_spectra": 300, "val_max_queries": 40, "lr": 0.0,
+                     "val_min_candidates": 2}}
     metrics = train_model("reconstructor", train_store, val_store, pool_index, cfg, out,
                           log=lambda *_: None)
     # lr 0: no improvement after the first evaluation -> stopped after patience=1

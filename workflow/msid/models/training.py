@@ -529,6 +529,11 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
                                            min_candidates=tcfg.val_min_candidates)
         log(f"[train] validation: {len(val_queries.items)} queries "
             f"({time.perf_counter() - t0:.1f} s)")
+        if not val_queries.items:  # early stopping and the best step would mean nothing
+            raise ValueError(
+                f"{val_store}: no validation query with at least {tcfg.val_min_candidates} "
+                f"candidates (adducts {tcfg.adducts or 'all'}, first {tcfg.val_max_queries} "
+                "queries): lower train.val_min_candidates or raise train.val_max_queries")
     validator = (RetrievalValidator(val_queries, mol_feat, target_bits)
                  if val_queries is not None and val_queries.items else None)
     prepare = None
