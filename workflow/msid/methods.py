@@ -49,11 +49,7 @@ def iter_queries(store: SpectrumStore, rows: list[int] | None = None) -> Iterato
             m = md[r]
             yield Query(str(m["id"]), float(m["precursor_mz"]), str(m["adduct"]),
                         str(m["ion_mode"]), int(m["charge"]), mz, inten, float(m["rt"]),
-                        _text(m.get("formula")))
-
-
-def _text(v: object) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                        str(m.get("formula", "")))
 
 
 class Method(Protocol):

@@ -113,7 +113,8 @@ class DeNovo:
                 for j, b in zip(redo, again, strict=True):
                     beams[j] = b
                 self.stats["formula_unfinished"] += len(redo)
-            for i, q, b in zip(idx, qs, beams, strict=True):
+            kept = []
+            for q, b in zip(qs, beams, strict=True):
                 self.stats["queries"] += 1
                 mass = query_mass(q)
                 formula = q.formula if self.use_formula else ""
@@ -126,19 +127,26 @@ class DeNovo:
                     self.stats["filter_miss"] += 1
                 if not mols:
                     self.stats["no_valid"] += 1
-                out[i] = self._rescored(q, mols)[:self.top_k]
+                kept.append(mols)
+            for i, mols in zip(idx, self._rescored(qs, kept), strict=True):
+                out[i] = mols[:self.top_k]
         return out
 
-    def _rescored(self, q: Query, mols: list[Generated]) -> list[Generated]:
-        """Beams re-ranked by a retrieval model reading the spectrum (MSNovelist's idea):
-        score = beam score + weight x the model's cosine between spectrum and molecule."""
-        if self.rescorer is None or self.rescore_weight == 0 or len(mols) < 2:
+    def _rescored(self, qs: Sequence[Query], mols: list[list[Generated]]
+                  ) -> list[list[Generated]]:
+        """Each query's molecules re-ranked by a retrieval model reading the spectrum
+        (MSNovelist's idea): score = beam score + weight x the model's spectrum-molecule
+        cosine. One batched call for the queries' spectra."""
+        if self.rescorer is None or self.rescore_weight == 0:
             return mols
-        ranked = self.rescorer.rank(q, [m.structure for m in mols])
-        cos = {r.inchikey: r.score for r in ranked}
-        new = [Generated(m.structure, m.score + self.rescore_weight
-                         * cos.get(m.structure.inchikey, 0.0)) for m in mols]
-        return sorted(new, key=lambda m: -m.score)
+        ranked = self.rescorer.rank_many(list(qs), [[m.structure for m in ms] for ms in mols])
+        out = []
+        for ms, rs in zip(mols, ranked, strict=True):
+            cos = {r.inchikey: r.score for r in rs}
+            ms = [Generated(m.structure, m.score + self.rescore_weight
+                            * cos.get(m.structure.inchikey, 0.0)) for m in ms]
+            out.append(sorted(ms, key=lambda m: -m.score))
+        return out
 
     def rank_many(self, queries: Sequence[Query], candidates) -> list[list[RankedCandidate]]:
         res = []

@@ -260,11 +260,9 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
     ds, val = _GLMR_DATA[key]
     log(f"[glmr] {len(ds):,} training spectra with {g.train_k} candidates each "
         f"({time.perf_counter() - t0:.1f} s)")
-    tcfg = TrainConfig.from_dict({**run.train.to_dict(),
-                                  "max_steps": g.max_steps or max(run.train.max_steps // 2, 1),
-                                  "eval_every": min(run.train.eval_every,
-                                                    max(g.max_steps // 4, 1) if g.max_steps
-                                                    else run.train.eval_every)})
+    steps = g.max_steps or max(run.train.max_steps // 2, 1)
+    tcfg = TrainConfig.from_dict({**run.train.to_dict(), "max_steps": steps,
+                                  "eval_every": min(run.train.eval_every, max(steps // 4, 1))})
     trainer = Trainer(model, tcfg, ds, collate_fn=collate_spectrum_molecules,
                       workdir=workdir / fusion, evaluate=TokenNLL(val, collate_spectrum_molecules),
                       metric="neg_nll", title=f"glmr {fusion}")
