@@ -225,41 +225,53 @@ def test_bench_models_prints_training_and_ranking_throughput(massbank_small, poo
         assert out[fam]["train_steps"] == 3 and out[fam]["train_spectra_per_s"] > 0
 
 
-def test_ranker_ensemble_trains_members_and_scores_their_mean(massbank_small, pool_index,
-                                                              tmp_path):
+@pytest.mark.parametrize("family", ["ranker", "reconstructor"])
+def test_ensemble_trains_members_and_scores_their_mean(family, massbank_small, pool_index,
+                                                       tmp_path):
     from msid.modelfile import load_model
     from msid.spectra_dataset import collate_spectra as collate
 
     train_store, val_store = massbank_small
-    out = tmp_path / "ranker.safetensors"
+    out = tmp_path / f"{family}.safetensors"
     cfg = {"size": "tiny", "model": TINY_MODEL,
            "train": {"max_steps": 4, "eval_every": 2, "checkpoint_every": 0, "batch_size": 16,
                      "warmup_steps": 1, "progress": False, "max_train_spectra": 200,
                      "val_max_queries": 20},
            "members": [{}, {"model": {"encoder": {"adduct_embedding": True}},
                             "train": {"adducts": [], "seed": 1, "val_max_queries": 5}}]}
-    metrics = train_model("ranker", train_store, val_store, pool_index, cfg, out,
+    if family == "reconstructor":  # validated like the shipped preset (the hard setting)
+        cfg["train"]["val_min_candidates"] = 2
+    metrics = train_model(family, train_store, val_store, pool_index, cfg, out,
                           log=lambda *_: None)
     assert len(metrics["members"]) == 2 and metrics["steps"] == 8
     assert 0 <= metrics["val"]["hit@1"] <= 1
-    ens, card = load_model(out, family="ranker")
+    ens, card = load_model(out, family=family)
     assert len(card["config"]["members"]) == 2 and len(card["training"]["members"]) == 2
     assert card["config"]["members"][1]["encoder"]["adduct_embedding"] is True
     # members share the ensemble's validation queries, and their run configs say so (a member's
     # own val_max_queries would otherwise be recorded but not used)
     for i in range(2):
-        run_cfg = json.loads((tmp_path / "ranker.train" / f"member-{i}" / "run_config.json")
+        run_cfg = json.loads((tmp_path / f"{family}.train" / f"member-{i}" / "run_config.json")
                              .read_text())
         assert run_cfg["train"]["val_max_queries"] == 20
-    singles = [load_model(tmp_path / "ranker.train" / f"member-{i}.safetensors")[0]
+    singles = [load_model(tmp_path / f"{family}.train" / f"member-{i}.safetensors")[0]
                for i in range(2)]
     ds = SpectraDataset(val_store, max_peaks=ens.cfg.max_peaks, max_items=8)
     batch = collate([ds[i] for i in range(len(ds))])
-    feats = torch.from_numpy(MolFeaturizer(TINY_MODEL["fp_bits"], 2, "count")(ds.structures))
+    feats = torch.from_numpy(MolFeaturizer(TINY_MODEL["fp_bits"], 2, ens.mol_input)(
+        ds.structures))
     with torch.no_grad():
         got = ens.encode_spectra(batch) @ ens.encode_molecules(feats).T
         want = sum(m.encode_spectra(batch) @ m.encode_molecules(feats).T for m in singles) / 2
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_baselines_have_no_ensembles():
+    from msid.models.config import ModelConfig
+
+    member = ModelConfig(family="fp_ffn").to_dict()
+    with pytest.raises(ValueError, match="ranker and reconstructor families"):
+        ModelConfig.from_dict({"family": "fp_ffn", "members": [member, member]})
 
 
 def test_validator_counts_ties_at_chance(massbank_small, pool_index):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 FAMILIES = ("ranker", "reconstructor", "deepsets", "fp_ffn")
+ENSEMBLE_FAMILIES = ("ranker", "reconstructor")  # the baselines stay as MassSpecGym has them
 SIZES = ("tiny", "seed")
 
 
@@ -96,7 +97,7 @@ class ModelConfig:
     mol_input_dropout: float = 0.0  # ranker: fingerprint features dropped while training
     fp_aux_weight: float = 0.0  # ranker: weight of an auxiliary fingerprint-prediction loss
     in_batch_negatives: bool = True  # ranker: other spectra's molecules count as negatives
-    members: list = field(default_factory=list)  # ranker ensemble: member ModelConfig dicts
+    members: list = field(default_factory=list)  # ensemble (ENSEMBLE_FAMILIES): member configs
     #                    (a candidate's score is the mean of the members' cosines)
 
     def __post_init__(self) -> None:
@@ -109,8 +110,9 @@ class ModelConfig:
         if self.mol_fp not in ("count", "bits"):
             raise ValueError("mol_fp must be 'count' or 'bits'")
         if self.members:
-            if self.family != "ranker":
-                raise ValueError("only the ranker family has ensemble members")
+            if self.family not in ENSEMBLE_FAMILIES:
+                raise ValueError(f"only the {' and '.join(ENSEMBLE_FAMILIES)} families have "
+                                 "ensemble members (the baselines stay single, faithful models)")
             shared = ("fp_bits", "fp_radius", "mol_fp", "max_peaks")
             for m in self.members:
                 if {k: m.get(k) for k in shared} != {k: getattr(self, k) for k in shared}:

@@ -261,14 +261,16 @@ class FingerprintFFN(_FingerprintPredictor):
         return self.mlp(self.binned(batch))
 
 
-class RankerEnsemble(RetrievalModel):
-    """Rankers trained apart, scored together: embeddings are the members' unit vectors
-    concatenated and scaled by 1/sqrt(n), so a dot product is the mean of their cosines."""
+class Ensemble(RetrievalModel):
+    """Models of one family trained apart, scored together (Rankers, Reconstructors):
+    embeddings are the members' unit vectors concatenated and scaled by 1/sqrt(n), so a dot
+    product is the mean of their cosines."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
-        self.mol_input = cfg.mol_fp
-        self.members = nn.ModuleList(Ranker(ModelConfig.from_dict(m)) for m in cfg.members)
+        self.members = nn.ModuleList(MODELS[cfg.family](ModelConfig.from_dict(m))
+                                     for m in cfg.members)
+        self.mol_input = self.members[0].mol_input
         self._scale = 1.0 / math.sqrt(len(self.members))
 
     def encode_spectra(self, batch: dict) -> torch.Tensor:
@@ -289,5 +291,5 @@ MODELS: dict[str, type[RetrievalModel]] = {
 
 def build_model(cfg: ModelConfig) -> RetrievalModel:
     if cfg.members:
-        return RankerEnsemble(cfg)
+        return Ensemble(cfg)
     return MODELS[cfg.family](cfg)

@@ -408,15 +408,9 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
                     index_path, out_path: Path, *, workdir, val_queries, resume: bool,
                     stop_after_steps: int | None, log: Callable) -> dict:
     """Train each member (``config`` merged with its overrides) as a model of its own, then
-    write one model file holding them all; the card keeps every member's config and metrics.
-    Every member is validated (best step, early stopping) on the same queries, built from the
-    ensemble's own train config."""
-    import json
-
-    from msid.modelfile import load_model, save_model
-    from msid.models.config import ModelConfig
-    from msid.models.retrieval import RankerEnsemble
-
+    write one model file holding them all (:func:`write_ensemble`). Every member is validated
+    (best step, early stopping) on the same queries, built from the ensemble's own train
+    config."""
     workdir = Path(workdir) if workdir else out_path.with_suffix(".train")
     base = RunConfig.from_dict({**config, "family": family})
     if val_queries is None and val_store and base.train.val_max_queries:
@@ -429,7 +423,7 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
     # that decide whether a checkpoint may be resumed)
     shared_val = {"train": {"val_max_queries": base.train.val_max_queries,
                             "val_max_candidates": base.train.val_max_candidates}}
-    models, cards, metrics, histories = [], [], [], []
+    paths = []
     for i, over in enumerate(members):
         path = workdir / f"member-{i}.safetensors"
         log(f"[train] {family}: ensemble member {i + 1} of {len(members)}")
@@ -439,21 +433,45 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
                         resume=resume, stop_after_steps=stop_after_steps, log=log)
         if m.get("interrupted"):
             return m
+        paths.append(path)
+    return write_ensemble(family, paths, out_path, train_store=train_store,
+                          val_queries=val_queries, log=log)
+
+
+def write_ensemble(family: str, member_paths: Sequence[str | os.PathLike],
+                   out_path: str | os.PathLike, *, train_store: str | os.PathLike,
+                   val_queries: CandidateQueries | None = None,
+                   log: Callable = print) -> dict:
+    """One model file holding trained members of ``family`` (each a model file with its card,
+    history and training-structures list beside it); the card keeps every member's config,
+    training record and metrics, and the ensemble's own val metrics on ``val_queries``."""
+    import json
+
+    from msid.atomic import write_text
+    from msid.modelfile import load_model, save_model
+    from msid.models.config import ModelConfig
+    from msid.models.retrieval import Ensemble
+
+    out_path = Path(out_path)
+    models, cards, histories = [], [], []
+    for path in map(Path, member_paths):
         model, card = load_model(path)
+        if card["family"] != family:
+            raise ValueError(f"{path} is a {card['family']} model, not a {family}")
         models.append(model)
         cards.append(card)
-        metrics.append(m)
         hist = path.with_suffix(".history.json")
         histories.append(json.loads(hist.read_text()) if hist.exists() else {})
     cfg = ModelConfig.from_dict({**cards[0]["config"], "family": family,
                                  "members": [c["config"] for c in cards]})
-    ens = RankerEnsemble(cfg)
+    ens = Ensemble(cfg)
     for slot, model in zip(ens.members, models, strict=True):
         slot.load_state_dict(model.state_dict())
     ens.eval()
     val = {}
     if val_queries is not None and val_queries.items:
         val = RetrievalValidator(val_queries, featurizers(cfg)[1])(ens)
+    metrics = [c["metrics"] for c in cards]
     seconds = sum(m["train_seconds"] for m in metrics)
     spectra = sum(m["train_seconds"] * m["train_spectra_per_second"] for m in metrics)
     summary = {"val": val, "steps": sum(m["steps"] for m in metrics), "best_step": -1,
@@ -462,19 +480,17 @@ def _train_ensemble(family: str, members: list[dict], config: dict, train_store,
                "train_spectra_per_second": spectra / seconds if seconds else 0.0,
                "device": metrics[0]["device"], "members": metrics}
     keys: set[str] = set()
-    for i in range(len(members)):
-        keys |= set(structures_file(workdir / f"member-{i}.safetensors").read_text().split())
-    training = {"ensemble": f"{len(members)} members trained apart; score = mean cosine",
+    for path in member_paths:
+        keys |= set(structures_file(path).read_text().split())
+    training = {"ensemble": f"{len(cards)} members trained apart; score = mean cosine",
                 "members": [c["training"] for c in cards],
-                "structures": structures_provenance(keys, train_store, out_path)}
+                "structures": structures_provenance(sorted(keys), train_store, out_path)}
     save_model(ens, out_path, family=family, config=cfg.to_dict(), training=training,
                metrics=summary)
-    from msid.atomic import write_text
-
     write_text(out_path.with_suffix(".history.json"),
                json.dumps({"title": f"{family} ensemble", "members": histories}, indent=1,
                           default=float) + "\n")
-    log(f"[train] {family}: wrote {out_path} ({len(members)} members; val {val})")
+    log(f"[train] {family}: wrote {out_path} ({len(cards)} members; val {val})")
     return summary
 
 
