@@ -49,3 +49,31 @@ def test_export_cleaned_spectra(pesticides_store, tmp_path, fmt):
             assert np.allclose(loaded[k].peaks.intensities / loaded[k].peaks.intensities.max(),
                                inten / inten.max())
             assert abs(loaded[k].get("precursor_mz") - st.metadata["precursor_mz"].iat[k]) < 1e-4
+
+
+def test_mztab_summary_prefers_spectral_matches_and_never_the_random_baseline():
+    """The SML (summary) answer of a spectrum: an unrejected library spectral match first, a
+    learned method's candidate next, a rejected or precursor-only library match after it, the
+    random baseline last; reliability says which kind of evidence it is."""
+    import pandas as pd
+
+    from msid.export.mztab import _reliability, _summary_order
+    from msid.rankings import PRECURSOR_ONLY
+
+    def rows(*specs):
+        return pd.DataFrame([{"method": m, "rank": k, "library_id": lib, "note": note,
+                              "q_value": q, "smiles": "C"} for m, k, lib, note, q in specs])
+
+    nan = float("nan")
+    g = rows(("random", 1, "", "", nan), ("ranker", 1, "", "", nan),
+             ("library", 1, "MSBNK-1", PRECURSOR_ONLY, nan), ("ranker", 2, "", "", nan))
+    order = _summary_order(g)
+    assert list(order["method"]) == ["ranker", "ranker", "library", "random"]
+    assert list(order["rank"][:2]) == [1, 2]
+    assert _reliability(order.iloc[0]) == 3 and _reliability(order.iloc[2]) == 4
+    g = rows(("ranker", 1, "", "", nan), ("library", 1, "MSBNK-2", "", 0.01),
+             ("library", 2, "MSBNK-3", "", nan))
+    best = _summary_order(g).iloc[0]
+    assert best["library_id"] == "MSBNK-2" and _reliability(best) == 2
+    rejected = rows(("library", 1, "MSBNK-2", "", 1.0), ("ranker", 1, "", "", nan))
+    assert _summary_order(rejected).iloc[0]["method"] == "ranker"

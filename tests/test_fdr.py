@@ -142,3 +142,19 @@ def test_fdr_curve_leave_one_out(pesticides_store):
     assert (np.diff(table["q_value"]) <= 1e-12).all()  # q falls as the threshold rises
     assert table["true_fdr"].between(0, 1).all() and table["q_value"].between(0, 1).all()
     assert (table["n_target"].diff().dropna() <= 0).all()
+
+
+def test_only_top_rows_get_q_values(massbank_subset):
+    """The competition holds each query's best target: its top row gets a q-value, the rows
+    below it none (they were never in the competition)."""
+    from msid.fdr import add_qvalues
+    from msid.methods import LibrarySearch, rank_queries
+
+    library = SpectralLibrary(massbank_subset)
+    with SpectrumStore(massbank_subset) as st:
+        rows = rank_queries(LibrarySearch(library), st, list(range(120)), progress=False)
+        add_qvalues(rows, library, st)
+    top = [r for r in rows if r["rank"] == 1 and not r["note"]]
+    below = [r for r in rows if r["rank"] > 1]
+    assert top and all(0 <= r["q_value"] <= 1 for r in top)
+    assert below and all(math.isnan(r["q_value"]) for r in below)

@@ -54,6 +54,26 @@ def test_library_then_ranker_for_the_rest(pesticides_store, pool_index):
     assert len({r["query_id"] for r in rows}) == n
 
 
+def test_a_top_hit_whose_decoy_wins_gets_q_value_one(pesticides_store, monkeypatch):
+    import msid.fdr as fdr
+
+    library = load_library(str(pesticides_store))
+    real = fdr.compete
+
+    def decoy_wins_first(*args, **kwargs):
+        comp, best = real(*args, **kwargs)
+        comp.decoy[0] = comp.target[0] + 1.0  # the first query's decoy beats its target
+        return comp, best
+
+    monkeypatch.setattr(fdr, "compete", decoy_wins_first)
+    with SpectrumStore(pesticides_store) as st:
+        rows = identify_run(st, RunMethodsConfig(methods=["library"]), library=library)
+        first = str(st.metadata["id"].iat[0])
+    top = {r["query_id"]: r for r in rows if r["rank"] == 1}
+    assert top[first]["q_value"] == 1.0  # rejected by the competition, so never confident
+    assert all(r["q_value"] < 1.0 for q, r in top.items() if q != first and r["note"] == "")
+
+
 def test_invalid_method_name_fails_validation_naming_it():
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate

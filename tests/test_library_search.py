@@ -63,3 +63,40 @@ def test_analog_search_finds_related_spectra(library, pesticides_store):
 def test_tolerance_guard():
     with pytest.raises(ValueError, match="min_peak_separation_da"):
         LibrarySearchConfig(fragment_tol_da=0.03)
+
+
+def test_hits_keep_to_the_query_polarity(library, pesticides_store):
+    """A library spectrum of the other ion mode is never a hit, in identity search, the
+    precursor-only fallback, open search and the target-decoy competition alike."""
+    from msid.fdr import DecoyLibrary, compete
+    from msid.methods import LibrarySearch, Query, iter_queries
+
+    with SpectrumStore(pesticides_store) as st:
+        queries = list(iter_queries(st, list(range(len(st)))))
+    modes = library.row_polarity
+    assert (modes != 0).all()  # the fixture's spectra all state their ion mode
+    method = LibrarySearch(library)
+    flipped_any = 0
+    for q in queries[:40]:
+        other = "negative" if q.ion_mode == "positive" else "positive"
+        code = 1 if other == "positive" else -1
+        hits = library.search(q.precursor_mz, q.mz, q.intensity, top_k=0, ion_mode=other)
+        assert all(modes[h.library_index] == code for h in hits)
+        open_hits = library.analog_search(q.precursor_mz, q.mz, q.intensity, top_k=5,
+                                          ion_mode=other)
+        assert all(modes[h.library_index] == code for h in open_hits)
+        flipped = Query(q.query_id, q.precursor_mz, q.adduct, other, q.charge, q.mz[:0],
+                        q.intensity[:0])  # no fragments: the precursor-only fallback
+        rows = [int(r) for r, _ in method._precursor_matches(flipped)]
+        assert all(modes[r] == code for r in rows)
+        flipped_any += not hits  # its own spectrum (the other polarity) no longer answers
+    assert flipped_any > 20
+    precursors = [q.precursor_mz for q in queries]
+    peaks = [(q.mz, q.intensity) for q in queries]
+    same, _ = compete(library, DecoyLibrary(library, 0), precursors, peaks,
+                      ion_modes=[q.ion_mode for q in queries])
+    other, _ = compete(library, DecoyLibrary(library, 0), precursors, peaks,
+                       ion_modes=["negative" if q.ion_mode == "positive" else "positive"
+                                  for q in queries])
+    assert (same.target > 0.9).mean() > 0.9  # each finds itself
+    assert (other.target < same.target).mean() > 0.5

@@ -67,3 +67,40 @@ def test_precursor_only_query_gets_flagged_low_match(pesticides_store):
     assert ranked and all(c.note == PRECURSOR_ONLY for c in ranked)
     assert all(0 < c.score <= 0.011 for c in ranked)
     assert ranked[0].library_id  # the library entries at this precursor mass
+
+
+def test_tables_keep_the_precursor_mz_to_its_fifth_decimal(tmp_path):
+    rows = rows_for_query("q1", "library", [RankedCandidate("C", "X", 0.5)], rt=1.0,
+                          precursor_mz=1234.56789, adduct="[M+H]+")
+    r = read_rankings(write_rankings(rows, tmp_path / "t.tsv"))
+    assert abs(r["precursor_mz"].iat[0] - 1234.56789) < 1e-6
+
+
+def test_library_rows_are_one_per_structure_over_every_hit(pesticides_store):
+    """Duplicate spectra of a structure are removed before the top-k cut, not after it: a
+    query gets up to top_k distinct structures however many spectra each has."""
+    lib = load_library(str(pesticides_store), config={"top_k": 0})
+    with SpectrumStore(pesticides_store) as st:
+        queries = list(iter_queries(st, list(range(min(len(st), 60)))))
+    method = LibrarySearch(lib)
+    keys = lib.metadata["inchikey"].astype(str).str[:14].to_numpy()
+    checked = 0
+    for q in queries:
+        hits = lib.search(q.precursor_mz, q.mz, q.intensity, top_k=0)
+        distinct = list(dict.fromkeys(keys[h.library_index] for h in hits if keys[h.library_index]))
+        ranked = method.rank(q, None)
+        if hits:
+            assert [c.inchikey[:14] for c in ranked] == distinct
+            checked += len(hits) > len(distinct)  # a structure with several spectra
+    assert checked  # the sample holds queries whose window repeats a structure
+    lib.cfg.top_k = 1
+    assert all(len(method.rank(q, None)) <= 1 for q in queries)
+
+
+def test_reason_names_the_candidate_file(pesticides_store):
+    from msid.methods import RandomRanking, rank_queries
+
+    with SpectrumStore(pesticides_store) as st:
+        rows = rank_queries(RandomRanking(0), st, [0], {}, candidate_source="file",
+                            progress=False)
+    assert rows[0]["rank"] == 0 and "candidate file" in rows[0]["note"]

@@ -67,7 +67,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if not ei and (a.library or a.method == "library"):
             store = cached_library(a.library)
             # a store msid cached from a library file gets its search index cached beside it
-            library = load_library(str(store), cache=store.parent == cache_dir())
+            # every hit the user asked for (--top-k 0: all), one row per structure
+            library = load_library(str(store), config={"top_k": a.top_k},
+                                   cache=store.parent == cache_dir())
         options = {"ei_library": a.library, "hits": max(a.top_k, 50)} if ei else {}
         if a.method == "denovo" and a.top_k > 0:  # de novo generates as many as asked
             options["top_k"] = a.top_k
@@ -80,7 +82,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 q, list(range(len(q))), index=index, candidate_file=table,
                 kind=a.candidate_kind, ppm=a.ppm, max_n=a.max_candidates, seed=a.seed,
                 report=report)
-        identify_to_file(method, q, a.out, candidates, top_k=a.top_k)
+        identify_to_file(method, q, a.out, candidates, top_k=a.top_k,
+                         candidate_source="file" if a.candidates else "pool")
         print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"
               + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
         for _, r in q.quarantine.iterrows():

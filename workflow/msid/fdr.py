@@ -35,7 +35,7 @@ import numpy as np
 
 from msid.rankings import PRECURSOR_ONLY
 from msid.search.decoys import best_in_windows, make_decoys
-from msid.search.library import SpectralLibrary, clean_for_entropy
+from msid.search.library import SpectralLibrary, clean_for_entropy, polarity_code
 
 PICK = 5  # fragments taken from each co-occurring library spectrum
 MAX_SHARED = 0.25  # at most ceil(this x peaks) of a decoy's peaks may be its target's fragments
@@ -100,12 +100,16 @@ class DecoyLibrary:
 
 def best_scores(library: SpectralLibrary, precursors: Sequence[float],
                 queries: Sequence[np.ndarray], exclude_rows: Sequence[int] | None = None,
-                decoys: DecoyLibrary | None = None) -> tuple[np.ndarray, np.ndarray]:
+                decoys: DecoyLibrary | None = None, ion_modes: Sequence[object] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Per cleaned query (:func:`clean_for_entropy`): the best identity score in its precursor
     window and the store row of that best (-1: none above 0), against the library's spectra or,
     with ``decoys``, against their decoys (made here where missing). ``exclude_rows``: a store
-    row per query left out of its search (-1: none)."""
+    row per query left out of its search (-1: none). ``ion_modes``: per query; spectra of the
+    opposite polarity are left out (as library search leaves them out)."""
     p = np.asarray(precursors, dtype=np.float64)
+    q_pol = np.array([polarity_code(m) for m in ion_modes] if ion_modes is not None
+                     else np.zeros(len(p)), dtype=np.int8)
     lo, hi = (w.astype(np.int64) for w in library.windows(p))
     skip = np.full(len(p), -1, dtype=np.int64)
     if exclude_rows is not None:
@@ -131,7 +135,7 @@ def best_scores(library: SpectralLibrary, precursors: Sequence[float],
     pos = np.full(len(p), -1, dtype=np.int64)
     best_in_windows(lo, hi, skip, q_off, np.ascontiguousarray(flat[:, 0]),
                     np.ascontiguousarray(flat[:, 1]), library.offsets, count, s_mz, s_int,
-                    library.cfg.fragment_tol_da, best, pos)
+                    library.cfg.fragment_tol_da, best, pos, library.polarity, q_pol)
     return best, np.where(pos >= 0, library.order[np.clip(pos, 0, None)], -1)
 
 
@@ -187,25 +191,35 @@ class Competition:
 
 def compete(library: SpectralLibrary, decoys: DecoyLibrary, precursors: Sequence[float],
             peaks: Sequence[tuple[np.ndarray, np.ndarray]],
-            exclude_rows: Sequence[int] | None = None) -> tuple[Competition, np.ndarray]:
-    """Target-decoy competition over queries; also returns each query's best target row."""
+            exclude_rows: Sequence[int] | None = None,
+            ion_modes: Sequence[object] | None = None) -> tuple[Competition, np.ndarray]:
+    """Target-decoy competition over queries (each against the library spectra, and their
+    decoys, of its polarity); also returns each query's best target row."""
     queries = [clean_for_entropy(p, mz, inten, library.cfg)
                for p, (mz, inten) in zip(precursors, peaks, strict=True)]
-    t, best_row = best_scores(library, precursors, queries, exclude_rows)
-    d, _ = best_scores(library, precursors, queries, exclude_rows, decoys=decoys)
+    t, best_row = best_scores(library, precursors, queries, exclude_rows, ion_modes=ion_modes)
+    d, _ = best_scores(library, precursors, queries, exclude_rows, decoys=decoys,
+                       ion_modes=ion_modes)
     return Competition(t, d), best_row
 
 
 def add_qvalues(rows: list[dict], library: SpectralLibrary, store, seed: int = 0,
                 method: str = "library") -> Competition:
     """Fill ``q_value`` of ``method``'s rows (in place) from a target-decoy competition over the
-    store's queries. Precursor-only matches keep NaN (no spectrum to compare)."""
+    store's queries: each query's best target against its best decoy. A query's top row gets
+    the q-value of its score when its target won, and 1 when its decoy won (the competition
+    rejects it). Rows below the top were not in the competition and precursor-only matches
+    have no spectrum to compare: both keep NaN."""
     decoys = DecoyLibrary(library, seed)
     precursors = store.metadata["precursor_mz"].to_numpy(dtype=np.float64)
-    comp, _ = compete(library, decoys, precursors, store.peaks_range(0, len(store)))
-    hit = [r for r in rows if r["method"] == method and r["rank"] > 0
+    comp, _ = compete(library, decoys, precursors, store.peaks_range(0, len(store)),
+                      ion_modes=store.metadata["ion_mode"].tolist())
+    won = dict(zip(store.metadata["id"].astype(str), comp.target > comp.decoy, strict=True))
+    top = [r for r in rows if r["method"] == method and r["rank"] == 1
            and r.get("note", "") != PRECURSOR_ONLY]
-    for r, q in zip(hit, comp.qvalues([r["score"] for r in hit]), strict=True):
+    for r, q in zip(top, comp.qvalues([r["score"] for r in top]), strict=True):
+        if not won.get(str(r["query_id"]), False):
+            q = 1.0
         r["q_value"] = float(q) if math.isfinite(q) else math.nan
     return comp
 
@@ -233,7 +247,7 @@ def fdr_curve(library_store, fold: str = "test", max_queries: int = 1000, seed: 
         peaks = st.peaks_many([int(r) for r in rows])
     precursors = md["precursor_mz"].to_numpy(dtype=np.float64)[rows]
     comp, best_row = compete(library, DecoyLibrary(library, seed), precursors, peaks,
-                             exclude_rows=rows)
+                             exclude_rows=rows, ion_modes=md["ion_mode"].to_numpy()[rows])
     ik = md["inchikey"].astype(str).str[:14].to_numpy()
     correct = np.array([b >= 0 and ik[b] == ik[r] for b, r in zip(best_row, rows, strict=True)])
     th, est, q = comp.qvalue_table()

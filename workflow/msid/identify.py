@@ -76,10 +76,12 @@ def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
 
 def identify_to_file(method: Method, store: SpectrumStore, out: str | os.PathLike,
                      candidates: dict[str, list[Structure]] | None = None,
-                     top_k: int = 0, progress: bool = True, fdr: bool = True) -> Path:
+                     top_k: int = 0, progress: bool = True, fdr: bool = True,
+                     candidate_source: str = "pool") -> Path:
     """Rank every query and write the table; library search hits get target-decoy q-values
-    (unless ``fdr`` is False)."""
-    rows = rank_queries(method, store, None, candidates, top_k, progress)
+    (unless ``fdr`` is False). ``candidate_source``: "pool" or "file" (see rank_queries)."""
+    rows = rank_queries(method, store, None, candidates, top_k, progress,
+                        candidate_source=candidate_source)
     library = getattr(method, "library", None)
     if fdr and candidates is None and method.name == "library" and library is not None:
         add_qvalues(rows, library, store)

@@ -189,6 +189,7 @@ class LibrarySearch:
         tol = self.library.tolerance(query.precursor_mz)
         dm = np.abs(self.library.precursor[lo:hi] - query.precursor_mz)
         order = np.argsort(dm, kind="stable")
+        order = order[~self.library.opposite(lo, hi, query.ion_mode)[order]]
         return [(int(self.library.order[lo + i]),
                  PRECURSOR_ONLY_SCORE * float(1 - dm[i] / (tol + 1e-12)) + 1e-6) for i in order]
 
@@ -198,8 +199,9 @@ class LibrarySearch:
         return "no library entry within precursor tolerance"
 
     def rank(self, query: Query, candidates: list[Structure] | None) -> list[RankedCandidate]:
-        hits = self.library.search(query.precursor_mz, query.mz, query.intensity)
-        if candidates is None:
+        if candidates is None:  # every hit in the window, one row per structure, then top-k
+            hits = self.library.search(query.precursor_mz, query.mz, query.intensity, top_k=0,
+                                       ion_mode=query.ion_mode)
             found = [(h.library_index, h.score, h.n_matched, "") for h in hits]
             if not found:  # no fragment evidence: precursor-mass matches, flagged, scored low
                 found = [(row, score, 0, PRECURSOR_ONLY)
@@ -211,12 +213,15 @@ class LibrarySearch:
                     continue
                 seen.add(c.inchikey[:14])
                 out.append(c)
-                if len(out) >= self.library.cfg.top_k:
+                if self.library.cfg.top_k and len(out) >= self.library.cfg.top_k:
                     break
             return out
         if not candidates:
             return []
+        hits = self.library.search(query.precursor_mz, query.mz, query.intensity,
+                                   ion_mode=query.ion_mode)
         hits = hits + self.library.analog_search(query.precursor_mz, query.mz, query.intensity,
+                                                 ion_mode=query.ion_mode,
                                                  top_k=self.analog_k)
         scores = np.zeros(len(candidates))
         cand_smiles = [c.smiles_flat for c in candidates]
@@ -249,8 +254,12 @@ def load_library(path: str, config: dict | None = None, cache: bool = False) -> 
 
 def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = None,
                  candidates: dict[str, list[Structure]] | None = None, top_k: int = 0,
-                 progress: bool = True, label: str | None = None) -> list[dict]:
+                 progress: bool = True, label: str | None = None,
+                 candidate_source: str = "pool") -> list[dict]:
     """Rows of the Rankings table for ``rows`` of ``store`` (all when None).
+
+    ``candidate_source`` ("pool" or "file") names where ``candidates`` came from, for the
+    reason a query without any is given.
 
     Every query gets rows: its ranked candidates (with the query's rt, precursor m/z and
     adduct, and the candidate's ppm error where the method left it out), or one rank-0 row
@@ -271,17 +280,21 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
             ranked = ranked[:top_k] if top_k else ranked
             out += rows_for_query(q.query_id, label or method.name, _with_ppm(q, ranked),
                                   rt=q.rt, precursor_mz=q.precursor_mz, adduct=q.adduct,
-                                  reason="" if ranked else _why_empty(method, q, c))
+                                  reason="" if ranked else _why_empty(method, q, c,
+                                                                      candidate_source))
         bar.update(len(chunk))
     bar.close()
     return out
 
 
-def _why_empty(method: Method, query: Query, candidates: list[Structure] | None) -> str:
+def _why_empty(method: Method, query: Query, candidates: list[Structure] | None,
+               candidate_source: str = "pool") -> str:
     explain = getattr(method, "why_empty", None)
     if explain is not None:
         return explain(query, candidates)
     if getattr(method, "needs_candidates", False) and not candidates:
+        if candidate_source == "file":
+            return "no candidates (none for this query in the candidate file)"
         mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
         if not math.isfinite(mass):
             return "no candidates (neutral mass unknown: no adduct or ion mode)"

@@ -82,7 +82,9 @@ def write_rankings(rows: list[dict], path: str | os.PathLike) -> Path:
     for col, default in OPTIONAL_COLUMNS.items():
         df[col] = df[col].fillna(default) if isinstance(default, str) else df[col]
     df["matched_peaks"] = df["matched_peaks"].fillna(-1).astype(int)
-    return write_table(df, path, float_format="%.6g")
+    # 10 significant digits: an m/z of 1234.56789 keeps its 5th decimal (%.6g would cut it to
+    # 1234.57, a 4 ppm error against a 10 ppm window)
+    return write_table(df, path, float_format="%.10g")
 
 
 def read_rankings(path: str | os.PathLike) -> pd.DataFrame:

@@ -14,13 +14,14 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from msid import __version__
 from msid.atomic import write_text
 from msid.chem.adducts import neutral_mass
 from msid.chem.structures import parse_structure
-from msid.rankings import read_rankings
+from msid.rankings import PRECURSOR_ONLY, read_rankings
 from msid.store import SpectrumStore
 
 NULL = "null"
@@ -29,7 +30,8 @@ SML_COLUMNS = ("SML_ID", "SMF_ID_REFS", "database_identifier", "chemical_formula
                "inchi", "chemical_name", "uri", "theoretical_neutral_mass", "adduct_ions",
                "reliability", "best_id_confidence_measure", "best_id_confidence_value",
                "abundance_assay[1]", "abundance_study_variable[1]",
-               "abundance_variation_study_variable[1]", "opt_global_q_value")
+               "abundance_variation_study_variable[1]", "opt_global_q_value",
+               "opt_global_method", "opt_global_note")
 SMF_COLUMNS = ("SMF_ID", "SME_ID_REFS", "SME_ID_REF_ambiguity_code", "adduct_ion", "isotopomer",
                "exp_mass_to_charge", "charge", "retention_time_in_seconds",
                "retention_time_in_seconds_start", "retention_time_in_seconds_end",
@@ -38,7 +40,8 @@ SME_COLUMNS = ("SME_ID", "evidence_input_id", "database_identifier", "chemical_f
                "smiles", "inchi", "chemical_name", "uri", "derivatized_form", "adduct_ion",
                "exp_mass_to_charge", "charge", "theoretical_mass_to_charge", "spectra_ref",
                "identification_method", "ms_level", "id_confidence_measure[1]", "rank",
-               "opt_global_q_value", "opt_global_matched_peaks", "opt_global_ppm_error")
+               "opt_global_q_value", "opt_global_matched_peaks", "opt_global_ppm_error",
+               "opt_global_note")
 
 
 def _v(x: object) -> str:
@@ -51,6 +54,27 @@ def _v(x: object) -> str:
 
 def _charge_str(charge: int) -> str:
     return f"{charge}" if charge else NULL
+
+
+def _summary_order(g: pd.DataFrame) -> pd.DataFrame:
+    """A spectrum's rows, its summary (SML) answer first: library spectral matches the
+    target-decoy competition did not reject, then the learned methods' candidates (in the
+    table's method order), then rejected or precursor-only library matches, the random
+    baseline last; by rank within each (a stable sort keeps the table's method order)."""
+    library = g["library_id"].astype(str) != ""
+    weak = library & ((g["note"] == PRECURSOR_ONLY) | (g["q_value"] >= 1))
+    tier = np.where(library & ~weak, 0, np.where(weak, 2, np.where(g["method"] == "random",
+                                                                   3, 1)))
+    return g.assign(_tier=tier).sort_values(["_tier", "rank"], kind="stable").drop(
+        columns="_tier")
+
+
+def _reliability(row: pd.Series) -> int:
+    """MSI level: 2 for a spectral library match, 3 for a learned method's candidate, 4 for a
+    precursor-mass-only match (no fragment evidence)."""
+    if row["note"] == PRECURSOR_ONLY:
+        return 4
+    return 2 if row["library_id"] else 3
 
 
 def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike,
@@ -91,7 +115,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
     sml, smf, sme = [], [], []
     sme_id = 0
     for n, (qid, g) in enumerate(ids.groupby("query_id", sort=False), start=1):
-        g = g.sort_values("rank")
+        g = _summary_order(g)
         m = md.loc[qid] if qid in md.index else None
         mz = float(m["precursor_mz"]) if m is not None else float(g["precursor_mz"].iat[0])
         charge = int(m["charge"]) if m is not None and int(m["charge"]) else (
@@ -114,15 +138,17 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
                         _charge_str(charge), theo, spectra_ref,
                         f"[,, msid {r['method']}, ]", "[MS, MS:1000511, ms level, 2]",
                         r["score"], int(r["rank"]), r["q_value"],
-                        r["matched_peaks"] if r["matched_peaks"] >= 0 else NULL, r["ppm_error"]])
+                        r["matched_peaks"] if r["matched_peaks"] >= 0 else NULL, r["ppm_error"],
+                        r["note"]])
         smf.append([n, "|".join(refs), 2 if len(refs) > 1 else NULL, adduct, NULL, mz,
                     _charge_str(charge), rt, NULL, NULL, NULL])
         best = g.iloc[0]
         st = parse_structure(best["smiles"])
         sml.append([n, n, best["library_id"] or NULL, st.formula if st else NULL,
                     best["smiles"], NULL, best["name"] or NULL, NULL,
-                    st.exact_mass if st else NULL, adduct, 2 if best["library_id"] else 3,
-                    "[,, msid score, ]", best["score"], NULL, NULL, NULL, best["q_value"]])
+                    st.exact_mass if st else NULL, adduct, _reliability(best),
+                    "[,, msid score, ]", best["score"], NULL, NULL, NULL, best["q_value"],
+                    best["method"], best["note"]])
     lines.append("")
     lines.append("\t".join(("SMH", *SML_COLUMNS)))
     lines += ["\t".join(("SML", *map(_v, row))) for row in sml]

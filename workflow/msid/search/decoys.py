@@ -170,19 +170,20 @@ def make_decoys(positions, seed, offsets, peak_mz, peak_int, precursor, sorted_m
 
 @_jit
 def best_in_windows(lo, hi, skip, q_off, q_mz, q_int, offsets, count, s_mz, s_int, tol,
-                    best, arg):
+                    best, arg, pol, q_pol):
     """Per query ``i``: the best entropy similarity of its cleaned peaks
     (``q_mz/q_int[q_off[i]:q_off[i + 1]]``) against positions ``lo[i]..hi[i] - 1`` but
-    ``skip[i]``, whose peaks are ``s_*[offsets[p]:offsets[p] + count[p]]`` (sorted by m/z), into
-    ``best[i]``, and the position of that best into ``arg[i]`` (left as is when no score is
-    above ``best[i]``'s start value). Peaks pair when within ``tol``."""
+    ``skip[i]`` and those of the opposite polarity (``pol[p] * q_pol[i] < 0``), whose peaks are
+    ``s_*[offsets[p]:offsets[p] + count[p]]`` (sorted by m/z), into ``best[i]``, and the
+    position of that best into ``arg[i]`` (left as is when no score is above ``best[i]``'s
+    start value). Peaks pair when within ``tol``."""
     for i in range(len(lo)):
         qa = q_off[i]
         qb = q_off[i + 1]
         if qb == qa:
             continue
         for p in range(lo[i], hi[i]):
-            if p == skip[i]:
+            if p == skip[i] or pol[p] * q_pol[i] < 0:
                 continue
             a = offsets[p]
             b = a + count[p]

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ms_entropy import apply_weight_to_intensity, clean_spectrum
 
+from msid.atomic import atomic_path
 from msid.store import SpectrumStore
 
 
@@ -68,7 +69,18 @@ def clean_for_entropy(precursor_mz: float, mz: np.ndarray, intensity: np.ndarray
     return peaks
 
 
+def polarity_code(ion_mode: object) -> int:
+    """+1 positive, -1 negative, 0 unknown: library spectra of the opposite polarity to a
+    query's are never its hits (an [M-H]- entry at the m/z of an [M+H]+ query is another
+    molecule)."""
+    mode = str(ion_mode or "").strip().lower()
+    return 1 if mode.startswith("pos") else -1 if mode.startswith("neg") else 0
+
+
 _INDEX_ARRAYS = ("order", "precursor", "offsets", "peak_mz", "peak_int")
+#: the settings the index is built with (clean_for_entropy); search tolerances act at query time
+INDEX_SETTINGS = ("noise_threshold", "min_peak_separation_da", "precursor_ions_removal_da",
+                  "max_peaks")
 
 
 def _xlog2x(x: np.ndarray) -> np.ndarray:
@@ -93,10 +105,9 @@ class SpectralLibrary:
                     arrays = {k: z[k] for k in _INDEX_ARRAYS}
             else:
                 arrays = self._build(st)
-                if sidecar is not None:
-                    tmp = sidecar.with_name(sidecar.name + ".tmp.npz")
-                    np.savez(tmp, **arrays)
-                    os.replace(tmp, sidecar)
+                if sidecar is not None:  # atomic: two first calls may build it at once
+                    with atomic_path(sidecar) as tmp, open(tmp, "wb") as fh:
+                        np.savez(fh, **arrays)
         finally:
             if own:
                 st.close()
@@ -105,11 +116,17 @@ class SpectralLibrary:
         self.peak_mz, self.peak_int = arrays["peak_mz"], arrays["peak_int"]
         sizes = np.diff(self.offsets)
         self.peak_owner = np.repeat(np.arange(len(sizes)), sizes)  # position of owning spectrum
+        modes = (self.metadata["ion_mode"] if "ion_mode" in self.metadata
+                 else [""] * len(self.metadata))
+        #: polarity (polarity_code) of each store row, and of each sorted position
+        self.row_polarity = np.array([polarity_code(m) for m in modes], dtype=np.int8)
+        self.polarity = self.row_polarity[self.order] if len(self.order) else self.row_polarity
         self._flash = None
 
     def _sidecar(self, path: Path) -> Path:
         stat = path.stat()
-        key = hashlib.sha256(json.dumps([stat.st_size, stat.st_mtime_ns, asdict(self.cfg)],
+        built_by = {k: getattr(self.cfg, k) for k in INDEX_SETTINGS}  # not tolerances, top_k
+        key = hashlib.sha256(json.dumps([stat.st_size, stat.st_mtime_ns, built_by],
                                         sort_keys=True).encode()).hexdigest()[:16]
         return path.with_name(f"{path.name}.search-{key}.npz")
 
@@ -151,9 +168,15 @@ class SpectralLibrary:
         lo, hi = self.windows(precursor_mz)
         return int(lo), int(hi)
 
-    def identity_scores(self, precursor_mz: float, query: np.ndarray
+    def opposite(self, lo: int, hi: int, ion_mode: object) -> np.ndarray:
+        """Mask of the positions ``lo..hi-1`` whose polarity is opposite to ``ion_mode``'s."""
+        code = polarity_code(ion_mode)
+        return self.polarity[lo:hi] * code < 0
+
+    def identity_scores(self, precursor_mz: float, query: np.ndarray, ion_mode: object = ""
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(store rows, entropy similarity, matched peaks) for spectra in the precursor window.
+        """(store rows, entropy similarity, matched peaks) for spectra in the precursor window
+        (spectra of the opposite polarity to ``ion_mode`` score 0).
 
         ``query`` is the output of :func:`clean_for_entropy`.
         """
@@ -172,16 +195,21 @@ class SpectralLibrary:
         owner = self.peak_owner[a:b][li] - lo
         scores = np.bincount(owner, weights=contrib, minlength=hi - lo)
         matched = np.bincount(owner, minlength=hi - lo)
+        other = self.opposite(lo, hi, ion_mode)
+        if other.any():
+            scores[other], matched[other] = 0.0, 0
         return self.order[lo:hi], scores, matched
 
     def search(self, precursor_mz: float, mz: np.ndarray, intensity: np.ndarray,
-               top_k: int | None = None) -> list[LibraryHit]:
-        """Top-k identity hits (precursor within tolerance), best first."""
-        top_k = top_k or self.cfg.top_k
+               top_k: int | None = None, ion_mode: object = "") -> list[LibraryHit]:
+        """Top-k identity hits (precursor within tolerance), best first; ``top_k`` defaults to
+        the config's, 0 gives every hit."""
+        top_k = self.cfg.top_k if top_k is None else top_k
         query = clean_for_entropy(precursor_mz, mz, intensity, self.cfg)
-        rows, scores, matched = self.identity_scores(precursor_mz, query)
+        rows, scores, matched = self.identity_scores(precursor_mz, query, ion_mode)
         keep = np.flatnonzero(scores > max(self.cfg.min_score, 0.0))
-        best = keep[np.argsort(-scores[keep], kind="stable")[:top_k]]
+        best = keep[np.argsort(-scores[keep], kind="stable")]
+        best = best[:top_k] if top_k > 0 else best
         return [LibraryHit(int(rows[k]), float(scores[k]), int(matched[k])) for k in best]
 
     # -- analogue search over the whole library (FlashEntropySearch fragment index) -----------
@@ -205,8 +233,9 @@ class SpectralLibrary:
         return self._flash
 
     def analog_search(self, precursor_mz: float, mz: np.ndarray, intensity: np.ndarray,
-                      top_k: int | None = None) -> list[LibraryHit]:
-        """Top-k hits by fragment similarity alone (open search: any precursor)."""
+                      top_k: int | None = None, ion_mode: object = "") -> list[LibraryHit]:
+        """Top-k hits by fragment similarity alone (open search: any precursor, the query's
+        polarity)."""
         top_k = top_k or self.cfg.top_k
         query = clean_for_entropy(precursor_mz, mz, intensity, self.cfg)
         if len(query) == 0:
@@ -216,5 +245,8 @@ class SpectralLibrary:
         q[:, 1] *= 2  # FlashEntropySearch halves internally
         scores = fes.entropy_search.search(method="open", peaks=q,
                                            ms2_tolerance_in_da=self.cfg.fragment_tol_da)
+        code = polarity_code(ion_mode)
+        if code:
+            scores = np.where(self.row_polarity[rows] * code < 0, 0.0, scores)
         best = np.argsort(-scores, kind="stable")[:top_k]
         return [LibraryHit(int(rows[k]), float(scores[k]), 0) for k in best if scores[k] > 0]

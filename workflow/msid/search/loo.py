@@ -5,7 +5,8 @@ library less its own spectrum (the other spectra of its structure stay). msid: e
 similarity in the max(Da, ppm) precursor window, with the precursor-mass fallback for queries
 without fragment evidence (as :class:`msid.methods.LibrarySearch` answers). Baseline: matchms
 ``CosineGreedy`` (default fragment tolerance) over the library spectra within ``ppm`` of the
-query's precursor. Hit@1 compares InChIKey first blocks; a query without an answer is a miss.
+query's precursor. Both keep to the query's polarity (library spectra of the other ion mode are
+never a hit). Hit@1 compares InChIKey first blocks; a query without an answer is a miss.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from msid.search.library import LibrarySearchConfig, SpectralLibrary, clean_for_
 from msid.store import SpectrumStore
 
 
-def _msid_top1(lib: SpectralLibrary, prec: float, mz, inten, own: int) -> tuple[int, bool]:
+def _msid_top1(lib: SpectralLibrary, prec: float, mz, inten, own: int,
+               ion_mode: object = "") -> tuple[int, bool]:
     """(store row of the best hit or -1, precursor-only?)"""
     q = clean_for_entropy(prec, mz, inten, lib.cfg)
-    rows, scores, _ = lib.identity_scores(prec, q)
+    rows, scores, _ = lib.identity_scores(prec, q, ion_mode)
     scores = np.where(rows == own, 0.0, scores)
     if len(scores) and scores.max() > 0:
         return int(rows[int(np.argmax(scores))]), False
     lo, hi = lib._window(prec)
-    pos = [p for p in range(lo, hi) if int(lib.order[p]) != own]
+    other = lib.opposite(lo, hi, ion_mode)
+    pos = [p for p in range(lo, hi) if int(lib.order[p]) != own and not other[p - lo]]
     if not pos:
         return -1, False
     best = min(pos, key=lambda p: abs(lib.precursor[p] - prec))
@@ -46,6 +49,8 @@ def loo_benchmark(store: str | os.PathLike, fold: str = "test", max_queries: int
     md = lib.metadata
     ik = md["inchikey"].astype(str).str[:14].to_numpy()
     prec_all = md["precursor_mz"].to_numpy(dtype=np.float64)
+    modes = md["ion_mode"].astype(str).to_numpy()  # both searches keep to a query's polarity
+    pol = lib.row_polarity
     rows = np.flatnonzero(md["fold"].astype(str).to_numpy() == fold)
     if max_queries and len(rows) > max_queries:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_queries, replace=False))
@@ -54,7 +59,7 @@ def loo_benchmark(store: str | os.PathLike, fold: str = "test", max_queries: int
         t0 = time.perf_counter()
         top_msid, pre_only = [], 0
         for r, (mz, inten) in zip(rows, peaks, strict=True):
-            best, po = _msid_top1(lib, float(prec_all[r]), mz, inten, int(r))
+            best, po = _msid_top1(lib, float(prec_all[r]), mz, inten, int(r), modes[r])
             top_msid.append(best)
             pre_only += po
         t_msid = time.perf_counter() - t0
@@ -65,7 +70,8 @@ def loo_benchmark(store: str | os.PathLike, fold: str = "test", max_queries: int
         for r in rows:
             tol = prec_all[r] * ppm * 1e-6
             lo, hi = np.searchsorted(sorted_prec, [prec_all[r] - tol, prec_all[r] + tol])
-            windows.append([int(x) for x in order[lo:hi] if x != r])
+            windows.append([int(x) for x in order[lo:hi]
+                            if x != r and pol[x] * pol[r] >= 0])
         needed = sorted({x for w in windows for x in w} | {int(r) for r in rows})
         spectra = {}
         for x, (mz, inten) in zip(needed, st.peaks_many(needed), strict=True):
@@ -87,10 +93,11 @@ def loo_benchmark(store: str | os.PathLike, fold: str = "test", max_queries: int
         return float(np.mean([t >= 0 and ik[t] == ik[r] for t, r in zip(top, rows, strict=True)]))
 
     n = len(rows)
-    answerable = 0  # queries with another library spectrum inside msid's precursor window
+    answerable = 0  # queries with another library spectrum of their polarity in the window
     for r in rows:
         lo, hi = lib._window(float(prec_all[r]))
-        answerable += int(hi - lo - (1 if np.any(lib.order[lo:hi] == r) else 0) > 0)
+        same = (lib.order[lo:hi] != r) & ~lib.opposite(lo, hi, modes[r])
+        answerable += int(same.any())
     return {
         "fold": fold, "queries": n, "answerable": answerable, "library_spectra": len(lib),
         "seed": seed,
