@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from itertools import chain, islice
-from multiprocessing import Pool
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended abruptly (killed, out of memory, crashed)."""
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -20,17 +26,33 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 def imap_ordered(fn: Callable[[T], R], jobs: Iterable[T], n_jobs: int = 1) -> Iterator[R]:
     """``map(fn, jobs)`` in input order, on ``n_jobs`` processes when more than one.
 
-    The input is consumed lazily, so a large file streams through with bounded memory; the
-    worker pool is torn down however the consumer stops.
+    The input is consumed lazily (at most ``2 * n_jobs`` jobs ahead of the consumer), so a
+    large file streams through with bounded memory. A worker that dies raises
+    :class:`WorkerDied` here instead of leaving the caller waiting for ever (as a
+    ``multiprocessing.Pool`` would); the pool is torn down however the consumer stops.
     """
     it = iter(jobs)
     first = list(islice(it, 2))
     if n_jobs <= 1 or len(first) < 2:  # one job (a small file): no pool to start
         yield from map(fn, chain(first, it))
         return
-    jobs = chain(first, it)
-    pool = Pool(n_jobs)
+    pool = ProcessPoolExecutor(n_jobs)
+    pending: deque[Future] = deque()
     try:
-        yield from pool.imap(fn, jobs)
-    finally:
-        pool.terminate()
+        for job in chain(first, it):
+            pending.append(pool.submit(fn, job))
+            if len(pending) > 2 * n_jobs:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+    finally:  # wait for the workers to exit: forked after the caller opened its output, they
+        # hold its file handles (and HDF5's lock on it) until they do
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future):
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        raise WorkerDied(f"a worker process ended abruptly (killed, out of memory or crashed): "
+                         f"{e}; no output was written") from e
