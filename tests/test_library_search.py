@@ -100,3 +100,24 @@ def test_hits_keep_to_the_query_polarity(library, pesticides_store):
                                   for q in queries])
     assert (same.target > 0.9).mean() > 0.9  # each finds itself
     assert (other.target < same.target).mean() > 0.5
+
+
+def test_a_query_whose_window_holds_only_the_other_ion_mode_says_so(library, pesticides_store):
+    from msid.methods import LibrarySearch, Query, iter_queries
+
+    with SpectrumStore(pesticides_store) as st:
+        queries = list(iter_queries(st, list(range(len(st)))))
+    method = LibrarySearch(library)
+    checked = 0
+    for q in queries:
+        other = "negative" if q.ion_mode == "positive" else "positive"
+        lo, hi = library._window(q.precursor_mz)
+        if not library.opposite(lo, hi, other).all():
+            continue  # the window also holds spectra of the other mode
+        flipped = Query(q.query_id, q.precursor_mz, q.adduct, other, q.charge, q.mz,
+                        q.intensity)
+        assert method.rank(flipped, None) == []
+        assert "other ion mode" in method.why_empty(flipped, None)
+        assert method.why_empty(q, None) == "no library entry within precursor tolerance"
+        checked += 1
+    assert checked > 10

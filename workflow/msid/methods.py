@@ -196,6 +196,10 @@ class LibrarySearch:
     def why_empty(self, query: Query, candidates: list[Structure] | None) -> str:
         if candidates is not None:
             return "no candidates" if not candidates else "no similar library spectrum"
+        lo, hi = self.library._window(query.precursor_mz)
+        if hi > lo and self.library.opposite(lo, hi, query.ion_mode).all():
+            return (f"no {query.ion_mode}-mode library entry within precursor tolerance (only "
+                    "entries of the other ion mode)")
         return "no library entry within precursor tolerance"
 
     def rank(self, query: Query, candidates: list[Structure] | None) -> list[RankedCandidate]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from ms_entropy import apply_weight_to_intensity, clean_spectrum
 
 from msid.atomic import atomic_path
@@ -116,11 +117,10 @@ class SpectralLibrary:
         self.peak_mz, self.peak_int = arrays["peak_mz"], arrays["peak_int"]
         sizes = np.diff(self.offsets)
         self.peak_owner = np.repeat(np.arange(len(sizes)), sizes)  # position of owning spectrum
-        modes = (self.metadata["ion_mode"] if "ion_mode" in self.metadata
-                 else [""] * len(self.metadata))
+        modes = self.metadata.get("ion_mode", pd.Series("", index=self.metadata.index))
         #: polarity (polarity_code) of each store row, and of each sorted position
-        self.row_polarity = np.array([polarity_code(m) for m in modes], dtype=np.int8)
-        self.polarity = self.row_polarity[self.order] if len(self.order) else self.row_polarity
+        self.row_polarity = modes.map(polarity_code).to_numpy(dtype=np.int8)
+        self.polarity = self.row_polarity[self.order]
         self._flash = None
 
     def _sidecar(self, path: Path) -> Path:
