@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msid.ei.embedding import spectrum_to_text
+from msid.ei.embedding import EmbeddingConfig, spectrum_to_text
 from msid.ei.index import (
     IndexConfig,
     build_index,
@@ -71,6 +71,22 @@ def test_spectrum_text_orders_by_intensity_and_scales():
                             top_k=3, scale=99)
     assert text == "43 99 57 50 41 10"
     assert spectrum_to_text(np.array([]), np.array([])) == ""
+
+
+def test_mixed_peak_selection_keeps_weak_high_mass_peaks(lib):
+    # a real EI spectrum whose strongest peaks are all below its heaviest ones
+    mz, inten = next((m, i) for m, i in lib.peaks if len(m) > 30)
+    by_int = spectrum_to_text(mz, inten, top_k=8)
+    mixed = spectrum_to_text(mz, inten, top_k=8, selection="mixed")
+    pairs = [tuple(map(int, mixed.split()[j:j + 2])) for j in range(0, 16, 2)]
+    assert by_int.split()[:8] == mixed.split()[:8]  # the 4 most intense peaks stay first
+    assert [s for _, s in pairs] == sorted((s for _, s in pairs), reverse=True)
+    weight = mz.astype(float) ** 3 * (inten / inten.max()) ** 0.6
+    heaviest = int(mz[np.argmax(weight)])
+    assert heaviest in [m for m, _ in pairs]
+    assert max(m for m, _ in pairs) > max(map(int, by_int.split()[::2]))
+    with pytest.raises(ValueError, match="peak_selection"):
+        EmbeddingConfig.from_dict({"peak_selection": "random"})
 
 
 def test_library_is_nominal_with_structures(lib):
@@ -270,7 +286,6 @@ def test_minilm_embeddings_offline_unit_norm_and_model_file_roundtrip(lib, tmp_p
 
 @needs_minilm
 def test_every_training_stage_runs_and_improves_the_contrastive_loss(lib, tmp_path):
-    from msid.ei.embedding import EmbeddingConfig
     from msid.ei.embedding_train import EISpectra, EmbeddingTrainConfig, train_embedder
 
     ec = EmbeddingConfig(top_k_peaks=12, max_length=32, batch_size=64)

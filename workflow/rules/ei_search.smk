@@ -115,7 +115,7 @@ rule ei_train_embedding:
         env("llm")
     container:
         image("llm")
-    threads: 1
+    threads: config["ei_search"]["train"]["config"].get("num_threads", 1)
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(90),

@@ -29,6 +29,7 @@ from torch import nn
 from msid.io.errors import ModelFileError
 
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
+PEAK_SELECTIONS = ("intensity", "mixed")
 #: model types whose attention is causal: LLM2Vec's MNTP + SimCSE stages always run for them
 DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "phi3"}
 
@@ -39,6 +40,10 @@ class EmbeddingConfig:
 
     base_model: str = PACKAGED_MINILM  # the packaged MiniLM, or a local HF model directory
     top_k_peaks: int = 24  # peaks written, by decreasing intensity
+    # which peaks are written: the most intense ("intensity"), or half of them the most
+    # intense and the rest the largest by NIST weight m/z^3 x intensity^0.6 ("mixed"), so that
+    # weak high-mass peaks (molecular ion, large fragments) reach the text
+    peak_selection: str = "intensity"
     intensity_scale: int = 99  # intensities scaled to 1..scale (base peak = scale)
     max_length: int = 64  # tokens (MiniLM: one token per number up to ~3 digits)
     batch_size: int = 128  # encoding batch
@@ -49,18 +54,23 @@ class EmbeddingConfig:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"EmbeddingConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.peak_selection not in PEAK_SELECTIONS:
+            raise ValueError(f"EmbeddingConfig: peak_selection must be one of {PEAK_SELECTIONS}")
+        return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def spectrum_to_text(mz: np.ndarray, intensity: np.ndarray, top_k: int = 24,
-                     scale: int = 99) -> str:
+                     scale: int = 99, selection: str = "intensity") -> str:
     """Peaks by decreasing intensity as ``"m/z intensity"`` pairs (integer m/z, 1..scale).
 
-    ``mz`` should be nominal already (see ``msid.ei.spectra.to_nominal``); it is rounded here
-    so that accurate-mass input still gives a valid text. Ties keep the lower m/z first.
+    ``selection`` picks which ``top_k`` peaks are written (see ``EmbeddingConfig``); they are
+    always written by decreasing intensity. ``mz`` should be nominal already (see
+    ``msid.ei.spectra.to_nominal``); it is rounded here so that accurate-mass input still gives
+    a valid text. Ties keep the lower m/z first.
     """
     mz = np.asarray(mz, dtype=np.float64)
     inten = np.asarray(intensity, dtype=np.float64)
@@ -68,7 +78,19 @@ def spectrum_to_text(mz: np.ndarray, intensity: np.ndarray, top_k: int = 24,
     mz, inten = mz[keep], inten[keep]
     if mz.size == 0:
         return ""
-    order = np.lexsort((mz, -inten))[:top_k]
+    order = np.lexsort((mz, -inten))
+    if selection == "mixed" and len(order) > top_k:
+        n_int = (top_k + 1) // 2
+        weight = mz ** 3 * (inten / inten.max()) ** 0.6
+        rest = order[n_int:]
+        heavy = rest[np.lexsort((rest, -weight[rest]))[:top_k - n_int]]
+        keep_rows = np.zeros(len(mz), dtype=bool)
+        keep_rows[order[:n_int]] = True
+        keep_rows[heavy] = True
+        order = order[keep_rows[order]]  # still by decreasing intensity
+    elif selection not in PEAK_SELECTIONS:
+        raise ValueError(f"peak selection must be one of {PEAK_SELECTIONS}, not {selection!r}")
+    order = order[:top_k]
     top = inten.max()
     scaled = np.maximum(np.rint(inten[order] / top * scale), 1).astype(int)
     return " ".join(f"{round(m)} {s}" for m, s in zip(mz[order], scaled, strict=True))
@@ -148,7 +170,8 @@ class SpectrumEmbedder(nn.Module):
 
     def texts(self, spectra: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[str]:
         c = self.config
-        return [spectrum_to_text(mz, it, c.top_k_peaks, c.intensity_scale) for mz, it in spectra]
+        return [spectrum_to_text(mz, it, c.top_k_peaks, c.intensity_scale, c.peak_selection)
+                for mz, it in spectra]
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None,

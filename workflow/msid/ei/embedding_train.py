@@ -302,7 +302,8 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
     stores = [library_store_path(f) for f in files]
     pool = load_pool(stores)
     split = split_pool(pool)
-    data = EISpectra([spectrum_to_text(m, i, emb_cfg.top_k_peaks, emb_cfg.intensity_scale)
+    data = EISpectra([spectrum_to_text(m, i, emb_cfg.top_k_peaks, emb_cfg.intensity_scale,
+                                       emb_cfg.peak_selection)
                       for m, i in pool.peaks], pool.ik14, pool.metadata["mass"].to_numpy())
     log(f"{len(pool.peaks)} EI spectra: {len(split.train)} train, {len(split.val)} val "
         f"(test fold held out: {int((pool.metadata['fold'] == 'test').sum())})")
