@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from msid.ei.nominal import stein_scott_weight
 from msid.io.errors import ModelFileError
 
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
@@ -54,10 +55,11 @@ class EmbeddingConfig:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"EmbeddingConfig: unknown keys {sorted(unknown)}")
-        cfg = cls(**d)
-        if cfg.peak_selection not in PEAK_SELECTIONS:
+        return cls(**d)
+
+    def __post_init__(self) -> None:
+        if self.peak_selection not in PEAK_SELECTIONS:
             raise ValueError(f"EmbeddingConfig: peak_selection must be one of {PEAK_SELECTIONS}")
-        return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,18 +80,14 @@ def spectrum_to_text(mz: np.ndarray, intensity: np.ndarray, top_k: int = 24,
     mz, inten = mz[keep], inten[keep]
     if mz.size == 0:
         return ""
-    order = np.lexsort((mz, -inten))
+    if selection not in PEAK_SELECTIONS:
+        raise ValueError(f"peak selection must be one of {PEAK_SELECTIONS}, not {selection!r}")
+    order = np.lexsort((mz, -inten))  # by decreasing intensity
     if selection == "mixed" and len(order) > top_k:
         n_int = (top_k + 1) // 2
-        weight = mz ** 3 * (inten / inten.max()) ** 0.6
         rest = order[n_int:]
-        heavy = rest[np.lexsort((rest, -weight[rest]))[:top_k - n_int]]
-        keep_rows = np.zeros(len(mz), dtype=bool)
-        keep_rows[order[:n_int]] = True
-        keep_rows[heavy] = True
-        order = order[keep_rows[order]]  # still by decreasing intensity
-    elif selection not in PEAK_SELECTIONS:
-        raise ValueError(f"peak selection must be one of {PEAK_SELECTIONS}, not {selection!r}")
+        heavy = np.lexsort((rest, -stein_scott_weight(mz[rest], inten[rest])))[:top_k - n_int]
+        order = order[np.sort(np.concatenate([np.arange(n_int), n_int + heavy]))]
     order = order[:top_k]
     top = inten.max()
     scaled = np.maximum(np.rint(inten[order] / top * scale), 1).astype(int)

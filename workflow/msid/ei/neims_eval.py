@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from msid.atomic import write_text
-from msid.ei.nominal import dense_nominal
+from msid.ei.nominal import dense_nominal, stein_scott_weight
 from msid.evaluate import bootstrap_ci
 from msid.metrics import expected_hit, truth_ties
 from msid.store import SpectrumStore
@@ -33,8 +33,7 @@ RECALL_KS = (1, 10)
 
 def weighted(spec: np.ndarray) -> np.ndarray:
     """Stein-Scott weighting m/z^3 x intensity^0.6 of dense spectra (rows)."""
-    mz = np.arange(spec.shape[-1], dtype=np.float64)
-    return (mz ** 3) * np.power(np.clip(spec, 0, None), 0.6)
+    return stein_scott_weight(np.arange(spec.shape[-1]), spec)
 
 
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

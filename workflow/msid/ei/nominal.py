@@ -27,6 +27,12 @@ class NominalConfig:
 DEFAULT_NOMINAL = NominalConfig()
 
 
+def stein_scott_weight(mz: np.ndarray, intensity: np.ndarray) -> np.ndarray:
+    """NIST (Stein & Scott) peak weighting m/z^3 x intensity^0.6; negative intensities count 0."""
+    return np.asarray(mz, dtype=np.float64) ** 3 * np.power(
+        np.clip(np.asarray(intensity, dtype=np.float64), 0, None), 0.6)
+
+
 def to_nominal(mz: np.ndarray, intensity: np.ndarray, reduce: str = "sum"
                ) -> tuple[np.ndarray, np.ndarray]:
     """Peaks binned to integer m/z: (int64 m/z ascending, float64 intensity).

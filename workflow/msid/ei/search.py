@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from msid.ei.nominal import stein_scott_weight
 from msid.search.library import LibrarySearchConfig, clean_for_entropy
 from msid.store import SpectrumStore
 
@@ -56,7 +57,7 @@ def library_store_path(path: str | os.PathLike) -> Path:
 
 def _weighted(mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
     if kind == "weighted-cosine":
-        return mz.astype(np.float64) ** 3 * inten ** 0.6
+        return stein_scott_weight(mz, inten)
     return inten
 
 
