@@ -306,6 +306,57 @@ def test_every_training_stage_runs_and_improves_the_contrastive_loss(lib, tmp_pa
     assert summary["val_queries"] == 20
 
 
+def test_weighted_cosine_at_equals_whole_library_scores(lib):
+    rng = np.random.default_rng(0)
+    queries = [lib.peaks[r] for r in (3, 50, 400)]
+    rows = rng.integers(len(lib), size=(3, 7))
+    rows[1, 2] = -1  # a slot the index left empty
+    got = lib.weighted_cosine_at(queries, rows)
+    for i, (mz, inten) in enumerate(queries):
+        whole = lib.scores(mz.astype(float), inten.astype(float), "weighted-cosine")
+        want = np.where(rows[i] >= 0, whole[np.maximum(rows[i], 0)], 0.0)
+        np.testing.assert_allclose(got[i], want, atol=1e-12)
+
+
+@needs_minilm
+def test_embedding_shortlist_rescored_with_weighted_cosine(lib_path, lib):
+    """ei-embedding-wcos: the same shortlist as ei-embedding, each hit scored (1 - w) x its
+    embedding cosine + w x its weighted cosine, best first; w = 0 is ei-embedding itself."""
+    from msid.ei.methods import DEFAULT_MODEL, RESCORE_WEIGHT
+    from msid.methods import MethodResources, Query, make_method
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("shipped llm4ms model missing")
+    opts = {"ei_library": str(lib_path), "index": {"kind": "exact"}, "hits": 20}
+    plain = make_method("ei-embedding", MethodResources(options=opts))
+    mixed = make_method("ei-embedding-wcos", MethodResources(options=opts))
+    zero = make_method("ei-embedding-wcos", MethodResources(options={**opts,
+                                                                    "rescore_weight": 0.0}))
+    assert (plain.name, mixed.name, mixed.rescore_weight) == (
+        "ei-embedding", "ei-embedding-wcos", RESCORE_WEIGHT)
+    ik = lib.metadata["inchikey"].to_numpy()
+    queries = [Query(f"q{q}", 0.0, "", "", 0, lib.peaks[q][0].astype(float),
+                     lib.peaks[q][1].astype(float)) for q, _ in _pairs(lib, 8)]
+    by_plain, by_mixed = plain.rank_many(queries), mixed.rank_many(queries)
+    assert [[c.inchikey for c in r] for r in zero.rank_many(queries)] == [
+        [c.inchikey for c in r] for r in by_plain]
+    emb = plain.embedder.encode([lib.peaks[int(q.query_id[1:])] for q in queries])
+    lib_emb = plain.embedder.encode(lib.peaks)
+    w = RESCORE_WEIGHT
+    for q, emb_q, hits_plain, hits in zip(queries, emb, by_plain, by_mixed, strict=True):
+        # one row per structure (InChIKey first block): the same structures, maybe another
+        # of their spectra on top
+        assert {c.inchikey[:14] for c in hits} == {c.inchikey[:14] for c in hits_plain}
+        scores = [c.score for c in hits]
+        assert scores == sorted(scores, reverse=True)
+        wcos = lib.scores(q.mz, q.intensity, "weighted-cosine")
+        for c in hits[:5]:
+            row = int(np.flatnonzero(lib.metadata["id"].astype(str) == c.library_id)[0])
+            assert ik[row] == c.inchikey
+            want = (1 - w) * float(lib_emb[row] @ emb_q) + w * wcos[row]
+            assert c.score == pytest.approx(want, abs=2e-3)  # float16 model weights
+
+
 def _msp(lib: EILibrary, rows: list[int], path: Path, annotate: bool) -> Path:
     md = lib.metadata
     out = []
@@ -321,13 +372,14 @@ def _msp(lib: EILibrary, rows: list[int], path: Path, annotate: bool) -> Path:
     return path
 
 
-@pytest.mark.parametrize("method", ["ei-weighted-cosine", "ei-embedding"])
+@pytest.mark.parametrize("method", ["ei-weighted-cosine", "ei-embedding",
+                                    "ei-embedding-wcos"])
 def test_cli_identify_ei_with_msp_library(lib, lib_path, tmp_path, method):
     from msid.cli import main
     from msid.ei.methods import DEFAULT_MODEL
     from msid.rankings import read_rankings
 
-    if method == "ei-embedding" and not (HAS_MINILM and DEFAULT_MODEL.exists()):
+    if method.startswith("ei-embedding") and not (HAS_MINILM and DEFAULT_MODEL.exists()):
         pytest.skip("shipped llm4ms model or transformers missing")
     pairs = _pairs(lib, 12)
     queries = _msp(lib, [q for q, _ in pairs], tmp_path / "queries.msp", annotate=False)

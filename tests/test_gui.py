@@ -140,7 +140,7 @@ def _driver(tmp_path: Path):
 
 def test_browser_upload_shows_the_expected_top_hit(server, query, tmp_path):
     """Headless Chromium: open the page, upload an MSP, search with the default method
-    (ei-embedding when the model is shipped), see the compound as the top hit."""
+    (ei-embedding-wcos when the model is shipped), see the compound as the top hit."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

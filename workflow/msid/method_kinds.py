@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 METHODS_BY_KIND: dict[str, tuple[str, ...]] = {
     "small_molecule": ("library", "random", "ranker", "reconstructor", "deepsets", "fp_ffn"),
-    "ei": ("ei-embedding", "ei-cosine", "ei-weighted-cosine", "ei-entropy"),
+    "ei": ("ei-embedding", "ei-embedding-wcos", "ei-cosine", "ei-weighted-cosine", "ei-entropy"),
     "peptide": (),
 }
 ALL_METHODS: tuple[str, ...] = tuple(m for ms in METHODS_BY_KIND.values() for m in ms)

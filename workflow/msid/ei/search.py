@@ -6,7 +6,8 @@
   ms-entropy (``msid.search.library.clean_for_entropy``), scored over all library peaks at
   once (nominal m/z: a peak matches the library peak of the same integer m/z).
 - ``embedding``: cosine of language-model embeddings (:mod:`msid.ei.embedding`) through the
-  library's vector index (:mod:`msid.ei.index`).
+  library's vector index (:mod:`msid.ei.index`); the ``ei-embedding-wcos`` method re-scores the
+  index's shortlist with the weighted cosine (:meth:`EILibrary.weighted_cosine_at`).
 
 An :class:`EILibrary` holds a nominal-mass library in memory: the metadata (id, name, SMILES,
 InChIKey) and each spectrum's integer peaks. It is read from an msid store or, for MSP/MGF,
@@ -136,6 +137,27 @@ class EILibrary:
         a, b = a[hit], lib_int[hit]
         contrib = _xlog2x(a + b) - _xlog2x(a) - _xlog2x(b)
         return np.bincount(owner[hit], weights=contrib, minlength=len(self))
+
+    def weighted_cosine_at(self, queries: list[tuple[np.ndarray, np.ndarray]],
+                           rows: np.ndarray) -> np.ndarray:
+        """Weighted cosine of each query with its own library rows (``rows[i]``: the rows
+        scored for query ``i``; -1 scores 0), the same numbers :meth:`cosine_scores` gives,
+        computed over the flat peaks of just those rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        q = np.zeros((len(queries), MAX_MZ))
+        for i, (mz, inten) in enumerate(queries):
+            nmz, nint = nominal_peaks(mz, inten)
+            np.add.at(q[i], nmz, _weighted(nmz, nint, "weighted-cosine"))
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        q /= np.where(norms > 0, norms, 1.0)
+        flat = rows.ravel()
+        sub = self.weighted_matrix[np.maximum(flat, 0)]
+        owner = np.repeat(np.arange(len(flat)), np.diff(sub.indptr))
+        query_of = np.repeat(np.arange(len(queries)), rows.shape[1])[owner]
+        out = np.bincount(owner, weights=sub.data * q[query_of, sub.indices],
+                          minlength=len(flat))
+        out[flat < 0] = 0.0
+        return out.reshape(rows.shape)
 
     def scores(self, mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
         if kind == "entropy":

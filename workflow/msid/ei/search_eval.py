@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from msid.folds import FoldSpec, fold_of
+from msid.method_kinds import METHODS_BY_KIND
 from msid.store import SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
 
@@ -122,7 +123,7 @@ def truth_table(pool: EIPool, rows: np.ndarray) -> pd.DataFrame:
                          "inchikey": md["inchikey"].to_numpy()})
 
 
-BENCHMARK_METHODS = ("ei-embedding", "ei-weighted-cosine", "ei-cosine", "ei-entropy")
+BENCHMARK_METHODS = METHODS_BY_KIND["ei"]
 
 
 def run_benchmark(pool: EIPool, split: EISplit, out_dir: str | os.PathLike, *,

@@ -29,8 +29,9 @@ from msid.gui.uploads import (
     parse_pasted,
     parse_upload,
 )
+from msid.method_kinds import METHODS_BY_KIND
 
-EI_METHODS = ("ei-embedding", "ei-weighted-cosine", "ei-cosine", "ei-entropy")
+EI_METHODS = METHODS_BY_KIND["ei"]
 DEFAULT_MAX_UPLOAD = 5 * 1024 * 1024
 
 
@@ -74,7 +75,7 @@ class SearchApp:
         from msid.ei.methods import DEFAULT_MODEL
 
         has_model = Path(self.cfg.model_path or DEFAULT_MODEL).exists()
-        return "ei-embedding" if has_model else "ei-weighted-cosine"
+        return "ei-embedding-wcos" if has_model else "ei-weighted-cosine"
 
     def method(self, library: str, name: str):
         from msid.methods import MethodResources, make_method
