@@ -357,6 +357,28 @@ def test_embedding_shortlist_rescored_with_weighted_cosine(lib_path, lib):
             assert c.score == pytest.approx(want, abs=2e-3)  # float16 model weights
 
 
+def test_spectral_hard_negatives_are_the_closest_other_structures(lib):
+    """hard_negatives: spectrum: a structure's negatives are the other structures whose
+    spectra come closest to one of its own by weighted cosine, best first."""
+    from msid.ei.embedding_train import EISpectra, EmbeddingTrainConfig, _spectral_negative_table
+
+    ik = lib.metadata["inchikey"].str[:14].to_numpy()
+    data = EISpectra([""] * len(ik), ik, np.zeros(len(ik)), lib.peaks)
+    rows = np.arange(len(ik))
+    near, key_index = _spectral_negative_table(data, rows, pool=4, block=300)
+    sim = (lib.weighted_matrix @ lib.weighted_matrix.T).toarray()
+    keys = np.array(list(key_index))
+    for g in (0, 7, 100, len(keys) - 1):
+        mine = ik == keys[g]
+        best = {k: sim[mine][:, ik == k].max() for k in keys if k != keys[g]}
+        want = sorted(best.values(), reverse=True)[:4]
+        got = [best[keys[c]] for c in near[g]]
+        assert keys[g] not in keys[near[g]]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="hard_negatives"):
+        EmbeddingTrainConfig.from_dict({"hard_negatives": "formula"})
+
+
 def _msp(lib: EILibrary, rows: list[int], path: Path, annotate: bool) -> Path:
     md = lib.metadata
     out = []

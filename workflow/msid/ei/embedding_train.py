@@ -6,7 +6,9 @@
    own positive, the rest of the batch are negatives.
 3. **Supervised contrastive**: a spectrum and another spectrum of the same compound (InChIKey
    first block) are a positive pair; the batch's other pairs are in-batch negatives and every
-   anchor brings one hard negative, a spectrum of a training structure of similar mass.
+   anchor brings one hard negative: a spectrum of a training structure of similar mass
+   (``hard_negatives: mass``) or one whose spectra are most like the anchor structure's by
+   weighted cosine (``hard_negatives: spectrum``: the confusions a spectral search makes).
 
 For a decoder-only base (Llama, ...) stages 1 and 2 always run; for an encoder (MiniLM) they run
 when ``EmbeddingTrainConfig.stages`` says so and the ablation keeps them where they help on val.
@@ -43,7 +45,8 @@ class EmbeddingTrainConfig:
     lr: float = 5e-5
     mask_prob: float = 0.2
     temperature: float = 0.05
-    hard_negative_pool: int = 8  # training structures nearest in molecular mass
+    hard_negatives: str = "mass"  # mass | spectrum (see the module docstring)
+    hard_negative_pool: int = 8  # training structures nearest in molecular mass / spectrum
     val_queries: int = 300
     eval_every: int = 100
     num_threads: int = 1
@@ -61,6 +64,9 @@ class EmbeddingTrainConfig:
         bad = set(cfg.stages) - set(STAGES)
         if bad:
             raise ValueError(f"unknown training stages {sorted(bad)} (known: {STAGES})")
+        if cfg.hard_negatives not in ("mass", "spectrum"):
+            raise ValueError(f"hard_negatives must be 'mass' or 'spectrum', got "
+                             f"'{cfg.hard_negatives}'")
         return cfg
 
 
@@ -71,6 +77,7 @@ class EISpectra:
     texts: list[str]
     ik14: np.ndarray  # str
     mass: np.ndarray  # float, molecular (exact) mass of the structure
+    peaks: list[tuple[np.ndarray, np.ndarray]] | None = None  # nominal; for spectrum negatives
 
 
 class _Items(Dataset):
@@ -166,6 +173,44 @@ def _hard_negative_table(data: EISpectra, rows: np.ndarray, pool: int
     return near, {k: i for i, k in enumerate(keys)}
 
 
+def _spectral_negative_table(data: EISpectra, rows: np.ndarray, pool: int,
+                             block: int = 2048) -> tuple[list[np.ndarray], dict[str, int]]:
+    """For each training structure: the ``pool`` other structures whose spectra come closest
+    to one of its own by weighted cosine (over the training spectra, best match first)."""
+    from scipy import sparse
+
+    from msid.ei.nominal import stein_scott_weight
+
+    if data.peaks is None:
+        raise ValueError("hard_negatives: spectrum needs EISpectra.peaks")
+    keys = np.unique(data.ik14[rows])
+    key_index = {k: i for i, k in enumerate(keys)}
+    owner = np.array([key_index[str(k)] for k in data.ik14[rows]])
+    peaks = [data.peaks[int(r)] for r in rows]
+    width = int(max((int(m.max()) for m, _ in peaks if len(m)), default=0)) + 1
+    vec = sparse.csr_matrix((np.concatenate([stein_scott_weight(m, i) for m, i in peaks]),
+                             (np.repeat(np.arange(len(peaks)), [len(m) for m, _ in peaks]),
+                              np.concatenate([m for m, _ in peaks]))),
+                            shape=(len(peaks), width))
+    norms = np.sqrt(np.asarray(vec.multiply(vec).sum(axis=1)).ravel())
+    vec = sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ vec
+    best = np.full((len(keys), len(keys)), -1.0, dtype=np.float32)  # structure x structure
+    by_key = np.argsort(owner, kind="stable")
+    col_bounds = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(keys)))][:-1]
+    for start in range(0, len(peaks), block):
+        sim = (vec[start:start + block] @ vec.T).toarray().astype(np.float32)
+        per_key = np.maximum.reduceat(sim[:, by_key], col_bounds, axis=1)  # spectrum x key
+        mine = owner[start:start + block]
+        rows_by_key = np.argsort(mine, kind="stable")
+        keys_here, first = np.unique(mine[rows_by_key], return_index=True)
+        reduced = np.maximum.reduceat(per_key[rows_by_key], first, axis=0)  # key x key
+        best[keys_here] = np.maximum(best[keys_here], reduced)
+    np.fill_diagonal(best, -np.inf)
+    near = [np.argsort(-best[g], kind="stable")[:pool].astype(np.int64)
+            for g in range(len(keys))]
+    return near, key_index
+
+
 def recall_at_1(embedder: SpectrumEmbedder, data: EISpectra, queries: np.ndarray,
                 library: np.ndarray) -> float:
     q = embedder.encode_texts([data.texts[i] for i in queries])
@@ -212,7 +257,8 @@ def train_embedder(data: EISpectra, train_rows: np.ndarray, val_rows: np.ndarray
     tok = embedder.tokenizer
     texts = data.texts
     train_rows = np.asarray(train_rows)
-    near, key_index = _hard_negative_table(data, train_rows, cfg.hard_negative_pool)
+    near, key_index = (_spectral_negative_table if cfg.hard_negatives == "spectrum"
+                       else _hard_negative_table)(data, train_rows, cfg.hard_negative_pool)
     groups: dict[int, list[int]] = {}
     for r in train_rows:
         groups.setdefault(key_index[str(data.ik14[r])], []).append(int(r))
@@ -304,7 +350,8 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
     split = split_pool(pool)
     data = EISpectra([spectrum_to_text(m, i, emb_cfg.top_k_peaks, emb_cfg.intensity_scale,
                                        emb_cfg.peak_selection)
-                      for m, i in pool.peaks], pool.ik14, pool.metadata["mass"].to_numpy())
+                      for m, i in pool.peaks], pool.ik14, pool.metadata["mass"].to_numpy(),
+                     pool.peaks)
     log(f"{len(pool.peaks)} EI spectra: {len(split.train)} train, {len(split.val)} val "
         f"(test fold held out: {int((pool.metadata['fold'] == 'test').sum())})")
     embedder, summary = train_embedder(data, split.train, split.val, emb_cfg, cfg, workdir, log)
