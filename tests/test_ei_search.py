@@ -262,6 +262,26 @@ def test_bench_synthetic_vectors_follow_the_real_spread():
 
 
 @needs_minilm
+def test_bench_ei_small_index_with_ef_sweep(lib_path):
+    """msid bench's EI part end to end on a small index: real embeddings seed it, every figure
+    is printed and returned, and the ef_search sweep re-times the same index."""
+    from msid.ei.index_bench import bench_ei
+    from msid.ei.methods import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("shipped llm4ms model missing")
+    lines: list[str] = []
+    out = bench_ei(lib_path, None, n=4000, n_queries=200, threads=1, chunk=1500,
+                   ef_sweep=(8, 64), log=lines.append)
+    assert out["n_library"] == 4000 and out["queries"] == 200
+    assert 0.0 < out["recall@10_vs_exact"] <= 1.0 and out["queries_per_s"] > 0
+    sweep = {r["ef_search"]: r for r in out["ef_sweep"]}
+    assert set(sweep) == {8, 64}
+    assert sweep[64]["recall@10_vs_exact"] >= sweep[8]["recall@10_vs_exact"]
+    assert any(line.strip().startswith("ef_search 64:") for line in lines)
+
+
+@needs_minilm
 def test_minilm_embeddings_offline_unit_norm_and_model_file_roundtrip(lib, tmp_path,
                                                                        monkeypatch):
     from msid.ei.embedding import load_embedder, save_embedder

@@ -311,6 +311,8 @@ def run_bench(a: argparse.Namespace) -> dict:
                                      cfg=IndexConfig(kind="hnsw", hnsw_storage=a.ei_storage,
                                                      ef_search=a.ei_ef_search),
                                      vectors=a.ei_vectors,
+                                     ef_sweep=tuple(int(x) for x in str(
+                                         getattr(a, "ei_ef_sweep", "") or "").split(",") if x),
                                      log=lambda s: print(s, flush=True))
     if not getattr(a, "skip_peptides", False):
         from msid.peptides.bench import bench_peptides

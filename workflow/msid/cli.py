@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"], default="flat",
                    help="HNSW vector storage")
     p.add_argument("--ei-ef-search", type=int, default=40)
+    p.add_argument("--ei-ef-sweep", default="",
+                   help="also time these ef_search values on the same index, e.g. 48,64")
     p.add_argument("--out", help="also write the numbers as JSON here")
     return parser
 

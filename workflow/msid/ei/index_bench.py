@@ -19,6 +19,8 @@
    of five runs, all printed, and the same from the process's CPU time, which holds when other
    jobs share the CPU, with the load average), and recall@10 of the approximate
    index against exact search; index build time and the process's peak resident memory.
+4. Optionally (``ef_sweep``), the same search at other ``ef_search`` values on the same index
+   (a search setting: no rebuild), so that the speed/recall trade-off is measured in one run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +76,7 @@ def _merge_topk(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, offset: i
 def bench_ei(library: str | Path, model: str | Path | None, n: int = 1_600_000,
              n_queries: int = 2000, threads: int = 2, cfg: IndexConfig | None = None,
              vectors: str | Path | None = None, chunk: int = 100_000, seed: int = 0,
-             log=print) -> dict:
+             ef_sweep: tuple[int, ...] = (), log=print) -> dict:
     import faiss
     import torch
 
@@ -158,14 +161,7 @@ def bench_ei(library: str | Path, model: str | Path | None, n: int = 1_600_000,
         f"{spread['gap_10_11']:.1e}")
     configure_search(index, cfg)
     index.search(q[:100], k)  # warm-up
-    runs, cpu = [], []
-    for _ in range(5):
-        t0, c0 = time.perf_counter(), time.process_time()
-        _, found = search(index, q, k)
-        runs.append(len(q) / (time.perf_counter() - t0))
-        cpu.append(threads * len(q) / max(time.process_time() - c0, 1e-9))
-    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, best_i[:, :k],
-                                                                         strict=True)]))
+    runs, cpu, recall = _timed_search(index, q, k, best_i, threads)
     out.update({"queries": len(q), "queries_per_s": max(runs), "queries_per_s_runs": runs,
                 "queries_per_s_from_cpu_time": max(cpu),
                 "recall@10_vs_exact": recall, "exact_brute_force_queries_per_s":
@@ -179,4 +175,29 @@ def bench_ei(library: str | Path, model: str | Path | None, n: int = 1_600_000,
         f"exact {recall:.4f} (goal >= 0.99); exact brute force "
         f"{out['exact_brute_force_queries_per_s']:,.0f} queries/s; peak RSS "
         f"{out['peak_rss_gb']:.2f} GB (goal <= 4)")
+    sweep = []
+    for ef in ef_sweep:
+        configure_search(index, replace(cfg, ef_search=int(ef)))
+        r_runs, r_cpu, r_recall = _timed_search(index, q, k, best_i, threads)
+        sweep.append({"ef_search": int(ef), "queries_per_s": max(r_runs),
+                      "queries_per_s_from_cpu_time": max(r_cpu), "recall@10_vs_exact": r_recall})
+        log(f"   ef_search {ef}: {max(r_runs):,.0f} queries/s wall clock (best of 5), "
+            f"{max(r_cpu):,.0f}/s from CPU time, recall@10 vs exact {r_recall:.4f}")
+    if sweep:
+        out["ef_sweep"] = sweep
     return out
+
+
+def _timed_search(index, q: np.ndarray, k: int, exact: np.ndarray, threads: int,
+                  repeats: int = 5) -> tuple[list[float], list[float], float]:
+    """Queries/s of ``repeats`` searches (wall clock and from CPU time) and recall@k of the
+    last one against the exact top-k ``exact``."""
+    runs, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        _, found = search(index, q, k)
+        runs.append(len(q) / (time.perf_counter() - t0))
+        cpu.append(threads * len(q) / max(time.process_time() - c0, 1e-9))
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact[:, :k],
+                                                                         strict=True)]))
+    return runs, cpu, recall
