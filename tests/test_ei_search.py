@@ -272,13 +272,14 @@ def test_bench_ei_small_index_with_ef_sweep(lib_path):
         pytest.skip("shipped llm4ms model missing")
     lines: list[str] = []
     out = bench_ei(lib_path, None, n=4000, n_queries=200, threads=1, chunk=1500,
-                   ef_sweep=(8, 64), log=lines.append)
+                   sweep=({"ef_search": 8}, {"ef_search": 64}, {"hnsw_refine_k": 2}),
+                   log=lines.append)
     assert out["n_library"] == 4000 and out["queries"] == 200
     assert 0.0 < out["recall@10_vs_exact"] <= 1.0 and out["queries_per_s"] > 0
-    sweep = {r["ef_search"]: r for r in out["ef_sweep"]}
-    assert set(sweep) == {8, 64}
-    assert sweep[64]["recall@10_vs_exact"] >= sweep[8]["recall@10_vs_exact"]
-    assert any(line.strip().startswith("ef_search 64:") for line in lines)
+    sweep = {(r["ef_search"], r["hnsw_refine_k"]): r for r in out["sweep"]}
+    assert set(sweep) == {(8, 5), (64, 5), (40, 2)}
+    assert sweep[64, 5]["recall@10_vs_exact"] >= sweep[8, 5]["recall@10_vs_exact"]
+    assert any(line.strip().startswith("ef_search 64, refine top 50:") for line in lines)
 
 
 @needs_minilm

@@ -88,6 +88,15 @@ def _hit1(path: Path, truth: dict[str, str], id_col: str, key_of_hit) -> float:
     return sum(1 for q, ik in truth.items() if ik and top.get(q) == ik) / max(len(truth), 1)
 
 
+def _ei_sweep(a: argparse.Namespace) -> list[dict]:
+    """The search settings ``--ei-ef-sweep`` and ``--ei-refine-sweep`` ask to time."""
+    def values(flag: str) -> list[int]:
+        return [int(x) for x in str(getattr(a, flag, "") or "").split(",") if x.strip()]
+
+    return ([{"ef_search": v} for v in values("ei_ef_sweep")]
+            + [{"hnsw_refine_k": v} for v in values("ei_refine_sweep")])
+
+
 def bench_first_call(library: str, work: Path, queries: str | None = None) -> dict:
     """Whole-process time of a first and a second ``msid identify --library LIB`` (fresh
     cache, then cached) beside a plain FlashEntropySearch script on the same files."""
@@ -311,8 +320,7 @@ def run_bench(a: argparse.Namespace) -> dict:
                                      cfg=IndexConfig(kind="hnsw", hnsw_storage=a.ei_storage,
                                                      ef_search=a.ei_ef_search),
                                      vectors=a.ei_vectors,
-                                     ef_sweep=tuple(int(x) for x in str(
-                                         getattr(a, "ei_ef_sweep", "") or "").split(",") if x),
+                                     sweep=_ei_sweep(a),
                                      log=lambda s: print(s, flush=True))
     if not getattr(a, "skip_peptides", False):
         from msid.peptides.bench import bench_peptides

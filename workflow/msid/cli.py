@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ei-ef-search", type=int, default=40)
     p.add_argument("--ei-ef-sweep", default="",
                    help="also time these ef_search values on the same index, e.g. 48,64")
+    p.add_argument("--ei-refine-sweep", default="",
+                   help="also time these hnsw_refine_k values (shortlist = k x 10) on the same "
+                        "index at --ei-ef-search, e.g. 8,12")
     p.add_argument("--out", help="also write the numbers as JSON here")
     return parser
 
