@@ -177,27 +177,18 @@ def _spectral_negative_table(data: EISpectra, rows: np.ndarray, pool: int,
                              block: int = 2048) -> tuple[list[np.ndarray], dict[str, int]]:
     """For each training structure: the ``pool`` other structures whose spectra come closest
     to one of its own by weighted cosine (over the training spectra, best match first)."""
-    from scipy import sparse
-
-    from msid.ei.nominal import stein_scott_weight
+    from msid.ei.search import spectrum_matrix
 
     if data.peaks is None:
         raise ValueError("hard_negatives: spectrum needs EISpectra.peaks")
     keys = np.unique(data.ik14[rows])
     key_index = {k: i for i, k in enumerate(keys)}
     owner = np.array([key_index[str(k)] for k in data.ik14[rows]])
-    peaks = [data.peaks[int(r)] for r in rows]
-    width = int(max((int(m.max()) for m, _ in peaks if len(m)), default=0)) + 1
-    vec = sparse.csr_matrix((np.concatenate([stein_scott_weight(m, i) for m, i in peaks]),
-                             (np.repeat(np.arange(len(peaks)), [len(m) for m, _ in peaks]),
-                              np.concatenate([m for m, _ in peaks]))),
-                            shape=(len(peaks), width))
-    norms = np.sqrt(np.asarray(vec.multiply(vec).sum(axis=1)).ravel())
-    vec = sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ vec
+    vec = spectrum_matrix([data.peaks[int(r)] for r in rows], "weighted-cosine")
     best = np.full((len(keys), len(keys)), -1.0, dtype=np.float32)  # structure x structure
     by_key = np.argsort(owner, kind="stable")
     col_bounds = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(keys)))][:-1]
-    for start in range(0, len(peaks), block):
+    for start in range(0, vec.shape[0], block):
         sim = (vec[start:start + block] @ vec.T).toarray().astype(np.float32)
         per_key = np.maximum.reduceat(sim[:, by_key], col_bounds, axis=1)  # spectrum x key
         mine = owner[start:start + block]

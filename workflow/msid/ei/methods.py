@@ -126,12 +126,11 @@ class EIEmbeddingSearch:
 
         if not queries:
             return []
-        emb = self.embedder.encode([nominal_peaks(q.mz, q.intensity) for q in queries])
-        scores, rows = search(self.index.index, emb, self.n_hits)
+        peaks = [nominal_peaks(q.mz, q.intensity) for q in queries]
+        scores, rows = search(self.index.index, self.embedder.encode(peaks), self.n_hits)
         if self.rescore_weight > 0:
             w = self.rescore_weight
-            wcos = self.library.weighted_cosine_at([(q.mz, q.intensity) for q in queries],
-                                                   rows)
+            wcos = self.library.weighted_cosine_at(peaks, rows)
             scores = (1 - w) * scores + w * wcos
             order = np.argsort(-np.where(rows >= 0, scores, -np.inf), axis=1, kind="stable")
             scores = np.take_along_axis(scores, order, 1)

@@ -68,6 +68,26 @@ def _unit_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
     return sparse.csr_matrix(sparse.diags(1.0 / norms) @ m)
 
 
+def spectrum_matrix(peaks: list[tuple[np.ndarray, np.ndarray]], kind: str
+                    ) -> sparse.csr_matrix:
+    """Nominal spectra (:func:`nominal_peaks`) as unit rows over integer m/z, intensities
+    weighted for ``kind`` (``cosine`` or ``weighted-cosine``): row dot products are cosines."""
+    rows = np.repeat(np.arange(len(peaks)), [len(p[0]) for p in peaks])
+    cols = np.concatenate([p[0] for p in peaks]) if peaks else np.zeros(0, np.int64)
+    vals = (np.concatenate([_weighted(m, i, kind) for m, i in peaks]) if peaks
+            else np.zeros(0))
+    return _unit_rows(sparse.csr_matrix((vals, (rows, cols)), shape=(len(peaks), MAX_MZ)))
+
+
+def query_vector(mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
+    """One query as a dense unit vector over integer m/z (all zeros without peaks)."""
+    nmz, nint = nominal_peaks(mz, inten)
+    q = np.zeros(MAX_MZ)
+    np.add.at(q, nmz, _weighted(nmz, nint, kind))
+    norm = np.linalg.norm(q)
+    return q / norm if norm > 0 else q
+
+
 @dataclass
 class Hit:
     row: int
@@ -90,32 +110,17 @@ class EILibrary:
         return len(self.peaks)
 
     # -- cosine baselines ----------------------------------------------------------------
-    def _matrix(self, kind: str) -> sparse.csr_matrix:
-        rows = np.repeat(np.arange(len(self.peaks)), [len(p[0]) for p in self.peaks])
-        cols = (np.concatenate([p[0] for p in self.peaks]) if self.peaks
-                else np.zeros(0, np.int64))
-        vals = (np.concatenate([_weighted(m, i, kind) for m, i in self.peaks]) if self.peaks
-                else np.zeros(0))
-        m = sparse.csr_matrix((vals, (rows, cols)), shape=(len(self.peaks), MAX_MZ))
-        return _unit_rows(m)
-
     @cached_property
     def cosine_matrix(self) -> sparse.csr_matrix:
-        return self._matrix("cosine")
+        return spectrum_matrix(self.peaks, "cosine")
 
     @cached_property
     def weighted_matrix(self) -> sparse.csr_matrix:
-        return self._matrix("weighted-cosine")
+        return spectrum_matrix(self.peaks, "weighted-cosine")
 
     def cosine_scores(self, mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
-        nmz, nint = nominal_peaks(mz, inten)
-        q = np.zeros(MAX_MZ)
-        np.add.at(q, nmz, _weighted(nmz, nint, kind))
-        norm = np.linalg.norm(q)
-        if norm == 0:
-            return np.zeros(len(self))
         lib = self.weighted_matrix if kind == "weighted-cosine" else self.cosine_matrix
-        return lib @ (q / norm)
+        return lib @ query_vector(mz, inten, kind)
 
     # -- entropy similarity --------------------------------------------------------------
     @cached_property
@@ -144,12 +149,7 @@ class EILibrary:
         scored for query ``i``; -1 scores 0), the same numbers :meth:`cosine_scores` gives,
         computed over the flat peaks of just those rows."""
         rows = np.asarray(rows, dtype=np.int64)
-        q = np.zeros((len(queries), MAX_MZ))
-        for i, (mz, inten) in enumerate(queries):
-            nmz, nint = nominal_peaks(mz, inten)
-            np.add.at(q[i], nmz, _weighted(nmz, nint, "weighted-cosine"))
-        norms = np.linalg.norm(q, axis=1, keepdims=True)
-        q /= np.where(norms > 0, norms, 1.0)
+        q = np.array([query_vector(mz, inten, "weighted-cosine") for mz, inten in queries])
         flat = rows.ravel()
         sub = self.weighted_matrix[np.maximum(flat, 0)]
         owner = np.repeat(np.arange(len(flat)), np.diff(sub.indptr))
