@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+from rdkit import Chem
 
 from msid.chem.candidates import CandidateIndex, PoolSource, build_index
-from msid.chem.structures import parse_structure
+from msid.chem.structures import needs_standardising, parse_structure
+
+REPO = Path(__file__).resolve().parents[1]
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 
@@ -39,3 +45,22 @@ def test_candidate_index_holds_salts_at_parent_mass(tmp_path):
     assert [h.inchikey for h in hits] == [parent.inchikey]
     assert len(index.formula_matches("C9H8O4")) == 1
     assert np.isfinite(index.mass).all()
+
+
+def test_permanent_cation_keeps_its_charge_and_reads_back():
+    # the shipped MassBank record MSBNK-BAFG-CSL23110965 (cetylpyridinium, [M]+): the uncharger
+    # used to turn it into an unkekulizable "neutral" pyridine with another InChIKey
+    st = parse_structure("CCCCCCCCCCCCCCCCN1C=C[CH+]C=C1")
+    assert st.inchikey == "NEUSVAOJNUQRTM-UHFFFAOYSA-N"  # as the record gives it
+    assert st.formula == "C21H38N+"
+    assert Chem.MolFromSmiles(st.smiles) is not None
+
+
+def test_every_standardised_library_structure_reads_back():
+    md = pd.read_csv(REPO / "resources/massbank_esi/massbank_esi_msms_metadata.tsv.gz",
+                     sep="\t", dtype=str, keep_default_na=False)
+    charged = sorted({s for s in md["smiles"] if s and needs_standardising(s)})
+    assert len(charged) > 500  # salts, zwitterions and cations of the shipped library
+    unreadable = [s for s in charged if (st := parse_structure(s)) is not None
+                  and Chem.MolFromSmiles(st.smiles) is None]
+    assert unreadable == []

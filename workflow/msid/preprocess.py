@@ -34,7 +34,7 @@ logging.getLogger("matchms").setLevel(logging.ERROR)
 
 
 #: bumped whenever cleaning gives different stores for the same input (caches key on it)
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3  # 3: permanent cations keep their charge (structures.standardize_mol)
 
 
 @dataclass

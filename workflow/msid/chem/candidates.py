@@ -38,7 +38,8 @@ from msid.chem.structures import (
 
 RDLogger.DisableLog("rdApp.*")
 
-INDEX_VERSION = 2  # 2: salts and charged forms indexed at their standardised parent
+INDEX_VERSION = 3  # 2: salts and charged forms at their standardised parent; 3: a
+# permanent cation (pyridinium) keeps its charge instead of an invalid "neutral" form
 
 
 def _open_text(path: Path) -> io.TextIOBase:

@@ -15,7 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem, RDLogger, rdBase
 from rdkit.Chem import rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
@@ -46,18 +46,33 @@ def needs_standardising(smiles: str) -> bool:
     return "." in smiles or "+" in smiles or "-]" in smiles
 
 
+def _writable(mol: Chem.Mol) -> bool:
+    """True when the molecule's SMILES reads back (a standardiser step can leave a molecule
+    RDKit cannot kekulize: the uncharger "neutralising" a pyridinium ring, say)."""
+    return mol.GetNumAtoms() > 0 and Chem.MolFromSmiles(Chem.MolToSmiles(mol)) is not None
+
+
 def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
-    """Largest organic fragment, normalised, neutralised (rdMolStandardize)."""
-    mol = _FRAGMENT.choose(mol)
-    mol = _NORMALIZER.normalize(mol)
-    return _UNCHARGER.uncharge(mol)
+    """Largest organic fragment, normalised, neutralised (rdMolStandardize).
+
+    A step whose result no longer reads back as SMILES is skipped: a permanent cation such as
+    cetylpyridinium keeps its charge instead of becoming a different, invalid molecule."""
+    whole = _UNCHARGER.uncharge(_NORMALIZER.normalize(_FRAGMENT.choose(mol)))
+    if _writable(whole):
+        return whole
+    for step in (_FRAGMENT.choose, _NORMALIZER.normalize, _UNCHARGER.uncharge):
+        out = step(mol)
+        if _writable(out):
+            mol = out
+    return mol
 
 
 @lru_cache(maxsize=200_000)
 def flat_smiles(smiles: str) -> str:
     """Canonical stereo-free SMILES of an already standardised structure ('' if unparseable):
     :attr:`Structure.smiles_flat` without the standardising and InChIKey work."""
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    with rdBase.BlockLogs():  # matchms, once imported, turns RDKit's error log back on
+        mol = Chem.MolFromSmiles(smiles) if smiles else None
     if mol is None or mol.GetNumAtoms() == 0:
         return ""
     Chem.RemoveStereochemistry(mol)
@@ -66,8 +81,9 @@ def flat_smiles(smiles: str) -> str:
 
 def inchikey_as_given(smiles: str) -> str:
     """InChIKey of the molecule exactly as written (a salt stays a salt); '' if unparseable."""
-    mol = Chem.MolFromSmiles(smiles.strip()) if smiles else None
-    return (Chem.MolToInchiKey(mol) or "") if mol is not None else ""
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles.strip()) if smiles else None
+        return (Chem.MolToInchiKey(mol) or "") if mol is not None else ""
 
 
 def standardize_smiles(smiles: str) -> str | None:
@@ -82,6 +98,11 @@ def parse_structure(smiles: str) -> Structure | None:
     if not smiles or not isinstance(smiles, str):
         return None
     smiles = smiles.strip()
+    with rdBase.BlockLogs():  # an unparseable SMILES is the caller's to report, not RDKit's
+        return _parse_structure(smiles)
+
+
+def _parse_structure(smiles: str) -> Structure | None:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
