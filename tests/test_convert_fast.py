@@ -15,7 +15,7 @@ import pytest
 from matchms import Spectrum
 from matchms.filtering import default_filters, derive_inchikey_from_inchi, derive_smiles_from_inchi
 
-from msid.convert import check_record, harmonise, store_fields
+from msid.convert import check_peaks, check_record, harmonise, peaks_in_order, store_fields
 from msid.io import RawSpectrum, read_spectra
 from msid.preprocess import PreprocessConfig, apply_chain, build_chain, clean_batch
 from msid.spectrum import matchms_to_record
@@ -139,3 +139,29 @@ def test_mgf_marker_scan_counts_what_the_block_regex_finds() -> None:
     for _ in range(2000):
         text = "\n".join(rng.choice(lines, size=int(rng.integers(0, 12)))) + "\n"
         assert count_blocks(text) == (len(BLOCK.findall(text)), len(opened.findall(text)))
+
+
+def test_chunk_peak_screen_agrees_with_check_peaks():
+    """``peaks_in_order`` passes exactly the records ``check_peaks`` leaves as they are."""
+    real = [r for r in itertools.islice(read_spectra(FILES[4]), 40) if isinstance(r, RawSpectrum)]
+    assert len(real) >= 20
+    base = real[0]
+    nan = base.intensity.copy()
+    nan[1] = np.nan
+    neg = base.intensity.copy()
+    neg[-1] = -1.0
+    zero_mz = base.mz.copy()
+    zero_mz[0] = 0.0
+    shuffled = base.mz[::-1].copy()
+    broken = [RawSpectrum("nan", base.mz, nan, base.params),
+              RawSpectrum("negative", base.mz, neg, base.params),
+              RawSpectrum("zero m/z", zero_mz, base.intensity, base.params),
+              RawSpectrum("unsorted", shuffled, base.intensity, base.params),
+              RawSpectrum("empty", base.mz[:0], base.intensity[:0], base.params),
+              RawSpectrum("lengths", base.mz, base.intensity[:-1], base.params)]
+    items = real[:10] + broken + real[10:]  # defects between good records, not at the ends
+    passed = peaks_in_order(items)
+    for item, ok in zip(items, passed, strict=True):
+        checked, reason = check_peaks(item)
+        assert ok == (checked is item and reason == ""), item.record_id
+    assert passed.sum() == len(real)

@@ -69,7 +69,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
             # a store msid cached from a library file gets its search index cached beside it
             # every hit the user asked for (--top-k 0: all), one row per structure
             library = load_library(str(store), config={"top_k": a.top_k},
-                                   cache=store.parent == cache_dir())
+                                   cache=store.parent == cache_dir(), n_jobs=2)
         options = {"ei_library": a.library, "hits": max(a.top_k, 50)} if ei else {}
         if a.method == "denovo" and a.top_k > 0:  # de novo generates as many as asked
             options["top_k"] = a.top_k

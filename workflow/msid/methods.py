@@ -168,6 +168,7 @@ class LibrarySearch:
         md = library.metadata
         self._smiles = md["smiles"].to_numpy()
         self._inchikey = md["inchikey"].to_numpy()
+        self._ik14 = np.array([str(k)[:14] for k in self._inchikey], dtype=object)
         self._ids = md["id"].to_numpy()
         self._names = md["name"].to_numpy() if "name" in md else np.full(len(md), "")
         self._prec = md["precursor_mz"].to_numpy(dtype=np.float64)
@@ -212,6 +213,9 @@ class LibrarySearch:
                          for row, score in self._precursor_matches(query)]
             out, seen = [], set()
             for row, score, matched, note in found:
+                key = self._ik14[row]
+                if key and key in seen:  # a better hit of this structure is in already
+                    continue
                 c = self._candidate(row, score, matched, query.precursor_mz, note)
                 if c.inchikey and c.inchikey[:14] in seen:
                     continue
@@ -251,9 +255,12 @@ def _library(res: MethodResources) -> Method:
     return LibrarySearch(res.library, analog_k=int(res.options.get("analog_k", 20)))
 
 
-def load_library(path: str, config: dict | None = None, cache: bool = False) -> SpectralLibrary:
-    """A library store as a search index; ``cache`` keeps the built index beside the store."""
-    return SpectralLibrary(path, LibrarySearchConfig.from_dict(config), cache=cache)
+def load_library(path: str, config: dict | None = None, cache: bool = False,
+                 n_jobs: int = 1) -> SpectralLibrary:
+    """A library store as a search index; ``cache`` keeps the built index beside the store;
+    ``n_jobs`` processes build it."""
+    return SpectralLibrary(path, LibrarySearchConfig.from_dict(config), cache=cache,
+                           n_jobs=n_jobs)
 
 
 def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = None,

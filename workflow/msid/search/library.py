@@ -23,6 +23,7 @@ import pandas as pd
 from ms_entropy import apply_weight_to_intensity, clean_spectrum
 
 from msid.atomic import atomic_path
+from msid.parallel import imap_ordered
 from msid.store import SpectrumStore
 
 
@@ -70,6 +71,18 @@ def clean_for_entropy(precursor_mz: float, mz: np.ndarray, intensity: np.ndarray
     return peaks
 
 
+def _clean_slice(args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                             LibrarySearchConfig]) -> list[np.ndarray]:
+    """:func:`clean_for_entropy` of consecutive spectra (flat peaks, offsets from 0)."""
+    prec, mz, inten, offsets, cfg = args
+    return [clean_for_entropy(prec[i], mz[offsets[i]:offsets[i + 1]],
+                              inten[offsets[i]:offsets[i + 1]], cfg) for i in range(len(prec))]
+
+
+#: libraries smaller than this are indexed in one process (starting workers would cost more)
+_PARALLEL_FROM = 20_000
+
+
 def polarity_code(ion_mode: object) -> int:
     """+1 positive, -1 negative, 0 unknown: library spectra of the opposite polarity to a
     query's are never its hits (an [M-H]- entry at the m/z of an [M+H]+ query is another
@@ -92,10 +105,13 @@ class SpectralLibrary:
     """An in-memory search index over a spectrum store."""
 
     def __init__(self, store: str | os.PathLike | SpectrumStore,
-                 cfg: LibrarySearchConfig | None = None, cache: bool = False) -> None:
+                 cfg: LibrarySearchConfig | None = None, cache: bool = False,
+                 n_jobs: int = 1) -> None:
         """``cache``: keep the built index beside the store (``<store>.search-<key>.npz``,
-        keyed by the store's size and mtime and the search settings) and load it next time."""
+        keyed by the store's size and mtime and the search settings) and load it next time.
+        ``n_jobs``: processes that clean the spectra when the index is built."""
         self.cfg = cfg or LibrarySearchConfig()
+        self.n_jobs = n_jobs
         own = not isinstance(store, SpectrumStore)
         st = SpectrumStore(store) if own else store
         try:
@@ -134,9 +150,13 @@ class SpectralLibrary:
         mz, inten, offsets = st.all_peaks()
         prec = self.metadata["precursor_mz"].to_numpy(dtype=np.float64)
         prec = np.where(np.isfinite(prec), prec, 0.0)
-        cleaned = [clean_for_entropy(prec[i], mz[offsets[i]:offsets[i + 1]],
-                                     inten[offsets[i]:offsets[i + 1]], self.cfg)
-                   for i in range(len(prec))]
+        n_jobs = self.n_jobs if len(prec) >= _PARALLEL_FROM else 1
+        step = -(-len(prec) // (4 * n_jobs)) if len(prec) else 1
+        jobs = ((prec[a:a + step], mz[offsets[a]:offsets[min(a + step, len(prec))]],
+                 inten[offsets[a]:offsets[min(a + step, len(prec))]],
+                 offsets[a:a + step + 1] - offsets[a], self.cfg)
+                for a in range(0, len(prec), step))
+        cleaned = [peaks for part in imap_ordered(_clean_slice, jobs, n_jobs) for peaks in part]
         order = np.argsort(prec, kind="stable")  # position -> store row
         sizes = np.array([len(cleaned[i]) for i in order], dtype=np.int64)
         out_offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
