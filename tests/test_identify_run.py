@@ -107,3 +107,31 @@ def test_unknown_config_keys_are_errors_naming_the_key(path):
     node["not_a_key"] = 1
     with pytest.raises(WorkflowError, match="not_a_key"):
         validate(cfg, str(SCHEMA))
+
+
+def test_denovo_proposes_mass_matched_structures_for_the_rest(pesticides_store):
+    from rdkit import Chem
+
+    from msid.chem.structures import parse_structure
+
+    library = load_library(str(pesticides_store))
+    cfg = RunMethodsConfig(methods=["library", "denovo"],
+                           method_options={"denovo": {"beam_width": 8, "fallback": False}})
+    with SpectrumStore(pesticides_store) as st:
+        # every spectrum has its own library entry: all confident, de novo runs on none
+        assert not [r for r in identify_run(st, cfg, library=library, model_dir=MODELS)
+                    if r["method"] == "denovo"]
+        cfg.fdr, cfg.confident_score = -1.0, 2.0  # no library hit is confident
+        rows = identify_run(st, cfg, library=library, model_dir=MODELS)
+        formula = dict(zip(st.metadata["id"], st.metadata["formula"], strict=True))
+    denovo = [r for r in rows if r["method"] == "denovo"]
+    assert {r["query_id"] for r in denovo} == set(formula)  # rows or a reason for each
+    made = [r for r in denovo if r["rank"] > 0]
+    assert made, "no de novo structure within the precursor tolerance"
+    for r in made:  # the query's formula (the library record gives one), else its mass
+        st = parse_structure(r["smiles"])
+        assert st is not None and Chem.MolFromSmiles(r["smiles"]) is not None
+        mass_ok = abs(r["ppm_error"]) <= 10.01 or abs(r["ppm_error"]) * st.exact_mass <= 1.01e4
+        assert st.formula == formula[r["query_id"]] or mass_ok
+    assert {r["note"] for r in denovo if r["rank"] == 0} <= {
+        "no valid generated molecule within the precursor tolerance"}

@@ -1,9 +1,10 @@
 """Which identification methods run on which kind of run (no heavy imports: the workflow checks
 its config with this before anything runs).
 
-Small-molecule runs: spectral library search, the random baseline and the learned retrieval
-models (which rank candidates from the pool index). EI runs: the EI family's methods. Peptide
-runs use de novo peptide sequencing (configured under ``peptides:``), not this list.
+Small-molecule runs: spectral library search, the random baseline, the learned retrieval
+models and GLMR (which rank candidates from the pool index) and de novo generation (which
+proposes its own structures). EI runs: the EI family's methods. Peptide runs use de novo
+peptide sequencing (configured under ``peptides:``), not this list.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 METHODS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "small_molecule": ("library", "random", "ranker", "reconstructor", "deepsets", "fp_ffn"),
+    "small_molecule": ("library", "random", "ranker", "reconstructor", "deepsets", "fp_ffn",
+                       "glmr", "denovo"),
     "ei": ("ei-embedding", "ei-embedding-wcos", "ei-cosine", "ei-weighted-cosine", "ei-entropy"),
     "peptide": (),
 }

@@ -31,7 +31,8 @@ class RunMethodsConfig:
     candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass
     max_candidates: int = 256
     seed: int = 0
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # every method's (e.g. num_threads)
+    method_options: dict[str, dict] = field(default_factory=dict)  # one method's, over options
 
 
 def confident_queries(rows: list[dict], cfg: RunMethodsConfig) -> set[str]:
@@ -55,17 +56,18 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
                  progress: bool = False) -> list[dict]:
     """Rankings rows for every spectrum of a run, from every configured method.
 
-    Methods that propose their own answers (library search, with target-decoy q-values: see
-    :mod:`msid.fdr`) run first on every spectrum; the
-    methods that rank candidates (random, the learned models) then rank pool candidates, taken
-    from ``index`` by the query's neutral mass, for the spectra without a confident answer.
-    Every spectrum gets rows from at least one method, or a rank-0 row with the reason.
+    Library search (with target-decoy q-values: see :mod:`msid.fdr`) runs first on every
+    spectrum. For the spectra without a confident library answer, the methods that rank
+    candidates (random, the learned models, GLMR) then rank pool candidates, taken from
+    ``index`` by the query's neutral mass, and de novo generation proposes structures of its
+    own. Every spectrum gets rows from at least one method, or a rank-0 row with the reason.
     """
     check_methods(cfg.methods, kind)
     methods = []
     for name in cfg.methods:
         model = Path(model_dir) / f"{name}.safetensors" if model_dir else None
-        res = MethodResources(library=library, seed=cfg.seed, options=cfg.options,
+        res = MethodResources(library=library, seed=cfg.seed,
+                              options={**cfg.options, **cfg.method_options.get(name, {})},
                               model_path=str(model) if model and model.exists() else None)
         methods.append(make_method(name, res))
     everything = list(range(len(store)))
@@ -73,13 +75,15 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     rows: list[dict] = []
     confident: set[str] = set()
     for m in methods:
-        if not m.needs_candidates:
+        if getattr(m, "needs_library", False):
             found = rank_queries(m, store, everything, None, cfg.top_k, progress)
             if m.name == "library" and library is not None:
                 add_qvalues(found, library, store, seed=cfg.seed)
             rows += found
             confident |= confident_queries(found, cfg)
     rankers = [m for m in methods if m.needs_candidates]
+    generators = [m for m in methods
+                  if not m.needs_candidates and not getattr(m, "needs_library", False)]
     rest = [i for i in everything if ids[i] not in confident]
     if rankers and rest:
         if index is None:
@@ -90,4 +94,7 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
                                        seed=cfg.seed)
         for m in rankers:
             rows += rank_queries(m, store, rest, cands, cfg.top_k, progress)
+    for m in generators:
+        if rest:
+            rows += rank_queries(m, store, rest, None, cfg.top_k, progress)
     return rows

@@ -82,7 +82,9 @@ def model_for_method(wildcards):
     return []
 
 
-CANDIDATE_METHODS = {"random"} | LEARNED  # methods that rank pool candidates
+CANDIDATE_METHODS = {"random", "glmr"} | LEARNED  # methods that rank pool candidates
+#: model files a run method reads beyond its own (de novo re-scores, GLMR re-ranks, the Ranker's)
+RUN_MODEL_FILES = {"denovo": ["denovo", "ranker"], "glmr": ["glmr", "ranker"]}
 
 
 def _check_identify_methods():
@@ -103,8 +105,8 @@ def identify_inputs(wildcards):
     if CANDIDATE_METHODS & set(methods):
         out["index"] = "results/candidates/index.npz"
     for m in methods:
-        if m in LEARNED:
-            out[f"model_{m}"] = f"{config['models']['dir']}/{m}.safetensors"
+        for f in [m] if m in LEARNED else RUN_MODEL_FILES.get(m, []):
+            out[f"model_{f}"] = f"{config['models']['dir']}/{f}.safetensors"
     return out
 
 

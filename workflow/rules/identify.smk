@@ -22,6 +22,7 @@ rule identify_run:
         search=config["library_search"],
         model_dir=config["models"]["dir"],
         kind=run_kind,
+        denovo=config["generation"]["denovo"],
     script:
         "../scripts/identify_run.py"
 

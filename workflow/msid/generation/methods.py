@@ -91,6 +91,8 @@ class DeNovo:
                       "formula_unfinished": 0}
 
     def why_empty(self, query: Query, candidates) -> str:
+        if self.filter and not self.fallback:
+            return problem(query) or "no valid generated molecule within the precursor tolerance"
         return problem(query) or "no valid molecule generated"
 
     def generate(self, queries: Sequence[Query]) -> list[list[Generated]]:
