@@ -33,3 +33,37 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
     assert "precursor_tol_ppm" in html  # the parameters used
     digest = html.split("sha256 <code>")[1][:64]
     assert len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+
+
+def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_store, pool_index):
+    """Ranker and de novo rows get their own sections (with structure drawings); the library
+    table keeps library hits only; a spectrum nobody answered lists every method's reason."""
+    from msid.chem.candidates import CandidateIndex
+    from msid.methods import load_library
+    from msid.rankings import write_rankings
+    from msid.run_methods import RunMethodsConfig, identify_run
+    from msid.store import SpectrumStore
+
+    cfg = RunMethodsConfig(methods=["library", "ranker", "denovo"], fdr=-1.0,
+                           confident_score=2.0,  # no library hit is confident
+                           method_options={"denovo": {"beam_width": 8, "fallback": False}})
+    with SpectrumStore(pesticides_store) as st:
+        rows = identify_run(st, cfg, library=load_library(str(pesticides_store)),
+                            index=CandidateIndex(pool_index), model_dir=ROOT / "resources/models")
+    ids = write_rankings(rows, tmp_path / "identifications.tsv")
+    out = tmp_path / "report.html"
+    write_run_report(pesticides_store, ids, pesticides_store, out, sample="pest")
+    html = out.read_text()
+    for method in ("ranker", "denovo"):
+        section = html.split(f"<h3>{method}: spectra without a confident library hit</h3>")[1]
+        answered = {r["query_id"] for r in rows if r["method"] == method and r["rank"] == 1}
+        assert f"{len(answered)} of the 64 spectra it ran on got an answer" in section
+    ranker = html.split("<h3>ranker:")[1].split("<h3>")[0]
+    assert "<svg" in ranker  # structure drawings
+    library = html.split("<h2>Identifications</h2>")[1].split("<h3>")[0]
+    ranker_only = {r["inchikey"] for r in rows if r["method"] == "ranker" and r["rank"]} - {
+        r["inchikey"] for r in rows if r["method"] == "library"}
+    assert ranker_only and not any(ik in library for ik in ranker_only)
+    s = run_summary("pest", "small_molecule", pesticides_store, ids, fdr=0.05)
+    for reason in s["unanswered"]:  # every method says why, in the batch report too
+        assert reason.startswith("library: ") and "; ranker: " in reason

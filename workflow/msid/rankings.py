@@ -70,6 +70,18 @@ def answered(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["rank"] > 0]
 
 
+def unanswered_reasons(df: pd.DataFrame, query_ids: Iterable[str]) -> pd.Series:
+    """The queries of ``query_ids`` without a ranked row, each with every method's reason
+    (``"library: no library entry within precursor tolerance; ranker: no candidates"``)."""
+    answered_ids = set(df.loc[df["rank"] > 0, "query_id"].astype(str))
+    zero = df[df["rank"] == 0]
+    notes = (zero["method"] + ": " + zero["note"]).groupby(zero["query_id"].astype(str)).agg(
+        "; ".join)
+    missing = [q for q in map(str, query_ids) if q not in answered_ids]
+    return pd.Series([notes.get(q, "no row in the table") for q in missing], index=missing,
+                     dtype=object)
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike, sep: str = "\t", **kwargs) -> Path:
     """Write a table atomically (TSV unless ``sep`` says otherwise)."""
     with atomic_path(path) as tmp:

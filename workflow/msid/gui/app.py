@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msid.chem.drawing import structure_svg
 from msid.gui.uploads import (
     MAX_SPECTRA,
     UploadedSpectrum,
@@ -43,23 +44,6 @@ class ServeConfig:
     model_path: str | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     top_k: int = 5
-
-
-def structure_svg(smiles: str, width: int = 220, height: int = 160) -> str:
-    """RDKit 2D drawing as inline SVG ('' when the SMILES does not parse)."""
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem.Draw import rdMolDraw2D
-
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
-    if mol is None:
-        return ""
-    d = rdMolDraw2D.MolDraw2DSVG(width, height)
-    d.drawOptions().clearBackground = False
-    rdMolDraw2D.PrepareAndDrawMolecule(d, mol)
-    d.FinishDrawing()
-    svg = d.GetDrawingText()
-    return svg[svg.find("<svg"):]  # drop the XML declaration
 
 
 class SearchApp:

@@ -23,7 +23,7 @@ import yaml
 
 from msid import __version__
 from msid.atomic import write_text
-from msid.rankings import read_rankings
+from msid.rankings import read_rankings, unanswered_reasons
 from msid.report.plots import data_uri
 from msid.store import SpectrumStore
 
@@ -70,16 +70,13 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     q = pd.to_numeric(top["q_value"], errors="coerce")
     confident = int((q <= fdr).sum()) if q.notna().any() else 0
     answered = set(ranked["query_id"])
-    zero = ids[ids["rank"] == 0]  # each method's reason, e.g. "library: ...; ranker: ..."
-    notes = (zero["method"] + ": " + zero["note"]).groupby(zero["query_id"]).agg("; ".join)
-    missing = [x for x in md["id"].astype(str) if x not in answered]
-    reasons = pd.Series([notes.get(x, "no row in the table") for x in missing], dtype=object)
+    reasons = unanswered_reasons(ids, md["id"])  # each method's: "library: ...; ranker: ..."
     qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
                 if len(quarantine) else pd.Series(dtype=int))
     return {
         "sample": sample, "kind": kind, "n_read": len(md) + len(quarantine), "n_kept": len(md),
         "n_quarantined": len(quarantine), "n_answered": len(answered & set(md["id"])),
-        "n_confident": confident, "n_unanswered": len(missing),
+        "n_confident": confident, "n_unanswered": len(reasons),
         "methods": ", ".join(sorted(set(ranked["method"]))),
         "unanswered": reasons.value_counts().to_dict(), "quarantine": qreasons.to_dict(),
         "top_scores": top["score"].to_numpy(dtype=float),

@@ -12,7 +12,7 @@ import pandas as pd
 
 from msid import __version__
 from msid.atomic import write_text
-from msid.rankings import ALL_COLUMNS, read_rankings
+from msid.rankings import ALL_COLUMNS, read_rankings, unanswered_reasons
 from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
 from msid.store import SpectrumStore
 
@@ -56,13 +56,46 @@ def _confident(top: pd.DataFrame, fdr: float, confident_score: float) -> tuple[p
 
 
 def _unanswered(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
-    """Spectra without any ranked candidate, counted by the reason in the table."""
-    answered = set(ids.loc[ids["rank"] > 0, "query_id"])
-    notes = ids[ids["rank"] == 0].drop_duplicates("query_id").set_index("query_id")["note"]
-    missing = [q for q in md["id"].astype(str) if q not in answered]
-    reasons = pd.Series([notes.get(q, "no row in the table") for q in missing], dtype=object)
-    return (reasons.value_counts().rename_axis("reason").reset_index(name="spectra")
-            .to_dict("records"))
+    """Spectra without any ranked candidate, counted by every method's reason."""
+    return (unanswered_reasons(ids, md["id"]).value_counts().rename_axis("reason")
+            .reset_index(name="spectra").to_dict("records"))
+
+
+#: what each non-library method's rows are, for the report's reader
+METHOD_NOTES = {
+    "ranker": "learned retrieval (Ranker): pool molecules within the precursor mass window, "
+              "ranked by how well they fit the spectrum",
+    "reconstructor": "learned retrieval (Reconstructor) over pool molecules in the mass window",
+    "deepsets": "learned retrieval (DeepSets) over pool molecules in the mass window",
+    "fp_ffn": "learned retrieval (fingerprint FFN) over pool molecules in the mass window",
+    "glmr": "GLMR: the Ranker's pool candidates re-ranked with a spectrum-conditioned generator",
+    "random": "random baseline over pool molecules in the mass window",
+    "denovo": "de novo structures generated from the spectrum, kept when their mass matches "
+              "the precursor",
+}
+MAX_DRAWN = 40  # structure drawings per method (the table holds every row)
+
+
+def _learned_sections(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
+    """Per method other than library search (table order): each spectrum's top candidate."""
+    from msid.chem.drawing import structure_svg
+
+    out = []
+    for method in dict.fromkeys(ids["method"]):
+        if method == "library":
+            continue
+        top = ids[(ids["method"] == method) & (ids["rank"] == 1)].drop(
+            columns=["rt", "precursor_mz"]).merge(md[["id", "rt", "precursor_mz"]],
+                                                  left_on="query_id", right_on="id", how="left")
+        top = top.sort_values("score", ascending=False)
+        rows = top.head(500).to_dict("records")
+        for k, r in enumerate(rows):
+            r["svg"] = structure_svg(r["smiles"], 180, 120) if k < MAX_DRAWN else ""
+        out.append({"method": method, "what": METHOD_NOTES.get(method, method),
+                    "n_queries": int(ids.loc[ids["method"] == method, "query_id"].nunique()),
+                    "n_answered": len(top), "rows": rows,
+                    "truncated": max(0, len(top) - 500)})
+    return out
 
 
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike | None,
@@ -81,7 +114,8 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         lib_md = lib.metadata
         lib_row = pd.Series(np.arange(len(lib_md)), index=lib_md["id"])
         lib_row = lib_row[~lib_row.index.duplicated()]
-        top = ids[(ids["rank"] == 1) & (ids["score"] > min_score)].copy()
+        top = ids[(ids["rank"] == 1) & (ids["score"] > min_score)
+                  & (ids["method"] == "library")].copy()
         top = top.drop(columns=["rt", "precursor_mz"]).merge(  # the store's values
             md[["id", "rt", "precursor_mz"]], left_on="query_id", right_on="id",
             how="left").sort_values("score", ascending=False)
@@ -118,7 +152,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()), confident_score=confident_score,
         n_confident=int(top["confident"].sum()), confident_rule=confident_rule,
-        unanswered=_unanswered(ids, md),
+        unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
         reasons=reasons.to_dict("records"),
         quarantine=quarantine.head(500).to_dict("records"),
         quarantine_truncated=max(0, n_q - 500),
