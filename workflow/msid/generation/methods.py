@@ -163,11 +163,6 @@ class DeNovo:
         return self.rank_many([query], [candidates])[0]
 
 
-#: GLMR stage 3: best Tanimoto to a generated molecule, the candidate's likelihood under the
-#: decoder, or its likelihood gain over the mass-only decoder (pointwise mutual information)
-SIMILARITIES = ("tanimoto", "likelihood", "pmi")
-
-
 class GLMR:
     name = "glmr"
     needs_candidates = True
@@ -182,8 +177,8 @@ class GLMR:
         self.beam_width = int(beam_width if beam_width is not None else g.get("beam_width", 5))
         self.weight = float(weight if weight is not None else g.get("weight", 0.1))
         self.similarity = str(similarity or g.get("similarity", "tanimoto"))
-        if self.similarity not in SIMILARITIES:
-            raise ValueError(f"glmr similarity must be one of {SIMILARITIES}")
+        if self.similarity not in ("tanimoto", "likelihood"):
+            raise ValueError("glmr similarity must be 'tanimoto' or 'likelihood'")
         self.batch_size = batch_size
         self.seconds = 0.0
         self.last_similarity: dict[str, np.ndarray] = {}  # query id -> top-K similarities
@@ -194,36 +189,25 @@ class GLMR:
     @torch.inference_mode()
     def _likelihoods(self, batch: dict, tops: list[list[RankedCandidate]]) -> list[np.ndarray]:
         """Per query: each top-K candidate's per-token likelihood (geometric mean of token
-        probabilities) under the decoder conditioned on the spectrum and the K candidates;
-        for ``pmi``, the mean per-token log-likelihood gain over the decoder given the
-        precursor mass alone (what the spectrum adds to the molecule's likelihood)."""
+        probabilities) under the decoder conditioned on the spectrum and the K candidates."""
         mem, keep = self.model.memory(batch)
-        blind = self.model.memory({"mass": batch["mass"]}) if self.similarity == "pmi" else None
         out = []
         for j, top in enumerate(tops):
             ids = [self.tok.encode(c.smiles) for c in top]
             ok = [n for n, x in enumerate(ids) if x is not None]
             sim = np.zeros(len(top))
             if ok:
-                tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids[n]) for n in ok],
-                                                         batch_first=True)
-                mean = self._mean_logp(tokens, mem[j:j + 1], keep[j:j + 1])
-                if blind is not None:
-                    sim[ok] = (mean - self._mean_logp(tokens, blind[0][j:j + 1],
-                                                      blind[1][j:j + 1])).numpy()
-                else:
-                    sim[ok] = mean.exp().numpy()
+                seqs = [torch.tensor(ids[n]) for n in ok]
+                tokens = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+                m = mem[j:j + 1].expand(len(ok), -1, -1)
+                kp = keep[j:j + 1].expand(len(ok), -1)
+                logits = self.model.logits(tokens[:, :-1], self.model.memory_kv(m), kp).float()
+                logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
+                real = (tokens[:, 1:] != 0).float()
+                mean = (logp * real).sum(1) / real.sum(1).clamp_min(1)
+                sim[ok] = mean.exp().numpy()
             out.append(sim)
         return out
-
-    def _mean_logp(self, tokens: torch.Tensor, mem: torch.Tensor, keep: torch.Tensor
-                   ) -> torch.Tensor:
-        """Mean per-token log-probability of each row of ``tokens`` given one query's memory."""
-        m, kp = mem.expand(len(tokens), -1, -1), keep.expand(len(tokens), -1)
-        logits = self.model.logits(tokens[:, :-1], self.model.memory_kv(m), kp).float()
-        logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
-        real = (tokens[:, 1:] != 0).float()
-        return (logp * real).sum(1) / real.sum(1).clamp_min(1)
 
     def rank_many(self, queries: Sequence[Query], candidates: Sequence[list[Structure] | None]
                   ) -> list[list[RankedCandidate]]:
@@ -245,7 +229,7 @@ class GLMR:
                 mask[j, :len(t)] = True
             batch["cand_enc"] = torch.from_numpy(enc)
             batch["cand_mask"] = torch.from_numpy(mask)
-            if self.similarity in ("likelihood", "pmi"):
+            if self.similarity == "likelihood":
                 sims = self._likelihoods(batch, tops)
             else:
                 beams = beam_search(self.model, self.tok, batch, self.beam_width)
