@@ -79,7 +79,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         "n_confident": confident, "n_unanswered": len(reasons),
         "methods": ", ".join(sorted(set(ranked["method"]))),
         "unanswered": reasons.value_counts().to_dict(), "quarantine": qreasons.to_dict(),
-        "top_scores": top["score"].to_numpy(dtype=float),
+        # one scale per figure: the library's entropy similarity, not the rankers' cosines
+        "top_scores": top.loc[top["method"] == "library", "score"].to_numpy(dtype=float),
     }
 
 
@@ -109,7 +110,7 @@ def _runs_figure(runs: list[dict]) -> str:
     for r in runs:
         if len(r["top_scores"]):
             ax.hist(r["top_scores"], bins=20, range=(0, 1), histtype="step", label=r["sample"])
-    ax.set_xlabel("best score per spectrum")
+    ax.set_xlabel("best library score per spectrum (entropy similarity)")
     ax.set_ylabel("spectra")
     ax.set_title("Score distributions", fontsize=9)
     if runs:
