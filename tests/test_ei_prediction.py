@@ -14,8 +14,8 @@ import torch
 from msid.ei.insilico import build_library, predict_file, read_smiles_file
 from msid.ei.neims import NeimsConfig, build_net, featurize, mol_graph, nominal_mass
 from msid.ei.neims_eval import library_recall, weighted, write_leaderboard
-from msid.ei.neims_pipeline import NeimsRunConfig, run
-from msid.ei.neims_train import load_neims
+from msid.ei.neims_pipeline import NeimsRunConfig, run, soft_targets
+from msid.ei.neims_train import load_neims, predict_sqrt
 from msid.ei.spectra import ei_store
 from msid.modelfile import ModelFileError
 from msid.models.features import MolFeaturizer
@@ -75,20 +75,42 @@ def small_run(tmp_path_factory):
 
 def test_one_run_trains_scores_and_saves_three_models(small_run) -> None:
     work, rows = small_run
-    assert [r["method"] for r in rows] == ["neims_teacher", "neims_student", "neims_mlp"]
+    assert [r["method"] for r in rows] == [
+        "neims_teacher", "neims_student", "neims_mlp",
+        "neims_student (ablation: distilled from the teacher alone)"]
     for r in rows:
         assert 0 <= r["cosine_lo"] <= r["cosine"] <= r["cosine_hi"] <= 1
         assert 0 <= r["recall@1"] <= r["recall@10"] <= 1
         assert r["n_test_spectra"] > 50 and r["predictions_per_s"] > 0
     model, card = load_neims(work / "models" / "neims_student.safetensors")
     assert card["family"] == "neims" and card["licence"] == "CC BY-SA 4.0 (test)"
+    assert card["training"]["distilled_from"] == "ensemble"
+    assert not list((work / "models").glob("*ablation*.safetensors"))  # a row, not a model
     assert model.cfg.kind == "student" and model.cfg.n_experts == 4
     write_leaderboard(rows, work / "lb.md", work / "lb.csv")
-    assert len(pd.read_csv(work / "lb.csv")) == 3 and "recall@10" in (work / "lb.md").read_text()
+    assert len(pd.read_csv(work / "lb.csv")) == 4 and "recall@10" in (work / "lb.md").read_text()
     bad = work / "models" / "broken.safetensors"
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError):
         load_neims(bad)
+
+
+def test_ensemble_soft_targets_average_teacher_and_mlp(small_run) -> None:
+    work, _ = small_run
+    teacher, _ = load_neims(work / "models" / "neims_teacher.safetensors")
+    mlp, _ = load_neims(work / "models" / "neims_mlp.safetensors")
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]
+    torch.manual_seed(0)
+    t = soft_targets(teacher, mlp, smiles, mc_samples=4)
+    torch.manual_seed(0)  # the same dropout draws
+    t_mean, t_std = predict_sqrt(teacher, smiles, mc_samples=4)
+    m_mean, _ = predict_sqrt(mlp, smiles)
+    np.testing.assert_allclose(t["teacher"][0], t_mean, atol=1e-6)
+    np.testing.assert_allclose(t["teacher"][1], t_std, atol=1e-6)
+    np.testing.assert_allclose(t["ensemble"][0], (t_mean + m_mean) / 2, atol=1e-6)
+    assert (t["ensemble"][1] >= t["teacher"][1] - 1e-7).all()  # disagreement widens the std
+    with pytest.raises(ValueError, match="distill_from"):
+        NeimsRunConfig(distill_from="mlp")
 
 
 def test_predict_ei_msp_and_store_skip_bad_lines(small_run, tmp_path) -> None:

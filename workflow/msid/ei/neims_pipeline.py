@@ -44,6 +44,10 @@ class NeimsRunConfig:
     max_train_seconds: dict = field(default_factory=dict)  # per kind; 0/absent: no limit
     student_steps_factor: float = 1.5  # the student sees more batches (distillation extras)
     distill_extra: int = 5000  # train-fold pool molecules with teacher soft targets only
+    #: soft targets: the teacher's MC-dropout mean, or the mean of the teacher and the MLP
+    #: baseline on the sqrt scale (ensemble distillation; their disagreement joins the std)
+    distill_from: str = "ensemble"
+    student_ablation: bool = True  # also train the other student, for its leaderboard row
     mc_samples: int = 8
     decoys_per_mass: int = 20
     num_threads: int = 1
@@ -51,10 +55,30 @@ class NeimsRunConfig:
     licence: str = ""
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if self.distill_from not in DISTILL_FROM:
+            raise ValueError(f"distill_from must be one of {DISTILL_FROM}, "
+                             f"not '{self.distill_from}'")
+
     @classmethod
     def from_dict(cls, d: dict | None) -> NeimsRunConfig:
         d = dict(d or {})
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+DISTILL_FROM = ("teacher", "ensemble")
+
+
+def soft_targets(teacher: NeimsModel, mlp: NeimsModel, smiles: list[str], mc_samples: int
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Soft targets (mean, std; sqrt scale) per :data:`DISTILL_FROM` source: the teacher's
+    MC-dropout mean and std; the teacher-MLP ensemble's mean, with half their difference
+    added to the std in quadrature (where they disagree the student trusts them less)."""
+    t_mean, t_std = predict_sqrt(teacher, smiles, mc_samples=mc_samples)
+    m_mean, _ = predict_sqrt(mlp, smiles)
+    half = (t_mean - m_mean) / 2
+    return {"teacher": (t_mean, t_std),
+            "ensemble": (t_mean - half, np.sqrt(np.square(t_std) + np.square(half)))}
 
 
 def read_pool(path: str | os.PathLike, limit: int = 0) -> list[str]:
@@ -146,18 +170,26 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
             if len(extra) >= cfg.distill_extra:
                 break
     t0 = time.perf_counter()
-    soft, soft_std = predict_sqrt(fits["teacher"].model, tr.smiles + extra,
-                                  mc_samples=cfg.mc_samples)
+    targets = soft_targets(fits["teacher"].model, fits["mlp"].model, tr.smiles + extra,
+                           cfg.mc_samples)
     timings["teacher_soft_targets"] = time.perf_counter() - t0
-    ds = NeimsDataset(tr, mk["student"], extra_smiles=extra, soft=soft, soft_std=soft_std)
     dv = NeimsDataset(va, mk["student"])
     scfg = {**tbase, "max_steps": int(tbase["max_steps"] * cfg.student_steps_factor),
             "max_train_seconds": float(cfg.max_train_seconds.get("student", 0))}
-    fits["student"] = fit(mk["student"], TrainConfig(**scfg), ds, dv, out_dir / "work-student",
-                          names["student"])
-    timings["student"] = fits["student"].seconds
-    log(f"student: {fits['student'].summary['steps']} steps in {timings['student']:.0f} s "
-        f"(+{timings['teacher_soft_targets']:.0f} s soft targets on {len(soft)} molecules)")
+    other = next(x for x in DISTILL_FROM if x != cfg.distill_from)
+    students = {"student": cfg.distill_from}
+    if cfg.student_ablation:
+        students["student_ablation"] = other
+    for kind, source in students.items():
+        soft, soft_std = targets[source]
+        ds = NeimsDataset(tr, mk["student"], extra_smiles=extra, soft=soft, soft_std=soft_std)
+        fits[kind] = fit(mk["student"], TrainConfig(**scfg), ds, dv, out_dir / f"work-{kind}",
+                         names["student"] if kind == "student" else
+                         f"{names['student']}_from_{source}")
+        timings[kind] = fits[kind].seconds
+        log(f"{kind} (distilled from the {source}): {fits[kind].summary['steps']} steps in "
+            f"{timings[kind]:.0f} s (+{timings['teacher_soft_targets']:.0f} s soft targets on "
+            f"{len(soft)} molecules)")
     # evaluation on the test fold, one library per method
     test = TestSet(te.smiles, [k[:14] for k in te.inchikey],
                    np.array([mol_graph(s).mass for s in te.smiles]),
@@ -177,21 +209,29 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
     decoy_mass = np.array([mol_graph(s).mass for s in decoys])
     bench_smiles = (decoys + te.smiles)[:1000]
     rows = []
-    for kind in ("teacher", "student", "mlp"):
+    source_words = {"teacher": "the teacher alone", "ensemble": "the teacher-MLP ensemble"}
+    labels = {**names, "student_ablation": f"{names['student']} (ablation: distilled from "
+                                            f"{source_words[other]})"}
+    for kind in ("teacher", "student", "mlp", "student_ablation"):
+        if kind not in fits:
+            continue
         model = fits[kind].model
         def spectra(smiles: list[str], model: NeimsModel = model) -> np.ndarray:
             p = np.square(predict_sqrt(model, smiles)[0])
             return p / np.maximum(p.max(1, keepdims=True), 1e-12)
-        row = score_method(names[kind], spectra(te.smiles), test, spectra(decoys), decoy_mass,
+        row = score_method(labels[kind], spectra(te.smiles), test, spectra(decoys), decoy_mass,
                            decoy_keys, train_lib, train_keys, train_mass, seed=cfg.seed)
         row["predictions_per_s"] = speed(model, bench_smiles)
         row["train_seconds"] = timings[kind]
         rows.append(row)
+        if kind == "student_ablation":  # a leaderboard row, not a shipped model
+            continue
         metrics = {k: row[k] for k in ("cosine", "weighted_cosine", "recall@1", "recall@10")}
         training = {"store": str(store), "summary": fits[kind].summary,
                     "n_train_spectra": len(tr.rows), "n_distill_extra": len(extra)
                     if kind == "student" else 0, "train_config": scfg if kind == "student"
-                    else tbase, "seconds": timings[kind]}
+                    else tbase, "seconds": timings[kind],
+                    **({"distilled_from": cfg.distill_from} if kind == "student" else {})}
         save_neims(model, out_dir / f"{names[kind]}.safetensors", training=training,
                    metrics=metrics, licence=cfg.licence)
         log(f"{names[kind]}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
