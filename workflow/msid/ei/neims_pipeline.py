@@ -46,7 +46,7 @@ class NeimsRunConfig:
     distill_extra: int = 5000  # train-fold pool molecules with teacher soft targets only
     #: soft targets: the teacher's MC-dropout mean, or the mean of the teacher and the MLP
     #: baseline on the sqrt scale (ensemble distillation; their disagreement joins the std)
-    distill_from: str = "ensemble"
+    distill_from: str = "teacher"
     student_ablation: bool = True  # also train the other student, for its leaderboard row
     mc_samples: int = 8
     decoys_per_mass: int = 20
