@@ -217,9 +217,7 @@ class LibrarySearch:
                 if key and key in seen:  # a better hit of this structure is in already
                     continue
                 c = self._candidate(row, score, matched, query.precursor_mz, note)
-                if c.inchikey and c.inchikey[:14] in seen:
-                    continue
-                seen.add(c.inchikey[:14])
+                seen.add(c.inchikey[:14])  # '' (no structure) is never a key above
                 out.append(c)
                 if self.library.cfg.top_k and len(out) >= self.library.cfg.top_k:
                     break

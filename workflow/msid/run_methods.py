@@ -75,15 +75,14 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     rows: list[dict] = []
     confident: set[str] = set()
     for m in methods:
-        if getattr(m, "needs_library", False):
+        if m.needs_library:
             found = rank_queries(m, store, everything, None, cfg.top_k, progress)
             if m.name == "library" and library is not None:
                 add_qvalues(found, library, store, seed=cfg.seed)
             rows += found
             confident |= confident_queries(found, cfg)
     rankers = [m for m in methods if m.needs_candidates]
-    generators = [m for m in methods
-                  if not m.needs_candidates and not getattr(m, "needs_library", False)]
+    generators = [m for m in methods if not m.needs_candidates and not m.needs_library]
     rest = [i for i in everything if ids[i] not in confident]
     if rankers and rest:
         if index is None:

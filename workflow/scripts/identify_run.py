@@ -12,16 +12,14 @@ from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
 ident = dict(snakemake.params.identify)
+method_options = dict(ident.get("method_options", {}))  # de novo starts from generation.denovo
+method_options["denovo"] = {**snakemake.params.denovo, **method_options.get("denovo", {})}
 cfg = RunMethodsConfig(methods=list(ident["methods"]), top_k=int(ident["top_k"]),
                        fdr=float(ident.get("fdr", 0.05)),
                        candidate_ppm=float(ident.get("candidate_ppm", 10.0)),
                        max_candidates=int(ident.get("max_candidates", 256)),
                        options={"num_threads": snakemake.threads},
-                       method_options={
-                           "denovo": {**snakemake.params.denovo,
-                                      **ident.get("method_options", {}).get("denovo", {})},
-                           **{m: o for m, o in ident.get("method_options", {}).items()
-                              if m != "denovo"}})
+                       method_options=method_options)
 search = dict(snakemake.params.search)
 search.setdefault("top_k", cfg.top_k)
 library = (SpectralLibrary(snakemake.input.library, LibrarySearchConfig(**search))
