@@ -112,3 +112,31 @@ def test_run_outputs_and_report_section(model_file, tmp_path):
     sec = peptide_section(out["tsv"], out["json"])
     assert len(sec["top"]) == len(df)
     assert all(f["src"].startswith("data:image/png;base64,") for f in sec["figures"])
+
+
+def test_shipped_peptrm_beats_the_dp_baseline_on_unseen_peptides():
+    """The shipped model, decoded as runs decode it, against the DP baseline on the test fold
+    (peptide sequences no model trained on), same spectra, the configured settings."""
+    import yaml
+
+    from msid.peptides.data import split_by_sequence
+    from msid.peptides.denovo import DecodeConfig, sequence_spectra
+    from msid.peptides.metrics import score_predictions, summary
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["peptides"]
+    _, card = load_peptrm(ROOT / cfg["model"])
+    data = [ROOT / p for p in cfg["data"]]
+    assert card["training"]["data"] == [p.name for p in data]
+    test = split_by_sequence(read_annotated_mgf(data).spectra, cfg["folds"]["val"],
+                             cfg["folds"]["test"])["test"]
+    dec = DecodeConfig.from_dict(cfg["decode"])
+    truth = [s.tokens for s in test]
+    res = {}
+    for method in ("peptrm", "dp"):
+        d = sequence_spectra(test, method, str(ROOT / cfg["model"]), dec, cfg["dp"],
+                             progress=False)
+        res[method] = summary(score_predictions([x.tokens for x in d], [x.score for x in d],
+                                                truth))
+    assert len(test) >= 50
+    assert res["peptrm"]["aa_precision"] > res["dp"]["aa_precision"]
+    assert res["peptrm"]["peptide_recall"] > res["dp"]["peptide_recall"]

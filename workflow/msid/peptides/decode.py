@@ -6,18 +6,21 @@
   than the precursor are pruned as they grow. When no beam matches, the greedy sequence is
   returned with its confidence lowered by 1 (Casanovo's convention for mass-mismatched peptides).
 
+With PepTRM's ion evidence (``evidence``), a position's distribution depends on the residue
+mass of the tokens before it, so both decoders go left to right and re-score every partial
+sequence with its own prefix.
+
 Confidence: exp(mean log-probability) of the chosen tokens (end token included), in (0, 1].
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from msid.peptides.physics import WATER, Vocab
-
-ISOTOPE = 1.00335483507  # 13C - 12C, the precursor isotope-error step
+from msid.peptides.physics import ISOTOPE, WATER, Vocab
 
 
 @dataclass
@@ -38,46 +41,72 @@ def _valid_positions(ids: list[int], vocab: Vocab) -> bool:
     return all(i not in nterm for i in ids[1:]) and bool([i for i in ids if i not in nterm])
 
 
-def greedy(logp: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float = 50.0,
-           isotopes: int = 1) -> Decoded:
-    """``logp``: (max_len, V) log-probabilities."""
-    ids = logp.argmax(-1)
+Evidence = Callable[[np.ndarray, int], np.ndarray]
+"""``(prefix masses (n,), position k) -> (n, V)`` logit terms for n partial sequences."""
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _rows(scores: np.ndarray, k: int, prefix: np.ndarray, evidence: Evidence | None
+          ) -> np.ndarray:
+    """Log-probabilities at position ``k`` for partial sequences of residue masses ``prefix``:
+    ``scores`` as given (log-probabilities) without ``evidence``, else softmax(logits +
+    evidence)."""
+    if evidence is None:
+        return np.broadcast_to(scores[k], (len(prefix), scores.shape[1]))
+    return log_softmax(scores[k][None, :] + evidence(prefix, k))
+
+
+def greedy(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float = 50.0,
+           isotopes: int = 1, evidence: Evidence | None = None) -> Decoded:
+    """``scores``: (max_len, V) log-probabilities, or logits when ``evidence`` is given (then
+    each position's token is chosen given the residue mass of the tokens chosen before it)."""
     nterm = set(vocab.nterm_ids)
-    chosen, lp = [], []
-    for k, i in enumerate(ids):
-        i = int(i)
+    masses = vocab.masses
+    chosen: list[int] = []
+    lp: list[float] = []
+    m = 0.0
+    for k in range(scores.shape[0]):
+        row = _rows(scores, k, np.array([m]), evidence)[0]
+        i = int(row.argmax())
         if i == 0:
-            lp.append(logp[k, 0])
+            lp.append(float(row[0]))
             break
         if i in nterm and chosen:  # an N-terminal modification only leads: skip it
             continue
         chosen.append(i)
-        lp.append(logp[k, i])
+        lp.append(float(row[i]))
+        m += float(masses[i])
     if chosen and all(c in nterm for c in chosen):
         chosen = []
     tokens = vocab.decode(chosen)
-    ok = bool(tokens) and mass_ok(float(vocab.masses[chosen].sum()), precursor_mass, ppm,
-                                  isotopes)
+    ok = bool(tokens) and mass_ok(float(masses[chosen].sum()), precursor_mass, ppm, isotopes)
     score = float(np.exp(np.mean(lp))) if lp else 0.0
     return Decoded(tokens, score if ok else score - 1.0, ok)
 
 
-def beam(logp: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int = 10,
-         per_position: int = 5, ppm: float = 50.0, isotopes: int = 1) -> Decoded:
+def beam(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int = 10,
+         per_position: int = 5, ppm: float = 50.0, isotopes: int = 1,
+         evidence: Evidence | None = None) -> Decoded:
+    """``scores`` as for :func:`greedy`; each beam's candidates are the ``per_position`` most
+    probable tokens of its own distribution."""
     masses = vocab.masses
     target = precursor_mass - WATER
     tol = ppm * 1e-6 * precursor_mass + isotopes * ISOTOPE
     nterm = set(vocab.nterm_ids)
-    L = logp.shape[0]
+    L = scores.shape[0]
     beams: list[tuple[float, list[int], float]] = [(0.0, [], 0.0)]  # (sum logp, ids, mass)
     finished: list[tuple[float, list[int]]] = []
     for pos in range(L):
-        cand = np.argsort(-logp[pos])[:per_position]
+        rows = _rows(scores, pos, np.array([b[2] for b in beams]), evidence)
         nxt = []
-        for slp, ids, m in beams:
-            for c in cand:
+        for (slp, ids, m), row in zip(beams, rows, strict=True):
+            for c in np.argsort(-row)[:per_position]:
                 c = int(c)
-                lp = slp + float(logp[pos, c])
+                lp = slp + float(row[c])
                 if c == 0:
                     if ids and mass_ok(m, precursor_mass, ppm, isotopes) \
                             and _valid_positions(ids, vocab):
@@ -97,6 +126,6 @@ def beam(logp: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int =
         if mass_ok(m, precursor_mass, ppm, isotopes) and _valid_positions(ids, vocab):
             finished.append((slp / len(ids), ids))
     if not finished:
-        return greedy(logp, vocab, precursor_mass, ppm, isotopes)
+        return greedy(scores, vocab, precursor_mass, ppm, isotopes, evidence)
     best = max(finished, key=lambda f: f[0])
     return Decoded(vocab.decode(best[1]), float(np.exp(best[0])), True)

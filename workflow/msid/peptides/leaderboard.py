@@ -1,6 +1,8 @@
 """Peptide leaderboard: PepTRM and the DP baseline on the test fold (peptides unseen in
 training), same spectra, same run: amino-acid precision/recall, peptide recall, precision-coverage
 AUC with paired bootstrap CIs; the precision-coverage curves; accuracy at each supervision step.
+Two ablation rows decode the same model with one part off: the transformer alone (no ion
+evidence) and the ion evidence alone (the transformer's logits zeroed).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import pandas as pd
 
 from msid.atomic import write_text
 from msid.peptides.data import read_annotated_mgf, split_by_sequence
-from msid.peptides.decode import Decoded
 from msid.peptides.denovo import DecodeConfig, sequence_spectra
 from msid.peptides.metrics import (
     METRICS,
@@ -45,7 +46,7 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from msid.peptides.training import load_peptrm, per_step_metrics
+    from msid.peptides.training import load_peptrm, per_step_metrics, predict
 
     out = Path(out_dir)
     folds = {"val": 0.1, "test": 0.1, **(folds or {})}
@@ -57,12 +58,21 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
         f"{len({s.key for s in spectra})} peptides")
     results: dict[str, Scored] = {}
     speed: dict[str, float] = {}
-    decoded: dict[str, list[Decoded]] = {}
-    for name, method in (("PepTRM", "peptrm"), ("DP baseline", "dp")):
+    model, card = load_peptrm(model_path)
+    ablations = {"PepTRM: transformer only (no ion evidence)": "transformer",
+                 "PepTRM: ion evidence only (transformer off)": "evidence"}
+    runs = [("PepTRM", lambda: sequence_spectra(spectra, "peptrm", model_path, cfg, dp,
+                                                 progress=False))]
+    if model.evidence is not None:
+        runs += [(name, lambda c=c: predict(model, spectra, cfg.method, cfg.beam_size, cfg.ppm,
+                                            cfg.isotopes, components=c))
+                 for name, c in ablations.items()]
+    runs.append(("DP baseline", lambda: sequence_spectra(spectra, "dp", model_path, cfg, dp,
+                                                          progress=False)))
+    for name, run in runs:
         t = time.perf_counter()
-        dec = sequence_spectra(spectra, method, model_path, cfg, dp, progress=False)
+        dec = run()
         speed[name] = len(spectra) / (time.perf_counter() - t)
-        decoded[name] = dec
         results[name] = score_predictions([d.tokens for d in dec], [d.score for d in dec],
                                           truths)
     ci = bootstrap(results, n_boot=n_boot, seed=seed)
@@ -85,12 +95,14 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
         md.append(f"| {r['method']} | " + " | ".join(
             f"{r[k]:.3f} [{r[k + '_lo']:.3f}, {r[k + '_hi']:.3f}]" for k in METRICS)
             + f" | {r['spectra_per_s']:.1f} |")
-    md += ["", "95% bootstrap CIs in brackets (spectra resampled, both methods on the same draws,"
+    dp_row = next(r for r in rows if r["method"] == "DP baseline")
+    md += ["", "95% bootstrap CIs in brackets (spectra resampled, every method on the same draws,"
            f" {n_boot} draws). Paired difference PepTRM - DP:", ""]
     for k in METRICS:
         lo, hi = ci["DP baseline"][f"delta_{k}"]
-        md.append(f"- {k}: {rows[0][k] - rows[1][k]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    model, card = load_peptrm(model_path)
+        md.append(f"- {k}: {rows[0][k] - dp_row[k]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    if model.evidence is not None:
+        md += ["", "The two ablation rows decode the same model with one part switched off."]
     steps = pd.DataFrame(per_step_metrics(model, spectra))
     write_text(out / "peptides_steps.csv", steps.to_csv(index=False, float_format="%.4f"))
     md += ["", f"## PepTRM accuracy at each supervision step (greedy decoding, {fold} fold)", "",
@@ -103,7 +115,8 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
            "", f"Model: {Path(model_path).name} ({card['config'].get('size', '?')}, "
            f"{card['n_parameters']:,} parameters, trained "
            f"{card['training'].get('steps', '?')} steps in "
-           f"{card['training'].get('train_seconds', 0) / 60:.1f} min)."]
+           f"{card['training'].get('train_seconds', 0) / 60:.1f} min; the weights of the best "
+           f"val checkpoint, step {card['training'].get('best_step', '?')})."]
     write_text(out / "peptides.md", "\n".join(md) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, sc in results.items():
@@ -117,13 +130,15 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
     axes[0].legend()
     axes[0].set_title(f"precision-coverage ({fold} fold, {len(spectra)} spectra)")
     x = np.arange(len(METRICS))
+    width = 0.8 / len(rows)
     for k, r in enumerate(rows):
         vals = np.array([r[m] for m in METRICS])
         err = np.array([[r[m] - r[m + "_lo"] for m in METRICS],
                         [r[m + "_hi"] - r[m] for m in METRICS]])
-        axes[1].bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=err, capsize=3, label=r["method"])
+        axes[1].bar(x + (k - (len(rows) - 1) / 2) * width, vals, width, yerr=err, capsize=3,
+                    label=r["method"])
     axes[1].set_xticks(x, [m.replace("_", " ") for m in METRICS])
-    axes[1].legend()
+    axes[1].legend(fontsize=7)
     axes[1].set_title("metrics with 95% bootstrap CIs")
     fig.tight_layout()
     _save_fig(fig, out / "peptides.png")

@@ -9,12 +9,20 @@ weights growing exponentially (``step_weight_growth``), adds a precursor-mass lo
 residue mass of the predicted distribution vs the precursor's), and detaches the carried state
 between steps (each step learns to improve whatever it is handed). Evaluation uses EMA weights
 (``TrainConfig.ema_decay``).
+
+Ion evidence (``ion_evidence``, DeepNovo's ion features for a whole-sequence decoder): the logits
+of token v at position k are raised by a small learned function of what the spectrum says about
+v there. Given the residue mass of the sequence before k (the true prefix in training, each
+beam's own prefix at decoding), v's b and y ions (charge 1, and 2 for precursors of charge >= 2)
+are looked up among the peaks at two fragment tolerances, and the remainder to the precursor
+mass tells whether v closes the peptide or overshoots it. The recursion feeds back the
+transformer's own distribution only (the evidence of training's true prefix would leak it).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -22,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msid.peptides.data import PeptideSpectrum, top_peaks
-from msid.peptides.physics import WATER, Vocab, neutral_from_mz
+from msid.peptides.physics import ISOTOPE, PROTON, WATER, Vocab, neutral_from_mz
 
 
 @dataclass
@@ -43,6 +51,9 @@ class PepTRMConfig:
     mass_loss_weight: float = 0.1
     label_smoothing: float = 0.05
     fp64_mass: bool = False  # mass features computed in float64 (fp32 loses periods < 0.01 Da)
+    ion_evidence: bool = True  # the ion-evidence term on the logits (see the module docstring)
+    evidence_tol_da: list[float] = field(default_factory=lambda: [0.02, 0.3])  # fragment tols
+    evidence_hidden: int = 32
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PepTRMConfig:
@@ -83,6 +94,57 @@ class MassEncoder(nn.Module):
         return self.proj(feats.to(self.proj.weight.dtype))
 
 
+class IonEvidence(nn.Module):
+    """Per (position, token): features of the token's b/y ions among the peaks -> a logit term.
+
+    Features: for b1, y1, b2, y2 (charge 2 only when the precursor's is >= 2) and each
+    tolerance, the larger of the two nearest peaks' intensities (sqrt-scaled, max 1), each
+    times a Gaussian of its m/z distance; whether the residue mass left after the token is ~0
+    (precursor mass within 0.05 Da, isotope 0 or 1) and how far the token overshoots it (per
+    50 Da, capped at 1); an end-token flag (the end token carries no ions of its own)."""
+
+    def __init__(self, token_mass: torch.Tensor, tols: list[float], hidden: int) -> None:
+        super().__init__()
+        self.tols = [float(t) for t in tols]
+        self.register_buffer("token_mass", token_mass.clone(), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(4 * len(self.tols) + 3, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 1))
+
+    @torch.no_grad()
+    def features(self, batch: dict, prefix: torch.Tensor) -> torch.Tensor:
+        """``prefix``: (B, L) residue mass before each position -> (B, L, V, F)."""
+        cand = prefix.float().unsqueeze(-1) + self.token_mass  # (B, L, V)
+        B, L, V = cand.shape
+        M = batch["precursor_mass"].float()[:, None, None]
+        pad = batch["peak_pad"]
+        mz = batch["mz"].float().masked_fill(pad, 1e9)  # peaks in m/z order, padding last
+        w = batch["intensity"].float().masked_fill(pad, 0.0)
+        two = (batch["charge"] >= 2).float()[:, None, None]
+        b1, y1 = cand + PROTON, M - cand + PROTON
+        residue = torch.ones_like(cand)
+        residue[..., 0] = 0.0
+        feats = []
+        for j, ion in enumerate((b1, y1, (b1 + PROTON) / 2, (y1 + PROTON) / 2)):
+            q = ion.reshape(B, -1).contiguous()
+            hi = torch.searchsorted(mz, q).clamp(max=mz.shape[1] - 1)
+            lo = (hi - 1).clamp(min=0)  # the two peaks around each ion m/z
+            d = torch.stack([q - mz.gather(1, lo), mz.gather(1, hi) - q], -1)
+            wn = torch.stack([w.gather(1, lo), w.gather(1, hi)], -1)
+            for tol in self.tols:
+                f = (wn * torch.exp(-0.5 * (d / tol) ** 2)).amax(-1).view(B, L, V) * residue
+                feats.append(f * two if j >= 2 else f)
+        rem = M - WATER - cand
+        close = torch.maximum(torch.exp(-0.5 * (rem / 0.05) ** 2),
+                              torch.exp(-0.5 * ((rem + ISOTOPE) / 0.05) ** 2))
+        feats += [close, (-rem / 50.0).clamp(0.0, 1.0), 1.0 - residue]
+        return torch.stack(feats, -1)
+
+    def forward(self, batch: dict, prefix: torch.Tensor) -> torch.Tensor:
+        """(B, L, V) logit terms."""
+        f = self.features(batch, prefix)
+        return self.mlp(f.to(self.mlp[0].weight.dtype)).squeeze(-1)
+
+
 class PepTRM(nn.Module):
     def __init__(self, cfg: PepTRMConfig, vocab: Vocab | None = None) -> None:
         super().__init__()
@@ -109,6 +171,13 @@ class PepTRM(nn.Module):
         self.y0 = nn.Parameter(torch.zeros(d))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, V)
+        self.evidence = (IonEvidence(self.token_mass, cfg.evidence_tol_da, cfg.evidence_hidden)
+                         if cfg.ion_evidence else None)
+
+    def true_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) residue mass before each position of the target sequences."""
+        m = self.token_mass[tokens]
+        return torch.cumsum(m, -1) - m
 
     # -- encoding ------------------------------------------------------------------------------
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +190,8 @@ class PepTRM(nn.Module):
         return self.encoder(x, src_key_padding_mask=pad), pad
 
     def forward(self, batch: dict, detach: bool = False) -> list[torch.Tensor]:
-        """Logits (B, max_len, V) after every supervision step."""
+        """The transformer's logits (B, max_len, V) after every supervision step (without the
+        ion-evidence term, which needs a prefix: :meth:`loss` and decoding add it)."""
         mem, pad = self.encode(batch)
         B, L = mem.shape[0], self.cfg.max_len
         pos = self.pos_emb.weight[:L].unsqueeze(0)
@@ -149,14 +219,15 @@ class PepTRM(nn.Module):
         w = w / w.sum()
         total = torch.zeros((), device=target.device)
         logs: dict[str, float] = {}
+        ev = self.evidence(batch, self.true_prefix(target)) if self.evidence is not None else 0.0
         for t, logits in enumerate(steps):
-            ce = F.cross_entropy(logits.transpose(1, 2), target,
+            ce = F.cross_entropy((logits + ev).transpose(1, 2), target,
                                  label_smoothing=cfg.label_smoothing)
             exp_mass = (torch.softmax(logits.float(), -1) @ self.token_mass).sum(-1)
             mass_l = F.smooth_l1_loss(exp_mass / 100.0, residue_sum.float() / 100.0)
             total = total + w[t] * (ce + cfg.mass_loss_weight * mass_l)
             if t in (0, cfg.T - 1):
-                acc = (logits.argmax(-1) == target).float().mean()
+                acc = ((logits + ev).argmax(-1) == target).float().mean()
                 logs[f"tok_acc_step{t + 1}"] = float(acc)
         logs["mass_loss"] = float(mass_l.detach())
         return total, logs

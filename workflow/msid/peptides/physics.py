@@ -28,6 +28,7 @@ NTERM_MODS: tuple[str, ...] = ("Acetyl", "Carbamyl")
 
 PROTON: float = mass.nist_mass["H+"][0][0]
 WATER: float = mass.calculate_mass(formula="H2O")
+ISOTOPE: float = mass.nist_mass["C"][13][0] - mass.nist_mass["C"][12][0]  # precursor isotope step
 AMMONIA: float = mass.calculate_mass(formula="NH3")
 
 
@@ -42,10 +43,8 @@ def _unimod(name: str, residue: str = ""):
     keys = ([f"{name} (N-term {residue})", f"{name} ({residue})"] if residue else []) + [
         f"{name} (N-term)", name]
     for key in keys:
-        try:
+        if db.has(key):  # (a failed getModification prints to stderr from C++)
             return db.getModification(key)
-        except RuntimeError:
-            continue
     raise SequenceError(f"UniMod has no modification '{name}' for residue '{residue or 'N-term'}'")
 
 

@@ -2,8 +2,8 @@
 and run it over spectra.
 
 Training data: the train fold (by peptide sequence) of the annotated MGF files, plus synthetic
-spectra added to every batch by the curriculum (msid.peptides.synthetic). Validation: greedy
-decoding of the val fold, amino-acid recall (Casanovo conventions).
+spectra added to every batch by the curriculum (msid.peptides.synthetic). Validation: beam
+decoding of the val fold (as runs decode), amino-acid recall (Casanovo conventions).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,10 +28,10 @@ from msid.modelfile import (
 )
 from msid.models.config import TrainConfig
 from msid.peptides.data import PeptideSpectrum, read_annotated_mgf, split_by_sequence
-from msid.peptides.decode import Decoded, beam, greedy
+from msid.peptides.decode import Decoded, Evidence, beam, greedy, log_softmax
 from msid.peptides.metrics import score_predictions, summary
 from msid.peptides.model import SIZES, PepTRM, PepTRMConfig, tensorize
-from msid.peptides.physics import Vocab
+from msid.peptides.physics import Vocab, neutral_from_mz
 from msid.peptides.synthetic import CurriculumConfig, curriculum_batch
 from msid.train import Trainer
 
@@ -74,46 +74,70 @@ class CurriculumBatches:
 
 
 @torch.no_grad()
-def logprobs(model: PepTRM, spectra: list[PeptideSpectrum], batch_size: int = 64,
-             all_steps: bool = False) -> list[np.ndarray]:
-    """Per spectrum: (max_len, V) log-probabilities of the last step, or (T, max_len, V)."""
+def step_logits(model: PepTRM, spectra: list[PeptideSpectrum], batch_size: int = 64,
+                all_steps: bool = False) -> Iterator[tuple[np.ndarray, Evidence | None]]:
+    """Per spectrum: the transformer's (max_len, V) logits of the last step, or (T, max_len, V),
+    with the spectrum's ion-evidence function for the decoders (None without the term)."""
     model.eval()
     dev = next(model.parameters()).device
-    out: list[np.ndarray] = []
     for k in range(0, len(spectra), batch_size):
         b = tensorize(spectra[k:k + batch_size], model.cfg, model.vocab, with_tokens=False)
         b = {key: v.to(dev) for key, v in b.items()}
         steps = model(b)
-        if all_steps:
-            lp = torch.stack([torch.log_softmax(s.float(), -1) for s in steps], 1)
-        else:
-            lp = torch.log_softmax(steps[-1].float(), -1)
-        out.extend(lp.cpu().numpy())
-    return out
+        logits = (torch.stack([s.float() for s in steps], 1) if all_steps
+                  else steps[-1].float()).cpu().numpy()
+        for i in range(len(logits)):
+            yield logits[i], _evidence_fn(model, {key: v[i:i + 1] for key, v in b.items()})
+
+
+def _evidence_fn(model: PepTRM, one: dict) -> Evidence | None:
+    if model.evidence is None:
+        return None
+
+    @torch.no_grad()
+    def evidence(prefix: np.ndarray, k: int) -> np.ndarray:
+        n = len(prefix)
+        batch = {key: v.expand(n, *v.shape[1:]) for key, v in one.items()}
+        pre = torch.as_tensor(prefix, dtype=torch.float32, device=one["mz"].device)[:, None]
+        return model.evidence(batch, pre)[:, 0].float().cpu().numpy()
+
+    return evidence
+
+
+COMPONENTS = ("both", "transformer", "evidence")
 
 
 def predict(model: PepTRM, spectra: list[PeptideSpectrum], decoding: str = "beam",
             beam_size: int = 10, ppm: float = 50.0, isotopes: int = 1,
-            batch_size: int = 64) -> list[Decoded]:
+            batch_size: int = 64, components: str = "both") -> list[Decoded]:
+    """Decode ``spectra``. ``components`` (an ablation; runs use both): ``transformer`` drops the
+    ion-evidence term, ``evidence`` zeroes the transformer's logits."""
+    if components not in COMPONENTS:
+        raise ValueError(f"components must be one of {COMPONENTS}, not '{components}'")
     out = []
-    for s, lp in zip(spectra, logprobs(model, spectra, batch_size), strict=True):
-        from msid.peptides.physics import neutral_from_mz
-
+    for s, (logits, ev) in zip(spectra, step_logits(model, spectra, batch_size), strict=True):
         pm = neutral_from_mz(s.precursor_mz, s.charge)
-        out.append(beam(lp, model.vocab, pm, beam_size, ppm=ppm, isotopes=isotopes)
-                   if decoding == "beam" else greedy(lp, model.vocab, pm, ppm, isotopes))
+        if components == "transformer":
+            ev = None
+        elif components == "evidence" and ev is not None:
+            logits = np.zeros_like(logits)
+        scores = logits if ev is not None else log_softmax(logits)
+        out.append(beam(scores, model.vocab, pm, beam_size, ppm=ppm, isotopes=isotopes,
+                        evidence=ev)
+                   if decoding == "beam" else greedy(scores, model.vocab, pm, ppm, isotopes, ev))
     return out
 
 
 def per_step_metrics(model: PepTRM, spectra: list[PeptideSpectrum]) -> list[dict]:
     """Greedy-decoding metrics of every supervision step's prediction."""
-    from msid.peptides.physics import neutral_from_mz
-
-    lps = logprobs(model, spectra, all_steps=True)
+    per_spectrum = list(step_logits(model, spectra, all_steps=True))
     rows = []
     for t in range(model.cfg.T):
-        dec = [greedy(lp[t], model.vocab, neutral_from_mz(s.precursor_mz, s.charge))
-               for s, lp in zip(spectra, lps, strict=True)]
+        dec = []
+        for s, (logits, ev) in zip(spectra, per_spectrum, strict=True):
+            scores = logits[t] if ev is not None else log_softmax(logits[t])
+            dec.append(greedy(scores, model.vocab, neutral_from_mz(s.precursor_mz, s.charge),
+                              evidence=ev))
         sc = score_predictions([d.tokens for d in dec], [d.score for d in dec],
                                [s.tokens for s in spectra])
         rows.append({"step": t + 1, **summary(sc)})
@@ -147,7 +171,7 @@ def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.Path
     workdir = out.parent / f".{out.stem}.work"
 
     def evaluate(m: torch.nn.Module) -> dict:
-        dec = predict(m, val, decoding="greedy")
+        dec = predict(m, val)  # beam search, as runs decode
         return summary(score_predictions([d.tokens for d in dec], [d.score for d in dec],
                                          [s.tokens for s in val]))
 
