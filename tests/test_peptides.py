@@ -212,7 +212,7 @@ def test_beam_with_evidence_reads_a_ladder_the_prior_does_not_know():
     model = PepTRM(cfg, vocab)
     one = tensorize([s], cfg, vocab, with_tokens=False)
 
-    def evidence(prefix: np.ndarray, k: int) -> np.ndarray:
+    def evidence(prefix: np.ndarray) -> np.ndarray:
         batch = {key: v.expand(len(prefix), *v.shape[1:]) for key, v in one.items()}
         f = model.evidence.features(batch, torch.tensor(prefix, dtype=torch.float32)[:, None])
         f = f[:, 0].numpy()  # (n, V, F): b1, y1, closure, overshoot, hand-weighted

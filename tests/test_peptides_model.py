@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -140,3 +141,26 @@ def test_shipped_peptrm_beats_the_dp_baseline_on_unseen_peptides():
     assert len(test) >= 50
     assert res["peptrm"]["aa_precision"] > res["dp"]["aa_precision"]
     assert res["peptrm"]["peptide_recall"] > res["dp"]["peptide_recall"]
+
+
+def test_lockstep_decoding_matches_one_spectrum_at_a_time():
+    """decode_many (one evidence call per step for all spectra) returns what beam and greedy
+    return spectrum by spectrum with each spectrum's own evidence function."""
+    from msid.peptides.decode import beam, greedy
+    from msid.peptides.physics import neutral_from_mz
+    from msid.peptides.training import step_logits
+
+    model, _ = load_peptrm(ROOT / "resources" / "models" / "peptrm.safetensors")
+    spectra = read_annotated_mgf(MGF[1]).spectra[:12]
+    logits, ev = next(step_logits(model, spectra))
+    assert ev is not None
+    for decoding in ("beam", "greedy"):
+        together = predict(model, spectra, decoding=decoding, beam_size=5)
+        for i, s in enumerate(spectra):
+            def own(prefix, i=i):
+                return ev(np.full(len(prefix), i), prefix)
+            pm = neutral_from_mz(s.precursor_mz, s.charge)
+            alone = (beam(logits[i], model.vocab, pm, 5, evidence=own) if decoding == "beam"
+                     else greedy(logits[i], model.vocab, pm, evidence=own))
+            assert alone.tokens == together[i].tokens
+            assert alone.score == pytest.approx(together[i].score, abs=1e-5)  # float32 sums

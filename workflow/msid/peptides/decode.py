@@ -15,7 +15,7 @@ Confidence: exp(mean log-probability) of the chosen tokens (end token included),
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +41,12 @@ def _valid_positions(ids: list[int], vocab: Vocab) -> bool:
     return all(i not in nterm for i in ids[1:]) and bool([i for i in ids if i not in nterm])
 
 
-Evidence = Callable[[np.ndarray, int], np.ndarray]
-"""``(prefix masses (n,), position k) -> (n, V)`` logit terms for n partial sequences."""
+Evidence = Callable[[np.ndarray], np.ndarray]
+"""``prefix masses (n,) -> (n, V)`` logit terms for n partial sequences of one spectrum."""
+ManyEvidence = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``(spectrum indices (n,), prefix masses (n,)) -> (n, V)``: the same for many spectra."""
+# A search yields (prefix masses) whenever it needs evidence terms and is sent them (or None).
+Search = Generator[np.ndarray, "np.ndarray | None", Decoded]
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -50,27 +54,24 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def _rows(scores: np.ndarray, k: int, prefix: np.ndarray, evidence: Evidence | None
-          ) -> np.ndarray:
-    """Log-probabilities at position ``k`` for partial sequences of residue masses ``prefix``:
-    ``scores`` as given (log-probabilities) without ``evidence``, else softmax(logits +
-    evidence)."""
-    if evidence is None:
-        return np.broadcast_to(scores[k], (len(prefix), scores.shape[1]))
-    return log_softmax(scores[k][None, :] + evidence(prefix, k))
+def _rows(scores: np.ndarray, k: int, n: int, ev: np.ndarray | None) -> np.ndarray:
+    """Log-probabilities at position ``k`` for ``n`` partial sequences: ``scores`` as given
+    (log-probabilities) without evidence terms ``ev``, else softmax(logits + ev)."""
+    if ev is None:
+        return np.broadcast_to(scores[k], (n, scores.shape[1]))
+    return log_softmax(scores[k][None, :] + ev)
 
 
-def greedy(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float = 50.0,
-           isotopes: int = 1, evidence: Evidence | None = None) -> Decoded:
-    """``scores``: (max_len, V) log-probabilities, or logits when ``evidence`` is given (then
-    each position's token is chosen given the residue mass of the tokens chosen before it)."""
+def _greedy_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float,
+                   isotopes: int, with_evidence: bool) -> Search:
     nterm = set(vocab.nterm_ids)
     masses = vocab.masses
     chosen: list[int] = []
     lp: list[float] = []
     m = 0.0
     for k in range(scores.shape[0]):
-        row = _rows(scores, k, np.array([m]), evidence)[0]
+        ev = (yield np.array([m])) if with_evidence else None
+        row = _rows(scores, k, 1, ev)[0]
         i = int(row.argmax())
         if i == 0:
             lp.append(float(row[0]))
@@ -88,20 +89,17 @@ def greedy(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float =
     return Decoded(tokens, score if ok else score - 1.0, ok)
 
 
-def beam(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int = 10,
-         per_position: int = 5, ppm: float = 50.0, isotopes: int = 1,
-         evidence: Evidence | None = None) -> Decoded:
-    """``scores`` as for :func:`greedy`; each beam's candidates are the ``per_position`` most
-    probable tokens of its own distribution."""
+def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int,
+                 per_position: int, ppm: float, isotopes: int, with_evidence: bool) -> Search:
     masses = vocab.masses
     target = precursor_mass - WATER
     tol = ppm * 1e-6 * precursor_mass + isotopes * ISOTOPE
     nterm = set(vocab.nterm_ids)
-    L = scores.shape[0]
     beams: list[tuple[float, list[int], float]] = [(0.0, [], 0.0)]  # (sum logp, ids, mass)
     finished: list[tuple[float, list[int]]] = []
-    for pos in range(L):
-        rows = _rows(scores, pos, np.array([b[2] for b in beams]), evidence)
+    for pos in range(scores.shape[0]):
+        ev = (yield np.array([b[2] for b in beams])) if with_evidence else None
+        rows = _rows(scores, pos, len(beams), ev)
         nxt = []
         for (slp, ids, m), row in zip(beams, rows, strict=True):
             for c in np.argsort(-row)[:per_position]:
@@ -126,6 +124,74 @@ def beam(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int
         if mass_ok(m, precursor_mass, ppm, isotopes) and _valid_positions(ids, vocab):
             finished.append((slp / len(ids), ids))
     if not finished:
-        return greedy(scores, vocab, precursor_mass, ppm, isotopes, evidence)
+        return (yield from _greedy_search(scores, vocab, precursor_mass, ppm, isotopes,
+                                          with_evidence))
     best = max(finished, key=lambda f: f[0])
     return Decoded(vocab.decode(best[1]), float(np.exp(best[0])), True)
+
+
+def _run(search: Search, evidence: Evidence | None) -> Decoded:
+    try:
+        prefix = next(search)
+        while True:
+            prefix = search.send(evidence(prefix) if evidence is not None else None)
+    except StopIteration as done:
+        return done.value
+
+
+def greedy(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float = 50.0,
+           isotopes: int = 1, evidence: Evidence | None = None) -> Decoded:
+    """``scores``: (max_len, V) log-probabilities, or logits when ``evidence`` is given (then
+    each position's token is chosen given the residue mass of the tokens chosen before it)."""
+    return _run(_greedy_search(scores, vocab, precursor_mass, ppm, isotopes,
+                               evidence is not None), evidence)
+
+
+def beam(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int = 10,
+         per_position: int = 5, ppm: float = 50.0, isotopes: int = 1,
+         evidence: Evidence | None = None) -> Decoded:
+    """``scores`` as for :func:`greedy`; each beam's candidates are the ``per_position`` most
+    probable tokens of its own distribution."""
+    return _run(_beam_search(scores, vocab, precursor_mass, beam_size, per_position, ppm,
+                             isotopes, evidence is not None), evidence)
+
+
+def decode_many(scores: Sequence[np.ndarray], vocab: Vocab, precursor_masses: Sequence[float],
+                decoding: str = "beam", beam_size: int = 10, per_position: int = 5,
+                ppm: float = 50.0, isotopes: int = 1,
+                evidence: ManyEvidence | None = None) -> list[Decoded]:
+    """:func:`beam` or :func:`greedy` over many spectra in lockstep: the partial sequences of
+    every spectrum get their evidence terms from one ``evidence`` call per step."""
+    if decoding not in ("beam", "greedy"):
+        raise ValueError(f"decoding must be beam or greedy, not '{decoding}'")
+    with_ev = evidence is not None
+    searches = [_beam_search(sc, vocab, pm, beam_size, per_position, ppm, isotopes, with_ev)
+                if decoding == "beam" else _greedy_search(sc, vocab, pm, ppm, isotopes, with_ev)
+                for sc, pm in zip(scores, precursor_masses, strict=True)]
+    out: list[Decoded | None] = [None] * len(searches)
+    pending: dict[int, np.ndarray] = {}
+
+    def advance(i: int, sent: np.ndarray | None, first: bool = False) -> None:
+        try:
+            pending[i] = next(searches[i]) if first else searches[i].send(sent)
+        except StopIteration as done:
+            pending.pop(i, None)
+            out[i] = done.value
+
+    for i in range(len(searches)):
+        advance(i, None, first=True)
+    while pending:
+        order = list(pending)
+        if evidence is None:
+            for i in order:
+                advance(i, None)
+            continue
+        prefixes = [pending[i] for i in order]
+        idx = np.repeat(order, [len(p) for p in prefixes])
+        ev = evidence(idx, np.concatenate(prefixes))
+        start = 0
+        for i, p in zip(order, prefixes, strict=True):
+            advance(i, ev[start:start + len(p)])
+            start += len(p)
+    assert all(d is not None for d in out)
+    return out  # type: ignore[return-value]

@@ -28,7 +28,7 @@ from msid.modelfile import (
 )
 from msid.models.config import TrainConfig
 from msid.peptides.data import PeptideSpectrum, read_annotated_mgf, split_by_sequence
-from msid.peptides.decode import Decoded, Evidence, beam, greedy, log_softmax
+from msid.peptides.decode import Decoded, ManyEvidence, decode_many, log_softmax
 from msid.peptides.metrics import score_predictions, summary
 from msid.peptides.model import SIZES, PepTRM, PepTRMConfig, tensorize
 from msid.peptides.physics import Vocab, neutral_from_mz
@@ -75,9 +75,10 @@ class CurriculumBatches:
 
 @torch.no_grad()
 def step_logits(model: PepTRM, spectra: list[PeptideSpectrum], batch_size: int = 64,
-                all_steps: bool = False) -> Iterator[tuple[np.ndarray, Evidence | None]]:
-    """Per spectrum: the transformer's (max_len, V) logits of the last step, or (T, max_len, V),
-    with the spectrum's ion-evidence function for the decoders (None without the term)."""
+                all_steps: bool = False) -> Iterator[tuple[np.ndarray, ManyEvidence | None]]:
+    """Per batch of spectra: the transformer's (B, max_len, V) logits of the last step, or
+    (B, T, max_len, V), with the batch's ion-evidence function for the decoders (None without
+    the term)."""
     model.eval()
     dev = next(model.parameters()).device
     for k in range(0, len(spectra), batch_size):
@@ -86,20 +87,19 @@ def step_logits(model: PepTRM, spectra: list[PeptideSpectrum], batch_size: int =
         steps = model(b)
         logits = (torch.stack([s.float() for s in steps], 1) if all_steps
                   else steps[-1].float()).cpu().numpy()
-        for i in range(len(logits)):
-            yield logits[i], _evidence_fn(model, {key: v[i:i + 1] for key, v in b.items()})
+        yield logits, _evidence_fn(model, b)
 
 
-def _evidence_fn(model: PepTRM, one: dict) -> Evidence | None:
+def _evidence_fn(model: PepTRM, batch: dict) -> ManyEvidence | None:
     if model.evidence is None:
         return None
 
     @torch.no_grad()
-    def evidence(prefix: np.ndarray, k: int) -> np.ndarray:
-        n = len(prefix)
-        batch = {key: v.expand(n, *v.shape[1:]) for key, v in one.items()}
-        pre = torch.as_tensor(prefix, dtype=torch.float32, device=one["mz"].device)[:, None]
-        return model.evidence(batch, pre)[:, 0].float().cpu().numpy()
+    def evidence(idx: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+        rows = torch.as_tensor(idx, dtype=torch.long, device=batch["mz"].device)
+        sub = {key: v.index_select(0, rows) for key, v in batch.items()}
+        pre = torch.as_tensor(prefix, dtype=torch.float32, device=rows.device)[:, None]
+        return model.evidence(sub, pre)[:, 0].float().cpu().numpy()
 
     return evidence
 
@@ -114,31 +114,39 @@ def predict(model: PepTRM, spectra: list[PeptideSpectrum], decoding: str = "beam
     ion-evidence term, ``evidence`` zeroes the transformer's logits."""
     if components not in COMPONENTS:
         raise ValueError(f"components must be one of {COMPONENTS}, not '{components}'")
-    out = []
-    for s, (logits, ev) in zip(spectra, step_logits(model, spectra, batch_size), strict=True):
-        pm = neutral_from_mz(s.precursor_mz, s.charge)
+    out: list[Decoded] = []
+    for k, (logits, ev) in enumerate(step_logits(model, spectra, batch_size)):
+        chunk = spectra[k * batch_size:(k + 1) * batch_size]
         if components == "transformer":
             ev = None
         elif components == "evidence" and ev is not None:
             logits = np.zeros_like(logits)
-        scores = logits if ev is not None else log_softmax(logits)
-        out.append(beam(scores, model.vocab, pm, beam_size, ppm=ppm, isotopes=isotopes,
-                        evidence=ev)
-                   if decoding == "beam" else greedy(scores, model.vocab, pm, ppm, isotopes, ev))
+        out += decode_many(_scores(logits, ev), model.vocab, _masses(chunk), decoding,
+                           beam_size, ppm=ppm, isotopes=isotopes, evidence=ev)
     return out
 
 
-def per_step_metrics(model: PepTRM, spectra: list[PeptideSpectrum]) -> list[dict]:
+def _scores(logits: np.ndarray, ev: ManyEvidence | None) -> list[np.ndarray]:
+    """What the decoders take: logits beside an evidence term, else log-probabilities."""
+    return list(logits if ev is not None else log_softmax(logits))
+
+
+def _masses(spectra: list[PeptideSpectrum]) -> list[float]:
+    return [neutral_from_mz(s.precursor_mz, s.charge) for s in spectra]
+
+
+def per_step_metrics(model: PepTRM, spectra: list[PeptideSpectrum],
+                     batch_size: int = 64) -> list[dict]:
     """Greedy-decoding metrics of every supervision step's prediction."""
-    per_spectrum = list(step_logits(model, spectra, all_steps=True))
+    dec: list[list[Decoded]] = [[] for _ in range(model.cfg.T)]
+    for k, (logits, ev) in enumerate(step_logits(model, spectra, batch_size, all_steps=True)):
+        chunk = spectra[k * batch_size:(k + 1) * batch_size]
+        for t in range(model.cfg.T):
+            dec[t] += decode_many(_scores(logits[:, t], ev), model.vocab, _masses(chunk),
+                                  "greedy", evidence=ev)
     rows = []
     for t in range(model.cfg.T):
-        dec = []
-        for s, (logits, ev) in zip(spectra, per_spectrum, strict=True):
-            scores = logits[t] if ev is not None else log_softmax(logits[t])
-            dec.append(greedy(scores, model.vocab, neutral_from_mz(s.precursor_mz, s.charge),
-                              evidence=ev))
-        sc = score_predictions([d.tokens for d in dec], [d.score for d in dec],
+        sc = score_predictions([d.tokens for d in dec[t]], [d.score for d in dec[t]],
                                [s.tokens for s in spectra])
         rows.append({"step": t + 1, **summary(sc)})
     return rows
