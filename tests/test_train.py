@@ -144,6 +144,15 @@ def test_checkpoint_resume_reproduces_weights(massbank_small, pool_index, tmp_pa
     state = torch.load(tmp_path / "b" / "ckpt" / "step-00000012" / "optim.pt",
                        weights_only=True)
     assert "optimizer" in state
+    # another run (here: another caller key, as a changed model config or data would give)
+    # never resumes those checkpoints: they move aside and training starts at step 0
+    logs: list[str] = []
+    run, ds, prep = _ranker_setup(train_store, pool_index, **kw)
+    d = Trainer(build_model(run.model), run.train, ds, collate_fn=collate_spectra,
+                workdir=tmp_path / "b", prepare_batch=prep, title="ranker",
+                run_key={"data": "other"}, log=logs.append)
+    assert d.latest_checkpoint() is None and (tmp_path / "b" / "ckpt.stale").is_dir()
+    assert any("another configuration" in m for m in logs)
 
 
 def test_train_model_writes_model_card_and_early_stops(massbank_small, pool_index, tmp_path):
@@ -251,7 +260,7 @@ def test_ensemble_trains_members_and_scores_their_mean(family, massbank_small, p
     # members share the ensemble's validation queries, and their run configs say so (a member's
     # own val_max_queries would otherwise be recorded but not used)
     for i in range(2):
-        run_cfg = json.loads((tmp_path / f"{family}.train" / f"member-{i}" / "run_config.json")
+        run_cfg = json.loads((tmp_path / f"{family}.train" / f"member-{i}" / "run.json")
                              .read_text())
         assert run_cfg["train"]["val_max_queries"] == 20
     singles = [load_model(tmp_path / f"{family}.train" / f"member-{i}.safetensors")[0]

@@ -12,17 +12,25 @@ Checkpoints (``<workdir>/ckpt/step-<n>/``) hold ``model.safetensors`` (+ ``ema.s
 ``optim.pt`` (optimizer + scheduler state, loaded with ``torch.load(weights_only=True)``) and
 ``state.json`` (step, early-stopping state, history). ``<workdir>/ckpt/latest`` names the newest
 complete one; a kill mid-write leaves the previous one in place.
+
+Checkpoints resume only the run that wrote them: ``<workdir>/run.json`` records the training
+settings (less those that change how it runs, not what it computes), the model's class, its
+parameter shapes, a digest of the source file that defines it, and the caller's ``run_key``
+(model config, data). When a new Trainer finds checkpoints from another run there, it moves
+them aside to ``ckpt.stale`` and training starts afresh.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +161,25 @@ def plot_history(history: dict, path: str | os.PathLike) -> Path | None:
     return path
 
 
+#: training settings that change how a run goes, not what it computes (a resume may differ)
+RUNTIME_ONLY = ("progress", "num_threads", "num_workers", "log_every")
+
+
+def run_stamp(model: torch.nn.Module, cfg: TrainConfig, run_key: dict | None = None) -> str:
+    """What identifies a training run, as JSON (see the module docstring)."""
+    try:
+        source = Path(inspect.getfile(type(model))).read_bytes()
+    except (TypeError, OSError):
+        source = b""
+    train = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
+    return json.dumps({"train": train, "run": run_key or {},
+                       "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                                 "source_sha256": hashlib.sha256(source).hexdigest(),
+                                 "parameters": {k: list(v.shape)
+                                                for k, v in model.state_dict().items()}}},
+                      sort_keys=True, default=str)
+
+
 class Trainer:
     """Train ``model`` on ``dataset``; see the module docstring."""
 
@@ -160,7 +187,8 @@ class Trainer:
                  collate_fn: Callable, workdir: str | os.PathLike,
                  prepare_batch: Callable[[dict, np.random.Generator], dict] | None = None,
                  evaluate: Callable[[torch.nn.Module], dict] | None = None,
-                 metric: str = "hit@1", title: str = "training") -> None:
+                 metric: str = "hit@1", title: str = "training", run_key: dict | None = None,
+                 log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         if self.device.type == "cpu" and cfg.num_threads > 0:
@@ -174,6 +202,7 @@ class Trainer:
         self.title = title
         self.workdir = Path(workdir)
         self.ckpt_dir = self.workdir / "ckpt"
+        self._check_run(run_stamp(model, cfg, run_key), log)
         self.cuda = self.device.type == "cuda"
         self.use_bf16 = bool(cfg.bf16 and self.cuda)
         decay, no_decay = [], []
@@ -203,6 +232,17 @@ class Trainer:
         self._window: list[dict] = []  # per-step logs since the last history record
 
     # -- checkpoints -----------------------------------------------------------------------
+    def _check_run(self, stamp: str, log: Callable[[str], None]) -> None:
+        path = self.workdir / "run.json"
+        if self.ckpt_dir.exists() and (not path.exists() or path.read_text() != stamp):
+            stale = self.workdir / "ckpt.stale"
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(self.ckpt_dir, stale)
+            log(f"[{self.title}] {self.ckpt_dir}: checkpoints from another configuration "
+                f"moved to {stale}; training from scratch")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        write_text(path, stamp)
+
     def _state_json(self) -> dict:
         return {"step": self.step, "best": self.best, "history": self.history,
                 "train_seconds": self.train_seconds, "spectra_seen": self.spectra_seen,

@@ -291,7 +291,8 @@ def fit(cfg: NeimsConfig, tcfg: TrainConfig, train: NeimsDataset, val: NeimsData
     if val is not None and len(val):
         evaluate = val_evaluator(val, list(range(min(len(val), tcfg.val_max_queries))))
     trainer = Trainer(model, tcfg, train, collate_fn=train.collate, workdir=workdir,
-                      evaluate=evaluate, metric="cosine", title=title)
+                      evaluate=evaluate, metric="cosine", title=title,
+                      run_key={"model": cfg.to_dict(), "n_train": len(train)})
     t0 = time.perf_counter()
     summary = trainer.fit()
     return FitResult(trainer.model.cpu(), summary, time.perf_counter() - t0)

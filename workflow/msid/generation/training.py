@@ -106,8 +106,10 @@ def train_denovo(train_store: str | os.PathLike, val_store: str | os.PathLike,
         f"{len(ds_spec.structures):,} structures")
     ds_mol = MoleculeDataset(smiles, masses, tok)
     model = SmilesDecoderModel(run.model, len(tok))
+    key = {"run": run.to_dict(), "vocabulary": len(tok)}
     pre = Trainer(model, _pretrain_config(run), ds_mol, collate_fn=collate_molecules,
-                  workdir=workdir / "pretrain", title="denovo pretraining")
+                  workdir=workdir / "pretrain", title="denovo pretraining", run_key=key,
+                  log=log)
     pre_summary = pre.fit()
     val = SpectrumMoleculeDataset(val_store, tok, max_peaks=run.model.max_peaks,
                                   adducts=run.train.adducts or None,
@@ -115,7 +117,7 @@ def train_denovo(train_store: str | os.PathLike, val_store: str | os.PathLike,
     validator = TokenNLL(val, collate_spectrum_molecules)
     trainer = Trainer(pre.model, run.train, ds_spec, collate_fn=collate_spectrum_molecules,
                       workdir=workdir / "spectra", evaluate=validator, metric="neg_nll",
-                      title="denovo")
+                      title="denovo", run_key=key, log=log)
     summary = trainer.fit()
     metrics = {"val": summary["best"], "steps": summary["steps"],
                "best_step": summary["best_step"], "train_seconds": summary["train_seconds"],
@@ -265,7 +267,9 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
                                   "eval_every": min(run.train.eval_every, max(steps // 4, 1))})
     trainer = Trainer(model, tcfg, ds, collate_fn=collate_spectrum_molecules,
                       workdir=workdir / fusion, evaluate=TokenNLL(val, collate_spectrum_molecules),
-                      metric="neg_nll", title=f"glmr {fusion}")
+                      metric="neg_nll", title=f"glmr {fusion}", log=log,
+                      run_key={"run": run.to_dict(), "fusion": fusion, "denovo": dcard["weights_sha256"],
+                               "n_train": len(ds)})
     summary = trainer.fit()
     metrics = {"val": summary["best"], "steps": summary["steps"],
                "best_step": summary["best_step"], "train_seconds": summary["train_seconds"],

@@ -372,31 +372,6 @@ def structures_provenance(keys: Sequence[str], store: str | os.PathLike,
     return out
 
 
-def _check_workdir(workdir: Path, run_config: dict, resume: bool, log: Callable) -> None:
-    """Checkpoints in ``workdir`` are resumed only if they came from the same run config;
-    others (a changed preset or override) are moved aside to ``ckpt.stale`` and training
-    starts afresh."""
-    import json
-
-    from msid.atomic import write_text
-
-    stamp = workdir / "run_config.json"
-    # settings that change how training runs, not what it computes, do not invalidate it
-    train = {k: v for k, v in run_config.get("train", {}).items()
-             if k not in ("progress", "num_threads", "num_workers", "log_every")}
-    want = json.dumps({**run_config, "train": train}, sort_keys=True, default=str)
-    ckpt = workdir / "ckpt"
-    if ckpt.exists() and (not resume or not stamp.exists() or stamp.read_text() != want):
-        stale = workdir / "ckpt.stale"
-        shutil.rmtree(stale, ignore_errors=True)
-        os.replace(ckpt, stale)
-        if resume:
-            log(f"[train] {ckpt}: checkpoints from another configuration moved to {stale}; "
-                "training from scratch")
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_text(stamp, want)
-
-
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
@@ -524,7 +499,6 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     mcfg, tcfg = run.model, run.train
     torch.manual_seed(tcfg.seed)
     workdir = Path(workdir) if workdir else out_path.with_suffix(".train")
-    _check_workdir(workdir, run.to_dict(), resume, log)
     target_bits, mol_feat = featurizers(mcfg)
     t0 = time.perf_counter()
     ds = SpectraDataset(train_store, max_peaks=mcfg.max_peaks, adducts=tcfg.adducts or None,
@@ -563,7 +537,8 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
                                 tcfg.n_hard_negatives if negs is not None else 0)
     model = build_model(mcfg)
     trainer = Trainer(model, tcfg, ds, collate_fn=collate_spectra, workdir=workdir,
-                      prepare_batch=prepare, evaluate=validator, metric="hit@1", title=family)
+                      prepare_batch=prepare, evaluate=validator, metric="hit@1", title=family,
+                      run_key={"model": mcfg.to_dict()}, log=log)
     summary = trainer.fit(resume=resume, stop_after_steps=stop_after_steps)
     if summary.get("interrupted"):
         return summary

@@ -188,7 +188,9 @@ def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.Path
                                 tcfg.max_steps * accum)
     trainer = Trainer(model, tcfg, _Spectra(train), collate_fn=_collate, workdir=workdir,
                       prepare_batch=batches, evaluate=evaluate if val else None,
-                      metric="aa_recall", title="PepTRM")
+                      metric="aa_recall", title="PepTRM", log=log,
+                      run_key={"model": cfg.to_dict(), "curriculum": asdict(cur),
+                               "folds": folds_cfg, "data": [Path(p).name for p in data]})
     if (ck := trainer.latest_checkpoint()) is not None:
         batches.m = json.loads((ck / "state.json").read_text())["step"] * accum
     t0 = time.perf_counter()
