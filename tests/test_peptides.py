@@ -12,6 +12,7 @@ from msid.peptides.decode import beam, greedy
 from msid.peptides.dp import DPConfig, SpectrumGraphDP
 from msid.peptides.metrics import aa_match, bootstrap, score_predictions, summary
 from msid.peptides.physics import (
+    ISOTOPE,
     PROTON,
     WATER,
     SequenceError,
@@ -194,6 +195,11 @@ def test_ion_evidence_sees_the_true_residues_ions(annotated):
     ends = torch.nn.functional.one_hot(tok, len(vocab))[..., 0].bool() & (tok == 0)
     first_end = ends & (torch.cumsum(ends, 1) == 1)
     assert f[..., 0, -3][first_end].mean() > 0.9  # precursor mass reached at the end token
+    # the 13C peak picked as the precursor (1 Da heavier): still closed at the end, not before
+    shifted = dict(batch, precursor_mass=batch["precursor_mass"] + ISOTOPE)
+    f13 = model.evidence.features(shifted, model.true_prefix(tok))
+    assert f13[..., 0, -3][first_end].mean() > 0.9
+    assert f13[..., -3][true].mean() < 0.2 and f[..., -3][true].mean() < 0.2
 
 
 def test_beam_with_evidence_reads_a_ladder_the_prior_does_not_know():

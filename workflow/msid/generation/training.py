@@ -268,8 +268,8 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
     trainer = Trainer(model, tcfg, ds, collate_fn=collate_spectrum_molecules,
                       workdir=workdir / fusion, evaluate=TokenNLL(val, collate_spectrum_molecules),
                       metric="neg_nll", title=f"glmr {fusion}", log=log,
-                      run_key={"run": run.to_dict(), "fusion": fusion, "denovo": dcard["weights_sha256"],
-                               "n_train": len(ds)})
+                      run_key={"run": run.to_dict(), "fusion": fusion, "n_train": len(ds),
+                               "denovo": dcard["weights_sha256"]})
     summary = trainer.fit()
     metrics = {"val": summary["best"], "steps": summary["steps"],
                "best_step": summary["best_step"], "train_seconds": summary["train_seconds"],

@@ -134,8 +134,8 @@ class IonEvidence(nn.Module):
                 f = (wn * torch.exp(-0.5 * (d / tol) ** 2)).amax(-1).view(B, L, V) * residue
                 feats.append(f * two if j >= 2 else f)
         rem = M - WATER - cand
-        close = torch.maximum(torch.exp(-0.5 * (rem / 0.05) ** 2),
-                              torch.exp(-0.5 * ((rem + ISOTOPE) / 0.05) ** 2))
+        close = torch.maximum(torch.exp(-0.5 * (rem / 0.05) ** 2),  # the 13C peak picked:
+                              torch.exp(-0.5 * ((rem - ISOTOPE) / 0.05) ** 2))  # 1 Da left
         feats += [close, (-rem / 50.0).clamp(0.0, 1.0), 1.0 - residue]
         return torch.stack(feats, -1)
 
