@@ -180,12 +180,9 @@ def decode_many(scores: Sequence[np.ndarray], vocab: Vocab, precursor_masses: Se
 
     for i in range(len(searches)):
         advance(i, None, first=True)
-    while pending:
+    while pending:  # (searches without evidence never wait: they are done already)
+        assert evidence is not None
         order = list(pending)
-        if evidence is None:
-            for i in order:
-                advance(i, None)
-            continue
         prefixes = [pending[i] for i in order]
         idx = np.repeat(order, [len(p) for p in prefixes])
         ev = evidence(idx, np.concatenate(prefixes))
