@@ -129,10 +129,20 @@ def test_every_family_runs_in_the_demo(demo):
     pep = pd.read_csv(runs / "peptide_qc1/denovo_peptides.tsv", sep="\t")
     assert len(pep) and pep["sequence"].str.fullmatch(r"[A-Z\[\]\-+0-9.a-z:]+").all()
     assert (runs / "peptide_qc1/denovo_peptides.mztab").stat().st_size > 1000
+    ok = pep["score"] > 0  # matches its precursor mass: within 50 ppm of a 0/1 isotope error
+    assert ok.any() and pep.loc[ok, "isotope_error"].isin([0, 1]).all()
+    assert pep.loc[~ok, "isotope_error"].isna().all()
+    # a report shows the sections of its run kind only (no small-molecule library search on
+    # peptide runs, no ESI preprocessing of EI spectra that have no precursor)
+    html = (runs / "peptide_qc1/report.html").read_text()
+    assert "De novo peptide sequences" in html and "with a library hit" not in html
+    assert "Spectra without an answer" not in html
+    html = (runs / "gcms_ei_demo/report.html").read_text()
+    assert "EI library matches" in html and "require_precursor_mz" not in html
+    assert "MS2 spectra read" not in html
     # EI run: embedding search of the EI library, hits carry structures
     ei = read_rankings(runs / "gcms_ei_demo/ei_identifications.tsv")
     assert (ei[ei["rank"] == 1]["inchikey"].str.len() > 0).all()
-    assert "EI" in (runs / "gcms_ei_demo/report.html").read_text()
     # BDE (real ALFABET in its own env) and predicted EI spectra of the demo molecules
     assert (demo / "results/bde/demo.h5").stat().st_size > 0
     assert "Num Peaks" in (demo / "results/ei_prediction/demo_library.msp").read_text()
@@ -141,3 +151,14 @@ def test_every_family_runs_in_the_demo(demo):
         assert (board / name).stat().st_size > 100, name
     html = (demo / "results/batch_report.html").read_text()
     assert all(s in html for s in ("pestmix_dda", "peptide_qc1", "gcms_ei_demo"))
+    # each run counted by its own kind's answers: mass-matched sequences, EI matches of the
+    # EI spectra (not the ESI preprocessing, which quarantines spectra without a precursor)
+    from msid.report.batch import run_summary
+
+    pep_run = run_summary("peptide_qc1", "peptide", runs / "peptide_qc1/spectra.h5", None, 0.05,
+                          denovo=runs / "peptide_qc1/denovo_peptides.tsv")
+    assert pep_run["n_answered"] == int((pep["score"] > 0).sum()) and pep_run["methods"] == "peptrm"
+    ei_run = run_summary("gcms_ei_demo", "ei", runs / "gcms_ei_demo/ei_spectra.h5",
+                         runs / "gcms_ei_demo/ei_identifications.tsv", 0.05)
+    assert ei_run["n_quarantined"] == 0 and ei_run["n_answered"] == ei_run["n_kept"] > 0
+    assert "ei-embedding" in html and "peptrm" in html

@@ -228,3 +228,29 @@ def test_beam_with_evidence_reads_a_ladder_the_prior_does_not_know():
     b = beam(logits, vocab, peptide_mass(true), beam_size=10, evidence=evidence)
     assert b.mass_ok and b.tokens == true
     assert beam(logits, vocab, peptide_mass(true), beam_size=10).tokens != true
+
+
+def test_decoders_open_sequences_only_with_n_terminal_tokens():
+    """pyro-Glu and pyro-carbamidomethyl residues and N-terminal modifications only lead a
+    sequence: where one is the most probable token later on, greedy and beam take the next."""
+    vocab = Vocab.default()
+    true = parse_proforma("[Acetyl]-PEPTLDEK")
+    ids = vocab.encode(true)
+    logp = np.full((12, len(vocab)), -8.0)
+    for k, i in enumerate(ids):
+        logp[k, i] = -0.5
+    logp[len(ids):, 0] = -0.01
+    pyro = vocab.index["E[Glu->pyro-Glu]"]
+    logp[3, pyro] = -0.1  # most probable there, but never after the first residue
+    logp[5, vocab.index["[Carbamyl]-"]] = -0.1
+    assert {pyro, vocab.index["Q[Gln->pyro-Glu]"], vocab.index["C[Pyro-carbamidomethyl]"],
+            vocab.index["[Acetyl]-"]} <= set(vocab.first_only_ids)
+    for d in (greedy(logp, vocab, peptide_mass(true)),
+              beam(logp, vocab, peptide_mass(true), beam_size=10)):
+        assert d.tokens == true and d.mass_ok
+    lead = parse_proforma("Q[Gln->pyro-Glu]PEPTLDEK")  # leading, it is allowed
+    lp2 = np.full((12, len(vocab)), -8.0)
+    for k, i in enumerate(vocab.encode(lead)):
+        lp2[k, i] = -0.5
+    lp2[len(lead):, 0] = -0.01
+    assert beam(lp2, vocab, peptide_mass(lead)).tokens == lead

@@ -10,12 +10,12 @@ from msid.report.batch import write_batch_report
 runs = []
 for sample, kind in zip(snakemake.params.samples, snakemake.params.kinds):
     d = f"results/runs/{sample}"
-    outputs = snakemake.params.run_outputs[kind]
-    runs.append({"sample": sample, "kind": kind, "spectra": f"{d}/spectra.h5",
-                 "report": f"{d}/report.html",
-                 "identifications": (f"{d}/{outputs['identifications']}"
-                                     if "identifications" in outputs else None),
-                 "mztab": f"{d}/{outputs['mztab']}" if "mztab" in outputs else None})
+    out = {k: f"{d}/{f}" for k, f in snakemake.params.run_outputs[kind].items()}
+    runs.append({"sample": sample, "kind": kind, "report": f"{d}/report.html",
+                 "spectra": out.get("ei_spectra", f"{d}/spectra.h5"),
+                 "identifications": out.get("identifications", out.get("ei_identifications")),
+                 "denovo": out.get("denovo"),
+                 "mztab": out.get("mztab", out.get("denovo_mztab"))})
 write_batch_report(runs, snakemake.output[0], config=snakemake.config,
                    fdr_curve=snakemake.input.get("fdr_curve"))
 print(f"batch report of {len(runs)} runs -> {snakemake.output[0]}")

@@ -6,6 +6,9 @@
   than the precursor are pruned as they grow. When no beam matches, the greedy sequence is
   returned with its confidence lowered by 1 (Casanovo's convention for mass-mismatched peptides).
 
+Tokens that may only open a sequence (N-terminal modifications, pyro-Glu and
+pyro-carbamidomethyl residues: :attr:`Vocab.first_only_ids`) are ruled out after it.
+
 With PepTRM's ion evidence (``evidence``), a position's distribution depends on the residue
 mass of the tokens before it, so both decoders go left to right and re-score every partial
 sequence with its own prefix.
@@ -37,8 +40,17 @@ def mass_ok(residue_sum: float, precursor_mass: float, ppm: float, isotopes: int
 
 
 def _valid_positions(ids: list[int], vocab: Vocab) -> bool:
-    nterm = set(vocab.nterm_ids)
-    return all(i not in nterm for i in ids[1:]) and bool([i for i in ids if i not in nterm])
+    """Tokens that only open a sequence do (:attr:`Vocab.first_only_ids`), and a residue
+    follows an N-terminal modification."""
+    first, nterm = set(vocab.first_only_ids), set(vocab.nterm_ids)
+    return all(i not in first for i in ids[1:]) and bool([i for i in ids if i not in nterm])
+
+
+def _after_first(row: np.ndarray, first_only: list[int]) -> np.ndarray:
+    """``row`` with the tokens that may only open a sequence ruled out."""
+    row = row.copy()
+    row[first_only] = -np.inf
+    return row
 
 
 Evidence = Callable[[np.ndarray], np.ndarray]
@@ -64,7 +76,7 @@ def _rows(scores: np.ndarray, k: int, n: int, ev: np.ndarray | None) -> np.ndarr
 
 def _greedy_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float,
                    isotopes: int, with_evidence: bool) -> Search:
-    nterm = set(vocab.nterm_ids)
+    nterm, first_only = set(vocab.nterm_ids), vocab.first_only_ids
     masses = vocab.masses
     chosen: list[int] = []
     lp: list[float] = []
@@ -72,12 +84,12 @@ def _greedy_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm:
     for k in range(scores.shape[0]):
         ev = (yield np.array([m])) if with_evidence else None
         row = _rows(scores, k, 1, ev)[0]
+        if chosen:
+            row = _after_first(row, first_only)
         i = int(row.argmax())
         if i == 0:
             lp.append(float(row[0]))
             break
-        if i in nterm and chosen:  # an N-terminal modification only leads: skip it
-            continue
         chosen.append(i)
         lp.append(float(row[i]))
         m += float(masses[i])
@@ -94,7 +106,7 @@ def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_s
     masses = vocab.masses
     target = precursor_mass - WATER
     tol = ppm * 1e-6 * precursor_mass + isotopes * ISOTOPE
-    nterm = set(vocab.nterm_ids)
+    first_only = vocab.first_only_ids
     beams: list[tuple[float, list[int], float]] = [(0.0, [], 0.0)]  # (sum logp, ids, mass)
     finished: list[tuple[float, list[int]]] = []
     for pos in range(scores.shape[0]):
@@ -102,6 +114,8 @@ def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_s
         rows = _rows(scores, pos, len(beams), ev)
         nxt = []
         for (slp, ids, m), row in zip(beams, rows, strict=True):
+            if ids:
+                row = _after_first(row, first_only)
             for c in np.argsort(-row)[:per_position]:
                 c = int(c)
                 lp = slp + float(row[c])
@@ -109,8 +123,6 @@ def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_s
                     if ids and mass_ok(m, precursor_mass, ppm, isotopes) \
                             and _valid_positions(ids, vocab):
                         finished.append((lp / (len(ids) + 1), ids))
-                    continue
-                if c in nterm and ids:
                     continue
                 m2 = m + float(masses[c])
                 if m2 > target + tol:

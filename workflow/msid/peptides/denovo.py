@@ -21,6 +21,7 @@ from msid.atomic import write_text
 from msid.peptides.data import PeptideSpectrum
 from msid.peptides.decode import Decoded
 from msid.peptides.physics import (
+    ISOTOPE,
     NTERM_MODS,
     RESIDUE_MODS,
     fragment_ions,
@@ -35,7 +36,8 @@ from msid.peptides.physics import (
 from msid.store import SpectrumStore
 
 COLUMNS = ["query_id", "rank", "sequence", "score", "precursor_mz_error_ppm", "method",
-           "charge", "charge_assumed", "precursor_mz", "calc_mz", "rt", "native_id"]
+           "charge", "charge_assumed", "precursor_mz", "calc_mz", "isotope_error", "rt",
+           "native_id"]
 DEFAULT_CHARGE = 2
 
 
@@ -84,15 +86,17 @@ def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list
         if not d.tokens:
             continue
         calc = precursor_mz(d.tokens, s.charge)
+        # a sequence that matches the 13C peak picked as the precursor: ~1,000/m ppm off
+        iso = round((s.precursor_mz - calc) * s.charge / ISOTOPE) if d.mass_ok else None
         rows.append({"query_id": s.id, "rank": 1, "sequence": to_proforma(d.tokens),
                      "score": float(d.score),
                      "precursor_mz_error_ppm": (s.precursor_mz - calc) / calc * 1e6,
                      "method": method, "charge": s.charge,
                      "charge_assumed": bool(meta.charge_assumed),
-                     "precursor_mz": s.precursor_mz, "calc_mz": calc,
+                     "precursor_mz": s.precursor_mz, "calc_mz": calc, "isotope_error": iso,
                      "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
                      "native_id": str(meta.native_id)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"isotope_error": "Int64"})
 
 
 def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: str | None,

@@ -43,7 +43,7 @@ class SpectrumGraphDP:
         self.vocab = vocab or Vocab.default()
         res = [(i, float(m)) for i, (t, m) in enumerate(zip(self.vocab.tokens,
                                                               self.vocab.masses, strict=True))
-               if i > 0 and not t.endswith("-") and "pyro" not in t]
+               if i > 0 and i not in self.vocab.first_only_ids]  # residues found anywhere
         singles = [((i,), m) for i, m in res]
         pairs = [((a[0], b[0]), a[1] + b[1]) for a, b in combinations_with_replacement(res, 2)]
         self.singles = sorted(singles, key=lambda x: x[1])

@@ -25,6 +25,10 @@ RESIDUE_MODS: tuple[tuple[str, str], ...] = (
     ("Q", "Gln->pyro-Glu"), ("E", "Glu->pyro-Glu"), ("C", "Pyro-carbamidomethyl"),
 )
 NTERM_MODS: tuple[str, ...] = ("Acetyl", "Carbamyl")
+# Residue modifications that form only at the peptide's N-terminal residue (cyclisation of its
+# free amine): such a residue leads the sequence, with no N-terminal modification before it.
+NTERM_ONLY_RESIDUE_MODS: tuple[str, ...] = ("Gln->pyro-Glu", "Glu->pyro-Glu",
+                                            "Pyro-carbamidomethyl")
 
 PROTON: float = mass.nist_mass["H+"][0][0]
 WATER: float = mass.calculate_mass(formula="H2O")
@@ -105,6 +109,13 @@ class Vocab:
     @property
     def nterm_ids(self) -> list[int]:
         return [i for i, t in enumerate(self.tokens) if t.endswith("-")]
+
+    @property
+    def first_only_ids(self) -> list[int]:
+        """Tokens that may only open a sequence: N-terminal modifications and residues with an
+        N-terminal-only modification (pyro-Glu, pyro-carbamidomethyl)."""
+        return self.nterm_ids + [i for i, t in enumerate(self.tokens)
+                                 if any(t.endswith(f"[{m}]") for m in NTERM_ONLY_RESIDUE_MODS)]
 
 
 @cache

@@ -57,28 +57,41 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
-                identifications: str | os.PathLike | None, fdr: float) -> dict:
-    """Counts of one run; a kind without a small-molecule table (``identifications`` None)
-    gets the store's counts only."""
-    ids = (read_rankings(identifications) if identifications else
-           pd.DataFrame(columns=["query_id", "rank", "score", "method", "note", "q_value"]))
+                identifications: str | os.PathLike | None, fdr: float,
+                denovo: str | os.PathLike | None = None) -> dict:
+    """Counts of one run from its spectrum store and its answers: the ranked table of a
+    small-molecule or EI run (``identifications``; EI runs pass their EI store as
+    ``spectra``), or the de novo sequences of a peptide run (``denovo``, answered = a
+    sequence that matches the precursor mass). "confident" is None where the run has no
+    q-values."""
     with SpectrumStore(spectra) as st:
         md = st.metadata
         quarantine = st.quarantine
+    qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
+                if len(quarantine) else pd.Series(dtype=int))
+    base = {"sample": sample, "kind": kind, "n_read": len(md) + len(quarantine),
+            "n_kept": len(md), "n_quarantined": len(quarantine), "quarantine": qreasons.to_dict(),
+            "top_scores": np.zeros(0)}
+    if denovo is not None:
+        seqs = pd.read_csv(denovo, sep="\t")
+        matched = set(seqs.loc[seqs["score"] > 0, "query_id"].astype(str)) & set(md["id"])
+        rest = len(md) - len(matched)
+        return {**base, "n_answered": len(matched), "n_confident": None, "n_unanswered": rest,
+                "methods": ", ".join(sorted(set(seqs["method"]))),
+                "unanswered": ({"de novo: no sequence matching the precursor mass": rest}
+                               if rest else {})}
+    ids = (read_rankings(identifications) if identifications else
+           pd.DataFrame(columns=["query_id", "rank", "score", "method", "note", "q_value"]))
     ranked = ids[ids["rank"] > 0]
     top = ranked[ranked["rank"] == 1].drop_duplicates("query_id")
     q = pd.to_numeric(top["q_value"], errors="coerce")
-    confident = int((q <= fdr).sum()) if q.notna().any() else 0
     answered = set(ranked["query_id"])
     reasons = unanswered_reasons(ids, md["id"])  # each method's: "library: ...; ranker: ..."
-    qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
-                if len(quarantine) else pd.Series(dtype=int))
     return {
-        "sample": sample, "kind": kind, "n_read": len(md) + len(quarantine), "n_kept": len(md),
-        "n_quarantined": len(quarantine), "n_answered": len(answered & set(md["id"])),
-        "n_confident": confident, "n_unanswered": len(reasons),
-        "methods": ", ".join(sorted(set(ranked["method"]))),
-        "unanswered": reasons.value_counts().to_dict(), "quarantine": qreasons.to_dict(),
+        **base, "n_answered": len(answered & set(md["id"])),
+        "n_confident": int((q <= fdr).sum()) if (q >= 0).any() else None,
+        "n_unanswered": len(reasons), "methods": ", ".join(sorted(set(ranked["method"]))),
+        "unanswered": reasons.value_counts().to_dict(),
         # one scale per figure: the library's entropy similarity, not the rankers' cosines
         "top_scores": top.loc[top["method"] == "library", "score"].to_numpy(dtype=float),
     }
@@ -97,9 +110,9 @@ def _runs_figure(runs: list[dict]) -> str:
     left = np.zeros(len(runs))
     for key, label in (("n_confident", "confident"), ("n_answered", "tentative"),
                        ("n_unanswered", "no answer"), ("n_quarantined", "quarantined")):
-        vals = np.array([r[key] for r in runs], dtype=float)
+        vals = np.array([r[key] or 0 for r in runs], dtype=float)  # None: no q-values
         if key == "n_answered":
-            vals = vals - np.array([r["n_confident"] for r in runs])
+            vals = vals - np.array([r["n_confident"] or 0 for r in runs])
         ax.barh(y, vals, left=left, label=label)
         left += vals
     ax.set_yticks(y, names)
@@ -148,14 +161,19 @@ overflow-x:auto}</style></head><body>
 <h2>Runs</h2>
 <table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
 <th>answered</th><th>confident (q &le; {{ fdr }})</th><th>no answer</th><th>methods</th>
-<th>report</th><th>mzTab-M</th></tr>
+<th>report</th><th>mzTab</th></tr>
 {% for r in runs %}<tr><td>{{ r.sample }}</td><td>{{ r.kind }}</td>
 <td class="num">{{ r.n_read }}</td><td class="num">{{ r.n_kept }}</td>
 <td class="num">{{ r.n_quarantined }}</td><td class="num">{{ r.n_answered }}</td>
-<td class="num">{{ r.n_confident }}</td><td class="num">{{ r.n_unanswered }}</td>
+<td class="num">{{ "&ndash;"|safe if r.n_confident is none else r.n_confident }}</td>
+<td class="num">{{ r.n_unanswered }}</td>
 <td>{{ r.methods }}</td><td><a href="{{ r.report }}">report</a></td>
-<td>{% if r.mztab %}<a href="{{ r.mztab }}">mzTab-M</a>{% endif %}</td></tr>{% endfor %}
+<td>{% if r.mztab %}<a href="{{ r.mztab }}">{{ r.mztab_kind }}</a>{% endif %}</td></tr>
+{% endfor %}
 </table>
+<p>Answered: small-molecule and EI runs, a ranked answer from any method; peptide runs, a
+de novo sequence that matches the precursor mass. EI runs count their EI spectra (no
+precursor), not the ESI preprocessing. &ndash;: no q-values for that kind of run.</p>
 <img src="{{ figure }}" alt="runs">
 <h2>Spectra without an answer, by reason</h2>
 {% if unanswered %}<table><tr><th>reason</th>{% for r in runs %}<th>{{ r.sample }}</th>
@@ -191,15 +209,18 @@ def _pivot(runs: list[dict], key: str) -> list[tuple[str, list[int]]]:
 
 def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict,
                        fdr_curve: str | os.PathLike | None = None) -> None:
-    """``runs``: dicts with sample, kind, spectra, report[, identifications, mztab] paths."""
+    """``runs``: dicts with sample, kind, spectra, report[, identifications, denovo, mztab]
+    paths (see :func:`run_summary`)."""
     out = Path(out)
     ident = config.get("identify", {})
     fdr = float(ident.get("fdr", 0.05))
     summaries = []
     for r in runs:
-        s = run_summary(r["sample"], r["kind"], r["spectra"], r.get("identifications"), fdr)
+        s = run_summary(r["sample"], r["kind"], r["spectra"], r.get("identifications"), fdr,
+                        denovo=r.get("denovo"))
         s["report"] = os.path.relpath(r["report"], out.parent)
         s["mztab"] = os.path.relpath(r["mztab"], out.parent) if r.get("mztab") else ""
+        s["mztab_kind"] = "mzTab 1.0" if r["kind"] == "peptide" else "mzTab-M"
         summaries.append(s)
     params = {k: config[k] for k in ("library", "library_search", "identify", "preprocess",
                                      "candidates") if k in config}

@@ -39,6 +39,8 @@ def annotated_spectrum_plot(a: dict) -> bytes:
 def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLike,
                     n_top: int = 50) -> dict:
     df = pd.read_csv(denovo_tsv, sep="\t")
+    iso = df["isotope_error"] if "isotope_error" in df else pd.Series(np.nan, index=df.index)
+    df["isotope_error"] = iso.map(lambda v: "" if pd.isna(v) else str(int(v)))
     ann = json.loads(Path(annotations).read_text())
     top = df.sort_values("score", ascending=False).head(n_top)
     return {

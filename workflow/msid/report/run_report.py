@@ -20,7 +20,7 @@ KIND_NOTES = {
     "peptide": "Peptide run: sequenced de novo (PepTRM; section 'De novo peptide sequences'), "
                "not searched against the small-molecule library.",
     "ei": "EI (GC-MS) run: nominal-mass EI spectra matched against the configured EI library "
-          "(section 'EI library matches'); the ESI library search is shown for completeness.",
+          "(section 'EI library matches').",
 }
 
 
@@ -148,7 +148,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
     html = _template().render(
         sample=sample, kind=kind, note=KIND_NOTES.get(kind, ""), version=__version__,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        source=", ".join(sorted(set(md["source_file"]))) if len(md) else "",
+        source=", ".join(sorted(set(md.get("source_file", [])) | set(quarantine["source_file"]))),
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()), confident_score=confident_score,
         n_confident=int(top["confident"].sum()), confident_rule=confident_rule,
