@@ -141,6 +141,17 @@ def test_shipped_peptrm_beats_the_dp_baseline_on_unseen_peptides():
     assert len(test) >= 50
     assert res["peptrm"]["aa_precision"] > res["dp"]["aa_precision"]
     assert res["peptrm"]["peptide_recall"] > res["dp"]["peptide_recall"]
+    # and it reads the spectrum: with another peptide's peaks it falls far below
+    from dataclasses import replace
+
+    from msid.peptides.leaderboard import _other_peptide
+
+    blind = [replace(s, mz=o.mz, intensity=o.intensity)
+             for s, o in zip(test, _other_peptide(test), strict=True)]
+    d = sequence_spectra(blind, "peptrm", str(ROOT / cfg["model"]), dec, progress=False)
+    blind_res = summary(score_predictions([x.tokens for x in d], [x.score for x in d], truth))
+    assert blind_res["aa_precision"] < res["peptrm"]["aa_precision"] / 2
+    assert blind_res["peptide_recall"] < res["peptrm"]["peptide_recall"] / 2
 
 
 def test_lockstep_decoding_matches_one_spectrum_at_a_time():
