@@ -143,6 +143,18 @@ def test_every_family_runs_in_the_demo(demo):
     # EI run: embedding search of the EI library, hits carry structures
     ei = read_rankings(runs / "gcms_ei_demo/ei_identifications.tsv")
     assert (ei[ei["rank"] == 1]["inchikey"].str.len() > 0).all()
+    # the library leaves out the records the demo spectra were drawn from: each spectrum is
+    # matched to the other spectrum of its structure (resources/runs/gcms_ei_demo.md)
+    from msid.ei.spectra import read_record_ids
+
+    drawn_from = read_record_ids(ROOT / "resources/runs/gcms_ei_demo.library_exclude.txt")
+    assert not set(ei["library_id"]) & drawn_from
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+             for line in (ROOT / "resources/runs/gcms_ei_demo.md").read_text().splitlines()
+             if line.startswith("| gcms_demo_peak")]
+    truth = {c[0]: c[3][:14] for c in cells}
+    top = ei[ei["rank"] == 1].set_index("query_id")["inchikey"].str[:14]
+    assert len(truth) == 8 and sum(top.get(q) == k for q, k in truth.items()) >= 7
     # BDE (real ALFABET in its own env) and predicted EI spectra of the demo molecules
     assert (demo / "results/bde/demo.h5").stat().st_size > 0
     assert "Num Peaks" in (demo / "results/ei_prediction/demo_library.msp").read_text()

@@ -451,17 +451,31 @@ DEMO_TRUTH = {  # resources/runs/gcms_ei_demo.msp: MassBank records, annotation 
 
 def test_demo_ei_run_identified_and_report_section(lib_path, tmp_path):
     from msid.ei.search import identify_ei_run
+    from msid.ei.spectra import ei_store, merge_ei_files, read_record_ids
     from msid.rankings import read_rankings
     from msid.report.ei import ei_section
+    from msid.store import SpectrumStore
 
     run = ROOT / "resources" / "runs" / "gcms_ei_demo.msp"
+    # the library the DAG searches leaves out the records the demo spectra were drawn from
+    drawn_from = read_record_ids(ROOT / "resources/runs/gcms_ei_demo.library_exclude.txt")
+    assert len(drawn_from) == len(DEMO_TRUTH)
+    library = tmp_path / "library.h5"
+    n_lib = merge_ei_files([lib_path], library, exclude=drawn_from)
+    with SpectrumStore(library) as s:
+        assert len(s) == n_lib and not drawn_from & set(s.metadata["id"])
+        assert s.attrs["provenance"]["excluded"] == sorted(drawn_from)
+    with SpectrumStore(ei_store(lib_path)) as full:
+        assert len(full) == n_lib + len(drawn_from)
     spectra, ids, matches = tmp_path / "s.h5", tmp_path / "ids.tsv", tmp_path / "m.h5"
-    n = identify_ei_run(run, lib_path, spectra, ids, matches_out=matches,
+    n = identify_ei_run(run, library, spectra, ids, matches_out=matches,
                         method="ei-weighted-cosine", top_k=5)
     assert n == len(DEMO_TRUTH)
     df = read_rankings(ids)
-    top = df[df["rank"] == 1].set_index("query_id")["inchikey"].str[:14]
-    assert top.to_dict() == DEMO_TRUTH
+    top = df[df["rank"] == 1].set_index("query_id")
+    # each demo spectrum finds the other spectrum of its structure, not itself
+    assert top["inchikey"].str[:14].to_dict() == DEMO_TRUTH
+    assert not set(df["library_id"]) & drawn_from and (top["score"] < 0.9999).all()
     section = ei_section(spectra, ids, matches, n_mirror=3)
     assert section["n_spectra"] == 8 and section["n_matched"] == 8
     assert len(section["figures"]) == 3 and section["method"] == "ei-weighted-cosine"

@@ -24,9 +24,11 @@ EI_LIBRARY_FILES = list(EI["libraries"]) + (
 
 
 rule ei_library:
-    """EI library files (MSP/MGF) -> one nominal-mass EI store with structures."""
+    """EI library files (MSP/MGF) -> one nominal-mass EI store with structures, less the
+    records listed in `ei_search.library_exclude`."""
     input:
-        EI_LIBRARY_FILES,
+        **({"exclude": EI["library_exclude"]} if EI.get("library_exclude") else {}),
+        libraries=EI_LIBRARY_FILES,
     output:
         "results/ei/library.h5",
     log:

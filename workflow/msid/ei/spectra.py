@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ EI_LIBRARY_PREPROCESS = replace(EI_PREPROCESS, require_structure=True, assign_fo
 
 __all__ = ["EI_LIBRARY_PREPROCESS", "EI_PREPROCESS", "MASS_DEFECT_SCALE", "NominalConfig",
            "dense_nominal", "ei_store", "is_profile_like", "merge_ei_files", "nominal_record",
-           "nominal_store", "to_nominal", "write_molecules"]
+           "nominal_store", "read_record_ids", "to_nominal", "write_molecules"]
 
 @dataclass
 class NominalStats:
@@ -138,20 +139,39 @@ def ei_store(path: str | os.PathLike, out: str | os.PathLike | None = None, *,
     return target
 
 
+def read_record_ids(path: str | os.PathLike) -> set[str]:
+    """Record ids listed in a text file, one per line (blank lines and ``#`` comments skipped)."""
+    ids = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.add(line)
+    return ids
+
+
 def merge_ei_files(files: list[str | os.PathLike], out: str | os.PathLike, *,
-                   preprocess: PreprocessConfig | None = None, n_jobs: int = 1) -> int:
+                   preprocess: PreprocessConfig | None = None, n_jobs: int = 1,
+                   exclude: Collection[str] = ()) -> int:
     """EI files (MSP/MGF/mzML/stores) -> one nominal-mass store ``out`` (each file's cached
-    EI store, concatenated; quarantines carried). Returns the number of spectra."""
-    n = 0
-    with SpectrumStoreWriter(out, provenance={"stage": "ei-merge",
-                                              "inputs": [str(f) for f in files]}) as w:
+    EI store, concatenated; quarantines carried). Records whose id is in ``exclude`` are left
+    out (e.g. the spectra a demo run was drawn from: searched against themselves they would
+    only find themselves); the store's provenance lists the ids left out. Returns the number
+    of spectra stored."""
+    exclude = set(exclude)
+    n, left_out = 0, []
+    prov = {"stage": "ei-merge", "inputs": [str(f) for f in files]}
+    with SpectrumStoreWriter(out, provenance=prov) as w:
         for f in files:
             with SpectrumStore(ei_store(f, preprocess=preprocess, n_jobs=n_jobs)) as s:
                 for _, q in s.quarantine.iterrows():
                     w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
                 for rec in s.iter_records():
+                    if exclude and str(rec.meta.get("id")) in exclude:
+                        left_out.append(str(rec.meta.get("id")))
+                        continue
                     w.add(rec)
                     n += 1
+        prov["excluded"] = sorted(left_out)  # read when the writer closes
     return n
 
 
