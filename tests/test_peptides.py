@@ -153,6 +153,21 @@ def test_beam_respects_the_precursor_mass():
     assert not g.mass_ok and g.score < 0
     b = beam(logp, vocab, pm, beam_size=20)
     assert b.mass_ok and b.tokens == true and 0 < b.score <= 1
+    # per-token probabilities (Casanovo's aa_scores); the sequence score is their geometric
+    # mean with the end token's
+    assert b.aa_scores == pytest.approx([np.exp(-0.5)] * len(true))
+    assert b.score == pytest.approx(np.exp(np.mean([*np.log(b.aa_scores), -0.01])))
+    assert len(g.aa_scores) == len(g.tokens) and all(0 < p <= 1 for p in g.aa_scores)
+    assert g.aa_scores[2] == pytest.approx(np.exp(-0.1))  # the G greedy took
+
+
+def test_report_shades_residues_by_their_scores():
+    from msid.report.peptides import residues
+
+    r = residues("M[Oxidation]PEK", "0.950,0.600,0.200,0.800")
+    assert [(t, c) for t, _, c in r] == [("M[Oxidation]", "aa-high"), ("P", "aa-mid"),
+                                         ("E", "aa-low"), ("K", "aa-high")]
+    assert residues("PEK", float("nan")) == [] and residues("PEK", "0.9,0.9") == []
 
 
 def test_dp_baseline_sequences_a_clean_ladder():

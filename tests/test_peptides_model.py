@@ -14,6 +14,7 @@ from pyteomics import mgf, mztab
 from msid.cli import main
 from msid.io.errors import ModelFileError
 from msid.peptides.data import read_annotated_mgf
+from msid.peptides.physics import parse_proforma
 from msid.peptides.training import load_peptrm, per_step_metrics, predict, train_peptrm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
     rc = main(["denovo-peptides", str(src), "--out", str(tsv), "--out", str(tab),
                "--model", str(model_file), "--method", method, "--beam-size", "4"])
     assert rc == 0
-    df = pd.read_csv(tsv, sep="\t")
+    df = pd.read_csv(tsv, sep="\t", dtype={"aa_scores": str})
     assert list(df.columns[:5]) == ["query_id", "rank", "sequence", "score",
                                     "precursor_mz_error_ppm"]
     t = mztab.MzTab(str(tab))
@@ -85,6 +86,17 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
     if len(df):
         assert set(psm["opt_global_proforma"]) == set(df["sequence"])
         assert psm["spectra_ref"].str.startswith("ms_run[1]:").all()
+    if method == "peptrm":  # one probability per sequence token, in TSV and mzTab alike
+        assert len(df)
+        for seq, aa in zip(df["sequence"], df["aa_scores"], strict=True):
+            p = [float(x) for x in aa.split(",")]
+            assert len(p) == len(parse_proforma(seq)) and all(0 < x <= 1 for x in p)
+        def values(col):
+            return [[float(x) for x in str(v).split(",")] for v in col]
+
+        assert values(psm["opt_ms_run[1]_aa_scores"]) == values(df["aa_scores"])
+    else:  # the DP gives none
+        assert df["aa_scores"].isna().all()
     assert main(["denovo-peptides", str(src), "--out", str(tmp_path / "x.csv"),
                  "--model", str(model_file)]) == 2
 

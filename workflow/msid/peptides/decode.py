@@ -13,13 +13,14 @@ With PepTRM's ion evidence (``evidence``), a position's distribution depends on 
 mass of the tokens before it, so both decoders go left to right and re-score every partial
 sequence with its own prefix.
 
-Confidence: exp(mean log-probability) of the chosen tokens (end token included), in (0, 1].
+Confidence: exp(mean log-probability) of the chosen tokens (end token included), in (0, 1];
+per token (``aa_scores``, Casanovo's per-residue scores): the probability the decoder gave it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +32,8 @@ class Decoded:
     tokens: list[str]
     score: float
     mass_ok: bool
+    aa_scores: list[float] = field(default_factory=list)  # per token, in (0, 1]; [] when the
+    #                                                       decoder gives none (the DP)
 
 
 def mass_ok(residue_sum: float, precursor_mass: float, ppm: float, isotopes: int) -> bool:
@@ -98,7 +101,8 @@ def _greedy_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm:
     tokens = vocab.decode(chosen)
     ok = bool(tokens) and mass_ok(float(masses[chosen].sum()), precursor_mass, ppm, isotopes)
     score = float(np.exp(np.mean(lp))) if lp else 0.0
-    return Decoded(tokens, score if ok else score - 1.0, ok)
+    aa = [float(np.exp(x)) for x in lp[:len(chosen)]]
+    return Decoded(tokens, score if ok else score - 1.0, ok, aa)
 
 
 def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int,
@@ -107,13 +111,14 @@ def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_s
     target = precursor_mass - WATER
     tol = ppm * 1e-6 * precursor_mass + isotopes * ISOTOPE
     first_only = vocab.first_only_ids
-    beams: list[tuple[float, list[int], float]] = [(0.0, [], 0.0)]  # (sum logp, ids, mass)
-    finished: list[tuple[float, list[int]]] = []
+    # (sum logp, ids, mass, logp per id)
+    beams: list[tuple[float, list[int], float, list[float]]] = [(0.0, [], 0.0, [])]
+    finished: list[tuple[float, list[int], list[float]]] = []
     for pos in range(scores.shape[0]):
         ev = (yield np.array([b[2] for b in beams])) if with_evidence else None
         rows = _rows(scores, pos, len(beams), ev)
         nxt = []
-        for (slp, ids, m), row in zip(beams, rows, strict=True):
+        for (slp, ids, m, lps), row in zip(beams, rows, strict=True):
             if ids:
                 row = _after_first(row, first_only)
             for c in np.argsort(-row)[:per_position]:
@@ -122,24 +127,25 @@ def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_s
                 if c == 0:
                     if ids and mass_ok(m, precursor_mass, ppm, isotopes) \
                             and _valid_positions(ids, vocab):
-                        finished.append((lp / (len(ids) + 1), ids))
+                        finished.append((lp / (len(ids) + 1), ids, lps))
                     continue
                 m2 = m + float(masses[c])
                 if m2 > target + tol:
                     continue
-                nxt.append((lp, [*ids, c], m2))
+                nxt.append((lp, [*ids, c], m2, [*lps, float(row[c])]))
         nxt.sort(key=lambda b: -b[0])
         beams = nxt[:beam_size]
         if not beams:
             break
-    for slp, ids, m in beams:  # sequences filling every position
+    for slp, ids, m, lps in beams:  # sequences filling every position
         if mass_ok(m, precursor_mass, ppm, isotopes) and _valid_positions(ids, vocab):
-            finished.append((slp / len(ids), ids))
+            finished.append((slp / len(ids), ids, lps))
     if not finished:
         return (yield from _greedy_search(scores, vocab, precursor_mass, ppm, isotopes,
                                           with_evidence))
     best = max(finished, key=lambda f: f[0])
-    return Decoded(vocab.decode(best[1]), float(np.exp(best[0])), True)
+    return Decoded(vocab.decode(best[1]), float(np.exp(best[0])), True,
+                   [float(np.exp(x)) for x in best[2]])
 
 
 def _run(search: Search, evidence: Evidence | None) -> Decoded:

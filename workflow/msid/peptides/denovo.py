@@ -1,9 +1,13 @@
 """De novo sequencing of a run: spectra from an msid store -> PSM table (TSV) and mzTab 1.0.
 
 TSV columns: ``query_id, rank, sequence, score, precursor_mz_error_ppm`` (ProForma sequences),
-plus ``method, charge, precursor_mz, calc_mz, rt, native_id``. A spectrum without a charge
-is sequenced as 2+ (the most common tryptic charge) and says so in ``charge_assumed``; one that
-cannot be sequenced (no peaks, nothing matching) gets no row and is counted.
+plus ``method, charge, precursor_mz, calc_mz, rt, native_id`` and ``aa_scores``: the
+probability PepTRM gave each token of the sequence, comma-separated in sequence order (a
+modified residue is one token, an N-terminal modification its own; empty for the DP, which
+gives none). mzTab carries them as ``opt_ms_run[1]_aa_scores``, as Casanovo writes them.
+A spectrum without a charge is sequenced as 2+ (the most common tryptic charge) and says so in
+``charge_assumed``; one that cannot be sequenced (no peaks, nothing matching) gets no row and is
+counted.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from msid.store import SpectrumStore
 
 COLUMNS = ["query_id", "rank", "sequence", "score", "precursor_mz_error_ppm", "method",
            "charge", "charge_assumed", "precursor_mz", "calc_mz", "isotope_error", "rt",
-           "native_id"]
+           "native_id", "aa_scores"]
 DEFAULT_CHARGE = 2
 
 
@@ -95,7 +99,8 @@ def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list
                      "charge_assumed": bool(meta.charge_assumed),
                      "precursor_mz": s.precursor_mz, "calc_mz": calc, "isotope_error": iso,
                      "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
-                     "native_id": str(meta.native_id)})
+                     "native_id": str(meta.native_id),
+                     "aa_scores": ",".join(f"{p:.3f}" for p in d.aa_scores)})
     return pd.DataFrame(rows, columns=COLUMNS).astype({"isotope_error": "Int64"})
 
 
@@ -165,7 +170,8 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
     cols = ["sequence", "PSM_ID", "accession", "unique", "database", "database_version",
             "search_engine", "search_engine_score[1]", "modifications", "retention_time",
             "charge", "exp_mass_to_charge", "calc_mass_to_charge", "spectra_ref", "pre",
-            "post", "start", "end", "opt_global_proforma", "opt_global_precursor_ppm"]
+            "post", "start", "end", "opt_global_proforma", "opt_global_precursor_ppm",
+            "opt_ms_run[1]_aa_scores"]
     lines.append("PSH\t" + "\t".join(cols))
     for k, r in enumerate(df.itertuples(), 1):
         tokens = parse_proforma(r.sequence)
@@ -174,7 +180,8 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
                 f"[MS, MS:1001456, analysis software, msid {method}]", f"{r.score:.6f}",
                 _mztab_mods(tokens), f"{r.rt:.3f}" if r.rt == r.rt else "null",
                 str(int(r.charge)), f"{r.precursor_mz:.6f}", f"{r.calc_mz:.6f}", ref,
-                "null", "null", "null", "null", r.sequence, f"{r.precursor_mz_error_ppm:.2f}"]
+                "null", "null", "null", "null", r.sequence, f"{r.precursor_mz_error_ppm:.2f}",
+                str(r.aa_scores) if isinstance(r.aa_scores, str) and r.aa_scores else "null"]
         lines.append("PSM\t" + "\t".join(vals))
     write_text(path, "\n".join(lines) + "\n")
 

@@ -10,7 +10,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msid.peptides.physics import parse_proforma
 from msid.report.plots import data_uri, plt, to_png
+
+#: per-residue confidence bands of the report's sequences: (lower bound, CSS class)
+CONFIDENCE_BANDS = ((0.8, "aa-high"), (0.5, "aa-mid"), (0.0, "aa-low"))
+
+
+def residues(sequence: str, aa_scores: object) -> list[tuple[str, float, str]]:
+    """(token, its probability, confidence class) per token of a ProForma sequence, from the
+    TSV's ``aa_scores``; [] when there are none (the DP) or they do not fit the sequence."""
+    if not isinstance(aa_scores, str) or not aa_scores:
+        return []
+    tokens = parse_proforma(sequence)
+    scores = [float(x) for x in aa_scores.split(",")]
+    if len(scores) != len(tokens):
+        return []
+    return [(t, p, next(c for lo, c in CONFIDENCE_BANDS if p >= lo))
+            for t, p in zip(tokens, scores, strict=True)]
 
 
 def annotated_spectrum_plot(a: dict) -> bytes:
@@ -38,11 +55,14 @@ def annotated_spectrum_plot(a: dict) -> bytes:
 
 def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLike,
                     n_top: int = 50) -> dict:
-    df = pd.read_csv(denovo_tsv, sep="\t")
+    df = pd.read_csv(denovo_tsv, sep="\t", dtype={"aa_scores": str})
     iso = df["isotope_error"] if "isotope_error" in df else pd.Series(np.nan, index=df.index)
     df["isotope_error"] = iso.map(lambda v: "" if pd.isna(v) else str(int(v)))
     ann = json.loads(Path(annotations).read_text())
-    top = df.sort_values("score", ascending=False).head(n_top)
+    top = df.sort_values("score", ascending=False).head(n_top).copy()
+    top["residues"] = [residues(q, a) for q, a in
+                       zip(top["sequence"], top.get("aa_scores", [None] * len(top)),
+                           strict=True)]
     return {
         "method": ann.get("method", ""),
         "n_spectra": int(ann.get("n_spectra", 0)),

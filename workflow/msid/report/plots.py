@@ -42,14 +42,15 @@ def mirror_plot(query: tuple[np.ndarray, np.ndarray], match: tuple[np.ndarray, n
     return to_png(fig)
 
 
-def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray) -> bytes:
+def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray,
+                  label: str = "library hit", other: str = "no hit") -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     rt_min = np.asarray(rt, float) / 60.0
-    ax.scatter(rt_min[~identified], precursor[~identified], s=8, c="#bbbbbb", label="no hit")
-    ax.scatter(rt_min[identified], precursor[identified], s=12, c="#d62728", label="library hit")
+    ax.scatter(rt_min[~identified], precursor[~identified], s=8, c="#bbbbbb", label=other)
+    ax.scatter(rt_min[identified], precursor[identified], s=12, c="#d62728", label=label)
     ax.set_xlabel("retention time (min)")
     ax.set_ylabel("precursor m/z")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, framealpha=0.85)
     ax.set_title("MS2 precursors", fontsize=9)
     return to_png(fig)
 

@@ -134,12 +134,18 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         top["confident"], confident_rule = _confident(top, fdr, confident_score)
         identified = md["id"].isin(top["query_id"]).to_numpy()
+        answered, labels = identified, ("library hit", "no hit")
+        if kind == "peptide" and denovo:  # no library search: mass-matched sequences instead
+            seqs = pd.read_csv(denovo, sep="\t", usecols=["query_id", "score"])
+            answered = md["id"].isin(seqs.loc[seqs["score"] > 0, "query_id"]).to_numpy()
+            labels = ("mass-matched sequence", "none")
         figures = []
         if len(md):
             rt = md["rt"].to_numpy(dtype=float)
             if np.isfinite(rt).any():
                 figures.append(data_uri(precursor_map(np.nan_to_num(rt), md["precursor_mz"]
-                                                      .to_numpy(dtype=float), identified)))
+                                                      .to_numpy(dtype=float), answered,
+                                                      *labels)))
             figures.append(data_uri(histogram(store.n_peaks, "peaks per spectrum",
                                               "peaks after filtering")))
     reasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ")
