@@ -177,6 +177,8 @@ def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
              rec("guesser", "spectrum_blind", .18, .13, .23),
              rec("random", "standard", .05, .02, .08),
              rec("random", "spectrum_blind", .05, .02, .08),
+             rec("library", "standard", .22, .12, .32),  # no learned model: no verdict
+             rec("library", "spectrum_blind", .18, .10, .26),
              # far split: the reader's CI now overlaps its own far-split control
              rec("reader", "standard", .15, .08, .22, "far"),
              rec("reader", "spectrum_blind", .10, .05, .15, "far")]
@@ -184,11 +186,11 @@ def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
     df = write_leaderboard(files, out)
     far = df[df["split"] == "far"]
     assert list(far["method"]) == ["reader"] and far["reads_spectrum"].iat[0] is False
-    assert list(df["split"]) == ["inchikey"] * 3 + ["far"]  # whole fold first
+    assert list(df["split"]) == ["inchikey"] * 4 + ["far"]  # whole fold first
     df = df[df["split"] == "inchikey"]
     verdict = dict(zip(df["method"], df["reads_spectrum"], strict=True))
     assert verdict["reader"] is True and verdict["guesser"] is False
-    assert verdict["random"] is None  # blind by design: no verdict
+    assert verdict["random"] is None and verdict["library"] is None
     csv = pd.read_csv(out["csv"])
     assert set(csv["split"]) == {"inchikey", "far"}
     csv = csv[csv["split"] == "inchikey"].set_index("method")
@@ -196,6 +198,7 @@ def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
     md = (tmp_path / "lb.md").read_text()
     whole, far_md = md.split("### mass candidates, far split")
     assert f"guesser ⚠ {NOT_READING}" in whole and "reader ⚠" not in whole
+    assert "library ⚠" not in whole
     assert "Tanimoto >= 0.5 (100 queries)" in far_md and f"reader ⚠ {NOT_READING}" in far_md
     tex = (tmp_path / "lb.tex").read_text()
     assert "guesser$^\\dagger$" in tex and NOT_READING in tex
