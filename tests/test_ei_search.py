@@ -479,3 +479,25 @@ def test_demo_ei_run_identified_and_report_section(lib_path, tmp_path):
     section = ei_section(spectra, ids, matches, n_mirror=3)
     assert section["n_spectra"] == 8 and section["n_matched"] == 8
     assert len(section["figures"]) == 3 and section["method"] == "ei-weighted-cosine"
+
+
+@needs_minilm
+def test_train_cli_fine_tunes_the_embedder_from_library_files(lib_path, tmp_path):
+    """``msid train llm4ms --data LIB`` writes a model file that loads and embeds spectra."""
+    import yaml
+
+    from msid.cli import main
+    from msid.ei.embedding import load_embedder
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "embedding": {"top_k_peaks": 12, "max_length": 32, "batch_size": 64},
+        "train": {"stages": ["supervised"], "supervised_steps": 2, "batch_size": 8,
+                  "eval_every": 2, "val_queries": 20, "progress": False}}))
+    out = tmp_path / "llm4ms.safetensors"
+    assert main(["train", "llm4ms", "--data", str(lib_path), "--config", str(cfg),
+                 "--out", str(out)]) == 0
+    embedder, card = load_embedder(out)
+    assert card["config"]["top_k_peaks"] == 12
+    emb = embedder.encode(get_library(lib_path).peaks[:4])
+    assert emb.shape[0] == 4 and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-2)

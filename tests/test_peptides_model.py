@@ -15,7 +15,7 @@ from msid.cli import main
 from msid.io.errors import ModelFileError
 from msid.peptides.data import read_annotated_mgf
 from msid.peptides.physics import parse_proforma
-from msid.peptides.training import load_peptrm, per_step_metrics, predict, train_peptrm
+from msid.peptides.training import load_peptrm, per_step_metrics, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 MGF = sorted((ROOT / "resources" / "peptides").glob("*.mgf.gz"))
@@ -28,9 +28,27 @@ SMALL = {"size": "tiny", "model": {"d_model": 32, "n_heads": 2, "enc_layers": 1,
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("peptrm") / "peptrm.safetensors"
-    train_peptrm(MGF, SMALL, out, log=lambda *_: None)
+    """A tiny PepTRM trained through the command line (``msid train peptrm``)."""
+    import yaml
+
+    d = tmp_path_factory.mktemp("peptrm")
+    out, cfg = d / "peptrm.safetensors", d / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL))
+    args = [a for m in MGF for a in ("--data", str(m))]
+    assert main(["train", "peptrm", *args, "--config", str(cfg), "--out", str(out)]) == 0
     return out
+
+
+def test_train_cli_names_what_a_family_trains_from(tmp_path, capsys):
+    assert main(["train", "peptrm", "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "peptrm trains from --data" in capsys.readouterr().err
+    assert main(["train", "peptrm", "--data", str(MGF[0]), "--size", "huge",
+                 "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "peptrm sizes are tiny, published" in capsys.readouterr().err
+    assert main(["train", "ranker", "--train", str(MGF[0]),
+                 "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "ranker trains from --val and --index" in capsys.readouterr().err
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def test_model_file_card_history_and_tampering(model_file, tmp_path):

@@ -130,14 +130,66 @@ def cmd_build_index(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(a: argparse.Namespace) -> int:
-    from msid.cli_checks import read_yaml_config
-    from msid.models import train_model
+RETRIEVAL_FAMILIES = ("ranker", "reconstructor", "deepsets", "fp_ffn")
+#: what each family trains from (options that must be given), for ``msid train``
+TRAIN_INPUTS = {**{f: ("train", "val", "index") for f in RETRIEVAL_FAMILIES},
+                "denovo": ("train", "val", "index"), "peptrm": ("data",), "llm4ms": ("data",)}
 
+
+def _train_sizes(family: str) -> tuple[str, ...]:
+    """The preset sizes ``--size`` takes for ``family``."""
+    if family in RETRIEVAL_FAMILIES:
+        from msid.models.config import SIZES
+    elif family == "denovo":
+        from msid.generation.config import SIZES
+    elif family == "peptrm":
+        from msid.peptides.model import SIZES
+    else:
+        return ()
+    return tuple(SIZES)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from msid.cli_checks import check_input, read_yaml_config
+
+    missing = [f"--{o}" for o in TRAIN_INPUTS[a.family] if not getattr(a, o)]
+    if missing:
+        print(f"msid train: error: {a.family} trains from {' and '.join(missing)} "
+              f"(see 'msid train -h')", file=sys.stderr)
+        return 2
+    for option in ("train", "val", "test", "index"):
+        if getattr(a, option, None):
+            check_input(getattr(a, option), f"--{option}")
+    for path in a.data or []:
+        check_input(path, "--data")
     config = read_yaml_config(a.config)
     if a.size:
+        sizes = _train_sizes(a.family)
+        if a.size not in sizes:
+            print(f"msid train: error: --size {a.size}: {a.family} sizes are "
+                  f"{', '.join(sizes) or 'none (use --config)'}", file=sys.stderr)
+            return 2
         config["size"] = a.size
-    metrics = train_model(a.family, a.train, a.val, a.index, config, a.out)
+    if a.family in RETRIEVAL_FAMILIES:
+        from msid.models import train_model
+
+        metrics = train_model(a.family, a.train, a.val, a.index, config, a.out)
+    elif a.family == "denovo":
+        from msid.generation.training import train_denovo
+
+        metrics = train_denovo(a.train, a.val, a.test, a.index, config, a.out)
+    elif a.family == "peptrm":
+        from msid.peptides.training import train_peptrm
+
+        metrics = train_peptrm(a.data, config, a.out)
+    else:  # llm4ms
+        from msid.ei.embedding import EmbeddingConfig
+        from msid.ei.embedding_train import EmbeddingTrainConfig, train_from_files
+
+        out = Path(a.out)
+        metrics = train_from_files(a.data, out, EmbeddingConfig.from_dict(config.get("embedding")),
+                                   EmbeddingTrainConfig.from_dict(config.get("train")),
+                                   workdir=out.parent / f"{out.stem}.work")
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -263,14 +315,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="molecule file (repeatable); default: the shipped pool and decoys")
     p.add_argument("--out", required=True)
     p.add_argument("--jobs", type=int, default=2)
-    p = sub.add_parser("train", help="train a retrieval model (safetensors + model card)")
-    p.add_argument("family", choices=["ranker", "reconstructor", "deepsets", "fp_ffn"])
-    p.add_argument("--train", required=True, help="training store (.h5, structure-labelled)")
-    p.add_argument("--val", required=True, help="validation store (.h5)")
-    p.add_argument("--index", required=True, help="candidate index (.npz) for hard negatives "
-                                                  "and validation candidate sets")
-    p.add_argument("--config", help="YAML: {size, model: {...}, train: {...}} overrides")
-    p.add_argument("--size", choices=["tiny", "seed"], help="preset size (default tiny)")
+    p = sub.add_parser(
+        "train", help="train one model family (safetensors + model card)",
+        description="Train one model family from the command line (the DAG's `models` target "
+                    "trains them all). Retrieval families and de novo train on structure-"
+                    "labelled stores (--train, --val, --index); PepTRM on annotated peptide "
+                    "MGF and the LLM4MS embedder on EI library files (--data, split by "
+                    "sequence or structure). GLMR (it needs the de novo model and the Ranker) "
+                    "and NEIMS (it needs ALFABET's BDEs from their own environment) train "
+                    "through their Snakemake rules: train_glmr, train_neims.")
+    p.add_argument("family", choices=list(TRAIN_INPUTS))
+    p.add_argument("--train", help="training store (.h5, structure-labelled)")
+    p.add_argument("--val", help="validation store (.h5)")
+    p.add_argument("--test", help="denovo: test store whose structures pretraining leaves out")
+    p.add_argument("--index", help="candidate index (.npz): hard negatives and validation "
+                                   "candidate sets (retrieval), pretraining molecules (denovo)")
+    p.add_argument("--data", action="append", help="peptrm: annotated peptide MGF; llm4ms: "
+                                                   "EI library file (MSP/MGF/store); repeatable")
+    p.add_argument("--config", help="YAML overrides, e.g. {size, model: {...}, train: {...}} "
+                                    "(llm4ms: {embedding: {...}, train: {...}})")
+    p.add_argument("--size", help="preset size (tiny, or the family's larger preset)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
     p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra, matchms)")
