@@ -280,6 +280,10 @@ def test_bench_ei_small_index_with_ef_sweep(lib_path):
     assert set(sweep) == {(8, 5), (64, 5), (40, 2)}
     assert sweep[64, 5]["recall@10_vs_exact"] >= sweep[8, 5]["recall@10_vs_exact"]
     assert any(line.strip().startswith("ef_search 64, refine top 50:") for line in lines)
+    # the diagnosis: exact re-ranking of the same top 20 can only find more of the true top 10
+    er = out["exact_rerank"]
+    assert er["shortlist"] == 20 and out["recall@10_vs_exact"] <= er["recall@10"] <= 1.0
+    assert any(line.strip().startswith("diagnosis: the top 20 re-ranked") for line in lines)
 
 
 @needs_minilm
