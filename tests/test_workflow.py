@@ -151,6 +151,21 @@ def test_runs_dir_becomes_samples(tmp_path):
     assert re.search(r"report_run\s+2", res.stdout + res.stderr)
 
 
+def test_insilico_library_is_built_before_the_ei_library_that_names_it(tmp_path):
+    """A configured in-silico EI library is a DAG input: the rule that predicts it runs first;
+    a missing file no rule makes is an error, never silently left out."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ei_search: {insilico_library: results/ei_prediction/insilico_library.h5}\n")
+    res = _sm("results/ei/library.h5", "-f", "-n", "--cores", "1", "--quiet", "rules",
+              "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    assert re.search(r"insilico_library\s+1", out) and re.search(r"ei_library\s+1", out), out
+    cfg.write_text(f"ei_search: {{insilico_library: {tmp_path / 'missing.msp'}}}\n")
+    res = _sm("results/ei/library.h5", "-f", "-n", "--cores", "1", "--configfile", str(cfg))
+    assert res.returncode != 0 and "missing.msp" in res.stdout + res.stderr
+
+
 @pytest.mark.parametrize("fmt", ["snakefmt"])
 def test_snakefmt_clean(fmt):
     exe = Path(sys.executable).parent / fmt

@@ -15,11 +15,12 @@ if BENCH.get("enabled", True) and EI_BENCH.get("enabled", True):
     )
 
 
-# the configured EI libraries; the in-silico one joins when its file exists
+# the configured EI libraries, plus the in-silico one when set: an input like any other, so
+# results/ei_prediction/insilico_library.h5 is built by the insilico_library rule first and a
+# missing file of another name stops the run with Snakemake's missing-input error (it is
+# never left out silently)
 EI_LIBRARY_FILES = list(EI["libraries"]) + (
-    [EI["insilico_library"]]
-    if EI.get("insilico_library") and os.path.exists(EI["insilico_library"])
-    else []
+    [EI["insilico_library"]] if EI.get("insilico_library") else []
 )
 
 
