@@ -142,6 +142,48 @@ def test_fdr_curve_leave_one_out(pesticides_store):
     assert (np.diff(table["q_value"]) <= 1e-12).all()  # q falls as the threshold rises
     assert table["true_fdr"].between(0, 1).all() and table["q_value"].between(0, 1).all()
     assert (table["n_target"].diff().dropna() <= 0).all()
+    # the unambiguous hits (delta_score >= 0.1) are a subset of the accepted ones
+    assert (table["n_target_clear"] <= table["n_target"]).all()
+    assert table["true_fdr_clear"].between(0, 1).all()
+    assert summary["target_winners_clear"] <= summary["target_winners"]
+
+
+def test_delta_score_is_the_margin_over_another_structure(massbank_subset):
+    """Library rows are one per structure, so a top row's delta_score is rank 1 minus rank 2,
+    measured before the top-k cut; the confidence rule turns an ambiguous hit tentative."""
+    import pandas as pd
+
+    from msid.methods import LibrarySearch, rank_queries
+    from msid.rankings import RankedCandidate, confident_top, top_delta_score
+
+    library = SpectralLibrary(massbank_subset)
+    with SpectrumStore(massbank_subset) as st:
+        full = rank_queries(LibrarySearch(library), st, list(range(60)), progress=False)
+        cut = rank_queries(LibrarySearch(library), st, list(range(60)), top_k=1,
+                           progress=False)
+    by_query: dict[str, list[dict]] = {}
+    for r in full:
+        by_query.setdefault(r["query_id"], []).append(r)
+    n_two = 0
+    for r in (r for r in cut if r["rank"] == 1):
+        ranked = by_query[r["query_id"]]
+        second = ranked[1]["score"] if len(ranked) > 1 else 0.0
+        n_two += len(ranked) > 1
+        assert r["delta_score"] == pytest.approx(ranked[0]["score"] - second)
+        assert ranked[0]["delta_score"] == pytest.approx(r["delta_score"])
+        assert all(math.isnan(x["delta_score"]) for x in ranked[1:])
+    assert n_two > 0
+    a = RankedCandidate("CCO", "LFQSCWFLJHTTHZ-UHFFFAOYSA-N", 0.9)
+    b = RankedCandidate("CCO", "LFQSCWFLJHTTHZ-UHFFFAOYSA-O", 0.88)  # same first block
+    c = RankedCandidate("COC", "LCGLNKUTAGEVQW-UHFFFAOYSA-N", 0.85)
+    assert top_delta_score([a, b, c]) == pytest.approx(0.05)
+    assert top_delta_score([a]) == pytest.approx(0.9) and math.isnan(top_delta_score([]))
+    top = pd.DataFrame({"q_value": [0.0, 0.0, 0.2], "delta_score": [0.5, 0.02, 0.5],
+                        "score": [0.9, 0.9, 0.9]})
+    ok, rule = confident_top(top, 0.05, 0.7, min_delta=0.1)
+    assert list(ok) == [True, False, False] and "0.1" in rule
+    ok, _ = confident_top(top.assign(q_value=float("nan")), 0.05, 0.7)
+    assert ok.all()  # no q-values: the score cut alone
 
 
 def test_only_top_rows_get_q_values(massbank_subset):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msid.rankings import PRECURSOR_ONLY
+from msid.rankings import MIN_DELTA_SCORE, PRECURSOR_ONLY
 from msid.search.decoys import best_in_windows, make_decoys
 from msid.search.library import SpectralLibrary, clean_for_entropy, polarity_code
 
@@ -224,14 +224,36 @@ def add_qvalues(rows: list[dict], library: SpectralLibrary, store, seed: int = 0
     return comp
 
 
+def structure_deltas(library: SpectralLibrary, rows: np.ndarray,
+                     peaks: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per query (a library row, searched without its own spectrum): the top hit's score minus
+    the best score of a spectrum of another structure (InChIKey first block), as
+    ``delta_score`` in run tables; NaN without a hit."""
+    md = library.metadata
+    ik = md["inchikey"].astype(str).str[:14].to_numpy()
+    out = np.full(len(rows), np.nan)
+    for k, (r, (mz, inten)) in enumerate(zip(rows, peaks, strict=True)):
+        hits = [h for h in library.search(float(md["precursor_mz"].iat[r]), mz, inten, top_k=0,
+                                          ion_mode=md["ion_mode"].iat[r])
+                if h.library_index != r]
+        if hits:
+            top = ik[hits[0].library_index]
+            other = next((h.score for h in hits[1:] if not top or ik[h.library_index] != top),
+                         0.0)
+            out[k] = hits[0].score - other
+    return out
+
+
 def fdr_curve(library_store, fold: str = "test", max_queries: int = 1000, seed: int = 0,
-              cfg=None) -> tuple[object, dict]:
+              cfg=None, min_delta: float = MIN_DELTA_SCORE) -> tuple[object, dict]:
     """Estimated vs true FDR of library search on one fold, leave-one-spectrum-out.
 
     Queries are up to ``max_queries`` spectra of ``fold`` (seeded sample); each is searched
     against the whole library less its own spectrum (other spectra of its structure stay), and
     against the decoys. A target winner is a true hit when its InChIKey first block is the
-    query's. Returns (table: threshold, n_target, n_decoy, est_fdr, q_value, true_fdr; summary).
+    query's. Returns (table: threshold, n_target, n_decoy, est_fdr, q_value, true_fdr, and
+    n_target_clear / true_fdr_clear over the accepted hits whose delta_score is at least
+    ``min_delta``, the ones a run report calls confident; summary).
     """
     import pandas as pd
 
@@ -250,6 +272,7 @@ def fdr_curve(library_store, fold: str = "test", max_queries: int = 1000, seed: 
                              exclude_rows=rows, ion_modes=md["ion_mode"].to_numpy()[rows])
     ik = md["inchikey"].astype(str).str[:14].to_numpy()
     correct = np.array([b >= 0 and ik[b] == ik[r] for b, r in zip(best_row, rows, strict=True)])
+    clear = ~(structure_deltas(library, rows, peaks) < min_delta)
     th, est, q = comp.qvalue_table()
     t, d = comp.target, comp.decoy
     target_win = (t > d) & (t > 0)
@@ -257,23 +280,30 @@ def fdr_curve(library_store, fold: str = "test", max_queries: int = 1000, seed: 
     for s, e, qq in zip(th, est, q, strict=True):
         tw = target_win & (t >= s)
         n_t = int(tw.sum())
+        n_c = int((tw & clear).sum())
         out.append({"threshold": float(s), "n_target": n_t,
                     "n_decoy": int(((d >= t) & (d > 0) & (d >= s)).sum()),
                     "est_fdr": float(e), "q_value": float(qq),
-                    "true_fdr": float((tw & ~correct).sum() / max(n_t, 1))})
+                    "true_fdr": float((tw & ~correct).sum() / max(n_t, 1)),
+                    "n_target_clear": n_c,
+                    "true_fdr_clear": float((tw & clear & ~correct).sum() / max(n_c, 1))})
     table = pd.DataFrame(out)
     summary = {"fold": fold, "queries": len(rows), "target_winners": int(target_win.sum()),
                "decoy_winners": int(((d >= t) & (d > 0)).sum()),
                "no_hit": int(((t <= 0) & (d <= 0)).sum()),
                "correct_top1": int((target_win & correct).sum()),
-               "decoy_method": "spectrum-based (Wang et al. 2018)", "seed": seed}
+               "decoy_method": "spectrum-based (Wang et al. 2018)", "seed": seed,
+               "min_delta_score": min_delta,
+               "target_winners_clear": int((target_win & clear).sum())}
     for level in (0.01, 0.05, 0.1):
         ok = table[table["q_value"] <= level] if len(table) else table
         if len(ok):
             row = ok.iloc[0]  # lowest threshold passing the level: the most hits kept
             summary[f"at_q{level}"] = {"threshold": row["threshold"],
                                        "n_target": int(row["n_target"]),
-                                       "true_fdr": row["true_fdr"]}
+                                       "true_fdr": row["true_fdr"],
+                                       "n_target_clear": int(row["n_target_clear"]),
+                                       "true_fdr_clear": row["true_fdr_clear"]}
     return table, summary
 
 
@@ -289,6 +319,10 @@ def plot_fdr_curve(table, out) -> None:
             label="estimated FDR (target-decoy q-value)")
     ax.step(table["n_target"], table["true_fdr"], where="post", lw=1.5,
             label="true FDR (known structures)")
+    if "true_fdr_clear" in table:
+        ax.step(table["n_target"], table["true_fdr_clear"], where="post", lw=1.5, ls="--",
+                label="true FDR of the unambiguous hits (\u0394score \u2265 "
+                      f"{MIN_DELTA_SCORE:g}) among them")
     ax.set_xlabel("library hits accepted (best first)")
     ax.set_ylabel("FDR")
     top = float(max(table["q_value"].max(), table["true_fdr"].max(), 0.01)) if len(table) else 1

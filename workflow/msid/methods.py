@@ -21,7 +21,7 @@ from tqdm import tqdm
 from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, flat_smiles, parse_structure
-from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query
+from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query, top_delta_score
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -286,11 +286,13 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
         results = (rank_many(chunk, cands) if rank_many else
                    [method.rank(q, c) for q, c in zip(chunk, cands, strict=True)])
         for q, c, ranked in zip(chunk, cands, results, strict=True):
+            delta = top_delta_score(ranked)  # before the top-k cut
             ranked = ranked[:top_k] if top_k else ranked
             out += rows_for_query(q.query_id, label or method.name, _with_ppm(q, ranked),
                                   rt=q.rt, precursor_mz=q.precursor_mz, adduct=q.adduct,
                                   reason="" if ranked else _why_empty(method, q, c,
-                                                                      candidate_source))
+                                                                      candidate_source),
+                                  delta_score=delta)
         bar.update(len(chunk))
     bar.close()
     return out

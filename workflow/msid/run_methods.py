@@ -16,6 +16,7 @@ from msid.chem.candidates import CandidateIndex
 from msid.fdr import add_qvalues
 from msid.method_kinds import check_methods
 from msid.methods import MethodResources, make_method, rank_queries
+from msid.rankings import MIN_DELTA_SCORE
 from msid.search.library import SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -28,6 +29,8 @@ class RunMethodsConfig:
     top_k: int = 20
     fdr: float = 0.05  # a library hit is confident at q-value <= fdr (when q-values exist)
     confident_score: float = 0.7  # ... else at score >= this
+    min_delta_score: float = MIN_DELTA_SCORE  # ... and only when no other structure's library
+    #                                           spectrum scores within this of the top hit
     candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass
     max_candidates: int = 256
     seed: int = 0
@@ -36,15 +39,17 @@ class RunMethodsConfig:
 
 
 def confident_queries(rows: list[dict], cfg: RunMethodsConfig) -> set[str]:
-    """Queries whose top row is a confident answer: q-value <= fdr where estimated, else
-    score >= confident_score."""
+    """Queries whose top row is a confident answer: q-value <= fdr where estimated (and
+    delta_score >= min_delta_score: not ambiguous), else score >= confident_score."""
     out = set()
     for r in rows:
         if r["rank"] != 1:
             continue
         q = r.get("q_value", math.nan)
-        ok = q <= cfg.fdr if isinstance(q, float) and math.isfinite(q) else (
-            r["score"] >= cfg.confident_score)
+        delta = r.get("delta_score", math.nan)
+        ok = (q <= cfg.fdr and not delta < cfg.min_delta_score
+              if isinstance(q, float) and math.isfinite(q) else
+              r["score"] >= cfg.confident_score)
         if ok:
             out.add(r["query_id"])
     return out

@@ -24,6 +24,7 @@ rule report_run:
     params:
         n_mirror=config["identify"]["report_mirror_plots"],
         fdr=config["identify"].get("fdr", 0.01),
+        min_delta_score=config["identify"].get("min_delta_score", 0.1),
         kind=run_kind,
     script:
         "../scripts/report_run.py"

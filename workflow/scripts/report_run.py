@@ -10,7 +10,7 @@ from msid.report.run_report import write_run_report
 write_run_report(snakemake.input.spectra, snakemake.input.get("identifications"),
                  snakemake.input.library, snakemake.output[0], sample=snakemake.wildcards.sample,
                  kind=snakemake.params.kind, n_mirror=snakemake.params.n_mirror,
-                 fdr=snakemake.params.fdr,
+                 fdr=snakemake.params.fdr, min_delta_score=snakemake.params.min_delta_score,
                  denovo=snakemake.input.get("denovo"),
                  denovo_annotations=snakemake.input.get("denovo_annotations"),
                  ei={k: snakemake.input.get(k) for k in ("ei_spectra", "ei_identifications",

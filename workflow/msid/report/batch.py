@@ -23,7 +23,7 @@ import yaml
 
 from msid import __version__
 from msid.atomic import write_text
-from msid.rankings import read_rankings, unanswered_reasons
+from msid.rankings import MIN_DELTA_SCORE, confident_top, read_rankings, unanswered_reasons
 from msid.report.plots import data_uri
 from msid.store import SpectrumStore
 
@@ -58,7 +58,8 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
                 identifications: str | os.PathLike | None, fdr: float,
-                denovo: str | os.PathLike | None = None) -> dict:
+                denovo: str | os.PathLike | None = None,
+                min_delta_score: float = MIN_DELTA_SCORE) -> dict:
     """Counts of one run from its spectrum store and its answers: the ranked table of a
     small-molecule or EI run (``identifications``; EI runs pass their EI store as
     ``spectra``), or the de novo sequences of a peptide run (``denovo``, answered = a
@@ -89,7 +90,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     reasons = unanswered_reasons(ids, md["id"])  # each method's: "library: ...; ranker: ..."
     return {
         **base, "n_answered": len(answered & set(md["id"])),
-        "n_confident": int((q <= fdr).sum()) if (q >= 0).any() else None,
+        "n_confident": (int(confident_top(top, fdr, 0.0, min_delta_score)[0].sum())
+                        if (q >= 0).any() else None),
         "n_unanswered": len(reasons), "methods": ", ".join(sorted(set(ranked["method"]))),
         "unanswered": reasons.value_counts().to_dict(),
         # one scale per figure: the library's entropy similarity, not the rankers' cosines
@@ -160,7 +162,8 @@ overflow-x:auto}</style></head><body>
 <p>{{ runs|length }} run(s) · msid {{ version }} · {{ created }}</p>
 <h2>Runs</h2>
 <table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
-<th>answered</th><th>confident (q &le; {{ fdr }})</th><th>no answer</th><th>methods</th>
+<th>answered</th><th>confident (q &le; {{ fdr }}, &Delta;score &ge; {{ min_delta }})</th>
+<th>no answer</th><th>methods</th>
 <th>report</th><th>mzTab</th></tr>
 {% for r in runs %}<tr><td>{{ r.sample }}</td><td>{{ r.kind }}</td>
 <td class="num">{{ r.n_read }}</td><td class="num">{{ r.n_kept }}</td>
@@ -214,10 +217,11 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
     out = Path(out)
     ident = config.get("identify", {})
     fdr = float(ident.get("fdr", 0.05))
+    min_delta = float(ident.get("min_delta_score", MIN_DELTA_SCORE))
     summaries = []
     for r in runs:
         s = run_summary(r["sample"], r["kind"], r["spectra"], r.get("identifications"), fdr,
-                        denovo=r.get("denovo"))
+                        denovo=r.get("denovo"), min_delta_score=min_delta)
         s["report"] = os.path.relpath(r["report"], out.parent)
         s["mztab"] = os.path.relpath(r["mztab"], out.parent) if r.get("mztab") else ""
         s["mztab_kind"] = "mzTab 1.0" if r["kind"] == "peptide" else "mzTab-M"
@@ -232,7 +236,7 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         curve = "data:image/png;base64," + base64.b64encode(Path(fdr_curve).read_bytes()).decode()
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
-        runs=summaries, version=__version__, fdr=fdr,
+        runs=summaries, version=__version__, fdr=fdr, min_delta=min_delta,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         figure=_runs_figure(summaries), unanswered=_pivot(summaries, "unanswered"),
         quarantine=_pivot(summaries, "quarantine"), fdr_curve=curve,

@@ -12,7 +12,13 @@ import pandas as pd
 
 from msid import __version__
 from msid.atomic import write_text
-from msid.rankings import ALL_COLUMNS, read_rankings, unanswered_reasons
+from msid.rankings import (
+    ALL_COLUMNS,
+    MIN_DELTA_SCORE,
+    confident_top,
+    read_rankings,
+    unanswered_reasons,
+)
 from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
 from msid.store import SpectrumStore
 
@@ -47,12 +53,6 @@ def _ei_section(kind: str, ei: dict | None, n_mirror: int) -> dict | None:
     return ei_section(ei["ei_spectra"], ei["ei_identifications"], ei["ei_matches"], n_mirror)
 
 
-def _confident(top: pd.DataFrame, fdr: float, confident_score: float) -> tuple[pd.Series, str]:
-    """Confident hits: target-decoy q-value <= fdr where estimated, else score >= the cut."""
-    q = pd.to_numeric(top["q_value"], errors="coerce")
-    if q.notna().any():
-        return (q <= fdr).fillna(False), f"q-value \u2264 {fdr:g}"
-    return top["score"] >= confident_score, f"score \u2265 {confident_score:g}"
 
 
 def _unanswered(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
@@ -102,6 +102,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12, fdr: float = 0.01,
                      min_score: float = 0.0, confident_score: float = 0.7,
+                     min_delta_score: float = MIN_DELTA_SCORE,
                      denovo: str | os.PathLike | None = None,
                      denovo_annotations: str | os.PathLike | None = None,
                      ei: dict | None = None) -> None:
@@ -121,6 +122,12 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
             how="left").sort_values("score", ascending=False)
         top["name"] = top["library_id"].map(
             lambda i: lib_md["name"].iat[lib_row[i]] if i in lib_row.index else "")
+        # the runner-up structure of each top hit (rank 2: one row per structure)
+        second = ids[(ids["rank"] == 2) & (ids["method"] == "library")].drop_duplicates(
+            "query_id").set_index("query_id")
+        top["runner_up"] = top["query_id"].map(
+            lambda q: (str(second.at[q, "name"]) or str(second.at[q, "library_id"]))
+            if q in second.index else "")
         row_of = pd.Series(np.arange(len(md)), index=md["id"])
         row_of = row_of[~row_of.index.duplicated()]
         mirrors = []
@@ -132,7 +139,8 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
             title = (f"{hit['query_id']}  vs  {hit['library_id']} ({hit['name']})  "
                      f"score {hit['score']:.3f}")
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
-        top["confident"], confident_rule = _confident(top, fdr, confident_score)
+        top["confident"], confident_rule = confident_top(top, fdr, confident_score,
+                                                           min_delta_score)
         identified = md["id"].isin(top["query_id"]).to_numpy()
         answered, labels = identified, ("library hit", "no hit")
         if kind == "peptide" and denovo:  # no library search: mass-matched sequences instead
@@ -158,6 +166,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()), confident_score=confident_score,
         n_confident=int(top["confident"].sum()), confident_rule=confident_rule,
+        min_delta_score=min_delta_score,
         unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
         reasons=reasons.to_dict("records"),
         quarantine=quarantine.head(500).to_dict("records"),
