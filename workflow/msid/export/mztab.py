@@ -40,8 +40,8 @@ SME_COLUMNS = ("SME_ID", "evidence_input_id", "database_identifier", "chemical_f
                "smiles", "inchi", "chemical_name", "uri", "derivatized_form", "adduct_ion",
                "exp_mass_to_charge", "charge", "theoretical_mass_to_charge", "spectra_ref",
                "identification_method", "ms_level", "id_confidence_measure[1]", "rank",
-               "opt_global_q_value", "opt_global_matched_peaks", "opt_global_ppm_error",
-               "opt_global_note")
+               "opt_global_q_value", "opt_global_delta_score", "opt_global_matched_peaks",
+               "opt_global_ppm_error", "opt_global_note")
 
 
 def _v(x: object) -> str:
@@ -110,6 +110,8 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
          "[MS, MS:1002896, compound identification confidence level, ]"),
         ("id_confidence_measure[1]", "[,, msid score (entropy similarity or model score), ]"),
         ("colunit-small_molecule_evidence", "opt_global_q_value=[,, target-decoy q-value, ]"),
+        ("colunit-small_molecule_evidence",
+         "opt_global_delta_score=[,, score margin over the best other structure, ]"),
     ]
     lines = [f"MTD\t{k}\t{v}" for k, v in mtd]
     sml, smf, sme = [], [], []
@@ -137,7 +139,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
                         r["smiles"], NULL, r["name"] or NULL, NULL, NULL, adduct, mz,
                         _charge_str(charge), theo, spectra_ref,
                         f"[,, msid {r['method']}, ]", "[MS, MS:1000511, ms level, 2]",
-                        r["score"], int(r["rank"]), r["q_value"],
+                        r["score"], int(r["rank"]), r["q_value"], r["delta_score"],
                         r["matched_peaks"] if r["matched_peaks"] >= 0 else NULL, r["ppm_error"],
                         r["note"]])
         smf.append([n, "|".join(refs), 2 if len(refs) > 1 else NULL, adduct, NULL, mz,
