@@ -56,6 +56,12 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+#: the score each run kind's panel of the batch report's score figure shows
+SCORE_LABELS = {"small_molecule": "best library score per spectrum (entropy similarity)",
+                "peptide": "de novo confidence of the mass-matched sequences",
+                "ei": "best EI library match score per spectrum"}
+
+
 def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
                 identifications: str | os.PathLike | None, fdr: float,
                 denovo: str | os.PathLike | None = None,
@@ -72,13 +78,14 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
                 if len(quarantine) else pd.Series(dtype=int))
     base = {"sample": sample, "kind": kind, "n_read": len(md) + len(quarantine),
             "n_kept": len(md), "n_quarantined": len(quarantine), "quarantine": qreasons.to_dict(),
-            "top_scores": np.zeros(0)}
+            "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
         matched = set(seqs.loc[seqs["score"] > 0, "query_id"].astype(str)) & set(md["id"])
         rest = len(md) - len(matched)
         return {**base, "n_answered": len(matched), "n_confident": None, "n_unanswered": rest,
                 "methods": ", ".join(sorted(set(seqs["method"]))),
+                "top_scores": seqs.loc[seqs["score"] > 0, "score"].to_numpy(dtype=float),
                 "unanswered": ({"de novo: no sequence matching the precursor mass": rest}
                                if rest else {})}
     ids = (read_rankings(identifications) if identifications else
@@ -94,8 +101,9 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
                         if (q >= 0).any() else None),
         "n_unanswered": len(reasons), "methods": ", ".join(sorted(set(ranked["method"]))),
         "unanswered": reasons.value_counts().to_dict(),
-        # one scale per figure: the library's entropy similarity, not the rankers' cosines
-        "top_scores": top.loc[top["method"] == "library", "score"].to_numpy(dtype=float),
+        # one scale per panel: the library's entropy similarity, not the rankers' cosines
+        "top_scores": (top["score"] if kind == "ei" else
+                       top.loc[top["method"] == "library", "score"]).to_numpy(dtype=float),
     }
 
 
@@ -106,7 +114,16 @@ def _runs_figure(runs: list[dict]) -> str:
     import matplotlib.pyplot as plt
 
     names = [r["sample"] for r in runs]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(runs) + 2))
+    # one score panel per run kind with scores: each kind's scores have their own scale
+    labels = list(dict.fromkeys(r["score_label"] for r in runs
+                                if len(r["top_scores"]) and r["score_label"]))
+    n_panels = 1 + max(len(labels), 1)
+    n_rows = (n_panels + 1) // 2
+    fig, axes = plt.subplots(n_rows, 2, figsize=(10, n_rows * (0.5 * len(runs) + 2.5)),
+                             squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
     y = np.arange(len(runs))
     ax = axes[0]
     left = np.zeros(len(runs))
@@ -121,15 +138,16 @@ def _runs_figure(runs: list[dict]) -> str:
     ax.set_xlabel("spectra")
     ax.legend(fontsize=7)
     ax.set_title("Spectra per run", fontsize=9)
-    ax = axes[1]
-    for r in runs:
-        if len(r["top_scores"]):
-            ax.hist(r["top_scores"], bins=20, range=(0, 1), histtype="step", label=r["sample"])
-    ax.set_xlabel("best library score per spectrum (entropy similarity)")
-    ax.set_ylabel("spectra")
-    ax.set_title("Score distributions", fontsize=9)
-    if runs:
-        ax.legend(fontsize=7)
+    for ax, label in zip(axes[1:], labels or ["best score per spectrum"], strict=False):
+        for r in runs:
+            if len(r["top_scores"]) and r["score_label"] == label:
+                ax.hist(r["top_scores"], bins=20, range=(0, 1), histtype="step",
+                        label=r["sample"])
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("spectra")
+        ax.set_title("Score distribution", fontsize=9)
+        if ax.has_data():
+            ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
