@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "MGF and the LLM4MS embedder on EI library files (--data, split by "
                     "sequence or structure). GLMR (it needs the de novo model and the Ranker) "
                     "and NEIMS (it needs ALFABET's BDEs from their own environment) train "
-                    "through their Snakemake rules: train_glmr, train_neims.")
+                    "through their Snakemake rules: train_glmr, ei_prediction_train.")
     p.add_argument("family", choices=list(TRAIN_INPUTS))
     p.add_argument("--train", help="training store (.h5, structure-labelled)")
     p.add_argument("--val", help="validation store (.h5)")
