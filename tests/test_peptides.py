@@ -168,6 +168,10 @@ def test_report_shades_residues_by_their_scores():
     assert [(t, c) for t, _, c in r] == [("M[Oxidation]", "aa-high"), ("P", "aa-mid"),
                                          ("E", "aa-low"), ("K", "aa-high")]
     assert residues("PEK", float("nan")) == [] and residues("PEK", "0.9,0.9") == []
+    r = residues("[Acetyl]-SIC[Carbamidomethyl]K", "0.9,0.9,0.3,0.9,0.6")  # I as written
+    assert [(t, c) for t, _, c in r] == [("[Acetyl]-", "aa-high"), ("S", "aa-high"),
+                                         ("I", "aa-low"), ("C[Carbamidomethyl]", "aa-high"),
+                                         ("K", "aa-mid")]
 
 
 def test_dp_baseline_sequences_a_clean_ladder():

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from msid.peptides.physics import parse_proforma
 from msid.report.plots import data_uri, plt, to_png
+
+#: the tokens of msid's ProForma output as written (an N-terminal modification, or a residue
+#: with its modification): one per ``aa_scores`` value. Splitting only, for display: the
+#: report's environment has no peptide chemistry (msid.peptides.physics parses with pyteomics)
+_TOKEN = re.compile(r"\[[^\]]+\]-|[A-Z](?:\[[^\]]+\])?")
 
 #: per-residue confidence bands of the report's sequences: (lower bound, CSS class)
 CONFIDENCE_BANDS = ((0.8, "aa-high"), (0.5, "aa-mid"), (0.0, "aa-low"))
@@ -22,9 +27,9 @@ def residues(sequence: str, aa_scores: object) -> list[tuple[str, float, str]]:
     TSV's ``aa_scores``; [] when there are none (the DP) or they do not fit the sequence."""
     if not isinstance(aa_scores, str) or not aa_scores:
         return []
-    tokens = parse_proforma(sequence)
+    tokens = _TOKEN.findall(sequence)
     scores = [float(x) for x in aa_scores.split(",")]
-    if len(scores) != len(tokens):
+    if len(scores) != len(tokens) or "".join(tokens) != sequence:
         return []
     return [(t, p, next(c for lo, c in CONFIDENCE_BANDS if p >= lo))
             for t, p in zip(tokens, scores, strict=True)]
