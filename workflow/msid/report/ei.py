@@ -41,7 +41,8 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
         n = len(md)
         n_quarantined = len(st.quarantine)
     hits = [{"query_id": h.query_id, "name": h["name"], "smiles": h.smiles,
-             "inchikey": h.inchikey, "library_id": h.library_id, "score": float(h.score)}
+             "inchikey": h.inchikey, "library_id": h.library_id, "score": float(h.score),
+             "delta_score": float(h.get("delta_score", float("nan")))}
             for _, h in top.iterrows()]
     return {"method": method, "n_spectra": n, "n_quarantined": n_quarantined,
             "n_matched": int((top["score"] > 0).sum()), "hits": hits[:500],
