@@ -138,6 +138,31 @@ def test_metrics_casanovo_conventions():
     assert 0 <= lo <= hi <= 1 and ci["b"]["delta_peptide_recall"] == (0.0, 0.0)
 
 
+def test_amino_acid_precision_coverage_ranks_residues_by_their_own_scores():
+    """Casanovo's amino-acid curve: residues sorted by their probability; scores that put the
+    wrong residues last give a higher AUC than scores that put them first, and without
+    per-residue scores every residue takes its peptide's score."""
+    from msid.peptides.metrics import residue_scores
+
+    t = parse_proforma("PEPTLDEK")
+    pred = parse_proforma("PEPTLDGG")  # the last two residues are wrong
+    good = [0.9] * 6 + [0.1, 0.1]
+    bad = [0.1] * 6 + [0.9, 0.9]
+    s_good = summary(score_predictions([pred], [0.5], [t], [good]))
+    s_bad = summary(score_predictions([pred], [0.5], [t], [bad]))
+    assert s_good["aa_precision"] == s_bad["aa_precision"] == pytest.approx(6 / 8)
+    assert s_good["aa_pc_auc"] > s_bad["aa_pc_auc"]
+    flat = summary(score_predictions([pred], [0.5], [t]))["aa_pc_auc"]
+    assert s_bad["aa_pc_auc"] < flat < s_good["aa_pc_auc"]  # ties: never by list order
+    assert flat == pytest.approx(6 / 8)
+    assert s_good["aa_pc_auc"] == pytest.approx(6 / 8 * 1 + 2 / 8 * 6 / 8)
+    # an N-terminal modification is folded into its residue, at the lower probability
+    np.testing.assert_allclose(
+        residue_scores(parse_proforma("[Acetyl]-PEK"), [0.4, 0.9, 0.8, 0.7], 0.5),
+        [0.4, 0.8, 0.7])
+    np.testing.assert_allclose(residue_scores(parse_proforma("PEK"), None, 0.5), [0.5] * 3)
+
+
 def test_beam_respects_the_precursor_mass():
     vocab = Vocab.default()
     true = parse_proforma("PEPTLDEK")

@@ -27,9 +27,17 @@ from msid.peptides.physics import _residue_blocks
 def aa_match(pred: list[str], true: list[str], cum_tol: float = 0.5,
              ind_tol: float = 0.1) -> tuple[int, bool]:
     """(matched residues of ``pred``, whole peptide matched)."""
+    flags, ok = residue_matches(pred, true, cum_tol, ind_tol)
+    return int(flags.sum()), ok
+
+
+def residue_matches(pred: list[str], true: list[str], cum_tol: float = 0.5,
+                    ind_tol: float = 0.1) -> tuple[np.ndarray, bool]:
+    """(per residue of ``pred``, N-terminal modifications folded into the first: whether it
+    matches the true peptide, Casanovo's mass-based matching; whole peptide matched)."""
     p, t = _residue_blocks(pred), _residue_blocks(true)
     if not p or not t:
-        return 0, False
+        return np.zeros(len(p), dtype=bool), False
     n = max(len(p), len(t))
     match = np.zeros(n, dtype=bool)
     i = j = 0
@@ -54,8 +62,25 @@ def aa_match(pred: list[str], true: list[str], cum_tol: float = 0.5,
             cp, i = cp + p[i], i - 1
         else:
             ct, j = ct + t[j], j - 1
-    n_match = int(match[:len(p)].sum())
-    return n_match, bool(len(p) == len(t) and match.all())
+    return match[:len(p)].copy(), bool(len(p) == len(t) and match.all())
+
+
+def residue_scores(tokens: list[str], aa_scores: list[float] | None, score: float
+                   ) -> np.ndarray:
+    """Per residue (N-terminal modifications folded into the first, as matching does): the
+    decoder's token probability (the lower of a modification and its residue); the peptide
+    ``score`` for every residue when there are no per-token scores (the DP)."""
+    n = sum(not t.endswith("-") for t in tokens)
+    if not aa_scores or len(aa_scores) != len(tokens):
+        return np.full(n, score, dtype=float)
+    out, carry = [], 1.0
+    for t, p in zip(tokens, aa_scores, strict=True):
+        if t.endswith("-"):
+            carry = min(carry, p)
+        else:
+            out.append(min(p, carry))
+            carry = 1.0
+    return np.array(out, dtype=float)
 
 
 @dataclass
@@ -66,28 +91,40 @@ class Scored:
     n_match: np.ndarray
     pep_match: np.ndarray  # bool
     score: np.ndarray  # confidence (-inf: no prediction)
+    res_score: np.ndarray  # object: per spectrum, each predicted residue's score
+    res_hit: np.ndarray  # object: per spectrum, whether each predicted residue matches
 
     def __len__(self) -> int:
         return len(self.n_true)
 
     def take(self, idx: np.ndarray) -> Scored:
         return Scored(self.n_pred[idx], self.n_true[idx], self.n_match[idx],
-                      self.pep_match[idx], self.score[idx])
+                      self.pep_match[idx], self.score[idx], self.res_score[idx],
+                      self.res_hit[idx])
 
 
 def score_predictions(preds: list[list[str] | None], scores: list[float],
-                      truths: list[list[str]]) -> Scored:
-    n_pred, n_true, n_match, pep = [], [], [], []
-    for p, t in zip(preds, truths, strict=True):
+                      truths: list[list[str]],
+                      aa_scores: list[list[float]] | None = None) -> Scored:
+    """``aa_scores``: per prediction, its per-token probabilities (None: the peptide score
+    stands for every residue)."""
+    n_pred, n_true, n_match, pep, r_score, r_hit = [], [], [], [], [], []
+    aa = aa_scores if aa_scores is not None else [None] * len(preds)
+    for p, t, s, a in zip(preds, truths, scores, aa, strict=True):
         nt = len(_residue_blocks(t))
         if not p:
             n_pred.append(0), n_true.append(nt), n_match.append(0), pep.append(False)
+            r_score.append(np.zeros(0)), r_hit.append(np.zeros(0, dtype=bool))
             continue
-        m, ok = aa_match(p, t)
-        n_pred.append(len(_residue_blocks(p))), n_true.append(nt), n_match.append(m)
+        flags, ok = residue_matches(p, t)
+        n_pred.append(len(flags)), n_true.append(nt), n_match.append(int(flags.sum()))
         pep.append(ok)
+        r_score.append(residue_scores(p, a, s)), r_hit.append(flags)
     sc = np.array([s if p else -np.inf for s, p in zip(scores, preds, strict=True)], dtype=float)
-    return Scored(np.array(n_pred), np.array(n_true), np.array(n_match), np.array(pep, bool), sc)
+    obj_score, obj_hit = np.empty(len(preds), dtype=object), np.empty(len(preds), dtype=object)
+    obj_score[:], obj_hit[:] = r_score, r_hit
+    return Scored(np.array(n_pred), np.array(n_true), np.array(n_match), np.array(pep, bool), sc,
+                  obj_score, obj_hit)
 
 
 def precision_coverage(s: Scored) -> tuple[np.ndarray, np.ndarray]:
@@ -99,9 +136,36 @@ def precision_coverage(s: Scored) -> tuple[np.ndarray, np.ndarray]:
     return k / max(len(s), 1), np.cumsum(hits) / k
 
 
+def aa_precision_coverage(s: Scored) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, precision) over every predicted residue, sorted by decreasing residue score
+    (Casanovo's amino-acid curve; coverage = share of the predicted residues kept). Residues
+    with equal scores enter together (one point per distinct score), so list order never
+    decides a tie (the DP's residues all carry their peptide's score)."""
+    if not len(s):
+        return np.zeros(0), np.zeros(0)
+    scores = np.concatenate([*s.res_score, np.zeros(0)])
+    hits = np.concatenate([*s.res_hit, np.zeros(0, dtype=bool)]).astype(float)
+    if not len(scores):
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(-scores, kind="stable")
+    k = np.arange(1, len(order) + 1)
+    last = np.r_[scores[order][1:] != scores[order][:-1], True]  # ends of runs of ties
+    return (k / len(order))[last], (np.cumsum(hits[order]) / k)[last]
+
+
+def step_auc(coverage: np.ndarray, precision: np.ndarray) -> float:
+    """Area under a precision-coverage curve given at the ends of its tie groups: each group
+    spans its coverage step at the precision it ends on."""
+    if not len(coverage):
+        return 0.0
+    return float(np.sum(np.diff(np.r_[0.0, coverage]) * precision))
+
+
 def summary(s: Scored) -> dict[str, float]:
     cov, prec = precision_coverage(s)
     auc = float(np.trapezoid(prec, cov)) if len(cov) > 1 else 0.0
+    aa_cov, aa_prec = aa_precision_coverage(s)
+    aa_auc = step_auc(aa_cov, aa_prec)
     n_predicted = int(np.isfinite(s.score).sum())
     return {
         "aa_precision": float(s.n_match.sum() / max(s.n_pred.sum(), 1)),
@@ -109,11 +173,12 @@ def summary(s: Scored) -> dict[str, float]:
         "peptide_recall": float(s.pep_match.mean()) if len(s) else 0.0,
         "peptide_precision": float(s.pep_match.sum() / max(n_predicted, 1)),
         "pc_auc": auc,
+        "aa_pc_auc": aa_auc,
         "n_spectra": float(len(s)),
     }
 
 
-METRICS = ("aa_precision", "aa_recall", "peptide_recall", "pc_auc")
+METRICS = ("aa_precision", "aa_recall", "peptide_recall", "pc_auc", "aa_pc_auc")
 
 
 def bootstrap(results: dict[str, Scored], n_boot: int = 1000, seed: int = 0
