@@ -23,6 +23,7 @@ from msid.peptides.denovo import DecodeConfig, sequence_spectra
 from msid.peptides.metrics import (
     METRICS,
     Scored,
+    aa_precision_coverage,
     bootstrap,
     precision_coverage,
     score_predictions,
@@ -136,7 +137,7 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
            f"{card['training'].get('train_seconds', 0) / 60:.1f} min; the weights of the best "
            f"val checkpoint, step {card['training'].get('best_step', '?')})."]
     write_text(out / "peptides.md", "\n".join(md) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for name, sc in results.items():
         cov, prec = precision_coverage(sc)
         auc = summary(sc)["pc_auc"]
@@ -146,7 +147,17 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
     axes[0].set_xlim(0, 1)
     axes[0].set_ylim(0, 1.02)
     axes[0].legend()
-    axes[0].set_title(f"precision-coverage ({fold} fold, {len(spectra)} spectra)")
+    axes[0].set_title(f"peptide precision-coverage ({fold} fold, {len(spectra)} spectra)")
+    for name, sc in results.items():
+        cov, prec = aa_precision_coverage(sc)
+        axes[2].step(np.r_[0.0, cov], np.r_[prec[:1], prec], where="pre",
+                     label=f"{name} (AUC {summary(sc)['aa_pc_auc']:.3f})")
+    axes[2].set_xlabel("coverage (share of predicted residues)")
+    axes[2].set_ylabel("amino-acid precision")
+    axes[2].set_xlim(0, 1)
+    axes[2].set_ylim(0, 1.02)
+    axes[2].legend(fontsize=7)
+    axes[2].set_title("amino-acid precision-coverage (by residue score)")
     x = np.arange(len(METRICS))
     width = 0.8 / len(rows)
     for k, r in enumerate(rows):
