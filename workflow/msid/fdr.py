@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msid.rankings import MIN_DELTA_SCORE, PRECURSOR_ONLY
+from msid.rankings import MIN_DELTA_SCORE, PRECURSOR_ONLY, structure_margin
 from msid.search.decoys import best_in_windows, make_decoys
 from msid.search.library import SpectralLibrary, clean_for_entropy, polarity_code
 
@@ -236,11 +236,7 @@ def structure_deltas(library: SpectralLibrary, rows: np.ndarray,
         hits = [h for h in library.search(float(md["precursor_mz"].iat[r]), mz, inten, top_k=0,
                                           ion_mode=md["ion_mode"].iat[r])
                 if h.library_index != r]
-        if hits:
-            top = ik[hits[0].library_index]
-            other = next((h.score for h in hits[1:] if not top or ik[h.library_index] != top),
-                         0.0)
-            out[k] = hits[0].score - other
+        out[k] = structure_margin([ik[h.library_index] for h in hits], [h.score for h in hits])
     return out
 
 

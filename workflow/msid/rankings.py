@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +76,22 @@ def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate]
 
 
 def top_delta_score(ranked: list[RankedCandidate]) -> float:
-    """The top candidate's score minus the best score of a candidate of another structure
-    (InChIKey first block; candidates without one count as their own structure), 0 when there
-    is none; NaN for an empty list. Lists are one row per structure, so this is usually
-    rank 1 minus rank 2."""
-    if not ranked:
+    """The top candidate's score minus the best score of a candidate of another structure:
+    :func:`structure_margin` of a ranked list. Lists are one row per structure, so this is
+    usually rank 1 minus rank 2."""
+    return structure_margin([c.inchikey[:14] for c in ranked], [c.score for c in ranked])
+
+
+def structure_margin(keys: Sequence[str], scores: Sequence[float]) -> float:
+    """For hits best first (``keys``: their InChIKey first blocks, '' for none, which counts
+    as a structure of its own): the first hit's score minus the best score of a hit of
+    another structure, 0 when there is none; NaN without hits."""
+    if not len(keys):
         return math.nan
-    top = ranked[0].inchikey[:14]
-    other = next((c.score for c in ranked[1:] if not top or c.inchikey[:14] != top), 0.0)
-    return float(ranked[0].score - other)
+    top = keys[0]
+    other = next((s for k, s in zip(keys[1:], scores[1:], strict=True) if not top or k != top),
+                 0.0)
+    return float(scores[0] - other)
 
 
 #: a library hit whose ``delta_score`` is below this is ambiguous: another structure's spectrum

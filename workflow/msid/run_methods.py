@@ -6,17 +6,18 @@ needs no file readers.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
 from msid.fdr import add_qvalues
 from msid.method_kinds import check_methods
 from msid.methods import MethodResources, make_method, rank_queries
-from msid.rankings import MIN_DELTA_SCORE
+from msid.rankings import MIN_DELTA_SCORE, confident_top
 from msid.search.library import SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -39,20 +40,12 @@ class RunMethodsConfig:
 
 
 def confident_queries(rows: list[dict], cfg: RunMethodsConfig) -> set[str]:
-    """Queries whose top row is a confident answer: q-value <= fdr where estimated (and
-    delta_score >= min_delta_score: not ambiguous), else score >= confident_score."""
-    out = set()
-    for r in rows:
-        if r["rank"] != 1:
-            continue
-        q = r.get("q_value", math.nan)
-        delta = r.get("delta_score", math.nan)
-        ok = (q <= cfg.fdr and not delta < cfg.min_delta_score
-              if isinstance(q, float) and math.isfinite(q) else
-              r["score"] >= cfg.confident_score)
-        if ok:
-            out.add(r["query_id"])
-    return out
+    """Queries whose top row is a confident answer, by the rule the reports use
+    (:func:`msid.rankings.confident_top`)."""
+    top = pd.DataFrame([r for r in rows if r["rank"] == 1],
+                       columns=["query_id", "score", "q_value", "delta_score"])
+    ok, _ = confident_top(top, cfg.fdr, cfg.confident_score, cfg.min_delta_score)
+    return set(top.loc[ok, "query_id"])
 
 
 def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
