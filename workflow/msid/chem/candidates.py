@@ -21,7 +21,6 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from msid.chem.structures import (
     parse_structure,
     unique_structures,
 )
+from msid.parallel import imap_ordered
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -71,11 +71,7 @@ def formula_and_mass(smiles: Sequence[str], n_jobs: int = 1,
                      chunk: int = 20_000) -> tuple[list[str], np.ndarray]:
     """Formula and monoisotopic mass per SMILES ('' and NaN where unparseable)."""
     chunks = [smiles[i:i + chunk] for i in range(0, len(smiles), chunk)]
-    if n_jobs > 1 and len(chunks) > 1:
-        with Pool(n_jobs) as pool:
-            parts = pool.map(_formula_mass_chunk, chunks)
-    else:
-        parts = [_formula_mass_chunk(c) for c in chunks]
+    parts = list(imap_ordered(_formula_mass_chunk, chunks, n_jobs))
     formulas = [f for p in parts for f in p[0]]
     masses = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
     return formulas, masses
