@@ -21,13 +21,17 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
     s = run_summary("pest", "small_molecule", pesticides_store, ids, fdr=0.05)
     assert s["n_kept"] == 64 and s["n_answered"] + s["n_unanswered"] == 64
     assert 0 < s["n_confident"] <= s["n_answered"]
+    assert 0 < s["n_compounds"] <= s["n_confident"]  # distinct structures of confident hits
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["library"]["path"] = str(ROOT / config["library"]["path"])
     out = tmp_path / "batch_report.html"
+    compounds = ids.parent / "compounds.tsv"
     write_batch_report([{"sample": "pest", "kind": "small_molecule", "spectra": pesticides_store,
-                         "identifications": ids, "report": report}], out, config=config)
+                         "identifications": ids, "report": report, "compounds": compounds}],
+                       out, config=config)
     html = out.read_text()
     assert 'href="runs/pest/report.html"' in html
+    assert f'<a href="runs/pest/compounds.tsv">{s["n_compounds"]}</a>' in html
     for package in ("pyopenms", "matchms", "rdkit", "ms-entropy", "torch"):
         assert f"<td>{package}</td>" in html
     assert "precursor_tol_ppm" in html  # the parameters used
@@ -60,7 +64,7 @@ def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_stor
         assert f"{len(answered)} of the 64 spectra it ran on got an answer" in section
     ranker = html.split("<h3>ranker:")[1].split("<h3>")[0]
     assert "<svg" in ranker  # structure drawings
-    library = html.split("<h2>Identifications</h2>")[1].split("<h3>")[0]
+    library = html.split("<h2>Identifications</h2>")[1].split("<h3>ranker:")[0]
     ranker_only = {r["inchikey"] for r in rows if r["method"] == "ranker" and r["rank"]} - {
         r["inchikey"] for r in rows if r["method"] == "library"}
     assert ranker_only and not any(ik in library for ik in ranker_only)

@@ -31,6 +31,9 @@ def test_reports_per_run(demo):
     assert (top.loc[top["inchikey"].str.startswith("UFNOUKDBUJZYDE"), "score"] > 0.9).any()
     html = (demo / "results/runs/pestmix_dda/report.html").read_text()
     assert "Mirror plots" in html
+    compounds = pd.read_csv(demo / "results/runs/pestmix_dda/compounds.tsv", sep="\t")
+    assert "UFNOUKDBUJZYDE" in set(compounds.loc[compounds["confident"], "inchikey"].str[:14])
+    assert "<h3>Compounds found</h3>" in html and "Cyproconazole" in html
 
 
 def test_leaderboard_has_baselines_measured_in_the_same_run(demo):

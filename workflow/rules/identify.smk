@@ -88,3 +88,30 @@ rule mztab_run:
 
 
 RUN_OUTPUTS["small_molecule"]["mztab"] = "identifications.mztab"
+
+
+rule compound_table:
+    """A run's library hits grouped by structure: one row per compound found, with its
+    spectra, best evidence and retention-time span."""
+    input:
+        identifications="results/runs/{sample}/identifications.tsv",
+    output:
+        "results/runs/{sample}/compounds.tsv",
+    log:
+        "logs/compound_table/{sample}.log",
+    conda:
+        env("report")
+    container:
+        image("report")
+    threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
+    params:
+        fdr=config["identify"].get("fdr", 0.01),
+        min_delta_score=config["identify"].get("min_delta_score", 0.1),
+    script:
+        "../scripts/compound_table.py"
+
+
+RUN_OUTPUTS["small_molecule"]["compounds"] = "compounds.tsv"

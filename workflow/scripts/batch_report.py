@@ -15,7 +15,8 @@ for sample, kind in zip(snakemake.params.samples, snakemake.params.kinds):
                  "spectra": out.get("ei_spectra", f"{d}/spectra.h5"),
                  "identifications": out.get("identifications", out.get("ei_identifications")),
                  "denovo": out.get("denovo"),
-                 "mztab": out.get("mztab", out.get("denovo_mztab"))})
+                 "mztab": out.get("mztab", out.get("denovo_mztab")),
+                 "compounds": out.get("compounds")})
 write_batch_report(runs, snakemake.output[0], config=snakemake.config,
                    fdr_curve=snakemake.input.get("fdr_curve"))
 print(f"batch report of {len(runs)} runs -> {snakemake.output[0]}")

@@ -23,6 +23,7 @@ import yaml
 
 from msid import __version__
 from msid.atomic import write_text
+from msid.compounds import compound_table
 from msid.rankings import MIN_DELTA_SCORE, confident_top, read_rankings, unanswered_reasons
 from msid.report.plots import data_uri
 from msid.store import SpectrumStore
@@ -83,7 +84,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         seqs = pd.read_csv(denovo, sep="\t")
         matched = set(seqs.loc[seqs["score"] > 0, "query_id"].astype(str)) & set(md["id"])
         rest = len(md) - len(matched)
-        return {**base, "n_answered": len(matched), "n_confident": None, "n_unanswered": rest,
+        return {**base, "n_answered": len(matched), "n_confident": None, "n_compounds": None,
+                "n_unanswered": rest,
                 "methods": ", ".join(sorted(set(seqs["method"]))),
                 "top_scores": seqs.loc[seqs["score"] > 0, "score"].to_numpy(dtype=float),
                 "unanswered": ({"de novo: no sequence matching the precursor mass": rest}
@@ -99,6 +101,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         **base, "n_answered": len(answered & set(md["id"])),
         "n_confident": (int(confident_top(top, fdr, 0.0, min_delta_score)[0].sum())
                         if (q >= 0).any() else None),
+        "n_compounds": (int(compound_table(ids, fdr=fdr, min_delta=min_delta_score)
+                            ["confident"].sum()) if (q >= 0).any() else None),
         "n_unanswered": len(reasons), "methods": ", ".join(sorted(set(ranked["method"]))),
         "unanswered": reasons.value_counts().to_dict(),
         # one scale per panel: the library's entropy similarity, not the rankers' cosines
@@ -181,20 +185,24 @@ overflow-x:auto}</style></head><body>
 <h2>Runs</h2>
 <table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
 <th>answered</th><th>confident (q &le; {{ fdr }}, &Delta;score &ge; {{ min_delta }})</th>
-<th>no answer</th><th>methods</th>
+<th>no answer</th><th>confident compounds</th><th>methods</th>
 <th>report</th><th>mzTab</th></tr>
 {% for r in runs %}<tr><td>{{ r.sample }}</td><td>{{ r.kind }}</td>
 <td class="num">{{ r.n_read }}</td><td class="num">{{ r.n_kept }}</td>
 <td class="num">{{ r.n_quarantined }}</td><td class="num">{{ r.n_answered }}</td>
 <td class="num">{{ "&ndash;"|safe if r.n_confident is none else r.n_confident }}</td>
 <td class="num">{{ r.n_unanswered }}</td>
+<td class="num">{% if r.n_compounds is none %}&ndash;{% elif r.compounds %}
+<a href="{{ r.compounds }}">{{ r.n_compounds }}</a>{% else %}{{ r.n_compounds }}{% endif %}</td>
 <td>{{ r.methods }}</td><td><a href="{{ r.report }}">report</a></td>
 <td>{% if r.mztab %}<a href="{{ r.mztab }}">{{ r.mztab_kind }}</a>{% endif %}</td></tr>
 {% endfor %}
 </table>
 <p>Answered: small-molecule and EI runs, a ranked answer from any method; peptide runs, a
 de novo sequence that matches the precursor mass. EI runs count their EI spectra (no
-precursor), not the ESI preprocessing. &ndash;: no q-values for that kind of run.</p>
+precursor), not the ESI preprocessing. Confident compounds: distinct structures (InChIKey
+first block) with at least one confident library hit, listed in each run's
+<code>compounds.tsv</code>. &ndash;: no q-values for that kind of run.</p>
 <img src="{{ figure }}" alt="runs">
 <h2>Spectra without an answer, by reason</h2>
 {% if unanswered %}<table><tr><th>reason</th>{% for r in runs %}<th>{{ r.sample }}</th>
@@ -230,8 +238,8 @@ def _pivot(runs: list[dict], key: str) -> list[tuple[str, list[int]]]:
 
 def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict,
                        fdr_curve: str | os.PathLike | None = None) -> None:
-    """``runs``: dicts with sample, kind, spectra, report[, identifications, denovo, mztab]
-    paths (see :func:`run_summary`)."""
+    """``runs``: dicts with sample, kind, spectra, report[, identifications, denovo, mztab,
+    compounds] paths (see :func:`run_summary`)."""
     out = Path(out)
     ident = config.get("identify", {})
     fdr = float(ident.get("fdr", 0.05))
@@ -242,6 +250,8 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
                         denovo=r.get("denovo"), min_delta_score=min_delta)
         s["report"] = os.path.relpath(r["report"], out.parent)
         s["mztab"] = os.path.relpath(r["mztab"], out.parent) if r.get("mztab") else ""
+        s["compounds"] = (os.path.relpath(r["compounds"], out.parent) if r.get("compounds")
+                          else "")
         s["mztab_kind"] = "mzTab 1.0" if r["kind"] == "peptide" else "mzTab-M"
         summaries.append(s)
     params = {k: config[k] for k in ("library", "library_search", "identify", "preprocess",

@@ -98,6 +98,20 @@ def _learned_sections(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _compounds(ids: pd.DataFrame, fdr: float, confident_score: float,
+                min_delta: float) -> list[dict]:
+    """The library hits by structure (:func:`msid.compounds.compound_table`), the confident
+    ones drawn."""
+    from msid.chem.drawing import structure_svg
+    from msid.compounds import compound_table
+
+    rows = compound_table(ids, fdr=fdr, min_delta=min_delta,
+                          confident_score=confident_score).to_dict("records")
+    for r in rows:
+        r["svg"] = structure_svg(r["smiles"], 150, 100) if r["confident"] else ""
+    return rows
+
+
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike | None,
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12, fdr: float = 0.01,
@@ -141,6 +155,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         top["confident"], confident_rule = confident_top(top, fdr, confident_score,
                                                            min_delta_score)
+        compounds = _compounds(ids, fdr, confident_score, min_delta_score)
         identified = md["id"].isin(top["query_id"]).to_numpy()
         answered, labels = identified, ("library hit", "no hit")
         if kind == "peptide" and denovo:  # no library search: mass-matched sequences instead
@@ -172,6 +187,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         quarantine=quarantine.head(500).to_dict("records"),
         quarantine_truncated=max(0, n_q - 500),
         hits=top.head(500).to_dict("records"), hits_truncated=max(0, len(top) - 500),
+        compounds=compounds,
         mirrors=mirrors, figures=figures,
         peptide=_peptide_section(kind, denovo, denovo_annotations),
         ei=_ei_section(kind, ei, n_mirror))

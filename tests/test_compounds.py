@@ -1,0 +1,51 @@
+"""The compound-level table of a run: the library's top hits grouped by structure."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from msid.cli import main
+from msid.compounds import COMPOUND_COLUMNS, compound_table, write_compound_table
+from msid.rankings import confident_top, read_rankings
+
+
+@pytest.fixture(scope="module")
+def identifications(data_dir, pesticides_store, tmp_path_factory):
+    """GNPS pesticide spectra searched against a library of themselves (64 spectra of 38
+    structures, so several compounds have more than one spectrum)."""
+    out = tmp_path_factory.mktemp("compounds") / "identifications.tsv"
+    assert main(["identify", str(data_dir / "gnps_pesticides_matchms_train.mgf.gz"),
+                 "--library", str(pesticides_store), "--out", str(out)]) == 0
+    return out
+
+
+def test_one_row_per_structure_accounts_for_every_top_hit(identifications, tmp_path):
+    ids = read_rankings(identifications)
+    table = write_compound_table(identifications, tmp_path / "compounds.tsv", fdr=0.05)
+    assert tuple(table.columns) == COMPOUND_COLUMNS
+    top = ids[(ids["method"] == "library") & (ids["rank"] == 1)].copy()
+    assert table["inchikey"].str[:14].is_unique
+    assert set(table["inchikey"].str[:14]) == set(top["inchikey"].str[:14])
+    assert table["spectra"].sum() == len(top)  # every spectrum's hit counted once
+    top["confident"], _ = confident_top(top, 0.05, 0.7)
+    assert table["confident_spectra"].sum() == top["confident"].sum()  # the reports' rule
+    assert (table["confident"] == (table["confident_spectra"] > 0)).all()
+    assert table["spectra"].max() > 1  # the same compound measured several times
+    # confident compounds first, each block by best score
+    assert not (table["confident"].astype(int).diff().dropna() > 0).any()
+    for _, block in table.groupby("confident"):
+        assert block["best_score"].is_monotonic_decreasing
+    assert (table["rt_first"].fillna(0) <= table["rt_last"].fillna(0)).all()
+    for _, row in table.iterrows():  # the best spectrum's own values
+        best = top[top["query_id"] == row["best_query_id"]].iloc[0]
+        assert best["score"] == pytest.approx(row["best_score"])
+        assert best["inchikey"][:14] == row["inchikey"][:14]
+    back = pd.read_csv(tmp_path / "compounds.tsv", sep="\t")
+    assert len(back) == len(table)
+
+
+def test_no_library_hit_gives_an_empty_table_with_the_columns(identifications):
+    ids = read_rankings(identifications)
+    table = compound_table(ids[ids["method"] != "library"], fdr=0.05)
+    assert table.empty and tuple(table.columns) == COMPOUND_COLUMNS

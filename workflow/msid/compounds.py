@@ -1,0 +1,68 @@
+"""Compound-level summary of a run: the library's answers grouped by structure.
+
+A run's identification table has one row per spectrum; an LC-MS/MS run fragments the same
+compound many times (across its chromatographic peak, and as other adducts). What a core
+facility hands on is the list of compounds found: one row per structure (InChIKey first
+block) with how many spectra support it, the best evidence, and where it eluted.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from msid.rankings import MIN_DELTA_SCORE, confident_top, read_rankings, write_table
+
+COMPOUND_COLUMNS = ("compound", "inchikey", "smiles", "confident", "spectra",
+                    "confident_spectra", "best_score", "best_q_value", "best_delta_score",
+                    "rt_first", "rt_last", "adducts", "precursor_mz", "best_query_id",
+                    "library_id")
+
+
+def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELTA_SCORE,
+                   confident_score: float = 0.7, method: str = "library") -> pd.DataFrame:
+    """One row per structure among ``method``'s top hits (rank 1, fragment evidence or not).
+
+    ``confident``: at least one of its spectra is a confident hit by the reports' rule
+    (:func:`msid.rankings.confident_top`); ``best_*`` and ``library_id`` /
+    ``best_query_id`` / ``precursor_mz`` come from its best-scoring spectrum; ``rt_first`` /
+    ``rt_last`` (seconds, as ``rt`` in the identification table) span all of its spectra.
+    Sorted confident first, then by best score."""
+    top = ids[(ids["method"] == method) & (ids["rank"] == 1)].copy()
+    if top.empty:
+        return pd.DataFrame(columns=list(COMPOUND_COLUMNS))
+    top["confident"], _ = confident_top(top, fdr, confident_score, min_delta)
+    top["key"] = top["inchikey"].astype(str).str[:14]
+    top.loc[top["key"].isin(["", "nan"]), "key"] = top["smiles"].astype(str)
+    for c in ("score", "q_value", "delta_score", "rt", "precursor_mz"):
+        top[c] = pd.to_numeric(top[c], errors="coerce")
+    top = top.sort_values(["score", "q_value"], ascending=[False, True], kind="stable")
+    rows = []
+    for _, g in top.groupby("key", sort=False):
+        best = g.iloc[0]
+        adducts = sorted({a for a in g["adduct"].astype(str) if a and a != "nan"})
+        rows.append({
+            "compound": best["name"] if isinstance(best["name"], str) else "",
+            "inchikey": best["inchikey"], "smiles": best["smiles"],
+            "confident": bool(g["confident"].any()), "spectra": len(g),
+            "confident_spectra": int(g["confident"].sum()),
+            "best_score": float(best["score"]),
+            "best_q_value": float(g["q_value"].min()) if g["q_value"].notna().any() else np.nan,
+            "best_delta_score": (float(g["delta_score"].max())
+                                 if g["delta_score"].notna().any() else np.nan),
+            "rt_first": float(g["rt"].min()), "rt_last": float(g["rt"].max()),
+            "adducts": ",".join(adducts), "precursor_mz": float(best["precursor_mz"]),
+            "best_query_id": best["query_id"], "library_id": best["library_id"]})
+    out = pd.DataFrame(rows, columns=list(COMPOUND_COLUMNS))
+    return out.sort_values(["confident", "best_score"], ascending=[False, False],
+                           kind="stable").reset_index(drop=True)
+
+
+def write_compound_table(identifications: str | os.PathLike, out: str | os.PathLike, *,
+                         fdr: float, min_delta: float = MIN_DELTA_SCORE) -> pd.DataFrame:
+    """:func:`compound_table` of an identification TSV, written atomically as TSV."""
+    table = compound_table(read_rankings(identifications), fdr=fdr, min_delta=min_delta)
+    write_table(table, out, float_format="%.6g")
+    return table
