@@ -87,3 +87,20 @@ def test_missing_smiles_repaired_from_inchi(data_dir, tmp_path):
     with SpectrumStore(tmp_path / "one.h5") as st:
         md = st.metadata.iloc[0]
     assert md["smiles"] and md["inchikey"] == "RQEUFEKYXDPUSK-UHFFFAOYSA-N"
+
+
+@pytest.mark.parametrize(("line", "seconds"), [
+    ("RETENTIONTIME: 6.70", 402.0),  # MS-DIAL's MSP export: a bare number of minutes
+    ("RETENTIONTIME: 5.2 min", 312.0),  # a unit given: matchms reads it
+    ("RETENTION_TIME: 430.14", 430.14),  # matchms' own MSP export: seconds
+    ("RTINSECONDS: 75", 75.0),
+])
+def test_msp_retention_time_units(tmp_path, line, seconds):
+    """The demo GC-MS run's first record (a real MassBank EI spectrum) under each way MSP
+    files write a retention time; the store keeps seconds."""
+    text = (RUNS / "gcms_ei_demo.msp").read_text()
+    first = text.split("\n\n")[0].replace("RETENTIONTIME: 6.70", line)
+    (tmp_path / "run.msp").write_text(first + "\n\n")
+    convert_file(tmp_path / "run.msp", tmp_path / "run.h5", progress=False)
+    with SpectrumStore(tmp_path / "run.h5") as st:
+        assert st.metadata["rt"].iat[0] == pytest.approx(seconds)

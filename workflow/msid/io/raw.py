@@ -593,12 +593,32 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
         return [(rid, f"'Num Peaks: {n_declared}' but the record has {len(mz)} peak(s){cut}")]
     if isinstance(params.get("mw"), str):  # GOLM writes the nominal mass with a comma
         params["mw"] = params["mw"].replace(",", ".")
+    _msp_rt_minutes(params)
     spectrum = RawSpectrum(rid, np.asarray(mz, dtype=np.float64),
                            np.asarray(inten, dtype=np.float32), params)
     if trailing:
         return [spectrum, (f"after {rid}", "text after the record's last peak that starts no "
                            f"record (no 'Name:' line): '{trailing[:40]}'")]
     return [spectrum]
+
+
+def _msp_rt_minutes(params: dict) -> None:
+    """MS-DIAL's MSP export (the usual source of deconvoluted GC-MS and LC-MS run spectra)
+    writes ``RETENTIONTIME`` as a bare number of minutes; msid's stores keep seconds, and
+    matchms reads a bare number as seconds. Such a value becomes ``retention_time`` in
+    seconds; a value with its unit ("5.2 min"), and the other keys (``retention_time``,
+    ``rt``, ``rtinseconds``: seconds, as matchms' own MSP export writes them), are left to
+    matchms."""
+    value = params.get("retentiontime")
+    if value is None or "retention_time" in params:
+        return
+    try:
+        minutes = float(str(value).strip().replace(",", "."))
+    except ValueError:
+        return
+    if minutes >= 0:
+        del params["retentiontime"]
+        params["retention_time"] = minutes * 60.0
 
 
 def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
