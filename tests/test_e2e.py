@@ -158,6 +158,10 @@ def test_every_family_runs_in_the_demo(demo):
     truth = {c[0]: c[3][:14] for c in cells}
     top = ei[ei["rank"] == 1].set_index("query_id")["inchikey"].str[:14]
     assert len(truth) == 8 and sum(top.get(q) == k for q, k in truth.items()) >= 7
+    from msid.export.mztab import read_back
+
+    tab = read_back(runs / "gcms_ei_demo/ei_identifications.mztab")  # pyteomics' reader
+    assert len(tab["SML"]) == 8 and (tab["SML"]["reliability"].astype(int) == 2).all()
     # BDE (real ALFABET in its own env) and predicted EI spectra of the demo molecules
     assert (demo / "results/bde/demo.h5").stat().st_size > 0
     assert "Num Peaks" in (demo / "results/ei_prediction/demo_library.msp").read_text()

@@ -77,3 +77,46 @@ def test_mztab_summary_prefers_spectral_matches_and_never_the_random_baseline():
     assert best["library_id"] == "MSBNK-2" and _reliability(best) == 2
     rejected = rows(("library", 1, "MSBNK-2", "", 1.0), ("ranker", 1, "", "", nan))
     assert _summary_order(rejected).iloc[0]["method"] == "ranker"
+
+
+def test_ei_run_mztab_m_has_no_precursor_and_levels_predicted_matches(tmp_path):
+    """A GC-MS run (the demo's eight real EI spectra) searched against the shipped MassBank
+    EI records, with predicted spectra of two of its structures in place of their measured
+    ones: the mzTab-M reads back with
+    pyteomics, its evidence is MS level 1 with no precursor m/z, and a match to a predicted
+    spectrum is MSI level 3 where a measured one is level 2."""
+    from msid.ei.search import identify_ei_run
+    from msid.ei.spectra import merge_ei_files, predicted_ids, read_record_ids
+
+    runs = __import__("conftest").RESOURCES / "runs"
+    smiles = tmp_path / "two.tsv"
+    smiles.write_text("smiles\nc1cnc2c(c1)ccc1cccnc12\nNc1ncnc2[nH]cnc12\n")
+    assert main(["predict-ei", str(smiles), "--out", str(tmp_path / "pred.msp")]) == 0
+    measured = __import__("conftest").RESOURCES / "massbank_ei" / "massbank_ei.msp.gz"
+    merge_ei_files([measured], tmp_path / "measured.h5")
+    with SpectrumStore(tmp_path / "measured.h5") as st:  # their measured spectra left out
+        md = st.metadata
+        two = set(md.loc[md["inchikey"].str[:14].isin(["DGEZNRSVGBDHLK", "GFFGJBXGBJISGV"]),
+                         "id"])
+    assert len(two) >= 4
+    lib = tmp_path / "lib.h5"
+    merge_ei_files([measured, tmp_path / "pred.msp"], lib,
+                   exclude=read_record_ids(runs / "gcms_ei_demo.library_exclude.txt") | two)
+    predicted = predicted_ids(lib)
+    assert len(predicted) == 2
+    ids, spectra = tmp_path / "ei.tsv", tmp_path / "ei.h5"
+    identify_ei_run(runs / "gcms_ei_demo.msp", lib, spectra, ids,
+                    method="ei-weighted-cosine", top_k=5)
+    out = write_mztab_m(ids, spectra, tmp_path / "ei.mztab", sample="gcms", top_k=5,
+                        predicted=predicted)
+    tables = read_back(out)
+    sme, smf, sml = tables["SME"], tables["SMF"], tables["SML"]
+    assert len(smf) == len(sml) == 8 and len(sme) == 40
+    assert sme["exp_mass_to_charge"].isna().all() and smf["exp_mass_to_charge"].isna().all()
+    assert all(tuple(p) == ("ms level", "1") for p in sme["ms_level"])  # pyteomics: (name, v)
+    assert smf["retention_time_in_seconds"].between(400, 1200).all()  # MSP minutes -> s
+    top = read_rankings(ids).query("rank == 1").set_index("query_id")
+    level = sml.set_index("database_identifier")["reliability"].astype(int)
+    for lib_id in top["library_id"]:
+        assert level[lib_id] == (3 if lib_id in predicted else 2)
+    assert set(top["library_id"]) & predicted, "no predicted spectrum among the top hits"

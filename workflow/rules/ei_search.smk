@@ -101,6 +101,32 @@ rule ei_identify_run:
         "../scripts/ei_search_run.py"
 
 
+rule ei_mztab_run:
+    """A GC-MS run's EI identifications as mzTab-M 2.0 (MS level 1, no precursor); matches
+    to predicted (in-silico) library spectra are reported at MSI level 3."""
+    input:
+        identifications="results/runs/{sample}/ei_identifications.tsv",
+        spectra="results/runs/{sample}/ei_spectra.h5",
+        library="results/ei/library.h5",
+    output:
+        "results/runs/{sample}/ei_identifications.mztab",
+    log:
+        "logs/ei_search/mztab/{sample}.log",
+    conda:
+        env("chem")
+    container:
+        image("chem")
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
+    script:
+        "../scripts/ei_mztab_run.py"
+
+
+RUN_OUTPUTS["ei"]["mztab"] = "ei_identifications.mztab"
+
+
 rule ei_train_embedding:
     """Fine-tune the spectrum-text language model (LLM2Vec stages) on the EI train fold."""
     input:

@@ -29,6 +29,7 @@ from msid.atomic import atomic_path
 from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
+from msid.ei.spectra import INSILICO_INSTRUMENT
 from msid.parallel import imap_ordered
 from msid.store import (
     METADATA_COLUMNS,
@@ -135,7 +136,8 @@ def msp_entry(m: Molecule, mz: np.ndarray, inten: np.ndarray) -> str:
                       if round(float(b) * 999) > 0)
     n = peaks.count("\n") + 1 if peaks else 0
     return (f"Name: {m.name}\nSMILES: {m.smiles}\nInChIKey: {m.inchikey}\nFormula: {m.formula}\n"
-            f"MW: {m.mass}\nComment: predicted EI spectrum (msid NEIMS v2)\n"
+            f"MW: {m.mass}\nInstrument_type: {INSILICO_INSTRUMENT}\n"
+            f"Comment: predicted EI spectrum (msid NEIMS v2)\n"
             f"Num Peaks: {n}\n{peaks}\n\n")
 
 
@@ -143,7 +145,7 @@ def store_record(m: Molecule, mz: np.ndarray, inten: np.ndarray, source: str
                  ) -> SpectrumRecord:
     return SpectrumRecord(mz, inten, {
         "id": f"{source}:{m.line}", "source_file": source, "native_id": str(m.line),
-        "ms_level": 1, "ion_mode": "positive", "instrument_type": "in-silico EI",
+        "ms_level": 1, "ion_mode": "positive", "instrument_type": INSILICO_INSTRUMENT,
         "name": m.name, "smiles": m.smiles, "inchikey": m.inchikey, "formula": m.formula})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -69,31 +70,40 @@ def _summary_order(g: pd.DataFrame) -> pd.DataFrame:
         columns="_tier")
 
 
-def _reliability(row: pd.Series) -> int:
-    """MSI level: 2 for a spectral library match, 3 for a learned method's candidate, 4 for a
-    precursor-mass-only match (no fragment evidence)."""
+def _reliability(row: pd.Series, predicted: Collection[str] = ()) -> int:
+    """MSI level: 2 for a match to a measured library spectrum, 3 for a learned method's
+    candidate or a match to a predicted (in-silico) spectrum, 4 for a precursor-mass-only
+    match (no fragment evidence)."""
     if row["note"] == PRECURSOR_ONLY:
         return 4
-    return 2 if row["library_id"] else 3
+    return 2 if row["library_id"] and row["library_id"] not in predicted else 3
 
 
 def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike,
                   out: str | os.PathLike, *, sample: str, library_name: str = "library",
-                  top_k: int = 5) -> Path:
-    """mzTab-M 2.0 file of a run's identifications (up to ``top_k`` evidence rows a spectrum)."""
+                  top_k: int = 5, predicted: Collection[str] = ()) -> Path:
+    """mzTab-M 2.0 file of a run's identifications (up to ``top_k`` evidence rows a spectrum).
+
+    An EI (GC-MS) run, whose spectra have no precursor, is written as such: MS level 1, no
+    m/z, charge or adduct on its features and evidence. ``predicted``: library ids of
+    predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2."""
     ids = read_rankings(identifications)
     ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k) & (ids["smiles"] != "")]
     with SpectrumStore(spectra) as st:
         md = st.metadata.set_index(st.metadata["id"].astype(str))
         source = sorted(set(st.metadata["source_file"])) if len(st) else []
     negative = bool(len(md)) and (md["ion_mode"] == "negative").mean() > 0.5
+    ei = bool(len(md)) and bool(md["precursor_mz"].isna().all())  # EI spectra: no precursor
+    technique = ("[,, GC-MS electron ionization spectral library search, ]" if ei else
+                 "[MS, MS:1001834, LC-MS label-free quantitation analysis, ]")
+    ms_level = "[MS, MS:1000511, ms level, 1]" if ei else "[MS, MS:1000511, ms level, 2]"
     polarity = ("[MS, MS:1000129, negative scan, ]" if negative else
                 "[MS, MS:1000130, positive scan, ]")
     mtd = [
         ("mzTab-version", "2.0.0-M"), ("mzTab-ID", sample),
         ("description", f"msid identifications of run {sample}"),
         ("software[1]", f"[MS, MS:1000799, custom unreleased software tool, msid {__version__}]"),
-        ("quantification_method", "[MS, MS:1001834, LC-MS label-free quantitation analysis, ]"),
+        ("quantification_method", technique),
         ("ms_run[1]-location", "file://" + (source[0] if source else sample)),
         ("ms_run[1]-scan_polarity[1]", polarity),
         ("assay[1]", sample), ("assay[1]-ms_run_ref", "ms_run[1]"),
@@ -108,7 +118,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         ("small_molecule_feature-quantification_unit", "[MS, MS:1001844, MS1 feature area, ]"),
         ("small_molecule-identification_reliability",
          "[MS, MS:1002896, compound identification confidence level, ]"),
-        ("id_confidence_measure[1]", "[,, msid score (entropy similarity or model score), ]"),
+        ("id_confidence_measure[1]", "[,, msid score (spectral similarity or model score), ]"),
         ("colunit-small_molecule_evidence", "opt_global_q_value=[,, target-decoy q-value, ]"),
         ("colunit-small_molecule_evidence",
          "opt_global_delta_score=[,, score margin over the best other structure, ]"),
@@ -120,7 +130,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         g = _summary_order(g)
         m = md.loc[qid] if qid in md.index else None
         mz = float(m["precursor_mz"]) if m is not None else float(g["precursor_mz"].iat[0])
-        charge = int(m["charge"]) if m is not None and int(m["charge"]) else (
+        charge = 0 if ei else int(m["charge"]) if m is not None and int(m["charge"]) else (
             -1 if m is not None and m["ion_mode"] == "negative" else 1)
         rt = float(m["rt"]) if m is not None else float(g["rt"].iat[0])
         adduct = (str(m["adduct"]) if m is not None else "") or NULL
@@ -134,11 +144,11 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
             st = parse_structure(r["smiles"])
             # the candidate's m/z under the query's adduct: shift the precursor by the mass gap
             theo = (mz - (observed - st.exact_mass) / abs(charge)
-                    if st and math.isfinite(observed) else math.nan)
+                    if st and charge and math.isfinite(observed) else math.nan)
             sme.append([sme_id, qid, r["library_id"] or NULL, st.formula if st else NULL,
                         r["smiles"], NULL, r["name"] or NULL, NULL, NULL, adduct, mz,
                         _charge_str(charge), theo, spectra_ref,
-                        f"[,, msid {r['method']}, ]", "[MS, MS:1000511, ms level, 2]",
+                        f"[,, msid {r['method']}, ]", ms_level,
                         r["score"], int(r["rank"]), r["q_value"], r["delta_score"],
                         r["matched_peaks"] if r["matched_peaks"] >= 0 else NULL, r["ppm_error"],
                         r["note"]])
@@ -148,7 +158,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         st = parse_structure(best["smiles"])
         sml.append([n, n, best["library_id"] or NULL, st.formula if st else NULL,
                     best["smiles"], NULL, best["name"] or NULL, NULL,
-                    st.exact_mass if st else NULL, adduct, _reliability(best),
+                    st.exact_mass if st else NULL, adduct, _reliability(best, predicted),
                     "[,, msid score, ]", best["score"], NULL, NULL, NULL, best["q_value"],
                     best["method"], best["note"]])
     lines.append("")

@@ -1,0 +1,15 @@
+"""Rule script: a GC-MS run's EI identification table -> mzTab-M 2.0."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
+sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+
+from msid.ei.spectra import predicted_ids
+from msid.export.mztab import write_mztab_m
+
+predicted = predicted_ids(snakemake.input.library)
+write_mztab_m(snakemake.input.identifications, snakemake.input.spectra, snakemake.output[0],
+              sample=snakemake.wildcards.sample, library_name="ei_library", top_k=5,
+              predicted=predicted)
+print(f"wrote {snakemake.output[0]} ({len(predicted)} predicted library spectra)")
