@@ -71,3 +71,21 @@ def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_stor
     s = run_summary("pest", "small_molecule", pesticides_store, ids, fdr=0.05)
     for reason in s["unanswered"]:  # every method says why, in the batch report too
         assert reason.startswith("library: ") and "; ranker: " in reason
+
+
+def test_short_spectrum_ids_drop_what_the_whole_run_shares():
+    """The demo's Sciex run: native ids 'sample=1 period=1 cycle=N experiment=M' show as
+    'cycle=N experiment=M', one distinct name per spectrum; ids of another form stay whole."""
+    from itertools import islice
+
+    from msid.io import read_spectra
+    from msid.report.run_report import short_ids
+
+    recs = list(islice(read_spectra(ROOT / "resources/runs/pestmix_dda.mzML.gz"), 50))
+    ids = [r.record_id for r in recs]
+    assert all(i.startswith("sample=1 period=1 cycle=") for i in ids)
+    short = short_ids(ids)
+    assert all(short[i] == i.removeprefix("sample=1 period=1 ") for i in ids)
+    assert len(set(short.values())) == len(set(ids))
+    assert short_ids(["CCMSLIB00001058235", "CCMSLIB00001058236"])["CCMSLIB00001058235"] == \
+        "CCMSLIB00001058235"

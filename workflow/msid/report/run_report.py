@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -28,6 +29,29 @@ KIND_NOTES = {
     "ei": "EI (GC-MS) run: nominal-mass EI spectra matched against the configured EI library "
           "(section 'EI library matches').",
 }
+
+
+def short_ids(ids: Iterable[str]) -> dict[str, str]:
+    """Display names for a run's native spectrum ids: where every id is ``key=value`` pairs
+    (mzML native ids: Sciex ``sample=1 period=1 cycle=659 experiment=6``, Thermo
+    ``controllerType=0 controllerNumber=1 scan=1234``), the pairs that are the same for the
+    whole run are left out (``cycle=659 experiment=6``, ``scan=1234``). Other ids stay as
+    they are. The reports show the full id on hover."""
+    ids = [str(i) for i in dict.fromkeys(ids)]
+    if len(ids) < 2:
+        return {i: i for i in ids}
+    parsed = []
+    for i in ids:
+        pairs = [t.split("=", 1) for t in i.split()]
+        if not pairs or any(len(p) != 2 for p in pairs):
+            return {i: i for i in ids}
+        parsed.append(dict(pairs))
+    constant = {k for k in parsed[0] if len({p.get(k) for p in parsed}) == 1}
+    out = {}
+    for i, p in zip(ids, parsed, strict=True):
+        kept = " ".join(f"{k}={v}" for k, v in p.items() if k not in constant)
+        out[i] = kept or i
+    return out
 
 
 def _template() -> jinja2.Template:
@@ -176,6 +200,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
     n_q = len(quarantine)
     html = _template().render(
         sample=sample, kind=kind, note=KIND_NOTES.get(kind, ""), version=__version__,
+        short_id=short_ids(md["id"]),
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=", ".join(sorted(set(md.get("source_file", [])) | set(quarantine["source_file"]))),
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
