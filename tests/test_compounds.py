@@ -16,7 +16,8 @@ def identifications(data_dir, pesticides_store, tmp_path_factory):
     structures, so several compounds have more than one spectrum)."""
     out = tmp_path_factory.mktemp("compounds") / "identifications.tsv"
     assert main(["identify", str(data_dir / "gnps_pesticides_matchms_train.mgf.gz"),
-                 "--library", str(pesticides_store), "--out", str(out)]) == 0
+                 "--library", str(pesticides_store), "--out", str(out),
+                 "--compounds", str(out.with_name("cli_compounds.tsv"))]) == 0
     return out
 
 
@@ -43,9 +44,18 @@ def test_one_row_per_structure_accounts_for_every_top_hit(identifications, tmp_p
         assert best["inchikey"][:14] == row["inchikey"][:14]
     back = pd.read_csv(tmp_path / "compounds.tsv", sep="\t")
     assert len(back) == len(table)
+    cli = pd.read_csv(identifications.with_name("cli_compounds.tsv"), sep="\t")
+    assert cli["inchikey"].tolist() == table["inchikey"].tolist()  # msid identify --compounds
 
 
 def test_no_library_hit_gives_an_empty_table_with_the_columns(identifications):
     ids = read_rankings(identifications)
     table = compound_table(ids[ids["method"] != "library"], fdr=0.05)
     assert table.empty and tuple(table.columns) == COMPOUND_COLUMNS
+
+
+def test_compounds_option_needs_library_search(data_dir, tmp_path, capsys):
+    assert main(["identify", str(data_dir / "gnps_pesticides_matchms_train.mgf.gz"),
+                 "--method", "random", "--out", str(tmp_path / "r.tsv"),
+                 "--compounds", str(tmp_path / "c.tsv")]) == 2
+    assert "--compounds groups library hits" in capsys.readouterr().err

@@ -32,6 +32,11 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=top_k, default=20, help="ranks kept per query (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="Rankings TSV")
+    p.add_argument("--compounds", help="also write the library hits grouped by structure "
+                                       "(one row per compound; method 'library')")
+    p.add_argument("--fdr", type=positive_float, default=0.05,
+                   help="q-value up to which a library hit is confident (--compounds; "
+                        "default 0.05)")
 
 
 def cmd_identify(a: argparse.Namespace) -> int:
@@ -53,6 +58,12 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if path:
             check_input(path, option, directory_ok=ei and option == "--library")
     check_output(a.out)
+    if a.compounds:
+        if a.method != "library":
+            print("msid identify: error: --compounds groups library hits: it needs "
+                  "--method library", file=sys.stderr)
+            return 2
+        check_output(a.compounds)
     table = read_candidate_file(a.candidates) if a.candidates else None
     report = CandidateFileReport(a.candidates or "")
     with temp_workdir() as work:
@@ -84,6 +95,12 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 report=report)
         identify_to_file(method, q, a.out, candidates, top_k=a.top_k,
                          candidate_source="file" if a.candidates else "pool")
+        if a.compounds:
+            from msid.compounds import write_compound_table
+
+            found = write_compound_table(a.out, a.compounds, fdr=a.fdr)
+            print(f"msid identify: {len(found)} compounds ({int(found['confident'].sum())} "
+                  f"confident at q <= {a.fdr:g}) -> {a.compounds}", file=sys.stderr)
         print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"
               + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
         for _, r in q.quarantine.iterrows():
