@@ -85,8 +85,9 @@ def test_ei_run_mztab_m_has_no_precursor_and_levels_predicted_matches(tmp_path):
     ones: the mzTab-M reads back with
     pyteomics, its evidence is MS level 1 with no precursor m/z, and a match to a predicted
     spectrum is MSI level 3 where a measured one is level 2."""
+    from msid.ei.predicted import predicted_ids
     from msid.ei.search import identify_ei_run
-    from msid.ei.spectra import merge_ei_files, predicted_ids, read_record_ids
+    from msid.ei.spectra import merge_ei_files, read_record_ids
 
     runs = __import__("conftest").RESOURCES / "runs"
     smiles = tmp_path / "two.tsv"

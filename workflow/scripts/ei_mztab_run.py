@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from msid.ei.spectra import predicted_ids
+from msid.ei.predicted import predicted_ids
 from msid.export.mztab import write_mztab_m
 
 predicted = predicted_ids(snakemake.input.library)

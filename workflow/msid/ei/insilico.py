@@ -29,7 +29,7 @@ from msid.atomic import atomic_path
 from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
-from msid.ei.spectra import INSILICO_INSTRUMENT
+from msid.ei.predicted import INSILICO_INSTRUMENT
 from msid.parallel import imap_ordered
 from msid.store import (
     METADATA_COLUMNS,

@@ -37,17 +37,6 @@ from msid.ei.nominal import (
 from msid.preprocess import PreprocessConfig, preprocess_store
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
-#: ``instrument_type`` of a predicted spectrum in a store (how a library tells them apart)
-INSILICO_INSTRUMENT = "in-silico EI"
-
-
-def predicted_ids(library: str | os.PathLike) -> set[str]:
-    """Ids of the predicted (in-silico) spectra in an EI library store."""
-    with SpectrumStore(library) as st:
-        md = st.metadata
-    return set(md.loc[md["instrument_type"] == INSILICO_INSTRUMENT, "id"].astype(str))
-
-
 #: EI query spectra: no precursor, no structure needed; low m/z fragments kept (m/z 15, 28 ...).
 EI_PREPROCESS = PreprocessConfig(mz_min=1.0, mz_max=2000.0, min_relative_intensity=0.001,
                                  max_peaks=1000, min_peaks=1, require_precursor_mz=False,
