@@ -34,6 +34,9 @@ def test_reports_per_run(demo):
     compounds = pd.read_csv(demo / "results/runs/pestmix_dda/compounds.tsv", sep="\t")
     assert "UFNOUKDBUJZYDE" in set(compounds.loc[compounds["confident"], "inchikey"].str[:14])
     assert "<h3>Compounds found</h3>" in html and "Cyproconazole" in html
+    # one mirror plot per compound: its best spectrum (the run has several per compound)
+    shown = [c.split("(")[1].split(")")[0] for c in html.split("<figcaption>")[1:]]
+    assert len(shown) >= 10 and len(set(shown)) == len(shown)
 
 
 def test_leaderboard_has_baselines_measured_in_the_same_run(demo):

@@ -149,6 +149,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
                          for c in ALL_COLUMNS}))
     with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
         md = store.metadata
+        short = short_ids(md["id"])
         quarantine = store.quarantine
         lib_md = lib.metadata
         lib_row = pd.Series(np.arange(len(lib_md)), index=lib_md["id"])
@@ -169,12 +170,16 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         row_of = pd.Series(np.arange(len(md)), index=md["id"])
         row_of = row_of[~row_of.index.duplicated()]
         mirrors = []
-        for _, hit in top.head(n_mirror).iterrows():
+        # one plot per compound (its best spectrum), not the same compound's spectra again
+        per_compound = top.assign(_key=top["inchikey"].astype(str).str[:14]).drop_duplicates(
+            "_key")
+        for _, hit in per_compound.head(n_mirror).iterrows():
             if hit["library_id"] not in lib_row.index or hit["query_id"] not in row_of.index:
                 continue
             q = store.peaks(int(row_of[hit["query_id"]]))
             m = lib.peaks(int(lib_row[hit["library_id"]]))
-            title = (f"{hit['query_id']}  vs  {hit['library_id']} ({hit['name']})  "
+            title = (f"{short.get(hit['query_id'], hit['query_id'])}  vs  "
+                     f"{hit['library_id']} ({hit['name']})  "
                      f"score {hit['score']:.3f}")
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         top["confident"], confident_rule = confident_top(top, fdr, confident_score,
@@ -200,7 +205,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
     n_q = len(quarantine)
     html = _template().render(
         sample=sample, kind=kind, note=KIND_NOTES.get(kind, ""), version=__version__,
-        short_id=short_ids(md["id"]),
+        short_id=short,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=", ".join(sorted(set(md.get("source_file", [])) | set(quarantine["source_file"]))),
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
