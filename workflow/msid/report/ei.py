@@ -40,7 +40,11 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
             figures.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         n = len(md)
         n_quarantined = len(st.quarantine)
-    hits = [{"query_id": h.query_id, "name": h["name"], "smiles": h.smiles,
+        rt = pd.Series(pd.to_numeric(md["rt"], errors="coerce").to_numpy(),
+                       index=md["id"].astype(str))
+        rt = rt[~rt.index.duplicated()]
+    hits = [{"query_id": h.query_id, "rt": float(rt.get(str(h.query_id), float("nan"))),
+             "name": h["name"], "smiles": h.smiles,
              "inchikey": h.inchikey, "library_id": h.library_id, "score": float(h.score),
              "delta_score": float(h.get("delta_score", float("nan")))}
             for _, h in top.iterrows()]
