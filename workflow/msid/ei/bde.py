@@ -78,8 +78,25 @@ def _bond_atoms(smiles: str, bond_index: np.ndarray) -> tuple[np.ndarray, np.nda
             np.array([x.GetEndAtomIdx() for x in b], dtype=np.int32))
 
 
+OUTSIDE_DOMAIN = "outside ALFABET's domain (atom or bond type unknown to its preprocessor)"
+NO_BOND = "no single acyclic bond to break"
+
+
+def _result(smiles: str, df) -> BondBDE | str:
+    """One molecule's bond table (ALFABET's ``predict_bdes`` frame) as a cache entry."""
+    df = df[df.bde_pred.notna()].sort_values("bond_index")
+    if df.empty:
+        return NO_BOND
+    idx = df.bond_index.to_numpy(dtype=np.int32)
+    a1, a2 = _bond_atoms(smiles, idx)
+    return BondBDE(a1, a2, idx, df.bde_pred.to_numpy(np.float32),
+                   df.bdfe_pred.to_numpy(np.float32))
+
+
 def predict_molecule(smiles: str) -> BondBDE | str:
-    """ALFABET's BDE/BDFE of every single acyclic bond of one molecule, or a reason."""
+    """ALFABET's BDE/BDFE of every single acyclic bond of one molecule, or a reason: its own
+    ``predict_bdes``, one model call per molecule (the reference :func:`predict_molecules`
+    is tested against)."""
     from alfabet import prediction  # the bde environment only (TensorFlow)
 
     reason = unhandled_reason(smiles)
@@ -87,15 +104,53 @@ def predict_molecule(smiles: str) -> BondBDE | str:
         return reason
     outlier, _, _ = prediction.check_input(smiles)
     if outlier:
-        return "outside ALFABET's domain (atom or bond type unknown to its preprocessor)"
-    df = prediction.predict_bdes(smiles, draw=False)
-    df = df[df.bde_pred.notna()].sort_values("bond_index")
-    if df.empty:
-        return "no single acyclic bond to break"
-    idx = df.bond_index.to_numpy(dtype=np.int32)
-    a1, a2 = _bond_atoms(smiles, idx)
-    return BondBDE(a1, a2, idx, df.bde_pred.to_numpy(np.float32),
-                   df.bdfe_pred.to_numpy(np.float32))
+        return OUTSIDE_DOMAIN
+    return _result(smiles, prediction.predict_bdes(smiles, draw=False))
+
+
+def predict_molecules(smiles: list[str], batch_size: int = 64) -> list[BondBDE | str]:
+    """:func:`predict_molecule` for many molecules, the model called once per padded batch of
+    ``batch_size`` molecules (ALFABET's preprocessor and padding, as it was trained) instead
+    of once per molecule (~13x faster on CPU); each molecule's bonds are then read, ranked
+    and de-duplicated exactly as ALFABET's ``predict_bdes`` does."""
+    import pandas as pd
+    import tensorflow as tf
+    from alfabet import prediction
+    from alfabet.fragment import fragment_iterator
+
+    pre = prediction.preprocessor
+    out: list[BondBDE | str] = [unhandled_reason(s) for s in smiles]
+    feats: dict[int, dict] = {}
+    for i, s in enumerate(smiles):
+        if out[i]:
+            continue
+        f = pre.construct_feature_matrices(s, train=False)
+        if (f["atom"] == 1).any() or (f["bond"] == 1).any():  # check_input's outlier test
+            out[i] = OUTSIDE_DOMAIN
+        else:
+            feats[i] = f
+    order = list(feats)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = next(iter(tf.data.Dataset.from_generator(
+            lambda rows=rows: (feats[i] for i in rows), output_types=pre.output_types,
+            output_shapes=pre.output_shapes).padded_batch(
+                len(rows), padded_shapes=pre.padded_shapes(),
+                padding_values=pre.padding_values)))
+        bde, bdfe = (np.asarray(t)[..., 0] for t in prediction.model(batch, training=False))
+        for j, i in enumerate(rows):
+            n = int(feats[i]["n_bond"])
+            frag = pd.DataFrame(fragment_iterator(smiles[i]))
+            if frag.empty:
+                out[i] = NO_BOND
+                continue
+            frag["bde_pred"] = pd.Series(bde[j, :n]).reindex(frag.bond_index).reset_index(
+                drop=True)
+            frag["bdfe_pred"] = pd.Series(bdfe[j, :n]).reindex(frag.bond_index).reset_index(
+                drop=True)
+            out[i] = _result(smiles[i], frag.sort_values("bde_pred").drop_duplicates(
+                ["fragment1", "fragment2"]))
+    return out
 
 
 def read_cache(path: str | os.PathLike) -> tuple[dict[str, BondBDE], dict[str, str]]:
@@ -136,6 +191,17 @@ def _quiet_keras() -> None:
         pass
 
 
+#: molecules predicted (and written to the cache) together
+CHUNK = 256
+
+
+def _predict_one(smiles: str) -> BondBDE | str:
+    try:
+        return predict_molecule(smiles)
+    except Exception as e:
+        return f"ALFABET failed: {type(e).__name__}: {e}"[:300]
+
+
 def update_cache(cache: str | os.PathLike, molecules: Iterable[tuple[str, str]],
                  progress: bool = True, log=print) -> dict:
     """Compute the molecules (InChIKey, SMILES) missing from ``cache`` and add them.
@@ -165,15 +231,21 @@ def update_cache(cache: str | os.PathLike, molecules: Iterable[tuple[str, str]],
         with h5py.File(tmp, "a") as h5:
             h5.attrs["format"] = CACHE_FORMAT
             h5.attrs["model"] = "alfabet 0.1.0 (kcal/mol)"
-            for key, smi in tqdm(todo.items(), desc="ALFABET", unit=" mol",
-                                 disable=not progress, mininterval=2):
+            items = list(todo.items())
+            bar = tqdm(total=len(items), desc="ALFABET", unit=" mol", disable=not progress,
+                       mininterval=2)
+            for start in range(0, len(items), CHUNK):
+                chunk = items[start:start + CHUNK]
                 try:
-                    result = predict_molecule(smi)
-                except Exception as e:  # one molecule never stops the batch
-                    result = f"ALFABET failed: {type(e).__name__}: {e}"[:300]
-                _write(h5, key, smi, result)
-                stats["computed"] += 1
-                stats["unhandled_new"] += isinstance(result, str)
+                    results = predict_molecules([smi for _, smi in chunk])
+                except Exception:  # find the molecule that fails: one never stops the batch
+                    results = [_predict_one(smi) for _, smi in chunk]
+                for (key, smi), result in zip(chunk, results, strict=True):
+                    _write(h5, key, smi, result)
+                    stats["computed"] += 1
+                    stats["unhandled_new"] += isinstance(result, str)
+                bar.update(len(chunk))
+            bar.close()
         os.replace(tmp, cache)
     finally:
         tmp.unlink(missing_ok=True)
