@@ -59,3 +59,13 @@ def test_compounds_option_needs_library_search(data_dir, tmp_path, capsys):
                  "--method", "random", "--out", str(tmp_path / "r.tsv"),
                  "--compounds", str(tmp_path / "c.tsv")]) == 2
     assert "--compounds groups library hits" in capsys.readouterr().err
+
+
+def test_hits_without_an_inchikey_are_not_one_compound(identifications):
+    from msid.compounds import compound_keys
+
+    top = read_rankings(identifications).query("method == 'library' and rank == 1").copy()
+    top["inchikey"] = ""  # a library without InChIKeys: compounds by SMILES
+    keys = compound_keys(top)
+    assert keys.nunique() == top["smiles"].nunique() > 1
+    assert len(compound_table(top, fdr=0.05)) == top["smiles"].nunique()

@@ -21,6 +21,13 @@ COMPOUND_COLUMNS = ("compound", "inchikey", "smiles", "confident", "spectra",
                     "library_id")
 
 
+def compound_keys(hits: pd.DataFrame) -> pd.Series:
+    """What makes two hits the same compound: the InChIKey first block, else the SMILES (a
+    library record without an InChIKey is its own compound, never lumped with the others)."""
+    key = hits["inchikey"].astype(str).str[:14]
+    return key.where(~key.isin(["", "nan"]), hits["smiles"].astype(str))
+
+
 def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELTA_SCORE,
                    confident_score: float = 0.7, method: str = "library") -> pd.DataFrame:
     """One row per structure among ``method``'s top hits (rank 1, fragment evidence or not).
@@ -34,8 +41,7 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
     if top.empty:
         return pd.DataFrame(columns=list(COMPOUND_COLUMNS))
     top["confident"], _ = confident_top(top, fdr, confident_score, min_delta)
-    top["key"] = top["inchikey"].astype(str).str[:14]
-    top.loc[top["key"].isin(["", "nan"]), "key"] = top["smiles"].astype(str)
+    top["key"] = compound_keys(top)
     for c in ("score", "q_value", "delta_score", "rt", "precursor_mz"):
         top[c] = pd.to_numeric(top[c], errors="coerce")
     top = top.sort_values(["score", "q_value"], ascending=[False, True], kind="stable")

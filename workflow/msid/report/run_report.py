@@ -13,6 +13,7 @@ import pandas as pd
 
 from msid import __version__
 from msid.atomic import write_text
+from msid.compounds import compound_keys, compound_table
 from msid.rankings import (
     ALL_COLUMNS,
     MIN_DELTA_SCORE,
@@ -127,7 +128,6 @@ def _compounds(ids: pd.DataFrame, fdr: float, confident_score: float,
     """The library hits by structure (:func:`msid.compounds.compound_table`), the confident
     ones drawn."""
     from msid.chem.drawing import structure_svg
-    from msid.compounds import compound_table
 
     rows = compound_table(ids, fdr=fdr, min_delta=min_delta,
                           confident_score=confident_score).to_dict("records")
@@ -171,8 +171,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         row_of = row_of[~row_of.index.duplicated()]
         mirrors = []
         # one plot per compound (its best spectrum), not the same compound's spectra again
-        per_compound = top.assign(_key=top["inchikey"].astype(str).str[:14]).drop_duplicates(
-            "_key")
+        per_compound = top[~compound_keys(top).duplicated()]
         for _, hit in per_compound.head(n_mirror).iterrows():
             if hit["library_id"] not in lib_row.index or hit["query_id"] not in row_of.index:
                 continue
