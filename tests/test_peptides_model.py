@@ -140,6 +140,12 @@ def test_run_outputs_and_report_section(model_file, tmp_path):
                     method="dp", log=lambda *_: None)
     ann = json.loads(out["json"].read_text())
     assert ann["n_spectra"] == 5 and len(ann["spectra"]) == min(3, len(df))
+    matched = df[df["isotope_error"].notna()]
+    # the isotope-corrected error is what the decoder's tolerance judged (beam search: 50 ppm)
+    assert (matched["isotope_corrected_ppm"].abs() <= 50 + 1e-6).all()
+    mono = matched[matched["isotope_error"] == 0]
+    assert np.allclose(mono["isotope_corrected_ppm"], mono["precursor_mz_error_ppm"])
+    assert df.loc[df["isotope_error"].isna(), "isotope_corrected_ppm"].isna().all()
     sec = peptide_section(out["tsv"], out["json"])
     assert len(sec["top"]) == len(df)
     assert all(f["src"].startswith("data:image/png;base64,") for f in sec["figures"])

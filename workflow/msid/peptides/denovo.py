@@ -1,7 +1,9 @@
 """De novo sequencing of a run: spectra from an msid store -> PSM table (TSV) and mzTab 1.0.
 
 TSV columns: ``query_id, rank, sequence, score, precursor_mz_error_ppm`` (ProForma sequences),
-plus ``method, charge, precursor_mz, calc_mz, rt, native_id`` and ``aa_scores``: the
+plus ``method, charge, precursor_mz, calc_mz, isotope_error`` (0: the recorded precursor is the
+monoisotopic peak, 1: the 13C peak; empty when the sequence misses the precursor mass),
+``isotope_corrected_ppm`` (the error against that peak), ``rt, native_id`` and ``aa_scores``: the
 probability PepTRM gave each token of the sequence, comma-separated in sequence order (a
 modified residue is one token, an N-terminal modification its own; empty for the DP, which
 gives none). mzTab carries them as ``opt_ms_run[1]_aa_scores``, as Casanovo writes them.
@@ -40,8 +42,8 @@ from msid.peptides.physics import (
 from msid.store import SpectrumStore
 
 COLUMNS = ["query_id", "rank", "sequence", "score", "precursor_mz_error_ppm", "method",
-           "charge", "charge_assumed", "precursor_mz", "calc_mz", "isotope_error", "rt",
-           "native_id", "aa_scores"]
+           "charge", "charge_assumed", "precursor_mz", "calc_mz", "isotope_error",
+           "isotope_corrected_ppm", "rt", "native_id", "aa_scores"]
 DEFAULT_CHARGE = 2
 
 
@@ -92,12 +94,16 @@ def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list
         calc = precursor_mz(d.tokens, s.charge)
         # a sequence that matches the 13C peak picked as the precursor: ~1,000/m ppm off
         iso = round((s.precursor_mz - calc) * s.charge / ISOTOPE) if d.mass_ok else None
+        # the error against the isotope peak the sequence matches (what the tolerance judged)
+        peak = calc + (iso or 0) * ISOTOPE / s.charge
+        corrected = (s.precursor_mz - peak) / peak * 1e6 if iso is not None else np.nan
         rows.append({"query_id": s.id, "rank": 1, "sequence": to_proforma(d.tokens),
                      "score": float(d.score),
                      "precursor_mz_error_ppm": (s.precursor_mz - calc) / calc * 1e6,
                      "method": method, "charge": s.charge,
                      "charge_assumed": bool(meta.charge_assumed),
                      "precursor_mz": s.precursor_mz, "calc_mz": calc, "isotope_error": iso,
+                     "isotope_corrected_ppm": corrected,
                      "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
                      "native_id": str(meta.native_id),
                      "aa_scores": ",".join(f"{p:.3f}" for p in d.aa_scores)})

@@ -63,6 +63,8 @@ def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLik
     df = pd.read_csv(denovo_tsv, sep="\t", dtype={"aa_scores": str})
     iso = df["isotope_error"] if "isotope_error" in df else pd.Series(np.nan, index=df.index)
     df["isotope_error"] = iso.map(lambda v: "" if pd.isna(v) else str(int(v)))
+    if "isotope_corrected_ppm" not in df:  # a table written before the column existed
+        df["isotope_corrected_ppm"] = np.nan
     ann = json.loads(Path(annotations).read_text())
     top = df.sort_values("score", ascending=False).head(n_top).copy()
     top["residues"] = [residues(q, a) for q, a in
