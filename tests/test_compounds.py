@@ -69,3 +69,28 @@ def test_hits_without_an_inchikey_are_not_one_compound(identifications):
     keys = compound_keys(top)
     assert keys.nunique() == top["smiles"].nunique() > 1
     assert len(compound_table(top, fdr=0.05)) == top["smiles"].nunique()
+
+
+def test_every_entry_point_defaults_to_one_confidence_rule():
+    """The CLI, the run pipeline, the compound table and the run report share the defaults
+    of msid.rankings (a report once defaulted to q <= 0.01 where the run used 0.05)."""
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from msid.cli import build_parser
+    from msid.rankings import CONFIDENT_FDR, CONFIDENT_SCORE
+    from msid.report.run_report import write_run_report
+    from msid.run_methods import RunMethodsConfig
+
+    args = build_parser().parse_args(["identify", "q.mgf", "--out", "o.tsv"])
+    assert args.fdr == CONFIDENT_FDR == RunMethodsConfig().fdr
+    report = inspect.signature(write_run_report).parameters
+    assert report["fdr"].default == CONFIDENT_FDR
+    assert report["confident_score"].default == CONFIDENT_SCORE == RunMethodsConfig(
+    ).confident_score
+    assert inspect.signature(compound_table).parameters["confident_score"].default \
+        == CONFIDENT_SCORE
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    assert shipped["identify"]["fdr"] == CONFIDENT_FDR

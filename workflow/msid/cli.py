@@ -34,7 +34,7 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="Rankings TSV")
     p.add_argument("--compounds", help="also write the library hits grouped by structure "
                                        "(one row per compound; method 'library')")
-    p.add_argument("--fdr", type=positive_float, default=0.05,
+    p.add_argument("--fdr", type=positive_float, default=0.05,  # msid.rankings.CONFIDENT_FDR
                    help="q-value up to which a library hit is confident (--compounds; "
                         "default 0.05)")
 

@@ -13,7 +13,13 @@ import os
 import numpy as np
 import pandas as pd
 
-from msid.rankings import MIN_DELTA_SCORE, confident_top, read_rankings, write_table
+from msid.rankings import (
+    CONFIDENT_SCORE,
+    MIN_DELTA_SCORE,
+    confident_top,
+    read_rankings,
+    write_table,
+)
 
 COMPOUND_COLUMNS = ("compound", "inchikey", "smiles", "confident", "spectra",
                     "confident_spectra", "best_score", "best_q_value", "best_delta_score",
@@ -29,7 +35,8 @@ def compound_keys(hits: pd.DataFrame) -> pd.Series:
 
 
 def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELTA_SCORE,
-                   confident_score: float = 0.7, method: str = "library") -> pd.DataFrame:
+                   confident_score: float = CONFIDENT_SCORE, method: str = "library"
+                   ) -> pd.DataFrame:
     """One row per structure among ``method``'s top hits (rank 1, fragment evidence or not).
 
     ``confident``: at least one of its spectra is a confident hit by the reports' rule

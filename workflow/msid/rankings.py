@@ -99,6 +99,11 @@ def structure_margin(keys: Sequence[str], scores: Sequence[float]) -> float:
 #: Chosen on the val fold (leave-one-spectrum-out, 1,872 hits): 3.7 % of hits fall below it and
 #: hold 40 of the 65 wrong ones; the true FDR of the others is 1.4 % against 3.5 % for all.
 MIN_DELTA_SCORE = 0.1
+#: a library hit is confident at target-decoy q-value <= this (``identify.fdr`` in the config)
+CONFIDENT_FDR = 0.05
+#: where no q-values were estimated (no decoys: a store without them, another method), a top
+#: row is confident at score >= this
+CONFIDENT_SCORE = 0.7
 
 
 def confident_top(top: pd.DataFrame, fdr: float, confident_score: float,

@@ -17,7 +17,7 @@ from msid.chem.candidates import CandidateIndex
 from msid.fdr import add_qvalues
 from msid.method_kinds import check_methods
 from msid.methods import MethodResources, make_method, rank_queries
-from msid.rankings import MIN_DELTA_SCORE, confident_top
+from msid.rankings import CONFIDENT_FDR, CONFIDENT_SCORE, MIN_DELTA_SCORE, confident_top
 from msid.search.library import SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -28,8 +28,8 @@ class RunMethodsConfig:
 
     methods: list[str] = field(default_factory=lambda: ["library"])
     top_k: int = 20
-    fdr: float = 0.05  # a library hit is confident at q-value <= fdr (when q-values exist)
-    confident_score: float = 0.7  # ... else at score >= this
+    fdr: float = CONFIDENT_FDR  # a library hit is confident at q-value <= fdr (when q-values exist)
+    confident_score: float = CONFIDENT_SCORE  # ... else at score >= this
     min_delta_score: float = MIN_DELTA_SCORE  # ... and only when no other structure's library
     #                                           spectrum scores within this of the top hit
     candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass

@@ -108,8 +108,8 @@ rule compound_table:
         mem_mb=scaled(1000),
         runtime=scaled(5),
     params:
-        fdr=config["identify"].get("fdr", 0.01),
-        min_delta_score=config["identify"].get("min_delta_score", 0.1),
+        fdr=config["identify"]["fdr"],
+        min_delta_score=config["identify"]["min_delta_score"],
     script:
         "../scripts/compound_table.py"
 

@@ -23,8 +23,8 @@ rule report_run:
         runtime=scaled(20),
     params:
         n_mirror=config["identify"]["report_mirror_plots"],
-        fdr=config["identify"].get("fdr", 0.01),
-        min_delta_score=config["identify"].get("min_delta_score", 0.1),
+        fdr=config["identify"]["fdr"],
+        min_delta_score=config["identify"]["min_delta_score"],
         kind=run_kind,
     script:
         "../scripts/report_run.py"

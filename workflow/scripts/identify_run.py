@@ -15,8 +15,8 @@ ident = dict(snakemake.params.identify)
 method_options = dict(ident.get("method_options", {}))  # de novo starts from generation.denovo
 method_options["denovo"] = {**snakemake.params.denovo, **method_options.get("denovo", {})}
 cfg = RunMethodsConfig(methods=list(ident["methods"]), top_k=int(ident["top_k"]),
-                       fdr=float(ident.get("fdr", 0.05)),
-                       min_delta_score=float(ident.get("min_delta_score", 0.1)),
+                       fdr=float(ident["fdr"]),
+                       min_delta_score=float(ident["min_delta_score"]),
                        candidate_ppm=float(ident.get("candidate_ppm", 10.0)),
                        max_candidates=int(ident.get("max_candidates", 256)),
                        options={"num_threads": snakemake.threads},

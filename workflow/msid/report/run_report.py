@@ -16,6 +16,8 @@ from msid.atomic import write_text
 from msid.compounds import compound_keys, compound_table
 from msid.rankings import (
     ALL_COLUMNS,
+    CONFIDENT_FDR,
+    CONFIDENT_SCORE,
     MIN_DELTA_SCORE,
     confident_top,
     read_rankings,
@@ -138,8 +140,8 @@ def _compounds(ids: pd.DataFrame, fdr: float, confident_score: float,
 
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike | None,
                      library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
-                     kind: str = "small_molecule", n_mirror: int = 12, fdr: float = 0.01,
-                     min_score: float = 0.0, confident_score: float = 0.7,
+                     kind: str = "small_molecule", n_mirror: int = 12, fdr: float = CONFIDENT_FDR,
+                     min_score: float = 0.0, confident_score: float = CONFIDENT_SCORE,
                      min_delta_score: float = MIN_DELTA_SCORE,
                      denovo: str | os.PathLike | None = None,
                      denovo_annotations: str | os.PathLike | None = None,
