@@ -98,3 +98,35 @@ def test_denovo_beams_follow_the_formula_and_the_rescorer(pesticides_store):
             assert dict(got) == want, (q.formula, m.structure.smiles_flat)
     assert plain.stats["formula_constrained"] == len(qs)
     assert plain.stats["formula_unfinished"] == 0  # else a query was decoded unconstrained
+
+
+@needs_models
+def test_glmr_records_which_candidates_it_reproduces(pesticides_store):
+    """GLMR notes, per query, the candidates its generated molecules reproduce exactly (the
+    GLMR leaderboard's copy rates): exactly those at similarity 1, all among the top K."""
+    import pandas as pd
+
+    from msid.generation.benchmark import copy_rates
+    from msid.methods import MethodResources, iter_queries, make_method
+    from msid.store import SpectrumStore
+
+    with SpectrumStore(pesticides_store) as st:
+        qs = [q for q in iter_queries(st, list(range(40)))][:6]
+        md = st.metadata.set_index("id")
+    truth = [parse_structure(str(md.loc[q.query_id, "smiles"])) for q in qs]
+    pool = [s for s in dict.fromkeys(t for t in truth if t)]
+    glmr = make_method("glmr", MethodResources(options={"k": 4, "beam_width": 3}))
+    glmr.rank_many(qs, [pool for _ in qs])
+    assert set(glmr.last_copied) == set(glmr.last_similarity) == {q.query_id for q in qs}
+    for q in qs:
+        top = glmr.ranker.rank(q, pool)[:glmr.k]
+        sim = glmr.last_similarity[q.query_id]
+        assert len(sim) == len(top)
+        assert glmr.last_copied[q.query_id] == [c.inchikey for c, x in zip(top, sim,
+                                                                            strict=True)
+                                                if x >= 1.0]
+    table = pd.DataFrame({"query_id": [q.query_id for q in qs],
+                          "inchikey": [t.inchikey if t else "" for t in truth]})
+    any_copy, true_copy = copy_rates(glmr.last_copied, table)
+    assert 0.0 <= true_copy <= any_copy <= 1.0
+    assert any_copy == sum(bool(c) for c in glmr.last_copied.values()) / len(qs)

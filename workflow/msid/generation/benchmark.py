@@ -245,6 +245,7 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
         cands = candidates_for_queries(st, rows, index=None, candidate_file=candidates,
                                        kind="mass", seed=seed)
     records, sweep = [], []
+    copied: dict[str, tuple[float, float]] = {}  # label -> (any candidate, the true one)
 
     def run(name: str, label: str, path: str, variant: str, model: str | None, **kw):
         res = MethodResources(model_path=model, options={**opts, **kw})
@@ -260,6 +261,8 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
                                    extra={"s_per_query": secs / max(len(rows), 1)})
         log(f"[glmr] {label} {variant}: hit@1 {rec.metrics['hit@1'].value:.3f} "
             f"({secs / max(len(rows), 1):.3f} s/query)")
+        if variant == "standard" and getattr(method, "last_copied", None):
+            copied[label] = copy_rates(method.last_copied, truth)
         return rec
 
     records.append(run("ranker", "ranker", queries, "standard", ranker_path))
@@ -281,6 +284,11 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
              "top-K of these same sets; glmr_concat / glmr_average: the cross-fusion replaced "
              "by concatenation / averaging of the candidate encodings. spectrum_blind: another "
              "structure's peaks (precursor kept)."]
+    for label in ("glmr", *(f"glmr_{f}" for f in models if f != "cross")):
+        if label in copied:
+            notes.append(f"{label}: a generated molecule is one of the top-K candidates for "
+                         f"{copied[label][0]:.1%} of queries (the true one for "
+                         f"{copied[label][1]:.1%}).")
     _write_tables(df, out_csv, out_md, ["hit@1", "hit@5", "hit@20", "mces@1", "s_per_query"],
                   "GLMR generative re-ranking", notes)
     sw = pd.DataFrame(sweep)
@@ -293,6 +301,16 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
            f"| {r.s_per_query:.3f} |" for _, r in sw.iterrows()]) + "\n")
     _plot_sweep(sw, sweep_png)
     return df
+
+
+def copy_rates(copied: dict[str, list[str]], truth: pd.DataFrame) -> tuple[float, float]:
+    """(share of queries whose generated molecules include one of the top-K candidates,
+    share whose generated molecules include the true one), over the queries GLMR re-ranked."""
+    true_ik = dict(zip(truth["query_id"].astype(str), truth["inchikey"].astype(str).str[:14],
+                       strict=True))
+    n = max(len(copied), 1)
+    return (sum(bool(c) for c in copied.values()) / n,
+            sum(true_ik.get(q, "?") in {k[:14] for k in c} for q, c in copied.items()) / n)
 
 
 def _plot_sweep(sw: pd.DataFrame, path: str) -> None:

@@ -182,6 +182,9 @@ class GLMR:
         self.batch_size = batch_size
         self.seconds = 0.0
         self.last_similarity: dict[str, np.ndarray] = {}  # query id -> top-K similarities
+        #: query id -> InChIKeys of the top-K candidates a generated molecule reproduces
+        #: exactly (Tanimoto 1): how often stage 2 picks among the candidates at all
+        self.last_copied: dict[str, list[str]] = {}
 
     def why_empty(self, query: Query, candidates) -> str:
         return "no candidates" if not candidates else (problem(query) or "no answer")
@@ -243,6 +246,8 @@ class GLMR:
                     sims.append(sim)
             for i, top, sim in zip(idx, tops, sims, strict=True):
                 self.last_similarity[queries[i].query_id] = sim
+                self.last_copied[queries[i].query_id] = [
+                    c.inchikey for c, x in zip(top, sim, strict=True) if x >= 1.0]
                 scores = np.array([c.score for c in top]) + self.weight * sim
                 order = np.argsort(-scores, kind="stable")
                 head = [RankedCandidate(top[o].smiles, top[o].inchikey, float(scores[o]))
