@@ -38,12 +38,19 @@ def test_one_row_per_structure_accounts_for_every_top_hit(identifications, tmp_p
     for _, block in table.groupby("confident"):
         assert block["best_score"].is_monotonic_decreasing
     assert (table["rt_first"].fillna(0) <= table["rt_last"].fillna(0)).all()
-    for _, row in table.iterrows():  # the best spectrum's own values
+    for _, row in table.iterrows():  # the best spectrum's own values, nobody else's
         best = top[top["query_id"] == row["best_query_id"]].iloc[0]
         assert best["score"] == pytest.approx(row["best_score"])
         assert best["inchikey"][:14] == row["inchikey"][:14]
+        for col in ("q_value", "delta_score"):
+            assert pd.isna(best[col]) and pd.isna(row[f"best_{col}"]) or \
+                best[col] == pytest.approx(row[f"best_{col}"])
+        assert best["library_id"] == row["library_id"]
+        assert bool(best["confident"]) == bool(row["confident"])  # a confident one if any
     back = pd.read_csv(tmp_path / "compounds.tsv", sep="\t")
     assert len(back) == len(table)
+    merged = back.merge(table, on="best_query_id", suffixes=("_file", ""))
+    assert (merged["precursor_mz_file"] - merged["precursor_mz"]).abs().max() < 1e-6  # no %.6g
     cli = pd.read_csv(identifications.with_name("cli_compounds.tsv"), sep="\t")
     assert cli["inchikey"].tolist() == table["inchikey"].tolist()  # msid identify --compounds
 

@@ -40,10 +40,12 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
     """One row per structure among ``method``'s top hits (rank 1, fragment evidence or not).
 
     ``confident``: at least one of its spectra is a confident hit by the reports' rule
-    (:func:`msid.rankings.confident_top`); ``best_*`` and ``library_id`` /
-    ``best_query_id`` / ``precursor_mz`` come from its best-scoring spectrum; ``rt_first`` /
-    ``rt_last`` (seconds, as ``rt`` in the identification table) span all of its spectra.
-    Sorted confident first, then by best score."""
+    (:func:`msid.rankings.confident_top`). Its best spectrum is the best-scoring of its
+    confident spectra (of all its spectra when none is confident); ``best_*``,
+    ``library_id``, ``best_query_id`` and ``precursor_mz`` are that spectrum's own values, so
+    a row never pairs one spectrum's score with another's q-value or delta score.
+    ``rt_first`` / ``rt_last`` (seconds, as ``rt`` in the identification table) span all of
+    its spectra. Sorted confident first, then by best score."""
     top = ids[(ids["method"] == method) & (ids["rank"] == 1)].copy()
     if top.empty:
         return pd.DataFrame(columns=list(COMPOUND_COLUMNS))
@@ -51,10 +53,11 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
     top["key"] = compound_keys(top)
     for c in ("score", "q_value", "delta_score", "rt", "precursor_mz"):
         top[c] = pd.to_numeric(top[c], errors="coerce")
-    top = top.sort_values(["score", "q_value"], ascending=[False, True], kind="stable")
+    top = top.sort_values(["confident", "score", "q_value"], ascending=[False, False, True],
+                          kind="stable")
     rows = []
     for _, g in top.groupby("key", sort=False):
-        best = g.iloc[0]
+        best = g.iloc[0]  # confident spectra first, each by score
         adducts = sorted({a for a in g["adduct"].astype(str) if a and a != "nan"})
         rows.append({
             "compound": best["name"] if isinstance(best["name"], str) else "",
@@ -62,9 +65,8 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
             "confident": bool(g["confident"].any()), "spectra": len(g),
             "confident_spectra": int(g["confident"].sum()),
             "best_score": float(best["score"]),
-            "best_q_value": float(g["q_value"].min()) if g["q_value"].notna().any() else np.nan,
-            "best_delta_score": (float(g["delta_score"].max())
-                                 if g["delta_score"].notna().any() else np.nan),
+            "best_q_value": float(best["q_value"]),
+            "best_delta_score": float(best["delta_score"]),
             "rt_first": float(g["rt"].min()), "rt_last": float(g["rt"].max()),
             "adducts": ",".join(adducts), "precursor_mz": float(best["precursor_mz"]),
             "best_query_id": best["query_id"], "library_id": best["library_id"]})
@@ -77,5 +79,5 @@ def write_compound_table(identifications: str | os.PathLike, out: str | os.PathL
                          fdr: float, min_delta: float = MIN_DELTA_SCORE) -> pd.DataFrame:
     """:func:`compound_table` of an identification TSV, written atomically as TSV."""
     table = compound_table(read_rankings(identifications), fdr=fdr, min_delta=min_delta)
-    write_table(table, out, float_format="%.6g")
+    write_table(table, out, float_format="%.10g")  # %.6g would cut m/z 1234.5678 to 1234.57
     return table
