@@ -43,7 +43,7 @@ def test_one_row_per_structure_accounts_for_every_top_hit(identifications, tmp_p
         assert best["score"] == pytest.approx(row["best_score"])
         assert best["inchikey"][:14] == row["inchikey"][:14]
         for col in ("q_value", "delta_score"):
-            assert pd.isna(best[col]) and pd.isna(row[f"best_{col}"]) or \
+            assert (pd.isna(best[col]) and pd.isna(row[f"best_{col}"])) or \
                 best[col] == pytest.approx(row[f"best_{col}"])
         assert best["library_id"] == row["library_id"]
         assert bool(best["confident"]) == bool(row["confident"])  # a confident one if any

@@ -286,7 +286,8 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
              "structure's peaks (precursor kept)."]
     for label in ("glmr", *(f"glmr_{f}" for f in models if f != "cross")):
         if label in copied:
-            notes.append(f"{label}: a generated molecule is one of the top-K candidates for "
+            notes.append(f"{label}: a generated molecule is one of the top-K candidates (same "
+                         f"InChIKey first block) for "
                          f"{copied[label][0]:.1%} of queries (the true one for "
                          f"{copied[label][1]:.1%}).")
     _write_tables(df, out_csv, out_md, ["hit@1", "hit@5", "hit@20", "mces@1", "s_per_query"],

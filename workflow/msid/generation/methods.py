@@ -182,8 +182,9 @@ class GLMR:
         self.batch_size = batch_size
         self.seconds = 0.0
         self.last_similarity: dict[str, np.ndarray] = {}  # query id -> top-K similarities
-        #: query id -> InChIKeys of the top-K candidates a generated molecule reproduces
-        #: exactly (Tanimoto 1): how often stage 2 picks among the candidates at all
+        #: query id -> InChIKeys of the top-K candidates a generated molecule is (same
+        #: InChIKey first block): how often stage 2 picks among the candidates at all. Tanimoto
+        #: similarity only (the likelihood mode generates nothing)
         self.last_copied: dict[str, list[str]] = {}
 
     def why_empty(self, query: Query, candidates) -> str:
@@ -237,17 +238,18 @@ class GLMR:
             else:
                 beams = beam_search(self.model, self.tok, batch, self.beam_width)
                 sims = []
-                for top, b in zip(tops, beams, strict=True):
+                for i, top, b in zip(idx, tops, beams, strict=True):
                     gen, _ = distinct_valid(b, self.beam_width, filter_precursor=False)
                     cands = [c.smiles for c in top]
                     sim = np.zeros(len(top))
                     for g in gen:
                         sim = np.maximum(sim, tanimoto_many(g.structure.smiles_flat, cands))
                     sims.append(sim)
+                    made = {g.structure.inchikey14 for g in gen}
+                    self.last_copied[queries[i].query_id] = [
+                        c.inchikey for c in top if c.inchikey[:14] in made]
             for i, top, sim in zip(idx, tops, sims, strict=True):
                 self.last_similarity[queries[i].query_id] = sim
-                self.last_copied[queries[i].query_id] = [
-                    c.inchikey for c, x in zip(top, sim, strict=True) if x >= 1.0]
                 scores = np.array([c.score for c in top]) + self.weight * sim
                 order = np.argsort(-scores, kind="stable")
                 head = [RankedCandidate(top[o].smiles, top[o].inchikey, float(scores[o]))
