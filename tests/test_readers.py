@@ -94,6 +94,7 @@ def test_missing_smiles_repaired_from_inchi(data_dir, tmp_path):
     ("RETENTIONTIME: 5.2 min", 312.0),  # a unit given: matchms reads it
     ("RETENTION_TIME: 430.14", 430.14),  # matchms' own MSP export: seconds
     ("RTINSECONDS: 75", 75.0),
+    ("RTINSECONDS: 100\nRETENTIONTIME: 6.70", 100.0),  # stated in seconds too: never minutes
 ])
 def test_msp_retention_time_units(tmp_path, line, seconds):
     """The demo GC-MS run's first record (a real MassBank EI spectrum) under each way MSP

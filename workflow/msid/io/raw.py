@@ -608,9 +608,14 @@ def _msp_rt_minutes(params: dict) -> None:
     matchms reads a bare number as seconds. Such a value becomes ``retention_time`` in
     seconds; a value with its unit ("5.2 min"), and the other keys (``retention_time``,
     ``rt``, ``rtinseconds``: seconds, as matchms' own MSP export writes them), are left to
-    matchms."""
+    matchms. A record with both keeps the other key's value."""
+    from msid.convert import harmonised_key  # matchms' key names (convert imports this module)
+
     value = params.get("retentiontime")
-    if value is None or "retention_time" in params:
+    if value is None:
+        return
+    if any(k != "retentiontime" and harmonised_key(str(k)) == "retention_time" for k in params):
+        del params["retentiontime"]  # stated another way too (RTINSECONDS...): that one wins
         return
     try:
         minutes = float(str(value).strip().replace(",", "."))
