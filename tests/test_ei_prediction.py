@@ -122,7 +122,8 @@ def test_predict_ei_msp_and_store_skip_bad_lines(small_run, tmp_path) -> None:
     assert res["predicted"] == 2 and [r[0] for r in res["rejected"]] == [2]
     text = (tmp_path / "lib.msp").read_text()
     for key in ("Name: ethanol", "SMILES: CCO", "InChIKey: LFQSCWFLJHTTHZ-UHFFFAOYSA-N",
-                "Formula: C2H6O", "MW: 46", "Num Peaks:"):
+                "Formula: C2H6O", "MW: 46", "Num Peaks:",
+                "DB#: insilico:LFQSCWFLJHTTHZ-UHFFFAOYSA-N"):
         assert key in text
     import matchms.importing
 

@@ -135,7 +135,10 @@ def msp_entry(m: Molecule, mz: np.ndarray, inten: np.ndarray) -> str:
                                                                          strict=True)
                       if round(float(b) * 999) > 0)
     n = peaks.count("\n") + 1 if peaks else 0
-    return (f"Name: {m.name}\nSMILES: {m.smiles}\nInChIKey: {m.inchikey}\nFormula: {m.formula}\n"
+    # DB#: the record's id in stores read from this file; a name alone could equal a measured
+    # record's id (a library without DB#) and make its matches count as predicted
+    return (f"Name: {m.name}\nDB#: insilico:{m.inchikey or m.line}\nSMILES: {m.smiles}\n"
+            f"InChIKey: {m.inchikey}\nFormula: {m.formula}\n"
             f"MW: {m.mass}\nInstrument_type: {INSILICO_INSTRUMENT}\n"
             f"Comment: predicted EI spectrum (msid NEIMS v2)\n"
             f"Num Peaks: {n}\n{peaks}\n\n")
