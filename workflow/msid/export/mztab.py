@@ -81,11 +81,14 @@ def _reliability(row: pd.Series, predicted: Collection[str] = ()) -> int:
 
 def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike,
                   out: str | os.PathLike, *, sample: str, library_name: str = "library",
-                  top_k: int = 5, predicted: Collection[str] = ()) -> Path:
+                  top_k: int = 5, predicted: Collection[str] = (),
+                  ei: bool | None = None) -> Path:
     """mzTab-M 2.0 file of a run's identifications (up to ``top_k`` evidence rows a spectrum).
 
-    An EI (GC-MS) run, whose spectra have no precursor, is written as such: MS level 1, no
-    m/z, charge or adduct on its features and evidence. ``predicted``: library ids of
+    An EI (GC-MS) run (``ei``; None: when no spectrum has a precursor) is written as such: MS
+    level 1, no m/z, charge or adduct on its features and evidence (``null``: an EI spectrum
+    has no precursor, and msid does not invent one; validators that require the fields will
+    flag them). ``predicted``: library ids of
     predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2."""
     ids = read_rankings(identifications)
     ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k) & (ids["smiles"] != "")]
@@ -93,7 +96,8 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         md = st.metadata.set_index(st.metadata["id"].astype(str))
         source = sorted(set(st.metadata["source_file"])) if len(st) else []
     negative = bool(len(md)) and (md["ion_mode"] == "negative").mean() > 0.5
-    ei = bool(len(md)) and bool(md["precursor_mz"].isna().all())  # EI spectra: no precursor
+    if ei is None:  # EI spectra: no precursor
+        ei = bool(len(md)) and bool(md["precursor_mz"].isna().all())
     technique = ("[,, GC-MS electron ionization spectral library search, ]" if ei else
                  "[MS, MS:1001834, LC-MS label-free quantitation analysis, ]")
     ms_level = "[MS, MS:1000511, ms level, 1]" if ei else "[MS, MS:1000511, ms level, 2]"
@@ -130,6 +134,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         g = _summary_order(g)
         m = md.loc[qid] if qid in md.index else None
         mz = float(m["precursor_mz"]) if m is not None else float(g["precursor_mz"].iat[0])
+        mz = math.nan if ei else mz
         charge = 0 if ei else int(m["charge"]) if m is not None and int(m["charge"]) else (
             -1 if m is not None and m["ion_mode"] == "negative" else 1)
         rt = float(m["rt"]) if m is not None else float(g["rt"].iat[0])
