@@ -310,6 +310,27 @@ def test_minilm_embeddings_offline_unit_norm_and_model_file_roundtrip(lib, tmp_p
 
 
 @needs_minilm
+def test_average_with_embeds_each_text_and_averages(lib, monkeypatch):
+    """``average_with``: the spectrum's texts under each peak selection are embedded and the
+    normalised mean is the embedding (the same for library and queries); bad values fail."""
+    from msid.ei.embedding import EmbeddingConfig, load_embedder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = {"batch_size": 16, "top_k_peaks": 16, "peak_selection": "mixed"}
+    one, _ = load_embedder(None, cfg)
+    both, _ = load_embedder(None, {**cfg, "average_with": ["intensity"]})
+    peaks = lib.peaks[:12]
+    mixed = one.encode(peaks)
+    plain = one.encode_texts(one.texts(peaks, "intensity"))
+    want = (mixed + plain) / np.linalg.norm(mixed + plain, axis=1, keepdims=True)
+    np.testing.assert_allclose(both.encode(peaks), want, atol=1e-5)
+    assert one.texts(peaks) != one.texts(peaks, "intensity")  # two different texts
+    for bad in (["mixed"], ["weights"]):
+        with pytest.raises(ValueError, match="average_with"):
+            EmbeddingConfig.from_dict({**cfg, "average_with": bad})
+
+
+@needs_minilm
 def test_every_training_stage_runs_and_improves_the_contrastive_loss(lib, tmp_path):
     from msid.ei.embedding_train import EISpectra, EmbeddingTrainConfig, train_embedder
 

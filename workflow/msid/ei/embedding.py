@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,9 @@ class EmbeddingConfig:
     intensity_scale: int = 99  # intensities scaled to 1..scale (base peak = scale)
     max_length: int = 64  # tokens (MiniLM: one token per number up to ~3 digits)
     batch_size: int = 128  # encoding batch
+    # other peak selections whose texts are embedded too and averaged with the main one
+    # (test-time augmentation: one spectrum, several texts; training reads the main text)
+    average_with: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> EmbeddingConfig:
@@ -60,6 +63,11 @@ class EmbeddingConfig:
     def __post_init__(self) -> None:
         if self.peak_selection not in PEAK_SELECTIONS:
             raise ValueError(f"EmbeddingConfig: peak_selection must be one of {PEAK_SELECTIONS}")
+        self.average_with = list(self.average_with)
+        bad = [v for v in self.average_with if v not in PEAK_SELECTIONS]
+        if bad or self.peak_selection in self.average_with:
+            raise ValueError(f"EmbeddingConfig: average_with takes peak selections other than "
+                             f"peak_selection ({PEAK_SELECTIONS}), got {self.average_with}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,10 +174,11 @@ class SpectrumEmbedder(nn.Module):
         pooled = mean_pool(self.hidden(input_ids, attention_mask), attention_mask)
         return nn.functional.normalize(pooled.float(), dim=-1)
 
-    def texts(self, spectra: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    def texts(self, spectra: Sequence[tuple[np.ndarray, np.ndarray]],
+              selection: str | None = None) -> list[str]:
         c = self.config
-        return [spectrum_to_text(mz, it, c.top_k_peaks, c.intensity_scale, c.peak_selection)
-                for mz, it in spectra]
+        return [spectrum_to_text(mz, it, c.top_k_peaks, c.intensity_scale,
+                                 selection or c.peak_selection) for mz, it in spectra]
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None,
@@ -194,8 +203,15 @@ class SpectrumEmbedder(nn.Module):
 
     def encode(self, spectra: Sequence[tuple[np.ndarray, np.ndarray]],
                batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        """Unit-norm float32 embeddings, one row per (mz, intensity) spectrum."""
-        return self.encode_texts(self.texts(spectra), batch_size, progress)
+        """Unit-norm float32 embeddings, one row per (mz, intensity) spectrum: the mean of the
+        embeddings of its texts (the main peak selection and ``average_with``), normalised."""
+        out = self.encode_texts(self.texts(spectra), batch_size, progress)
+        if not self.config.average_with:
+            return out
+        for selection in self.config.average_with:
+            out += self.encode_texts(self.texts(spectra, selection), batch_size, progress)
+        norm = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norm, 1e-12)
 
 
 FAMILY = "llm4ms"

@@ -15,6 +15,8 @@ before merging structures, default 50), and ``model_path`` (default: the shipped
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,8 +117,12 @@ class EIEmbeddingSearch:
                              f"`snakemake models` or pass --model)")
         self.embedder, self.card = load_embedder(path, embedding_options)
         self.model_hash = str(self.card["weights_sha256"])
+        # the index holds the embeddings of the weights and of how spectra become text (a
+        # card's text settings, e.g. average_with, can change without the weights)
+        text = json.dumps(self.embedder.config.to_dict(), sort_keys=True)
+        index_key = hashlib.sha256(f"{self.model_hash}:{text}".encode()).hexdigest()
         self.index = cached_library_index(
-            library.store_path, self.model_hash, IndexConfig.from_dict(index_options),
+            library.store_path, index_key, IndexConfig.from_dict(index_options),
             lambda: self.embedder.encode(library.peaks, progress=True))
 
     def rank_many(self, queries: Sequence[Query], candidates: object = None
