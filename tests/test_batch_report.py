@@ -79,7 +79,7 @@ def test_short_spectrum_ids_drop_what_the_whole_run_shares():
     from itertools import islice
 
     from msid.io import read_spectra
-    from msid.report.run_report import short_ids
+    from msid.report.ids import short_ids
 
     recs = list(islice(read_spectra(ROOT / "resources/runs/pestmix_dda.mzML.gz"), 50))
     ids = [r.record_id for r in recs]

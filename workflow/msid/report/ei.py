@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from msid.rankings import read_rankings
+from msid.report.ids import short_ids
 from msid.report.plots import data_uri, mirror_plot
 from msid.store import SpectrumStore
 
@@ -24,6 +25,7 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
     method = str(ids["method"].iloc[0]) if len(ids) else ""
     with SpectrumStore(spectra) as st, SpectrumStore(matches) as mt:
         md = st.metadata
+        short = short_ids(md["id"].astype(str))  # mzML native ids, shortened for display
         row_of = pd.Series(np.arange(len(md)), index=md["id"].astype(str))
         row_of = row_of[~row_of.index.duplicated()]
         mmd = mt.metadata
@@ -35,7 +37,8 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
                 continue
             q = st.peaks(int(row_of[hit["query_id"]]))
             m = mt.peaks(int(match_of[hit["library_id"]]))
-            title = f"{hit['query_id']}  vs  {hit['name'] or hit['library_id']}  " \
+            title = f"{short.get(hit['query_id'], hit['query_id'])}  vs  " \
+                    f"{hit['name'] or hit['library_id']}  " \
                     f"score {hit['score']:.3f}"
             figures.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         n = len(md)
@@ -48,6 +51,6 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
              "inchikey": h.inchikey, "library_id": h.library_id, "score": float(h.score),
              "delta_score": float(h.get("delta_score", float("nan")))}
             for _, h in top.iterrows()]
-    return {"method": method, "n_spectra": n, "n_quarantined": n_quarantined,
+    return {"method": method, "n_spectra": n, "n_quarantined": n_quarantined, "short_id": short,
             "n_matched": int((top["score"] > 0).sum()), "hits": hits[:500],
             "figures": figures}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -23,6 +22,7 @@ from msid.rankings import (
     read_rankings,
     unanswered_reasons,
 )
+from msid.report.ids import short_ids
 from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
 from msid.store import SpectrumStore
 
@@ -32,29 +32,6 @@ KIND_NOTES = {
     "ei": "EI (GC-MS) run: nominal-mass EI spectra matched against the configured EI library "
           "(section 'EI library matches').",
 }
-
-
-def short_ids(ids: Iterable[str]) -> dict[str, str]:
-    """Display names for a run's native spectrum ids: where every id is ``key=value`` pairs
-    (mzML native ids: Sciex ``sample=1 period=1 cycle=659 experiment=6``, Thermo
-    ``controllerType=0 controllerNumber=1 scan=1234``), the pairs that are the same for the
-    whole run are left out (``cycle=659 experiment=6``, ``scan=1234``). Other ids stay as
-    they are. The reports show the full id on hover."""
-    ids = [str(i) for i in dict.fromkeys(ids)]
-    if len(ids) < 2:
-        return {i: i for i in ids}
-    parsed = []
-    for i in ids:
-        pairs = [t.split("=", 1) for t in i.split()]
-        if not pairs or any(len(p) != 2 for p in pairs):
-            return {i: i for i in ids}
-        parsed.append(dict(pairs))
-    constant = {k for k in parsed[0] if len({p.get(k) for p in parsed}) == 1}
-    out = {}
-    for i, p in zip(ids, parsed, strict=True):
-        kept = " ".join(f"{k}={v}" for k, v in p.items() if k not in constant)
-        out[i] = kept or i
-    return out
 
 
 def _template() -> jinja2.Template:
@@ -204,6 +181,9 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
     reasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ")
                .value_counts().rename_axis("reason").reset_index(name="spectra"))
     n_q = len(quarantine)
+    ei_sec = _ei_section(kind, ei, n_mirror)
+    if ei_sec:  # an EI run's spectra are in its EI store, not the ESI one
+        short = {**short, **ei_sec["short_id"]}
     html = _template().render(
         sample=sample, kind=kind, note=KIND_NOTES.get(kind, ""), version=__version__,
         short_id=short,
@@ -221,5 +201,5 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         compounds=compounds,
         mirrors=mirrors, figures=figures,
         peptide=_peptide_section(kind, denovo, denovo_annotations),
-        ei=_ei_section(kind, ei, n_mirror))
+        ei=ei_sec)
     write_text(out, html)
