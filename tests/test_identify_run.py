@@ -135,3 +135,20 @@ def test_denovo_proposes_mass_matched_structures_for_the_rest(pesticides_store):
         assert st.formula == formula[r["query_id"]] or mass_ok
     assert {r["note"] for r in denovo if r["rank"] == 0} <= {
         "no valid generated molecule within the precursor tolerance"}
+
+
+def test_one_method_registry_behind_the_schema_and_the_run_kinds():
+    """The method names the config schema accepts, the run kinds' lists
+    (msid.method_kinds) and the registry (msid.methods.register) are one set: a method added
+    in one place and not the others fails here, not in a user's run."""
+    from msid.method_kinds import ALL_METHODS, METHODS_BY_KIND
+    from msid.methods import available
+
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas"
+                             / "config.schema.yaml").read_text())["definitions"]
+    assert set(schema["identify_method"]["enum"]) == set(ALL_METHODS)
+    benchmarkable = set(ALL_METHODS) - {"glmr", "denovo"}  # their own leaderboards
+    assert set(schema["method"]["enum"]) == benchmarkable
+    assert set(ALL_METHODS) <= set(available())  # every listed method can be built
+    assert len(ALL_METHODS) == len(set(ALL_METHODS))  # no method on two kinds
+    assert all(isinstance(ms, tuple) for ms in METHODS_BY_KIND.values())
