@@ -104,6 +104,10 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
     if len(df):
         assert set(psm["opt_global_proforma"]) == set(df["sequence"])
         assert psm["spectra_ref"].str.startswith("ms_run[1]:").all()
+        back = pd.to_numeric(psm["opt_global_isotope_corrected_ppm"], errors="coerce")
+        np.testing.assert_allclose(back.to_numpy(float),
+                                   df["isotope_corrected_ppm"].round(2).to_numpy(float),
+                                   atol=0.006)  # NaN (no mass match) on both sides
     if method == "peptrm":  # one probability per sequence token, in TSV and mzTab alike
         assert len(df)
         for seq, aa in zip(df["sequence"], df["aa_scores"], strict=True):

@@ -177,6 +177,7 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
             "search_engine", "search_engine_score[1]", "modifications", "retention_time",
             "charge", "exp_mass_to_charge", "calc_mass_to_charge", "spectra_ref", "pre",
             "post", "start", "end", "opt_global_proforma", "opt_global_precursor_ppm",
+            "opt_global_isotope_error", "opt_global_isotope_corrected_ppm",
             "opt_ms_run[1]_aa_scores"]
     lines.append("PSH\t" + "\t".join(cols))
     for k, r in enumerate(df.itertuples(), 1):
@@ -187,6 +188,8 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
                 _mztab_mods(tokens), f"{r.rt:.3f}" if r.rt == r.rt else "null",
                 str(int(r.charge)), f"{r.precursor_mz:.6f}", f"{r.calc_mz:.6f}", ref,
                 "null", "null", "null", "null", r.sequence, f"{r.precursor_mz_error_ppm:.2f}",
+                "null" if pd.isna(r.isotope_error) else str(int(r.isotope_error)),
+                "null" if pd.isna(r.isotope_corrected_ppm) else f"{r.isotope_corrected_ppm:.2f}",
                 str(r.aa_scores) if isinstance(r.aa_scores, str) and r.aa_scores else "null"]
         lines.append("PSM\t" + "\t".join(vals))
     write_text(path, "\n".join(lines) + "\n")
