@@ -101,3 +101,29 @@ def test_every_entry_point_defaults_to_one_confidence_rule():
         == CONFIDENT_SCORE
     shipped = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     assert shipped["identify"]["fdr"] == CONFIDENT_FDR
+
+
+def test_best_values_come_from_one_spectrum_the_best_confident_one():
+    """Three spectra of one compound: the top-scoring one is ambiguous (delta below 0.1), the
+    next is not confident (q 0.2), the third is confident. The row is the confident
+    spectrum's own score, q-value, delta score, ids and m/z, never a mix of the three."""
+    from msid.rankings import ALL_COLUMNS, OPTIONAL_COLUMNS
+
+    smi, ik = "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "HEFNNWSXXWATRW-UHFFFAOYSA-N"
+    rows = []
+    for qid, score, q, delta, mz in (("c", 0.99, 0.01, 0.05, 207.1380),
+                                     ("a", 0.95, 0.20, 0.50, 207.1381),
+                                     ("b", 0.80, 0.01, 0.30, 207.1382)):
+        r = {**OPTIONAL_COLUMNS, "query_id": qid, "rank": 1, "score": score,
+             "method": "library", "smiles": smi, "inchikey": ik, "library_id": f"lib-{qid}",
+             "name": "Ibuprofen", "q_value": q, "delta_score": delta, "precursor_mz": mz,
+             "rt": 100.0}
+        rows.append({c: r.get(c) for c in ALL_COLUMNS})
+    table = compound_table(pd.DataFrame(rows), fdr=0.05)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["confident"] and row["spectra"] == 3 and row["confident_spectra"] == 1
+    assert (row["best_query_id"], row["library_id"]) == ("b", "lib-b")
+    assert (row["best_score"], row["best_q_value"], row["best_delta_score"]) == \
+        pytest.approx((0.80, 0.01, 0.30))
+    assert row["precursor_mz"] == pytest.approx(207.1382)

@@ -121,3 +121,32 @@ def test_ei_run_mztab_m_has_no_precursor_and_levels_predicted_matches(tmp_path):
     for lib_id in top["library_id"]:
         assert level[lib_id] == (3 if lib_id in predicted else 2)
     assert set(top["library_id"]) & predicted, "no predicted spectrum among the top hits"
+
+
+def test_ei_mztab_m_never_writes_a_precursor_even_when_records_carry_one(tmp_path):
+    """An EI run whose MSP records state a PRECURSORMZ and PRECURSORTYPE (some exporters
+    write the molecular ion there): written as EI (``ei=True``, as the rule does), no feature
+    or evidence gets an m/z, a charge or an adduct."""
+    from msid.ei.search import identify_ei_run
+    from msid.ei.spectra import merge_ei_files
+
+    runs = __import__("conftest").RESOURCES / "runs"
+    text = (runs / "gcms_ei_demo.msp").read_text()
+    text = text.replace("Num Peaks:", "PRECURSORMZ: 180.07\nPRECURSORTYPE: [M]+\nNum Peaks:")
+    (tmp_path / "run.msp").write_text(text)
+    lib = tmp_path / "lib.h5"
+    merge_ei_files([__import__("conftest").RESOURCES / "massbank_ei" / "massbank_ei.msp.gz"],
+                   lib)
+    ids, spectra = tmp_path / "ei.tsv", tmp_path / "ei.h5"
+    identify_ei_run(tmp_path / "run.msp", lib, spectra, ids, method="ei-weighted-cosine",
+                    top_k=2)
+    with SpectrumStore(spectra) as st:
+        carried = st.metadata["adduct"].astype(str).eq("[M]+").any() or \
+            st.metadata["precursor_mz"].notna().any()
+    tables = read_back(write_mztab_m(ids, spectra, tmp_path / "ei.mztab", sample="gcms",
+                                     top_k=2, ei=True))
+    for name in ("SMF", "SME"):
+        t = tables[name]
+        assert len(t) and t["exp_mass_to_charge"].isna().all()
+        assert t["adduct_ion"].isna().all() or (t["adduct_ion"].astype(str) == "null").all()
+    assert carried, "the test's records lost their precursor before the writer saw them"

@@ -298,3 +298,34 @@ def test_decoders_open_sequences_only_with_n_terminal_tokens():
         lp2[k, i] = -0.5
     lp2[len(lead):, 0] = -0.01
     assert beam(lp2, vocab, peptide_mass(lead)).tokens == lead
+
+
+def test_isotope_corrected_ppm_is_the_error_against_the_matched_peak():
+    """A precursor recorded on the 13C peak of a sequence (plus 3 ppm): the table says
+    isotope 1 and a 3 ppm error against that peak, where the error against the monoisotopic
+    peptide is ~1,000/m ppm; on the monoisotopic peak the two agree; no mass match: none."""
+    import pandas as pd
+
+    from msid.peptides.data import PeptideSpectrum
+    from msid.peptides.decode import Decoded
+    from msid.peptides.denovo import decoded_rows
+
+    tokens = parse_proforma("PEPTIDEK")
+    calc = precursor_mz(tokens, 2)
+    md = pd.DataFrame({"charge_assumed": [False] * 3, "rt": [60.0] * 3,
+                       "native_id": ["a", "b", "c"]})
+    iso_peak = (calc + ISOTOPE / 2) * (1 + 3e-6)
+    spectra = [PeptideSpectrum(k, np.array([100.0]), np.array([1.0]), mz, 2)
+               for k, mz in (("a", iso_peak), ("b", calc * (1 - 2e-6)), ("c", calc + 5.0))]
+    decoded = [Decoded(tokens, 0.9, True), Decoded(tokens, 0.8, True),
+               Decoded(tokens, -0.5, False)]
+    rows = decoded_rows(spectra, md, decoded, "peptrm").set_index("query_id")
+    assert rows.at["a", "isotope_error"] == 1
+    assert rows.at["a", "isotope_corrected_ppm"] == pytest.approx(3.0, abs=0.01)
+    assert rows.at["a", "precursor_mz_error_ppm"] == pytest.approx(
+        ISOTOPE / 2 / calc * 1e6, rel=0.01)  # ~1,000/m ppm
+    assert rows.at["b", "isotope_error"] == 0
+    assert rows.at["b", "isotope_corrected_ppm"] == pytest.approx(
+        rows.at["b", "precursor_mz_error_ppm"]) == pytest.approx(-2.0, abs=0.01)
+    assert pd.isna(rows.at["c", "isotope_error"]) and pd.isna(rows.at["c",
+                                                                   "isotope_corrected_ppm"])

@@ -119,7 +119,8 @@ class EIEmbeddingSearch:
         self.model_hash = str(self.card["weights_sha256"])
         # the index holds the embeddings of the weights and of how spectra become text (a
         # card's text settings, e.g. average_with, can change without the weights)
-        text = json.dumps(self.embedder.config.to_dict(), sort_keys=True)
+        text = json.dumps({k: v for k, v in self.embedder.config.to_dict().items()
+                           if k != "batch_size"}, sort_keys=True)  # batch size: same vectors
         index_key = hashlib.sha256(f"{self.model_hash}:{text}".encode()).hexdigest()
         self.index = cached_library_index(
             library.store_path, index_key, IndexConfig.from_dict(index_options),

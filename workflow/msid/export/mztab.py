@@ -138,7 +138,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         charge = 0 if ei else int(m["charge"]) if m is not None and int(m["charge"]) else (
             -1 if m is not None and m["ion_mode"] == "negative" else 1)
         rt = float(m["rt"]) if m is not None else float(g["rt"].iat[0])
-        adduct = (str(m["adduct"]) if m is not None else "") or NULL
+        adduct = NULL if ei else (str(m["adduct"]) if m is not None else "") or NULL
         spectra_ref = f"ms_run[1]:{m['native_id'] if m is not None and m['native_id'] else qid}"
         observed = neutral_mass(mz, "" if adduct == NULL else adduct,
                                 str(m["ion_mode"]) if m is not None else "", charge)

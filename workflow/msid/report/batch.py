@@ -24,7 +24,14 @@ import yaml
 from msid import __version__
 from msid.atomic import write_text
 from msid.compounds import compound_table
-from msid.rankings import MIN_DELTA_SCORE, confident_top, read_rankings, unanswered_reasons
+from msid.rankings import (
+    CONFIDENT_FDR,
+    CONFIDENT_SCORE,
+    MIN_DELTA_SCORE,
+    confident_top,
+    read_rankings,
+    unanswered_reasons,
+)
 from msid.report.plots import data_uri
 from msid.store import SpectrumStore
 
@@ -99,7 +106,7 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     reasons = unanswered_reasons(ids, md["id"])  # each method's: "library: ...; ranker: ..."
     return {
         **base, "n_answered": len(answered & set(md["id"])),
-        "n_confident": (int(confident_top(top, fdr, 0.0, min_delta_score)[0].sum())
+        "n_confident": (int(confident_top(top, fdr, CONFIDENT_SCORE, min_delta_score)[0].sum())
                         if (q >= 0).any() else None),
         "n_compounds": (int(compound_table(ids, fdr=fdr, min_delta=min_delta_score)
                             ["confident"].sum()) if (q >= 0).any() else None),
@@ -242,7 +249,7 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
     compounds] paths (see :func:`run_summary`)."""
     out = Path(out)
     ident = config.get("identify", {})
-    fdr = float(ident.get("fdr", 0.05))
+    fdr = float(ident.get("fdr", CONFIDENT_FDR))
     min_delta = float(ident.get("min_delta_score", MIN_DELTA_SCORE))
     summaries = []
     for r in runs:
