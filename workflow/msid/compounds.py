@@ -14,6 +14,7 @@ import pandas as pd
 
 from msid.rankings import (
     CONFIDENT_SCORE,
+    FLOAT_FORMAT,
     MIN_DELTA_SCORE,
     confident_top,
     read_rankings,
@@ -78,5 +79,5 @@ def write_compound_table(identifications: str | os.PathLike, out: str | os.PathL
                          fdr: float, min_delta: float = MIN_DELTA_SCORE) -> pd.DataFrame:
     """:func:`compound_table` of an identification TSV, written atomically as TSV."""
     table = compound_table(read_rankings(identifications), fdr=fdr, min_delta=min_delta)
-    write_table(table, out, float_format="%.10g")  # %.6g would cut m/z 1234.5678 to 1234.57
+    write_table(table, out, float_format=FLOAT_FORMAT)
     return table

@@ -138,6 +138,11 @@ def unanswered_reasons(df: pd.DataFrame, query_ids: Iterable[str]) -> pd.Series:
                      dtype=object)
 
 
+#: how msid's result tables write floats: 10 significant digits, so an m/z of 1234.56789 keeps
+#: its 5th decimal (%.6g would cut it to 1234.57, a 4 ppm error against a 10 ppm window)
+FLOAT_FORMAT = "%.10g"
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike, sep: str = "\t", **kwargs) -> Path:
     """Write a table atomically (TSV unless ``sep`` says otherwise)."""
     with atomic_path(path) as tmp:
@@ -150,9 +155,7 @@ def write_rankings(rows: list[dict], path: str | os.PathLike) -> Path:
     for col, default in OPTIONAL_COLUMNS.items():
         df[col] = df[col].fillna(default) if isinstance(default, str) else df[col]
     df["matched_peaks"] = df["matched_peaks"].fillna(-1).astype(int)
-    # 10 significant digits: an m/z of 1234.56789 keeps its 5th decimal (%.6g would cut it to
-    # 1234.57, a 4 ppm error against a 10 ppm window)
-    return write_table(df, path, float_format="%.10g")
+    return write_table(df, path, float_format=FLOAT_FORMAT)
 
 
 def read_rankings(path: str | os.PathLike) -> pd.DataFrame:

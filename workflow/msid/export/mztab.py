@@ -133,8 +133,8 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
     for n, (qid, g) in enumerate(ids.groupby("query_id", sort=False), start=1):
         g = _summary_order(g)
         m = md.loc[qid] if qid in md.index else None
-        mz = float(m["precursor_mz"]) if m is not None else float(g["precursor_mz"].iat[0])
-        mz = math.nan if ei else mz
+        mz = (math.nan if ei else float(m["precursor_mz"]) if m is not None
+              else float(g["precursor_mz"].iat[0]))
         charge = 0 if ei else int(m["charge"]) if m is not None and int(m["charge"]) else (
             -1 if m is not None and m["ion_mode"] == "negative" else 1)
         rt = float(m["rt"]) if m is not None else float(g["rt"].iat[0])

@@ -39,6 +39,7 @@ from msid.peptides.physics import (
     unimod_accession,
     unimod_delta,
 )
+from msid.rankings import FLOAT_FORMAT, write_table
 from msid.store import SpectrumStore
 
 COLUMNS = ["query_id", "rank", "sequence", "score", "precursor_mz_error_ppm", "method",
@@ -137,8 +138,7 @@ def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: st
 
 
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    # %.10g: %.6g would cut m/z 598.801289 to 598.801, a 1 ppm error in a ppm column's inputs
-    write_text(path, df.to_csv(sep="\t", index=False, float_format="%.10g"))
+    write_table(df, path, float_format=FLOAT_FORMAT)
 
 
 def _mztab_mods(tokens: list[str]) -> str:
