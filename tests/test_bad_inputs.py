@@ -37,6 +37,24 @@ def test_every_bad_record_is_quarantined_with_its_reason(data_dir, tmp_path):
     assert reasons["duplicate spectrum id"] in kept
 
 
+def test_a_query_is_never_dropped_for_its_structure_annotation(data_dir, tmp_path):
+    """Queries (``msid identify``, the runs' config) keep an annotation as written: the record
+    whose SMILES RDKit cannot parse is quarantined from a library, never from the queries."""
+    from msid.identify import load_queries
+
+    path = data_dir / "bad" / "mixed_bad_records.mgf"
+    with _run(path, tmp_path / "lib", standardise_structures=True) as lib:
+        lost = set(lib.quarantine["record_id"])
+    with load_queries(path, tmp_path / "q") as q:
+        kept = dict(zip(q.metadata["id"], q.metadata["smiles"], strict=True))
+        q_lost = set(q.quarantine["record_id"])
+        q_reasons = list(q.quarantine["reason"])
+    bad_smiles = {"C1CC(=O"}
+    assert bad_smiles & set(kept.values())  # searched, its label untouched
+    assert q_lost < lost and len(lost - q_lost) == 1  # the structure reason only
+    assert not any("structure" in r for r in q_reasons)
+
+
 def test_truncated_mgf_keeps_complete_records(data_dir, tmp_path):
     with _run(data_dir / "bad" / "truncated.mgf", tmp_path) as st:
         assert len(st) == 3

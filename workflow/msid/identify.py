@@ -64,13 +64,14 @@ def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Pa
 
 def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
                  preprocess: PreprocessConfig | None = None, n_jobs: int = 1) -> SpectrumStore:
-    """Queries as a store: an ``.h5`` store as is, any other file converted + preprocessed."""
+    """Queries as a store: an ``.h5`` store as is, any other file converted + preprocessed
+    (by default a query's structure annotation is kept as written: it never drops a query)."""
     path = Path(path)
     if path.suffix == ".h5":
         return SpectrumStore(path)
     clean = Path(workdir) / "queries.h5"
     convert_file(path, clean, n_jobs=n_jobs, progress=False,
-                 clean=preprocess or PreprocessConfig())
+                 clean=preprocess or PreprocessConfig(standardise_structures=False))
     return SpectrumStore(clean)
 
 

@@ -48,6 +48,10 @@ class PreprocessConfig:
     min_peaks: int = 1
     require_precursor_mz: bool = True
     require_structure: bool = False  # libraries and training data need a parseable structure
+    # libraries and training data: SMILES standardised (a salt becomes its parent) and checked
+    # against the InChIKey, a wrong label quarantined. Queries (False): the annotation is
+    # carried as written; an unknown's label is never a reason to drop its spectrum
+    standardise_structures: bool = True
     assign_folds: bool = False
     folds: FoldSpec = field(default_factory=FoldSpec)
 
@@ -71,17 +75,20 @@ class FilterStep:
     reason: str
 
 
-def structure_step(meta: dict, require: bool) -> str:
+def structure_step(meta: dict, require: bool, standardise: bool = True) -> str:
     """Normalise SMILES/InChIKey/formula in ``meta`` with RDKit; return a reason to reject or ''.
 
     The structure is standardised (a salt becomes its parent, whose InChIKey the record gets).
     A SMILES that RDKit cannot parse, or an InChIKey whose first block contradicts the SMILES
     (as standardised or as given), is a wrong label: the spectrum is quarantined (for training
-    it would teach the wrong answer).
+    it would teach the wrong answer). ``standardise=False`` (queries) leaves the annotation
+    as written and rejects nothing but a missing one that ``require`` asks for.
     """
     smiles = str(meta.get("smiles") or "")
     if not smiles:
         return "no structure annotation (SMILES)" if require else ""
+    if not standardise:
+        return ""
     st = parse_structure(smiles)
     if st is None:
         return f"invalid SMILES (RDKit cannot parse): {smiles[:60]}"
@@ -224,7 +231,7 @@ def finish_record(rec: SpectrumRecord, peaks: tuple[np.ndarray, np.ndarray] | st
     if isinstance(peaks, str):
         return peaks
     meta = dict(rec.meta)
-    reason = structure_step(meta, cfg.require_structure)
+    reason = structure_step(meta, cfg.require_structure, cfg.standardise_structures)
     if reason:
         return f"structure: {reason}"
     if cfg.assign_folds:

@@ -10,6 +10,7 @@ all the same way keeps SMILES spelling from leaking which candidate is the true 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ class Structure:
 _FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _NORMALIZER = rdMolStandardize.Normalizer()
 _UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
+
+
+#: what RDKit writes into a canonical isomeric SMILES only for stereo or isotopes
+_STEREO_OR_ISOTOPE = re.compile(r"[@/\\]|\[\d")
 
 
 def needs_standardising(smiles: str) -> bool:
@@ -111,12 +116,17 @@ def _parse_structure(smiles: str) -> Structure | None:
             mol = standardize_mol(mol)
         if mol.GetNumAtoms() == 0:
             return None
-    flat = Chem.Mol(mol)
-    Chem.RemoveStereochemistry(flat)
+    written = Chem.MolToSmiles(mol)
+    if _STEREO_OR_ISOTOPE.search(written):
+        flat = Chem.Mol(mol)
+        Chem.RemoveStereochemistry(flat)
+        written_flat = Chem.MolToSmiles(flat, isomericSmiles=False)
+    else:  # nothing to remove: the same string (checked on 138k library and pool molecules)
+        written_flat = written
     inchikey = Chem.MolToInchiKey(mol) or ""
     return Structure(
-        smiles=Chem.MolToSmiles(mol),
-        smiles_flat=Chem.MolToSmiles(flat, isomericSmiles=False),
+        smiles=written,
+        smiles_flat=written_flat,
         inchikey=inchikey,
         formula=rdMolDescriptors.CalcMolFormula(mol),
         exact_mass=rdMolDescriptors.CalcExactMolWt(mol),

@@ -37,12 +37,15 @@ from msid.ei.nominal import (
 from msid.preprocess import PreprocessConfig, preprocess_store
 from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
-#: EI query spectra: no precursor, no structure needed; low m/z fragments kept (m/z 15, 28 ...).
+#: EI query spectra: no precursor, no structure needed (an annotation is kept as written);
+#: low m/z fragments kept (m/z 15, 28 ...).
 EI_PREPROCESS = PreprocessConfig(mz_min=1.0, mz_max=2000.0, min_relative_intensity=0.001,
                                  max_peaks=1000, min_peaks=1, require_precursor_mz=False,
-                                 require_structure=False, assign_folds=False)
-#: EI libraries and training data: as above, plus a parseable structure and a fold.
-EI_LIBRARY_PREPROCESS = replace(EI_PREPROCESS, require_structure=True, assign_folds=True)
+                                 require_structure=False, assign_folds=False,
+                                 standardise_structures=False)
+#: EI libraries and training data: as above, plus a parseable, standardised structure and a fold.
+EI_LIBRARY_PREPROCESS = replace(EI_PREPROCESS, require_structure=True, assign_folds=True,
+                                standardise_structures=True)
 
 __all__ = ["EI_LIBRARY_PREPROCESS", "EI_PREPROCESS", "MASS_DEFECT_SCALE", "NominalConfig",
            "dense_nominal", "ei_store", "is_profile_like", "merge_ei_files", "nominal_record",
