@@ -34,6 +34,15 @@ def test_mztab_m_reads_back(data_dir, tmp_path, pesticides_store):
     ppm = (best["exp_mass_to_charge"] - best["theoretical_mass_to_charge"]).abs() / (
         best["theoretical_mass_to_charge"]) * 1e6
     assert (ppm.dropna() < 10).mean() > 0.8
+    # an MGF spectrum is referenced by its 0-based position in the file (mzTab's index=N)
+    import gzip
+
+    from pyteomics import mgf
+
+    with gzip.open(q, "rt") as fh, mgf.read(fh, use_index=False) as reader:
+        position = {str(r["params"]["spectrumid"]).upper(): k for k, r in enumerate(reader)}
+    assert (best["spectra_ref"] == [f"ms_run[1]:index={position[str(i).upper()]}"
+                                     for i in best.index]).all()
 
 
 @pytest.mark.parametrize("fmt", ["mgf", "msp"])

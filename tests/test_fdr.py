@@ -132,6 +132,9 @@ def test_competition_qvalues():
     assert np.allclose(q, [1 / 3, 1 / 3, 0, 0])
     qs = comp.qvalues([0.95, 0.85, 0.5, 0.3, 0.1, 0.0])
     assert np.allclose(qs[:5], [0, 0, 1 / 3, 1 / 3, 1.0]) and np.isnan(qs[5])
+    # nothing competed (no query had a target or decoy): no estimate, nothing confident
+    empty = Competition(target=np.zeros(0), decoy=np.zeros(0)).qvalues([0.5, 0.0])
+    assert empty[0] == 1.0 and np.isnan(empty[1])
 
 
 def test_fdr_curve_leave_one_out(pesticides_store):

@@ -138,6 +138,36 @@ def test_metrics_casanovo_conventions():
     assert 0 <= lo <= hi <= 1 and ci["b"]["delta_peptide_recall"] == (0.0, 0.0)
 
 
+def test_a_true_residue_is_never_matched_twice():
+    """A prediction heavier than the truth (the greedy fallback, the DP off the precursor
+    mass): the C-terminal pass stops where the N-terminal one did, in both peptides, so
+    matched residues never outnumber the true ones (Casanovo's aa_match_prefix_suffix)."""
+    assert aa_match(parse_proforma("AGG"), parse_proforma("AG")) == (2, False)
+    n, ok = aa_match(parse_proforma("PEPTLDEEK"), parse_proforma("PEPTLDEK"))
+    assert not ok and n <= 8
+    rng = np.random.default_rng(0)
+    letters = list("ACDEFGHKLMNPQRSTVWY")
+    for _ in range(300):
+        t = "".join(rng.choice(letters, rng.integers(4, 12)))
+        p = list(t)
+        for _ in range(rng.integers(1, 3)):  # insert or substitute residues
+            k = int(rng.integers(0, len(p)))
+            p.insert(k, str(rng.choice(letters))) if rng.random() < 0.5 else p.__setitem__(
+                k, str(rng.choice(letters)))
+        n, _ = aa_match(parse_proforma("".join(p)), parse_proforma(t))
+        assert n <= len(t), ("".join(p), t)
+
+
+def test_peptide_precision_coverage_ties_never_decided_by_list_order():
+    t = parse_proforma("PEPTLDEK")
+    preds = [t, parse_proforma("GGGGGGGG"), parse_proforma("GGGGGGGG")]
+    aucs = {summary(score_predictions(p, [1.0] * 3, [t] * 3))["pc_auc"]
+            for p in (preds, preds[::-1])}
+    assert len(aucs) == 1 and aucs.pop() == pytest.approx(1 / 3)  # one group: 1/3 precision
+    ordered = summary(score_predictions(preds, [0.9, 0.5, 0.5], [t] * 3))["pc_auc"]
+    assert ordered == pytest.approx(1 / 3 * 1 + 2 / 3 * 1 / 3)  # the right one ranked first
+
+
 def test_amino_acid_precision_coverage_ranks_residues_by_their_own_scores():
     """Casanovo's amino-acid curve: residues sorted by their probability; scores that put the
     wrong residues last give a higher AUC than scores that put them first, and without

@@ -1,14 +1,14 @@
 """Target-decoy false-discovery estimates for spectral library search.
 
-Decoy spectra are made by the *spectrum-based* method of Wang et al. (2018, Anal. Chem. 90:
-5191, "Target-decoy-based false discovery rate estimation for large-scale metabolomics data
-analysis"): a decoy keeps its target's precursor m/z and peak count, and its fragments are drawn
-from library spectra that share a fragment with the decoy being built (fragment co-occurrence),
-so decoys look like real spectra of that mass without being any one of them. Here the first
-co-occurrence step starts from a random fragment of the target; each further step picks a
-fragment already in the decoy, a library spectrum holding it, and up to :data:`PICK` of that
-spectrum's fragments below the precursor (peaks closer than the library's peak separation are
-skipped). At most ceil(:data:`MAX_SHARED` x peaks), and never all, of a decoy's peaks may be
+Decoy spectra are made by the *spectrum-based* method of Scheubert et al. (2017, Nat. Commun.
+8:1494, "Significance estimation for large scale metabolomics annotations by spectral
+matching"): a decoy keeps its target's precursor m/z and peak count, and its fragments are
+drawn from library spectra that share a fragment with the decoy being built (fragment
+co-occurrence), so decoys look like real spectra of that mass without being any one of them.
+Here the first co-occurrence step starts from a random fragment of the target; each further step
+picks a fragment already in the decoy, a library spectrum holding it, and up to :data:`PICK` of
+that spectrum's fragments below the precursor (peaks closer than the library's peak separation
+are skipped). At most ceil(:data:`MAX_SHARED` x peaks), and never all, of a decoy's peaks may be
 fragments of its target (within the fragment tolerance), so a decoy is never a copy of its
 target; with none shared, decoys were too easy to beat (on the MassBank test fold the estimate
 fell to a third of the true FDR). Decoys are made on demand, all at once, for the library
@@ -182,8 +182,8 @@ class Competition:
         differ from the search's in the last bit."""
         th, _, q = self.qvalue_table()
         scores = np.asarray(list(scores), dtype=np.float64)
-        if not len(th):
-            return np.where(scores > 0, 0.0, np.nan)
+        if not len(th):  # nothing competed: no estimate, so no hit is called confident
+            return np.where(scores > 0, 1.0, np.nan)
         idx = np.searchsorted(th, scores + SCORE_EPS, side="right") - 1
         out = np.where(idx >= 0, q[np.clip(idx, 0, None)], 1.0)
         return np.where(scores > 0, out, np.nan)
@@ -288,7 +288,7 @@ def fdr_curve(library_store, fold: str = "test", max_queries: int = 1000, seed: 
                "decoy_winners": int(((d >= t) & (d > 0)).sum()),
                "no_hit": int(((t <= 0) & (d <= 0)).sum()),
                "correct_top1": int((target_win & correct).sum()),
-               "decoy_method": "spectrum-based (Wang et al. 2018)", "seed": seed,
+               "decoy_method": "spectrum-based (Scheubert et al. 2017)", "seed": seed,
                "min_delta_score": min_delta,
                "target_winners_clear": int((target_win & clear).sum())}
     for level in (0.01, 0.05, 0.1):

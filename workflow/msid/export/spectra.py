@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from matchms import Spectrum
@@ -18,7 +19,8 @@ _KEYS = {"id": "spectrum_id", "precursor_mz": "precursor_mz", "charge": "charge"
          "adduct": "adduct", "ion_mode": "ionmode", "rt": "retention_time",
          "instrument_type": "instrument_type", "collision_energy": "collision_energy",
          "name": "compound_name", "smiles": "smiles", "inchikey": "inchikey",
-         "formula": "formula", "ms_level": "ms_level", "native_id": "scans"}
+         "formula": "formula", "ms_level": "ms_level"}
+_SCAN = re.compile(r"(?:^|\bscan=)(\d+)$")  # mzML "... scan=123" or a bare scan number
 
 
 def _spectrum(mz, intensity, meta: dict) -> Spectrum:
@@ -28,6 +30,9 @@ def _spectrum(mz, intensity, meta: dict) -> Spectrum:
         if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
             continue
         md[key] = v
+    scan = _SCAN.search(str(meta.get("native_id") or ""))
+    if scan:  # SCANS is a scan number; an MGF position (index=N) or a title is none
+        md["scans"] = scan.group(1)
     return Spectrum(mz.astype(float), intensity.astype(float), metadata=md,
                     metadata_harmonization=False)
 

@@ -40,6 +40,8 @@ def _record(entry: dict, index: int):
     from msid.io.raw import RawSpectrum
 
     params = {str(k).lower(): v for k, v in entry.get("params", {}).items()}
+    # an MGF record's native identifier is its 0-based position in the file (mzTab's index=N)
+    params.setdefault("native_id", f"index={index}")
     rid = str(params.get("spectrum_id") or params.get("spectrumid") or params.get("title")
               or params.get("identifier") or f"index={index}")
     mz = np.asarray(entry.get("m/z array", []), dtype=np.float64)

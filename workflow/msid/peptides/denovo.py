@@ -183,7 +183,7 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
     lines.append("PSH\t" + "\t".join(cols))
     for k, r in enumerate(df.itertuples(), 1):
         tokens = parse_proforma(r.sequence)
-        ref = f"ms_run[1]:{r.native_id}" if r.native_id else f"ms_run[1]:index={k - 1}"
+        ref = f"ms_run[1]:{r.native_id or r.query_id}"  # a PSM's row number is no spectrum
         vals = [plain(tokens), str(k), "null", "null", "null", "null",
                 f"[MS, MS:1001456, analysis software, msid {method}]", f"{r.score:.6f}",
                 _mztab_mods(tokens), f"{r.rt:.3f}" if r.rt == r.rt else "null",

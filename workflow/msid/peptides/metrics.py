@@ -12,7 +12,9 @@ with the first residue.
 - peptide recall = matched peptides / spectra (full coverage: every spectrum gets a prediction
   or counts as missed), peptide precision = matched peptides / predictions,
 - precision-coverage curve: predictions sorted by confidence, peptide precision of the top k
-  against k / spectra; its area (AUC) summarises a model's confidence.
+  against k / spectra, predictions of equal confidence entering together; its area (AUC, each
+  tie group spanning its coverage step at the precision it ends on, from coverage 0)
+  summarises a model's confidence.
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ def residue_matches(pred: list[str], true: list[str], cum_tol: float = 0.5,
             cp, i = cp + p[i], i + 1
         else:
             ct, j = ct + t[j], j + 1
-    # C-terminal pass over what the N-terminal pass did not match
+    # C-terminal pass over what the N-terminal pass did not match: both peptides stop at the
+    # first unmatched position, so a true residue is never matched twice (Casanovo's rule)
     i_stop = int(np.argmin(match)) if not match.all() else n
     i, j = len(p) - 1, len(t) - 1
     cp = ct = 0.0
-    while i >= i_stop and j >= 0:
+    while i >= i_stop and j >= i_stop:
         if abs((cp + p[i]) - (ct + t[j])) < cum_tol:
             match[i] = match[i] or abs(p[i] - t[j]) < ind_tol
             cp, ct, i, j = cp + p[i], ct + t[j], i - 1, j - 1
@@ -128,12 +131,16 @@ def score_predictions(preds: list[list[str] | None], scores: list[float],
 
 
 def precision_coverage(s: Scored) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage, precision) with predictions sorted by decreasing confidence."""
+    """(coverage, precision) with predictions sorted by decreasing confidence; predictions of
+    equal confidence enter together (one point per distinct score), so list order never
+    decides a tie (the DP's confidences are clipped to 1)."""
     has = np.isfinite(s.score)
-    order = np.argsort(-s.score[has], kind="stable")
+    scores = s.score[has]
+    order = np.argsort(-scores, kind="stable")
     hits = s.pep_match[has][order].astype(float)
     k = np.arange(1, len(hits) + 1)
-    return k / max(len(s), 1), np.cumsum(hits) / k
+    last = np.r_[scores[order][1:] != scores[order][:-1], True] if len(k) else k > 0
+    return (k / max(len(s), 1))[last], (np.cumsum(hits) / k)[last]
 
 
 def aa_precision_coverage(s: Scored) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +169,7 @@ def step_auc(coverage: np.ndarray, precision: np.ndarray) -> float:
 
 
 def summary(s: Scored) -> dict[str, float]:
-    cov, prec = precision_coverage(s)
-    auc = float(np.trapezoid(prec, cov)) if len(cov) > 1 else 0.0
+    auc = step_auc(*precision_coverage(s))
     aa_cov, aa_prec = aa_precision_coverage(s)
     aa_auc = step_auc(aa_cov, aa_prec)
     n_predicted = int(np.isfinite(s.score).sum())
