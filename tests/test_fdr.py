@@ -19,7 +19,7 @@ from msid.fdr import (
     fdr_curve,
     max_shared,
 )
-from msid.search.library import SpectralLibrary, clean_for_entropy
+from msid.search.library import LibrarySearchConfig, SpectralLibrary, clean_for_entropy
 from msid.store import SpectrumStore
 
 
@@ -176,6 +176,13 @@ def test_delta_score_is_the_margin_over_another_structure(massbank_subset):
         assert ranked[0]["delta_score"] == pytest.approx(r["delta_score"])
         assert all(math.isnan(x["delta_score"]) for x in ranked[1:])
     assert n_two > 0
+    # a library searched for one hit a query (msid identify --top-k 1 sets the library's
+    # top_k) still measures the margin over the runner-up structure
+    one = SpectralLibrary(massbank_subset, LibrarySearchConfig(top_k=1))
+    with SpectrumStore(massbank_subset) as st:
+        cut1 = rank_queries(LibrarySearch(one), st, list(range(60)), top_k=1, progress=False)
+    assert [r["delta_score"] for r in cut1] == pytest.approx([r["delta_score"] for r in cut],
+                                                             nan_ok=True)
     a = RankedCandidate("CCO", "LFQSCWFLJHTTHZ-UHFFFAOYSA-N", 0.9)
     b = RankedCandidate("CCO", "LFQSCWFLJHTTHZ-UHFFFAOYSA-O", 0.88)  # same first block
     c = RankedCandidate("COC", "LCGLNKUTAGEVQW-UHFFFAOYSA-N", 0.85)

@@ -219,7 +219,9 @@ class LibrarySearch:
                 c = self._candidate(row, score, matched, query.precursor_mz, note)
                 seen.add(c.inchikey[:14])  # '' (no structure) is never a key above
                 out.append(c)
-                if self.library.cfg.top_k and len(out) >= self.library.cfg.top_k:
+                # a second structure stays in whatever top-k is asked for: the top hit's
+                # delta_score is its margin over it (the caller cuts after measuring it)
+                if self.library.cfg.top_k and len(out) >= max(self.library.cfg.top_k, 2):
                     break
             return out
         if not candidates:
