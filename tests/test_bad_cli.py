@@ -152,3 +152,17 @@ def test_sigterm_removes_temporaries(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_library_without_a_usable_record_says_so(tmp_path, capsys, monkeypatch):
+    """A library whose records all lack a structure: a stated error naming the library and
+    what its records lost, not a traceback from the search."""
+    monkeypatch.setenv("MSID_CACHE", str(tmp_path / "cache"))
+    lib = tmp_path / "no_smiles.mgf"
+    lib.write_text("".join(ln for ln in QUERIES.read_text().splitlines(keepends=True)
+                           if not ln.upper().startswith(("SMILES=", "INCHI"))))
+    rc = main(["identify", str(QUERIES), "--library", str(lib), "--out", str(tmp_path / "o.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "3 of 3 record(s) quarantined" in err and "SMILES" in err
+    assert "has no usable record" in err and not (tmp_path / "o.tsv").exists()

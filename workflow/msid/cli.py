@@ -39,6 +39,27 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
                         "default 0.05)")
 
 
+def _library_usable(store: Path, name: str) -> bool:
+    """Say what a library file lost (quarantined records, by reason) and whether any record
+    is left to search."""
+    from collections import Counter
+
+    from msid.store import SpectrumStore
+
+    with SpectrumStore(store) as st:
+        n, reasons = len(st), Counter(st.quarantine["reason"].astype(str))
+    if reasons:
+        top = "; ".join(f"{c} x {r[:80]}" for r, c in reasons.most_common(3))
+        more = f"; {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+        print(f"msid identify: library {name}: {sum(reasons.values())} of "
+              f"{n + sum(reasons.values())} record(s) quarantined ({top}{more})",
+              file=sys.stderr)
+    if not n:
+        print(f"msid identify: error: library {name} has no usable record (a library record "
+              "needs peaks, a precursor m/z and a parseable SMILES)", file=sys.stderr)
+    return n > 0
+
+
 def cmd_identify(a: argparse.Namespace) -> int:
     from msid.candidate_sets import CandidateFileReport, candidates_for_queries, read_candidate_file
     from msid.cli_checks import check_input, check_output
@@ -77,6 +98,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
         library = None
         if not ei and (a.library or a.method == "library"):
             store = cached_library(a.library)
+            if not _library_usable(store, a.library or "the shipped library"):
+                return 2
             # a store msid cached from a library file gets its search index cached beside it
             # every hit the user asked for (--top-k 0: all), one row per structure
             library = load_library(str(store), config={"top_k": a.top_k},
