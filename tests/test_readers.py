@@ -105,3 +105,27 @@ def test_msp_retention_time_units(tmp_path, line, seconds):
     convert_file(tmp_path / "run.msp", tmp_path / "run.h5", progress=False)
     with SpectrumStore(tmp_path / "run.h5") as st:
         assert st.metadata["rt"].iat[0] == pytest.approx(seconds)
+
+
+def test_mgf_exports_of_feature_finders(tmp_path):
+    """SIRIUS / MZmine / FBMN-style MGF: an MS1 record before each MS2 record under the same
+    title, FEATURE_ID as the only id, retention time in minutes. The MS2 spectrum is the query
+    and keeps the title; the MS1 record is quarantined as such; ids and times come through."""
+    from msid.identify import load_queries
+
+    text = (__import__("conftest").DATA / "bad" / "pesticides_first3.mgf").read_text()
+    first = text[:text.index("END IONS") + len("END IONS")] + "\n"
+    body = "\n".join(ln for ln in first.splitlines()
+                     if not ln.startswith(("SPECTRUMID=", "SCANS=", "MSLEVEL=")))
+    ms1 = body.replace("BEGIN IONS", "BEGIN IONS\nTITLE=feature 7\nMSLEVEL=1", 1)
+    ms2 = body.replace("BEGIN IONS", "BEGIN IONS\nTITLE=feature 7\nMSLEVEL=2", 1)
+    fbmn = body.replace("BEGIN IONS", "BEGIN IONS\nFEATURE_ID=1000\nRTINMINUTES=2.5", 1)
+    again = body.replace("BEGIN IONS", "BEGIN IONS\nFEATURE_ID=1000", 1)
+    (tmp_path / "f.mgf").write_text("\n".join([ms1, ms2, fbmn, again]) + "\n")
+    with load_queries(tmp_path / "f.mgf", tmp_path) as q:
+        md = q.metadata.set_index("id")
+        lost = dict(zip(q.quarantine["record_id"], q.quarantine["reason"], strict=True))
+    assert list(md.index) == ["feature 7", "1000", "1000#2"]  # no spectrum lost to its id
+    assert md.loc["feature 7", "ms_level"] == 2 and "MS1 spectrum" in lost["feature 7"]
+    assert md.loc["1000", "rt"] == 150.0
+    assert md.loc["1000", "native_id"] == "index=2" and md.loc["1000#2", "native_id"] == "index=3"

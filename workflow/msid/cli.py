@@ -142,7 +142,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
     check_output(a.out)
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
-                      "quarantined": dict(stats.quarantined)}))
+                      "quarantined": dict(stats.quarantined), "renamed": stats.renamed}))
     return 0
 
 

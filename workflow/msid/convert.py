@@ -45,6 +45,7 @@ class ConvertStats:
     read: int = 0
     stored: int = 0
     quarantined: Counter = field(default_factory=Counter)
+    renamed: int = 0  # records whose id an earlier record held: stored as "<id>#2", "#3", ...
 
 
 def check_peaks(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
@@ -264,6 +265,14 @@ def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
     return outcome, RecordBatch.of(kept)
 
 
+def unique_id(rid: str, taken: set[str]) -> str:
+    """``rid#2``, ``rid#3``, ...: the first of them no record holds yet."""
+    k = 2
+    while f"{rid}#{k}" in taken:
+        k += 1
+    return f"{rid}#{k}"
+
+
 def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 1,
                  progress: bool = True, clean: PreprocessConfig | None = None) -> ConvertStats:
     """Read ``path`` (mzML/mzXML/MGF/MSP, gz allowed) into a store at ``out`` (atomic write).
@@ -294,14 +303,15 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                     reject(item.record_id, item.reason)
                     continue
                 rid, row = item
-                if rid in seen:
-                    reject(rid, "duplicate spectrum id")
-                    continue
-                seen.add(rid)
-                if isinstance(row, str):
+                if isinstance(row, str):  # a rejected record claims no id
                     reject(rid, row)
-                else:
-                    keep[row] = True
+                    continue
+                if rid in seen:  # MSP names, MGF titles repeat: keep the record, tell them apart
+                    rid = unique_id(rid, seen)
+                    batch.columns["id"][row] = rid
+                    stats.renamed += 1
+                seen.add(rid)
+                keep[row] = True
             writer.add_batch(batch if keep.all() else batch.select(keep))
             stats.stored += int(keep.sum())
             bar.update(len(outcome))

@@ -129,6 +129,15 @@ def build_chain(cfg: PreprocessConfig) -> list[FilterStep]:
     return steps
 
 
+#: why an MS1 record is no query or library spectrum where precursors are required (ESI MS/MS;
+#: EI spectra, which are MS1, go through a configuration that requires no precursor)
+MS1_REASON = "require_ms2: an MS1 spectrum (MS/MS runs and libraries hold MS2 spectra)"
+
+
+def _is_ms1(rec: SpectrumRecord, cfg: PreprocessConfig) -> bool:
+    return cfg.require_precursor_mz and str(rec.meta.get("ms_level", "")) == "1"
+
+
 def apply_chain(chain: list[FilterStep], rec: SpectrumRecord) -> tuple[Spectrum | None, str]:
     """Run the peak filters on one record; (spectrum, '') or (None, reason).
 
@@ -186,7 +195,9 @@ def clean_batch(records: list[SpectrumRecord], cfg: PreprocessConfig
     out: list[tuple[np.ndarray, np.ndarray] | str] = [""] * len(records)
     keep = []
     for k, rec in enumerate(records):
-        if cfg.require_precursor_mz and not _precursor_ok(rec.meta):
+        if _is_ms1(rec, cfg):
+            out[k] = MS1_REASON
+        elif cfg.require_precursor_mz and not _precursor_ok(rec.meta):
             step = names["require_precursor_mz"]
             out[k] = f"{step.name}: {step.reason}"
         else:

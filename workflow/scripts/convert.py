@@ -13,4 +13,5 @@ try:
 except InputFileError as e:  # the whole file is unreadable: fail this job only, say why
     print(f"msid convert: error: {e}")
     sys.exit(1)
-print(f"read {stats.read}, stored {stats.stored}, quarantined {dict(stats.quarantined)}")
+print(f"read {stats.read}, stored {stats.stored}, quarantined {dict(stats.quarantined)}, "
+      f"ids made unique {stats.renamed}")

@@ -13,6 +13,7 @@ import codecs
 import io
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,11 @@ def _record(entry: dict, index: int):
     # an MGF record's native identifier is its 0-based position in the file (mzTab's index=N)
     params.setdefault("native_id", f"index={index}")
     rid = str(params.get("spectrum_id") or params.get("spectrumid") or params.get("title")
-              or params.get("identifier") or f"index={index}")
+              or params.get("identifier") or params.get("feature_id") or params.get("scans")
+              or f"index={index}")  # FEATURE_ID / SCANS: MZmine and GNPS FBMN exports
+    if "rtinminutes" in params and "rtinseconds" not in params:
+        with suppress(TypeError, ValueError):  # a non-standard key some exporters write
+            params["rtinseconds"] = float(params["rtinminutes"]) * 60.0
     mz = np.asarray(entry.get("m/z array", []), dtype=np.float64)
     inten = np.asarray(entry.get("intensity array", []), dtype=np.float32)
     return RawSpectrum(rid, mz, inten, params)
