@@ -58,6 +58,37 @@ def test_export_cleaned_spectra(pesticides_store, tmp_path, fmt):
             assert np.allclose(loaded[k].peaks.intensities / loaded[k].peaks.intensities.max(),
                                inten / inten.max())
             assert abs(loaded[k].get("precursor_mz") - st.metadata["precursor_mz"].iat[k]) < 1e-4
+    # the standard keys other tools read, and msid reads its own export back unchanged
+    text = out.read_text()
+    keys = (("TITLE=", "PEPMASS=") if fmt == "mgf"
+            else ("NAME: ", "PRECURSORMZ: ", "PRECURSORTYPE: "))
+    assert all(text.count(k) == len(loaded) for k in keys)
+    assert main(["convert", str(out), "--out", str(tmp_path / "back.h5")]) == 0
+    same = ["adduct", "ion_mode"] + (["id", "charge"] if fmt == "mgf" else [])  # MSP: no id
+    with SpectrumStore(pesticides_store) as a, SpectrumStore(tmp_path / "back.h5") as b:
+        assert len(b) == len(a) and len(b.quarantine) == 0
+        x, y = a.metadata, b.metadata
+        assert (x[same] == y[same]).all().all()
+        assert np.allclose(x["precursor_mz"], y["precursor_mz"])
+        assert np.allclose(x["rt"], y["rt"], equal_nan=True)
+        for k in range(len(a)):
+            assert np.allclose(a.peaks(k)[0], b.peaks(k)[0])
+
+
+@pytest.mark.parametrize("fmt", ["mgf", "msp"])
+def test_exported_run_keeps_retention_times_and_names_every_record(tmp_path, fmt):
+    """A run's spectra (no compound names, retention times in seconds) exported and read
+    back: every MSP record gets a NAME (its id), RTINSECONDS / RETENTIONTIME (minutes) give
+    the same times."""
+    run = __import__("conftest").RESOURCES / "runs" / "pestmix_dda.mzML.gz"
+    assert main(["convert", str(run), "--out", str(tmp_path / "run.h5")]) == 0
+    out = tmp_path / f"run.{fmt}"
+    assert main(["export", str(tmp_path / "run.h5"), "--out", str(out)]) == 0
+    assert main(["convert", str(out), "--out", str(tmp_path / "back.h5")]) == 0
+    with SpectrumStore(tmp_path / "run.h5") as a, SpectrumStore(tmp_path / "back.h5") as b:
+        assert len(b) == len(a) == 213 and len(b.quarantine) == 0
+        assert np.allclose(a.metadata["rt"], b.metadata["rt"], atol=1e-6)
+        assert (a.metadata["id"] == b.metadata["id"]).all()  # MSP: the id is the NAME
 
 
 def test_mztab_summary_prefers_spectral_matches_and_never_the_random_baseline():

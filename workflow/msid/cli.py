@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", help="preset size (tiny, or the family's larger preset)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
     sub.add_parser("methods", help="list identification methods")
-    p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra, matchms)")
+    p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra)")
     p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
     p.add_argument("--out", required=True, help="output file (.mgf or .msp)")
     p.add_argument("--format", choices=["mgf", "msp"], help="default: from the suffix")

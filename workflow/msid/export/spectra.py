@@ -1,38 +1,66 @@
-"""Cleaned spectra out of an msid store as MGF or MSP, written by matchms' exporters."""
+"""Cleaned spectra out of an msid store as MGF (pyteomics' writer) or MSP (matchms' exporter,
+MS-DIAL's dialect)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 from matchms import Spectrum
-from matchms.exporting import save_as_mgf, save_as_msp
+from matchms.exporting import save_as_msp
+from pyteomics import mgf
 
 from msid.atomic import atomic_path
 from msid.store import SpectrumStore
 
 FORMATS = ("mgf", "msp")
-# store column -> matchms metadata key (matchms' own names, so its exporters write them)
-_KEYS = {"id": "spectrum_id", "precursor_mz": "precursor_mz", "charge": "charge",
-         "adduct": "adduct", "ion_mode": "ionmode", "rt": "retention_time",
-         "instrument_type": "instrument_type", "collision_energy": "collision_energy",
-         "name": "compound_name", "smiles": "smiles", "inchikey": "inchikey",
-         "formula": "formula", "ms_level": "ms_level"}
 _SCAN = re.compile(r"(?:^|\bscan=)(\d+)$")  # mzML "... scan=123" or a bare scan number
+# MSP through matchms' "riken" style, MS-DIAL's dialect (NAME, PRECURSORMZ, PRECURSORTYPE,
+# RETENTIONTIME in minutes, IONMODE, SMILES, INCHIKEY, FORMULA): store column -> matchms key
+_MSP_KEYS = {"name": "compound_name", "precursor_mz": "precursor_mz", "adduct": "adduct",
+             "rt": "retention_time", "ion_mode": "ionmode", "smiles": "smiles",
+             "inchikey": "inchikey", "formula": "formula", "instrument_type": "instrument_type",
+             "collision_energy": "collision_energy"}
+# MGF through pyteomics' writer (which matchms' own MGF export calls): none of matchms' styles
+# writes both PEPMASS (SIRIUS, GNPS and Mascot-style readers need it) and the retention time
+# and adduct, so the keys are the usual MGF ones: store column -> MGF key
+_MGF_KEYS = {"id": "TITLE", "precursor_mz": "PEPMASS", "charge": "CHARGE", "rt": "RTINSECONDS",
+             "adduct": "ADDUCT", "ion_mode": "IONMODE", "ms_level": "MSLEVEL", "name": "NAME",
+             "smiles": "SMILES", "inchikey": "INCHIKEY", "formula": "FORMULA",
+             "instrument_type": "INSTRUMENT_TYPE", "collision_energy": "COLLISION_ENERGY"}
 
 
-def _spectrum(mz, intensity, meta: dict) -> Spectrum:
-    md = {}
-    for col, key in _KEYS.items():
+def _missing(v: object) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
+def _mgf_entry(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> dict:
+    params: dict[str, object] = {}
+    for col, key in _MGF_KEYS.items():
         v = meta.get(col)
-        if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+        if _missing(v) or (col == "charge" and v == 0):  # 0: charge unknown, not neutral
             continue
-        md[key] = v
+        params[key] = f"{abs(int(v))}{'-' if int(v) < 0 else '+'}" if col == "charge" else v
     scan = _SCAN.search(str(meta.get("native_id") or ""))
     if scan:  # SCANS is a scan number; an MGF position (index=N) or a title is none
-        md["scans"] = scan.group(1)
+        params["SCANS"] = scan.group(1)
+    return {"m/z array": mz, "intensity array": intensity, "params": params}
+
+
+def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum:
+    md = {}
+    for col, key in _MSP_KEYS.items():
+        v = meta.get(col)
+        if col == "name" and _missing(v):
+            v = meta.get("id")  # every MSP record opens with a NAME line
+        if col == "rt" and not _missing(v):
+            v = float(v) / 60.0  # minutes, as MS-DIAL writes RETENTIONTIME
+        if not _missing(v):
+            md[key] = v
     return Spectrum(mz.astype(float), intensity.astype(float), metadata=md,
                     metadata_harmonization=False)
 
@@ -45,11 +73,17 @@ def export_spectra(store: str | os.PathLike, out: str | os.PathLike, fmt: str = 
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {FORMATS}, not '{fmt}'")
     with SpectrumStore(store) as st:
-        spectra = [_spectrum(r.mz, r.intensity, r.meta) for r in st.iter_records()]
+        records = [(np.asarray(r.mz, float), np.asarray(r.intensity, float), r.meta)
+                   for r in st.iter_records()]
+    matchms_log = logging.getLogger("matchms")
+    level = matchms_log.level
     with atomic_path(out) as tmp:
-        tmp = Path(tmp)
         if fmt == "mgf":
-            save_as_mgf(spectra, str(tmp))
+            mgf.write((_mgf_entry(*r) for r in records), output=str(tmp), file_mode="w")
         else:
-            save_as_msp(spectra, str(tmp))
-    return len(spectra)
+            matchms_log.setLevel(logging.ERROR)  # not its warning about the temporary's suffix
+            try:
+                save_as_msp([_msp_spectrum(*r) for r in records], str(tmp), style="riken")
+            finally:
+                matchms_log.setLevel(level)
+    return len(records)
