@@ -117,21 +117,25 @@ def test_predict_ei_msp_and_store_skip_bad_lines(small_run, tmp_path) -> None:
     work, _ = small_run
     model = work / "models" / "neims_student.safetensors"
     smi = tmp_path / "in.txt"
-    smi.write_text("CCO ethanol\nC1CC(\nc1ccccc1O\n")
+    smi.write_text("CCO ethanol\nC1CC(\nc1ccccc1O\n[Na+].[O-]C(=O)c1ccccc1 sodium benzoate\n")
     res = predict_file(smi, tmp_path / "lib.msp", model, progress=False)
-    assert res["predicted"] == 2 and [r[0] for r in res["rejected"]] == [2]
+    assert res["predicted"] == 3 and [r[0] for r in res["rejected"]] == [2]
     text = (tmp_path / "lib.msp").read_text()
     for key in ("Name: ethanol", "SMILES: CCO", "InChIKey: LFQSCWFLJHTTHZ-UHFFFAOYSA-N",
                 "Formula: C2H6O", "MW: 46", "Num Peaks:",
-                "DB#: insilico:LFQSCWFLJHTTHZ-UHFFFAOYSA-N"):
+                "DB#: insilico:LFQSCWFLJHTTHZ-UHFFFAOYSA-N",
+                # a salt is predicted as its parent acid, as the training structures were
+                "Name: sodium benzoate", "InChIKey: WPYMKLBDIGXBTP-UHFFFAOYSA-N",
+                "Formula: C7H6O2", "MW: 122"):
         assert key in text
     import matchms.importing
 
     spectra = list(matchms.importing.load_from_msp(str(tmp_path / "lib.msp")))
-    assert len(spectra) == 2 and spectra[0].peaks.mz.max() <= 46
+    assert len(spectra) == 3 and spectra[0].peaks.mz.max() <= 46
+    assert spectra[2].peaks.mz.max() <= 122
     res = predict_file(smi, tmp_path / "lib.h5", model, progress=False)
     with SpectrumStore(tmp_path / "lib.h5") as s:
-        assert len(s) == 2 and len(s.quarantine) == 1
+        assert len(s) == 3 and len(s.quarantine) == 1
         assert s.metadata.inchikey[0] == "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"
 
 

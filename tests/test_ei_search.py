@@ -464,6 +464,12 @@ def test_cli_identify_ei_with_msp_library(lib, lib_path, tmp_path, method):
     recall = float((top.reindex(truth.index) == truth).mean())
     assert recall >= 0.5, recall
     assert (df.groupby("query_id").size() <= 10).all()
+    if method == "ei-weighted-cosine":  # --top-k 0: every library structure, not 50 hits
+        rows = [r for _, r in pairs] + list(range(200, 400))
+        n_structures = lib.metadata.loc[rows, "inchikey"].str[:14].nunique()
+        assert main(["identify", str(queries), "--method", method, "--library", str(library),
+                     "--top-k", "0", "--out", str(out)]) == 0
+        assert (read_rankings(out).groupby("query_id").size() == n_structures).all()
 
 
 DEMO_TRUTH = {  # resources/runs/gcms_ei_demo.msp: MassBank records, annotation removed

@@ -104,7 +104,10 @@ def cmd_identify(a: argparse.Namespace) -> int:
             # every hit the user asked for (--top-k 0: all), one row per structure
             library = load_library(str(store), config={"top_k": a.top_k},
                                    cache=store.parent == cache_dir(), n_jobs=2)
-        options = {"ei_library": a.library, "hits": max(a.top_k, 50)} if ei else {}
+        # EI hits fetched per query: at least 50 (re-ranked to one row per structure); all of
+        # the library for --top-k 0
+        hits = max(a.top_k, 50) if a.top_k > 0 else 2**31 - 1
+        options = {"ei_library": a.library, "hits": hits} if ei else {}
         if a.method == "denovo" and a.top_k > 0:  # de novo generates as many as asked
             options["top_k"] = a.top_k
         method = make_method(a.method, MethodResources(library=library, model_path=a.model,
