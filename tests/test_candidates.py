@@ -2,6 +2,7 @@ import gzip
 import itertools
 
 import numpy as np
+import pytest
 from rdkit import Chem
 from rdkit.Chem import rdMolDescriptors
 
@@ -34,3 +35,20 @@ def test_mass_window_and_formula_lookup(pool_index):
     by_formula = candidate_set(ix, formula="C10H10O3", max_n=256)
     assert by_formula and all(c.formula == "C10H10O3" for c in by_formula)
     assert len(candidate_set(ix, mass=true.exact_mass, max_n=3)) <= 3
+
+
+def test_precursor_without_adduct_takes_its_charge():
+    """A doubly charged precursor without an adduct is [M+2H]2+ (or [M-2H]2-), not [M+H]+:
+    pyteomics' proton mass gives the neutral mass each way."""
+    from pyteomics.mass import nist_mass
+
+    from msid.chem.adducts import neutral_mass
+
+    proton = nist_mass["H+"][0][0]
+    mz = 301.1
+    assert neutral_mass(mz, "", "positive", 2) == pytest.approx(2 * (mz - proton), abs=1e-5)
+    assert neutral_mass(mz, "", "", 2) == pytest.approx(2 * (mz - proton), abs=1e-5)
+    assert neutral_mass(mz, "", "negative", -2) == pytest.approx(2 * (mz + proton), abs=1e-5)
+    assert neutral_mass(mz, "", "positive", 0) == pytest.approx(mz - proton, abs=1e-5)
+    assert neutral_mass(mz, "[M+Na]+", "positive", 1) == pytest.approx(
+        mz - nist_mass["Na"][0][0] + nist_mass["e*"][0][0], abs=1e-4)

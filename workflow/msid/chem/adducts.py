@@ -25,13 +25,26 @@ def _matchms():
     return Spectrum, derive_parent_mass_from_precursor_mz
 
 
+def default_adduct(ion_mode: str = "", charge: int = 0) -> str:
+    """[M+zH]z+ / [M-zH]z- for a charge z (1 when unknown); '' when neither the ion mode nor
+    the charge's sign says the polarity."""
+    mode = ion_mode if ion_mode in DEFAULT_ADDUCT else (
+        "positive" if charge > 0 else "negative" if charge < 0 else "")
+    z = abs(int(charge)) or 1
+    if not mode or z == 1:
+        return DEFAULT_ADDUCT.get(mode, "")
+    return f"[M+{z}H]{z}+" if mode == "positive" else f"[M-{z}H]{z}-"
+
+
 def neutral_mass(precursor_mz: float, adduct: str = "", ion_mode: str = "",
                  charge: int = 0) -> float:
-    """Parent mass for a precursor; ion mode's default adduct when none is given. NaN if unknown."""
+    """Parent mass for a precursor; without an adduct, the protonated or deprotonated ion of
+    the stated charge ([M+H]+, [M+2H]2+, [M-H]-, ...; the ion mode, else the charge's sign,
+    says which). NaN if unknown."""
     Spectrum, derive_parent_mass_from_precursor_mz = _matchms()
     if not precursor_mz or not math.isfinite(precursor_mz):
         return float("nan")
-    adduct = adduct or DEFAULT_ADDUCT.get(ion_mode, "")
+    adduct = adduct or default_adduct(ion_mode, charge)
     meta: dict[str, object] = {"precursor_mz": float(precursor_mz)}
     if adduct:
         meta["adduct"] = adduct
