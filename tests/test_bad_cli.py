@@ -51,6 +51,7 @@ def _error(capsys, *argv: str) -> str:
     (["--max-candidates", "0"], "argument --max-candidates: must be a positive whole number"),
     (["--max-candidates", "-3"], "argument --max-candidates: must be a positive whole number"),
     (["--ppm", "nan"], "argument --ppm: must be a finite positive number"),
+    (["--fdr", "5"], "argument --fdr: must be a fraction in (0, 1], not 5"),
 ])
 def test_identify_mistakes_are_one_line(capsys, tmp_path, args, expected):
     line = _error(capsys, "identify", str(QUERIES), "--method", "random", *args,

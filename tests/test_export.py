@@ -45,6 +45,19 @@ def test_mztab_m_reads_back(data_dir, tmp_path, pesticides_store):
                                      for i in best.index]).all()
 
 
+def test_identify_writes_mztab_m_when_asked(data_dir, tmp_path, pesticides_store):
+    """msid identify --out X.mztab: the same identifications as the TSV, as mzTab-M."""
+    q = data_dir / "gnps_pesticides_matchms_train.mgf.gz"
+    for out in ("ids.tsv", "ids.mztab"):
+        assert main(["identify", str(q), "--library", str(pesticides_store), "--top-k", "3",
+                     "--out", str(tmp_path / out)]) == 0
+    tables = read_back(tmp_path / "ids.mztab")
+    r = read_rankings(tmp_path / "ids.tsv")
+    ranked = r[r["rank"] > 0]
+    assert len(tables["SME"]) == len(ranked)
+    assert sorted(tables["SME"]["smiles"]) == sorted(ranked["smiles"])
+
+
 @pytest.mark.parametrize("fmt", ["mgf", "msp"])
 def test_export_cleaned_spectra(pesticides_store, tmp_path, fmt):
     out = tmp_path / f"clean.{fmt}"

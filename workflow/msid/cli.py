@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from msid import __version__
-from msid.cli_checks import positive_float, positive_int, top_k
+from msid.cli_checks import fraction, positive_float, positive_int, top_k
 
 
 def _add_identify(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +31,11 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-candidates", type=positive_int, default=256)
     p.add_argument("--top-k", type=top_k, default=20, help="ranks kept per query (0: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="Rankings TSV")
+    p.add_argument("--out", required=True, help="Rankings TSV, or mzTab-M 2.0 when it ends "
+                                                "in .mztab")
     p.add_argument("--compounds", help="also write the library hits grouped by structure "
                                        "(one row per compound; method 'library')")
-    p.add_argument("--fdr", type=positive_float, default=0.05,  # msid.rankings.CONFIDENT_FDR
+    p.add_argument("--fdr", type=fraction, default=0.05,  # msid.rankings.CONFIDENT_FDR
                    help="q-value up to which a library hit is confident (--compounds; "
                         "default 0.05)")
 
@@ -119,12 +120,19 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 q, list(range(len(q))), index=index, candidate_file=table,
                 kind=a.candidate_kind, ppm=a.ppm, max_n=a.max_candidates, seed=a.seed,
                 report=report)
-        identify_to_file(method, q, a.out, candidates, top_k=a.top_k,
+        mztab = Path(a.out).suffix.lower() == ".mztab"
+        ranked_path = Path(work) / "identifications.tsv" if mztab else a.out
+        identify_to_file(method, q, ranked_path, candidates, top_k=a.top_k,
                          candidate_source="file" if a.candidates else "pool")
+        if mztab:  # the Rankings table written as mzTab-M, every row of it
+            from msid.export.mztab import write_mztab_m
+
+            write_mztab_m(ranked_path, q.path, a.out, sample=Path(a.queries).name.split(".")[0],
+                          top_k=a.top_k or 1_000_000, ei=ei)
         if a.compounds:
             from msid.compounds import write_compound_table
 
-            found = write_compound_table(a.out, a.compounds, fdr=a.fdr)
+            found = write_compound_table(ranked_path, a.compounds, fdr=a.fdr)
             print(f"msid identify: {len(found)} compounds ({int(found['confident'].sum())} "
                   f"confident at q <= {a.fdr:g}) -> {a.compounds}", file=sys.stderr)
         print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"

@@ -35,6 +35,14 @@ def top_k(text: str) -> int:
     return _whole_number(text, 0, "0 (every rank) or more")
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1] (an FDR, a share)."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], not {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
