@@ -139,6 +139,10 @@ def cmd_identify(a: argparse.Namespace) -> int:
               + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
         for _, r in q.quarantine.iterrows():
             print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
+        if not ei and n_bad and not len(q) and q.quarantine["reason"].astype(str).str.startswith(
+                "require_precursor_mz").all():
+            print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
+                  "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
         for line in report.lines():  # what the candidate file held that no query could use
             print(f"msid identify: warning: {line}", file=sys.stderr)
         q.close()
@@ -306,14 +310,17 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
                        max_spectra=a.max_spectra)
     with temp_workdir() as work:
         q = load_queries(a.queries, work)
-        store_path, n_bad = q.path, len(q.quarantine)
+        store_path, lost = q.path, q.quarantine
         q.close()
         df = denovo_run(store_path, a.model or shipped_model(), cfg,
                         tsv=tsv or Path(work) / "denovo.tsv", mztab=mztab,
                         run_location=a.queries, method=a.method,
                         log=lambda m: print(f"msid denovo-peptides: {m}", file=sys.stderr))
     print(f"msid denovo-peptides: {len(df)} sequences -> {', '.join(map(str, outs))}"
-          + (f"; {n_bad} input record(s) quarantined" if n_bad else ""), file=sys.stderr)
+          + (f"; {len(lost)} input record(s) quarantined:" if len(lost) else ""),
+          file=sys.stderr)
+    for _, r in lost.iterrows():
+        print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
     return 0
 
 

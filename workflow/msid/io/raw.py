@@ -47,9 +47,9 @@ def sniff_format(path: str | os.PathLike) -> str:
     suffix = name.rsplit(".", 1)[-1] if "." in name else ""
     if suffix in FORMATS:
         return suffix
-    raise InputFileError(path, f"unknown spectrum file type '.{suffix}' "
-                               f"(expected one of {', '.join('.' + f for f in FORMATS)}, "
-                               "optionally .gz)")
+    what = f"unknown spectrum file type '.{suffix}'" if suffix else "no file type in the name"
+    raise InputFileError(path, f"{what} (expected one of "
+                               f"{', '.join('.' + f for f in FORMATS)}, optionally .gz)")
 
 
 def read_spectra(path: str | os.PathLike) -> Iterator[RawSpectrum | QuarantineRecord]:
