@@ -56,6 +56,8 @@ def test_identify_writes_mztab_m_when_asked(data_dir, tmp_path, pesticides_store
     ranked = r[r["rank"] > 0]
     assert len(tables["SME"]) == len(ranked)
     assert sorted(tables["SME"]["smiles"]) == sorted(ranked["smiles"])
+    text = (tmp_path / "ids.mztab").read_text()
+    assert f"MTD\tms_run[1]-location\t{q.resolve().as_uri()}\n" in text
 
 
 @pytest.mark.parametrize("fmt", ["mgf", "msp"])

@@ -128,7 +128,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
             from msid.export.mztab import write_mztab_m
 
             write_mztab_m(ranked_path, q.path, a.out, sample=Path(a.queries).name.split(".")[0],
-                          top_k=a.top_k or 1_000_000, ei=ei)
+                          top_k=a.top_k or 1_000_000, ei=ei, location=a.queries)
         if a.compounds:
             from msid.compounds import write_compound_table
 

@@ -82,14 +82,15 @@ def _reliability(row: pd.Series, predicted: Collection[str] = ()) -> int:
 def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike,
                   out: str | os.PathLike, *, sample: str, library_name: str = "library",
                   top_k: int = 5, predicted: Collection[str] = (),
-                  ei: bool | None = None) -> Path:
+                  ei: bool | None = None, location: str | os.PathLike | None = None) -> Path:
     """mzTab-M 2.0 file of a run's identifications (up to ``top_k`` evidence rows a spectrum).
 
     An EI (GC-MS) run (``ei``; None: when no spectrum has a precursor) is written as such: MS
     level 1, no m/z, charge or adduct on its features and evidence (``null``: an EI spectrum
     has no precursor, and msid does not invent one; validators that require the fields will
     flag them). ``predicted``: library ids of
-    predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2."""
+    predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2.
+    ``location``: the run file, written as its file: URI (else the run's file name)."""
     ids = read_rankings(identifications)
     ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k) & (ids["smiles"] != "")]
     with SpectrumStore(spectra) as st:
@@ -108,7 +109,10 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         ("description", f"msid identifications of run {sample}"),
         ("software[1]", f"[MS, MS:1000799, custom unreleased software tool, msid {__version__}]"),
         ("quantification_method", technique),
-        ("ms_run[1]-location", "file://" + (source[0] if source else sample)),
+        # the run file as a file: URI when its path is known, else its name (a relative
+        # reference: "file://NAME" would make the name a host)
+        ("ms_run[1]-location", Path(location).resolve().as_uri() if location
+         else (source[0] if source else sample)),
         ("ms_run[1]-scan_polarity[1]", polarity),
         ("assay[1]", sample), ("assay[1]-ms_run_ref", "ms_run[1]"),
         ("study_variable[1]", sample), ("study_variable[1]-assay_refs", "assay[1]"),
