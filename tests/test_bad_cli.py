@@ -167,3 +167,16 @@ def test_library_without_a_usable_record_says_so(tmp_path, capsys, monkeypatch):
     assert rc == 2 and "Traceback" not in err
     assert "3 of 3 record(s) quarantined" in err and "SMILES" in err
     assert "has no usable record" in err and not (tmp_path / "o.tsv").exists()
+
+
+def test_ei_spectra_searched_with_an_esi_method_get_a_hint(tmp_path, capsys, monkeypatch):
+    """GC-MS spectra (MS1, no precursor) given to the library search: every one is
+    quarantined with its reason, and the message says to use an EI method."""
+    spec = "BEGIN IONS\nTITLE=peak {k}\nMSLEVEL=1\n41.0 100\n43.0 999\n58.0 50\nEND IONS\n"
+    (tmp_path / "ei.mgf").write_text("".join(spec.format(k=k) for k in range(3)))
+    monkeypatch.setenv("MSID_CACHE", str(tmp_path / "cache"))
+    rc = main(["identify", str(tmp_path / "ei.mgf"), "--library", str(QUERIES),
+               "--out", str(tmp_path / "o.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "3 input record(s) quarantined" in err and "MS1 spectrum" in err
+    assert "use an EI method" in err

@@ -205,3 +205,22 @@ def test_ei_mztab_m_never_writes_a_precursor_even_when_records_carry_one(tmp_pat
         assert len(t) and t["exp_mass_to_charge"].isna().all()
         assert t["adduct_ion"].isna().all() or (t["adduct_ion"].astype(str) == "null").all()
     assert carried, "the test's records lost their precursor before the writer saw them"
+
+
+def test_msp_export_keeps_a_multiply_charged_precursor(tmp_path):
+    """The MS-DIAL dialect has no charge field: a 2+ precursor without an adduct is written
+    as [M+2H]2+, so its neutral mass survives the round trip."""
+    from msid.chem.adducts import neutral_mass
+
+    (tmp_path / "z2.mgf").write_text("BEGIN IONS\nTITLE=z2\nPEPMASS=400.2\nCHARGE=2+\n"
+                                     "IONMODE=positive\n100.0 10\n200.0 50\nEND IONS\n")
+    assert main(["convert", str(tmp_path / "z2.mgf"), "--out", str(tmp_path / "a.h5")]) == 0
+    assert main(["export", str(tmp_path / "a.h5"), "--out", str(tmp_path / "z2.msp")]) == 0
+    assert main(["convert", str(tmp_path / "z2.msp"), "--out", str(tmp_path / "b.h5")]) == 0
+    masses = []
+    for store in ("a.h5", "b.h5"):
+        with SpectrumStore(tmp_path / store) as st:
+            m = st.metadata.iloc[0]
+            masses.append(neutral_mass(m["precursor_mz"], m["adduct"], m["ion_mode"],
+                                       int(m["charge"])))
+    assert masses[0] == pytest.approx(masses[1]) and masses[0] > 790

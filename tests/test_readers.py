@@ -129,3 +129,35 @@ def test_mgf_exports_of_feature_finders(tmp_path):
     assert md.loc["feature 7", "ms_level"] == 2 and "MS1 spectrum" in lost["feature 7"]
     assert md.loc["1000", "rt"] == 150.0
     assert md.loc["1000", "native_id"] == "index=2" and md.loc["1000#2", "native_id"] == "index=3"
+    # the DAG's way (convert the run MS2-only, then the runs' filter chain): the same ids
+    import yaml
+
+    from msid.convert import convert_file
+    from msid.preprocess import PreprocessConfig, preprocess_store
+
+    runs = yaml.safe_load((RUNS.parents[1] / "config" / "config.yaml").read_text())
+    convert_file(tmp_path / "f.mgf", tmp_path / "raw.h5", progress=False, ms2_only=True)
+    preprocess_store(tmp_path / "raw.h5", tmp_path / "run.h5",
+                     PreprocessConfig.from_dict(runs["preprocess"]["runs"]), progress=False)
+    with SpectrumStore(tmp_path / "run.h5") as st:
+        assert list(st.metadata["id"]) == ["feature 7", "1000", "1000#2"]
+
+
+def test_repeated_ids_numbered_in_one_pass(tmp_path):
+    """MS-DIAL MSP exports name every unidentified feature 'Unknown': each record is kept,
+    numbered past the ids already taken (a record literally named 'Unknown#2' included), and
+    an MSP record's native id (its name) follows its new id."""
+    from msid.convert import convert_file, unique_id
+
+    rec = "Name: {}\nPrecursorMZ: 300.1\nNum Peaks: 2\n100.0 10\n200.0 50\n\n"
+    (tmp_path / "u.msp").write_text("".join(rec.format(n) for n in
+                                            ["Unknown", "Unknown#2", "Unknown", "Unknown"]))
+    stats = convert_file(tmp_path / "u.msp", tmp_path / "u.h5", progress=False)
+    with SpectrumStore(tmp_path / "u.h5") as st:
+        assert list(st.metadata["id"]) == ["Unknown", "Unknown#2", "Unknown#3", "Unknown#4"]
+        assert list(st.metadata["native_id"]) == list(st.metadata["id"])
+    assert stats.renamed == 2 and stats.stored == 4
+    taken, counts = {"x"}, {}
+    for _ in range(2, 5002):  # linear: the count is remembered, not searched from #2
+        taken.add(unique_id("x", taken, counts))
+    assert counts["x"] == 5002 and "x#5001" in taken

@@ -29,7 +29,8 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ppm", type=positive_float, default=10.0,
                    help="mass window for pool candidates")
     p.add_argument("--max-candidates", type=positive_int, default=256)
-    p.add_argument("--top-k", type=top_k, default=20, help="ranks kept per query (0: all)")
+    p.add_argument("--top-k", type=top_k, default=20,
+                   help="ranks kept per query (0: all; EI methods: up to 10,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="Rankings TSV, or mzTab-M 2.0 when it ends "
                                                 "in .mztab")
@@ -38,6 +39,9 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fdr", type=fraction, default=0.05,  # msid.rankings.CONFIDENT_FDR
                    help="q-value up to which a library hit is confident (--compounds; "
                         "default 0.05)")
+
+
+EI_ALL_HITS = 10_000  # what --top-k 0 ("all") fetches from an EI library per query
 
 
 def _library_usable(store: Path, name: str) -> bool:
@@ -105,9 +109,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
             # every hit the user asked for (--top-k 0: all), one row per structure
             library = load_library(str(store), config={"top_k": a.top_k},
                                    cache=store.parent == cache_dir(), n_jobs=2)
-        # EI hits fetched per query: at least 50 (re-ranked to one row per structure); all of
-        # the library for --top-k 0
-        hits = max(a.top_k, 50) if a.top_k > 0 else 2**31 - 1
+        # EI hits fetched per query: at least 50 (re-ranked to one row per structure); for
+        # --top-k 0 up to 10,000 (an index search returns queries x hits scores at once)
+        hits = max(a.top_k, 50) if a.top_k > 0 else EI_ALL_HITS
         options = {"ei_library": a.library, "hits": hits} if ei else {}
         if a.method == "denovo" and a.top_k > 0:  # de novo generates as many as asked
             options["top_k"] = a.top_k
@@ -140,7 +144,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
         for _, r in q.quarantine.iterrows():
             print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
         if not ei and n_bad and not len(q) and q.quarantine["reason"].astype(str).str.startswith(
-                "require_precursor_mz").all():
+                ("require_precursor_mz", "require_ms2")).all():  # no precursor, or MS1
             print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
                   "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
         for line in report.lines():  # what the candidate file held that no query could use

@@ -265,25 +265,33 @@ def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
     return outcome, RecordBatch.of(kept)
 
 
-def unique_id(rid: str, taken: set[str]) -> str:
-    """``rid#2``, ``rid#3``, ...: the first of them no record holds yet."""
-    k = 2
+def unique_id(rid: str, taken: set[str], next_k: dict[str, int]) -> str:
+    """``rid#2``, ``rid#3``, ...: the first of them no record holds yet (``next_k`` remembers
+    where each id's count stands, so a file of 100k 'Unknown' records stays linear)."""
+    k = next_k.get(rid, 2)
     while f"{rid}#{k}" in taken:
         k += 1
+    next_k[rid] = k + 1
     return f"{rid}#{k}"
 
 
 def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 1,
-                 progress: bool = True, clean: PreprocessConfig | None = None) -> ConvertStats:
+                 progress: bool = True, clean: PreprocessConfig | None = None,
+                 ms2_only: bool = False) -> ConvertStats:
     """Read ``path`` (mzML/mzXML/MGF/MSP, gz allowed) into a store at ``out`` (atomic write).
 
     The file streams through in chunks; MGF chunks are parsed in the worker processes too. With
     ``clean`` the records also go through the preprocessing chain on the way (one pass, one
     store: what :func:`msid.preprocess.preprocess_store` would make of the converted store).
+    ``ms2_only`` (MS/MS runs and libraries): an MS1 record is quarantined here, so it claims no
+    id that an MS2 record of the same title would then lose (SIRIUS/MZmine MGF exports).
     """
+    from msid.preprocess import MS1_REASON
+
     path = Path(path)
     stats = ConvertStats()
     seen: set[str] = set()
+    next_k: dict[str, int] = {}
     bar = tqdm(desc=f"convert {path.name}", unit=" spectra", disable=not progress, mininterval=2)
     prov: dict = {"stage": "convert", "input": str(path)}
     if clean is not None:
@@ -303,12 +311,16 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                     reject(item.record_id, item.reason)
                     continue
                 rid, row = item
+                if not isinstance(row, str) and ms2_only and batch.columns["ms_level"][row] == 1:
+                    row = MS1_REASON
                 if isinstance(row, str):  # a rejected record claims no id
                     reject(rid, row)
                     continue
                 if rid in seen:  # MSP names, MGF titles repeat: keep the record, tell them apart
-                    rid = unique_id(rid, seen)
-                    batch.columns["id"][row] = rid
+                    new = unique_id(rid, seen, next_k)
+                    if batch.columns["native_id"][row] == rid:  # MSP: the name was both
+                        batch.columns["native_id"][row] = new
+                    rid = batch.columns["id"][row] = new
                     stats.renamed += 1
                 seen.add(rid)
                 keep[row] = True

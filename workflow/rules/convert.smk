@@ -14,6 +14,10 @@ rule convert_run:
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(30),
+    params:
+        # small-molecule runs are MS/MS: an MS1 record (SIRIUS/MZmine MGF) is quarantined
+        # before it can take its MS2 partner's title (EI runs are read by their own rule)
+        ms2_only=True,
     script:
         "../scripts/convert.py"
 

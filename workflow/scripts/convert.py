@@ -9,7 +9,8 @@ from msid.convert import convert_file
 from msid.io import InputFileError
 
 try:
-    stats = convert_file(snakemake.input[0], snakemake.output[0], n_jobs=snakemake.threads)
+    stats = convert_file(snakemake.input[0], snakemake.output[0], n_jobs=snakemake.threads,
+                         ms2_only=snakemake.params.get("ms2_only", False))
 except InputFileError as e:  # the whole file is unreadable: fail this job only, say why
     print(f"msid convert: error: {e}")
     sys.exit(1)

@@ -242,7 +242,8 @@ def _chunk_job(args: tuple[str, list[tuple[int, str, str]], str, str]) -> str:
 
 def library_digest(pools: list[str | os.PathLike], model: str | os.PathLike,
                    chunk_size: int) -> str:
-    h = hashlib.sha256(f"msid-insilico-v1:{chunk_size}".encode())
+    # v2: salts and charged forms predicted as their parents
+    h = hashlib.sha256(f"msid-insilico-v2:{chunk_size}".encode())
     for p in [*pools, model]:
         h.update(Path(p).name.encode())
         h.update(str(Path(p).stat().st_size).encode())

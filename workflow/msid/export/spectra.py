@@ -15,6 +15,7 @@ from matchms.exporting import save_as_msp
 from pyteomics import mgf
 
 from msid.atomic import atomic_path
+from msid.chem.adducts import default_adduct
 from msid.store import SpectrumStore
 
 FORMATS = ("mgf", "msp")
@@ -59,6 +60,9 @@ def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum
             v = meta.get("id")  # every MSP record opens with a NAME line
         if col == "rt" and not _missing(v):
             v = float(v) / 60.0  # minutes, as MS-DIAL writes RETENTIONTIME
+        if col == "adduct" and _missing(v) and abs(int(meta.get("charge") or 0)) > 1:
+            v = default_adduct(str(meta.get("ion_mode") or ""), int(meta["charge"]))  # the
+            # dialect has no CHARGE field: a multiply charged ion keeps its charge this way
         if not _missing(v):
             md[key] = v
     return Spectrum(mz.astype(float), intensity.astype(float), metadata=md,

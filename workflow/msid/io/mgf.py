@@ -117,7 +117,8 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 (entry,) = _read(f"BEGIN IONS{block}END IONS\n")
                 out.append(_record(entry, i))
             except Exception as e:
-                title = re.search(r"^(?:SPECTRUM_?ID|TITLE|IDENTIFIER)=(.*)$", block,
+                title = re.search(r"^(?:SPECTRUM_?ID|TITLE|IDENTIFIER|FEATURE_ID|SCANS)=(.*)$",
+                                  block,
                                   re.MULTILINE | re.IGNORECASE)
                 rid = title.group(1).strip() if title else f"index={i}"
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {e}"))
