@@ -176,6 +176,12 @@ def test_ei_run_mztab_m_has_no_precursor_and_levels_predicted_matches(tmp_path):
     for lib_id in top["library_id"]:
         assert level[lib_id] == (3 if lib_id in predicted else 2)
     assert set(top["library_id"]) & predicted, "no predicted spectrum among the top hits"
+    # msid identify --out X.mztab levels them the same way
+    assert main(["identify", str(runs / "gcms_ei_demo.msp"), "--method", "ei-weighted-cosine",
+                 "--library", str(lib), "--top-k", "5", "--out", str(tmp_path / "cli.mztab")]) == 0
+    cli = read_back(tmp_path / "cli.mztab")["SML"].set_index("database_identifier")
+    assert set(cli.index) == set(level.index)
+    assert (cli["reliability"].astype(int) == level.loc[cli.index]).all()
 
 
 def test_ei_mztab_m_never_writes_a_precursor_even_when_records_carry_one(tmp_path):

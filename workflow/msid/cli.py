@@ -131,8 +131,14 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if mztab:  # the Rankings table written as mzTab-M, every row of it
             from msid.export.mztab import write_mztab_m
 
+            predicted: set[str] = set()
+            if ei:  # matches to in-silico spectra are MSI level 3, as in the DAG's export
+                from msid.ei.predicted import predicted_ids
+
+                predicted = predicted_ids(method.library.store_path)
             write_mztab_m(ranked_path, q.path, a.out, sample=Path(a.queries).name.split(".")[0],
-                          top_k=a.top_k or 1_000_000, ei=ei, location=a.queries)
+                          top_k=a.top_k or 1_000_000, ei=ei, location=a.queries,
+                          predicted=predicted)
         if a.compounds:
             from msid.compounds import write_compound_table
 
