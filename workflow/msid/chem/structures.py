@@ -72,6 +72,16 @@ def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
     return mol
 
 
+def parent_mol(mol: Chem.Mol, smiles: str) -> Chem.Mol:
+    """The standardised parent of ``mol`` parsed from ``smiles``: :func:`standardize_mol` when
+    the SMILES has fragments or charges, else ``mol`` itself (as parsed, too, when RDKit
+    raises on an exotic valence state)."""
+    if needs_standardising(smiles):
+        with suppress(Exception):
+            return standardize_mol(mol)
+    return mol
+
+
 @lru_cache(maxsize=200_000)
 def flat_smiles(smiles: str) -> str:
     """Canonical stereo-free SMILES of an already standardised structure ('' if unparseable):
@@ -111,11 +121,9 @@ def _parse_structure(smiles: str) -> Structure | None:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
-    if needs_standardising(smiles):
-        with suppress(Exception):  # RDKit raises on exotic valence states: keep it as parsed
-            mol = standardize_mol(mol)
-        if mol.GetNumAtoms() == 0:
-            return None
+    mol = parent_mol(mol, smiles)
+    if mol.GetNumAtoms() == 0:
+        return None
     written = Chem.MolToSmiles(mol)
     if _STEREO_OR_ISOTOPE.search(written):
         flat = Chem.Mol(mol)

@@ -15,7 +15,6 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from tqdm import tqdm
 
 from msid.atomic import atomic_path
-from msid.chem.structures import needs_standardising, standardize_mol
+from msid.chem.structures import parent_mol
 from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
@@ -95,11 +94,9 @@ def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
         if mol is None:
             bad.append((line, smi, "SMILES does not parse (RDKit)"))
             continue
-        written = smi
-        if needs_standardising(smi):  # a salt or charged form: its parent, as in training
-            with suppress(Exception):  # RDKit raises on exotic valence states: keep it
-                mol = standardize_mol(mol)
-            written = Chem.MolToSmiles(mol)
+        parent = parent_mol(mol, smi)  # a salt or charged form: its parent, as in training
+        written = smi if parent is mol else Chem.MolToSmiles(parent)
+        mol = parent
         formula = CalcMolFormula(mol)
         mass = cached_nominal_mass(formula)
         if mass > max_mz:

@@ -37,15 +37,19 @@ class MgfChunk:
     n_blocks: int
 
 
+#: where an MGF record's id comes from, first found wins (FEATURE_ID / SCANS: MZmine and GNPS
+#: FBMN exports); without any, its position in the file
+ID_KEYS = ("spectrum_id", "spectrumid", "title", "identifier", "feature_id", "scans")
+_ID_LINE = re.compile(rf"^({'|'.join(ID_KEYS)})=(.*)$", re.MULTILINE | re.IGNORECASE)
+
+
 def _record(entry: dict, index: int):
     from msid.io.raw import RawSpectrum
 
     params = {str(k).lower(): v for k, v in entry.get("params", {}).items()}
     # an MGF record's native identifier is its 0-based position in the file (mzTab's index=N)
     params.setdefault("native_id", f"index={index}")
-    rid = str(params.get("spectrum_id") or params.get("spectrumid") or params.get("title")
-              or params.get("identifier") or params.get("feature_id") or params.get("scans")
-              or f"index={index}")  # FEATURE_ID / SCANS: MZmine and GNPS FBMN exports
+    rid = next((str(params[k]) for k in ID_KEYS if params.get(k)), f"index={index}")
     if "rtinminutes" in params and "rtinseconds" not in params:
         with suppress(TypeError, ValueError):  # a non-standard key some exporters write
             params["rtinseconds"] = float(params["rtinminutes"]) * 60.0
@@ -117,10 +121,9 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 (entry,) = _read(f"BEGIN IONS{block}END IONS\n")
                 out.append(_record(entry, i))
             except Exception as e:
-                title = re.search(r"^(?:SPECTRUM_?ID|TITLE|IDENTIFIER|FEATURE_ID|SCANS)=(.*)$",
-                                  block,
-                                  re.MULTILINE | re.IGNORECASE)
-                rid = title.group(1).strip() if title else f"index={i}"
+                found = {m.group(1).lower(): m.group(2).strip()
+                         for m in _ID_LINE.finditer(block)}
+                rid = next((found[k] for k in ID_KEYS if found.get(k)), f"index={i}")
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {e}"))
         return out
 
