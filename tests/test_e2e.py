@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -126,7 +127,9 @@ def test_every_family_runs_in_the_demo(demo):
 
     runs = demo / "results" / "runs"
     # small molecule: mzTab-M beside the table; every spectrum accounted for
-    assert (runs / "pestmix_dda/identifications.mztab").read_text().startswith("MTD")
+    mztab = (runs / "pestmix_dda/identifications.mztab").read_text()
+    assert mztab.startswith("MTD")  # the run file is named by its file: URI
+    assert re.search(r"ms_run\[1\]-location\tfile:///\S+/pestmix_dda\.mzML\.gz\n", mztab)
     ids = read_rankings(runs / "pestmix_dda/identifications.tsv")
     with SpectrumStore(runs / "pestmix_dda/spectra.h5") as s:
         assert set(s.metadata["id"].astype(str)) <= set(ids["query_id"])

@@ -46,6 +46,7 @@ def test_top_hits_match_flash_entropy_search(library, pesticides_store):
             ref = fes.identity_search(p, pk, cfg.precursor_tol_da, cfg.fragment_tol_da)
             assert hits[0].library_index == i  # every spectrum finds itself first
             assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+            assert all(0 < h.score <= 1.0 for h in hits)  # never above 1 by rounding
             best = np.argsort(-ref)[:len(hits)]
             np.testing.assert_allclose([h.score for h in hits], ref[best], atol=2e-4)
             assert rows[best[0]] == i

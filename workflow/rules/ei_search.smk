@@ -120,6 +120,8 @@ rule ei_mztab_run:
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(10),
+    params:
+        location=run_input,
     script:
         "../scripts/ei_mztab_run.py"
 

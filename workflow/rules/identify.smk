@@ -83,6 +83,7 @@ rule mztab_run:
         runtime=scaled(10),
     params:
         library=LIB,
+        location=run_input,
     script:
         "../scripts/mztab_run.py"
 

@@ -213,7 +213,8 @@ class SpectralLibrary:
         lb = self.peak_int[a:b][li]
         contrib = _xlog2x(qa + lb) - _xlog2x(qa) - _xlog2x(lb)
         owner = self.peak_owner[a:b][li] - lo
-        scores = np.bincount(owner, weights=contrib, minlength=hi - lo)
+        # entropy similarity lies in [0, 1]; summing the contributions can overshoot 1 by rounding
+        scores = np.minimum(np.bincount(owner, weights=contrib, minlength=hi - lo), 1.0)
         matched = np.bincount(owner, minlength=hi - lo)
         other = self.opposite(lo, hi, ion_mode)
         if other.any():
