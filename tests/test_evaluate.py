@@ -206,6 +206,36 @@ def test_leaderboard_marks_methods_that_do_not_read_the_spectrum(tmp_path):
     assert (tmp_path / "lb.png").stat().st_size > 1000
 
 
+def test_leaderboard_says_whether_rows_ranked_the_same_inputs(tmp_path, pesticides_store):
+    """Each table names the digest of the queries and candidates its rows were scored on, and
+    warns, naming the method, when one row was scored on other inputs."""
+    from msid.evaluate import inputs_digest
+    from msid.metrics import Metric
+    from msid.report.leaderboard import write_leaderboard
+
+    cands = tmp_path / "cands.tsv"
+    cands.write_text("query_id\tsmiles\nq1\tCCO\nq2\tCCN\n")
+    same = inputs_digest(["q2", "q1"], cands)
+    assert same == inputs_digest(["q1", "q2"], cands)  # order-free
+    other = inputs_digest(["q1", "q3"], cands)
+
+    def rec(method, variant, digest):
+        r = MetricsRecord(task="retrieval", method=method, dataset="d", fold="test",
+                          candidates="mass", n_queries=2, variant=variant,
+                          metrics={"hit@1": Metric(.5, .2, .8)}, extra=digest)
+        return r.write(tmp_path / f"{method}.{variant}.json")
+
+    out = {ext: str(tmp_path / f"lb.{ext}") for ext in ("csv", "md", "tex", "png")}
+    files = [rec("a", "standard", same), rec("a", "spectrum_blind", same),
+             rec("b", "standard", same)]
+    write_leaderboard(files, out)
+    md = (tmp_path / "lb.md").read_text()
+    assert f"same queries and candidate sets (sha256 {same['queries_sha256'][:12]}/" in md
+    write_leaderboard([*files, rec("c", "standard", other)], out)
+    md = (tmp_path / "lb.md").read_text()
+    assert "⚠ Rows were scored on different queries" in md and "differing: c)" in md
+
+
 def test_hard_candidate_setting_keeps_large_mass_sets(pesticides_store, pool_index, tmp_path):
     """mass_hard: the same mass candidates as `mass`, only queries with at least
     hard_min_candidates of them; an unknown setting is a clear error."""

@@ -141,14 +141,35 @@ def test_one_method_registry_behind_the_schema_and_the_run_kinds():
     """The method names the config schema accepts, the run kinds' lists
     (msid.method_kinds) and the registry (msid.methods.register) are one set: a method added
     in one place and not the others fails here, not in a user's run."""
-    from msid.method_kinds import ALL_METHODS, METHODS_BY_KIND
+    from msid.method_kinds import ALL_METHODS, BENCHMARK_METHODS, METHODS, METHODS_BY_KIND
     from msid.methods import available
 
     schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas"
                              / "config.schema.yaml").read_text())["definitions"]
     assert set(schema["identify_method"]["enum"]) == set(ALL_METHODS)
-    benchmarkable = set(ALL_METHODS) - {"glmr", "denovo"}  # their own leaderboards
-    assert set(schema["method"]["enum"]) == benchmarkable
+    assert set(schema["method"]["enum"]) == set(BENCHMARK_METHODS)
+    assert {"glmr", "denovo"}.isdisjoint(BENCHMARK_METHODS)  # their own leaderboards
     assert set(ALL_METHODS) <= set(available())  # every listed method can be built
-    assert len(ALL_METHODS) == len(set(ALL_METHODS))  # no method on two kinds
-    assert all(isinstance(ms, tuple) for ms in METHODS_BY_KIND.values())
+    assert sorted(m for ms in METHODS_BY_KIND.values() for m in ms) == sorted(ALL_METHODS)
+    assert all(s.kind in METHODS_BY_KIND for s in METHODS.values())
+    models = ROOT / "resources" / "models"
+    for name, spec in METHODS.items():  # the table's models ship
+        assert all((models / f"{m}.safetensors").exists() for m in spec.models), name
+
+
+def test_built_methods_say_what_the_method_table_says(pesticides_store):
+    """What the DAG reads from msid.method_kinds.METHODS (without building anything) is what
+    each small-molecule method, built from the shipped models, says of itself."""
+    from msid.method_kinds import METHODS
+    from msid.methods import MethodResources, make_method
+    from msid.search.library import SpectralLibrary
+
+    library = SpectralLibrary(pesticides_store)
+    for name, spec in METHODS.items():
+        if spec.kind != "small_molecule":
+            continue
+        model = (str(ROOT / "resources" / "models" / f"{spec.models[0]}.safetensors")
+                 if spec.models else None)
+        m = make_method(name, MethodResources(library=library, model_path=model))
+        assert (m.needs_candidates, m.needs_library) == (spec.needs_candidates,
+                                                         spec.needs_library), name

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from msid.chem.structures import parse_structure
+from msid.digest import sha256_file
 from msid.metrics import (
     Metric,
     MetricsRecord,
@@ -33,6 +34,14 @@ from msid.metrics import (
 
 HIT_KS = (1, 5, 20)
 MCES_THRESHOLD = 15  # MassSpecGym's cap for MCES distance
+
+
+def inputs_digest(query_ids: Sequence[str], candidates: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of the query ids (sorted) and of the candidate file a ranking was scored on: a
+    leaderboard compares methods only where these agree."""
+    ids = "\n".join(sorted(str(q) for q in query_ids)).encode()
+    return {"queries_sha256": hashlib.sha256(ids).hexdigest(),
+            "candidates_sha256": sha256_file(candidates)}
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,

@@ -10,7 +10,6 @@ does not describe these weights) raises :class:`ModelFileError` naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ import torch
 
 from msid import __version__
 from msid.atomic import atomic_path, write_text
+from msid.digest import sha256_file
 from msid.io.errors import ModelFileError
 
 __all__ = ["ModelFileError", "load_model", "read_card", "save_model"]
@@ -31,14 +31,6 @@ CARD_VERSION = 1
 
 def card_path(weights: str | os.PathLike) -> Path:
     return Path(weights).with_suffix(".json")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def code_version() -> str:

@@ -5,6 +5,12 @@ import sys
 
 import pandas as pd
 
+sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
+# envs/bde.yaml installs this checkout's msid as `-e ${MSID_ROOT}` (pip expands the variable
+# when Snakemake creates the env from its copy of the file under .snakemake/conda)
+os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
+from msid.method_kinds import CANDIDATE_METHODS, METHODS, check_methods
+
 
 def _load_samples():
     frames = []
@@ -46,7 +52,7 @@ BENCH = config["benchmark"]
 
 wildcard_constraints:
     sample="[A-Za-z0-9_.-]+",
-    method="[A-Za-z0-9_]+",
+    method="[A-Za-z0-9_-]+",
     kind="mass_hard|mass|formula",
     variant="standard|spectrum_blind",
     family="ranker|reconstructor|deepsets|fp_ffn",
@@ -72,26 +78,14 @@ def run_input(wildcards):
     return samples.loc[wildcards.sample, "path"]
 
 
-LEARNED = {"ranker", "reconstructor", "deepsets", "fp_ffn"}
-
-
 def model_for_method(wildcards):
-    """Shipped model file of a learned method (plain input, not a rule output)."""
-    if wildcards.method in LEARNED:
-        return f"{config['models']['dir']}/{wildcards.method}.safetensors"
-    return []
-
-
-CANDIDATE_METHODS = {"random", "glmr"} | LEARNED  # methods that rank pool candidates
-#: model files a run method reads beyond its own (de novo re-scores, GLMR re-ranks, the Ranker's)
-RUN_MODEL_FILES = {"denovo": ["denovo", "ranker"], "glmr": ["glmr", "ranker"]}
+    """Shipped model file of a benchmarked method (plain input, not a rule output)."""
+    models = METHODS[wildcards.method].models
+    return f"{config['models']['dir']}/{models[0]}.safetensors" if models else []
 
 
 def _check_identify_methods():
     """identify.methods run on small-molecule runs: fail now, naming a method that cannot."""
-    sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
-    from msid.method_kinds import check_methods
-
     check_methods(config["identify"]["methods"], "small_molecule")
 
 
@@ -102,10 +96,10 @@ def identify_inputs(wildcards):
     """The candidate index and model files the configured identification methods need."""
     methods = config["identify"]["methods"]
     out = {}
-    if CANDIDATE_METHODS & set(methods):
+    if set(CANDIDATE_METHODS) & set(methods):
         out["index"] = "results/candidates/index.npz"
     for m in methods:
-        for f in [m] if m in LEARNED else RUN_MODEL_FILES.get(m, []):
+        for f in METHODS[m].models:
             out[f"model_{f}"] = f"{config['models']['dir']}/{f}.safetensors"
     return out
 
@@ -135,7 +129,7 @@ def benchmark_outputs():
 
 
 def learned_in_benchmark():
-    return [m for m in BENCH["methods"] if m in LEARNED]
+    return [m for m in BENCH["methods"] if METHODS[m].models]
 
 
 def model_histories(wildcards):

@@ -141,6 +141,7 @@ rule evaluate:
         candidates="results/benchmark/candidates.{kind}.tsv",
         splits="results/benchmark/query_splits.tsv",
         mces=mces_for_variant,
+        model=model_for_method,
     output:
         metrics="results/benchmark/metrics/{method}.{kind}.{variant}.json",
         metrics_far="results/benchmark/metrics/far/{method}.{kind}.{variant}.json",

@@ -8,7 +8,8 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 import pandas as pd
 
 from msid.benchmark import split_query_ids, truth_table
-from msid.evaluate import evaluate_rankings, read_mces_table, summarise
+from msid.evaluate import evaluate_rankings, inputs_digest, read_mces_table, summarise
+from msid.digest import sha256_file
 from msid.rankings import read_rankings, write_table
 from msid.store import SpectrumStore
 
@@ -20,6 +21,8 @@ record, per_query = evaluate_rankings(
     candidates=snakemake.wildcards.kind, with_mces=snakemake.params.mces,
     n_boot=snakemake.params.n_boot, seed=snakemake.params.seed, config=snakemake.params.config,
     variant=snakemake.wildcards.variant,
+    model_hash=sha256_file(snakemake.input.model) if snakemake.input.model else "",
+    extra=inputs_digest(truth["query_id"], snakemake.input.candidates),
     mces_lookup=read_mces_table(snakemake.input.mces) if snakemake.input.mces else None)
 record.write(snakemake.output.metrics)
 write_table(per_query, snakemake.output.per_query)

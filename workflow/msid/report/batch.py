@@ -8,7 +8,6 @@ parameters, the library file's digest, the cards of the models used).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -24,6 +23,7 @@ import yaml
 from msid import __version__
 from msid.atomic import write_text
 from msid.compounds import compound_table
+from msid.digest import sha256_file
 from msid.rankings import (
     CONFIDENT_FDR,
     CONFIDENT_SCORE,
@@ -54,14 +54,7 @@ def software_versions() -> list[dict]:
 
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes ('' when missing)."""
-    p = Path(path)
-    if not p.is_file():
-        return ""
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path) if Path(path).is_file() else ""
 
 
 #: the score each run kind's panel of the batch report's score figure shows

@@ -27,6 +27,29 @@ from msid.report.plots import leaderboard_bars
 METRIC_ORDER = ("hit@1", "hit@5", "hit@20", "mces@1")
 
 
+def _inputs(rec: MetricsRecord) -> str:
+    """Short digest of the queries and candidate file a record was scored on ('' if unknown)."""
+    q, c = rec.extra.get("queries_sha256", ""), rec.extra.get("candidates_sha256", "")
+    return f"{q[:12]}/{c[:12]}" if q and c else ""
+
+
+def same_inputs_note(sub: pd.DataFrame) -> str:
+    """One line saying whether every row (and control) of a table ranked the same queries and
+    candidates, by the digests the harness recorded."""
+    cols = [c for c in sub.columns if c == "inputs" or c.startswith("inputs_")]
+    values = [v for c in cols for v in sub[c].tolist() if isinstance(v, str)]
+    known = {v for v in values if v}
+    if not known:
+        return ""
+    if len(known) == 1 and all(values):
+        return (f"Every row and control ranked the same queries and candidate sets "
+                f"(sha256 {next(iter(known))}).")
+    odd = sorted(sub.loc[sub["inputs"] != sub["inputs"].mode().iloc[0], "method"])
+    return ("⚠ Rows were scored on different queries or candidate sets (digests "
+            f"{', '.join(sorted(known))}; differing: {', '.join(odd) or 'a control'}): "
+            "compare them only after rerunning.")
+
+
 def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One row per (split, candidate kind, method); controls (e.g. spectrum-blind) become
     columns."""
@@ -37,7 +60,7 @@ def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame
             if "hit@1" in rec.metrics:
                 m = rec.metrics["hit@1"]
                 controls.append({"split": rec.split, "candidates": rec.candidates,
-                                 "method": rec.method,
+                                 "method": rec.method, f"inputs_{rec.variant}": _inputs(rec),
                                  f"hit@1_{rec.variant}": m.value,
                                  f"hit@1_{rec.variant}_ci_low": m.ci_low,
                                  f"hit@1_{rec.variant}_ci_high": m.ci_high})
@@ -54,6 +77,7 @@ def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame
             row["far_max_tanimoto"] = rec.extra["far_max_tanimoto"]
         row["config_hash"] = rec.config_hash
         row["model_hash"] = rec.model_hash
+        row["inputs"] = _inputs(rec)
         rows.append(row)
     df = pd.DataFrame(rows)
     if controls:
@@ -128,18 +152,19 @@ def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
             lines.append(f"| {name} | {r['n_queries']} | {_fmt(r, 'hit@1', 3)} | "
                          f"{_fmt(r, 'hit@5', 3)} | {_fmt(r, 'hit@20', 3)} | "
                          f"{_fmt(r, 'mces@1', 2)} | {_fmt(r, 'hit@1_spectrum_blind', 3)} |")
-        lines.append("")
-    lines.append("Values: mean over queries [95% bootstrap CI]. Dataset "
-                 f"{df['dataset'].iloc[0]}, fold {df['fold'].iloc[0]}; all methods measured "
-                 "in the same run on the same candidate sets. Spectrum-blind control: the same "
-                 "queries and candidates, each query given the peaks of a query of another "
-                 "structure (precursor kept); a method that identifies from the spectrum drops "
-                 "towards random there. ⚠ marks a method whose Hit@1 CI overlaps its "
-                 f"control's: it {NOT_READING} (as far as this run can tell). Splits: "
-                 "the folds are split by InChIKey first block; the far split keeps the "
-                 "queries whose structure is far from every training structure (nearest "
-                 "train-fold Tanimoto on Morgan radius-2 fingerprints below the threshold "
-                 "named), so close analogues cannot carry it.")
+        note = same_inputs_note(sub)
+        lines += ["", note, ""] if note else [""]
+    lines.append(
+        "Values: mean over queries [95% bootstrap CI]. Dataset "
+        f"{df['dataset'].iloc[0]}, fold {df['fold'].iloc[0]}; each table says whether its "
+        "rows ranked the same queries and candidate sets. Spectrum-blind control: the same "
+        "queries and candidates, each query given the peaks of a query of another structure "
+        "(precursor kept); a method that identifies from the spectrum drops towards random "
+        f"there. ⚠ marks a method whose Hit@1 CI overlaps its control's: it {NOT_READING} "
+        "(as far as this run can tell). Splits: the folds are split by InChIKey first block; "
+        "the far split keeps the queries whose structure is far from every training "
+        "structure (nearest train-fold Tanimoto on Morgan radius-2 fingerprints below the "
+        "threshold named), so close analogues cannot carry it.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,16 @@
+"""SHA-256 of files, the one way msid names a file's content (model weights, libraries,
+benchmark inputs). No heavy imports: the workflow's light rules use it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
