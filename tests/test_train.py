@@ -381,3 +381,20 @@ def test_baseline_reads_the_spectrum(family, massbank_medium, tmp_path):
         blind = (model.encode_spectra(collate_spectra(shuffled)) * true).sum(-1).numpy()
     diff = bootstrap_ci(real - blind, n_boot=1000)
     assert diff.ci_low > 0, (family, real.mean(), blind.mean(), diff)
+
+
+def test_a_gpu_torch_cannot_use_is_said_not_silently_skipped(monkeypatch):
+    """A job given a GPU (CUDA_VISIBLE_DEVICES) by a scheduler, whose torch has no CUDA,
+    trains on the CPU and says why; without a GPU allocation nothing is said."""
+    import warnings
+
+    from msid.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.warns(RuntimeWarning, match="CUDA_VISIBLE_DEVICES"):
+        assert pick_device().type in ("cpu", "mps")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pick_device().type in ("cpu", "mps")

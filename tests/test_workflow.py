@@ -166,6 +166,22 @@ def test_insilico_library_is_built_before_the_ei_library_that_names_it(tmp_path)
     assert res.returncode != 0 and "missing.msp" in res.stdout + res.stderr
 
 
+def test_commercial_only_trains_every_ei_model_without_the_noncommercial_spectra(tmp_path):
+    """One switch (ei_prediction.commercial_only) keeps the CC BY-NC-SA spectra out of every
+    EI model the `models` target trains, the NEIMS models and the LLM4MS embedder alike, and
+    their file names lose the licence suffix; without it the embedder reads them."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ei_prediction: {commercial_only: true}\n")
+    res = _sm("models", "-n", "-F", "--cores", "1", "--configfile", str(cfg), timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-2000:]
+    assert "results/models/llm4ms.safetensors" in out and "noncommercial" not in out
+    res = _sm("results/models/llm4ms_cc-by-nc-sa.safetensors", "-n", "-F", "--cores", "1",
+              timeout=600)
+    out = res.stdout + res.stderr
+    assert "massbank_ei_noncommercial_train.msp.gz" in out
+
+
 @pytest.mark.parametrize("fmt", ["snakefmt"])
 def test_snakefmt_clean(fmt):
     exe = Path(sys.executable).parent / fmt

@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -48,6 +49,11 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if visible and visible != "-1":  # a scheduler gave this job a GPU that torch cannot use
+        warnings.warn(f"this job was given GPU(s) {visible} (CUDA_VISIBLE_DEVICES) but torch "
+                      f"{torch.__version__} has no CUDA (a CPU build of pytorch?): training "
+                      "on the CPU", RuntimeWarning, stacklevel=2)
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

@@ -6,6 +6,8 @@ rule convert_run:
         temp("results/runs/{sample}/converted.h5"),
     log:
         "logs/convert_run/{sample}.log",
+    benchmark:
+        "benchmarks/convert_run/{sample}.tsv"
     conda:
         env("openms")
     container:

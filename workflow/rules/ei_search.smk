@@ -85,6 +85,8 @@ rule ei_identify_run:
         matches="results/runs/{sample}/ei_matches.h5",
     log:
         "logs/ei_search/identify/{sample}.log",
+    benchmark:
+        "benchmarks/ei_search/identify/{sample}.tsv"
     conda:
         env("llm")
     container:
@@ -129,10 +131,23 @@ rule ei_mztab_run:
 RUN_OUTPUTS["ei"]["mztab"] = "ei_identifications.mztab"
 
 
+# training files of the embedder: the open ones, plus the non-commercial ones unless
+# ei_prediction.commercial_only (one switch for every EI model); a model trained on them
+# carries the licence in its name, as the NEIMS models do
+EI_TRAIN_DATA = list(EI["train"]["data"]) + (
+    []
+    if config["ei_prediction"]["commercial_only"]
+    else list(EI["train"].get("noncommercial_data", []))
+)
+EI_TRAINED_MODEL = os.path.basename(EI["model"])
+if config["ei_prediction"]["commercial_only"]:
+    EI_TRAINED_MODEL = EI_TRAINED_MODEL.replace("_cc-by-nc-sa", "")
+
+
 rule ei_train_embedding:
     """Fine-tune the spectrum-text language model (LLM2Vec stages) on the EI train fold."""
     input:
-        EI["train"]["data"],
+        EI_TRAIN_DATA,
     output:
         model="results/models/{ei_model}.safetensors",
         card="results/models/{ei_model}.json",

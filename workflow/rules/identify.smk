@@ -9,6 +9,8 @@ rule identify_run:
         "results/runs/{sample}/identifications.tsv",
     log:
         "logs/identify_run/{sample}.log",
+    benchmark:
+        "benchmarks/identify_run/{sample}.tsv"
     conda:
         env("torch")
     container:

@@ -6,6 +6,8 @@ rule preprocess_run:
         "results/runs/{sample}/spectra.h5",
     log:
         "logs/preprocess_run/{sample}.log",
+    benchmark:
+        "benchmarks/preprocess_run/{sample}.tsv"
     conda:
         env("chem")
     container:
