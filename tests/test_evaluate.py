@@ -233,7 +233,12 @@ def test_leaderboard_says_whether_rows_ranked_the_same_inputs(tmp_path, pesticid
     assert f"same queries and candidate sets (sha256 {same['queries_sha256'][:12]}/" in md
     write_leaderboard([*files, rec("c", "standard", other)], out)
     md = (tmp_path / "lb.md").read_text()
-    assert "⚠ Rows were scored on different queries" in md and "differing: c)" in md
+    assert "⚠ Rows were scored on different queries" in md
+    assert "differing from the most common: c)" in md
+    # a record written before digests were (no digest) is unknown, not different
+    write_leaderboard([*files, rec("d", "standard", {})], out)
+    md = (tmp_path / "lb.md").read_text()
+    assert "⚠ Rows were" not in md and "1 carry none (not checked)" in md
 
 
 def test_hard_candidate_setting_keeps_large_mass_sets(pesticides_store, pool_index, tmp_path):

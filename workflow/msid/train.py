@@ -27,6 +27,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -43,6 +44,9 @@ from msid.atomic import write_text
 from msid.modelfile import load_tensors, save_tensors
 from msid.models.config import TrainConfig
 
+#: CUDA_VISIBLE_DEVICES naming devices (indices or GPU/MIG UUIDs), not "", "-1" or "NoDevFiles"
+_GPU_IDS = re.compile(r"(?:\d+|GPU-[\w-]+|MIG-[\w/-]+)(?:,(?:\d+|GPU-[\w-]+|MIG-[\w/-]+))*")
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
@@ -50,10 +54,12 @@ def pick_device(name: str = "auto") -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    if visible and visible != "-1":  # a scheduler gave this job a GPU that torch cannot use
+    if _GPU_IDS.fullmatch(visible):  # a scheduler gave this job a GPU that torch cannot use
+        why = ("a CPU build of pytorch" if torch.version.cuda is None else
+               f"a CUDA {torch.version.cuda} build that finds no usable device (driver?)")
         warnings.warn(f"this job was given GPU(s) {visible} (CUDA_VISIBLE_DEVICES) but torch "
-                      f"{torch.__version__} has no CUDA (a CPU build of pytorch?): training "
-                      "on the CPU", RuntimeWarning, stacklevel=2)
+                      f"{torch.__version__} is {why}: training on the CPU", RuntimeWarning,
+                      stacklevel=2)
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

@@ -35,19 +35,29 @@ def _inputs(rec: MetricsRecord) -> str:
 
 def same_inputs_note(sub: pd.DataFrame) -> str:
     """One line saying whether every row (and control) of a table ranked the same queries and
-    candidates, by the digests the harness recorded."""
+    candidates, by the digests the harness recorded; a record without one (written before
+    digests were) is unknown, never counted as different."""
     cols = [c for c in sub.columns if c == "inputs" or c.startswith("inputs_")]
+    # a string per record: its digest, or "" when it has none; NaN: no such record (a row
+    # without a control)
     values = [v for c in cols for v in sub[c].tolist() if isinstance(v, str)]
-    known = {v for v in values if v}
-    if not known:
+    known = pd.Series([v for v in values if v], dtype=object)
+    if known.empty:
         return ""
-    if len(known) == 1 and all(values):
-        return (f"Every row and control ranked the same queries and candidate sets "
-                f"(sha256 {next(iter(known))}).")
-    odd = sorted(sub.loc[sub["inputs"] != sub["inputs"].mode().iloc[0], "method"])
+    unknown = sum(1 for v in values if not v)
+    if known.nunique() == 1:
+        digest = known.iloc[0]
+        if not unknown:
+            return (f"Every row and control ranked the same queries and candidate sets "
+                    f"(sha256 {digest}).")
+        return (f"The rows and controls with a recorded digest ranked the same queries and "
+                f"candidate sets (sha256 {digest}); {unknown} carry none (not checked).")
+    common = known.value_counts().index[0]
+    rows = sub["inputs"].where(sub["inputs"].map(lambda v: isinstance(v, str)), "")
+    odd = sorted(sub.loc[(rows != "") & (rows != common), "method"])
     return ("⚠ Rows were scored on different queries or candidate sets (digests "
-            f"{', '.join(sorted(known))}; differing: {', '.join(odd) or 'a control'}): "
-            "compare them only after rerunning.")
+            f"{', '.join(sorted(set(known)))}; differing from the most common: "
+            f"{', '.join(odd) or 'a control'}): compare them only after rerunning.")
 
 
 def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame:
