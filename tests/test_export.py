@@ -230,3 +230,48 @@ def test_msp_export_keeps_a_multiply_charged_precursor(tmp_path):
             masses.append(neutral_mass(m["precursor_mz"], m["adduct"], m["ion_mode"],
                                        int(m["charge"])))
     assert masses[0] == pytest.approx(masses[1]) and masses[0] > 790
+
+
+def test_scan_numbers_survive_conversion_and_mgf_export(tmp_path):
+    """The scan number links a spectrum to its feature (GNPS FBMN, MZmine quant tables): an
+    MZmine-style MGF's SCANS and an mzML's scan=N are kept in the store and written back as
+    SCANS; an MGF without one gets none (its position is no scan)."""
+    (tmp_path / "fbmn.mgf").write_text(
+        "BEGIN IONS\nFEATURE_ID=12\nPEPMASS=301.1\nSCANS=12\nRTINSECONDS=61.2\nCHARGE=1+\n"
+        "MSLEVEL=2\n100.0 10\n200.0 50\nEND IONS\n"
+        "BEGIN IONS\nFEATURE_ID=40\nPEPMASS=401.2\nSCANS=40\nCHARGE=1+\nMSLEVEL=2\n"
+        "120.0 5\n220.0 30\nEND IONS\n"
+        "BEGIN IONS\nTITLE=no scan\nPEPMASS=250.0\n90.0 3\n110.0 9\nEND IONS\n")
+    assert main(["convert", str(tmp_path / "fbmn.mgf"), "--out", str(tmp_path / "a.h5")]) == 0
+    with SpectrumStore(tmp_path / "a.h5") as st:
+        assert list(st.metadata["scan"]) == ["12", "40", ""]
+        assert list(st.metadata["native_id"]) == ["index=0", "index=1", "index=2"]
+    assert main(["export", str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.mgf")]) == 0
+    back = list(load_from_mgf(str(tmp_path / "b.mgf")))
+    assert [s.get("scans") for s in back] == ["12", "40", None]
+    # mzML native ids: Thermo's carry the scan number; SCIEX's (the pesticide run) and
+    # "spectrum=N" ids (the peptide run) carry none, and no number is made up for them
+    from msid.convert import scan_number
+
+    assert scan_number({"native_id": "controllerType=0 controllerNumber=1 scan=7731"}) == "7731"
+    assert scan_number({"native_id": "index=3"}) == ""
+    run = __import__("conftest").RESOURCES / "runs" / "pestmix_dda.mzML.gz"
+    assert main(["convert", str(run), "--out", str(tmp_path / "run.h5")]) == 0
+    with SpectrumStore(tmp_path / "run.h5") as st:
+        assert st.metadata["native_id"].iat[0].startswith("sample=1 period=1 cycle=")
+        assert (st.metadata["scan"] == "").all()
+
+
+def test_a_store_without_the_scan_column_still_reads(tmp_path, pesticides_store):
+    """Stores written before the scan column existed read as having no scan numbers."""
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "old.h5"
+    shutil.copy(pesticides_store, old)
+    with h5py.File(old, "a") as h5:
+        del h5["metadata/scan"]
+    with SpectrumStore(old) as st:
+        assert len(st) and (st.metadata["scan"] == "").all()
+    assert main(["export", str(old), "--out", str(tmp_path / "old.mgf")]) == 0

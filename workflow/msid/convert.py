@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -203,10 +204,26 @@ def check_record(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
     return (None, reason) if reason else (checked, "")
 
 
+_NATIVE_SCAN = re.compile(r"(?:^|\s)scan=(\d+)(?:\s|$)")
+
+
+def scan_number(params: dict) -> str:
+    """The record's scan number: MGF ``SCANS`` (MZmine, GNPS), else ``scan=N`` in an mzML /
+    mzXML native id; '' when there is none (an MGF position ``index=N`` is not a scan)."""
+    value = params.get("scans")
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    if value is not None and str(value).strip():
+        return str(value).strip()
+    m = _NATIVE_SCAN.search(str(params.get("native_id", "")))
+    return m.group(1) if m else ""
+
+
 def store_fields(checked: RawSpectrum, source_file: str) -> dict[str, object]:
     """The store columns a record gets from where it was read, not from its metadata."""
     return {"id": checked.record_id, "source_file": source_file,
             "native_id": str(checked.params.get("native_id", checked.record_id)),
+            "scan": scan_number(checked.params),
             "ms_level": int(float(checked.params.get("ms_level",
                                                      checked.params.get("mslevel", 2))))}
 

@@ -5,7 +5,8 @@ Layout (format version 1)::
     /peaks/mz          float64 (total_peaks,)   all peaks of all spectra, concatenated
     /peaks/intensity   float32 (total_peaks,)
     /peaks/offsets     int64   (n + 1,)         spectrum i = [offsets[i], offsets[i+1])
-    /metadata/<col>    one 1-D dataset per column of METADATA_COLUMNS (n,)
+    /metadata/<col>    one 1-D dataset per column of METADATA_COLUMNS (n,); a column added
+                       later (``scan``) reads as empty from a store written before it
     /quarantine/<col>  source_file, record_id, reason (one row per rejected record)
     attrs: format, format_version, msid_version, created, n_spectra, n_quarantined, provenance
 
@@ -39,6 +40,8 @@ METADATA_COLUMNS: dict[str, str] = {
     "id": "str",
     "source_file": "str",
     "native_id": "str",
+    "scan": "str",  # the instrument's scan number (mzML scan=N, MGF SCANS): what GNPS FBMN
+    #                 and quantification tables link by ('' when the input has none)
     "ms_level": "int",
     "precursor_mz": "float",
     "charge": "int",
@@ -278,8 +281,13 @@ class SpectrumStore:
     def metadata(self) -> pd.DataFrame:
         if self._metadata is None:
             cols = {}
+            group = self._h5["metadata"]
             for col, kind in METADATA_COLUMNS.items():
-                data = self._h5["metadata"][col]
+                if col not in group:  # a store written before the column existed
+                    cols[col] = np.full(len(self), _MISSING[kind],
+                                        dtype=object if kind == "str" else None)
+                    continue
+                data = group[col]
                 cols[col] = data.asstr()[:] if kind == "str" else data[:]
             self._metadata = pd.DataFrame(cols)
         return self._metadata

@@ -46,9 +46,12 @@ def _mgf_entry(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> dict:
         if _missing(v) or (col == "charge" and v == 0):  # 0: charge unknown, not neutral
             continue
         params[key] = f"{abs(int(v))}{'-' if int(v) < 0 else '+'}" if col == "charge" else v
-    scan = _SCAN.search(str(meta.get("native_id") or ""))
+    scan = str(meta.get("scan") or "")  # the input's scan number, kept by the store
+    if not scan:  # a store written before it kept one: mzML "scan=N" in the native id
+        found = _SCAN.search(str(meta.get("native_id") or ""))
+        scan = found.group(1) if found else ""
     if scan:  # SCANS is a scan number; an MGF position (index=N) or a title is none
-        params["SCANS"] = scan.group(1)
+        params["SCANS"] = scan
     return {"m/z array": mz, "intensity array": intensity, "params": params}
 
 
