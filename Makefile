@@ -60,7 +60,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/msid bench --jobs $(CORES) --out results/bench.json
 
-## models: train every retrieval model family on the MassBank train fold, then ship them
+## models: train every model family (retrieval, de novo + GLMR, NEIMS, LLM4MS, PepTRM), then ship them
 models: setup
 	$(BIN)/snakemake models --profile profiles/local --cores $(CORES)
 	mkdir -p resources/models

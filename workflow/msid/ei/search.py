@@ -141,7 +141,8 @@ class EILibrary:
         hit = a > 0
         a, b = a[hit], lib_int[hit]
         contrib = _xlog2x(a + b) - _xlog2x(a) - _xlog2x(b)
-        return np.bincount(owner[hit], weights=contrib, minlength=len(self))
+        # entropy similarity lies in [0, 1]; the sum can overshoot 1 by rounding
+        return np.minimum(np.bincount(owner[hit], weights=contrib, minlength=len(self)), 1.0)
 
     def weighted_cosine_at(self, queries: list[tuple[np.ndarray, np.ndarray]],
                            rows: np.ndarray) -> np.ndarray:

@@ -199,6 +199,7 @@ def best_in_windows(lo, hi, skip, q_off, q_mz, q_int, offsets, count, s_mz, s_in
                         y = s_int[j]
                         s += (x + y) * math.log2(x + y) - x * math.log2(x) - y * math.log2(y)
                     j += 1
+            s = min(s, 1.0)  # entropy similarity; the sum can overshoot 1 by rounding
             if s > best[i]:
                 best[i] = s
                 arg[i] = p
