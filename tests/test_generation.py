@@ -180,4 +180,4 @@ def test_glmr_fusion_reads_candidates(fusion):
     model.freeze_encoder()
     assert not any(p.requires_grad for p in model.encoder.parameters())
     assert np.isfinite(float(model.loss({**batch, "tokens": torch.tensor(
-        [tok.encode(MOLS[0]), tok.encode(MOLS[0])])})[0]))
+        [tok.encode(MOLS[0]), tok.encode(MOLS[0])])})[0].detach()))
