@@ -91,3 +91,30 @@ def test_bad_method_and_model_give_clean_errors(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "broken.safetensors" in err and "Traceback" not in err
     assert not (tmp_path / "o.tsv").exists()
+
+
+def test_an_installed_package_adds_a_method_through_the_entry_point_group(
+        data_dir, tmp_path, monkeypatch, capsys):
+    """A package declaring an `msid.methods` entry point gets its method into `msid methods`
+    and `msid identify`; a plugin that fails to import is named, and msid's own methods stay."""
+    from importlib.metadata import EntryPoint
+
+    import msid.methods as methods
+
+    eps = [EntryPoint("mass_error", "plugin_mass_error", methods.ENTRY_POINT_GROUP),
+           EntryPoint("broken", "no_such_plugin_module", methods.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(methods, "entry_points",
+                        lambda group=None: [e for e in eps if e.group == group])
+    monkeypatch.setattr(methods, "_plugins_loaded", False)
+    monkeypatch.setattr(methods, "_PLUGIN_ERRORS", {})
+    assert main(["methods"]) == 0
+    out = capsys.readouterr()
+    assert {"mass-error", "library", "ranker"} <= set(out.out.split())
+    assert "no_such_plugin_module" in out.err
+    res = tmp_path / "r.tsv"
+    assert main(["identify", str(data_dir / "massspecgym_debug_5_train.mgf.gz"),
+                 "--candidates", str(data_dir / "massspecgym_debug_5_candidates_train.json.gz"),
+                 "--method", "mass-error", "--top-k", "3", "--out", str(res)]) == 0
+    r = read_rankings(res)
+    assert r["query_id"].nunique() == 4 and (r["method"] == "mass-error").all()
+    assert (r.groupby("query_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()

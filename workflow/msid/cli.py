@@ -277,9 +277,11 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_methods(a: argparse.Namespace) -> int:
-    from msid.methods import available
+    from msid.methods import available, plugin_errors
 
     print("\n".join(available()))
+    for plugin, why in plugin_errors().items():
+        print(f"msid methods: plugin {plugin} not loaded: {why}", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,7 @@ import importlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from importlib.metadata import entry_points
 from itertools import islice
 from typing import Protocol
 
@@ -75,6 +76,10 @@ _REGISTRY: dict[str, Callable[[MethodResources], Method]] = {}
 # modules that register further methods; imported on first use so that a missing optional
 # dependency (torch for the learned methods) only removes those methods
 _PLUGINS = ("msid.models.methods", "msid.generation.methods", "msid.ei.methods")
+#: entry-point group through which another installed package adds methods: in its
+#: pyproject.toml, [project.entry-points."msid.methods"] my_methods = "my_pkg.methods" (a
+#: module that calls :func:`register`); msid imports it with its own plugins
+ENTRY_POINT_GROUP = "msid.methods"
 _PLUGIN_ERRORS: dict[str, str] = {}
 _plugins_loaded = False
 
@@ -89,6 +94,17 @@ def _load_plugins() -> None:
             importlib.import_module(module)
         except ImportError as e:
             _PLUGIN_ERRORS[module] = str(e)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # a broken plugin removes its methods, never msid's
+            _PLUGIN_ERRORS[f"{ep.name} ({ep.value})"] = f"{type(e).__name__}: {e}"
+
+
+def plugin_errors() -> dict[str, str]:
+    """Plugin modules (msid's own and installed entry points) that failed to load, and why."""
+    _load_plugins()
+    return dict(_PLUGIN_ERRORS)
 
 
 def register(name: str) -> Callable:
