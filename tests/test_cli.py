@@ -102,7 +102,8 @@ def test_an_installed_package_adds_a_method_through_the_entry_point_group(
     import msid.methods as methods
 
     eps = [EntryPoint("mass_error", "plugin_mass_error", methods.ENTRY_POINT_GROUP),
-           EntryPoint("broken", "no_such_plugin_module", methods.ENTRY_POINT_GROUP)]
+           EntryPoint("broken", "no_such_plugin_module", methods.ENTRY_POINT_GROUP),
+           EntryPoint("shadow", "plugin_shadows_library", methods.ENTRY_POINT_GROUP)]
     monkeypatch.setattr(methods, "entry_points",
                         lambda group=None: [e for e in eps if e.group == group])
     monkeypatch.setattr(methods, "_plugins_loaded", False)
@@ -111,6 +112,9 @@ def test_an_installed_package_adds_a_method_through_the_entry_point_group(
     out = capsys.readouterr()
     assert {"mass-error", "library", "ranker"} <= set(out.out.split())
     assert "no_such_plugin_module" in out.err
+    # a plugin may not replace a method msid (or another plugin) registered
+    assert "plugin_shadows_library" in out.err and "'library' is already registered" in out.err
+    assert methods._REGISTRY["library"].__module__ == "msid.methods"
     res = tmp_path / "r.tsv"
     assert main(["identify", str(data_dir / "massspecgym_debug_5_train.mgf.gz"),
                  "--candidates", str(data_dir / "massspecgym_debug_5_candidates_train.json.gz"),

@@ -108,7 +108,13 @@ def plugin_errors() -> dict[str, str]:
 
 
 def register(name: str) -> Callable:
+    """Decorator: ``factory`` builds method ``name``. A name is registered once: a plugin
+    cannot silently replace another's method (msid's own included)."""
     def deco(factory: Callable[[MethodResources], Method]) -> Callable:
+        old = _REGISTRY.get(name)
+        if old is not None and old is not factory:
+            raise ValueError(f"method '{name}' is already registered (by {old.__module__}); "
+                             f"{factory.__module__} cannot register it again")
         _REGISTRY[name] = factory
         return factory
     return deco
