@@ -255,6 +255,7 @@ def test_scan_numbers_survive_conversion_and_mgf_export(tmp_path):
 
     assert scan_number({"native_id": "controllerType=0 controllerNumber=1 scan=7731"}) == "7731"
     assert scan_number({"native_id": "index=3"}) == ""
+    assert scan_number({"native_id": "512"}) == "512"  # a bare number (mzXML num)
     run = __import__("conftest").RESOURCES / "runs" / "pestmix_dda.mzML.gz"
     assert main(["convert", str(run), "--out", str(tmp_path / "run.h5")]) == 0
     with SpectrumStore(tmp_path / "run.h5") as st:

@@ -204,19 +204,21 @@ def check_record(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
     return (None, reason) if reason else (checked, "")
 
 
-_NATIVE_SCAN = re.compile(r"(?:^|\s)scan=(\d+)(?:\s|$)")
+#: a scan number in a native id: "... scan=123" (Thermo mzML, mzXML) or a bare number
+_NATIVE_SCAN = re.compile(r"(?:^|\s)scan=(\d+)(?:\s|$)|^(\d+)$")
 
 
 def scan_number(params: dict) -> str:
-    """The record's scan number: MGF ``SCANS`` (MZmine, GNPS), else ``scan=N`` in an mzML /
-    mzXML native id; '' when there is none (an MGF position ``index=N`` is not a scan)."""
+    """The record's scan number: MGF ``SCANS`` (MZmine, GNPS), else ``scan=N`` (or a bare
+    number) as its native id; '' when there is none (an MGF position ``index=N`` is not a
+    scan)."""
     value = params.get("scans")
     if isinstance(value, list | tuple):
         value = value[0] if value else None
     if value is not None and str(value).strip():
         return str(value).strip()
-    m = _NATIVE_SCAN.search(str(params.get("native_id", "")))
-    return m.group(1) if m else ""
+    m = _NATIVE_SCAN.search(str(params.get("native_id", "")).strip())
+    return (m.group(1) or m.group(2)) if m else ""
 
 
 def store_fields(checked: RawSpectrum, source_file: str) -> dict[str, object]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,10 @@ from pyteomics import mgf
 
 from msid.atomic import atomic_path
 from msid.chem.adducts import default_adduct
+from msid.convert import scan_number
 from msid.store import SpectrumStore
 
 FORMATS = ("mgf", "msp")
-_SCAN = re.compile(r"(?:^|\bscan=)(\d+)$")  # mzML "... scan=123" or a bare scan number
 # MSP through matchms' "riken" style, MS-DIAL's dialect (NAME, PRECURSORMZ, PRECURSORTYPE,
 # RETENTIONTIME in minutes, IONMODE, SMILES, INCHIKEY, FORMULA): store column -> matchms key
 _MSP_KEYS = {"name": "compound_name", "precursor_mz": "precursor_mz", "adduct": "adduct",
@@ -46,10 +45,9 @@ def _mgf_entry(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> dict:
         if _missing(v) or (col == "charge" and v == 0):  # 0: charge unknown, not neutral
             continue
         params[key] = f"{abs(int(v))}{'-' if int(v) < 0 else '+'}" if col == "charge" else v
-    scan = str(meta.get("scan") or "")  # the input's scan number, kept by the store
-    if not scan:  # a store written before it kept one: mzML "scan=N" in the native id
-        found = _SCAN.search(str(meta.get("native_id") or ""))
-        scan = found.group(1) if found else ""
+    # the input's scan number, kept by the store (one written before it kept them: read from
+    # the native id, as conversion does)
+    scan = str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
     if scan:  # SCANS is a scan number; an MGF position (index=N) or a title is none
         params["SCANS"] = scan
     return {"m/z array": mz, "intensity array": intensity, "params": params}
