@@ -11,13 +11,14 @@ EIP_TRAINING_FILES = list(EIP["training_data"]) + (
 )
 
 
-# models trained on non-commercial spectra carry the licence in their file names
-NEIMS_SUFFIX = "" if EIP["commercial_only"] else "_cc-by-nc-sa"
+# EI models (NEIMS here, the LLM4MS embedder in ei_search.smk) trained on non-commercial
+# spectra carry the licence in their file names
+EI_LICENCE_SUFFIX = "" if EIP["commercial_only"] else "_cc-by-nc-sa"
 NEIMS_MODELS = {
-    k: f"results/models/neims_{k}{NEIMS_SUFFIX}.safetensors"
+    k: f"results/models/neims_{k}{EI_LICENCE_SUFFIX}.safetensors"
     for k in ("teacher", "student", "mlp")
 }
-NEIMS_RUN = f"results/models/neims_run{NEIMS_SUFFIX}.json"
+NEIMS_RUN = f"results/models/neims_run{EI_LICENCE_SUFFIX}.json"
 
 if EIP["demo"]["enabled"]:
     FAMILY_BENCHMARK_OUTPUTS.append("results/bde/demo.h5")
@@ -113,7 +114,7 @@ rule ei_prediction_train:
             if EIP["commercial_only"]
             else "CC BY-NC-SA 4.0: non-commercial use only (trained on MassBank CC BY-NC-SA)"
         ),
-        suffix=NEIMS_SUFFIX,
+        suffix=EI_LICENCE_SUFFIX,
     script:
         "../scripts/ei_predict_train.py"
 

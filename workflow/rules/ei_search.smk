@@ -132,16 +132,14 @@ RUN_OUTPUTS["ei"]["mztab"] = "ei_identifications.mztab"
 
 
 # training files of the embedder: the open ones, plus the non-commercial ones unless
-# ei_prediction.commercial_only (one switch for every EI model); a model trained on them
-# carries the licence in its name, as the NEIMS models do
+# ei_prediction.commercial_only (one switch for every EI model); the model trained on them
+# carries the licence in its name (EI_LICENCE_SUFFIX, ei_prediction.smk)
 EI_TRAIN_DATA = list(EI["train"]["data"]) + (
-    []
-    if config["ei_prediction"]["commercial_only"]
-    else list(EI["train"].get("noncommercial_data", []))
+    [] if EIP["commercial_only"] else list(EI["train"].get("noncommercial_data", []))
 )
-EI_TRAINED_MODEL = os.path.basename(EI["model"])
-if config["ei_prediction"]["commercial_only"]:
-    EI_TRAINED_MODEL = EI_TRAINED_MODEL.replace("_cc-by-nc-sa", "")
+EI_TRAINED_MODEL = os.path.basename(EI["model"]).replace(
+    "_cc-by-nc-sa", EI_LICENCE_SUFFIX
+)
 
 
 rule ei_train_embedding:
