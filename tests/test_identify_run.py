@@ -173,3 +173,77 @@ def test_built_methods_say_what_the_method_table_says(pesticides_store):
         m = make_method(name, MethodResources(library=library, model_path=model))
         assert (m.needs_candidates, m.needs_library) == (spec.needs_candidates,
                                                          spec.needs_library), name
+
+
+@pytest.fixture
+def installed_mass_error(monkeypatch):
+    """tests/plugin_mass_error.py as an installed package declares it: its module under
+    ``msid.methods``, its MethodSpec under ``msid.method_specs`` (plus two bad declarations)."""
+    from importlib.metadata import EntryPoint
+
+    import msid.method_kinds as kinds
+    import msid.methods as methods
+
+    eps = [EntryPoint("mass_error", "plugin_mass_error", methods.ENTRY_POINT_GROUP),
+           EntryPoint("mass-error", "plugin_mass_error_spec:MASS_ERROR",
+                      kinds.SPEC_ENTRY_POINT_GROUP),
+           EntryPoint("library", "plugin_mass_error_spec:MASS_ERROR",
+                      kinds.SPEC_ENTRY_POINT_GROUP),
+           EntryPoint("dict-spec", "plugin_mass_error_spec:NOT_A_SPEC",
+                      kinds.SPEC_ENTRY_POINT_GROUP)]
+
+    def fake(group=None):
+        return [e for e in eps if e.group == group]
+
+    monkeypatch.setattr(methods, "entry_points", fake)
+    monkeypatch.setattr(methods, "_plugins_loaded", False)
+    monkeypatch.setattr(methods, "_PLUGIN_ERRORS", {})
+    monkeypatch.setattr(kinds, "entry_points", fake)
+    kinds._plugin_specs.cache_clear()
+    yield
+    kinds._plugin_specs.cache_clear()
+
+
+def test_an_installed_package_declares_its_method_to_the_workflow(
+        installed_mass_error, tmp_path, pesticides_store, pool_index):
+    """A method another package declares (``msid.method_specs``) joins the table the DAG
+    reads, the schema's enums and the run's methods; bad declarations are named, not taken."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from msid.method_kinds import config_schema, method_table, spec_errors
+
+    table = method_table()
+    assert table["mass-error"].needs_candidates and table["mass-error"].benchmark
+    assert table["library"].needs_library  # msid's own entry is never replaced
+    errors = spec_errors()
+    assert "already declared" in errors["library (plugin_mass_error_spec:MASS_ERROR)"]
+    assert "not a msid.method_kinds.MethodSpec" in errors[
+        "dict-spec (plugin_mass_error_spec:NOT_A_SPEC)"]
+
+    cfg = _config()
+    cfg["identify"]["methods"] = ["library", "mass-error"]
+    cfg["benchmark"]["methods"] = ["library", "mass-error"]
+    with pytest.raises(WorkflowError, match="mass-error"):
+        validate(copy.deepcopy(cfg), str(SCHEMA))  # msid's own schema does not know it
+    schema = config_schema(SCHEMA, tmp_path)
+    assert Path(schema).parent == tmp_path
+    validate(copy.deepcopy(cfg), schema)
+    cfg["identify"]["methods"] = ["mass-eror"]
+    with pytest.raises(WorkflowError, match="mass-eror"):
+        validate(cfg, schema)
+
+    check_methods(["library", "mass-error"], "small_molecule")
+    with SpectrumStore(pesticides_store) as st:
+        rows = identify_run(st, RunMethodsConfig(methods=["mass-error"], top_k=3),
+                            index=CandidateIndex(pool_index))
+    ranked = [r for r in rows if r["rank"] > 0]
+    assert ranked and {r["method"] for r in ranked} == {"mass-error"}
+    assert all(abs(r["ppm_error"]) <= 10.001 for r in ranked)
+
+
+def test_without_declared_methods_the_schema_is_msids_own(tmp_path):
+    from msid.method_kinds import config_schema
+
+    assert config_schema(SCHEMA, tmp_path) == str(SCHEMA)
+    assert not list(tmp_path.iterdir())

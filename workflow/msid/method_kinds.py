@@ -12,12 +12,23 @@ under ``peptides:``), not this table.
 A method is registered twice, once here (what the DAG needs to know without building it) and
 once with :func:`msid.methods.register` (how to build it); ``tests/test_identify_run.py``
 checks that the two, and the config schema's method enums, agree.
+
+Another installed package declares its methods' entries through the entry-point group
+``msid.method_specs`` (entry-point name = method name, value = a :class:`MethodSpec`, e.g.
+``mass-error = "my_pkg.specs:MASS_ERROR"``; a light module, as the workflow reads it on every
+start). :func:`method_table` is this table plus theirs, and :func:`config_schema` the config
+schema whose method enums accept their names; a declaration that fails to load, or names a
+method already declared, is left out and named by :func:`spec_errors` (``msid methods``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,86 @@ BENCHMARK_METHODS: tuple[str, ...] = tuple(m for m, s in METHODS.items() if s.be
 CANDIDATE_METHODS: tuple[str, ...] = tuple(m for m, s in METHODS.items() if s.needs_candidates)
 
 
+#: entry-point group through which an installed package declares its methods' MethodSpecs
+SPEC_ENTRY_POINT_GROUP = "msid.method_specs"
+#: run kinds whose methods the DAG takes from the table (peptide runs have their own rules)
+PLUGIN_KINDS = ("small_molecule", "ei")
+
+
+@lru_cache(maxsize=1)
+def _plugin_specs() -> tuple[dict[str, MethodSpec], dict[str, str]]:
+    specs: dict[str, MethodSpec] = {}
+    errors: dict[str, str] = {}
+    for ep in entry_points(group=SPEC_ENTRY_POINT_GROUP):
+        where = f"{ep.name} ({ep.value})"
+        try:
+            spec = ep.load()
+        except Exception as e:  # a broken declaration removes its method, never msid's
+            errors[where] = f"{type(e).__name__}: {e}"
+            continue
+        if not isinstance(spec, MethodSpec):
+            errors[where] = f"is a {type(spec).__name__}, not a msid.method_kinds.MethodSpec"
+        elif spec.kind not in PLUGIN_KINDS:
+            errors[where] = f"kind '{spec.kind}' (one of {', '.join(PLUGIN_KINDS)})"
+        elif spec.benchmark and spec.kind != "small_molecule":
+            errors[where] = "only small_molecule methods join the candidate benchmark"
+        elif ep.name in METHODS or ep.name in specs:
+            errors[where] = f"method '{ep.name}' is already declared"
+        else:
+            specs[ep.name] = spec
+    return specs, errors
+
+
+def method_table() -> dict[str, MethodSpec]:
+    """:data:`METHODS` plus the methods installed packages declare (``msid.method_specs``)."""
+    return {**METHODS, **_plugin_specs()[0]}
+
+
+def spec_errors() -> dict[str, str]:
+    """Declarations in ``msid.method_specs`` left out of :func:`method_table`, and why."""
+    return dict(_plugin_specs()[1])
+
+
+def methods_of_kind(kind: str) -> tuple[str, ...]:
+    return tuple(m for m, s in method_table().items() if s.kind == kind)
+
+
+def config_schema(schema: str | Path, workdir: str | Path) -> str:
+    """The config schema to validate with: ``schema`` itself, or, when installed packages
+    declare methods, a copy under ``workdir`` whose method enums accept their names."""
+    plugins = _plugin_specs()[0]
+    if not plugins:
+        return str(schema)
+    import yaml
+
+    from msid.atomic import write_text
+
+    doc = yaml.safe_load(Path(schema).read_text())
+    # identify.methods names every method (check_methods then says which kind each runs on)
+    enums = {"identify_method": list(plugins),
+             "method": [m for m, s in plugins.items() if s.benchmark]}
+    for definition, names in enums.items():
+        doc["definitions"][definition]["enum"] += names
+    ei_method = doc["properties"]["ei_search"]["properties"]["method"]
+    ei_method["enum"] += [m for m, s in plugins.items() if s.kind == "ei"]
+    out = Path(workdir) / "config.schema.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, json.dumps(doc, indent=1))
+    return str(out.resolve())
+
+
 def check_methods(methods: Iterable[str], kind: str, key: str = "identify.methods") -> None:
-    """Raise ValueError naming every method in ``methods`` that cannot run on ``kind`` runs."""
+    """Raise ValueError naming every method in ``methods`` that cannot run on ``kind`` runs
+    (installed packages' declared methods included)."""
     if kind not in METHODS_BY_KIND:
         raise ValueError(f"unknown run kind '{kind}' (known: {', '.join(METHODS_BY_KIND)})")
-    valid = METHODS_BY_KIND[kind]
+    table = method_table()
+    valid = methods_of_kind(kind)
     for m in methods:
         if m in valid:
             continue
-        if m in METHODS:
-            raise ValueError(f"{key}: method '{m}' is for {METHODS[m].kind} runs and cannot run "
+        if m in table:
+            raise ValueError(f"{key}: method '{m}' is for {table[m].kind} runs and cannot run "
                              f"on {kind} runs (valid for {kind}: {', '.join(valid) or 'none'})")
         raise ValueError(f"{key}: unknown method '{m}' (valid for {kind}: "
                          f"{', '.join(valid) or 'none'})")

@@ -9,7 +9,9 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # envs/bde.yaml installs this checkout's msid as `-e ${MSID_ROOT}` (pip expands the variable
 # when Snakemake creates the env from its copy of the file under .snakemake/conda)
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
-from msid.method_kinds import CANDIDATE_METHODS, METHODS, check_methods
+from msid.method_kinds import check_methods, method_table
+
+METHODS = method_table()  # msid's methods + those installed packages declare
 
 
 def _load_samples():
@@ -96,7 +98,7 @@ def identify_inputs(wildcards):
     """The candidate index and model files the configured identification methods need."""
     methods = config["identify"]["methods"]
     out = {}
-    if set(CANDIDATE_METHODS) & set(methods):
+    if any(METHODS[m].needs_candidates for m in methods):
         out["index"] = "results/candidates/index.npz"
     for m in methods:
         for f in METHODS[m].models:

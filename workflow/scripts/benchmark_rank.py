@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package be
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from msid.candidate_sets import candidates_for_queries
-from msid.method_kinds import METHODS
+from msid.method_kinds import method_table
 from msid.methods import MethodResources, make_method, rank_queries
 from msid.rankings import write_rankings
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
@@ -15,7 +15,7 @@ from msid.store import SpectrumStore
 search = {k: v for k, v in snakemake.params.search.items() if k != "top_k"}
 resources = MethodResources(seed=snakemake.params.seed,
                             model_path=snakemake.input.model or None)
-if METHODS[snakemake.wildcards.method].needs_library:
+if method_table()[snakemake.wildcards.method].needs_library:
     resources.library = SpectralLibrary(snakemake.input.library, LibrarySearchConfig(**search))
 method = make_method(snakemake.wildcards.method, resources)
 with SpectrumStore(snakemake.input.queries) as queries:
