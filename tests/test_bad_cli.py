@@ -180,3 +180,26 @@ def test_ei_spectra_searched_with_an_esi_method_get_a_hint(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert rc == 0 and "3 input record(s) quarantined" in err and "MS1 spectrum" in err
     assert "use an EI method" in err
+
+
+def test_an_output_never_overwrites_an_input(capsys, tmp_path):
+    """--out (or --compounds) naming an input file, or the other output, is refused before any
+    work, and the input is untouched."""
+    q = tmp_path / "q.mgf"
+    q.write_bytes(QUERIES.read_bytes())
+    before = q.read_bytes()
+    err = _error(capsys, "identify", str(q), "--out", str(q))
+    assert "is also queries" in err and str(q) in err
+    err = _error(capsys, "identify", str(q), "--out", str(tmp_path / "." / "q.mgf"))
+    assert "is also queries" in err
+    err = _error(capsys, "identify", str(q), "--out", str(tmp_path / "o.tsv"),
+                 "--compounds", str(tmp_path / "o.tsv"))
+    assert "--compounds" in err and "is also --out" in err
+    err = _error(capsys, "convert", str(q), "--out", str(q))
+    assert "is also input" in err
+    smi = tmp_path / "mols.msp"  # a SMILES list, oddly named
+    smi.write_text("CCO ethanol\n")
+    err = _error(capsys, "predict-ei", str(smi), "--out", str(smi))
+    assert "is also smiles_file" in err and smi.read_text() == "CCO ethanol\n"
+    assert q.read_bytes() == before
+    assert not (tmp_path / "o.tsv").exists()

@@ -218,3 +218,96 @@ def test_malformed_mzml_never_reaches_pyopenms(tmp_path):
     with SpectrumStore(tmp_path / "s.h5") as st:
         assert len(st) > 30
         assert "tag mismatch" in st.quarantine["reason"].str.cat()
+
+
+def _ms2_binaries(raw: bytes) -> list[tuple[int, int]]:
+    """(start, end) of the first <binary> payload of each MS2 spectrum of an mzML."""
+    import re
+
+    out = []
+    for m in re.finditer(rb"<spectrum .*?</spectrum>", raw, re.S):
+        if b'name="ms level" value="2"' in m.group(0):
+            b = re.search(rb"<binary>(.*?)</binary>", m.group(0), re.S)
+            out.append((m.start() + b.start(1), m.start() + b.end(1)))
+    return out
+
+
+@pytest.mark.parametrize(("payload", "reason"), [(b"AAAAA", "cannot be decoded"),
+                                                 (b"AAAA", "cannot be decoded")])
+def test_one_undecodable_mzml_spectrum_costs_only_itself(tmp_path, payload, reason):
+    """One MS2 spectrum of the real run with bad base64 (or a too-short array): that spectrum
+    is quarantined by its id, every other one is read as from the intact file."""
+    raw = gzip.decompress(RUN.read_bytes())
+    spans = _ms2_binaries(raw)
+    a, b = spans[len(spans) // 3]
+    bad = tmp_path / "bad.mzML"
+    bad.write_bytes(raw[:a] + payload + raw[b:])
+    whole = {r.record_id: r for r in read_spectra(RUN)}
+    got = list(read_spectra(bad))
+    kept = {r.record_id: r for r in got if not isinstance(r, QuarantineRecord)}
+    (q,) = [r for r in got if isinstance(r, QuarantineRecord)]
+    assert reason in q.reason and q.record_id in whole
+    assert set(kept) == set(whole) - {q.record_id}
+    for rid, r in kept.items():
+        assert np.allclose(r.mz, whole[rid].mz) and np.allclose(r.intensity, whole[rid].intensity)
+
+
+def _mgf_records(data_dir, n=5) -> list[str]:
+    text = gzip.decompress((data_dir / "gnps_pesticides_matchms_train.mgf.gz").read_bytes())
+    blocks = text.decode().split("END IONS")
+    return [b.strip() + "\nEND IONS\n" for b in blocks[:n]]
+
+
+def test_mgf_byte_order_mark_and_loose_markers_lose_no_record(data_dir, tmp_path):
+    """A UTF-8 byte-order mark, indented and lower-case BEGIN/END IONS lines: every record is
+    read, the same as from the plain file."""
+    recs = _mgf_records(data_dir)
+    plain = tmp_path / "plain.mgf"
+    plain.write_text("\n".join(recs))
+    want = [(r.record_id, r.mz.tolist()) for r in read_spectra(plain)]
+    loose = list(recs)
+    loose[1] = loose[1].replace("BEGIN IONS", "  BEGIN IONS").replace("END IONS", "END IONS  ")
+    loose[2] = loose[2].replace("BEGIN IONS", "begin ions").replace("END IONS", "end ions")
+    for name, text in (("bom.mgf", "\ufeff" + "\n".join(recs)), ("loose.mgf", "\n".join(loose))):
+        (tmp_path / name).write_bytes(text.encode())
+        assert [(r.record_id, r.mz.tolist()) for r in read_spectra(tmp_path / name)] == want
+
+
+def test_mgf_record_without_end_ions_costs_only_itself(data_dir, tmp_path):
+    recs = _mgf_records(data_dir)
+    ids = [r.record_id for r in read_spectra_text(tmp_path, "\n".join(recs))]
+    recs[1] = recs[1].replace("END IONS", "")
+    got = list(read_spectra_text(tmp_path, "\n".join(recs)))
+    (q,) = [r for r in got if isinstance(r, QuarantineRecord)]
+    assert q.record_id == ids[1] and "no END IONS" in q.reason
+    assert [r.record_id for r in got if not isinstance(r, QuarantineRecord)] == \
+        ids[:1] + ids[2:]
+
+
+def read_spectra_text(tmp_path, text: str, name: str = "x.mgf"):
+    (tmp_path / name).write_text(text)
+    return read_spectra(tmp_path / name)
+
+
+def test_msp_reader_names_what_matchms_line_parsers_would_let_through(data_dir, tmp_path):
+    """Real EI records: a byte-order mark loses nothing; a negative intensity (matchms' number
+    pattern reads "-29" as 29), a 'Num Peaks' below the peak lines (read as a cut spectrum plus
+    stray text) and text before the first Name line are each named."""
+    text = (data_dir / "massbank_ei_5.msp").read_text()
+    whole = [r.record_id for r in read_spectra_text(tmp_path, text, "w.msp")]
+    assert [r.record_id for r in read_spectra_text(tmp_path, "\ufeff" + text, "b.msp")] == whole
+    records = [r for r in text.split("\n\n") if r.strip()]
+    lines = records[1].splitlines()
+    peak = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+    mz, inten = lines[peak].split()[:2]
+    neg = "\n".join([*lines[:peak], f"{mz} -{inten}", *lines[peak + 1:]])
+    few = "\n".join(ln if not ln.lower().startswith("num peaks") else "Num Peaks: 2"
+                    for ln in records[2].splitlines())
+    mangled = "\n\n".join(["stray header line", records[0], neg, few, *records[3:]]) + "\n"
+    got = list(read_spectra_text(tmp_path, mangled, "m.msp"))
+    reasons = {r.record_id: r.reason for r in got if isinstance(r, QuarantineRecord)}
+    assert [r.record_id for r in got if not isinstance(r, QuarantineRecord)] == \
+        [whole[0], *whole[3:]]
+    assert "negative m/z or intensity" in reasons[whole[1]]
+    assert "'Num Peaks: 2' but the record has" in reasons[whole[2]]
+    assert "text before the first 'Name:' line" in reasons["before index=0"]

@@ -125,20 +125,33 @@ def test_clean_batch_equals_matchms_chain() -> None:
                 assert np.array_equal(g[1], s.peaks.intensities.astype(np.float32))
 
 
-def test_mgf_marker_scan_counts_what_the_block_regex_finds() -> None:
-    """The str.find scan that cuts streamed MGF into chunks counts blocks and BEGIN lines as
-    the regular expressions do, on intact and on mangled marker sequences."""
-    import re
+def test_mgf_marker_scan_counts_records_as_a_line_reader_does() -> None:
+    """The str.find scan that cuts streamed MGF into chunks counts what a line-by-line reader
+    counts, on intact and on mangled marker sequences: every BEGIN IONS line starts a record
+    (one whose END IONS is missing ends at the next BEGIN IONS), except a last one never
+    closed; intact text counts as the block regex does."""
+    from msid.io.mgf import BLOCK, count_blocks, split_blocks
 
-    from msid.io.mgf import BLOCK, count_blocks
+    def by_lines(text: str) -> tuple[int, int, list[bool]]:
+        closed: list[bool] = []
+        for line in text.split("\n"):
+            if line.startswith("BEGIN IONS") and not line[10:].strip():
+                closed.append(False)
+            elif line.startswith("END IONS") and not line[8:].strip() and closed:
+                closed[-1] = True
+        n = len(closed) - (1 if closed and not closed[-1] else 0)
+        return n, len(closed), closed
 
-    opened = re.compile(r"^BEGIN IONS\s*$", re.MULTILINE)
     lines = ["BEGIN IONS", "END IONS", "BEGIN IONS  ", "END IONS\r", "PEPMASS=100", "101 5",
              "xBEGIN IONS", "END IONSx", ""]
     rng = np.random.default_rng(0)
     for _ in range(2000):
         text = "\n".join(rng.choice(lines, size=int(rng.integers(0, 12)))) + "\n"
-        assert count_blocks(text) == (len(BLOCK.findall(text)), len(opened.findall(text)))
+        n, begins, closed = by_lines(text)
+        assert count_blocks(text) == (n, begins)
+        assert [c for _, c in split_blocks(text)] == closed
+    intact = "".join(f"BEGIN IONS\nTITLE=r{i}\n100 {i + 1}\nEND IONS\n\n" for i in range(5))
+    assert count_blocks(intact) == (len(BLOCK.findall(intact)), 5)
 
 
 def test_chunk_peak_screen_agrees_with_check_peaks():

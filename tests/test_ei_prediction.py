@@ -274,3 +274,42 @@ def test_predict_ei_on_two_processes_keeps_input_order(tmp_path) -> None:
     assert one["predicted"] == two["predicted"] == 15
     assert one["rejected"] == two["rejected"] and len(one["rejected"]) == 6
     assert (tmp_path / "one.msp").read_text() == (tmp_path / "two.msp").read_text()
+
+
+def test_smiles_files_as_users_write_them(tmp_path) -> None:
+    """Quoted CSV names with commas, a Latin-1 name, a byte-order mark and a cut gzip are read
+    line by line; a header without a smiles column is an error naming the columns found."""
+    from msid.io.errors import InputFileError
+
+    (tmp_path / "q.csv").write_bytes(
+        '\ufeffsmiles,name\nOc1ccc(cc1[N+](=O)[O-])[N+](=O)[O-],"2,4-Dinitrophenol"\n'
+        'CCO,"ethanol, absolute"\n'.encode())
+    assert list(read_smiles_file(tmp_path / "q.csv")) == [
+        (2, "2,4-Dinitrophenol", "Oc1ccc(cc1[N+](=O)[O-])[N+](=O)[O-]"),
+        (3, "ethanol, absolute", "CCO")]
+    (tmp_path / "l.txt").write_bytes("CCO éthanol\nc1ccccc1O phénol\n".encode("latin-1"))
+    assert [name for _, name, _ in read_smiles_file(tmp_path / "l.txt")] == ["éthanol", "phénol"]
+    (tmp_path / "h.tsv").write_text("name\tstructure\nethanol\tCCO\n")
+    with pytest.raises(InputFileError, match=r"without a 'smiles' column.*name, structure"):
+        list(read_smiles_file(tmp_path / "h.tsv"))
+    whole = gzip.compress(b"smiles\tname\n" + b"".join(b"C" * (i % 9 + 1) + b"\tm\n"
+                                                       for i in range(4000)))
+    (tmp_path / "cut.tsv.gz").write_bytes(whole[: len(whole) // 2])
+    problems: list = []
+    got = list(read_smiles_file(tmp_path / "cut.tsv.gz", problems))
+    assert 0 < len(got) < 4000 and len(problems) == 1 and "compressed stream" in problems[0][2]
+
+
+def test_predict_ei_writes_nothing_when_nothing_is_predicted(tmp_path) -> None:
+    from msid.io.errors import InputFileError
+
+    model = SHIPPED / "neims_student_cc-by-nc-sa.safetensors"
+    if not model.exists():
+        pytest.skip("shipped student missing")
+    for text, match in (("smiles\tname\n", "no molecule in the file"),
+                        ("xx\nC1CC(\n", "no molecule could be predicted, 2 line")):
+        (tmp_path / "in.tsv").write_text(text)
+        for out in ("lib.msp", "lib.h5"):
+            with pytest.raises(InputFileError, match=match):
+                predict_file(tmp_path / "in.tsv", tmp_path / out, model, progress=False)
+            assert not (tmp_path / out).exists()

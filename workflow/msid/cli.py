@@ -83,13 +83,15 @@ def cmd_identify(a: argparse.Namespace) -> int:
     for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
         if path:
             check_input(path, option, directory_ok=ei and option == "--library")
-    check_output(a.out)
+    inputs = {"queries": a.queries, "--library": a.library, "--pool": a.pool,
+              "--model": a.model, "--candidates": a.candidates}
+    check_output(a.out, inputs=inputs)
     if a.compounds:
         if a.method != "library":
             print("msid identify: error: --compounds groups library hits: it needs "
                   "--method library", file=sys.stderr)
             return 2
-        check_output(a.compounds)
+        check_output(a.compounds, "--compounds", inputs={**inputs, "--out": a.out})
     table = read_candidate_file(a.candidates) if a.candidates else None
     report = CandidateFileReport(a.candidates or "")
     with temp_workdir() as work:
@@ -164,7 +166,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
     from msid.convert import convert_file
 
     check_input(a.input, "input")
-    check_output(a.out)
+    check_output(a.out, inputs={"input": a.input})
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
                       "quarantined": dict(stats.quarantined), "renamed": stats.renamed}))
@@ -177,7 +179,7 @@ def cmd_preprocess(a: argparse.Namespace) -> int:
 
     check_input(a.store, "store")
     cfg = PreprocessConfig.from_dict(read_yaml_config(a.config, allowed=PreprocessConfig))
-    check_output(a.out)
+    check_output(a.out, inputs={"store": a.store, "--config": a.config})
     stats = preprocess_store(a.store, a.out, cfg, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "kept": stats.kept,
                       "quarantined": dict(stats.quarantined)}))
@@ -269,8 +271,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    from msid.cli_checks import check_input, check_output
     from msid.export.spectra import export_spectra
 
+    check_input(a.store, "store")
+    check_output(a.out, inputs={"store": a.store})
     n = export_spectra(a.store, a.out, a.format or "")
     print(f"msid export: {n} spectra -> {a.out}", file=sys.stderr)
     return 0
@@ -356,10 +361,13 @@ def _add_predict_ei(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict_ei(a: argparse.Namespace) -> int:
+    from msid.cli_checks import check_input, check_output
     from msid.ei.insilico import predict_file
 
     if Path(a.out).suffix.lower() not in (".msp", ".h5"):
         raise ValueError(f"--out must end in .msp or .h5: {a.out}")
+    check_input(a.smiles_file, "smiles_file")
+    check_output(a.out, inputs={"smiles_file": a.smiles_file, "--model": a.model})
     res = predict_file(a.smiles_file, a.out, a.model, progress=sys.stderr.isatty())
     for line, smi, reason in res["rejected"]:
         print(f"msid predict-ei: line {line} skipped ({smi!r}): {reason}", file=sys.stderr)

@@ -70,11 +70,24 @@ def check_input(path: str | os.PathLike, option: str = "", *, directory_ok: bool
     return p
 
 
-def check_output(path: str | os.PathLike, option: str = "--out") -> Path:
-    """``path`` can be written: not a directory, and its folder exists or can be made there."""
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_output(path: str | os.PathLike, option: str = "--out",
+                 inputs: dict[str, str | os.PathLike | None] | None = None) -> Path:
+    """``path`` can be written: not a directory, its folder exists or can be made there, and it
+    is none of ``inputs`` (option -> path: the files the command reads, and outputs already
+    checked), which writing it would destroy."""
     p = Path(path)
     if p.is_dir():
         raise InputFileError(_label(p, option), "is a directory; give a file name")
+    for other, q in (inputs or {}).items():
+        if q and _same_file(p, Path(q)):
+            raise InputFileError(_label(p, option), f"is also {_label(q, other)}: writing it "
+                                 "would overwrite that; give another file name")
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

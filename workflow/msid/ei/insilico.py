@@ -10,8 +10,9 @@ final store.
 
 from __future__ import annotations
 
-import gzip
+import csv
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
 from msid.ei.predicted import INSILICO_INSTRUMENT
+from msid.io.errors import InputFileError
 from msid.parallel import imap_ordered
 from msid.store import (
     METADATA_COLUMNS,
@@ -56,29 +58,65 @@ class Molecule:
     mass: int
 
 
-def read_smiles_file(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
+def _text_lines(path: Path, problems: list[tuple[int, str, str]] | None
+                ) -> Iterator[str]:
+    """The decoded lines of ``path`` (gzip by its magic bytes, whatever the suffix): UTF-8 (a
+    byte-order mark dropped), a line that is not UTF-8 read as Latin-1 (legacy exports'
+    names). A cut or corrupt gzip stream ends the lines and adds a row to ``problems``."""
+    from msid.io.raw import _open_binary
+
+    fh, gz = _open_binary(path)
+    n = 0
+    with fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = raw.decode("latin-1")
+            yield line.lstrip("\ufeff") if n == 1 else line
+    if gz is not None and gz.problem:
+        if not gz.n_out:
+            raise InputFileError(path, f"not a readable gzip file ({gz.problem})")
+        if problems is not None:
+            problems.append((n, "", f"file damaged after line {n}; the rest is lost: "
+                                    f"{gz.problem}"))
+
+
+def read_smiles_file(path: str | os.PathLike,
+                     problems: list[tuple[int, str, str]] | None = None
+                     ) -> Iterator[tuple[int, str, str]]:
     """(line number, name, SMILES): one SMILES a line (optionally a name after whitespace), or a
-    TSV/CSV with a ``smiles`` column (and optionally ``name``); gz allowed."""
+    TSV/CSV (quoting as the csv module reads it) whose header names a ``smiles`` column (and
+    optionally ``name``); gz allowed. A header-like first line (tab- or comma-separated, its
+    first field no SMILES) without a ``smiles`` column is an error naming the columns found.
+    What could not be read (a cut gzip) is added to ``problems`` as (line, text, reason)."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as fh:
-        first = fh.readline()
-        head = first.rstrip("\n")
-        sep = "\t" if "\t" in head else ("," if "," in head else None)
-        cols = [c.strip().lower() for c in head.split(sep)] if sep else [head.strip().lower()]
-        if "smiles" in cols:
-            j = cols.index("smiles")
-            jn = cols.index("name") if "name" in cols else None
-            for n, line in enumerate(fh, start=2):
-                parts = line.rstrip("\n").split(sep) if sep else [line.strip()]
-                if not line.strip():
-                    continue
-                smi = parts[j].strip() if j < len(parts) else ""
-                name = parts[jn].strip() if jn is not None and jn < len(parts) else ""
-                yield n, name, smi
+    lines = _text_lines(path, problems)
+    first = next(lines, "")
+    head = first.rstrip("\r\n")
+    sep = "\t" if "\t" in head else ("," if "," in head else None)
+    cols = ([c.strip().lower() for c in next(csv.reader([head], delimiter=sep))] if sep
+            else [head.strip().lower()])
+    if "smiles" in cols:
+        j = cols.index("smiles")
+        jn = cols.index("name") if "name" in cols else None
+        if sep is None:  # one column: a SMILES a line
+            for n, line in enumerate(lines, start=2):
+                if line.strip():
+                    yield n, "", line.strip()
             return
-        lines = [first, *fh]
-    for n, line in enumerate(lines, start=1):
+        reader = csv.reader(lines, delimiter=sep)
+        for parts in reader:
+            if not any(p.strip() for p in parts):
+                continue
+            smi = parts[j].strip() if j < len(parts) else ""
+            name = parts[jn].strip() if jn is not None and jn < len(parts) else ""
+            yield reader.line_num + 1, name, smi
+        return
+    if sep and len(cols) > 1 and parse(cols[0].strip()) is None:
+        raise InputFileError(path, "the first line looks like a table header without a "
+                             f"'smiles' column (found: {', '.join(cols[:8])})")
+    for n, line in enumerate(itertools.chain([first], lines), start=1):
         if line.strip() and not line.startswith("#"):
             parts = line.split(maxsplit=1)
             yield n, (parts[1].strip() if len(parts) > 1 else ""), parts[0]
@@ -178,6 +216,17 @@ def _batch_job(args: tuple[str, list[tuple[int, str, str]]]):
     return _records(_worker_model(model_path), items)
 
 
+def _nothing_predicted(path: str | os.PathLike, n: int, rejects: list[tuple[int, str, str]]
+                       ) -> None:
+    """Raise when no molecule of the file could be predicted (an output would be empty)."""
+    if n:
+        return
+    shown = "; ".join(f"line {line} ({smi[:30]!r}): {why}" for line, smi, why in rejects[:3])
+    more = f"; and {len(rejects) - 3} more" if len(rejects) > 3 else ""
+    raise InputFileError(path, f"no molecule could be predicted, {len(rejects)} line(s) "
+                         f"skipped: {shown}{more}")
+
+
 def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
                  model_path: str | os.PathLike | None = None, batch: int = 4096,
                  progress: bool = True, n_jobs: int | None = None) -> dict:
@@ -192,7 +241,11 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
     n_jobs = n_jobs or max(1, min(2, os.cpu_count() or 1))
     out = Path(out)
     src = Path(smiles_file).name
-    items = list(read_smiles_file(smiles_file))
+    problems: list[tuple[int, str, str]] = []
+    items = list(read_smiles_file(smiles_file, problems))
+    if not items:
+        raise InputFileError(smiles_file, "no molecule in the file (empty, or a header only)"
+                             + "".join(f"; {why}" for _, _, why in problems))
     rejects: list[tuple[int, str, str]] = []
     n = 0
     t0 = time.perf_counter()
@@ -210,6 +263,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
                 n += len(recs)
                 rejects += bad
                 bar.update(len(recs) + len(bad))
+            _nothing_predicted(smiles_file, n, rejects)  # raised here: nothing is written
     else:
         with atomic_path(out) as tmp, open(tmp, "w") as fh:
             for recs, bad in batches:
@@ -217,7 +271,9 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
                 n += len(recs)
                 rejects += bad
                 bar.update(len(recs) + len(bad))
+            _nothing_predicted(smiles_file, n, rejects)
     bar.close()
+    rejects += problems
     return {"predicted": n, "rejected": rejects, "seconds": time.perf_counter() - t0,
             "model": path}
 

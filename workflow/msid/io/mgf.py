@@ -85,15 +85,53 @@ def marker_lines(text: str, marker: str) -> list[int]:
     return out
 
 
+_BEGIN = "BEGIN IONS"
+#: a marker line as some writers spell it: indented, or in lower case
+_LOOSE_MARKER = re.compile(r"^[ \t]*(begin|end)[ \t]+ions[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def normalise_markers(text: str) -> str:
+    """``text`` with every ``BEGIN IONS``/``END IONS`` line written as such: an indented or
+    lower-case marker line would otherwise hide its record. A cheap count first, so text whose
+    markers are already plain (every intact file) is returned untouched."""
+    low = text.lower()
+    if (low.count("begin ions") == len(marker_lines(text, _BEGIN))
+            and low.count("end ions") == len(marker_lines(text, "END IONS"))):
+        return text
+    return _LOOSE_MARKER.sub(lambda m: f"{m.group(1).upper()} IONS", text)
+
+
+def split_blocks(text: str) -> list[tuple[str, bool]]:
+    """One (body, closed) per ``BEGIN IONS`` line: the text after it up to its ``END IONS``
+    line (closed), or, when another ``BEGIN IONS`` (or the end of ``text``) comes first, up to
+    there (not closed: a record whose ``END IONS`` is missing, which must not swallow the next
+    one). ``END IONS`` lines outside any record are ignored."""
+    begins, ends = marker_lines(text, _BEGIN), marker_lines(text, "END IONS")
+    out, j = [], 0
+    for k, b in enumerate(begins):
+        nxt = begins[k + 1] if k + 1 < len(begins) else len(text)
+        while j < len(ends) and ends[j] < b:
+            j += 1
+        body = b + len(_BEGIN)
+        if j < len(ends) and ends[j] < nxt:
+            out.append((text[body:ends[j]], True))
+            j += 1
+        else:
+            out.append((text[body:nxt], False))
+    return out
+
+
 def count_blocks(text: str) -> tuple[int, int]:
-    """(blocks :data:`BLOCK` finds in ``text``, ``BEGIN IONS`` lines); quick when the markers
-    simply alternate, as they do in any intact file."""
-    begins, ends = marker_lines(text, "BEGIN IONS"), marker_lines(text, "END IONS")
+    """(records in ``text``, ``BEGIN IONS`` lines): every ``BEGIN IONS`` starts a record except
+    a last one that no ``END IONS`` closes (a cut file: the rest of it is missing). Quick when
+    the markers simply alternate, as they do in any intact file."""
+    begins, ends = marker_lines(text, _BEGIN), marker_lines(text, "END IONS")
     if len(begins) == len(ends) and all(
             b < e for b, e in zip(begins, ends, strict=True)) and all(
             e < b for e, b in zip(ends, begins[1:], strict=False)):
         return len(begins), len(begins)
-    return len(BLOCK.findall(text)), len(begins)
+    blocks = split_blocks(text)
+    return len(blocks) - (1 if blocks and not blocks[-1][1] else 0), len(begins)
 
 
 def _last_end(text: str) -> int:
@@ -116,15 +154,22 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
         return [_record(e, chunk.first + i) for i, e in enumerate(entries)]
     except Exception:  # one reader per block, so one bad block is one record
         out = []
-        for i, block in enumerate(BLOCK.findall(chunk.text), start=chunk.first):
+        blocks = split_blocks(chunk.text)
+        if blocks and not blocks[-1][1]:
+            blocks.pop()  # a cut file's last record: mgf_chunks reports it
+        for i, (block, closed) in enumerate(blocks, start=chunk.first):
             try:
+                if not closed:
+                    raise ValueError("no END IONS line before the next BEGIN IONS")
                 (entry,) = _read(f"BEGIN IONS{block}END IONS\n")
                 out.append(_record(entry, i))
             except Exception as e:
-                found = {m.group(1).lower(): m.group(2).strip()
-                         for m in _ID_LINE.finditer(block)}
+                found: dict[str, str] = {}
+                for m in _ID_LINE.finditer(block):
+                    found.setdefault(m.group(1).lower(), m.group(2).strip())
                 rid = next((found[k] for k in ID_KEYS if found.get(k)), f"index={i}")
-                out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {e}"))
+                why = str(e).replace("\n", " ").strip()
+                out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
         return out
 
 
@@ -133,7 +178,8 @@ def _pieces(path: Path) -> Iterator[tuple[str, str]]:
     from msid.io.raw import _open_binary
 
     fh, gz = _open_binary(path)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # utf-8-sig: a byte-order mark at the start would hide the first BEGIN IONS line
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     with fh:
         while data := fh.read(CHUNK_CHARS):
             # NUL is never text and a store cannot hold it: U+FFFD, like undecodable bytes
@@ -149,7 +195,7 @@ def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
     path = Path(path)
     buf, n_blocks, n_open, seen_text, problem = "", 0, 0, False, ""
     for piece, problem in _pieces(path):
-        buf += piece
+        buf = normalise_markers(buf + piece)
         seen_text = seen_text or bool(piece.strip())
         if len(buf) < CHUNK_CHARS and not problem and piece:
             continue

@@ -181,7 +181,8 @@ def _read_text(path: Path) -> tuple[str, str]:
     if problem and not data:
         raise InputFileError(path, f"not a readable gzip file ({problem})")
     # undecodable bytes and NUL (never text; a store cannot hold it) become U+FFFD
-    text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    # utf-8-sig: a byte-order mark would hide the first record's first line
+    text = data.decode("utf-8-sig", errors="replace").replace("\x00", "\ufffd")
     if not text.strip():
         raise InputFileError(path, "file is empty (no spectra)")
     return text, problem
@@ -498,11 +499,31 @@ def _xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
     return data[:fence] + closers.encode(), problem
 
 
+def _decoded_peaks(spec: dict) -> tuple[np.ndarray, np.ndarray] | str:
+    """A pyteomics spectrum's (m/z, intensity) arrays, decoded here (``decode_binary=False``) so
+    that one spectrum's bad binary data is that spectrum's problem; else the reason."""
+    arrays = []
+    for key, dtype in (("m/z array", np.float64), ("intensity array", np.float32)):
+        raw = spec.get(key)
+        if raw is None:
+            return f"has no {key}"
+        try:
+            arrays.append(np.asarray(raw.decode() if hasattr(raw, "decode") else raw,
+                                     dtype=dtype).ravel())
+        except Exception as e:  # base64, zlib, numpress: whatever the codec raises
+            return f"binary data cannot be decoded ({key}): {e}"
+    if len(arrays[0]) != len(arrays[1]):
+        return (f"m/z and intensity arrays differ in length ({len(arrays[0])} vs "
+                f"{len(arrays[1])} values)")
+    return arrays[0], arrays[1]
+
+
 def _salvage_xml(path: Path, fmt: str,
                  error: Exception) -> Iterator[RawSpectrum | QuarantineRecord]:
     """Read a damaged mzML/mzXML with pyteomics: every spectrum before the damage is kept, the
-    point where reading stopped is reported. Profile spectra cannot be centroided on this path,
-    so they are quarantined."""
+    point where reading stopped is reported. A spectrum whose binary arrays do not decode (bad
+    base64 or compression) or differ in length is quarantined by its id and reading goes on.
+    Profile spectra cannot be centroided on this path, so they are quarantined."""
     from pyteomics import mzml, mzxml
 
     n = 0
@@ -516,9 +537,9 @@ def _salvage_xml(path: Path, fmt: str,
     try:
         with io.BytesIO(data) as src:
             if fmt == "mzml":
-                reader = mzml.MzML(src, use_index=False, decode_binary=True)
+                reader = mzml.MzML(src, use_index=False, decode_binary=False)
             else:
-                reader = mzxml.MzXML(src, use_index=False, decode_binary=True)
+                reader = mzxml.MzXML(src, use_index=False, decode_binary=False)
             with reader:
                 for spec in reader:
                     n += 1
@@ -534,10 +555,12 @@ def _salvage_xml(path: Path, fmt: str,
                         yield QuarantineRecord(str(path), rid, f"profile spectrum in a damaged "
                                                f"{label} (cannot centroid without pyOpenMS)")
                         continue
+                    peaks = _decoded_peaks(spec)
+                    if isinstance(peaks, str):
+                        yield QuarantineRecord(str(path), rid, f"{label} spectrum {peaks}")
+                        continue
                     params = _mzml_params(spec, rid) if fmt == "mzml" else _mzxml_params(spec, rid)
-                    yield RawSpectrum(rid, np.asarray(spec["m/z array"], dtype=np.float64),
-                                      np.asarray(spec["intensity array"], dtype=np.float32),
-                                      params)
+                    yield RawSpectrum(rid, peaks[0], peaks[1], params)
     except Exception as e:
         if n == 0:
             why = f"; {problem}" if problem else ""
@@ -554,6 +577,9 @@ def _salvage_xml(path: Path, fmt: str,
 # -- MSP ----------------------------------------------------------------------------------------
 _CUT = " (record cut short?)"
 _MSP_NAME = re.compile(r"^[ \t]*name[ \t]*:", re.IGNORECASE | re.MULTILINE)
+#: a minus sign starting a number in a peak line (not an exponent's: 1e-3)
+_NEGATIVE = re.compile(r"(?:^|[\s,;:(\[])-\s*\.?\d")
+_NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 
 
 def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
@@ -575,12 +601,18 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
     inten: list[float] = []
     bad = trailing = ""
     complete = False
+    extra = 0  # peaks after the declared number: the record's Num Peaks is wrong
     for line in block.splitlines():
         rline = line.strip()
         if not rline:
             continue
         if complete:  # the record's peaks are all read: what follows belongs to no record
-            trailing = trailing or rline
+            n_more = 0
+            if not trailing and not contains_metadata(rline):
+                with contextlib.suppress(RuntimeError):
+                    n_more = len(get_peak_values(get_peak_comment(rline)[1])[0])
+            extra += n_more
+            trailing = trailing or ("" if n_more else rline)
             continue
         if contains_metadata(rline):
             parse_metadata(rline, params)
@@ -588,10 +620,15 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
         if bad:
             continue
         _, values = get_peak_comment(rline)
+        if _NEGATIVE.search(values):  # matchms' number pattern reads "-29" as 29
+            bad = f"negative m/z or intensity: '{rline[:40]}'"
+            continue
         try:
             m, i = get_peak_values(values)
         except RuntimeError:
-            bad = f"peak line without intensity: '{rline[:40]}'"
+            bad = (f"peak line with a non-finite or non-numeric value: '{rline[:40]}'"
+                   if _NOT_A_NUMBER.search(values) else
+                   f"peak line without intensity: '{rline[:40]}'")
             continue
         if not m:
             bad = f"line is neither 'key: value' nor peaks: '{rline[:40]}'"
@@ -612,9 +649,10 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
         n_declared = int(str(declared).strip())
     except ValueError:
         return [(rid, f"invalid 'Num Peaks: {str(declared)[:20]}' (not a whole number)")]
-    if n_declared != len(mz):
+    if n_declared != len(mz) + extra:
         cut = _CUT if len(mz) < n_declared else ""
-        return [(rid, f"'Num Peaks: {n_declared}' but the record has {len(mz)} peak(s){cut}")]
+        return [(rid, f"'Num Peaks: {n_declared}' but the record has {len(mz) + extra} "
+                      f"peak(s){cut}")]
     if isinstance(params.get("mw"), str):  # GOLM writes the nominal mass with a comma
         params["mw"] = params["mw"].replace(",", ".")
     _msp_rt_minutes(params)
@@ -658,6 +696,10 @@ def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
                              + (f" ({problem})" if problem else ""))
     ends = [*starts[1:], len(text)]
     cut_end = bool(problem) or not text.endswith("\n")
+    if text[:starts[0]].strip():
+        head = text[:starts[0]].strip().splitlines()[0]
+        yield QuarantineRecord(str(path), "before index=0", "text before the first 'Name:' line "
+                               f"belongs to no record: '{head[:40]}'")
     for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
         for rec in _msp_record(text[a:b], i):
             if isinstance(rec, RawSpectrum):
