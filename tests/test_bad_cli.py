@@ -203,3 +203,24 @@ def test_an_output_never_overwrites_an_input(capsys, tmp_path):
     assert "is also smiles_file" in err and smi.read_text() == "CCO ethanol\n"
     assert q.read_bytes() == before
     assert not (tmp_path / "o.tsv").exists()
+
+
+def test_ctrl_c_ends_with_one_line_and_leaves_nothing(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the library is
+    being converted: exit 130, one line and no traceback (workers leave SIGINT to the parent),
+    no output and no temporary left in the cache."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    out = tmp_path / "o.tsv"
+    proc = subprocess.Popen([sys.executable, "-m", "msid.cli", "identify", str(QUERIES),
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MSID_CACHE": str(cache)}, start_new_session=True)
+    deadline = time.time() + 120
+    while not any(cache.iterdir()) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # the shipped library's store is being written
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not out.exists() and list(cache.iterdir()) == []

@@ -94,8 +94,11 @@ def new_temp(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_HOST}-{os.getpid()}-", suffix=".tmp",
-                               dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_HOST}-{os.getpid()}-",
+                                   suffix=".tmp", dir=path.parent)
+    except OSError as e:  # the error names the output, not a temporary the user never chose
+        raise OSError(e.errno, f"cannot write here: {e.strerror}", str(path)) from e
     os.close(fd)
     _LIVE.add(Path(tmp))
     return Path(tmp)

@@ -514,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"msid {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: outputs are atomic, so nothing half-written stays
+        print(f"\nmsid {args.command}: interrupted (an output not finished was not written)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

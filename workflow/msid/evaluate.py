@@ -31,6 +31,7 @@ from msid.metrics import (
     expected_rank,
     truth_ties,
 )
+from msid.parallel import ignore_interrupt
 
 HIT_KS = (1, 5, 20)
 MCES_THRESHOLD = 15  # MassSpecGym's cap for MCES distance
@@ -86,7 +87,7 @@ def mces_table(pairs: Sequence[tuple[str, str]], processes: int = 1) -> pd.DataF
 
     distinct = sorted({(t, p) for t, p in pairs if p})
     if processes > 1 and len(distinct) > 1:
-        with ProcessPoolExecutor(processes) as pool:
+        with ProcessPoolExecutor(processes, initializer=ignore_interrupt) as pool:
             dist = list(tqdm(pool.map(_mces_pair, distinct, chunksize=4), total=len(distinct),
                              desc="MCES", unit="pair", mininterval=5))
     else:

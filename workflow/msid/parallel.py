@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,6 +24,12 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def ignore_interrupt() -> None:
+    """Worker initializer: Ctrl-C (SIGINT, sent to the whole process group) is the parent's
+    to handle; a worker that took it would only print a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def imap_ordered(fn: Callable[[T], R], jobs: Iterable[T], n_jobs: int = 1) -> Iterator[R]:
     """``map(fn, jobs)`` in input order, on ``n_jobs`` processes when more than one.
 
@@ -36,7 +43,7 @@ def imap_ordered(fn: Callable[[T], R], jobs: Iterable[T], n_jobs: int = 1) -> It
     if n_jobs <= 1 or len(first) < 2:  # one job (a small file): no pool to start
         yield from map(fn, chain(first, it))
         return
-    pool = ProcessPoolExecutor(n_jobs)
+    pool = ProcessPoolExecutor(n_jobs, initializer=ignore_interrupt)
     pending: deque[Future] = deque()
     try:
         for job in chain(first, it):
