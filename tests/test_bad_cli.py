@@ -224,3 +224,15 @@ def test_ctrl_c_ends_with_one_line_and_leaves_nothing(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
     assert not out.exists() and list(cache.iterdir()) == []
+
+
+def test_repeated_query_ids_are_said_and_stores_need_h5(capsys, tmp_path):
+    text = QUERIES.read_text()
+    first = text[:text.index("END IONS") + len("END IONS")] + "\n"
+    dup = tmp_path / "dup.mgf"
+    dup.write_text(first + "\n" + first)
+    assert main(["identify", str(dup), "--out", str(tmp_path / "o.tsv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "1 record id(s) repeat" in err and "#2" in err
+    err = _error(capsys, "convert", str(dup), "--out", str(tmp_path / "s.tsv"))
+    assert "must end in .h5" in err and not (tmp_path / "s.tsv").exists()

@@ -100,7 +100,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
 
             q = load_ei_queries(a.queries, work)
         else:
-            q = load_queries(a.queries, work, n_jobs=2)
+            q = load_queries(a.queries, work, n_jobs=2, warn=lambda m: print(
+                f"msid identify: warning: {m}", file=sys.stderr))
         n_bad = len(q.quarantine)
         library = None
         if not ei and (a.library or a.method == "library"):
@@ -167,6 +168,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
 
     check_input(a.input, "input")
     check_output(a.out, inputs={"input": a.input})
+    if Path(a.out).suffix.lower() != ".h5":
+        raise ValueError(f"--out must end in .h5 (an msid spectrum store), not {a.out}")
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
                       "quarantined": dict(stats.quarantined), "renamed": stats.renamed}))
@@ -180,6 +183,8 @@ def cmd_preprocess(a: argparse.Namespace) -> int:
     check_input(a.store, "store")
     cfg = PreprocessConfig.from_dict(read_yaml_config(a.config, allowed=PreprocessConfig))
     check_output(a.out, inputs={"store": a.store, "--config": a.config})
+    if Path(a.out).suffix.lower() != ".h5":
+        raise ValueError(f"--out must end in .h5 (an msid spectrum store), not {a.out}")
     stats = preprocess_store(a.store, a.out, cfg, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "kept": stats.kept,
                       "quarantined": dict(stats.quarantined)}))

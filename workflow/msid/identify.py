@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from msid.chem.candidates import CandidateIndex, PoolSource, build_index, sources_digest
@@ -63,15 +64,20 @@ def cached_library(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Pa
 
 
 def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
-                 preprocess: PreprocessConfig | None = None, n_jobs: int = 1) -> SpectrumStore:
+                 preprocess: PreprocessConfig | None = None, n_jobs: int = 1,
+                 warn: Callable[[str], None] | None = None) -> SpectrumStore:
     """Queries as a store: an ``.h5`` store as is, any other file converted + preprocessed
-    (by default a query's structure annotation is kept as written: it never drops a query)."""
+    (by default a query's structure annotation is kept as written: it never drops a query).
+    ``warn`` hears of repeated record ids (kept as ``<id>#2``...)."""
     path = Path(path)
     if path.suffix == ".h5":
         return SpectrumStore(path)
     clean = Path(workdir) / "queries.h5"
-    convert_file(path, clean, n_jobs=n_jobs, progress=False,
-                 clean=preprocess or PreprocessConfig(standardise_structures=False))
+    stats = convert_file(path, clean, n_jobs=n_jobs, progress=False,
+                         clean=preprocess or PreprocessConfig(standardise_structures=False))
+    if stats.renamed and warn is not None:  # rows would carry ids the user never wrote
+        warn(f"{path}: {stats.renamed} record id(s) repeat an earlier record's: ranked as "
+             "'<id>#2', '<id>#3', ...")
     return SpectrumStore(clean)
 
 

@@ -76,7 +76,9 @@ def export_spectra(store: str | os.PathLike, out: str | os.PathLike, fmt: str = 
     out = Path(out)
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
-        raise ValueError(f"export format must be one of {FORMATS}, not '{fmt}'")
+        gz = " (gzip output is not supported: compress the file afterwards)" if fmt == "gz" else ""
+        raise ValueError(f"export format must be one of {FORMATS} (--format, or the suffix of "
+                         f"--out), not '{fmt}'{gz}")
     with SpectrumStore(store) as st:
         records = [(np.asarray(r.mz, float), np.asarray(r.intensity, float), r.meta)
                    for r in st.iter_records()]
