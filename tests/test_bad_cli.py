@@ -236,3 +236,44 @@ def test_repeated_query_ids_are_said_and_stores_need_h5(capsys, tmp_path):
     assert "warning" in err and "1 record id(s) repeat" in err and "#2" in err
     err = _error(capsys, "convert", str(dup), "--out", str(tmp_path / "s.tsv"))
     assert "must end in .h5" in err and not (tmp_path / "s.tsv").exists()
+
+
+PEPTIDES = Path(__file__).resolve().parents[1] / "resources" / "peptides"
+
+
+def test_train_refuses_outputs_that_destroy_inputs_and_bad_configs(capsys, tmp_path):
+    """Checked before any data is read: --out must be .safetensors and none of the inputs (nor
+    the card beside it); a config value of the wrong type, or a misspelt top-level key, is
+    named."""
+    data = next(PEPTIDES.glob("*.mgf*"))
+    copy = tmp_path / data.name
+    copy.write_bytes(data.read_bytes())
+    err = _error(capsys, "train", "peptrm", "--data", str(copy), "--out", str(tmp_path / "m.json"))
+    assert "must end in .safetensors" in err
+    err = _error(capsys, "train", "peptrm", "--data", str(copy), "--out", str(copy))
+    assert "must end in .safetensors" in err or "is also --data" in err
+    cfg = tmp_path / "c.yaml"
+    card = tmp_path / "m.json"
+    cfg.write_text("trian: {max_steps: 2}\n")
+    err = _error(capsys, "train", "peptrm", "--data", str(copy), "--config", str(cfg),
+                 "--out", str(tmp_path / "m.safetensors"))
+    assert "trian" in err
+    for text, why in (("train: {max_steps: abc}\n", "max_steps must be int"),
+                      ("train: 5\n", "expected a mapping")):
+        cfg.write_text(text)
+        err = _error(capsys, "train", "peptrm", "--data", str(copy), "--config", str(cfg),
+                     "--out", str(tmp_path / "m.safetensors"))
+        assert why in err
+    assert copy.read_bytes() == data.read_bytes() and not card.exists()
+
+
+def test_denovo_peptides_options_are_checked(capsys, tmp_path):
+    data = next(PEPTIDES.glob("*.mgf*"))
+    for option, value in (("--beam-size", "-3"), ("--beam-size", "0"), ("--ppm", "-5"),
+                          ("--max-spectra", "-1")):
+        err = _error(capsys, "denovo-peptides", str(data), "--out", str(tmp_path / "o.tsv"),
+                     option, value)
+        assert option in err
+    err = _error(capsys, "denovo-peptides", str(data), "--out", str(tmp_path / "a.tsv"),
+                 "--out", str(tmp_path / "b.tsv"))
+    assert "at most one .tsv" in err

@@ -6,6 +6,7 @@ back out as MSP without their annotation, so the expected top hit is known.
 
 from __future__ import annotations
 
+import html
 import shutil
 import threading
 import time
@@ -119,6 +120,67 @@ def test_bad_uploads_get_a_message_not_a_crash(server):
     assert status == 400 and "peaks" in page
     with urllib.request.urlopen(server + "/", timeout=30) as r:  # still serving
         assert r.status == 200
+
+
+def test_pasted_signs_and_nans_are_named_not_dropped(server):
+    for text, why in (("73 999\n147 -450\n", "-450 is not a finite non-negative"),
+                      ("73 999\n147 nan\n", "nan is not a finite"),
+                      ("73 999\n147 450 abc\n", "'abc' is not a number"),
+                      ("73 999\n147\n", "holds 1 value")):
+        status, page = _post(server, {"peaks": text, "method": "ei-cosine"})
+        assert status == 400 and why in html.unescape(page), page[-500:]
+
+
+def test_one_bad_record_in_an_upload_costs_only_itself(server, query):
+    """An MSP upload whose first record's Num Peaks is wrong: the next record is still searched
+    and the page names the one skipped; an empty file is named as such."""
+    bad = "NAME: broken\nNum Peaks: 5\n41 10\n43 20\n57 30\n\n"
+    status, page = _post(server, {"method": "ei-cosine", "top_k": "1"},
+                         {"file": ("q.msp", (bad + query["msp"]).encode())})
+    assert status == 200, page[-500:]
+    page = html.unescape(page)
+    assert "record broken skipped" in page and "'Num Peaks: 5'" in page
+    assert query["name"] in page
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("empty.msp", b"")})
+    assert status == 400 and "'empty.msp' is empty" in html.unescape(page)
+    status, page = _post(server, {"method": "ei-cosine", "top_k": "many"},
+                         {"file": ("q.msp", query["msp"].encode())})
+    assert status == 400 and "whole number" in page
+
+
+def test_a_failing_search_gets_a_page_and_the_server_stays_up(server, query, monkeypatch):
+    from msid.gui.app import SearchApp
+
+    def broken(*args, **kwargs):
+        raise OSError("library file vanished")
+
+    monkeypatch.setattr(SearchApp, "search", broken)
+    status, page = _post(server, {"method": "ei-cosine"},
+                         {"file": ("q.msp", query["msp"].encode())})
+    assert status == 500 and "library file vanished" in page
+    monkeypatch.undo()
+    with urllib.request.urlopen(server + "/healthz", timeout=30) as r:
+        assert r.status == 200
+
+
+def test_uploads_beyond_the_spectrum_limit_are_said():
+    from msid.gui.uploads import MAX_SPECTRA, parse_upload
+
+    text = "".join(f"BEGIN IONS\nTITLE=s{i}\n41 {i + 1}\n43 5\nEND IONS\n"
+                   for i in range(MAX_SPECTRA + 10))
+    spectra, notes = parse_upload("many.mgf", text.encode())
+    assert len(spectra) == MAX_SPECTRA and spectra[0].title == "s0"
+    assert notes == [f"only the first {MAX_SPECTRA} of {MAX_SPECTRA + 10} spectra were searched"]
+
+
+def test_serve_checks_its_libraries_and_port_before_starting(capsys, tmp_path):
+    from msid.cli import main
+
+    assert main(["serve", "--library", str(tmp_path / "missing.msp")]) == 2
+    assert "missing.msp: does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--port", "99999"])
+    assert e.value.code == 2 and "0-65535" in capsys.readouterr().err
 
 
 def _driver(tmp_path: Path):

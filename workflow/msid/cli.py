@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from msid import __version__
-from msid.cli_checks import fraction, positive_float, positive_int, top_k
+from msid.cli_checks import fraction, port_number, positive_float, positive_int, top_k
+from msid.method_kinds import ALL_METHODS
 
 
 def _add_identify(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +24,21 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
                                         "SMILES) or TSV with columns query_id, smiles")
     p.add_argument("--pool", help="candidate index (.npz from `msid build-index`); default: the "
                                   "shipped pool, built once and cached in $MSID_CACHE")
-    p.add_argument("--method", default="library", help="identification method (default: library)")
+    p.add_argument("--method", default="library",
+                   help=f"identification method: {', '.join(ALL_METHODS)} (default: library; "
+                        "`msid methods` lists those installed, plugins included)")
     p.add_argument("--model", help="model file for learned methods")
-    p.add_argument("--candidate-kind", choices=["mass", "formula"], default="mass")
+    p.add_argument("--candidate-kind", choices=["mass", "formula"], default="mass",
+                   help="pool candidates by the query's neutral mass (--ppm) or by its formula "
+                        "(queries that carry one)")
     p.add_argument("--ppm", type=positive_float, default=10.0,
                    help="mass window for pool candidates")
-    p.add_argument("--max-candidates", type=positive_int, default=256)
+    p.add_argument("--max-candidates", type=positive_int, default=256,
+                   help="candidates per query at most")
     p.add_argument("--top-k", type=top_k, default=20,
                    help="ranks kept per query (0: all; EI methods: up to 10,000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the candidate order and of the random baseline")
     p.add_argument("--out", required=True, help="Rankings TSV, or mzTab-M 2.0 when it ends "
                                                 "in .mztab")
     p.add_argument("--compounds", help="also write the library hits grouped by structure "
@@ -221,8 +228,14 @@ def _train_sizes(family: str) -> tuple[str, ...]:
     return tuple(SIZES)
 
 
+#: the top-level keys of each family's ``msid train --config`` (retrieval and de novo configs
+#: name their own unknown keys)
+TRAIN_CONFIG_KEYS = {"peptrm": {"size", "model", "train", "curriculum", "folds"},
+                     "llm4ms": {"embedding", "train"}}
+
+
 def cmd_train(a: argparse.Namespace) -> int:
-    from msid.cli_checks import check_input, read_yaml_config
+    from msid.cli_checks import check_input, check_output, read_yaml_config
 
     missing = [f"--{o}" for o in TRAIN_INPUTS[a.family] if not getattr(a, o)]
     if missing:
@@ -234,7 +247,15 @@ def cmd_train(a: argparse.Namespace) -> int:
             check_input(getattr(a, option), f"--{option}")
     for path in a.data or []:
         check_input(path, "--data")
-    config = read_yaml_config(a.config)
+    if Path(a.out).suffix.lower() != ".safetensors":  # the card goes beside it as .json
+        raise ValueError(f"--out must end in .safetensors (the model card is written beside "
+                         f"it as .json), not {a.out}")
+    inputs = {f"--{o}": getattr(a, o, None) for o in ("train", "val", "test", "index")}
+    inputs |= {f"--data {i + 1}": p for i, p in enumerate(a.data or [])}
+    inputs["--config"] = a.config
+    check_output(a.out, inputs=inputs)
+    check_output(Path(a.out).with_suffix(".json"), "model card", inputs=inputs)
+    config = read_yaml_config(a.config, allowed=TRAIN_CONFIG_KEYS.get(a.family))
     if a.size:
         sizes = _train_sizes(a.family)
         if a.size not in sizes:
@@ -267,9 +288,16 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
+    from msid.cli_checks import check_input
     from msid.gui.app import ServeConfig, serve
 
-    libraries = {Path(p).name: p for p in a.library or []}
+    libraries: dict[str, str] = {}
+    for p in a.library or []:  # a library that is not there fails now, not at the first search
+        check_input(p, "--library", directory_ok=True)
+        label = Path(p).name
+        if label in libraries:  # the page offers libraries by file name
+            label = str(Path(p).resolve())
+        libraries[label] = p
     serve(ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
                       max_upload_bytes=int(a.max_upload_mb * 1e6)))
     return 0
@@ -307,6 +335,9 @@ def cmd_methods(a: argparse.Namespace) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from msid.bench import run_bench
+    from msid.resources import resource
+
+    a.library = a.library or str(resource("massbank_esi", "massbank_esi_msms.mgf.gz"))
 
     run_bench(a)
     return 0
@@ -323,12 +354,13 @@ def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
                    help="PepTRM (learned, default) or the spectrum-graph DP baseline")
     p.add_argument("--model", help="PepTRM model file (default: the shipped one)")
     p.add_argument("--decoding", choices=["beam", "greedy"], default="beam")
-    p.add_argument("--beam-size", type=int, default=10)
-    p.add_argument("--ppm", type=float, default=50.0, help="precursor mass tolerance")
-    p.add_argument("--max-spectra", type=int, default=0, help="first N spectra only (0: all)")
+    p.add_argument("--beam-size", type=positive_int, default=10)
+    p.add_argument("--ppm", type=positive_float, default=50.0, help="precursor mass tolerance")
+    p.add_argument("--max-spectra", type=top_k, default=0, help="first N spectra only (0: all)")
 
 
 def cmd_denovo_peptides(a: argparse.Namespace) -> int:
+    from msid.cli_checks import check_input, check_output
     from msid.identify import load_queries, temp_workdir
     from msid.peptides.denovo import DecodeConfig, denovo_run, shipped_model
 
@@ -336,6 +368,14 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     bad = [str(o) for o in outs if o.suffix.lower() not in (".tsv", ".mztab")]
     if bad:
         raise ValueError(f"--out must end in .tsv or .mztab: {bad}")
+    suffixes = [o.suffix.lower() for o in outs]
+    if len(set(suffixes)) < len(suffixes):
+        raise ValueError("--out takes at most one .tsv and one .mztab file, not "
+                         f"{', '.join(map(str, outs))}")
+    check_input(a.queries, "queries")
+    for o in outs:
+        check_output(o, inputs={"queries": a.queries, "--model": a.model,
+                                **{f"--out {p}": p for p in outs if p is not o}})
     tsv = next((o for o in outs if o.suffix.lower() == ".tsv"), None)
     mztab = next((o for o in outs if o.suffix.lower() == ".mztab"), None)
     cfg = DecodeConfig(method=a.decoding, beam_size=a.beam_size, ppm=a.ppm,
@@ -439,16 +479,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="local web GUI for EI library search")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: "
                                                       "this machine only)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=port_number, default=8765, help="0 picks a free port")
     p.add_argument("--library", action="append", help="EI library (MSP/MGF/store), repeatable; "
                                                       "default: the shipped MassBank EI library")
     p.add_argument("--model", help="llm4ms model file (default: the shipped one)")
     p.add_argument("--max-upload-mb", type=float, default=5.0, help="upload size limit")
-    p = sub.add_parser("bench", help="throughput benchmarks (prints numbers)")
-    p.add_argument("--library", default="resources/massbank_esi/massbank_esi_msms.mgf.gz")
-    p.add_argument("--queries", type=int, default=2000)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--skip-index", action="store_true")
+    p = sub.add_parser(
+        "bench", help="throughput benchmarks (prints numbers)",
+        description="Speed and memory benchmarks, each beside its baseline measured in the same "
+                    "run: library conversion and cleaning, candidate index, library search vs "
+                    "FlashEntropySearch, first and cached `msid identify` vs a plain script, "
+                    "peak memory of a larger run, model ranking and training throughput, de "
+                    "novo peptides, EI prediction and the EI vector index. Prints JSON.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--library", help="ESI MS/MS library (MGF) to convert and search "
+                                     "(default: the shipped MassBank library)")
+    p.add_argument("--queries", type=positive_int, default=2000,
+                   help="library spectra searched as queries")
+    p.add_argument("--jobs", type=positive_int, default=2, help="worker processes")
+    p.add_argument("--skip-index", action="store_true",
+                   help="skip building the candidate index")
     p.add_argument("--skip-first-call", action="store_true",
                    help="skip timing msid identify (first and cached call) against a plain "
                         "FlashEntropySearch script")
@@ -458,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the peak-memory benchmark of converting a larger run")
     p.add_argument("--memory-n", type=int, default=10,
                    help="the larger run is the demo runs concatenated this many times")
-    p.add_argument("--skip-models", action="store_true")
+    p.add_argument("--skip-models", action="store_true",
+                   help="skip the learned retrieval models' ranking and training throughput")
     p.add_argument("--skip-peptides", action="store_true",
                    help="skip the de novo peptide throughput benchmark")
     p.add_argument("--skip-ei-prediction", action="store_true",

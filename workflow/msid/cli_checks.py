@@ -35,6 +35,14 @@ def top_k(text: str) -> int:
     return _whole_number(text, 0, "0 (every rank) or more")
 
 
+def port_number(text: str) -> int:
+    """argparse type for a TCP port: 0 (any free port) to 65535."""
+    value = _whole_number(text, 0, "0 or more")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, not {value}")
+    return value
+
+
 def fraction(text: str) -> float:
     """argparse type: a number in (0, 1] (an FDR, a share)."""
     value = positive_float(text)

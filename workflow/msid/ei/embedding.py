@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from torch import nn
 
 from msid.ei.nominal import stein_scott_weight
 from msid.io.errors import ModelFileError
+from msid.models.config import config_from_dict
 
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
 PEAK_SELECTIONS = ("intensity", "mixed")
@@ -54,11 +55,7 @@ class EmbeddingConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> EmbeddingConfig:
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"EmbeddingConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     def __post_init__(self) -> None:
         if self.peak_selection not in PEAK_SELECTIONS:

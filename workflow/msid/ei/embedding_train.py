@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
-from msid.models.config import TrainConfig
+from msid.models.config import TrainConfig, config_from_dict
 from msid.train import Trainer
 
 STAGES = ("mntp", "simcse", "supervised")
@@ -56,11 +56,7 @@ class EmbeddingTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> EmbeddingTrainConfig:
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"EmbeddingTrainConfig: unknown keys {sorted(unknown)}")
-        cfg = cls(**d)
+        cfg = config_from_dict(cls, d)
         bad = set(cfg.stages) - set(STAGES)
         if bad:
             raise ValueError(f"unknown training stages {sorted(bad)} (known: {STAGES})")

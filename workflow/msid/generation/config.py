@@ -9,6 +9,7 @@ from msid.models.config import (
     EncoderConfig,
     TrainConfig,
     config_from_dict,
+    settings,
     with_encoder_from_dict,
 )
 
@@ -95,17 +96,18 @@ class GenRunConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GenRunConfig:
-        d = dict(d or {})
+        d = settings(cls, d)
         size = d.pop("size", "tiny")
         if size not in SIZES:
             raise ValueError(f"unknown size '{size}' (one of {SIZES})")
         m = dict(_MODEL[size])
-        enc = {**_ENCODER[size], **((d.get("model") or {}).get("encoder") or {})}
-        m.update({k: v for k, v in (d.pop("model", None) or {}).items() if k != "encoder"})
+        model = settings(GenModelConfig, d.pop("model", None))
+        enc = {**_ENCODER[size], **settings(EncoderConfig, model.get("encoder"))}
+        m.update({k: v for k, v in model.items() if k != "encoder"})
         m["encoder"] = enc
-        t = {**_TRAIN[size], **(d.pop("train", None) or {})}
-        p = {**_PRETRAIN[size], **(d.pop("pretrain", None) or {})}
-        g = {**_GLMR[size], **(d.pop("glmr", None) or {})}
+        t = {**_TRAIN[size], **settings(TrainConfig, d.pop("train", None))}
+        p = {**_PRETRAIN[size], **settings(PretrainConfig, d.pop("pretrain", None))}
+        g = {**_GLMR[size], **settings(GLMRConfig, d.pop("glmr", None))}
         if d:
             raise ValueError(f"GenRunConfig: unknown keys {sorted(d)}")
         return cls(GenModelConfig.from_dict(m), TrainConfig.from_dict(t),

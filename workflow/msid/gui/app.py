@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -132,11 +133,14 @@ max='20'></label>
 
 
 def results_html(app: SearchApp, library: str, method: str,
-                 results: list[tuple[UploadedSpectrum, list]]) -> str:
+                 results: list[tuple[UploadedSpectrum, list]], notes: list[str] = ()) -> str:
     from msid.report.plots import data_uri, mirror_plot
 
     parts = [f"<p><a href='/'>New search</a> &middot; library <b>{html.escape(library)}</b>"
              f" &middot; method <b>{html.escape(method)}</b></p>"]
+    if notes:
+        parts.append("<ul id='notes' class='small'>" + "".join(
+            f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     for qi, (spec, hits) in enumerate(results):
         parts.append(f"<h2>{html.escape(spec.title)}</h2>")
         if not hits:
@@ -209,17 +213,23 @@ def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
             try:
                 fields, files = _parse_form(self.headers.get("Content-Type", ""), body)
                 del body
-                spectra = (parse_upload(*files["file"]) if files.get("file") else
-                           parse_pasted(fields.get("peaks", "")))
+                spectra, notes = (parse_upload(*files["file"]) if "file" in files else
+                                  parse_pasted(fields.get("peaks", "")))
                 library = fields.get("library") or next(iter(app.cfg.libraries))
                 method = fields.get("method") or app.default_method
-                top_k = min(max(int(fields.get("top_k") or app.cfg.top_k), 1), 20)
+                try:
+                    top_k = min(max(int(fields.get("top_k") or app.cfg.top_k), 1), 20)
+                except ValueError:
+                    raise UploadError("Hits (top_k) must be a whole number") from None
                 results = app.search(spectra, library, method, top_k)
-                self._send(200, _page(results_html(app, library, method, results)))
+                self._send(200, _page(results_html(app, library, method, results, notes)))
             except UploadError as e:
                 self._error(400, str(e))
             except ValueError as e:
                 self._error(400, f"bad request: {e}")
+            except Exception as e:  # the server stays up; the user gets a page, not a reset
+                print(f"msid serve: search failed: {type(e).__name__}: {e}", file=sys.stderr)
+                self._error(500, f"the search failed: {type(e).__name__}: {e}")
 
     return Handler
 
@@ -239,7 +249,7 @@ def _parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], dict]:
         filename = part.get_filename()
         payload = part.get_payload(decode=True) or b""
         if filename is not None:
-            if payload:
+            if filename:  # a browser sends filename="" when no file was chosen
                 files[name] = (os.path.basename(filename), payload)
         else:
             fields[name] = payload.decode("utf-8", errors="replace")

@@ -1,7 +1,8 @@
 """Query spectra from what a GUI user sends: pasted peaks or an MSP/MGF/mzML upload.
 
-Everything is parsed in memory (never written to disk, never executed) by the libraries msid
-reads these formats with: matchms' MSP line parsers, pyteomics' MGF and mzML readers. Only
+Everything is parsed in memory (never written to disk, never executed) by msid's own record
+readers (MSP: :func:`msid.io.raw._msp_record`; MGF: :func:`msid.io.mgf.parse_mgf_chunk`), so
+a bad record costs only itself and is named on the page, and pyteomics' mzML reader. Only
 centroided peak lists are taken (m/z, intensity); an upload holding no usable spectrum raises
 :class:`UploadError` with a message meant for the user.
 """
@@ -37,80 +38,91 @@ def _clean(title: str, mz, inten) -> UploadedSpectrum | None:
     return UploadedSpectrum(title, mz[keep][order], inten[keep][order])
 
 
-def parse_pasted(text: str) -> list[UploadedSpectrum]:
-    """Peaks as ``m/z intensity`` pairs: one per line, or ``mz:int`` / ``mz int;`` lists."""
-    from matchms.importing.load_from_msp import get_peak_values
-
-    body = " ".join(line.split("#", 1)[0] for line in text.splitlines())
+def _number(token: str, line: str) -> float:
     try:
-        mz, inten = get_peak_values(body.replace(":", " ").replace(";", " ").replace(",", " "))
-    except RuntimeError as e:
-        raise UploadError("pasted peaks must be pairs of numbers: m/z intensity") from e
+        value = float(token)
+    except ValueError:
+        raise UploadError(f"pasted peaks: '{token}' is not a number (line '{line[:40]}')") from None
+    if not np.isfinite(value) or value < 0:
+        raise UploadError(f"pasted peaks: {token} is not a finite non-negative number "
+                          f"(line '{line[:40]}')")
+    return value
+
+
+def parse_pasted(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
+    """Peaks as ``m/z intensity`` pairs: one per line, or ``mz:int`` / ``mz int;`` lists. Every
+    value must be a finite non-negative number and every line hold whole pairs; the first line
+    that does not is named (a pasted sign or NaN is never dropped or shifted silently)."""
+    mz: list[float] = []
+    inten: list[float] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        tokens = line.replace(":", " ").replace(";", " ").replace(",", " ").split()
+        if not tokens:
+            continue
+        values = [_number(t, line) for t in tokens]
+        if len(values) % 2:
+            raise UploadError(f"pasted peaks must be pairs 'm/z intensity': line '{line[:40]}' "
+                              f"holds {len(values)} value(s)")
+        mz += values[0::2]
+        inten += values[1::2]
     spec = _clean("pasted spectrum", mz, inten)
     if spec is None:
         raise UploadError("no peaks found in the pasted text (expected lines 'm/z intensity')")
-    return [spec]
+    return [spec], []
 
 
-def _msp(text: str) -> list[UploadedSpectrum]:
-    from matchms.importing.load_from_msp import (
-        _parse_line_with_peaks,
-        contains_metadata,
-        parse_metadata,
-    )
+def _msp(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
+    """Records read by msid's MSP record reader (a bad record costs only itself and is named
+    in the notes)."""
+    from msid.io.raw import _MSP_NAME, RawSpectrum, _msp_record
 
+    starts = [m.start() for m in _MSP_NAME.finditer(text)]
     out: list[UploadedSpectrum] = []
-    params: dict = {}
-    mz: list[float] = []
-    inten: list[float] = []
-    for line in text.splitlines():
-        line = line.rstrip()
-        if not line:
-            continue
-        if contains_metadata(line):
-            parse_metadata(line, params)
-            continue
-        try:
-            m, i, _ = _parse_line_with_peaks(line)
-        except RuntimeError as e:
-            raise UploadError(f"MSP: cannot read peak line '{line[:40]}'") from e
-        mz += m
-        inten += i
-        try:
-            n_expected = int(params.get("num peaks", -1))
-        except ValueError as e:
-            raise UploadError("MSP: 'Num Peaks' is not a number") from e
-        if n_expected == len(mz):
-            spec = _clean(str(params.get("name", f"spectrum {len(out) + 1}")), mz, inten)
-            if spec is not None:
+    notes: list[str] = []
+    for i, (a, b) in enumerate(zip(starts, [*starts[1:], len(text)], strict=True)):
+        for rec in _msp_record(text[a:b], i):
+            if not isinstance(rec, RawSpectrum):
+                notes.append(f"record {rec[0]} skipped: {rec[1]}")
+                continue
+            spec = _clean(str(rec.params.get("name") or rec.record_id), rec.mz, rec.intensity)
+            if spec is None:
+                notes.append(f"record {rec.record_id} skipped: no peak above zero")
+            else:
                 out.append(spec)
-            params, mz, inten = {}, [], []
-            if len(out) >= MAX_SPECTRA:
-                break
-    return out
+    return out, notes
 
 
-def _collect(entries) -> list[UploadedSpectrum]:
-    """(title, m/z, intensity) entries -> cleaned spectra, at most :data:`MAX_SPECTRA`."""
-    out = []
+def _collect(entries) -> tuple[list[UploadedSpectrum], list[str]]:
+    """(title, m/z, intensity) entries -> cleaned spectra (and notes of those skipped)."""
+    out, notes = [], []
     for title, mz, intensity in entries:
         spec = _clean(title, mz, intensity)
         if spec is not None:
             out.append(spec)
-        if len(out) >= MAX_SPECTRA:
-            break
-    return out
+        else:
+            notes.append(f"{title} skipped: no peak above zero")
+    return out, notes
 
 
-def _mgf(text: str) -> list[UploadedSpectrum]:
-    from pyteomics import mgf
+def _mgf(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
+    """Records read by msid's MGF chunk reader (a bad record costs only itself and is named)."""
+    from msid.io.mgf import MgfChunk, count_blocks, normalise_markers, parse_mgf_chunk
+    from msid.io.raw import RawSpectrum
 
-    with mgf.read(io.StringIO(text), use_index=False, convert_arrays=1) as reader:
-        return _collect((str(s.get("params", {}).get("title", f"spectrum {k + 1}")),
-                         s["m/z array"], s["intensity array"]) for k, s in enumerate(reader))
+    text = normalise_markers(text.lstrip("\ufeff"))
+    n, opened = count_blocks(text)
+    records = parse_mgf_chunk(MgfChunk("upload", text, 0, n)) if n else []
+    notes = [f"record {r.record_id} skipped: {r.reason}" for r in records
+             if not isinstance(r, RawSpectrum)]
+    if opened > n:
+        notes.append(f"{opened - n} record(s) without END IONS at the end (file cut short?)")
+    out, more = _collect((str(r.params.get("title") or r.record_id), r.mz, r.intensity)
+                         for r in records if isinstance(r, RawSpectrum))
+    return out, notes + more
 
 
-def _mzml(data: bytes) -> list[UploadedSpectrum]:
+def _mzml(data: bytes) -> tuple[list[UploadedSpectrum], list[str]]:
     from pyteomics import mzml
 
     with mzml.read(io.BytesIO(data), use_index=False) as reader:
@@ -119,18 +131,22 @@ def _mzml(data: bytes) -> list[UploadedSpectrum]:
                         if "m/z array" in s)
 
 
-def parse_upload(filename: str, data: bytes) -> list[UploadedSpectrum]:
-    """Spectra of an uploaded file, by its extension (.msp, .mgf, .mzML; no archives)."""
+def parse_upload(filename: str, data: bytes) -> tuple[list[UploadedSpectrum], list[str]]:
+    """Spectra of an uploaded file, by its extension (.msp, .mgf, .mzML; no archives), at most
+    :data:`MAX_SPECTRA`, and notes for the page: records skipped (and why), spectra left out
+    beyond the limit."""
     name = filename.lower()
+    if not data:
+        raise UploadError(f"'{filename}' is empty")
     try:
         if name.endswith(".mzml"):
-            spectra = _mzml(data)
+            spectra, notes = _mzml(data)
         else:
             text = data.decode("utf-8", errors="replace")
             if name.endswith(".mgf"):
-                spectra = _mgf(text)
+                spectra, notes = _mgf(text)
             elif name.endswith(".msp") or name.endswith(".txt"):
-                spectra = _msp(text)
+                spectra, notes = _msp(text)
             else:
                 raise UploadError(f"'{filename}': unsupported file type (upload .msp, .mgf or "
                                   f".mzML)")
@@ -139,5 +155,9 @@ def parse_upload(filename: str, data: bytes) -> list[UploadedSpectrum]:
     except Exception as e:  # a malformed file from a user: say so, never crash the server
         raise UploadError(f"'{filename}' could not be read: {type(e).__name__}: {e}") from e
     if not spectra:
-        raise UploadError(f"'{filename}' holds no spectrum with peaks")
-    return spectra
+        why = f" ({'; '.join(notes[:3])})" if notes else ""
+        raise UploadError(f"'{filename}' holds no spectrum with peaks{why}")
+    if len(spectra) > MAX_SPECTRA:
+        notes.append(f"only the first {MAX_SPECTRA} of {len(spectra)} spectra were searched")
+        spectra = spectra[:MAX_SPECTRA]
+    return spectra, notes

@@ -7,20 +7,68 @@ plain dataclass with ``from_dict`` (unknown keys are an error, so typos do not p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field, fields
+from types import UnionType
+from typing import Union, get_args, get_origin, get_type_hints
 
 FAMILIES = ("ranker", "reconstructor", "deepsets", "fp_ffn")
 ENSEMBLE_FAMILIES = ("ranker", "reconstructor")  # the baselines stay as MassSpecGym has them
 SIZES = ("tiny", "seed")
 
 
+#: what a config value of each declared scalar type may be (YAML gives int for 1 and float for
+#: 1.0; a bool is never taken for a number)
+_SCALARS: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), bool: (bool,),
+                                          str: (str,)}
+
+
+def _type_problem(value: object, hint: object) -> str:
+    """'' when ``value`` fits the declared type ``hint`` (scalars, lists and tuples checked;
+    other annotations are the dataclass's own business), else what was expected."""
+    origin = get_origin(hint)
+    if hint in _SCALARS:
+        ok = isinstance(value, _SCALARS[hint]) and not (hint is not bool
+                                                          and isinstance(value, bool))
+        return "" if ok else hint.__name__
+    if origin in (list, tuple):
+        return "" if isinstance(value, list | tuple) else "a list"
+    if origin in (Union, UnionType) and type(None) in get_args(hint):
+        if value is None:
+            return ""
+        rest = [h for h in get_args(hint) if h is not type(None)]
+        return _type_problem(value, rest[0]) if len(rest) == 1 else ""
+    return ""
+
+
+def settings(cls, d: object) -> dict:
+    """``d`` (None: no settings) as a dict of settings for ``cls``; anything but a mapping is
+    an error naming ``cls`` (``train: 5`` in a YAML config, say)."""
+    if d is not None and not isinstance(d, Mapping):
+        raise ValueError(f"{cls.__name__}: expected a mapping of settings, not "
+                         f"{type(d).__name__} {d!r}")
+    return dict(d or {})
+
+
 def config_from_dict(cls, d: dict | None):
-    """``cls(**d)`` for a config dataclass; an unknown key is an error naming it."""
-    d = dict(d or {})
+    """``cls(**d)`` for a config dataclass; an unknown key, or a value of the wrong type, is an
+    error naming the key. A float setting may be given as a numeric string (YAML 1.1 reads
+    ``1e-3`` as one)."""
+    d = settings(cls, d)
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    hints = get_type_hints(cls)
+    for key, value in d.items():
+        if hints.get(key) is float and isinstance(value, str):
+            with suppress(ValueError):
+                d[key] = value = float(value)
+        expected = _type_problem(value, hints.get(key))
+        if expected:
+            raise ValueError(f"{cls.__name__}: {key} must be {expected}, not "
+                             f"{type(value).__name__} {value!r}")
     return cls(**d)
 
 
@@ -28,7 +76,7 @@ def config_from_dict(cls, d: dict | None):
 def with_encoder_from_dict(cls, d: dict | None):
     """A model config holding an ``encoder: EncoderConfig`` (retrieval and generation models),
     from a dict whose ``encoder`` entry may itself be a dict."""
-    d = dict(d or {})
+    d = settings(cls, d)
     enc = d.pop("encoder", None)
     cfg = config_from_dict(cls, d)
     if enc is not None:
@@ -172,7 +220,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
-        d = dict(d or {})
+        d = settings(cls, d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return config_from_dict(cls, d)
@@ -301,14 +349,15 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> RunConfig:
         """``{"family", "size", "model": {...overrides}, "train": {...overrides}}``."""
-        d = dict(d or {})
-        family = d.pop("family", None) or (d.get("model") or {}).get("family") or "ranker"
+        d = settings(cls, d)
+        family = d.pop("family", None) or settings(ModelConfig, d.get("model")).get("family") \
+            or "ranker"
         size = d.pop("size", "tiny")
         if size not in SIZES:
             raise ValueError(f"unknown size '{size}' (one of {SIZES})")
         d.pop("members", None)  # ensemble members: see msid.models.training.train_model
-        m_over = dict(d.pop("model", None) or {})
-        t_over = dict(d.pop("train", None) or {})
+        m_over = settings(ModelConfig, d.pop("model", None))
+        t_over = settings(TrainConfig, d.pop("train", None))
         if d:
             raise ValueError(f"RunConfig: unknown keys {sorted(d)}")
         fam_model, fam_train = _FAMILY.get((family, size), ({}, {}))

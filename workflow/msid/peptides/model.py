@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from msid.models.config import config_from_dict
 from msid.peptides.data import PeptideSpectrum, top_peaks
 from msid.peptides.physics import ISOTOPE, PROTON, WATER, Vocab, neutral_from_mz
 
@@ -57,11 +58,7 @@ class PepTRMConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PepTRMConfig:
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"PepTRMConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict:
         return asdict(self)

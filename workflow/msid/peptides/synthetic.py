@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from msid.models.config import config_from_dict
 from msid.peptides.data import PeptideSpectrum
 from msid.peptides.physics import fragment_ions, precursor_mz
 
@@ -46,7 +47,7 @@ class CurriculumConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> CurriculumConfig:
-        return cls(**(d or {}))
+        return config_from_dict(cls, d)
 
     def clean_share_at(self, progress: float) -> float:
         k = min(int(progress * len(self.clean_share)), len(self.clean_share) - 1)

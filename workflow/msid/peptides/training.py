@@ -26,7 +26,7 @@ from msid.modelfile import (
     save_model,
     verified_card,
 )
-from msid.models.config import TrainConfig
+from msid.models.config import TrainConfig, settings
 from msid.peptides.data import PeptideSpectrum, read_annotated_mgf, split_by_sequence
 from msid.peptides.decode import Decoded, ManyEvidence, decode_many, log_softmax
 from msid.peptides.metrics import score_predictions, summary
@@ -156,7 +156,7 @@ def model_config(config: dict) -> PepTRMConfig:
     size = config.get("size", "tiny")
     if size not in SIZES:
         raise ValueError(f"unknown PepTRM size '{size}' (choose from {sorted(SIZES)})")
-    return PepTRMConfig.from_dict({**SIZES[size], **config.get("model", {})})
+    return PepTRMConfig.from_dict({**SIZES[size], **settings(PepTRMConfig, config.get("model"))})
 
 
 def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.PathLike,
@@ -164,7 +164,7 @@ def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.Path
     """Train on the train fold of ``data`` (annotated MGF); write ``out`` + card + history."""
     out = Path(out)
     cfg = model_config(config)
-    tcfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, **config.get("train", {})})
+    tcfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, **settings(TrainConfig, config.get("train"))})
     cur = CurriculumConfig.from_dict(config.get("curriculum"))
     folds_cfg = {"val": 0.1, "test": 0.1, **(config.get("folds") or {})}
     vocab = Vocab.default()
