@@ -62,6 +62,37 @@ wildcard_constraints:
     library="[A-Za-z0-9_-]+",
 
 
+def training_threads(train, default=2):
+    """CPU threads a training job asks for: the intra-op threads its training config sets
+    (num_threads; 0: ``default``) plus its data-loading workers (num_workers), so that a
+    Slurm CPU request or a local --cores budget matches what the job runs."""
+    return (int(train.num_threads) or default) + int(train.num_workers)
+
+
+def retrieval_threads(wildcards):
+    from msid.models.config import RunConfig
+
+    cfg = config["models"]["train"].get(wildcards.family, {})
+    return training_threads(
+        RunConfig.from_dict({"family": wildcards.family, **cfg}).train
+    )
+
+
+def generation_threads(wildcards):
+    from msid.generation.config import GenRunConfig
+
+    return training_threads(GenRunConfig.from_dict(config["generation"]["train"]).train)
+
+
+def peptide_threads(wildcards):
+    from msid.models.config import TrainConfig
+
+    train = {"num_threads": 1, **config["peptides"]["train"].get("train", {})}
+    return training_threads(
+        TrainConfig.from_dict(train)
+    )  # PepTRM's default: one thread
+
+
 def scaled(base):
     """A resource that grows with the attempt number, so a retried job asks for more."""
     return lambda wildcards, attempt: base * attempt

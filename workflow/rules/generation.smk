@@ -26,7 +26,7 @@ rule train_denovo:
         env("torch")
     container:
         image("torch")
-    threads: 2
+    threads: generation_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
@@ -63,7 +63,7 @@ rule train_glmr:
         env("torch")
     container:
         image("torch")
-    threads: 2
+    threads: generation_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
@@ -92,7 +92,7 @@ rule train_glmr_ablation:
         env("torch")
     container:
         image("torch")
-    threads: 2
+    threads: generation_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),

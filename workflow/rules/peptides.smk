@@ -33,7 +33,7 @@ rule train_peptrm:
         env("peptides")
     container:
         image("peptides")
-    threads: 2
+    threads: peptide_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(120),

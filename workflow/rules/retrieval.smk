@@ -16,7 +16,7 @@ rule train_model:
         env("torch")
     container:
         image("torch")
-    threads: 2
+    threads: retrieval_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),

@@ -63,9 +63,9 @@ def _text_lines(path: Path, problems: list[tuple[int, str, str]] | None
     """The decoded lines of ``path`` (gzip by its magic bytes, whatever the suffix): UTF-8 (a
     byte-order mark dropped), a line that is not UTF-8 read as Latin-1 (legacy exports'
     names). A cut or corrupt gzip stream ends the lines and adds a row to ``problems``."""
-    from msid.io.raw import _open_binary
+    from msid.io.gz import open_binary
 
-    fh, gz = _open_binary(path)
+    fh, gz = open_binary(path)
     n = 0
     with fh:
         for n, raw in enumerate(fh, start=1):

@@ -175,9 +175,9 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
 
 def _pieces(path: Path) -> Iterator[tuple[str, str]]:
     """(decoded text, problem) pieces; the problem (gzip damage) comes with the last piece."""
-    from msid.io.raw import _open_binary
+    from msid.io.gz import open_binary
 
-    fh, gz = _open_binary(path)
+    fh, gz = open_binary(path)
     # utf-8-sig: a byte-order mark at the start would hide the first BEGIN IONS line
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     with fh:

@@ -13,7 +13,6 @@ import os
 import queue
 import re
 import threading
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from msid.io.errors import InputFileError
+from msid.io.gz import open_binary
 from msid.io.mgf import MgfChunk, mgf_chunks, read_mgf
 from msid.parallel import chunks
 from msid.store import QuarantineRecord
@@ -102,79 +102,9 @@ def _check_file(path: Path) -> str:
     return fmt
 
 
-# -- gzip -----------------------------------------------------------------------------------------
-def _is_gz(path: Path) -> bool:
-    return path.name.lower().endswith(".gz")
-
-
-class SalvagingGunzip(io.RawIOBase):
-    """A gzip stream that ends quietly where the compressed data is cut or corrupt.
-
-    Reads the bytes that decompress cleanly; after the damage it reports end of file and keeps the
-    reason in :attr:`problem` (empty for an intact stream). Multi-member gzip files are read whole.
-    """
-
-    CHUNK = 1 << 14
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._in_member = False
-        self._buf = b""
-        self._done = False
-        self.problem = ""
-        self.n_out = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> None:
-        pending = b""
-        if self._d.eof:  # member finished: anything left starts the next member
-            pending = self._d.unused_data
-            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            self._in_member = False
-        chunk = pending or self._fh.read(self.CHUNK)
-        if not chunk:
-            if self._in_member:
-                self.problem = (f"compressed stream cut after {self.n_out + len(self._buf)} "
-                                "bytes (gzip end marker missing)")
-            self._done = True
-            return
-        self._in_member = True
-        try:
-            self._buf += self._d.decompress(chunk)
-        except zlib.error as e:
-            self.problem = (f"compressed stream damaged after {self.n_out + len(self._buf)} "
-                            f"bytes ({e})")
-            self._done = True
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        while not self._buf and not self._done:
-            self._fill()
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        self.n_out += n
-        return n
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
-
-
-def _open_binary(path: Path) -> tuple[io.BufferedIOBase, SalvagingGunzip | None]:
-    """(binary stream, gunzip state or None for a plain file)."""
-    if _is_gz(path):
-        raw = SalvagingGunzip(path)
-        return io.BufferedReader(raw), raw
-    return open(path, "rb"), None
-
-
 def _read_text(path: Path) -> tuple[str, str]:
     """(the file's text, problem): for a damaged gzip the text before the damage."""
-    fh, gz = _open_binary(path)
+    fh, gz = open_binary(path)
     with fh:
         data = fh.read()
     problem = gz.problem if gz else ""
@@ -357,7 +287,7 @@ def xml_problem(path: Path) -> str:
     gave SIGSEGV), so a malformed file never reaches it."""
     from lxml import etree
 
-    fh, gz = _open_binary(path)
+    fh, gz = open_binary(path)
     try:
         with fh:
             for _, el in etree.iterparse(fh, events=("end",), huge_tree=True):
@@ -528,7 +458,7 @@ def _salvage_xml(path: Path, fmt: str,
 
     n = 0
     label = {"mzml": "mzML", "mzxml": "mzXML"}[fmt]
-    fh, gz = _open_binary(path)
+    fh, gz = open_binary(path)
     with fh:
         data = fh.read()
     data, problem = _xml_fence(data, fmt)
