@@ -214,7 +214,10 @@ def test_ctrl_c_ends_with_one_line_and_leaves_nothing(tmp_path):
     out = tmp_path / "o.tsv"
     proc = subprocess.Popen([sys.executable, "-m", "msid.cli", "identify", str(QUERIES),
                              "--out", str(out)], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MSID_CACHE": str(cache)}, start_new_session=True)
+                            env={**os.environ, "MSID_CACHE": str(cache)}, start_new_session=True,
+                            # a background job of a non-interactive shell (as CI may start us)
+                            # inherits SIGINT ignored, and Python then keeps ignoring it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not any(cache.iterdir()) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)  # the shipped library's store is being written
