@@ -1,7 +1,7 @@
 """Query spectra from what a GUI user sends: pasted peaks or an MSP/MGF/mzML upload.
 
 Everything is parsed in memory (never written to disk, never executed) by msid's own record
-readers (MSP: :func:`msid.io.raw._msp_record`; MGF: :func:`msid.io.mgf.parse_mgf_chunk`), so
+readers (MSP: :func:`msid.io.raw.msp_records`; MGF: :func:`msid.io.mgf.parse_mgf_chunk`), so
 a bad record costs only itself and is named on the page, and pyteomics' mzML reader. Only
 centroided peak lists are taken (m/z, intensity); an upload holding no usable spectrum raises
 :class:`UploadError` with a message meant for the user.
@@ -75,22 +75,14 @@ def parse_pasted(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
 def _msp(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
     """Records read by msid's MSP record reader (a bad record costs only itself and is named
     in the notes)."""
-    from msid.io.raw import _MSP_NAME, RawSpectrum, _msp_record
+    from msid.io.raw import RawSpectrum, msp_records
 
-    starts = [m.start() for m in _MSP_NAME.finditer(text)]
-    out: list[UploadedSpectrum] = []
-    notes: list[str] = []
-    for i, (a, b) in enumerate(zip(starts, [*starts[1:], len(text)], strict=True)):
-        for rec in _msp_record(text[a:b], i):
-            if not isinstance(rec, RawSpectrum):
-                notes.append(f"record {rec[0]} skipped: {rec[1]}")
-                continue
-            spec = _clean(str(rec.params.get("name") or rec.record_id), rec.mz, rec.intensity)
-            if spec is None:
-                notes.append(f"record {rec.record_id} skipped: no peak above zero")
-            else:
-                out.append(spec)
-    return out, notes
+    records = [rec for rec, _ in msp_records(text)]
+    notes = [f"record {r[0]} skipped: {r[1]}" for r in records
+             if not isinstance(r, RawSpectrum)]
+    out, more = _collect((str(r.params.get("name") or r.record_id), r.mz, r.intensity)
+                         for r in records if isinstance(r, RawSpectrum))
+    return out, notes + more
 
 
 def _collect(entries) -> tuple[list[UploadedSpectrum], list[str]]:

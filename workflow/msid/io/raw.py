@@ -618,28 +618,36 @@ def _msp_rt_minutes(params: dict) -> None:
         params["retention_time"] = minutes * 60.0
 
 
+def msp_records(text: str) -> Iterator[tuple[RawSpectrum | tuple[str, str], bool]]:
+    """Every record of MSP ``text`` (a spectrum, or (id, reason) for one that cannot be read,
+    text before the first ``Name:`` line included), each with whether its block ends the text.
+    :func:`_read_msp` reads files with it, the GUI its uploads."""
+    starts = [m.start() for m in _MSP_NAME.finditer(text)]
+    if starts and text[:starts[0]].strip():
+        head = text[:starts[0]].strip().splitlines()[0]
+        yield ("before index=0", "text before the first 'Name:' line belongs to no record: "
+               f"'{head[:40]}'"), False
+    for i, (a, b) in enumerate(zip(starts, [*starts[1:], len(text)], strict=True)):
+        for rec in _msp_record(text[a:b], i):
+            yield rec, b == len(text)
+
+
 def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     text, problem = _read_text(path)
-    starts = [m.start() for m in _MSP_NAME.finditer(text)]
-    if not starts:
+    if not _MSP_NAME.search(text):
         raise InputFileError(path, "no 'Name:' line: not an MSP file"
                              + (f" ({problem})" if problem else ""))
-    ends = [*starts[1:], len(text)]
     cut_end = bool(problem) or not text.endswith("\n")
-    if text[:starts[0]].strip():
-        head = text[:starts[0]].strip().splitlines()[0]
-        yield QuarantineRecord(str(path), "before index=0", "text before the first 'Name:' line "
-                               f"belongs to no record: '{head[:40]}'")
-    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        for rec in _msp_record(text[a:b], i):
-            if isinstance(rec, RawSpectrum):
-                yield rec
-            elif b == len(text) and (cut_end or _CUT in rec[1]):
-                yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of "
-                                       f"the file: {rec[1].replace(_CUT, '')}")
-            else:
-                yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
+    for rec, at_end in msp_records(text):
+        if isinstance(rec, RawSpectrum):
+            yield rec
+        elif at_end and (cut_end or _CUT in rec[1]):
+            yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of "
+                                   f"the file: {rec[1].replace(_CUT, '')}")
+        else:
+            yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
     if problem:
-        yield QuarantineRecord(str(path), f"after index={len(starts) - 1}",
-                               f"MSP damaged after {len(starts)} records; the rest of the file "
+        n_records = len(_MSP_NAME.findall(text))
+        yield QuarantineRecord(str(path), f"after index={n_records - 1}",
+                               f"MSP damaged after {n_records} records; the rest of the file "
                                f"is lost: {problem}")
