@@ -174,9 +174,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
     from msid.convert import convert_file
 
     check_input(a.input, "input")
-    check_output(a.out, inputs={"input": a.input})
-    if Path(a.out).suffix.lower() != ".h5":
-        raise ValueError(f"--out must end in .h5 (an msid spectrum store), not {a.out}")
+    check_output(a.out, inputs={"input": a.input}, suffixes=(".h5",),
+                 what="an msid spectrum store")
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
                       "quarantined": dict(stats.quarantined), "renamed": stats.renamed}))
@@ -189,9 +188,8 @@ def cmd_preprocess(a: argparse.Namespace) -> int:
 
     check_input(a.store, "store")
     cfg = PreprocessConfig.from_dict(read_yaml_config(a.config, allowed=PreprocessConfig))
-    check_output(a.out, inputs={"store": a.store, "--config": a.config})
-    if Path(a.out).suffix.lower() != ".h5":
-        raise ValueError(f"--out must end in .h5 (an msid spectrum store), not {a.out}")
+    check_output(a.out, inputs={"store": a.store, "--config": a.config}, suffixes=(".h5",),
+                 what="an msid spectrum store")
     stats = preprocess_store(a.store, a.out, cfg, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "kept": stats.kept,
                       "quarantined": dict(stats.quarantined)}))
@@ -247,13 +245,11 @@ def cmd_train(a: argparse.Namespace) -> int:
             check_input(getattr(a, option), f"--{option}")
     for path in a.data or []:
         check_input(path, "--data")
-    if Path(a.out).suffix.lower() != ".safetensors":  # the card goes beside it as .json
-        raise ValueError(f"--out must end in .safetensors (the model card is written beside "
-                         f"it as .json), not {a.out}")
     inputs = {f"--{o}": getattr(a, o, None) for o in ("train", "val", "test", "index")}
     inputs |= {f"--data {i + 1}": p for i, p in enumerate(a.data or [])}
     inputs["--config"] = a.config
-    check_output(a.out, inputs=inputs)
+    check_output(a.out, inputs=inputs, suffixes=(".safetensors",),
+                 what="the model card is written beside it as .json")
     check_output(Path(a.out).with_suffix(".json"), "model card", inputs=inputs)
     config = read_yaml_config(a.config, allowed=TRAIN_CONFIG_KEYS.get(a.family))
     if a.size:
@@ -409,10 +405,9 @@ def cmd_predict_ei(a: argparse.Namespace) -> int:
     from msid.cli_checks import check_input, check_output
     from msid.ei.insilico import predict_file
 
-    if Path(a.out).suffix.lower() not in (".msp", ".h5"):
-        raise ValueError(f"--out must end in .msp or .h5: {a.out}")
     check_input(a.smiles_file, "smiles_file")
-    check_output(a.out, inputs={"smiles_file": a.smiles_file, "--model": a.model})
+    check_output(a.out, inputs={"smiles_file": a.smiles_file, "--model": a.model},
+                 suffixes=(".msp", ".h5"), what="NIST MSP or an msid spectrum store")
     res = predict_file(a.smiles_file, a.out, a.model, progress=sys.stderr.isatty())
     for line, smi, reason in res["rejected"]:
         print(f"msid predict-ei: line {line} skipped ({smi!r}): {reason}", file=sys.stderr)

@@ -85,10 +85,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_output(path: str | os.PathLike, option: str = "--out",
-                 inputs: dict[str, str | os.PathLike | None] | None = None) -> Path:
-    """``path`` can be written: not a directory, its folder exists or can be made there, and it
-    is none of ``inputs`` (option -> path: the files the command reads, and outputs already
-    checked), which writing it would destroy."""
+                 inputs: dict[str, str | os.PathLike | None] | None = None,
+                 suffixes: tuple[str, ...] = (), what: str = "") -> Path:
+    """``path`` can be written: not a directory, its folder exists or can be made there, it
+    ends in one of ``suffixes`` (when given; ``what`` says what such a file is), and it is none
+    of ``inputs`` (option -> path: the files the command reads, and outputs already checked),
+    which writing it would destroy."""
     p = Path(path)
     if p.is_dir():
         raise InputFileError(_label(p, option), "is a directory; give a file name")
@@ -96,6 +98,9 @@ def check_output(path: str | os.PathLike, option: str = "--out",
         if q and _same_file(p, Path(q)):
             raise InputFileError(_label(p, option), f"is also {_label(q, other)}: writing it "
                                  "would overwrite that; give another file name")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise InputFileError(_label(p, option), f"must end in {' or '.join(suffixes)}"
+                             + (f" ({what})" if what else ""))
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
