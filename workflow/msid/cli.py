@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -546,8 +549,19 @@ COMMANDS["denovo-peptides"] = cmd_denovo_peptides
 COMMANDS["predict-ei"] = cmd_predict_ei
 
 
+def _redeliver_interrupt(unraisable) -> None:
+    """sys.unraisablehook: a Ctrl-C that lands in a finaliser or callback (where Python only
+    prints "Exception ignored" and goes on) is sent again a moment later, from another thread,
+    so that it is raised in the command's own code and ends it."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sys.unraisablehook = _redeliver_interrupt
     from msid.atomic import install_signal_cleanup
     from msid.io.errors import InputFileError, ModelFileError
 
@@ -566,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"msid {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: outputs are atomic, so nothing half-written stays
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: the same one line
         print(f"\nmsid {args.command}: interrupted (an output not finished was not written)",
               file=sys.stderr)
         return 130
