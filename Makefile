@@ -69,6 +69,7 @@ models: setup
 ## benchmark: the leaderboard on 2,000 test-fold queries, every method (config/benchmark.yaml)
 benchmark: setup
 	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/benchmark.yaml
+	@echo "Leaderboard: results/paper/leaderboard/leaderboard.md (the demo's stays in results/leaderboard/)"
 
 ## report: Snakemake's own self-contained HTML report of the last demo run
 report: setup

@@ -140,6 +140,18 @@ def test_dry_run_with_1000_samples(tmp_path):
     assert re.search(r"report_run\s+1000", out), out[-2000:]
 
 
+def test_benchmark_config_writes_under_its_own_results_dir():
+    """`make benchmark` (results_dir results/paper) never overwrites the demo's results/."""
+    res = _sm("-n", "all", "--cores", "2", "--configfile", "config/benchmark.yaml",
+              "--forceall", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    outputs = [p for line in re.findall(r"^\s+output: (.*)$", res.stdout, re.M)
+               for p in line.split(", ")]
+    assert len(outputs) > 100
+    assert "results/paper/leaderboard/leaderboard.md" in outputs
+    assert [p for p in outputs if not p.startswith("results/paper/")] == []
+
+
 def test_runs_dir_becomes_samples(tmp_path):
     runs = tmp_path / "incoming"
     runs.mkdir()

@@ -10,10 +10,10 @@ rule bde:
     """ALFABET BDE/BDFE per bond of every EI training molecule (HDF5 keyed by InChIKey), plus
     the molecules ALFABET cannot take, with the reason."""
     input:
-        "results/ei_prediction/molecules.tsv",
+        f"{RESULTS}/ei_prediction/molecules.tsv",
     output:
-        bde="results/bde/bde.h5",
-        unhandled="results/bde/unhandled.tsv",
+        bde=f"{RESULTS}/bde/bde.h5",
+        unhandled=f"{RESULTS}/bde/unhandled.tsv",
     log:
         "logs/bde/bde.log",
     benchmark:

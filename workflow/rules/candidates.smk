@@ -3,7 +3,7 @@ rule candidate_index:
     input:
         list(config["candidates"]["sources"].values()),
     output:
-        "results/candidates/index.npz",
+        f"{RESULTS}/candidates/index.npz",
     log:
         "logs/candidate_index.log",
     benchmark:

@@ -130,7 +130,7 @@ def identify_inputs(wildcards):
     methods = config["identify"]["methods"]
     out = {}
     if any(METHODS[m].needs_candidates for m in methods):
-        out["index"] = "results/candidates/index.npz"
+        out["index"] = f"{RESULTS}/candidates/index.npz"
     for m in methods:
         for f in METHODS[m].models:
             out[f"model_{f}"] = f"{config['models']['dir']}/{f}.safetensors"
@@ -139,14 +139,14 @@ def identify_inputs(wildcards):
 
 def queries_for_variant(wildcards):
     if wildcards.variant == "spectrum_blind":
-        return "results/benchmark/queries.spectrum_blind.h5"
-    return "results/benchmark/queries.h5"
+        return f"{RESULTS}/benchmark/queries.spectrum_blind.h5"
+    return f"{RESULTS}/benchmark/queries.h5"
 
 
 def mces_for_variant(wildcards):
     """The shared MCES@1 table, for the variants whose MCES@1 is reported."""
     if BENCH["mces"] and wildcards.variant == "standard":
-        return "results/benchmark/mces_top1.tsv"
+        return f"{RESULTS}/benchmark/mces_top1.tsv"
     return []
 
 
@@ -154,10 +154,10 @@ def benchmark_outputs():
     if not BENCH.get("enabled", True):
         return []
     out = expand(
-        "results/leaderboard/leaderboard.{ext}", ext=["csv", "md", "tex", "png"]
+        f"{RESULTS}/leaderboard/leaderboard.{{ext}}", ext=["csv", "md", "tex", "png"]
     )
     if learned_in_benchmark():
-        out.append("results/leaderboard/training_curves.png")
+        out.append(f"{RESULTS}/leaderboard/training_curves.png")
     return out
 
 
@@ -189,7 +189,7 @@ def run_kind(wildcards):
 def run_outputs(wildcards):
     """Named per-run outputs of this sample's kind (for `unpack` in report_run)."""
     files = RUN_OUTPUTS[run_kind(wildcards)]
-    return {name: f"results/runs/{wildcards.sample}/{f}" for name, f in files.items()}
+    return {name: f"{RESULTS}/runs/{wildcards.sample}/{f}" for name, f in files.items()}
 
 
 # Leaderboard files of the other families (peptides, EI, ...): each family's rule file
@@ -201,22 +201,22 @@ def batch_report_inputs(wildcards):
     """Every run's files the batch report reads (and links), plus the FDR curve if built."""
     out = {}
     for sample, kind in samples["kind"].items():
-        out[f"report_{sample}"] = f"results/runs/{sample}/report.html"
-        out[f"spectra_{sample}"] = f"results/runs/{sample}/spectra.h5"
+        out[f"report_{sample}"] = f"{RESULTS}/runs/{sample}/report.html"
+        out[f"spectra_{sample}"] = f"{RESULTS}/runs/{sample}/spectra.h5"
         for name, f in RUN_OUTPUTS[kind].items():
-            out[f"{name}_{sample}"] = f"results/runs/{sample}/{f}"
+            out[f"{name}_{sample}"] = f"{RESULTS}/runs/{sample}/{f}"
     if BENCH.get("enabled", True):
-        out["fdr_curve"] = "results/benchmark/fdr_curve.png"
+        out["fdr_curve"] = f"{RESULTS}/benchmark/fdr_curve.png"
     return out
 
 
 def all_outputs():
     out = []
     for sample, kind in samples["kind"].items():
-        out += [f"results/runs/{sample}/{f}" for f in RUN_OUTPUTS[kind].values()]
-        out.append(f"results/runs/{sample}/report.html")
+        out += [f"{RESULTS}/runs/{sample}/{f}" for f in RUN_OUTPUTS[kind].values()]
+        out.append(f"{RESULTS}/runs/{sample}/report.html")
     if len(samples):
-        out.append("results/batch_report.html")
+        out.append(f"{RESULTS}/batch_report.html")
     if BENCH.get("enabled", True):
         out += FAMILY_BENCHMARK_OUTPUTS
     return out + benchmark_outputs()

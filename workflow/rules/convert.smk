@@ -3,7 +3,7 @@ rule convert_run:
     input:
         run_input,
     output:
-        temp("results/runs/{sample}/converted.h5"),
+        temp(f"{RESULTS}/runs/{{sample}}/converted.h5"),
     log:
         "logs/convert_run/{sample}.log",
     benchmark:
@@ -29,7 +29,7 @@ rule convert_library:
     input:
         config["library"]["path"],
     output:
-        temp("results/library/{library}.converted.h5"),
+        temp(f"{RESULTS}/library/{{library}}.converted.h5"),
     log:
         "logs/convert_library/{library}.log",
     benchmark:

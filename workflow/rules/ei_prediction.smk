@@ -15,15 +15,15 @@ EIP_TRAINING_FILES = list(EIP["training_data"]) + (
 # spectra carry the licence in their file names
 EI_LICENCE_SUFFIX = "" if EIP["commercial_only"] else "_cc-by-nc-sa"
 NEIMS_MODELS = {
-    k: f"results/models/neims_{k}{EI_LICENCE_SUFFIX}.safetensors"
+    k: f"{RESULTS}/models/neims_{k}{EI_LICENCE_SUFFIX}.safetensors"
     for k in ("teacher", "student", "mlp")
 }
-NEIMS_RUN = f"results/models/neims_run{EI_LICENCE_SUFFIX}.json"
+NEIMS_RUN = f"{RESULTS}/models/neims_run{EI_LICENCE_SUFFIX}.json"
 
 if EIP["demo"]["enabled"]:
-    FAMILY_BENCHMARK_OUTPUTS.append("results/bde/demo.h5")
+    FAMILY_BENCHMARK_OUTPUTS.append(f"{RESULTS}/bde/demo.h5")
     if os.path.exists(EIP["model"]):
-        FAMILY_BENCHMARK_OUTPUTS.append("results/ei_prediction/demo_library.msp")
+        FAMILY_BENCHMARK_OUTPUTS.append(f"{RESULTS}/ei_prediction/demo_library.msp")
     else:
         print(
             f"ei_prediction: no model at {EIP['model']} (make models trains it); "
@@ -32,7 +32,7 @@ if EIP["demo"]["enabled"]:
         )
 if BENCH.get("enabled", True) and EIP["leaderboard"]:
     FAMILY_BENCHMARK_OUTPUTS += expand(
-        "results/leaderboard/ei_prediction.{ext}", ext=["md", "csv"]
+        f"{RESULTS}/leaderboard/ei_prediction.{{ext}}", ext=["md", "csv"]
     )
 
 
@@ -41,8 +41,8 @@ rule bde_set:
     input:
         EIP["demo"]["smiles"],
     output:
-        bde="results/bde/{molset}.h5",
-        unhandled="results/bde/{molset}.unhandled.tsv",
+        bde=f"{RESULTS}/bde/{{molset}}.h5",
+        unhandled=f"{RESULTS}/bde/{{molset}}.unhandled.tsv",
     log:
         "logs/bde/{molset}.log",
     wildcard_constraints:
@@ -67,8 +67,8 @@ rule ei_prediction_data:
     input:
         EIP_TRAINING_FILES,
     output:
-        store="results/ei_prediction/train.h5",
-        molecules="results/ei_prediction/molecules.tsv",
+        store=f"{RESULTS}/ei_prediction/train.h5",
+        molecules=f"{RESULTS}/ei_prediction/molecules.tsv",
     log:
         "logs/ei_prediction/data.log",
     conda:
@@ -87,8 +87,8 @@ rule ei_prediction_train:
     """Teacher (GNN+ECFP, BDE auxiliary), NEIMS-style MLP baseline and MoE student distilled
     from the teacher, in one run on the train fold; scored on the test fold."""
     input:
-        store="results/ei_prediction/train.h5",
-        bde="results/bde/bde.h5",
+        store=f"{RESULTS}/ei_prediction/train.h5",
+        bde=f"{RESULTS}/bde/bde.h5",
         pool=EIP["pool"],
     output:
         **NEIMS_MODELS,
@@ -124,8 +124,8 @@ rule ei_prediction_leaderboard:
     input:
         NEIMS_RUN,
     output:
-        md="results/leaderboard/ei_prediction.md",
-        csv="results/leaderboard/ei_prediction.csv",
+        md=f"{RESULTS}/leaderboard/ei_prediction.md",
+        csv=f"{RESULTS}/leaderboard/ei_prediction.csv",
     log:
         "logs/ei_prediction/leaderboard.log",
     conda:
@@ -146,7 +146,7 @@ rule ei_predict_demo:
         smiles=EIP["demo"]["smiles"],
         model=EIP["model"],
     output:
-        "results/ei_prediction/demo_library.msp",
+        f"{RESULTS}/ei_prediction/demo_library.msp",
     log:
         "logs/ei_prediction/demo.log",
     conda:
@@ -168,7 +168,7 @@ rule insilico_library:
         pools=EIP["insilico"]["pools"],
         model=EIP["model"],
     output:
-        "results/ei_prediction/insilico_library.h5",
+        f"{RESULTS}/ei_prediction/insilico_library.h5",
     log:
         "logs/ei_prediction/insilico_library.log",
     benchmark:
@@ -183,6 +183,6 @@ rule insilico_library:
         runtime=scaled(120),
     params:
         chunk_size=EIP["insilico"]["chunk_size"],
-        chunks_dir="results/ei_prediction/insilico_chunks",
+        chunks_dir=f"{RESULTS}/ei_prediction/insilico_chunks",
     script:
         "../scripts/insilico_library.py"

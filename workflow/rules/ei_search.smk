@@ -11,7 +11,7 @@ RUN_OUTPUTS["ei"] = {
 }
 if BENCH.get("enabled", True) and EI_BENCH.get("enabled", True):
     FAMILY_BENCHMARK_OUTPUTS += expand(
-        "results/leaderboard/ei_search.{ext}", ext=["md", "csv"]
+        f"{RESULTS}/leaderboard/ei_search.{{ext}}", ext=["md", "csv"]
     )
 
 
@@ -31,7 +31,7 @@ rule ei_library:
         **({"exclude": EI["library_exclude"]} if EI.get("library_exclude") else {}),
         libraries=EI_LIBRARY_FILES,
     output:
-        "results/ei/library.h5",
+        f"{RESULTS}/ei/library.h5",
     log:
         "logs/ei_search/library.log",
     conda:
@@ -50,10 +50,10 @@ rule ei_index:
     """Vector index of the EI library's embeddings, stored next to the library; rebuilt when
     the library or the model changes."""
     input:
-        library="results/ei/library.h5",
+        library=f"{RESULTS}/ei/library.h5",
         model=EI["model"],
     output:
-        "results/ei/library.index.json",
+        f"{RESULTS}/ei/library.index.json",
     log:
         "logs/ei_search/index.log",
     benchmark:
@@ -76,13 +76,13 @@ rule ei_identify_run:
     """A GC-MS run (deconvoluted EI spectra, MSP/MGF) identified against the EI library."""
     input:
         queries=run_input,
-        library="results/ei/library.h5",
-        index="results/ei/library.index.json",
+        library=f"{RESULTS}/ei/library.h5",
+        index=f"{RESULTS}/ei/library.index.json",
         model=EI["model"],
     output:
-        spectra="results/runs/{sample}/ei_spectra.h5",
-        identifications="results/runs/{sample}/ei_identifications.tsv",
-        matches="results/runs/{sample}/ei_matches.h5",
+        spectra=f"{RESULTS}/runs/{{sample}}/ei_spectra.h5",
+        identifications=f"{RESULTS}/runs/{{sample}}/ei_identifications.tsv",
+        matches=f"{RESULTS}/runs/{{sample}}/ei_matches.h5",
     log:
         "logs/ei_search/identify/{sample}.log",
     benchmark:
@@ -107,11 +107,11 @@ rule ei_mztab_run:
     """A GC-MS run's EI identifications as mzTab-M 2.0 (MS level 1, no precursor); matches
     to predicted (in-silico) library spectra are reported at MSI level 3."""
     input:
-        identifications="results/runs/{sample}/ei_identifications.tsv",
-        spectra="results/runs/{sample}/ei_spectra.h5",
-        library="results/ei/library.h5",
+        identifications=f"{RESULTS}/runs/{{sample}}/ei_identifications.tsv",
+        spectra=f"{RESULTS}/runs/{{sample}}/ei_spectra.h5",
+        library=f"{RESULTS}/ei/library.h5",
     output:
-        "results/runs/{sample}/ei_identifications.mztab",
+        f"{RESULTS}/runs/{{sample}}/ei_identifications.mztab",
     log:
         "logs/ei_search/mztab/{sample}.log",
     conda:
@@ -147,8 +147,8 @@ rule ei_train_embedding:
     input:
         EI_TRAIN_DATA,
     output:
-        model="results/models/{ei_model}.safetensors",
-        card="results/models/{ei_model}.json",
+        model=f"{RESULTS}/models/{{ei_model}}.safetensors",
+        card=f"{RESULTS}/models/{{ei_model}}.json",
     log:
         "logs/ei_search/train_{ei_model}.log",
     benchmark:
@@ -178,7 +178,10 @@ rule ei_benchmark:
         data=EI_BENCH["datasets"],
         model=EI["model"],
     output:
-        expand("results/ei/benchmark/{method}.metrics.json", method=EI_BENCH["methods"]),
+        expand(
+            f"{RESULTS}/ei/benchmark/{{method}}.metrics.json",
+            method=EI_BENCH["methods"],
+        ),
     log:
         "logs/ei_search/benchmark.log",
     benchmark:
@@ -205,10 +208,13 @@ rule ei_benchmark:
 rule ei_leaderboard:
     """EI leaderboard: recall@1/@10 with bootstrap CIs, every method of the same run."""
     input:
-        expand("results/ei/benchmark/{method}.metrics.json", method=EI_BENCH["methods"]),
+        expand(
+            f"{RESULTS}/ei/benchmark/{{method}}.metrics.json",
+            method=EI_BENCH["methods"],
+        ),
     output:
-        md="results/leaderboard/ei_search.md",
-        csv="results/leaderboard/ei_search.csv",
+        md=f"{RESULTS}/leaderboard/ei_search.md",
+        csv=f"{RESULTS}/leaderboard/ei_search.csv",
     log:
         "logs/ei_search/leaderboard.log",
     conda:

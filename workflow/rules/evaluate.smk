@@ -1,14 +1,15 @@
 rule benchmark_inputs:
     """Benchmark queries (one fold) and MassSpecGym-style candidate sets, true molecule in."""
     input:
-        queries=f"results/library/{LIB}.{BENCH['fold']}.h5",
-        index="results/candidates/index.npz",
+        queries=f"{RESULTS}/library/{LIB}.{BENCH['fold']}.h5",
+        index=f"{RESULTS}/candidates/index.npz",
     output:
-        queries="results/benchmark/queries.h5",
+        queries=f"{RESULTS}/benchmark/queries.h5",
         candidates=expand(
-            "results/benchmark/candidates.{kind}.tsv", kind=BENCH["candidate_kinds"]
+            f"{RESULTS}/benchmark/candidates.{{kind}}.tsv",
+            kind=BENCH["candidate_kinds"],
         ),
-        stats="results/benchmark/candidate_sets.json",
+        stats=f"{RESULTS}/benchmark/candidate_sets.json",
     log:
         "logs/benchmark_inputs.log",
     conda:
@@ -29,10 +30,10 @@ rule benchmark_inputs:
 rule benchmark_splits:
     """Per query: nearest training structure (Tanimoto) and its splits (inchikey, far)."""
     input:
-        queries="results/benchmark/queries.h5",
-        train=f"results/library/{LIB}.train.h5",
+        queries=f"{RESULTS}/benchmark/queries.h5",
+        train=f"{RESULTS}/library/{LIB}.train.h5",
     output:
-        "results/benchmark/query_splits.tsv",
+        f"{RESULTS}/benchmark/query_splits.tsv",
     log:
         "logs/benchmark_splits.log",
     conda:
@@ -52,9 +53,9 @@ rule benchmark_splits:
 rule spectrum_blind_queries:
     """Control: each query keeps its precursor and truth but gets another structure's peaks."""
     input:
-        "results/benchmark/queries.h5",
+        f"{RESULTS}/benchmark/queries.h5",
     output:
-        "results/benchmark/queries.spectrum_blind.h5",
+        f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
     log:
         "logs/spectrum_blind_queries.log",
     conda:
@@ -75,11 +76,11 @@ rule benchmark_rank:
     """Rank every benchmark query's candidates with one method (train-fold library only)."""
     input:
         queries=queries_for_variant,
-        candidates="results/benchmark/candidates.{kind}.tsv",
-        library=f"results/library/{LIB}.train.h5",
+        candidates=f"{RESULTS}/benchmark/candidates.{{kind}}.tsv",
+        library=f"{RESULTS}/library/{LIB}.train.h5",
         model=model_for_method,
     output:
-        "results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
+        f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.{{variant}}.tsv",
     log:
         "logs/benchmark_rank/{method}.{kind}.{variant}.log",
     benchmark:
@@ -104,16 +105,17 @@ rule mces_top1:
     in parallel: the methods share most of their wrong top-1 molecules."""
     input:
         rankings=expand(
-            "results/benchmark/rankings/{method}.{kind}.standard.tsv",
+            f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.standard.tsv",
             method=BENCH["methods"],
             kind=BENCH["candidate_kinds"],
         ),
-        queries="results/benchmark/queries.h5",
+        queries=f"{RESULTS}/benchmark/queries.h5",
         candidates=expand(
-            "results/benchmark/candidates.{kind}.tsv", kind=BENCH["candidate_kinds"]
+            f"{RESULTS}/benchmark/candidates.{{kind}}.tsv",
+            kind=BENCH["candidate_kinds"],
         ),
     output:
-        "results/benchmark/mces_top1.tsv",
+        f"{RESULTS}/benchmark/mces_top1.tsv",
     log:
         "logs/mces_top1.log",
     benchmark:
@@ -136,16 +138,16 @@ rule evaluate:
     """The shared harness: Hit@1/5/20, MCES@1, bootstrap CIs -> MetricsRecord JSON, for the
     whole fold (inchikey split) and its queries far from training (far split)."""
     input:
-        rankings="results/benchmark/rankings/{method}.{kind}.{variant}.tsv",
+        rankings=f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.{{variant}}.tsv",
         queries=queries_for_variant,
-        candidates="results/benchmark/candidates.{kind}.tsv",
-        splits="results/benchmark/query_splits.tsv",
+        candidates=f"{RESULTS}/benchmark/candidates.{{kind}}.tsv",
+        splits=f"{RESULTS}/benchmark/query_splits.tsv",
         mces=mces_for_variant,
         model=model_for_method,
     output:
-        metrics="results/benchmark/metrics/{method}.{kind}.{variant}.json",
-        metrics_far="results/benchmark/metrics/far/{method}.{kind}.{variant}.json",
-        per_query="results/benchmark/metrics/{method}.{kind}.{variant}.per_query.tsv",
+        metrics=f"{RESULTS}/benchmark/metrics/{{method}}.{{kind}}.{{variant}}.json",
+        metrics_far=f"{RESULTS}/benchmark/metrics/far/{{method}}.{{kind}}.{{variant}}.json",
+        per_query=f"{RESULTS}/benchmark/metrics/{{method}}.{{kind}}.{{variant}}.per_query.tsv",
     log:
         "logs/evaluate/{method}.{kind}.{variant}.log",
     benchmark:

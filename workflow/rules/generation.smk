@@ -10,14 +10,14 @@ rule train_denovo:
     """De novo model: decoder pretrained on pool molecules (val/test structures left out),
     then trained on the train fold's spectra (GPU if there is one)."""
     input:
-        train=f"results/library/{LIB}.train.h5",
-        val=f"results/library/{LIB}.val.h5",
-        test=f"results/library/{LIB}.test.h5",
-        index="results/candidates/index.npz",
+        train=f"{RESULTS}/library/{LIB}.train.h5",
+        val=f"{RESULTS}/library/{LIB}.val.h5",
+        test=f"{RESULTS}/library/{LIB}.test.h5",
+        index=f"{RESULTS}/candidates/index.npz",
     output:
-        model="results/models/denovo.safetensors",
-        card="results/models/denovo.json",
-        tokenizer="results/models/denovo.tokenizer.json",
+        model=f"{RESULTS}/models/denovo.safetensors",
+        card=f"{RESULTS}/models/denovo.json",
+        tokenizer=f"{RESULTS}/models/denovo.tokenizer.json",
     log:
         "logs/train_denovo.log",
     benchmark:
@@ -40,10 +40,10 @@ rule train_denovo:
 
 
 GLMR_TRAIN_INPUTS = {
-    "train": f"results/library/{LIB}.train.h5",
-    "val": f"results/library/{LIB}.val.h5",
-    "index": "results/candidates/index.npz",
-    "denovo": "results/models/denovo.safetensors",
+    "train": f"{RESULTS}/library/{LIB}.train.h5",
+    "val": f"{RESULTS}/library/{LIB}.val.h5",
+    "index": f"{RESULTS}/candidates/index.npz",
+    "denovo": f"{RESULTS}/models/denovo.safetensors",
     "ranker": f"{MODELS_DIR}/ranker.safetensors",
 }
 
@@ -53,8 +53,8 @@ rule train_glmr:
     input:
         **GLMR_TRAIN_INPUTS,
     output:
-        model="results/models/glmr.safetensors",
-        card="results/models/glmr.json",
+        model=f"{RESULTS}/models/glmr.safetensors",
+        card=f"{RESULTS}/models/glmr.json",
     log:
         "logs/train_glmr/cross.log",
     benchmark:
@@ -82,8 +82,8 @@ rule train_glmr_ablation:
     input:
         **GLMR_TRAIN_INPUTS,
     output:
-        model="results/models/glmr_{glmr_fusion}.safetensors",
-        card="results/models/glmr_{glmr_fusion}.json",
+        model=f"{RESULTS}/models/glmr_{{glmr_fusion}}.safetensors",
+        card=f"{RESULTS}/models/glmr_{{glmr_fusion}}.json",
     log:
         "logs/train_glmr/{glmr_fusion}.log",
     benchmark:
@@ -109,9 +109,9 @@ rule train_glmr_ablation:
 rule denovo_benchmark:
     """De novo leaderboard: model vs its spectrum-blind control and random generation."""
     input:
-        queries="results/benchmark/queries.h5",
-        blind="results/benchmark/queries.spectrum_blind.h5",
-        index="results/candidates/index.npz",
+        queries=f"{RESULTS}/benchmark/queries.h5",
+        blind=f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
+        index=f"{RESULTS}/candidates/index.npz",
         model=f"{MODELS_DIR}/denovo.safetensors",
         rescorer=(
             [f"{MODELS_DIR}/{GEN['denovo']['rescore_with']}.safetensors"]
@@ -119,8 +119,8 @@ rule denovo_benchmark:
             else []
         ),
     output:
-        csv="results/leaderboard/denovo.csv",
-        md="results/leaderboard/denovo.md",
+        csv=f"{RESULTS}/leaderboard/denovo.csv",
+        md=f"{RESULTS}/leaderboard/denovo.md",
     log:
         "logs/denovo_benchmark.log",
     benchmark:
@@ -149,17 +149,17 @@ rule glmr_benchmark:
             f"glmr_{f}": f"{MODELS_DIR}/glmr_{f}.safetensors"
             for f in GEN["glmr"]["ablations"]
         },
-        queries="results/benchmark/queries.h5",
-        blind="results/benchmark/queries.spectrum_blind.h5",
-        candidates="results/benchmark/candidates.mass.tsv",
+        queries=f"{RESULTS}/benchmark/queries.h5",
+        blind=f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
+        candidates=f"{RESULTS}/benchmark/candidates.mass.tsv",
         ranker=f"{MODELS_DIR}/ranker.safetensors",
         glmr=f"{MODELS_DIR}/glmr.safetensors",
     output:
-        csv="results/leaderboard/glmr.csv",
-        md="results/leaderboard/glmr.md",
-        sweep_csv="results/leaderboard/glmr_k_sweep.csv",
-        sweep_md="results/leaderboard/glmr_k_sweep.md",
-        sweep_png="results/leaderboard/glmr_k_sweep.png",
+        csv=f"{RESULTS}/leaderboard/glmr.csv",
+        md=f"{RESULTS}/leaderboard/glmr.md",
+        sweep_csv=f"{RESULTS}/leaderboard/glmr_k_sweep.csv",
+        sweep_md=f"{RESULTS}/leaderboard/glmr_k_sweep.md",
+        sweep_png=f"{RESULTS}/leaderboard/glmr_k_sweep.png",
     log:
         "logs/glmr_benchmark.log",
     benchmark:
@@ -195,11 +195,11 @@ if GEN["benchmark"]["enabled"] and _GEN_MISSING:
     )
 if GEN["benchmark"]["enabled"] and not _GEN_MISSING:
     FAMILY_BENCHMARK_OUTPUTS += [
-        "results/leaderboard/denovo.csv",
-        "results/leaderboard/denovo.md",
-        "results/leaderboard/glmr.csv",
-        "results/leaderboard/glmr.md",
-        "results/leaderboard/glmr_k_sweep.csv",
-        "results/leaderboard/glmr_k_sweep.md",
-        "results/leaderboard/glmr_k_sweep.png",
+        f"{RESULTS}/leaderboard/denovo.csv",
+        f"{RESULTS}/leaderboard/denovo.md",
+        f"{RESULTS}/leaderboard/glmr.csv",
+        f"{RESULTS}/leaderboard/glmr.md",
+        f"{RESULTS}/leaderboard/glmr_k_sweep.csv",
+        f"{RESULTS}/leaderboard/glmr_k_sweep.md",
+        f"{RESULTS}/leaderboard/glmr_k_sweep.png",
     ]

@@ -3,10 +3,10 @@ rule identify_run:
     candidates for spectra without a confident library hit."""
     input:
         unpack(identify_inputs),
-        queries="results/runs/{sample}/spectra.h5",
-        library=f"results/library/{LIB}.h5",
+        queries=f"{RESULTS}/runs/{{sample}}/spectra.h5",
+        library=f"{RESULTS}/library/{LIB}.h5",
     output:
-        "results/runs/{sample}/identifications.tsv",
+        f"{RESULTS}/runs/{{sample}}/identifications.tsv",
     log:
         "logs/identify_run/{sample}.log",
     benchmark:
@@ -33,12 +33,12 @@ rule fdr_curve:
     """Estimated (target-decoy) vs true FDR of library search on the benchmark fold, each
     query's own spectrum left out of the library."""
     input:
-        library=f"results/library/{LIB}.h5",
+        library=f"{RESULTS}/library/{LIB}.h5",
     output:
-        tsv="results/benchmark/fdr_curve.tsv",
-        json="results/benchmark/fdr_curve.json",
+        tsv=f"{RESULTS}/benchmark/fdr_curve.tsv",
+        json=f"{RESULTS}/benchmark/fdr_curve.json",
         png=report(
-            "results/benchmark/fdr_curve.png",
+            f"{RESULTS}/benchmark/fdr_curve.png",
             caption="../report/fdr_curve.rst",
             category="Leaderboard",
         ),
@@ -63,16 +63,16 @@ rule fdr_curve:
         "../scripts/fdr_curve.py"
 
 
-FAMILY_BENCHMARK_OUTPUTS.append("results/benchmark/fdr_curve.png")
+FAMILY_BENCHMARK_OUTPUTS.append(f"{RESULTS}/benchmark/fdr_curve.png")
 
 
 rule mztab_run:
     """A run's identifications as mzTab-M 2.0 (SML/SMF/SME tables)."""
     input:
-        identifications="results/runs/{sample}/identifications.tsv",
-        spectra="results/runs/{sample}/spectra.h5",
+        identifications=f"{RESULTS}/runs/{{sample}}/identifications.tsv",
+        spectra=f"{RESULTS}/runs/{{sample}}/spectra.h5",
     output:
-        "results/runs/{sample}/identifications.mztab",
+        f"{RESULTS}/runs/{{sample}}/identifications.mztab",
     log:
         "logs/mztab_run/{sample}.log",
     conda:
@@ -97,9 +97,9 @@ rule compound_table:
     """A run's library hits grouped by structure: one row per compound found, with its
     spectra, best evidence and retention-time span."""
     input:
-        identifications="results/runs/{sample}/identifications.tsv",
+        identifications=f"{RESULTS}/runs/{{sample}}/identifications.tsv",
     output:
-        "results/runs/{sample}/compounds.tsv",
+        f"{RESULTS}/runs/{{sample}}/compounds.tsv",
     log:
         "logs/compound_table/{sample}.log",
     conda:

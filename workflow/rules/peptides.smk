@@ -13,7 +13,7 @@ RUN_OUTPUTS["peptide"] = {
     "denovo_annotations": "denovo_annotations.json",
 }
 FAMILY_BENCHMARK_OUTPUTS += expand(
-    "results/leaderboard/{name}", name=PEPTIDE_LEADERBOARD_FILES
+    f"{RESULTS}/leaderboard/{{name}}", name=PEPTIDE_LEADERBOARD_FILES
 )
 
 
@@ -22,9 +22,9 @@ rule train_peptrm:
     input:
         data=PEP["data"],
     output:
-        model="results/models/peptrm.safetensors",
-        card="results/models/peptrm.json",
-        history="results/models/peptrm.history.json",
+        model=f"{RESULTS}/models/peptrm.safetensors",
+        card=f"{RESULTS}/models/peptrm.json",
+        history=f"{RESULTS}/models/peptrm.history.json",
     log:
         "logs/train_peptrm.log",
     benchmark:
@@ -48,12 +48,12 @@ rule train_peptrm:
 rule denovo_peptides:
     """De novo peptide sequences of a peptide run (shipped PepTRM): TSV, mzTab, annotations."""
     input:
-        spectra="results/runs/{sample}/spectra.h5",
+        spectra=f"{RESULTS}/runs/{{sample}}/spectra.h5",
         model=PEP["model"],
     output:
-        tsv="results/runs/{sample}/denovo_peptides.tsv",
-        mztab="results/runs/{sample}/denovo_peptides.mztab",
-        annotations="results/runs/{sample}/denovo_annotations.json",
+        tsv=f"{RESULTS}/runs/{{sample}}/denovo_peptides.tsv",
+        mztab=f"{RESULTS}/runs/{{sample}}/denovo_peptides.mztab",
+        annotations=f"{RESULTS}/runs/{{sample}}/denovo_annotations.json",
     log:
         "logs/denovo_peptides/{sample}.log",
     benchmark:
@@ -80,7 +80,7 @@ rule peptides_leaderboard:
         data=PEP["data"],
         model=PEP["model"],
     output:
-        expand("results/leaderboard/{name}", name=PEPTIDE_LEADERBOARD_FILES),
+        expand(f"{RESULTS}/leaderboard/{{name}}", name=PEPTIDE_LEADERBOARD_FILES),
     log:
         "logs/peptides_leaderboard.log",
     benchmark:

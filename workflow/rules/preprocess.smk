@@ -1,9 +1,9 @@
 rule preprocess_run:
     """matchms filter chain -> the run's spectrum store (bad records quarantined)."""
     input:
-        "results/runs/{sample}/converted.h5",
+        f"{RESULTS}/runs/{{sample}}/converted.h5",
     output:
-        "results/runs/{sample}/spectra.h5",
+        f"{RESULTS}/runs/{{sample}}/spectra.h5",
     log:
         "logs/preprocess_run/{sample}.log",
     benchmark:
@@ -25,9 +25,9 @@ rule preprocess_run:
 rule preprocess_library:
     """Library store: filters + RDKit structure normalisation + folds by InChIKey block."""
     input:
-        "results/library/{library}.converted.h5",
+        f"{RESULTS}/library/{{library}}.converted.h5",
     output:
-        "results/library/{library}.h5",
+        f"{RESULTS}/library/{{library}}.h5",
     log:
         "logs/preprocess_library/{library}.log",
     benchmark:
@@ -49,11 +49,11 @@ rule preprocess_library:
 rule split_library:
     """One store per fold (split by InChIKey first block, never by spectrum)."""
     input:
-        "results/library/{library}.h5",
+        f"{RESULTS}/library/{{library}}.h5",
     output:
-        train="results/library/{library}.train.h5",
-        val="results/library/{library}.val.h5",
-        test="results/library/{library}.test.h5",
+        train=f"{RESULTS}/library/{{library}}.train.h5",
+        val=f"{RESULTS}/library/{{library}}.val.h5",
+        test=f"{RESULTS}/library/{{library}}.test.h5",
     log:
         "logs/split_library/{library}.log",
     conda:

@@ -2,11 +2,11 @@ rule report_run:
     """Per-run HTML report: identifications, mirror plots, QC and quarantine."""
     input:
         unpack(run_outputs),
-        spectra="results/runs/{sample}/spectra.h5",
-        library=f"results/library/{LIB}.h5",
+        spectra=f"{RESULTS}/runs/{{sample}}/spectra.h5",
+        library=f"{RESULTS}/library/{LIB}.h5",
     output:
         report(
-            "results/runs/{sample}/report.html",
+            f"{RESULTS}/runs/{{sample}}/report.html",
             caption="../report/run_report.rst",
             category="Runs",
             labels={"run": "{sample}"},
@@ -34,19 +34,19 @@ rule leaderboard:
     """Leaderboard tables and bar chart from every MetricsRecord JSON."""
     input:
         metrics=expand(
-            "results/benchmark/metrics/{split}{method}.{kind}.{variant}.json",
+            f"{RESULTS}/benchmark/metrics/{{split}}{{method}}.{{kind}}.{{variant}}.json",
             split=["", "far/"],
             method=BENCH["methods"],
             kind=BENCH["candidate_kinds"],
             variant=["standard", "spectrum_blind"],
         ),
-        candidate_sets="results/benchmark/candidate_sets.json",
+        candidate_sets=f"{RESULTS}/benchmark/candidate_sets.json",
     output:
-        csv="results/leaderboard/leaderboard.csv",
-        md="results/leaderboard/leaderboard.md",
-        tex="results/leaderboard/leaderboard.tex",
+        csv=f"{RESULTS}/leaderboard/leaderboard.csv",
+        md=f"{RESULTS}/leaderboard/leaderboard.md",
+        tex=f"{RESULTS}/leaderboard/leaderboard.tex",
         png=report(
-            "results/leaderboard/leaderboard.png",
+            f"{RESULTS}/leaderboard/leaderboard.png",
             caption="../report/leaderboard.rst",
             category="Leaderboard",
         ),
@@ -70,7 +70,7 @@ rule training_curves:
         model_histories,
     output:
         report(
-            "results/leaderboard/training_curves.png",
+            f"{RESULTS}/leaderboard/training_curves.png",
             caption="../report/training_curves.rst",
             category="Leaderboard",
         ),
@@ -94,7 +94,7 @@ rule batch_report:
         unpack(batch_report_inputs),
     output:
         report(
-            "results/batch_report.html",
+            f"{RESULTS}/batch_report.html",
             caption="../report/batch_report.rst",
             category="Runs",
         ),
@@ -112,5 +112,6 @@ rule batch_report:
         samples=list(samples.index),
         kinds=list(samples["kind"]),
         run_outputs=RUN_OUTPUTS,
+        runs_dir=f"{RESULTS}/runs",
     script:
         "../scripts/batch_report.py"

@@ -1,13 +1,13 @@
 rule train_model:
     """Train one retrieval model family on the library's train fold (GPU if there is one)."""
     input:
-        train=f"results/library/{LIB}.train.h5",
-        val=f"results/library/{LIB}.val.h5",
-        index="results/candidates/index.npz",
+        train=f"{RESULTS}/library/{LIB}.train.h5",
+        val=f"{RESULTS}/library/{LIB}.val.h5",
+        index=f"{RESULTS}/candidates/index.npz",
     output:
-        model="results/models/{family}.safetensors",
-        card="results/models/{family}.json",
-        structures="results/models/{family}.train_structures.txt",
+        model=f"{RESULTS}/models/{{family}}.safetensors",
+        card=f"{RESULTS}/models/{{family}}.json",
+        structures=f"{RESULTS}/models/{{family}}.train_structures.txt",
     log:
         "logs/train_model/{family}.log",
     benchmark:

@@ -9,7 +9,7 @@ from msid.report.batch import write_batch_report
 
 runs = []
 for sample, kind in zip(snakemake.params.samples, snakemake.params.kinds):
-    d = f"results/runs/{sample}"
+    d = f"{snakemake.params.runs_dir}/{sample}"
     out = {k: f"{d}/{f}" for k, f in snakemake.params.run_outputs[kind].items()}
     runs.append({"sample": sample, "kind": kind, "report": f"{d}/report.html",
                  "spectra": out.get("ei_spectra", f"{d}/spectra.h5"),
