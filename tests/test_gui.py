@@ -173,6 +173,32 @@ def test_uploads_beyond_the_spectrum_limit_are_said():
     assert notes == [f"only the first {MAX_SPECTRA} of {MAX_SPECTRA + 10} spectra were searched"]
 
 
+def test_a_damaged_mzml_upload_keeps_every_intact_spectrum():
+    """The real pestmix run with one spectrum's base64 broken and the file cut inside a later
+    spectrum: the broken spectrum and the cut are named, every spectrum before the cut is read
+    exactly as from the intact file."""
+    import gzip
+    import re
+
+    from msid.gui.uploads import parse_upload
+
+    raw = gzip.decompress((ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes())
+    spectra = list(re.finditer(rb"<spectrum .*?</spectrum>", raw, re.S))
+    bad = spectra[3]
+    binary = re.search(rb"<binary>(.*?)</binary>", bad.group(0), re.S)
+    a, b = bad.start() + binary.start(1), bad.start() + binary.end(1)
+    cut = spectra[12].start() + 200
+    damaged = raw[:a] + b"AAAAA" + raw[b:cut]
+    intact, _ = parse_upload("run.mzML", raw)
+    got, notes = parse_upload("run.mzML", damaged)
+    bad_id = re.search(rb'id="([^"]+)"', bad.group(0)).group(1).decode()
+    assert [s.title for s in got] == [s.title for s in intact[:12] if s.title != bad_id]
+    for s, want in zip(got, [s for s in intact if s.title != bad_id][:len(got)], strict=True):
+        assert np.array_equal(s.mz, want.mz) and np.array_equal(s.intensity, want.intensity)
+    assert any(bad_id in n and "cannot be decoded" in n for n in notes), notes
+    assert any("damaged after 12 spectra" in n for n in notes), notes
+
+
 def test_serve_checks_its_libraries_and_port_before_starting(capsys, tmp_path):
     from msid.cli import main
 

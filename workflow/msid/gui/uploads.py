@@ -2,7 +2,8 @@
 
 Everything is parsed in memory (never written to disk, never executed) by msid's own record
 readers (MSP: :func:`msid.io.raw.msp_records`; MGF: :func:`msid.io.mgf.parse_mgf_chunk`), so
-a bad record costs only itself and is named on the page, and pyteomics' mzML reader. Only
+a bad record costs only itself and is named on the page, and pyteomics' mzML reader on msid's
+salvage path (a damaged spectrum or a cut file costs only what is damaged). Only
 centroided peak lists are taken (m/z, intensity); an upload holding no usable spectrum raises
 :class:`UploadError` with a message meant for the user.
 """
@@ -115,12 +116,34 @@ def _mgf(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
 
 
 def _mzml(data: bytes) -> tuple[list[UploadedSpectrum], list[str]]:
+    """Spectra of every MS level (a GC-EI run's spectra are MS1), read as msid's salvage path
+    reads a damaged run: the document up to its damage (:func:`msid.io.raw.xml_fence`), each
+    spectrum's arrays decoded on their own (:func:`msid.io.raw.decoded_peaks`), so that bad
+    binary data costs only its spectrum and a cut file keeps what came before the cut."""
     from pyteomics import mzml
 
-    with mzml.read(io.BytesIO(data), use_index=False) as reader:
-        return _collect((str(s.get("id", f"spectrum {k + 1}")), s["m/z array"],
-                         s["intensity array"]) for k, s in enumerate(reader)
-                        if "m/z array" in s)
+    from msid.io.raw import decoded_peaks, xml_fence
+
+    data, problem = xml_fence(data, "mzml")
+    entries, notes = [], []
+    try:
+        with mzml.MzML(io.BytesIO(data), use_index=False, decode_binary=False) as reader:
+            for k, spec in enumerate(reader):
+                title = str(spec.get("id", f"spectrum {k + 1}"))
+                peaks = decoded_peaks(spec)
+                if isinstance(peaks, str):
+                    notes.append(f"{title} skipped: {peaks}")
+                else:
+                    entries.append((title, *peaks))
+    except Exception as e:
+        if not entries and not notes:
+            raise UploadError(f"not a readable mzML file: {problem or e}") from e
+        problem = problem or str(e)
+    if problem:
+        notes.append(f"the file is damaged after {len(entries) + len(notes)} spectra; the rest "
+                     f"was not read: {problem}")
+    out, more = _collect(entries)
+    return out, notes + more
 
 
 def parse_upload(filename: str, data: bytes) -> tuple[list[UploadedSpectrum], list[str]]:

@@ -387,7 +387,7 @@ def _mzxml_params(spec: dict, rid: str) -> dict[str, object]:
     return params
 
 
-def _xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
+def xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
     """(a well-formed document, the damage): ``data`` up to the end of its last complete
     top-level spectrum before the first XML error, with its open elements closed.
 
@@ -429,7 +429,7 @@ def _xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
     return data[:fence] + closers.encode(), problem
 
 
-def _decoded_peaks(spec: dict) -> tuple[np.ndarray, np.ndarray] | str:
+def decoded_peaks(spec: dict) -> tuple[np.ndarray, np.ndarray] | str:
     """A pyteomics spectrum's (m/z, intensity) arrays, decoded here (``decode_binary=False``) so
     that one spectrum's bad binary data is that spectrum's problem; else the reason."""
     arrays = []
@@ -461,7 +461,7 @@ def _salvage_xml(path: Path, fmt: str,
     fh, gz = open_binary(path)
     with fh:
         data = fh.read()
-    data, problem = _xml_fence(data, fmt)
+    data, problem = xml_fence(data, fmt)
     if gz and gz.problem:  # the XML error is only the cut seen from inside
         problem = gz.problem
     try:
@@ -485,7 +485,7 @@ def _salvage_xml(path: Path, fmt: str,
                         yield QuarantineRecord(str(path), rid, f"profile spectrum in a damaged "
                                                f"{label} (cannot centroid without pyOpenMS)")
                         continue
-                    peaks = _decoded_peaks(spec)
+                    peaks = decoded_peaks(spec)
                     if isinstance(peaks, str):
                         yield QuarantineRecord(str(path), rid, f"{label} spectrum {peaks}")
                         continue
