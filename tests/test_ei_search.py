@@ -266,9 +266,9 @@ def test_bench_ei_small_index_with_ef_sweep(lib_path):
     """msid bench's EI part end to end on a small index: real embeddings seed it, every figure
     is printed and returned, and the ef_search sweep re-times the same index."""
     from msid.ei.index_bench import bench_ei
-    from msid.ei.methods import DEFAULT_MODEL
+    from msid.ei.methods import default_model
 
-    if not DEFAULT_MODEL.exists():
+    if not default_model().exists():
         pytest.skip("shipped llm4ms model missing")
     lines: list[str] = []
     out = bench_ei(lib_path, None, n=4000, n_queries=200, threads=1, chunk=1500,
@@ -368,10 +368,10 @@ def test_weighted_cosine_at_equals_whole_library_scores(lib):
 def test_embedding_shortlist_rescored_with_weighted_cosine(lib_path, lib):
     """ei-embedding-wcos: the same shortlist as ei-embedding, each hit scored (1 - w) x its
     embedding cosine + w x its weighted cosine, best first; w = 0 is ei-embedding itself."""
-    from msid.ei.methods import DEFAULT_MODEL, RESCORE_WEIGHT
+    from msid.ei.methods import RESCORE_WEIGHT, default_model
     from msid.methods import MethodResources, Query, make_method
 
-    if not DEFAULT_MODEL.exists():
+    if not default_model().exists():
         pytest.skip("shipped llm4ms model missing")
     opts = {"ei_library": str(lib_path), "index": {"kind": "exact"}, "hits": 20}
     plain = make_method("ei-embedding", MethodResources(options=opts))
@@ -444,10 +444,10 @@ def _msp(lib: EILibrary, rows: list[int], path: Path, annotate: bool) -> Path:
                                     "ei-embedding-wcos"])
 def test_cli_identify_ei_with_msp_library(lib, lib_path, tmp_path, method):
     from msid.cli import main
-    from msid.ei.methods import DEFAULT_MODEL
+    from msid.ei.methods import default_model
     from msid.rankings import read_rankings
 
-    if method.startswith("ei-embedding") and not (HAS_MINILM and DEFAULT_MODEL.exists()):
+    if method.startswith("ei-embedding") and not (HAS_MINILM and default_model().exists()):
         pytest.skip("shipped llm4ms model or transformers missing")
     pairs = _pairs(lib, 12)
     queries = _msp(lib, [q for q, _ in pairs], tmp_path / "queries.msp", annotate=False)

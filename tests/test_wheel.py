@@ -59,3 +59,22 @@ def test_wheel_installs_and_identifies_outside_the_repo(tmp_path):
                "print(resource('models', 'ranker.safetensors'))", cwd=work,
                env={"MSID_DATA_DIR": str(ROOT / "resources")})
     assert res.returncode == 0 and "ranker.safetensors" in res.stdout, res.stderr[-2000:]
+    # every family finds its shipped files through MSID_DATA_DIR, none through the source path
+    data = {"MSID_DATA_DIR": str(ROOT / "resources")}
+    res = _run(str(py), "-c", "from msid.ei import insilico, methods; "
+               "from msid.generation.modelio import default_path; "
+               "from msid.models.methods import default_model_path; "
+               "from msid.peptides.denovo import shipped_model; "
+               "print(methods.default_library()); print(methods.default_model()); "
+               "print(insilico.default_model()); print(default_path('denovo')); "
+               "print(default_model_path('ranker')); print(shipped_model())",
+               cwd=work, env=data)
+    assert res.returncode == 0, res.stderr[-2000:]
+    paths = [Path(p) for p in res.stdout.split()]
+    assert len(paths) == 6 and all(p.is_relative_to(ROOT / "resources") and p.exists()
+                                   for p in paths), paths
+    res = _run(msid, "identify", str(ROOT / "resources/runs/gcms_ei_demo.msp"), "--method",
+               "ei-weighted-cosine", "--out", "ei.tsv", cwd=work,
+               env={**data, "MSID_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len((work / "ei.tsv").read_text().splitlines()) > 10

@@ -329,14 +329,14 @@ def run_bench(a: argparse.Namespace) -> dict:
               "test fold", flush=True)
         results["peptides"] = bench_peptides(log=lambda s: print(s, flush=True))
     if not getattr(a, "skip_ei_prediction", False):
-        from msid.ei.insilico import REPO_MODELS
         from msid.ei.neims_bench import bench_ei_prediction
+        from msid.resources import shipped_model
 
         print(f"== EI spectrum prediction (NEIMS v2): teacher vs student predictions/s, the "
               f"1.6M-molecule in-silico library on {a.jobs} processes", flush=True)
         results["ei_prediction"] = bench_ei_prediction(
-            a.ei_teacher or REPO_MODELS / "neims_teacher_cc-by-nc-sa.safetensors",
-            a.ei_student or REPO_MODELS / "neims_student_cc-by-nc-sa.safetensors",
+            a.ei_teacher or shipped_model("neims_teacher_cc-by-nc-sa"),
+            a.ei_student or shipped_model("neims_student_cc-by-nc-sa"),
             library_sample=a.ei_library_sample, jobs=a.jobs, full=a.ei_library_full,
             log=lambda s: print(s, flush=True))
     results["machine"] = {"cpus": os.cpu_count()}

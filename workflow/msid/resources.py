@@ -34,6 +34,12 @@ def data_dir() -> Path:
                        f"resources/ folder, or pass the files explicitly")
 
 
+def shipped_model(name: str) -> Path:
+    """A shipped model file, ``models/<name>.safetensors`` under :func:`data_dir` (its card is
+    beside it); the caller says what to do when it is missing."""
+    return data_dir() / "models" / f"{name}.safetensors"
+
+
 def resource(*parts: str) -> Path:
     """A file under :func:`data_dir`; a clear error when it is missing."""
     path = data_dir().joinpath(*parts)

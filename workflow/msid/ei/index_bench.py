@@ -83,14 +83,14 @@ def bench_ei(library: str | Path, model: str | Path | None, n: int = 1_600_000,
     import torch
 
     from msid.ei.embedding import load_embedder
-    from msid.ei.methods import DEFAULT_MODEL, get_library
+    from msid.ei.methods import default_model, get_library
 
     cfg = cfg or IndexConfig(kind="hnsw")
     faiss.omp_set_num_threads(threads)
     torch.set_num_threads(threads)
     out: dict = {"threads": threads, "index": cfg.kind, "n_library": n}
     lib = get_library(library)
-    embedder, card = load_embedder(model or DEFAULT_MODEL)
+    embedder, card = load_embedder(model or default_model())
     t0 = time.perf_counter()
     real = embedder.encode(lib.peaks)
     t_embed = time.perf_counter() - t0

@@ -44,8 +44,13 @@ from msid.store import (
 )
 
 MIN_RELATIVE = 0.005  # predicted peaks below this fraction of the base peak are dropped
-REPO_MODELS = Path(__file__).resolve().parents[3] / "resources" / "models"
-DEFAULT_MODEL = REPO_MODELS / "neims_student_cc-by-nc-sa.safetensors"
+DEFAULT_STUDENT = "neims_student_cc-by-nc-sa"  # the shipped student (msid.resources)
+
+
+def default_model() -> Path:
+    from msid.resources import shipped_model
+
+    return shipped_model(DEFAULT_STUDENT)
 
 
 @dataclass
@@ -195,7 +200,7 @@ def store_record(m: Molecule, mz: np.ndarray, inten: np.ndarray, source: str
 
 
 def load_model(path: str | os.PathLike | None) -> tuple[NeimsModel, dict]:
-    return load_neims(path or DEFAULT_MODEL)
+    return load_neims(path or default_model())
 
 
 _MODELS: dict[str, NeimsModel] = {}
@@ -234,7 +239,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
 
     Batches of ``batch`` molecules are parsed and predicted on ``n_jobs`` processes (default:
     up to 2 CPUs; a single batch stays in this process), written in input order."""
-    path = str(model_path or DEFAULT_MODEL)
+    path = str(model_path or default_model())
     model, card = load_model(path)
     _MODELS.clear()
     _MODELS[path] = model  # this process and forked workers use the loaded model

@@ -27,9 +27,14 @@ from msid.ei.search import EILibrary, Hit
 from msid.methods import Method, MethodResources, Query, register
 from msid.rankings import RankedCandidate
 
-REPO = Path(__file__).resolve().parents[3]
-DEFAULT_EI_LIBRARY = REPO / "resources" / "massbank_ei" / "massbank_ei.msp.gz"
-DEFAULT_MODEL = REPO / "resources" / "models" / "llm4ms_cc-by-nc-sa.safetensors"
+DEFAULT_EMBEDDER = "llm4ms_cc-by-nc-sa"  # the shipped embedding model (msid.resources)
+
+
+def default_model() -> Path:
+    """The shipped LLM4MS embedding model file (it may be missing: callers say so)."""
+    from msid.resources import shipped_model
+
+    return shipped_model(DEFAULT_EMBEDDER)
 _LIBRARIES: dict[str, EILibrary] = {}
 #: ``ei-embedding-wcos``: weight of the weighted cosine in the re-scored shortlist, chosen on the
 #: val fold (168 queries against 9,482 train+val spectra, shortlist 50, shipped llm4ms model):
@@ -40,9 +45,12 @@ RESCORE_WEIGHT = 0.7
 
 def default_library() -> Path:
     """The shipped MassBank EI library file (resources/massbank_ei/*.msp*)."""
-    if DEFAULT_EI_LIBRARY.exists():
-        return DEFAULT_EI_LIBRARY
-    found = sorted((REPO / "resources" / "massbank_ei").glob("*.msp*"))
+    from msid.resources import data_dir
+
+    folder = data_dir() / "massbank_ei"
+    if (folder / "massbank_ei.msp.gz").exists():
+        return folder / "massbank_ei.msp.gz"
+    found = sorted(folder.glob("*.msp*"))
     if not found:
         raise ValueError("no EI library given (--library) and none shipped in "
                          "resources/massbank_ei/")
@@ -111,7 +119,7 @@ class EIEmbeddingSearch:
         self.n_hits = n_hits
         self.rescore_weight = rescore_weight
         self.name = "ei-embedding-wcos" if rescore_weight > 0 else "ei-embedding"
-        path = Path(model_path) if model_path else DEFAULT_MODEL
+        path = Path(model_path) if model_path else default_model()
         if not path.exists():
             raise ValueError(f"ei-embedding: model file {path} not found (train it with "
                              f"`snakemake models` or pass --model)")

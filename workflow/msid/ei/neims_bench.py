@@ -25,10 +25,10 @@ from msid.ei.molfeatures import batch_tensors, parse
 from msid.ei.neims import mol_graph
 from msid.ei.neims_train import load_neims, predict_sqrt
 from msid.ei.predict import predict_mols_sqrt
+from msid.resources import resource as shipped_file
 
-REPO = Path(__file__).resolve().parents[3]
-MOSES = REPO / "resources" / "candidates" / "moses_train_smiles.csv.gz"
-POOL = REPO / "resources" / "candidates" / "candidate_pool.tsv.gz"
+MOSES = ("candidates", "moses_train_smiles.csv.gz")  # shipped data (msid.resources)
+POOL = ("candidates", "candidate_pool.tsv.gz")
 LIBRARY_SIZE = 1_600_000
 
 
@@ -60,7 +60,7 @@ def bench_ei_prediction(teacher: str | os.PathLike, student: str | os.PathLike,
     256, graph cache cleared before the timed run) and with :mod:`msid.ei.predict` (one parse
     per molecule, sparse ECFP, vectorised graphs, inference mode); then the library build."""
     torch.set_num_threads(1)
-    smiles = [s for _, _, s in read_smiles_file(MOSES)][:max(n_molecules, 1)]
+    smiles = [s for _, _, s in read_smiles_file(shipped_file(*MOSES))][:max(n_molecules, 1)]
     t_model, _ = load_neims(teacher)
     s_model, _ = load_neims(student)
     out: dict = {"molecules": len(smiles), "threads": 1}
@@ -89,11 +89,11 @@ def bench_ei_prediction(teacher: str | os.PathLike, student: str | os.PathLike,
         f"{out['teacher_network_only_per_s']:,.0f}/s, student "
         f"{out['student_network_only_per_s']:,.0f}/s")
     with tempfile.TemporaryDirectory(prefix="msid-insilico-") as tmp:
-        pools: list[Path] = [POOL, MOSES]
+        pools: list[Path] = [shipped_file(*POOL), shipped_file(*MOSES)]
         limit = 0
         if not full:
             sample = Path(tmp) / "sample.csv.gz"
-            with gzip.open(MOSES, "rt") as fh, gzip.open(sample, "wt") as o:
+            with gzip.open(shipped_file(*MOSES), "rt") as fh, gzip.open(sample, "wt") as o:
                 for i, line in enumerate(fh):
                     if i > library_sample:
                         break

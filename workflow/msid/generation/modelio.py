@@ -57,9 +57,9 @@ def load_generator(path: str | os.PathLike, family: str | None = None
 
 
 def default_path(name: str) -> Path:
-    import msid
+    from msid.resources import shipped_model
 
-    return Path(msid.__file__).resolve().parents[2] / "resources" / "models" / f"{name}.safetensors"
+    return shipped_model(name)
 
 
 def set_threads(n: int) -> None:

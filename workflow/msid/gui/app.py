@@ -57,9 +57,9 @@ class SearchApp:
 
     @property
     def default_method(self) -> str:
-        from msid.ei.methods import DEFAULT_MODEL
+        from msid.ei.methods import default_model
 
-        has_model = Path(self.cfg.model_path or DEFAULT_MODEL).exists()
+        has_model = Path(self.cfg.model_path or default_model()).exists()
         return "ei-embedding-wcos" if has_model else "ei-weighted-cosine"
 
     def method(self, library: str, name: str):

@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-#: the demo's raw runs (config/samples.tsv): an LC-MS/MS small-molecule and a peptide run
-DEMO_RUNS = (ROOT / "resources" / "runs" / "pestmix_dda.mzML.gz",
-             ROOT / "resources" / "runs" / "peptide_qc1.mzML.gz")
+#: the folder holding the msid package (put on the child's PYTHONPATH)
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+#: the demo's raw runs (config/samples.tsv, under resources/runs/): an LC-MS/MS small-molecule
+#: and a peptide run
+DEMO_RUNS = ("pestmix_dda.mzML.gz", "peptide_qc1.mzML.gz")
 
 
 def build_run(sources: Sequence[Path], n: int, out: Path) -> int:
@@ -92,7 +93,7 @@ def _rss_now_mb() -> float:
 def measure(path: Path, out: Path, jobs: int = 1) -> dict:
     """Convert ``path`` to ``out`` in a fresh process; its spectra, seconds and peak RSS."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT / "workflow"), os.environ.get("PYTHONPATH", "")) if p)}
+        p for p in (str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")) if p)}
     res = subprocess.run([sys.executable, "-m", "msid.io.memory_bench", "--child", str(path),
                           str(out), "--jobs", str(jobs)], capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -100,7 +101,7 @@ def measure(path: Path, out: Path, jobs: int = 1) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def bench_memory(work: Path, n: int = 10, sources: Sequence[Path] = DEMO_RUNS, jobs: int = 1,
+def bench_memory(work: Path, n: int = 10, sources: Sequence[Path] | None = None, jobs: int = 1,
                  log: Callable[[str], None] = print) -> dict:
     """Peak RSS of converting the 1x and the ``n``-x run (built under ``work``), and their ratio.
 
@@ -108,8 +109,12 @@ def bench_memory(work: Path, n: int = 10, sources: Sequence[Path] = DEMO_RUNS, j
     "seconds_nx", "peak_rss_1x_mb", "peak_rss_nx_mb", "baseline_rss_mb", "ratio", "growth_1x_mb",
     "growth_nx_mb"}``. ``ratio`` is peak_rss_nx_mb / peak_rss_1x_mb (goal: at most 1.5); most of a
     peak is the libraries a process with msid.convert loaded holds (``baseline_rss_mb``), so the
-    growth above it (``growth_*_mb``) is what the reader and the store writer add.
+    growth above it (``growth_*_mb``) is what the reader and the store writer add. ``sources``:
+    the demo's runs (:data:`DEMO_RUNS`) unless given.
     """
+    from msid.resources import resource
+
+    sources = sources or [resource("runs", name) for name in DEMO_RUNS]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     runs = {}

@@ -17,13 +17,13 @@ import torch
 
 from msid.methods import MethodResources, Query, _ranked, register
 from msid.rankings import RankedCandidate
-from msid.resources import data_dir
+from msid.resources import shipped_model
 
 FAMILY_METHODS = ("ranker", "reconstructor", "deepsets", "fp_ffn")
 
 
 def default_model_path(name: str) -> Path:
-    return data_dir() / "models" / f"{name}.safetensors"
+    return shipped_model(name)
 
 
 class ModelRanking:

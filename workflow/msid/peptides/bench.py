@@ -10,11 +10,11 @@ import torch
 
 from msid.peptides.data import read_annotated_mgf, split_by_sequence
 from msid.peptides.denovo import DecodeConfig, sequence_spectra, shipped_model
+from msid.resources import data_dir
 
 
 def bench_peptides(model: str | Path | None = None, threads: int = 1, log=print) -> dict:
-    data = sorted((Path(__file__).resolve().parents[3] / "resources" / "peptides")
-                  .glob("*.mgf.gz"))
+    data = sorted((data_dir() / "peptides").glob("*.mgf.gz"))
     spectra = split_by_sequence(read_annotated_mgf(data).spectra)["test"]
     torch.set_num_threads(threads)
     out: dict = {"spectra": len(spectra), "threads": threads}

@@ -63,8 +63,10 @@ class DecodeConfig:
 
 
 def shipped_model() -> Path:
-    """The PepTRM model shipped in the repository (resources/models/peptrm.safetensors)."""
-    return Path(__file__).resolve().parents[3] / "resources" / "models" / "peptrm.safetensors"
+    """The shipped PepTRM model (resources/models/peptrm.safetensors, :mod:`msid.resources`)."""
+    from msid.resources import shipped_model as shipped
+
+    return shipped("peptrm")
 
 
 def spectra_from_store(store: SpectrumStore, max_spectra: int = 0
