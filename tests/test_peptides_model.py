@@ -155,6 +155,37 @@ def test_run_outputs_and_report_section(model_file, tmp_path):
     assert all(f["src"].startswith("data:image/png;base64,") for f in sec["figures"])
 
 
+def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp_path):
+    """A precursor of m/z 99999 (2+) is heavier than max_len of the heaviest token, one of 20 is
+    lighter than glycine: neither gets a made-up sequence; both are counted with the reason in
+    the annotations the run report shows. The other spectra are sequenced as before."""
+    from msid.identify import load_queries
+    from msid.peptides.denovo import DecodeConfig, denovo_run
+    from msid.report.peptides import peptide_section
+
+    spectra = read_annotated_mgf(MGF[0]).spectra[:4]
+    pepmass = {spectra[1].id: 99999.0, spectra[2].id: 20.0}
+    src = tmp_path / "run.mgf"
+    mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
+                "params": {"title": s.id, "pepmass": pepmass.get(s.id, s.precursor_mz),
+                           "charge": f"{s.charge}+"}} for s in spectra], output=str(src))
+    store = load_queries(src, tmp_path)
+    store_path = store.path
+    store.close()
+    out = {k: tmp_path / f"d.{k}" for k in ("tsv", "json")}
+    lines: list[str] = []
+    df = denovo_run(store_path, model_file, DecodeConfig(beam_size=4), tsv=out["tsv"],
+                    annotations=out["json"], method="peptrm", log=lines.append)
+    ann = json.loads(out["json"].read_text())
+    assert ann["n_spectra"] == 4 and ann["n_skipped"] == 2
+    reasons = {q["id"]: q["reason"] for q in ann["skipped"]}
+    assert "above the heaviest peptide peptrm can write" in reasons[spectra[1].id]
+    assert "below the lightest peptide" in reasons[spectra[2].id]
+    assert set(df["query_id"]) <= {spectra[0].id, spectra[3].id}
+    assert any("2 spectra not sequenced" in line for line in lines), lines
+    assert len(peptide_section(out["tsv"], out["json"])["skipped"]) == 2
+
+
 def test_shipped_peptrm_beats_the_dp_baseline_on_unseen_peptides():
     """The shipped model, decoded as runs decode it, against the DP baseline on the test fold
     (peptide sequences no model trained on), same spectra, the configured settings."""

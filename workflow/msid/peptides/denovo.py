@@ -9,7 +9,9 @@ modified residue is one token, an N-terminal modification its own; empty for the
 gives none). mzTab carries them as ``opt_ms_run[1]_aa_scores``, as Casanovo writes them.
 A spectrum without a charge is sequenced as 2+ (the most common tryptic charge) and says so in
 ``charge_assumed``; one that cannot be sequenced (no peaks, nothing matching) gets no row and is
-counted.
+counted. So does one whose precursor mass no sequence of the method can reach (above ``max_len``
+of the heaviest token for PepTRM, below one glycine): it is not sequenced, and its reason is
+logged and kept in the annotations file (``skipped``) that the run report counts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from msid.peptides.physics import (
     ISOTOPE,
     NTERM_MODS,
     RESIDUE_MODS,
+    WATER,
+    Vocab,
     fragment_ions,
     neutral_from_mz,
     parse_proforma,
@@ -86,6 +90,45 @@ def spectra_from_store(store: SpectrumStore, max_spectra: int = 0
                                        np.asarray(inten, float), float(r.precursor_mz),
                                        int(r.charge)))
     return spectra, md
+
+
+def mass_range(method: str, model_path: str | os.PathLike | None) -> tuple[float, float]:
+    """Neutral precursor masses (Da) a method can write a peptide for: from the lightest token
+    alone to ``max_len`` of the heaviest (PepTRM, from its card), unbounded above for the DP;
+    plus water and a margin for the isotope peaks and the mass tolerance."""
+    import json
+
+    from msid.modelfile import card_path
+
+    vocab, max_len = Vocab.default(), 0
+    if method == "peptrm" and model_path:
+        try:
+            cfg = json.loads(card_path(model_path).read_text())["config"]
+            vocab, max_len = Vocab(tuple(cfg["vocab"])), int(cfg["model"].get("max_len", 30))
+        except (OSError, KeyError, TypeError, ValueError):
+            pass  # loading the model names what is wrong with its card
+    masses = vocab.masses[1:]
+    residues = masses[masses > 20.0]  # N-terminal modifications alone are no peptide
+    low = float(residues.min()) + WATER - 0.5
+    high = max_len * float(masses.max()) + WATER + 3 * ISOTOPE + 0.5 if max_len else np.inf
+    return low, high
+
+
+def out_of_range(spectra: list[PeptideSpectrum], low: float, high: float, method: str
+                 ) -> tuple[list[int], list[dict[str, str]]]:
+    """(indices of the spectra to sequence, {id, reason} of those whose precursor mass is out of
+    the method's reach)."""
+    keep, skipped = [], []
+    for k, s in enumerate(spectra):
+        m = neutral_from_mz(s.precursor_mz, s.charge)
+        if low <= m <= high:
+            keep.append(k)
+            continue
+        side = f"above the heaviest peptide {method} can write ({high:,.1f} Da)" if m > high \
+            else f"below the lightest peptide ({low:,.1f} Da)"
+        skipped.append({"id": s.id, "reason": f"precursor mass {m:,.1f} Da (m/z "
+                        f"{s.precursor_mz:g}, {s.charge}+) is {side}"})
+    return keep, skipped
 
 
 def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list[Decoded],
@@ -230,6 +273,14 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
 
     with SpectrumStore(store_path) as store:
         spectra, md = spectra_from_store(store, cfg.max_spectra)
+    n_spectra = len(spectra)
+    keep, skipped = out_of_range(spectra, *mass_range(method, model_path), method)
+    if skipped:
+        log(f"{len(skipped)} spectra not sequenced (precursor mass out of reach): "
+            + "; ".join(f"{q['id']}: {q['reason']}" for q in skipped[:5])
+            + (" ..." if len(skipped) > 5 else ""))
+        spectra = [spectra[k] for k in keep]
+        md = md.iloc[keep].reset_index(drop=True)
     dec = sequence_spectra(spectra, method, str(model_path), cfg, dp_cfg)
     df = decoded_rows(spectra, md, dec, method)
     write_tsv(df, tsv)
@@ -243,11 +294,13 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
             a = annotate(by_id[r.query_id], parse_proforma(r.sequence))
             a.update(score=float(r.score), ppm=float(r.precursor_mz_error_ppm), rt=r.rt)
             ann.append(a)
-        write_text(annotations, json.dumps({"method": method, "n_spectra": len(spectra),
+        write_text(annotations, json.dumps({"method": method, "n_spectra": n_spectra,
+                                            "n_skipped": len(skipped), "skipped": skipped,
                                             "n_sequenced": len(df),
                                             "n_mass_matched": int(sum(d.mass_ok for d in dec)),
                                             "spectra": ann}, default=float))
-    log(f"de novo ({method}): {len(spectra)} spectra, {len(df)} sequenced, "
+    log(f"de novo ({method}): {n_spectra} spectra, {len(skipped)} out of reach, "
+        f"{len(df)} sequenced, "
         f"{sum(d.mass_ok for d in dec)} matching their precursor mass")
     return df
 
@@ -258,6 +311,8 @@ __all__ = [
     "annotate",
     "decoded_rows",
     "denovo_run",
+    "mass_range",
+    "out_of_range",
     "sequence_spectra",
     "spectra_from_store",
     "unimod_delta",

@@ -75,6 +75,7 @@ def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLik
         "n_spectra": int(ann.get("n_spectra", 0)),
         "n_sequenced": int(ann.get("n_sequenced", len(df))),
         "n_mass_matched": int(ann.get("n_mass_matched", 0)),
+        "skipped": ann.get("skipped", []),
         "top": top.to_dict("records"),
         "figures": [{"title": f"{a['id']}: {a['sequence']}",
                      "src": data_uri(annotated_spectrum_plot(a))} for a in ann["spectra"]],
