@@ -79,7 +79,7 @@ def test_export_cleaned_spectra(pesticides_store, tmp_path, fmt):
             else ("NAME: ", "PRECURSORMZ: ", "PRECURSORTYPE: "))
     assert all(text.count(k) == len(loaded) for k in keys)
     assert main(["convert", str(out), "--out", str(tmp_path / "back.h5")]) == 0
-    same = ["adduct", "ion_mode"] + (["id", "charge"] if fmt == "mgf" else [])  # MSP: no id
+    same = ["id", "adduct", "ion_mode"] + (["charge"] if fmt == "mgf" else [])  # MSP: COMMENT
     with SpectrumStore(pesticides_store) as a, SpectrumStore(tmp_path / "back.h5") as b:
         assert len(b) == len(a) and len(b.quarantine) == 0
         x, y = a.metadata, b.metadata
@@ -103,7 +103,8 @@ def test_exported_run_keeps_retention_times_and_names_every_record(tmp_path, fmt
     with SpectrumStore(tmp_path / "run.h5") as a, SpectrumStore(tmp_path / "back.h5") as b:
         assert len(b) == len(a) == 213 and len(b.quarantine) == 0
         assert np.allclose(a.metadata["rt"], b.metadata["rt"], atol=1e-6)
-        assert (a.metadata["id"] == b.metadata["id"]).all()  # MSP: the id is the NAME
+        assert (a.metadata["id"] == b.metadata["id"]).all()  # MSP: kept in COMMENT
+        assert (a.metadata["scan"] == b.metadata["scan"]).all()
 
 
 def test_mztab_summary_prefers_spectral_matches_and_never_the_random_baseline():

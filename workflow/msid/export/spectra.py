@@ -16,6 +16,7 @@ from pyteomics import mgf
 from msid.atomic import atomic_path
 from msid.chem.adducts import default_adduct
 from msid.convert import scan_number
+from msid.io.raw import MSP_ID_KEY
 from msid.store import SpectrumStore
 
 FORMATS = ("mgf", "msp")
@@ -66,6 +67,14 @@ def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum
             # dialect has no CHARGE field: a multiply charged ion keeps its charge this way
         if not _missing(v):
             md[key] = v
+    # the dialect has no id or scan field; COMMENT carries them (msid's MSP reader takes the
+    # record id back from it, so identifications still point at their spectra)
+    comment = [f"{MSP_ID_KEY}={meta.get('id')}"] if not _missing(meta.get("id")) else []
+    scan = str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
+    if scan:
+        comment.append(f"scan={scan}")
+    if comment:
+        md["comment"] = "; ".join(comment)
     return Spectrum(mz.astype(float), intensity.astype(float), metadata=md,
                     metadata_harmonization=False)
 

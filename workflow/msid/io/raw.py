@@ -512,6 +512,17 @@ _NEGATIVE = re.compile(r"(?:^|[\s,;:(\[])-\s*\.?\d")
 _NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 
 
+#: the key msid's MSP export writes a record's id under, in its COMMENT (``msid_id=ID; scan=N``)
+MSP_ID_KEY = "msid_id"
+_EXPORTED_ID = re.compile(rf"(?:^|;)\s*{MSP_ID_KEY}=([^;]+)")
+
+
+def _exported_id(params: dict) -> str:
+    """The record id msid's MSP export kept in COMMENT ('' for other MSP files)."""
+    m = _EXPORTED_ID.search(str(params.get("comment") or ""))
+    return m.group(1).strip() if m else ""
+
+
 def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
     """One MSP record (from its ``Name:`` line to the next) -> [spectrum] or [(id, reason)],
     plus an (id, reason) for text after its last peak that starts no record.
@@ -568,8 +579,8 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
         declared = str(params.get("num peaks", params.get("Num Peaks", ""))).strip()
         complete = declared.isdigit() and len(mz) >= int(declared)
     params = {str(k).lower(): v for k, v in params.items()}
-    rid = str(params.get("spectrum_id") or params.get("db#") or params.get("name")
-              or f"index={index}")
+    rid = str(params.get("spectrum_id") or params.get("db#") or _exported_id(params)
+              or params.get("name") or f"index={index}")
     if bad:
         return [(rid, bad)]
     declared = params.get("num peaks")
