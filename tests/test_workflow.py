@@ -153,16 +153,40 @@ def test_benchmark_config_writes_under_its_own_results_dir():
 
 
 def test_runs_dir_becomes_samples(tmp_path):
+    """Every run file of the folder is a sample, whatever its file name (made safe for paths,
+    never a validation error that stops the batch); a kind subfolder gives the kind."""
     runs = tmp_path / "incoming"
-    runs.mkdir()
-    for name in ("a.mzML.gz", "b.mgf", "notes.txt"):
-        (runs / name).write_bytes((ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes()
-                                  if name != "notes.txt" else b"x")
+    (runs / "ei").mkdir(parents=True)
+    mzml = (ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes()
+    for name in ("a.mzML.gz", "b.mgf", "QC run 01 (rep).mzML.gz", "QC_run_01_rep.mzML.gz"):
+        (runs / name).write_bytes(mzml)
+    (runs / "notes.txt").write_text("x")
+    (runs / "ei" / "Müller GC.msp").write_bytes((ROOT / "resources/runs/gcms_ei_demo.msp")
+                                                .read_bytes())
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"samples: ''\nruns_dir: {runs}\nbenchmark: {{enabled: false}}\n")
     res = _sm("-n", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert re.search(r"report_run\s+2", res.stdout + res.stderr)
+    out = res.stdout + res.stderr
+    assert re.search(r"report_run\s+5", out) and re.search(r"ei_identify_run\s+1", out), out
+
+
+def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
+    from msid.samples import SAMPLE_NAME, runs_dir_samples
+
+    (tmp_path / "peptide").mkdir()
+    for name in ("QC run 01 (rep).mzML", "QC_run_01_rep.mzML.gz", "Müller.MGF", "...mzXML",
+                 "notes.txt", "peptide/HeLa 1.mzML"):
+        (tmp_path / name).write_text("")
+    rows = runs_dir_samples(tmp_path, taken={"Muller"}, listed={str(tmp_path / "...mzXML")})
+    got = {r["file"]: (r["sample"], r["kind"]) for r in rows}
+    assert got == {"Müller.MGF": ("Muller-2", "small_molecule"),
+                   "QC run 01 (rep).mzML": ("QC_run_01_rep", "small_molecule"),
+                   "QC_run_01_rep.mzML.gz": ("QC_run_01_rep-2", "small_molecule"),
+                   "HeLa 1.mzML": ("HeLa_1", "peptide")}
+    assert all(SAMPLE_NAME.match(r["sample"]) and Path(r["path"]).is_file() for r in rows)
+    with pytest.raises(NotADirectoryError, match="runs_dir"):
+        runs_dir_samples(tmp_path / "nowhere")
 
 
 def test_an_installed_packages_method_runs_in_the_dag(tmp_path):

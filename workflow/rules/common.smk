@@ -1,6 +1,4 @@
-import glob
 import os
-import re
 import sys
 
 import pandas as pd
@@ -10,6 +8,7 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # when Snakemake creates the env from its copy of the file under .snakemake/conda)
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
 from msid.method_kinds import check_methods, method_table
+from msid.samples import runs_dir_samples
 
 METHODS = method_table()  # msid's methods + those installed packages declare
 
@@ -21,19 +20,12 @@ def _load_samples():
         df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#").fillna("")
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
-    if runs_dir:
-        files = sorted(
-            f
-            for f in glob.glob(os.path.join(runs_dir, "*"))
-            if re.search(r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", f, re.IGNORECASE)
+    if runs_dir:  # file names made safe for paths, kind from the subfolder (msid.samples)
+        sheet_rows = pd.concat(frames) if frames else pd.DataFrame(columns=["sample", "path"])
+        rows = runs_dir_samples(
+            runs_dir, taken=set(sheet_rows["sample"]), listed=set(sheet_rows["path"])
         )
-        names = [
-            re.sub(
-                r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", "", os.path.basename(f), flags=re.I
-            )
-            for f in files
-        ]
-        frames.append(pd.DataFrame({"sample": names, "path": files}))
+        frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
     if not frames:
         return pd.DataFrame(columns=["sample", "path", "kind"]).set_index("sample")
     df = pd.concat(frames, ignore_index=True)
