@@ -311,3 +311,33 @@ def test_msp_reader_names_what_matchms_line_parsers_would_let_through(data_dir, 
     assert "negative m/z or intensity" in reasons[whole[1]]
     assert "'Num Peaks: 2' but the record has" in reasons[whole[2]]
     assert "text before the first 'Name:' line" in reasons["before index=0"]
+
+
+def test_an_unreadable_run_becomes_an_empty_store_that_says_why(data_dir, tmp_path):
+    """What the DAG does with a run file that cannot be read at all: an empty store whose one
+    quarantine row names the problem (the report counts no record read), and the EI run rule
+    writes empty tables from it instead of failing; outside the DAG the error still stops."""
+    from msid.convert import unreadable_run_store
+    from msid.ei.search import identify_ei_run
+    from msid.rankings import read_rankings
+    from msid.report.quarantine import quarantine_summary
+    from msid.store import WHOLE_FILE
+
+    bad = data_dir / "bad" / "not_spectra.mgf"
+    with pytest.raises(InputFileError) as err:
+        convert_file(bad, tmp_path / "x.h5", progress=False)
+    unreadable_run_store(bad, tmp_path / "x.h5", err.value)
+    with SpectrumStore(tmp_path / "x.h5") as st:
+        assert len(st) == 0 and list(st.quarantine["record_id"]) == [WHOLE_FILE]
+        lost = quarantine_summary(st.quarantine)
+    assert lost["n_records"] == 0 and "not an MGF file" in lost["unreadable"]
+    lib = __import__("conftest").RESOURCES / "massbank_ei" / "massbank_ei.msp.gz"
+    outs = [tmp_path / f for f in ("ei.h5", "ei.tsv", "matches.h5")]
+    with pytest.raises(InputFileError):
+        identify_ei_run(bad, lib, outs[0], outs[1], matches_out=outs[2],
+                        method="ei-weighted-cosine")
+    assert identify_ei_run(bad, lib, outs[0], outs[1], matches_out=outs[2],
+                           method="ei-weighted-cosine", unreadable_ok=True) == 0
+    assert len(read_rankings(outs[1])) == 0
+    with SpectrumStore(outs[0]) as st:
+        assert "not an MGF file" in quarantine_summary(st.quarantine)["unreadable"]

@@ -101,24 +101,47 @@ def test_rerun_is_a_no_op_and_snakemake_report_works(demo):
     assert (demo / "snakemake_report.html").stat().st_size > 10_000
 
 
-def test_unreadable_run_fails_alone_with_keep_going(demo):
+def test_an_unreadable_run_goes_on_and_its_reports_say_why(demo, tmp_path):
+    """A run file that cannot be read at all stops nothing: its store is empty, its quarantine
+    and its report name the problem, and the batch summary lists it; a damaged run keeps what
+    it could read."""
     sheet = demo / "samples_bad.tsv"
     sheet.write_text("sample\tpath\tkind\n"
                      f"pestmix_dda\t{ROOT}/resources/runs/pestmix_dda.mzML.gz\tsmall_molecule\n"
                      f"broken\t{ROOT}/tests/data/bad/not_spectra.mgf\tsmall_molecule\n"
+                     f"brokenei\t{ROOT}/tests/data/bad/not_spectra.mgf\tei\n"
                      f"truncated\t{ROOT}/tests/data/bad/truncated.mzML\tsmall_molecule\n")
     cfg = demo / "bad.yaml"
     cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n")
     # the demo's own config first: its runs keep their parameters (nothing of the shared demo
-    # is recomputed, so later tests still compare against the demo as it ran)
+    # is recomputed, so later tests still compare against the demo as it ran); the runs'
+    # reports only, so that the demo's batch report stays the demo's
+    runs = demo / "results" / "runs"
     res = _snakemake(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
-                     "--keep-going", "all")
-    assert res.returncode != 0  # the broken run failed ...
+                     *(f"results/runs/{s}/report.html" for s in ("broken", "brokenei",
+                                                                  "truncated")))
+    assert res.returncode == 0, res.stderr[-3000:]
     log = (demo / "logs/convert_run/broken.log").read_text()
     assert "not_spectra.mgf" in log and "not an MGF file" in log
-    assert (demo / "results/runs/truncated/report.html").exists()  # ... the others finished
-    html = (demo / "results/runs/truncated/report.html").read_text()
-    assert "damaged or truncated" in html
+    for sample in ("broken", "brokenei"):
+        html = (runs / sample / "report.html").read_text()
+        assert "could not be read" in html and "not an MGF file" in html, sample
+    html = (runs / "truncated/report.html").read_text()
+    assert "damaged or truncated" in html and "could not be read" not in html
+    from msid.report.batch import run_summary, write_batch_report
+
+    summary = run_summary("broken", "small_molecule", runs / "broken/spectra.h5",
+                          runs / "broken/identifications.tsv", 0.05)
+    assert summary["n_read"] == 0 and "not an MGF file" in summary["unreadable"]
+    out = tmp_path / "batch.html"
+    write_batch_report([{"sample": s, "kind": k, "report": runs / s / "report.html",
+                         "spectra": runs / s / f, "identifications": runs / s / i}
+                        for s, k, f, i in (("broken", "small_molecule", "spectra.h5",
+                                            "identifications.tsv"),
+                                           ("brokenei", "ei", "ei_spectra.h5",
+                                            "ei_identifications.tsv"))],
+                       out, config={"identify": {"fdr": 0.05}})
+    assert "2 run file(s) could not be read" in out.read_text()
 
 
 def test_every_family_runs_in_the_demo(demo):

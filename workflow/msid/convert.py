@@ -26,7 +26,13 @@ from msid.io.mgf import MgfChunk, parse_mgf_chunk
 from msid.io.raw import read_chunks
 from msid.parallel import imap_ordered
 from msid.spectrum import metadata_to_record
-from msid.store import QuarantineRecord, RecordBatch, SpectrumRecord, SpectrumStoreWriter
+from msid.store import (
+    WHOLE_FILE,
+    QuarantineRecord,
+    RecordBatch,
+    SpectrumRecord,
+    SpectrumStoreWriter,
+)
 
 if TYPE_CHECKING:
     from msid.preprocess import PreprocessConfig
@@ -348,3 +354,17 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
             bar.update(len(outcome))
     bar.close()
     return stats
+
+
+def unreadable_run_store(path: str | os.PathLike, out: str | os.PathLike,
+                         error: Exception) -> None:
+    """An empty store for a run file that cannot be read at all, its one quarantine row saying
+    why: the run goes on through the DAG (an empty table, a report that names the problem, a row
+    in the batch report) instead of stopping the batch."""
+    path = Path(path)
+    from msid.report.quarantine import UNREADABLE
+
+    with SpectrumStoreWriter(out, provenance={"stage": "convert", "input": str(path),
+                                              "unreadable": str(error)}) as writer:
+        writer.quarantine(QuarantineRecord(path.name, WHOLE_FILE, f"{UNREADABLE}{error}"))
+

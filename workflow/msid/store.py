@@ -72,9 +72,14 @@ class SpectrumRecord:
     meta: dict[str, object] = field(default_factory=dict)
 
 
+#: the record id of a run file that could not be read at all (its only quarantine row)
+WHOLE_FILE = "(whole file)"
+
+
 @dataclass(frozen=True)
 class QuarantineRecord:
-    """A record that was not stored, and why."""
+    """A record that was not stored, and why (``record_id`` :data:`WHOLE_FILE`: a run file that
+    could not be read at all)."""
 
     source_file: str
     record_id: str

@@ -20,6 +20,9 @@ rule convert_run:
         # small-molecule runs are MS/MS: an MS1 record (SIRIUS/MZmine MGF) is quarantined
         # before it can take its MS2 partner's title (EI runs are read by their own rule)
         ms2_only=True,
+        # a run file that cannot be read at all gives an empty store that says why (its
+        # report and the batch report show it) instead of stopping the batch
+        unreadable_run=True,
     script:
         "../scripts/convert.py"
 

@@ -11,5 +11,6 @@ n = identify_ei_run(snakemake.input.queries, snakemake.input.library,
                     snakemake.output.spectra, snakemake.output.identifications,
                     matches_out=snakemake.output.matches,
                     method=snakemake.params.method, model=snakemake.input.model,
-                    top_k=int(snakemake.params.top_k), index=dict(snakemake.params.index))
+                    top_k=int(snakemake.params.top_k), index=dict(snakemake.params.index),
+                    unreadable_ok=True)
 print(f"{n} EI spectra identified with {snakemake.params.method}")

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import sparse
 
 from msid.ei.nominal import stein_scott_weight
+from msid.io.errors import InputFileError
 from msid.search.library import LibrarySearchConfig, clean_for_entropy
 from msid.store import SpectrumStore
 
@@ -191,11 +192,13 @@ def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
                     spectra_out: str | os.PathLike, identifications_out: str | os.PathLike, *,
                     matches_out: str | os.PathLike | None = None,
                     method: str = "ei-embedding", model: str | os.PathLike | None = None,
-                    top_k: int = 10, index: dict | None = None) -> int:
+                    top_k: int = 10, index: dict | None = None,
+                    unreadable_ok: bool = False) -> int:
     """Identify the EI spectra of a run file against ``library``: writes the run's EI store
     (quarantine included), its Rankings table and (``matches_out``) a store of the library
     spectra that are some query's top hit, for the report's mirror plots. Returns the number
-    of spectra."""
+    of spectra. ``unreadable_ok`` (the DAG): a run file that cannot be read at all gives an
+    empty store whose quarantine says why, and empty tables, instead of an error."""
     import shutil
 
     from msid.atomic import atomic_path
@@ -204,7 +207,17 @@ def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
     from msid.rankings import write_rankings
 
     with temp_workdir() as work:
-        store = load_ei_queries(queries, work)
+        try:
+            store = load_ei_queries(queries, work)
+        except InputFileError as e:
+            if not unreadable_ok:
+                raise
+            from msid.convert import unreadable_run_store
+            from msid.store import SpectrumStore
+
+            print(f"msid: error: {e}; the run goes on with no spectra")
+            unreadable_run_store(queries, Path(work) / "unreadable.h5", e)
+            store = SpectrumStore(Path(work) / "unreadable.h5")
         m = make_method(method, MethodResources(
             model_path=str(model) if model else None,
             options={"ei_library": str(library), "index": index or {}, "hits": max(top_k, 50)}))

@@ -33,6 +33,7 @@ from msid.rankings import (
     unanswered_reasons,
 )
 from msid.report.plots import data_uri
+from msid.report.quarantine import quarantine_summary
 from msid.store import SpectrumStore
 
 SOFTWARE = ("msid", "pyopenms", "matchms", "rdkit", "ms-entropy", "torch", "numpy", "pandas",
@@ -77,8 +78,10 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         quarantine = st.quarantine
     qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
                 if len(quarantine) else pd.Series(dtype=int))
-    base = {"sample": sample, "kind": kind, "n_read": len(md) + len(quarantine),
-            "n_kept": len(md), "n_quarantined": len(quarantine), "quarantine": qreasons.to_dict(),
+    lost = quarantine_summary(quarantine)  # a whole unreadable file is no record read
+    base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
+            "n_kept": len(md), "n_quarantined": lost["n_records"],
+            "quarantine": qreasons.to_dict(), "unreadable": lost["unreadable"],
             "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
@@ -179,10 +182,15 @@ TEMPLATE = """<!doctype html><html><head><meta charset="utf-8">
 <style>body{font-family:sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 font-size:90%}td.num{text-align:right}pre{background:#f6f6f6;padding:8px;font-size:80%;
-overflow-x:auto}</style></head><body>
+overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}
+</style></head><body>
 <h1>msid batch summary</h1>
 <p>{{ runs|length }} run(s) · msid {{ version }} · {{ created }}</p>
 <h2>Runs</h2>
+{% set unreadable = runs|selectattr("unreadable")|list %}
+{% if unreadable %}<p class="note"><b>{{ unreadable|length }} run file(s) could not be read</b>
+(no spectra, no identifications; the other runs went on):</p>
+<ul>{% for r in unreadable %}<li>{{ r.sample }}: {{ r.unreadable }}</li>{% endfor %}</ul>{% endif %}
 <table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
 <th>answered</th><th>confident (q &le; {{ fdr }}, &Delta;score &ge; {{ min_delta }})</th>
 <th>no answer</th><th>confident compounds</th><th>methods</th>

@@ -15,6 +15,7 @@ import pandas as pd
 from msid.rankings import read_rankings
 from msid.report.ids import short_ids
 from msid.report.plots import data_uri, mirror_plot
+from msid.report.quarantine import quarantine_summary
 from msid.store import SpectrumStore
 
 
@@ -42,7 +43,7 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
                     f"score {hit['score']:.3f}"
             figures.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         n = len(md)
-        n_quarantined = len(st.quarantine)
+        lost = quarantine_summary(st.quarantine)
         rt = pd.Series(pd.to_numeric(md["rt"], errors="coerce").to_numpy(),
                        index=md["id"].astype(str))
         rt = rt[~rt.index.duplicated()]
@@ -51,6 +52,7 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
              "inchikey": h.inchikey, "library_id": h.library_id, "score": float(h.score),
              "delta_score": float(h.get("delta_score", float("nan")))}
             for _, h in top.iterrows()]
-    return {"method": method, "n_spectra": n, "n_quarantined": n_quarantined, "short_id": short,
+    return {"method": method, "n_spectra": n, "n_quarantined": lost["n_records"], **lost,
+            "short_id": short,
             "n_matched": int((top["score"] > 0).sum()), "hits": hits[:500],
             "figures": figures}

@@ -24,6 +24,7 @@ from msid.rankings import (
 )
 from msid.report.ids import short_ids
 from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
+from msid.report.quarantine import quarantine_summary
 from msid.store import SpectrumStore
 
 KIND_NOTES = {
@@ -178,9 +179,8 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
                                                       *labels)))
             figures.append(data_uri(histogram(store.n_peaks, "peaks per spectrum",
                                               "peaks after filtering")))
-    reasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ")
-               .value_counts().rename_axis("reason").reset_index(name="spectra"))
-    n_q = len(quarantine)
+    lost = quarantine_summary(quarantine)
+    n_q = lost["n_records"]
     ei_sec = _ei_section(kind, ei, n_mirror)
     if ei_sec:  # an EI run's spectra are in its EI store, not the ESI one
         short = {**short, **ei_sec["short_id"]}
@@ -194,9 +194,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         n_confident=int(top["confident"].sum()), confident_rule=confident_rule,
         min_delta_score=min_delta_score,
         unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
-        reasons=reasons.to_dict("records"),
-        quarantine=quarantine.head(500).to_dict("records"),
-        quarantine_truncated=max(0, n_q - 500),
+        **lost,
         hits=top.head(500).to_dict("records"), hits_truncated=max(0, len(top) - 500),
         compounds=compounds,
         mirrors=mirrors, figures=figures,

@@ -1,0 +1,27 @@
+"""What a run report says about the records a run lost: counts by reason, the records
+themselves (the first :data:`LIMIT`) and, when the run's file could not be read at all, why."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from msid.store import WHOLE_FILE
+
+UNREADABLE = "file unreadable: "  # how msid.convert.unreadable_run_store's reason starts
+LIMIT = 500  # quarantined records listed one by one in a report
+
+
+def quarantine_summary(quarantine: pd.DataFrame) -> dict:
+    """``reasons`` (reason -> spectra, the reason cut to its first two ``: `` parts),
+    ``quarantine`` (records, at most :data:`LIMIT`), ``quarantine_truncated`` (how many more),
+    ``n_records`` (records lost: a whole unreadable file is none) and ``unreadable`` (why the
+    file could not be read; '' when it could)."""
+    whole = quarantine["record_id"].astype(str) == WHOLE_FILE
+    reasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ")
+               .value_counts().rename_axis("reason").reset_index(name="spectra"))
+    return {"reasons": reasons.to_dict("records"),
+            "quarantine": quarantine.head(LIMIT).to_dict("records"),
+            "quarantine_truncated": max(0, len(quarantine) - LIMIT),
+            "n_records": int((~whole).sum()),
+            "unreadable": "; ".join(quarantine.loc[whole, "reason"].astype(str)
+                                    .str.removeprefix(UNREADABLE))}
