@@ -69,6 +69,10 @@ def test_out_that_cannot_be_written(capsys, tmp_path):
         ro.mkdir(mode=0o555)
         assert "permission denied" in _error(capsys, "identify", str(QUERIES),
                                               "--out", str(ro / "o.tsv"))
+    if Path("/proc/self").is_dir():  # a folder nobody can create files in, root included:
+        for cmd in ("identify", "denovo-peptides"):  # named at once, before any work
+            line = _error(capsys, cmd, str(QUERIES), "--out", "/proc/msid-o.tsv")
+            assert line.startswith(f"msid {cmd}: error: --out /proc/msid-o.tsv: cannot write")
 
 
 @pytest.mark.parametrize(("name", "expected"), [

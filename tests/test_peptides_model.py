@@ -155,6 +155,31 @@ def test_run_outputs_and_report_section(model_file, tmp_path):
     assert all(f["src"].startswith("data:image/png;base64,") for f in sec["figures"])
 
 
+def test_top_n_gives_ranked_distinct_mass_matching_sequences(tmp_path):
+    """--top-n 3 with the shipped model: up to three rows per spectrum, ranks 1..n by falling
+    score, distinct sequences, every one beyond the first matching the precursor mass; rank 1
+    is what the default (one sequence) writes, and mzTab holds one PSM per row."""
+    spectra = read_annotated_mgf(MGF[0]).spectra[:6]
+    src = tmp_path / "q.mgf"
+    mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
+                "params": {"title": s.id, "pepmass": s.precursor_mz, "charge": f"{s.charge}+"}}
+               for s in spectra], output=str(src))
+    one, three, tab = tmp_path / "one.tsv", tmp_path / "three.tsv", tmp_path / "three.mztab"
+    args = ["denovo-peptides", str(src), "--beam-size", "8"]
+    assert main([*args, "--out", str(one)]) == 0
+    assert main([*args, "--top-n", "3", "--out", str(three), "--out", str(tab)]) == 0
+    a = pd.read_csv(one, sep="\t", dtype={"aa_scores": str})
+    b = pd.read_csv(three, sep="\t", dtype={"aa_scores": str})
+    assert (a["rank"] == 1).all()
+    pd.testing.assert_frame_equal(b[b["rank"] == 1].reset_index(drop=True), a)
+    assert (b["rank"] > 1).any() and b.groupby("query_id").size().max() <= 3
+    for _, g in b.groupby("query_id"):
+        assert list(g["rank"]) == list(range(1, len(g) + 1))
+        assert g["sequence"].is_unique and g["score"].is_monotonic_decreasing
+    assert (b.loc[b["rank"] > 1, "score"] > 0).all()  # alternatives all match the mass
+    assert len(mztab.MzTab(str(tab)).spectrum_match_table) == len(b)
+
+
 def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp_path):
     """A precursor of m/z 99999 (2+) is heavier than max_len of the heaviest token, one of 20 is
     lighter than glycine: neither gets a made-up sequence; both are counted with the reason in

@@ -16,6 +16,17 @@ from msid.cli_checks import fraction, port_number, positive_float, positive_int,
 from msid.method_kinds import ALL_METHODS
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help names its default itself
+    or there is none to name."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action) or text
+
+
 def _add_identify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("identify", help="rank molecules for query spectra",
                        description="Rank candidate molecules (or library hits) for each query.")
@@ -35,11 +46,11 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
                    help="pool candidates by the query's neutral mass (--ppm) or by its formula "
                         "(queries that carry one)")
     p.add_argument("--ppm", type=positive_float, default=10.0,
-                   help="mass window for pool candidates")
+                   help="mass window for pool candidates, ppm (default: 10)")
     p.add_argument("--max-candidates", type=positive_int, default=256,
-                   help="candidates per query at most")
+                   help="candidates per query at most (default: 256)")
     p.add_argument("--top-k", type=top_k, default=20,
-                   help="ranks kept per query (0: all; EI methods: up to 10,000)")
+                   help="ranks kept per query (default: 20; 0: all; EI methods: up to 10,000)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the candidate order and of the random baseline")
     p.add_argument("--out", required=True, help="Rankings TSV, or mzTab-M 2.0 when it ends "
@@ -354,6 +365,9 @@ def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="PepTRM model file (default: the shipped one)")
     p.add_argument("--decoding", choices=["beam", "greedy"], default="beam")
     p.add_argument("--beam-size", type=positive_int, default=10)
+    p.add_argument("--top-n", type=positive_int, default=1,
+                   help="sequences per spectrum, ranked (beam search: the best distinct ones "
+                        "that match the precursor mass; default: 1)")
     p.add_argument("--ppm", type=positive_float, default=50.0, help="precursor mass tolerance")
     p.add_argument("--max-spectra", type=top_k, default=0, help="first N spectra only (0: all)")
 
@@ -378,7 +392,7 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     tsv = next((o for o in outs if o.suffix.lower() == ".tsv"), None)
     mztab = next((o for o in outs if o.suffix.lower() == ".mztab"), None)
     cfg = DecodeConfig(method=a.decoding, beam_size=a.beam_size, ppm=a.ppm,
-                       max_spectra=a.max_spectra)
+                       max_spectra=a.max_spectra, top_n=a.top_n)
     with temp_workdir() as work:
         q = load_queries(a.queries, work)
         store_path, lost = q.path, q.quarantine
@@ -489,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "FlashEntropySearch, first and cached `msid identify` vs a plain script, "
                     "peak memory of a larger run, model ranking and training throughput, de "
                     "novo peptides, EI prediction and the EI vector index. Prints JSON.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelp)
     p.add_argument("--library", help="ESI MS/MS library (MGF) to convert and search "
                                      "(default: the shipped MassBank library)")
     p.add_argument("--queries", type=positive_int, default=2000,
@@ -524,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training steps timed per model family")
     p.add_argument("--skip-ei", action="store_true", help="skip the EI search benchmark")
     p.add_argument("--ei-entries", type=int, default=1_600_000,
-                   help="EI vector index size (default 1.6M)")
+                   help="EI vector index size (default: 1.6M)")
     p.add_argument("--ei-library", help="EI library whose real embeddings seed the index "
                                         "(default: the shipped MassBank EI)")
     p.add_argument("--ei-vectors", help=".npy of in-silico library embeddings (else "

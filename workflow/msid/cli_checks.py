@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 from msid.io.errors import InputFileError
@@ -108,6 +109,12 @@ def check_output(path: str | os.PathLike, option: str = "--out",
         raise InputFileError(_label(p, option), f"{parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputFileError(_label(p, option), f"cannot write in {parent} (permission denied)")
+    try:  # what permissions do not show (a read-only or pseudo file system, root's access)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".msid-probe-"):
+            pass
+    except OSError as e:
+        raise InputFileError(_label(p, option),
+                             f"cannot write in {parent} ({e.strerror or e})") from None
     return p
 
 

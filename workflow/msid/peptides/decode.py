@@ -34,6 +34,8 @@ class Decoded:
     mass_ok: bool
     aa_scores: list[float] = field(default_factory=list)  # per token, in (0, 1]; [] when the
     #                                                       decoder gives none (the DP)
+    #: the next-best mass-matching sequences, best first (beam search with ``top_n`` > 1)
+    alternatives: list[Decoded] = field(default_factory=list)
 
 
 def mass_ok(residue_sum: float, precursor_mass: float, ppm: float, isotopes: int) -> bool:
@@ -106,7 +108,8 @@ def _greedy_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm:
 
 
 def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int,
-                 per_position: int, ppm: float, isotopes: int, with_evidence: bool) -> Search:
+                 per_position: int, ppm: float, isotopes: int, with_evidence: bool,
+                 top_n: int = 1) -> Search:
     masses = vocab.masses
     target = precursor_mass - WATER
     tol = ppm * 1e-6 * precursor_mass + isotopes * ISOTOPE
@@ -143,9 +146,17 @@ def _beam_search(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_s
     if not finished:
         return (yield from _greedy_search(scores, vocab, precursor_mass, ppm, isotopes,
                                           with_evidence))
-    best = max(finished, key=lambda f: f[0])
-    return Decoded(vocab.decode(best[1]), float(np.exp(best[0])), True,
-                   [float(np.exp(x)) for x in best[2]])
+    finished.sort(key=lambda f: -f[0])
+    ranked, seen = [], set()
+    for f in finished:  # one row per distinct sequence, best first
+        if tuple(f[1]) not in seen:
+            seen.add(tuple(f[1]))
+            ranked.append(Decoded(vocab.decode(f[1]), float(np.exp(f[0])), True,
+                                  [float(np.exp(x)) for x in f[2]]))
+        if len(ranked) == top_n:
+            break
+    ranked[0].alternatives = ranked[1:]
+    return ranked[0]
 
 
 def _run(search: Search, evidence: Evidence | None) -> Decoded:
@@ -167,23 +178,25 @@ def greedy(scores: np.ndarray, vocab: Vocab, precursor_mass: float, ppm: float =
 
 def beam(scores: np.ndarray, vocab: Vocab, precursor_mass: float, beam_size: int = 10,
          per_position: int = 5, ppm: float = 50.0, isotopes: int = 1,
-         evidence: Evidence | None = None) -> Decoded:
+         evidence: Evidence | None = None, top_n: int = 1) -> Decoded:
     """``scores`` as for :func:`greedy`; each beam's candidates are the ``per_position`` most
-    probable tokens of its own distribution."""
+    probable tokens of its own distribution. ``top_n`` > 1 keeps the next-best distinct
+    mass-matching sequences in ``alternatives``."""
     return _run(_beam_search(scores, vocab, precursor_mass, beam_size, per_position, ppm,
-                             isotopes, evidence is not None), evidence)
+                             isotopes, evidence is not None, top_n), evidence)
 
 
 def decode_many(scores: Sequence[np.ndarray], vocab: Vocab, precursor_masses: Sequence[float],
                 decoding: str = "beam", beam_size: int = 10, per_position: int = 5,
                 ppm: float = 50.0, isotopes: int = 1,
-                evidence: ManyEvidence | None = None) -> list[Decoded]:
+                evidence: ManyEvidence | None = None, top_n: int = 1) -> list[Decoded]:
     """:func:`beam` or :func:`greedy` over many spectra in lockstep: the partial sequences of
     every spectrum get their evidence terms from one ``evidence`` call per step."""
     if decoding not in ("beam", "greedy"):
         raise ValueError(f"decoding must be beam or greedy, not '{decoding}'")
     with_ev = evidence is not None
-    searches = [_beam_search(sc, vocab, pm, beam_size, per_position, ppm, isotopes, with_ev)
+    searches = [_beam_search(sc, vocab, pm, beam_size, per_position, ppm, isotopes, with_ev,
+                             top_n)
                 if decoding == "beam" else _greedy_search(sc, vocab, pm, ppm, isotopes, with_ev)
                 for sc, pm in zip(scores, precursor_masses, strict=True)]
     out: list[Decoded | None] = [None] * len(searches)

@@ -58,7 +58,7 @@ class DecodeConfig:
     beam_size: int = 10
     ppm: float = 50.0
     isotopes: int = 1
-    top_n: int = 1
+    top_n: int = 1  # sequences per spectrum (beam search: the best distinct mass-matching ones)
     max_spectra: int = 0  # 0: all
 
     @classmethod
@@ -134,25 +134,26 @@ def out_of_range(spectra: list[PeptideSpectrum], low: float, high: float, method
 def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list[Decoded],
                  method: str) -> pd.DataFrame:
     rows = []
-    for s, meta, d in zip(spectra, md.itertuples(), decoded, strict=True):
-        if not d.tokens:
+    for s, meta, best in zip(spectra, md.itertuples(), decoded, strict=True):
+        if not best.tokens:
             continue
-        calc = precursor_mz(d.tokens, s.charge)
-        # a sequence that matches the 13C peak picked as the precursor: ~1,000/m ppm off
-        iso = round((s.precursor_mz - calc) * s.charge / ISOTOPE) if d.mass_ok else None
-        # the error against the isotope peak the sequence matches (what the tolerance judged)
-        peak = calc + (iso or 0) * ISOTOPE / s.charge
-        corrected = (s.precursor_mz - peak) / peak * 1e6 if iso is not None else np.nan
-        rows.append({"query_id": s.id, "rank": 1, "sequence": to_proforma(d.tokens),
-                     "score": float(d.score),
-                     "precursor_mz_error_ppm": (s.precursor_mz - calc) / calc * 1e6,
-                     "method": method, "charge": s.charge,
-                     "charge_assumed": bool(meta.charge_assumed),
-                     "precursor_mz": s.precursor_mz, "calc_mz": calc, "isotope_error": iso,
-                     "isotope_corrected_ppm": corrected,
-                     "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
-                     "native_id": str(meta.native_id),
-                     "aa_scores": ",".join(f"{p:.3f}" for p in d.aa_scores)})
+        for rank, d in enumerate([best, *best.alternatives], 1):
+            calc = precursor_mz(d.tokens, s.charge)
+            # a sequence that matches the 13C peak picked as the precursor: ~1,000/m ppm off
+            iso = round((s.precursor_mz - calc) * s.charge / ISOTOPE) if d.mass_ok else None
+            # the error against the isotope peak the sequence matches (what the tolerance judged)
+            peak = calc + (iso or 0) * ISOTOPE / s.charge
+            corrected = (s.precursor_mz - peak) / peak * 1e6 if iso is not None else np.nan
+            rows.append({"query_id": s.id, "rank": rank, "sequence": to_proforma(d.tokens),
+                         "score": float(d.score),
+                         "precursor_mz_error_ppm": (s.precursor_mz - calc) / calc * 1e6,
+                         "method": method, "charge": s.charge,
+                         "charge_assumed": bool(meta.charge_assumed),
+                         "precursor_mz": s.precursor_mz, "calc_mz": calc, "isotope_error": iso,
+                         "isotope_corrected_ppm": corrected,
+                         "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
+                         "native_id": str(meta.native_id),
+                         "aa_scores": ",".join(f"{p:.3f}" for p in d.aa_scores)})
     return pd.DataFrame(rows, columns=COLUMNS).astype({"isotope_error": "Int64"})
 
 
@@ -178,7 +179,7 @@ def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: st
     for k in tqdm(range(0, len(spectra), chunk), desc="de novo (PepTRM)", disable=not progress,
                   mininterval=2):
         out += predict(model, spectra[k:k + chunk], cfg.method, cfg.beam_size, cfg.ppm,
-                       cfg.isotopes)
+                       cfg.isotopes, top_n=cfg.top_n)
     return out
 
 
@@ -288,7 +289,7 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
         write_mztab(df, mztab, run_location, method)
     if annotations is not None:
         by_id = {s.id: s for s in spectra}
-        top = df.sort_values("score", ascending=False).head(n_annotated)
+        top = df[df["rank"] == 1].sort_values("score", ascending=False).head(n_annotated)
         ann = []
         for r in top.itertuples():
             a = annotate(by_id[r.query_id], parse_proforma(r.sequence))
@@ -296,11 +297,11 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
             ann.append(a)
         write_text(annotations, json.dumps({"method": method, "n_spectra": n_spectra,
                                             "n_skipped": len(skipped), "skipped": skipped,
-                                            "n_sequenced": len(df),
+                                            "n_sequenced": int((df["rank"] == 1).sum()),
                                             "n_mass_matched": int(sum(d.mass_ok for d in dec)),
                                             "spectra": ann}, default=float))
     log(f"de novo ({method}): {n_spectra} spectra, {len(skipped)} out of reach, "
-        f"{len(df)} sequenced, "
+        f"{int((df['rank'] == 1).sum())} sequenced, "
         f"{sum(d.mass_ok for d in dec)} matching their precursor mass")
     return df
 

@@ -109,9 +109,10 @@ COMPONENTS = ("both", "transformer", "evidence")
 
 def predict(model: PepTRM, spectra: list[PeptideSpectrum], decoding: str = "beam",
             beam_size: int = 10, ppm: float = 50.0, isotopes: int = 1,
-            batch_size: int = 64, components: str = "both") -> list[Decoded]:
+            batch_size: int = 64, components: str = "both", top_n: int = 1) -> list[Decoded]:
     """Decode ``spectra``. ``components`` (an ablation; runs use both): ``transformer`` drops the
-    ion-evidence term, ``evidence`` zeroes the transformer's logits."""
+    ion-evidence term, ``evidence`` zeroes the transformer's logits. ``top_n`` (beam): the
+    next-best sequences of each spectrum in its ``alternatives``."""
     if components not in COMPONENTS:
         raise ValueError(f"components must be one of {COMPONENTS}, not '{components}'")
     out: list[Decoded] = []
@@ -122,7 +123,7 @@ def predict(model: PepTRM, spectra: list[PeptideSpectrum], decoding: str = "beam
         elif components == "evidence" and ev is not None:
             logits = np.zeros_like(logits)
         out += decode_many(_scores(logits, ev), model.vocab, _masses(chunk), decoding,
-                           beam_size, ppm=ppm, isotopes=isotopes, evidence=ev)
+                           beam_size, ppm=ppm, isotopes=isotopes, evidence=ev, top_n=top_n)
     return out
 
 

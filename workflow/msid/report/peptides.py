@@ -66,14 +66,14 @@ def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLik
     if "isotope_corrected_ppm" not in df:  # a table written before the column existed
         df["isotope_corrected_ppm"] = np.nan
     ann = json.loads(Path(annotations).read_text())
-    top = df.sort_values("score", ascending=False).head(n_top).copy()
+    top = df[df["rank"] == 1].sort_values("score", ascending=False).head(n_top).copy()
     top["residues"] = [residues(q, a) for q, a in
                        zip(top["sequence"], top.get("aa_scores", [None] * len(top)),
                            strict=True)]
     return {
         "method": ann.get("method", ""),
         "n_spectra": int(ann.get("n_spectra", 0)),
-        "n_sequenced": int(ann.get("n_sequenced", len(df))),
+        "n_sequenced": int(ann.get("n_sequenced", (df["rank"] == 1).sum())),
         "n_mass_matched": int(ann.get("n_mass_matched", 0)),
         "skipped": ann.get("skipped", []),
         "top": top.to_dict("records"),
