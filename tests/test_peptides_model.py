@@ -13,7 +13,7 @@ from pyteomics import mgf, mztab
 
 from msid.cli import main
 from msid.io.errors import ModelFileError
-from msid.peptides.data import read_annotated_mgf
+from msid.peptides.data import PeptideSpectrum, read_annotated_mgf
 from msid.peptides.physics import parse_proforma
 from msid.peptides.training import load_peptrm, per_step_metrics, predict
 
@@ -202,13 +202,20 @@ def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp
     df = denovo_run(store_path, model_file, DecodeConfig(beam_size=4), tsv=out["tsv"],
                     annotations=out["json"], method="peptrm", log=lines.append)
     ann = json.loads(out["json"].read_text())
-    assert ann["n_spectra"] == 4 and ann["n_skipped"] == 2
+    assert ann["n_spectra"] == 2 and ann["n_skipped"] == 2  # sequenced; out of reach
     reasons = {q["id"]: q["reason"] for q in ann["skipped"]}
     assert "above the heaviest peptide peptrm can write" in reasons[spectra[1].id]
     assert "below the lightest peptide" in reasons[spectra[2].id]
     assert set(df["query_id"]) <= {spectra[0].id, spectra[3].id}
     assert any("2 spectra not sequenced" in line for line in lines), lines
     assert len(peptide_section(out["tsv"], out["json"])["skipped"]) == 2
+    # the floor is one glycine (an N-terminal modification alone is no peptide): 68 Da is out
+    from msid.peptides.denovo import mass_range, out_of_range
+
+    low, high = mass_range("peptrm", model_file)
+    assert 74.0 < low < 76.0 and high > 5000
+    assert out_of_range([PeptideSpectrum("q", np.array([50.0]), np.array([1.0]), 35.0, 2)],
+                        low, high, "peptrm")[0] == []
 
 
 def test_shipped_peptrm_beats_the_dp_baseline_on_unseen_peptides():

@@ -172,6 +172,8 @@ def test_benchmark_config_writes_under_its_own_results_dir():
     assert len(outputs) > 100
     assert "results/paper/leaderboard/leaderboard.md" in outputs
     assert [p for p in outputs if not p.startswith("results/paper/")] == []
+    logs = re.findall(r"^\s+log: (.*)$", res.stdout, re.M)
+    assert logs and all(p.startswith("results/paper/logs/") for p in logs)
 
 
 def test_runs_dir_becomes_samples(tmp_path):
@@ -194,17 +196,20 @@ def test_runs_dir_becomes_samples(tmp_path):
 
 
 def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
+    """Awkward names made safe and unique; a file whose name is already safe keeps it (a file
+    added later never takes an earlier run's name); hidden files and files the sample sheet
+    lists are left out; a kind subfolder gives the kind."""
     from msid.samples import SAMPLE_NAME, runs_dir_samples
 
     (tmp_path / "peptide").mkdir()
-    for name in ("QC run 01 (rep).mzML", "QC_run_01_rep.mzML.gz", "Müller.MGF", "...mzXML",
-                 "notes.txt", "peptide/HeLa 1.mzML"):
+    for name in ("QC run 01 (rep).mzML", "QC_run_01_rep.mzML.gz", "Müller.MGF", "listed.mzXML",
+                 "._QC_run_01_rep.mzML", "notes.txt", "peptide/HeLa 1.mzML"):
         (tmp_path / name).write_text("")
-    rows = runs_dir_samples(tmp_path, taken={"Muller"}, listed={str(tmp_path / "...mzXML")})
+    rows = runs_dir_samples(tmp_path, taken={"Muller"}, listed={str(tmp_path / "listed.mzXML")})
     got = {r["file"]: (r["sample"], r["kind"]) for r in rows}
     assert got == {"Müller.MGF": ("Muller-2", "small_molecule"),
-                   "QC run 01 (rep).mzML": ("QC_run_01_rep", "small_molecule"),
-                   "QC_run_01_rep.mzML.gz": ("QC_run_01_rep-2", "small_molecule"),
+                   "QC run 01 (rep).mzML": ("QC_run_01_rep-2", "small_molecule"),
+                   "QC_run_01_rep.mzML.gz": ("QC_run_01_rep", "small_molecule"),
                    "HeLa 1.mzML": ("HeLa_1", "peptide")}
     assert all(SAMPLE_NAME.match(r["sample"]) and Path(r["path"]).is_file() for r in rows)
     with pytest.raises(NotADirectoryError, match="runs_dir"):

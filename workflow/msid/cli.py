@@ -22,7 +22,7 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        if "default" in text or action.default in (None, False, "", argparse.SUPPRESS):
             return text
         return super()._get_help_string(action) or text
 
@@ -546,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ei-model", help="llm4ms model file (default: the shipped one)")
     p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"], default="flat",
                    help="HNSW vector storage")
-    p.add_argument("--ei-ef-search", type=int, default=40)
+    p.add_argument("--ei-ef-search", type=int, default=40,
+                   help="HNSW ef_search of the EI index timed")
     p.add_argument("--ei-ef-sweep", default="",
                    help="also time these ef_search values on the same index, e.g. 48,64")
     p.add_argument("--ei-refine-sweep", default="",

@@ -5,7 +5,9 @@ A core facility's file names are whatever the instrument software or a user type
 (rep).mzML", "Müller_GC.msp"), while a sample name ends up in output paths and must match
 ``[A-Za-z0-9_.-]+``. So a file's name is made safe (accents dropped, any other run of characters
 becomes ``_``; a clash with a name already taken gets ``-2``, ``-3``, ...) and the file's own path
-is kept beside it, instead of one awkward file name stopping the whole batch at validation.
+is kept beside it, instead of one awkward file name stopping the whole batch at validation. A
+file whose name is already safe always keeps it, so a file added later never renames an earlier
+run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are skipped.
 
 A file in a subfolder named after a run kind (``peptide/``, ``ei/``, ``small_molecule/``) is of
 that kind; a file at the top level is ``small_molecule``. A file the sample sheet already lists
@@ -49,11 +51,19 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
         sub = folder / kind
         if sub.is_dir():
             found += [(p, kind) for p in sorted(sub.iterdir()) if p.is_file()]
-    rows = []
-    for path, kind in found:
-        if not RUN_FILE.search(path.name) or os.path.realpath(path) in listed:
-            continue
-        name = safe_sample_name(RUN_FILE.sub("", path.name), taken)
-        taken.add(name)
-        rows.append({"sample": name, "path": str(path), "kind": kind, "file": path.name})
-    return rows
+    found = [(p, k) for p, k in found if RUN_FILE.search(p.name) and not p.name.startswith(".")
+             and os.path.realpath(p) not in listed]  # hidden: ._QC.mzML, a copy in progress
+    # a file whose name is already a safe sample name keeps it, whatever files arrive later;
+    # the others are named after them
+    stems = [RUN_FILE.sub("", p.name) for p, _ in found]
+    names: list[str | None] = [None] * len(found)
+    for i, stem in enumerate(stems):
+        if SAMPLE_NAME.match(stem) and stem not in taken:
+            names[i] = stem
+            taken.add(stem)
+    for i, stem in enumerate(stems):
+        if names[i] is None:
+            names[i] = safe_sample_name(stem, taken)
+            taken.add(names[i])
+    return [{"sample": str(name), "path": str(path), "kind": kind, "file": path.name}
+            for (path, kind), name in zip(found, names, strict=True)]

@@ -15,9 +15,9 @@ rule bde:
         bde=f"{RESULTS}/bde/bde.h5",
         unhandled=f"{RESULTS}/bde/unhandled.tsv",
     log:
-        "logs/bde/bde.log",
+        f"{LOGS}/bde/bde.log",
     benchmark:
-        "benchmarks/bde/bde.tsv"
+        f"{BENCHMARKS}/bde/bde.tsv"
     conda:
         env("bde")
     container:

@@ -5,9 +5,9 @@ rule candidate_index:
     output:
         f"{RESULTS}/candidates/index.npz",
     log:
-        "logs/candidate_index.log",
+        f"{LOGS}/candidate_index.log",
     benchmark:
-        "benchmarks/candidate_index.tsv"
+        f"{BENCHMARKS}/candidate_index.tsv"
     conda:
         env("chem")
     container:

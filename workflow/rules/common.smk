@@ -20,8 +20,12 @@ def _load_samples():
         df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#").fillna("")
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
-    if runs_dir:  # file names made safe for paths, kind from the subfolder (msid.samples)
-        sheet_rows = pd.concat(frames) if frames else pd.DataFrame(columns=["sample", "path"])
+    if (
+        runs_dir
+    ):  # file names made safe for paths, kind from the subfolder (msid.samples)
+        sheet_rows = (
+            pd.concat(frames) if frames else pd.DataFrame(columns=["sample", "path"])
+        )
         rows = runs_dir_samples(
             runs_dir, taken=set(sheet_rows["sample"]), listed=set(sheet_rows["path"])
         )

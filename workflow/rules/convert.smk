@@ -5,9 +5,9 @@ rule convert_run:
     output:
         temp(f"{RESULTS}/runs/{{sample}}/converted.h5"),
     log:
-        "logs/convert_run/{sample}.log",
+        f"{LOGS}/convert_run/{{sample}}.log",
     benchmark:
-        "benchmarks/convert_run/{sample}.tsv"
+        f"{BENCHMARKS}/convert_run/{{sample}}.tsv"
     conda:
         env("openms")
     container:
@@ -34,9 +34,9 @@ rule convert_library:
     output:
         temp(f"{RESULTS}/library/{{library}}.converted.h5"),
     log:
-        "logs/convert_library/{library}.log",
+        f"{LOGS}/convert_library/{{library}}.log",
     benchmark:
-        "benchmarks/convert_library/{library}.tsv"
+        f"{BENCHMARKS}/convert_library/{{library}}.tsv"
     conda:
         env("openms")
     container:

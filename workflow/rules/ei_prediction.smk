@@ -44,7 +44,7 @@ rule bde_set:
         bde=f"{RESULTS}/bde/{{molset}}.h5",
         unhandled=f"{RESULTS}/bde/{{molset}}.unhandled.tsv",
     log:
-        "logs/bde/{molset}.log",
+        f"{LOGS}/bde/{{molset}}.log",
     wildcard_constraints:
         molset="demo",
     conda:
@@ -70,7 +70,7 @@ rule ei_prediction_data:
         store=f"{RESULTS}/ei_prediction/train.h5",
         molecules=f"{RESULTS}/ei_prediction/molecules.tsv",
     log:
-        "logs/ei_prediction/data.log",
+        f"{LOGS}/ei_prediction/data.log",
     conda:
         env("openms")
     container:
@@ -94,9 +94,9 @@ rule ei_prediction_train:
         **NEIMS_MODELS,
         run=NEIMS_RUN,
     log:
-        "logs/ei_prediction/train.log",
+        f"{LOGS}/ei_prediction/train.log",
     benchmark:
-        "benchmarks/ei_prediction/train.tsv"
+        f"{BENCHMARKS}/ei_prediction/train.tsv"
     conda:
         env("torch")
     container:
@@ -127,7 +127,7 @@ rule ei_prediction_leaderboard:
         md=f"{RESULTS}/leaderboard/ei_prediction.md",
         csv=f"{RESULTS}/leaderboard/ei_prediction.csv",
     log:
-        "logs/ei_prediction/leaderboard.log",
+        f"{LOGS}/ei_prediction/leaderboard.log",
     conda:
         env("torch")
     container:
@@ -148,7 +148,7 @@ rule ei_predict_demo:
     output:
         f"{RESULTS}/ei_prediction/demo_library.msp",
     log:
-        "logs/ei_prediction/demo.log",
+        f"{LOGS}/ei_prediction/demo.log",
     conda:
         env("torch")
     container:
@@ -170,9 +170,9 @@ rule insilico_library:
     output:
         f"{RESULTS}/ei_prediction/insilico_library.h5",
     log:
-        "logs/ei_prediction/insilico_library.log",
+        f"{LOGS}/ei_prediction/insilico_library.log",
     benchmark:
-        "benchmarks/ei_prediction/insilico_library.tsv"
+        f"{BENCHMARKS}/ei_prediction/insilico_library.tsv"
     conda:
         env("torch")
     container:

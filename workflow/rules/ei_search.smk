@@ -33,7 +33,7 @@ rule ei_library:
     output:
         f"{RESULTS}/ei/library.h5",
     log:
-        "logs/ei_search/library.log",
+        f"{LOGS}/ei_search/library.log",
     conda:
         env("llm")
     container:
@@ -55,9 +55,9 @@ rule ei_index:
     output:
         f"{RESULTS}/ei/library.index.json",
     log:
-        "logs/ei_search/index.log",
+        f"{LOGS}/ei_search/index.log",
     benchmark:
-        "benchmarks/ei_search/index.tsv"
+        f"{BENCHMARKS}/ei_search/index.tsv"
     conda:
         env("llm")
     container:
@@ -84,9 +84,9 @@ rule ei_identify_run:
         identifications=f"{RESULTS}/runs/{{sample}}/ei_identifications.tsv",
         matches=f"{RESULTS}/runs/{{sample}}/ei_matches.h5",
     log:
-        "logs/ei_search/identify/{sample}.log",
+        f"{LOGS}/ei_search/identify/{{sample}}.log",
     benchmark:
-        "benchmarks/ei_search/identify/{sample}.tsv"
+        f"{BENCHMARKS}/ei_search/identify/{{sample}}.tsv"
     conda:
         env("llm")
     container:
@@ -113,7 +113,7 @@ rule ei_mztab_run:
     output:
         f"{RESULTS}/runs/{{sample}}/ei_identifications.mztab",
     log:
-        "logs/ei_search/mztab/{sample}.log",
+        f"{LOGS}/ei_search/mztab/{{sample}}.log",
     conda:
         env("chem")
     container:
@@ -150,9 +150,9 @@ rule ei_train_embedding:
         model=f"{RESULTS}/models/{{ei_model}}.safetensors",
         card=f"{RESULTS}/models/{{ei_model}}.json",
     log:
-        "logs/ei_search/train_{ei_model}.log",
+        f"{LOGS}/ei_search/train_{{ei_model}}.log",
     benchmark:
-        "benchmarks/ei_search/train_{ei_model}.tsv"
+        f"{BENCHMARKS}/ei_search/train_{{ei_model}}.tsv"
     wildcard_constraints:
         ei_model="llm4ms[A-Za-z0-9_.-]*",
     conda:
@@ -183,9 +183,9 @@ rule ei_benchmark:
             method=EI_BENCH["methods"],
         ),
     log:
-        "logs/ei_search/benchmark.log",
+        f"{LOGS}/ei_search/benchmark.log",
     benchmark:
-        "benchmarks/ei_search/benchmark.tsv"
+        f"{BENCHMARKS}/ei_search/benchmark.tsv"
     conda:
         env("llm")
     container:
@@ -216,7 +216,7 @@ rule ei_leaderboard:
         md=f"{RESULTS}/leaderboard/ei_search.md",
         csv=f"{RESULTS}/leaderboard/ei_search.csv",
     log:
-        "logs/ei_search/leaderboard.log",
+        f"{LOGS}/ei_search/leaderboard.log",
     conda:
         env("llm")
     container:

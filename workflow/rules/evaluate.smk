@@ -11,7 +11,7 @@ rule benchmark_inputs:
         ),
         stats=f"{RESULTS}/benchmark/candidate_sets.json",
     log:
-        "logs/benchmark_inputs.log",
+        f"{LOGS}/benchmark_inputs.log",
     conda:
         env("chem")
     container:
@@ -35,7 +35,7 @@ rule benchmark_splits:
     output:
         f"{RESULTS}/benchmark/query_splits.tsv",
     log:
-        "logs/benchmark_splits.log",
+        f"{LOGS}/benchmark_splits.log",
     conda:
         env("chem")
     container:
@@ -57,7 +57,7 @@ rule spectrum_blind_queries:
     output:
         f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
     log:
-        "logs/spectrum_blind_queries.log",
+        f"{LOGS}/spectrum_blind_queries.log",
     conda:
         env("chem")
     container:
@@ -82,9 +82,9 @@ rule benchmark_rank:
     output:
         f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.{{variant}}.tsv",
     log:
-        "logs/benchmark_rank/{method}.{kind}.{variant}.log",
+        f"{LOGS}/benchmark_rank/{{method}}.{{kind}}.{{variant}}.log",
     benchmark:
-        "benchmarks/benchmark_rank/{method}.{kind}.{variant}.tsv"
+        f"{BENCHMARKS}/benchmark_rank/{{method}}.{{kind}}.{{variant}}.tsv"
     conda:
         env("torch")
     container:
@@ -117,9 +117,9 @@ rule mces_top1:
     output:
         f"{RESULTS}/benchmark/mces_top1.tsv",
     log:
-        "logs/mces_top1.log",
+        f"{LOGS}/mces_top1.log",
     benchmark:
-        "benchmarks/mces_top1.tsv"
+        f"{BENCHMARKS}/mces_top1.tsv"
     conda:
         env("chem")
     container:
@@ -149,9 +149,9 @@ rule evaluate:
         metrics_far=f"{RESULTS}/benchmark/metrics/far/{{method}}.{{kind}}.{{variant}}.json",
         per_query=f"{RESULTS}/benchmark/metrics/{{method}}.{{kind}}.{{variant}}.per_query.tsv",
     log:
-        "logs/evaluate/{method}.{kind}.{variant}.log",
+        f"{LOGS}/evaluate/{{method}}.{{kind}}.{{variant}}.log",
     benchmark:
-        "benchmarks/evaluate/{method}.{kind}.{variant}.tsv"
+        f"{BENCHMARKS}/evaluate/{{method}}.{{kind}}.{{variant}}.tsv"
     conda:
         env("chem")
     container:

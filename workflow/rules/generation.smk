@@ -19,9 +19,9 @@ rule train_denovo:
         card=f"{RESULTS}/models/denovo.json",
         tokenizer=f"{RESULTS}/models/denovo.tokenizer.json",
     log:
-        "logs/train_denovo.log",
+        f"{LOGS}/train_denovo.log",
     benchmark:
-        "benchmarks/train_denovo.tsv"
+        f"{BENCHMARKS}/train_denovo.tsv"
     conda:
         env("torch")
     container:
@@ -56,9 +56,9 @@ rule train_glmr:
         model=f"{RESULTS}/models/glmr.safetensors",
         card=f"{RESULTS}/models/glmr.json",
     log:
-        "logs/train_glmr/cross.log",
+        f"{LOGS}/train_glmr/cross.log",
     benchmark:
-        "benchmarks/train_glmr/cross.tsv"
+        f"{BENCHMARKS}/train_glmr/cross.tsv"
     conda:
         env("torch")
     container:
@@ -85,9 +85,9 @@ rule train_glmr_ablation:
         model=f"{RESULTS}/models/glmr_{{glmr_fusion}}.safetensors",
         card=f"{RESULTS}/models/glmr_{{glmr_fusion}}.json",
     log:
-        "logs/train_glmr/{glmr_fusion}.log",
+        f"{LOGS}/train_glmr/{{glmr_fusion}}.log",
     benchmark:
-        "benchmarks/train_glmr/{glmr_fusion}.tsv"
+        f"{BENCHMARKS}/train_glmr/{{glmr_fusion}}.tsv"
     conda:
         env("torch")
     container:
@@ -122,9 +122,9 @@ rule denovo_benchmark:
         csv=f"{RESULTS}/leaderboard/denovo.csv",
         md=f"{RESULTS}/leaderboard/denovo.md",
     log:
-        "logs/denovo_benchmark.log",
+        f"{LOGS}/denovo_benchmark.log",
     benchmark:
-        "benchmarks/denovo_benchmark.tsv"
+        f"{BENCHMARKS}/denovo_benchmark.tsv"
     conda:
         env("torch")
     container:
@@ -161,9 +161,9 @@ rule glmr_benchmark:
         sweep_md=f"{RESULTS}/leaderboard/glmr_k_sweep.md",
         sweep_png=f"{RESULTS}/leaderboard/glmr_k_sweep.png",
     log:
-        "logs/glmr_benchmark.log",
+        f"{LOGS}/glmr_benchmark.log",
     benchmark:
-        "benchmarks/glmr_benchmark.tsv"
+        f"{BENCHMARKS}/glmr_benchmark.tsv"
     conda:
         env("torch")
     container:

@@ -8,9 +8,9 @@ rule identify_run:
     output:
         f"{RESULTS}/runs/{{sample}}/identifications.tsv",
     log:
-        "logs/identify_run/{sample}.log",
+        f"{LOGS}/identify_run/{{sample}}.log",
     benchmark:
-        "benchmarks/identify_run/{sample}.tsv"
+        f"{BENCHMARKS}/identify_run/{{sample}}.tsv"
     conda:
         env("torch")
     container:
@@ -43,9 +43,9 @@ rule fdr_curve:
             category="Leaderboard",
         ),
     log:
-        "logs/fdr_curve.log",
+        f"{LOGS}/fdr_curve.log",
     benchmark:
-        "benchmarks/fdr_curve.tsv"
+        f"{BENCHMARKS}/fdr_curve.tsv"
     conda:
         env("report")
     container:
@@ -74,7 +74,7 @@ rule mztab_run:
     output:
         f"{RESULTS}/runs/{{sample}}/identifications.mztab",
     log:
-        "logs/mztab_run/{sample}.log",
+        f"{LOGS}/mztab_run/{{sample}}.log",
     conda:
         env("chem")
     container:
@@ -101,7 +101,7 @@ rule compound_table:
     output:
         f"{RESULTS}/runs/{{sample}}/compounds.tsv",
     log:
-        "logs/compound_table/{sample}.log",
+        f"{LOGS}/compound_table/{{sample}}.log",
     conda:
         env("report")
     container:

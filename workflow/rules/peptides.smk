@@ -26,9 +26,9 @@ rule train_peptrm:
         card=f"{RESULTS}/models/peptrm.json",
         history=f"{RESULTS}/models/peptrm.history.json",
     log:
-        "logs/train_peptrm.log",
+        f"{LOGS}/train_peptrm.log",
     benchmark:
-        "benchmarks/train_peptrm.tsv"
+        f"{BENCHMARKS}/train_peptrm.tsv"
     conda:
         env("peptides")
     container:
@@ -55,9 +55,9 @@ rule denovo_peptides:
         mztab=f"{RESULTS}/runs/{{sample}}/denovo_peptides.mztab",
         annotations=f"{RESULTS}/runs/{{sample}}/denovo_annotations.json",
     log:
-        "logs/denovo_peptides/{sample}.log",
+        f"{LOGS}/denovo_peptides/{{sample}}.log",
     benchmark:
-        "benchmarks/denovo_peptides/{sample}.tsv"
+        f"{BENCHMARKS}/denovo_peptides/{{sample}}.tsv"
     conda:
         env("peptides")
     container:
@@ -82,9 +82,9 @@ rule peptides_leaderboard:
     output:
         expand(f"{RESULTS}/leaderboard/{{name}}", name=PEPTIDE_LEADERBOARD_FILES),
     log:
-        "logs/peptides_leaderboard.log",
+        f"{LOGS}/peptides_leaderboard.log",
     benchmark:
-        "benchmarks/peptides_leaderboard.tsv"
+        f"{BENCHMARKS}/peptides_leaderboard.tsv"
     conda:
         env("peptides")
     container:

@@ -5,9 +5,9 @@ rule preprocess_run:
     output:
         f"{RESULTS}/runs/{{sample}}/spectra.h5",
     log:
-        "logs/preprocess_run/{sample}.log",
+        f"{LOGS}/preprocess_run/{{sample}}.log",
     benchmark:
-        "benchmarks/preprocess_run/{sample}.tsv"
+        f"{BENCHMARKS}/preprocess_run/{{sample}}.tsv"
     conda:
         env("chem")
     container:
@@ -29,9 +29,9 @@ rule preprocess_library:
     output:
         f"{RESULTS}/library/{{library}}.h5",
     log:
-        "logs/preprocess_library/{library}.log",
+        f"{LOGS}/preprocess_library/{{library}}.log",
     benchmark:
-        "benchmarks/preprocess_library/{library}.tsv"
+        f"{BENCHMARKS}/preprocess_library/{{library}}.tsv"
     conda:
         env("chem")
     container:
@@ -55,7 +55,7 @@ rule split_library:
         val=f"{RESULTS}/library/{{library}}.val.h5",
         test=f"{RESULTS}/library/{{library}}.test.h5",
     log:
-        "logs/split_library/{library}.log",
+        f"{LOGS}/split_library/{{library}}.log",
     conda:
         env("chem")
     container:

@@ -12,7 +12,7 @@ rule report_run:
             labels={"run": "{sample}"},
         ),
     log:
-        "logs/report_run/{sample}.log",
+        f"{LOGS}/report_run/{{sample}}.log",
     conda:
         env("report")
     container:
@@ -51,7 +51,7 @@ rule leaderboard:
             category="Leaderboard",
         ),
     log:
-        "logs/leaderboard.log",
+        f"{LOGS}/leaderboard.log",
     conda:
         env("report")
     container:
@@ -75,7 +75,7 @@ rule training_curves:
             category="Leaderboard",
         ),
     log:
-        "logs/training_curves.log",
+        f"{LOGS}/training_curves.log",
     conda:
         env("report")
     container:
@@ -99,7 +99,7 @@ rule batch_report:
             category="Runs",
         ),
     log:
-        "logs/batch_report.log",
+        f"{LOGS}/batch_report.log",
     conda:
         env("report")
     container:

@@ -9,9 +9,9 @@ rule train_model:
         card=f"{RESULTS}/models/{{family}}.json",
         structures=f"{RESULTS}/models/{{family}}.train_structures.txt",
     log:
-        "logs/train_model/{family}.log",
+        f"{LOGS}/train_model/{{family}}.log",
     benchmark:
-        "benchmarks/train_model/{family}.tsv"
+        f"{BENCHMARKS}/train_model/{{family}}.tsv"
     conda:
         env("torch")
     container:

@@ -69,12 +69,9 @@ def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum
             md[key] = v
     # the dialect has no id or scan field; COMMENT carries them (msid's MSP reader takes the
     # record id back from it, so identifications still point at their spectra)
-    comment = [f"{MSP_ID_KEY}={meta.get('id')}"] if not _missing(meta.get("id")) else []
-    scan = str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
-    if scan:
-        comment.append(f"scan={scan}")
-    if comment:
-        md["comment"] = "; ".join(comment)
+    if not _missing(meta.get("id")):  # msid_id=ID[; scan=N], read back by msid.io.raw
+        scan = str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
+        md["comment"] = f"{MSP_ID_KEY}={meta.get('id')}" + (f"; scan={scan}" if scan else "")
     return Spectrum(mz.astype(float), intensity.astype(float), metadata=md,
                     metadata_harmonization=False)
 

@@ -58,8 +58,12 @@ class SearchApp:
     @property
     def default_method(self) -> str:
         from msid.ei.methods import default_model
+        from msid.resources import DataDirError
 
-        has_model = Path(self.cfg.model_path or default_model()).exists()
+        try:
+            has_model = Path(self.cfg.model_path or default_model()).exists()
+        except DataDirError:  # an installed wheel without a data folder: no shipped model
+            has_model = False
         return "ei-embedding-wcos" if has_model else "ei-weighted-cosine"
 
     def method(self, library: str, name: str):

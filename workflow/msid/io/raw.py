@@ -514,13 +514,18 @@ _NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 
 #: the key msid's MSP export writes a record's id under, in its COMMENT (``msid_id=ID; scan=N``)
 MSP_ID_KEY = "msid_id"
-_EXPORTED_ID = re.compile(rf"(?:^|;)\s*{MSP_ID_KEY}=([^;]+)")
+_EXPORTED_ID = re.compile(rf"^\s*{MSP_ID_KEY}=(.*?)(?:; scan=(\d+))?\s*$")
 
 
 def _exported_id(params: dict) -> str:
-    """The record id msid's MSP export kept in COMMENT ('' for other MSP files)."""
-    m = _EXPORTED_ID.search(str(params.get("comment") or ""))
-    return m.group(1).strip() if m else ""
+    """The record id msid's MSP export kept in COMMENT ('' for other MSP files); its scan
+    number, when it kept one, goes back to ``params['scans']`` as an MGF's SCANS would."""
+    m = _EXPORTED_ID.match(str(params.get("comment") or ""))
+    if not m:
+        return ""
+    if m.group(2) and not params.get("scans"):
+        params["scans"] = m.group(2)
+    return m.group(1).strip()
 
 
 def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:

@@ -61,6 +61,11 @@ class DecodeConfig:
     top_n: int = 1  # sequences per spectrum (beam search: the best distinct mass-matching ones)
     max_spectra: int = 0  # 0: all
 
+    def __post_init__(self) -> None:
+        if self.top_n > 1 and self.method != "beam":
+            raise ValueError(f"top_n {self.top_n} needs beam search (method: beam), not "
+                             f"'{self.method}', which gives one sequence per spectrum")
+
     @classmethod
     def from_dict(cls, d: dict | None) -> DecodeConfig:
         return cls(**(d or {}))
@@ -108,7 +113,8 @@ def mass_range(method: str, model_path: str | os.PathLike | None) -> tuple[float
         except (OSError, KeyError, TypeError, ValueError):
             pass  # loading the model names what is wrong with its card
     masses = vocab.masses[1:]
-    residues = masses[masses > 20.0]  # N-terminal modifications alone are no peptide
+    nterm = set(vocab.nterm_ids)  # an N-terminal modification alone is no peptide
+    residues = np.array([m for i, m in enumerate(vocab.masses) if i and i not in nterm])
     low = float(residues.min()) + WATER - 0.5
     high = max_len * float(masses.max()) + WATER + 3 * ISOTOPE + 0.5 if max_len else np.inf
     return low, high
@@ -163,6 +169,10 @@ def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: st
     """Decode every spectrum with ``peptrm`` (a model file) or ``dp`` (the baseline)."""
     if method == "dp":
         from msid.peptides.dp import DPConfig, SpectrumGraphDP
+
+        if cfg.top_n > 1:
+            raise ValueError(f"top_n {cfg.top_n} needs PepTRM's beam search; the DP baseline "
+                             "gives one sequence per spectrum")
 
         dp = SpectrumGraphDP(DPConfig.from_dict(dp_cfg))
         return [dp.sequence(s) for s in tqdm(spectra, desc="de novo (DP)", disable=not progress,
@@ -295,7 +305,7 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
             a = annotate(by_id[r.query_id], parse_proforma(r.sequence))
             a.update(score=float(r.score), ppm=float(r.precursor_mz_error_ppm), rt=r.rt)
             ann.append(a)
-        write_text(annotations, json.dumps({"method": method, "n_spectra": n_spectra,
+        write_text(annotations, json.dumps({"method": method, "n_spectra": len(spectra),
                                             "n_skipped": len(skipped), "skipped": skipped,
                                             "n_sequenced": int((df["rank"] == 1).sum()),
                                             "n_mass_matched": int(sum(d.mass_ok for d in dec)),

@@ -76,9 +76,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     with SpectrumStore(spectra) as st:
         md = st.metadata
         quarantine = st.quarantine
-    qreasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ").value_counts()
-                if len(quarantine) else pd.Series(dtype=int))
     lost = quarantine_summary(quarantine)  # a whole unreadable file is no record read
+    qreasons = pd.Series({r["reason"]: r["spectra"] for r in lost["reasons"]}, dtype=int)
     base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
             "n_kept": len(md), "n_quarantined": lost["n_records"],
             "quarantine": qreasons.to_dict(), "unreadable": lost["unreadable"],
@@ -90,7 +89,8 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         return {**base, "n_answered": len(matched), "n_confident": None, "n_compounds": None,
                 "n_unanswered": rest,
                 "methods": ", ".join(sorted(set(seqs["method"]))),
-                "top_scores": seqs.loc[seqs["score"] > 0, "score"].to_numpy(dtype=float),
+                "top_scores": seqs.loc[(seqs["score"] > 0) & (seqs["rank"] == 1),
+                                       "score"].to_numpy(dtype=float),
                 "unanswered": ({"de novo: no sequence matching the precursor mass": rest}
                                if rest else {})}
     ids = (read_rankings(identifications) if identifications else

@@ -14,14 +14,15 @@ LIMIT = 500  # quarantined records listed one by one in a report
 def quarantine_summary(quarantine: pd.DataFrame) -> dict:
     """``reasons`` (reason -> spectra, the reason cut to its first two ``: `` parts),
     ``quarantine`` (records, at most :data:`LIMIT`), ``quarantine_truncated`` (how many more),
-    ``n_records`` (records lost: a whole unreadable file is none) and ``unreadable`` (why the
-    file could not be read; '' when it could)."""
+    ``n_records`` (records lost) and ``unreadable`` (why the file could not be read; '' when
+    it could: that row is in none of the others)."""
     whole = quarantine["record_id"].astype(str) == WHOLE_FILE
-    reasons = (quarantine["reason"].str.split(": ").str[:2].str.join(": ")
+    records = quarantine[~whole]  # an unreadable file is said once, not counted as a record
+    reasons = (records["reason"].str.split(": ").str[:2].str.join(": ")
                .value_counts().rename_axis("reason").reset_index(name="spectra"))
     return {"reasons": reasons.to_dict("records"),
-            "quarantine": quarantine.head(LIMIT).to_dict("records"),
-            "quarantine_truncated": max(0, len(quarantine) - LIMIT),
+            "quarantine": records.head(LIMIT).to_dict("records"),
+            "quarantine_truncated": max(0, len(records) - LIMIT),
             "n_records": int((~whole).sum()),
             "unreadable": "; ".join(quarantine.loc[whole, "reason"].astype(str)
                                     .str.removeprefix(UNREADABLE))}
