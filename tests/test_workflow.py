@@ -188,10 +188,12 @@ def test_runs_dir_becomes_samples(tmp_path):
     (runs / "ei" / "Müller GC.msp").write_bytes((ROOT / "resources/runs/gcms_ei_demo.msp")
                                                 .read_bytes())
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"samples: ''\nruns_dir: {runs}\nbenchmark: {{enabled: false}}\n")
+    cfg.write_text(f"samples: ''\nruns_dir: {runs}\nbenchmark: {{enabled: false}}\n"
+                   f"results_dir: {tmp_path / 'results'}\n")  # the names' registry goes there
     res = _sm("-n", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout + res.stderr
+    assert (tmp_path / "results/runs/sample_names.tsv").is_file()
     assert re.search(r"report_run\s+5", out) and re.search(r"ei_identify_run\s+1", out), out
 
 
@@ -214,6 +216,29 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
     assert all(SAMPLE_NAME.match(r["sample"]) and Path(r["path"]).is_file() for r in rows)
     with pytest.raises(NotADirectoryError, match="runs_dir"):
         runs_dir_samples(tmp_path / "nowhere")
+
+
+def test_runs_dir_names_stay_with_their_files(tmp_path):
+    """A file added later (sorted first, clashing) never takes the name an earlier file was
+    given: the registry keeps every file's name across runs of the workflow."""
+    from msid.samples import runs_dir_samples
+
+    runs, registry = tmp_path / "in", tmp_path / "results/runs/sample_names.tsv"
+    runs.mkdir()
+    (runs / "QC run 01 (rep).mzML").write_text("")
+
+    def names():
+        return {r["file"]: r["sample"] for r in runs_dir_samples(runs, registry=registry)}
+
+    assert names() == {"QC run 01 (rep).mzML": "QC_run_01_rep"}
+    (runs / "QC run 01 (rep).mgf").write_text("")  # sorts before the .mzML
+    assert names() == {"QC run 01 (rep).mgf": "QC_run_01_rep-2",
+                       "QC run 01 (rep).mzML": "QC_run_01_rep"}
+    (runs / "QC run 01 (rep).mzML").unlink()  # a name once given is never handed on
+    (runs / "QC_run_01_rep.mzML").write_text("")
+    assert names() == {"QC run 01 (rep).mgf": "QC_run_01_rep-2",
+                       "QC_run_01_rep.mzML": "QC_run_01_rep-3"}
+    assert names() == names()  # stable once given
 
 
 def test_an_installed_packages_method_runs_in_the_dag(tmp_path):

@@ -9,6 +9,9 @@ is kept beside it, instead of one awkward file name stopping the whole batch at 
 file whose name is already safe always keeps it, so a file added later never renames an earlier
 run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are skipped.
 
+The names given are kept in ``<results_dir>/runs/sample_names.tsv``: a file keeps its name on
+every later run, and a file added later never takes a name an earlier file was given.
+
 A file in a subfolder named after a run kind (``peptide/``, ``ei/``, ``small_molecule/``) is of
 that kind; a file at the top level is ``small_molecule``. A file the sample sheet already lists
 is not added twice.
@@ -36,12 +39,25 @@ def safe_sample_name(stem: str, taken: set[str]) -> str:
     return candidate
 
 
+def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
+    """resolved file path -> the sample name it was given ({} when there is no registry)."""
+    if not path or not Path(path).is_file():
+        return {}
+    rows = [line.split("\t") for line in Path(path).read_text(encoding="utf-8").splitlines()[1:]]
+    return {r[1]: r[0] for r in rows if len(r) == 2 and SAMPLE_NAME.match(r[0])}
+
+
 def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
-                     listed: set[str] | None = None) -> list[dict[str, str]]:
+                     listed: set[str] | None = None,
+                     registry: str | os.PathLike | None = None) -> list[dict[str, str]]:
     """``{sample, path, kind, file}`` for every run file of ``folder`` and of its kind
     subfolders, in name order. ``taken``: sample names already in use (the sample sheet's);
-    ``listed``: paths the sheet already holds (compared resolved), which are skipped."""
+    ``listed``: paths the sheet already holds (compared resolved), which are skipped.
+    ``registry``: a TSV (``sample, path``) of the names files were given before: a file keeps
+    its name, and a name once given is never given to another file (its results stay its
+    own); new names are added to it."""
     taken = set(taken or ())
+    known = read_registry(registry)
     listed = {os.path.realpath(p) for p in (listed or ())}
     folder = Path(folder)
     if not folder.is_dir():
@@ -53,17 +69,31 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
             found += [(p, kind) for p in sorted(sub.iterdir()) if p.is_file()]
     found = [(p, k) for p, k in found if RUN_FILE.search(p.name) and not p.name.startswith(".")
              and os.path.realpath(p) not in listed]  # hidden: ._QC.mzML, a copy in progress
-    # a file whose name is already a safe sample name keeps it, whatever files arrive later;
-    # the others are named after them
+    real = [os.path.realpath(p) for p, _ in found]
     stems = [RUN_FILE.sub("", p.name) for p, _ in found]
     names: list[str | None] = [None] * len(found)
+    for i, r in enumerate(real):  # the name a file was given before
+        if known.get(r) and known[r] not in taken:
+            names[i] = known[r]
+            taken.add(known[r])
+    taken |= set(known.values())  # never handed to another file
+    # then a file whose name is already a safe sample name keeps it, and the others are named
+    # after them (so the order in which files arrive matters only for clashing unsafe names)
     for i, stem in enumerate(stems):
-        if SAMPLE_NAME.match(stem) and stem not in taken:
+        if names[i] is None and SAMPLE_NAME.match(stem) and stem not in taken:
             names[i] = stem
             taken.add(stem)
     for i, stem in enumerate(stems):
         if names[i] is None:
             names[i] = safe_sample_name(stem, taken)
             taken.add(names[i])
+    new = {r: str(n) for r, n in zip(real, names, strict=True) if known.get(r) != n}
+    if registry and new:
+        from msid.atomic import write_text
+
+        Path(registry).parent.mkdir(parents=True, exist_ok=True)
+        merged = {**known, **new}
+        write_text(registry, "sample\tpath\n" + "".join(f"{n}\t{r}\n"
+                                                        for r, n in merged.items()))
     return [{"sample": str(name), "path": str(path), "kind": kind, "file": path.name}
             for (path, kind), name in zip(found, names, strict=True)]

@@ -27,7 +27,10 @@ def _load_samples():
             pd.concat(frames) if frames else pd.DataFrame(columns=["sample", "path"])
         )
         rows = runs_dir_samples(
-            runs_dir, taken=set(sheet_rows["sample"]), listed=set(sheet_rows["path"])
+            runs_dir,
+            taken=set(sheet_rows["sample"]),
+            listed=set(sheet_rows["path"]),
+            registry=f"{RESULTS}/runs/sample_names.tsv",
         )
         frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
     if not frames:
