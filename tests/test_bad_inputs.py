@@ -62,9 +62,20 @@ def test_truncated_mgf_keeps_complete_records(data_dir, tmp_path):
 
 
 def test_truncated_mzml_keeps_spectra_before_the_damage(data_dir, tmp_path):
+    """The spectra before the cut are kept; the cut is said once, as the file's damage (what
+    the reports show as partial results), and is counted as no record read."""
+    from msid.report.quarantine import quarantine_summary
+
     with _run(data_dir / "bad" / "truncated.mzML", tmp_path) as st:
         assert len(st) == 6 and (st.metadata["precursor_mz"] > 0).all()
         assert st.quarantine["reason"].str.contains("damaged or truncated").any()
+        lost = quarantine_summary(st.quarantine)
+        n_quarantined = len(st.quarantine)
+    assert "damaged or truncated" in lost["damaged"] and lost["unreadable"] == ""
+    assert lost["n_records"] == n_quarantined - 1  # the damage row is no record
+    assert not any("damaged" in r["reason"] for r in lost["reasons"])
+    stats = convert_file(data_dir / "bad" / "truncated.mzML", tmp_path / "c.h5", progress=False)
+    assert stats.read == stats.stored + sum(stats.quarantined.values()) - 1
 
 
 def test_unreadable_file_fails_with_file_and_problem(data_dir, tmp_path):

@@ -128,6 +128,7 @@ def test_an_unreadable_run_goes_on_and_its_reports_say_why(demo, tmp_path):
         assert "could not be read" in html and "not an MGF file" in html, sample
     html = (runs / "truncated/report.html").read_text()
     assert "damaged or truncated" in html and "could not be read" not in html
+    assert "results are partial" in html
     from msid.report.batch import run_summary, write_batch_report
 
     summary = run_summary("broken", "small_molecule", runs / "broken/spectra.h5",

@@ -197,6 +197,20 @@ def test_runs_dir_becomes_samples(tmp_path):
     assert re.search(r"report_run\s+5", out) and re.search(r"ei_identify_run\s+1", out), out
 
 
+def test_runs_config_identifies_runs_and_nothing_else(tmp_path):
+    """config/runs.yaml (the README's own-runs command): the runs and the batch report, no
+    benchmark, leaderboard or training job."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "a.mzML.gz").write_bytes((ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes())
+    res = _sm("-n", "all", "--cores", "1", "--configfile", "config/runs.yaml", "--config",
+              f"runs_dir={runs}", f"results_dir={tmp_path / 'results'}", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr[-2000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, re.M))
+    assert jobs.get("report_run") == "1" and jobs.get("batch_report") == "1"
+    assert not [j for j in jobs if re.search(r"benchmark|leaderboard|evaluate|train", j)], jobs
+
+
 def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
     """Awkward names made safe and unique; a file whose name is already safe keeps it (a file
     added later never takes an earlier run's name); hidden files and files the sample sheet

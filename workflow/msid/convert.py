@@ -27,6 +27,7 @@ from msid.io.raw import read_chunks
 from msid.parallel import imap_ordered
 from msid.spectrum import metadata_to_record
 from msid.store import (
+    FILE_DAMAGE,
     WHOLE_FILE,
     QuarantineRecord,
     RecordBatch,
@@ -331,10 +332,11 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
         for outcome, batch in imap_ordered(_convert_chunk, jobs, n_jobs):
             keep = np.zeros(len(batch), dtype=bool)
             for item in outcome:
-                stats.read += 1
                 if isinstance(item, QuarantineRecord):
+                    stats.read += FILE_DAMAGE not in item.reason  # a note, not a record
                     reject(item.record_id, item.reason)
                     continue
+                stats.read += 1
                 rid, row = item
                 if not isinstance(row, str) and ms2_only and batch.columns["ms_level"][row] == 1:
                     row = MS1_REASON

@@ -111,6 +111,7 @@ rule batch_report:
     params:
         samples=list(samples.index),
         kinds=list(samples["kind"]),
+        paths=list(samples["path"]),
         run_outputs=RUN_OUTPUTS,
         runs_dir=f"{RESULTS}/runs",
     script:

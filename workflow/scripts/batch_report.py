@@ -8,10 +8,11 @@ sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 from msid.report.batch import write_batch_report
 
 runs = []
-for sample, kind in zip(snakemake.params.samples, snakemake.params.kinds):
+for sample, kind, path in zip(snakemake.params.samples, snakemake.params.kinds,
+                              snakemake.params.paths):
     d = f"{snakemake.params.runs_dir}/{sample}"
     out = {k: f"{d}/{f}" for k, f in snakemake.params.run_outputs[kind].items()}
-    runs.append({"sample": sample, "kind": kind, "report": f"{d}/report.html",
+    runs.append({"sample": sample, "kind": kind, "report": f"{d}/report.html", "input": path,
                  "spectra": out.get("ei_spectra", f"{d}/spectra.h5"),
                  "identifications": out.get("identifications", out.get("ei_identifications")),
                  "denovo": out.get("denovo"),

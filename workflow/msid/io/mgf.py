@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from msid.io.errors import InputFileError
-from msid.store import QuarantineRecord
+from msid.store import FILE_DAMAGE, QuarantineRecord
 
 BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
 CHUNK_CHARS = 1 << 21  # ~2 MB of text per chunk: ~1,500 library spectra
@@ -225,8 +225,8 @@ def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
                                "(truncated file?)")
     if problem:
         yield QuarantineRecord(str(path), f"after index={n_blocks - 1}",
-                               f"MGF damaged after {n_blocks} complete records; the rest of "
-                               f"the file is lost: {problem}")
+                               f"MGF damaged after {n_blocks} complete records; "
+                               f"{FILE_DAMAGE}: {problem}")
 
 
 def read_mgf(path: str | Path) -> Iterator:

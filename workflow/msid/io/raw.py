@@ -24,7 +24,7 @@ from msid.io.errors import InputFileError
 from msid.io.gz import open_binary
 from msid.io.mgf import MgfChunk, mgf_chunks, read_mgf
 from msid.parallel import chunks
-from msid.store import QuarantineRecord
+from msid.store import FILE_DAMAGE, QuarantineRecord
 
 FORMATS = ("mzml", "mzxml", "mgf", "msp")
 
@@ -329,8 +329,8 @@ def _salvage_rest(path: Path, fmt: str, error: BaseException,
             raise
         label = {"mzml": "mzML", "mzxml": "mzXML"}[fmt]
         yield QuarantineRecord(str(path), f"after {len(done)} MS2 spectra",
-                               f"{label} damaged or truncated after {len(done)} MS2 spectra; the "
-                               f"rest of the file is lost: {error}")
+                               f"{label} damaged or truncated after {len(done)} MS2 spectra; "
+                               f"{FILE_DAMAGE}: {error}")
 
 
 def _mzml_params(spec: dict, rid: str) -> dict[str, object]:
@@ -500,8 +500,9 @@ def _salvage_xml(path: Path, fmt: str,
         raise InputFileError(path, f"not a readable {label} file: {problem or error}")
     if problem:
         yield QuarantineRecord(str(path), f"after index={n - 1}",
-                               f"{label} damaged or truncated after {n} spectra; the rest of the "
-                               f"file is lost: {problem}")
+                               f"{label} damaged or truncated after {n} spectra (all MS levels); "
+                               f"{FILE_DAMAGE}: "
+                               f"{problem}")
 
 
 # -- MSP ----------------------------------------------------------------------------------------
@@ -665,5 +666,5 @@ def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     if problem:
         n_records = len(_MSP_NAME.findall(text))
         yield QuarantineRecord(str(path), f"after index={n_records - 1}",
-                               f"MSP damaged after {n_records} records; the rest of the file "
-                               f"is lost: {problem}")
+                               f"MSP damaged after {n_records} records; {FILE_DAMAGE}: "
+                               f"{problem}")

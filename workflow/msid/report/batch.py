@@ -81,6 +81,7 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
             "n_kept": len(md), "n_quarantined": lost["n_records"],
             "quarantine": qreasons.to_dict(), "unreadable": lost["unreadable"],
+            "damaged": lost["damaged"],
             "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
@@ -191,11 +192,16 @@ overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid 
 {% if unreadable %}<p class="note"><b>{{ unreadable|length }} run file(s) could not be read</b>
 (no spectra, no identifications; the other runs went on):</p>
 <ul>{% for r in unreadable %}<li>{{ r.sample }}: {{ r.unreadable }}</li>{% endfor %}</ul>{% endif %}
+{% set damaged = runs|selectattr("damaged")|list %}
+{% if damaged %}<p class="note"><b>{{ damaged|length }} run file(s) are damaged</b>: their
+results are partial (the spectra before the damage were read):</p>
+<ul>{% for r in damaged %}<li>{{ r.sample }}: {{ r.damaged }}</li>{% endfor %}</ul>{% endif %}
 <table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
 <th>answered</th><th>confident (q &le; {{ fdr }}, &Delta;score &ge; {{ min_delta }})</th>
 <th>no answer</th><th>confident compounds</th><th>methods</th>
 <th>report</th><th>mzTab</th></tr>
-{% for r in runs %}<tr><td>{{ r.sample }}</td><td>{{ r.kind }}</td>
+{% for r in runs %}<tr><td>{{ r.sample }}
+{% if r.file %}<br><small>{{ r.file }}</small>{% endif %}</td><td>{{ r.kind }}</td>
 <td class="num">{{ r.n_read }}</td><td class="num">{{ r.n_kept }}</td>
 <td class="num">{{ r.n_quarantined }}</td><td class="num">{{ r.n_answered }}</td>
 <td class="num">{{ "&ndash;"|safe if r.n_confident is none else r.n_confident }}</td>
@@ -257,6 +263,7 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         s = run_summary(r["sample"], r["kind"], r["spectra"], r.get("identifications"), fdr,
                         denovo=r.get("denovo"), min_delta_score=min_delta)
         s["report"] = os.path.relpath(r["report"], out.parent)
+        s["file"] = os.path.basename(str(r.get("input") or ""))  # the run's own file name
         s["mztab"] = os.path.relpath(r["mztab"], out.parent) if r.get("mztab") else ""
         s["compounds"] = (os.path.relpath(r["compounds"], out.parent) if r.get("compounds")
                           else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msid.store import WHOLE_FILE
+from msid.store import FILE_DAMAGE, WHOLE_FILE
 
 UNREADABLE = "file unreadable: "  # how msid.convert.unreadable_run_store's reason starts
 LIMIT = 500  # quarantined records listed one by one in a report
@@ -14,15 +14,18 @@ LIMIT = 500  # quarantined records listed one by one in a report
 def quarantine_summary(quarantine: pd.DataFrame) -> dict:
     """``reasons`` (reason -> spectra, the reason cut to its first two ``: `` parts),
     ``quarantine`` (records, at most :data:`LIMIT`), ``quarantine_truncated`` (how many more),
-    ``n_records`` (records lost) and ``unreadable`` (why the file could not be read; '' when
-    it could: that row is in none of the others)."""
+    ``n_records`` (records lost), ``unreadable`` (why the file could not be read at all) and
+    ``damaged`` (where a damaged file stopped being readable; what came before was read);
+    '' when not, and those rows are in none of the others."""
     whole = quarantine["record_id"].astype(str) == WHOLE_FILE
-    records = quarantine[~whole]  # an unreadable file is said once, not counted as a record
+    damage = quarantine["reason"].astype(str).str.contains(FILE_DAMAGE, regex=False)
+    records = quarantine[~whole & ~damage]  # the file's own problems are said once, apart
     reasons = (records["reason"].str.split(": ").str[:2].str.join(": ")
                .value_counts().rename_axis("reason").reset_index(name="spectra"))
     return {"reasons": reasons.to_dict("records"),
             "quarantine": records.head(LIMIT).to_dict("records"),
             "quarantine_truncated": max(0, len(records) - LIMIT),
-            "n_records": int((~whole).sum()),
+            "n_records": len(records),
             "unreadable": "; ".join(quarantine.loc[whole, "reason"].astype(str)
-                                    .str.removeprefix(UNREADABLE))}
+                                    .str.removeprefix(UNREADABLE)),
+            "damaged": "; ".join(quarantine.loc[damage & ~whole, "reason"].astype(str))}
