@@ -198,7 +198,7 @@ results are partial (the spectra before the damage were read):</p>
 <ul>{% for r in damaged %}<li>{{ r.sample }}: {{ r.damaged }}</li>{% endfor %}</ul>{% endif %}
 <table><tr><th>run</th><th>kind</th><th>read</th><th>kept</th><th>quarantined</th>
 <th>answered</th><th>confident (q &le; {{ fdr }}, &Delta;score &ge; {{ min_delta }})</th>
-<th>no answer</th><th>confident compounds</th><th>methods</th>
+<th>no answer</th><th>confident compounds</th><th>methods that answered</th>
 <th>report</th><th>mzTab</th></tr>
 {% for r in runs %}<tr><td>{{ r.sample }}
 {% if r.file %}<br><small>{{ r.file }}</small>{% endif %}</td><td>{{ r.kind }}</td>
