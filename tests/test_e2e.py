@@ -117,9 +117,10 @@ def test_an_unreadable_run_goes_on_and_its_reports_say_why(demo, tmp_path):
     # is recomputed, so later tests still compare against the demo as it ran); the runs'
     # reports only, so that the demo's batch report stays the demo's
     runs = demo / "results" / "runs"
-    res = _snakemake(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
-                     *(f"results/runs/{s}/report.html" for s in ("broken", "brokenei",
-                                                                  "truncated")))
+    targets = [f"results/runs/{s}/report.html" for s in ("broken", "brokenei", "truncated")]
+    # the targets first: --configfile takes every value after it
+    res = _snakemake(demo, *targets, "--configfile", str(ROOT / "config" / "demo.yaml"),
+                     str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     log = (demo / "logs/convert_run/broken.log").read_text()
     assert "not_spectra.mgf" in log and "not an MGF file" in log
