@@ -28,6 +28,7 @@ from msid.parallel import imap_ordered
 from msid.spectrum import metadata_to_record
 from msid.store import (
     FILE_DAMAGE,
+    UNREADABLE,
     WHOLE_FILE,
     QuarantineRecord,
     RecordBatch,
@@ -364,8 +365,6 @@ def unreadable_run_store(path: str | os.PathLike, out: str | os.PathLike,
     why: the run goes on through the DAG (an empty table, a report that names the problem, a row
     in the batch report) instead of stopping the batch."""
     path = Path(path)
-    from msid.report.quarantine import UNREADABLE
-
     with SpectrumStoreWriter(out, provenance={"stage": "convert", "input": str(path),
                                               "unreadable": str(error)}) as writer:
         writer.quarantine(QuarantineRecord(path.name, WHOLE_FILE, f"{UNREADABLE}{error}"))

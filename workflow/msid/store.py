@@ -74,7 +74,9 @@ class SpectrumRecord:
 
 #: the record id of a run file that could not be read at all (its only quarantine row)
 WHOLE_FILE = "(whole file)"
-#: how the reason of the row that marks where a damaged file stopped being readable ends (the
+#: ... and how its reason starts (the problem follows)
+UNREADABLE = "file unreadable: "
+#: what the reason of the row that marks where a damaged file stopped being readable says (the
 #: records before it were read; the row is a note about the file, no record of it)
 FILE_DAMAGE = "the rest of the file is lost"
 

@@ -46,12 +46,16 @@ def _mgf_entry(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> dict:
         if _missing(v) or (col == "charge" and v == 0):  # 0: charge unknown, not neutral
             continue
         params[key] = f"{abs(int(v))}{'-' if int(v) < 0 else '+'}" if col == "charge" else v
-    # the input's scan number, kept by the store (one written before it kept them: read from
-    # the native id, as conversion does)
-    scan = str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
+    scan = _scan(meta)
     if scan:  # SCANS is a scan number; an MGF position (index=N) or a title is none
         params["SCANS"] = scan
     return {"m/z array": mz, "intensity array": intensity, "params": params}
+
+
+def _scan(meta: dict) -> str:
+    """The input's scan number, kept by the store (one written before it kept them: read from
+    the native id, as conversion does); '' when there is none."""
+    return str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
 
 
 def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum:
@@ -70,7 +74,7 @@ def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum
     # the dialect has no id or scan field; COMMENT carries them (msid's MSP reader takes the
     # record id back from it, so identifications still point at their spectra)
     if not _missing(meta.get("id")):  # msid_id=ID[; scan=N], read back by msid.io.raw
-        scan = str(meta.get("scan") or "") or scan_number({"native_id": meta.get("native_id")})
+        scan = _scan(meta)
         md["comment"] = f"{MSP_ID_KEY}={meta.get('id')}" + (f"; scan={scan}" if scan else "")
     return Spectrum(mz.astype(float), intensity.astype(float), metadata=md,
                     metadata_harmonization=False)

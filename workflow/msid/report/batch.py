@@ -77,10 +77,10 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         md = st.metadata
         quarantine = st.quarantine
     lost = quarantine_summary(quarantine)  # a whole unreadable file is no record read
-    qreasons = pd.Series({r["reason"]: r["spectra"] for r in lost["reasons"]}, dtype=int)
     base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
             "n_kept": len(md), "n_quarantined": lost["n_records"],
-            "quarantine": qreasons.to_dict(), "unreadable": lost["unreadable"],
+            "quarantine": {r["reason"]: r["spectra"] for r in lost["reasons"]},
+            "unreadable": lost["unreadable"],
             "damaged": lost["damaged"],
             "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
     if denovo is not None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msid.store import FILE_DAMAGE, WHOLE_FILE
+from msid.store import FILE_DAMAGE, UNREADABLE, WHOLE_FILE
 
-UNREADABLE = "file unreadable: "  # how msid.convert.unreadable_run_store's reason starts
 LIMIT = 500  # quarantined records listed one by one in a report
 
 
