@@ -36,15 +36,20 @@ def test_ranker_only_gives_nonempty_tables(pesticides_store, pool_index):
     assert all(abs(r["ppm_error"]) <= 10.001 for r in ranked)  # the pool mass window
 
 
-def test_library_then_ranker_for_the_rest(pesticides_store, pool_index):
+def test_library_then_ranker_for_the_rest(pesticides_store, pool_index, caplog):
     library = load_library(str(pesticides_store))
-    with SpectrumStore(pesticides_store) as st:
+    with SpectrumStore(pesticides_store) as st, caplog.at_level("INFO", "msid.identify"):
         # cuts no library hit reaches: the ranker answers every spectrum as well
         rows = identify_run(st, RunMethodsConfig(methods=["library", "random"], fdr=-1.0,
                                                  confident_score=2.0),
                             library=library, index=CandidateIndex(pool_index))
         n = len(st)
         assert {r["query_id"] for r in rows if r["method"] == "random"} == set(st.metadata["id"])
+        # the log says what each method did, for the rule's log file
+        said = caplog.text
+        assert f"library: 0 of {n} spectra answered confidently" in said
+        answered = len({r["query_id"] for r in rows if r["method"] == "random" and r["rank"]})
+        assert f"random: {answered} of {n} spectra answered in" in said
         # the default FDR: library answers itself (q-value 0), the ranker runs on no spectrum
         rows = identify_run(st, RunMethodsConfig(methods=["library", "random"]),
                             library=library, index=CandidateIndex(pool_index))

@@ -185,6 +185,7 @@ def test_runs_dir_becomes_samples(tmp_path):
     for name in ("a.mzML.gz", "b.mgf", "QC run 01 (rep).mzML.gz", "QC_run_01_rep.mzML.gz"):
         (runs / name).write_bytes(mzml)
     (runs / "notes.txt").write_text("x")
+    (runs / "QC 02.raw").write_bytes(b"\x01\xa1Finnigan")  # a vendor file is named, not read
     (runs / "ei" / "Müller GC.msp").write_bytes((ROOT / "resources/runs/gcms_ei_demo.msp")
                                                 .read_bytes())
     cfg = tmp_path / "c.yaml"
@@ -195,6 +196,8 @@ def test_runs_dir_becomes_samples(tmp_path):
     out = res.stdout + res.stderr
     assert (tmp_path / "results/runs/sample_names.tsv").is_file()
     assert re.search(r"report_run\s+5", out) and re.search(r"ei_identify_run\s+1", out), out
+    assert "runs_dir: not read: QC 02.raw: Thermo RAW" in out and "msconvert" in out
+    assert "runs_dir: not read: notes.txt: not a run file" in out
 
 
 def test_runs_config_identifies_runs_and_nothing_else(tmp_path):
@@ -215,7 +218,7 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
     """Awkward names made safe and unique; a file whose name is already safe keeps it (a file
     added later never takes an earlier run's name); hidden files and files the sample sheet
     lists are left out; a kind subfolder gives the kind."""
-    from msid.samples import SAMPLE_NAME, runs_dir_samples
+    from msid.samples import SAMPLE_NAME, runs_dir_samples, unread_entries
 
     (tmp_path / "peptide").mkdir()
     for name in ("QC run 01 (rep).mzML", "QC_run_01_rep.mzML.gz", "Müller.MGF", "listed.mzXML",
@@ -228,6 +231,12 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
                    "QC_run_01_rep.mzML.gz": ("QC_run_01_rep", "small_molecule"),
                    "HeLa 1.mzML": ("HeLa_1", "peptide")}
     assert all(SAMPLE_NAME.match(r["sample"]) and Path(r["path"]).is_file() for r in rows)
+    # what is not read is named with why (the sheet's own file is read, through the sheet)
+    (tmp_path / "run.d").mkdir()
+    unread = dict(unread_entries(tmp_path))
+    assert set(unread) == {"._QC_run_01_rep.mzML", "notes.txt", "run.d"}
+    assert unread["._QC_run_01_rep.mzML"].startswith("hidden file")
+    assert unread["run.d"].startswith("Agilent/Bruker .d folder") and "mzML" in unread["run.d"]
     with pytest.raises(NotADirectoryError, match="runs_dir"):
         runs_dir_samples(tmp_path / "nowhere")
 

@@ -6,7 +6,9 @@ needs no file readers.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +16,15 @@ import pandas as pd
 
 from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
+from msid.chem.structures import Structure
 from msid.fdr import add_qvalues
 from msid.method_kinds import check_methods
-from msid.methods import MethodResources, make_method, rank_queries
+from msid.methods import Method, MethodResources, make_method, rank_queries
 from msid.rankings import CONFIDENT_FDR, CONFIDENT_SCORE, MIN_DELTA_SCORE, confident_top
 from msid.search.library import SpectralLibrary
 from msid.store import SpectrumStore
+
+log = logging.getLogger("msid.identify")
 
 
 @dataclass
@@ -59,6 +64,8 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     candidates (random, the learned models, GLMR) then rank pool candidates, taken from
     ``index`` by the query's neutral mass, and de novo generation proposes structures of its
     own. Every spectrum gets rows from at least one method, or a rank-0 row with the reason.
+    Each method's start, its number of answered queries and its time are logged
+    (``msid.identify``); ``progress`` adds a progress bar per method.
     """
     check_methods(cfg.methods, kind)
     methods = []
@@ -74,14 +81,20 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     confident: set[str] = set()
     for m in methods:
         if m.needs_library:
-            found = rank_queries(m, store, everything, None, cfg.top_k, progress)
+            found = _ranked(m, store, everything, None, cfg.top_k, progress)
             if m.name == "library" and library is not None:
                 add_qvalues(found, library, store, seed=cfg.seed)
             rows += found
-            confident |= confident_queries(found, cfg)
+            now = confident_queries(found, cfg)
+            log.info("%s: %d of %d spectra answered confidently", m.name, len(now),
+                     len(everything))
+            confident |= now
     rankers = [m for m in methods if m.needs_candidates]
     generators = [m for m in methods if not m.needs_candidates and not m.needs_library]
     rest = [i for i in everything if ids[i] not in confident]
+    if (rankers or generators) and len(rest) < len(everything):
+        log.info("%d spectra without a confident library answer go on to %s", len(rest),
+                 ", ".join(m.name for m in rankers + generators))
     if rankers and rest:
         if index is None:
             raise ValueError(f"methods {[m.name for m in rankers]} rank pool candidates: "
@@ -89,9 +102,25 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
         cands = candidates_for_queries(store, rest, index=index, kind="mass",
                                        ppm=cfg.candidate_ppm, max_n=cfg.max_candidates,
                                        seed=cfg.seed)
+        log.info("pool candidates for %d spectra (%d with none within %g ppm)", len(rest),
+                 sum(not cands.get(ids[i]) for i in rest), cfg.candidate_ppm)
         for m in rankers:
-            rows += rank_queries(m, store, rest, cands, cfg.top_k, progress)
+            rows += _ranked(m, store, rest, cands, cfg.top_k, progress)
     for m in generators:
         if rest:
-            rows += rank_queries(m, store, rest, None, cfg.top_k, progress)
+            rows += _ranked(m, store, rest, None, cfg.top_k, progress)
     return rows
+
+
+def _ranked(method: Method, store: SpectrumStore, rows: list[int],
+            candidates: dict[str, list[Structure]] | None, top_k: int,
+            progress: bool) -> list[dict]:
+    """:func:`rank_queries`, its start, answers and time logged."""
+    log.info("%s: ranking %d spectra", method.name, len(rows))
+    start = time.perf_counter()
+    found = rank_queries(method, store, rows, candidates, top_k, progress)
+    answered = len({r["query_id"] for r in found if r["rank"] >= 1})
+    seconds = time.perf_counter() - start
+    log.info("%s: %d of %d spectra answered in %.1f s (%.1f spectra/s)", method.name,
+             answered, len(rows), seconds, len(rows) / seconds if seconds > 0 else 0.0)
+    return found

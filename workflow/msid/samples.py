@@ -7,7 +7,9 @@ A core facility's file names are whatever the instrument software or a user type
 becomes ``_``; a clash with a name already taken gets ``-2``, ``-3``, ...) and the file's own path
 is kept beside it, instead of one awkward file name stopping the whole batch at validation. A
 file whose name is already safe always keeps it, so a file added later never renames an earlier
-run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are skipped.
+run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are skipped, and
+:func:`unread_entries` names everything in the folder that is not read, with why (a vendor raw
+file needs converting first), so the workflow can say so instead of ignoring it.
 
 The names given are kept in ``<results_dir>/runs/sample_names.tsv``: a file keeps its name on
 every later run, and a file added later never takes a name an earlier file was given.
@@ -27,6 +29,13 @@ from pathlib import Path
 RUN_FILE = re.compile(r"\.(mzml|mzxml|mgf|msp)(\.gz)?$", re.IGNORECASE)
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # as workflow/schemas/samples.schema.yaml
 RUN_KINDS = ("small_molecule", "peptide", "ei")
+VENDOR_FORMATS = {  # suffix -> the instrument software that writes it
+    ".raw": "Thermo RAW (or Waters .raw folder)", ".d": "Agilent/Bruker .d folder",
+    ".wiff": "SCIEX WIFF", ".wiff2": "SCIEX WIFF2", ".baf": "Bruker BAF", ".tdf": "Bruker TDF",
+    ".lcd": "Shimadzu LCD", ".qgd": "Shimadzu GCMSsolution",
+}
+CONVERT_HINT = ("convert it to mzML first (ProteoWizard msconvert, or ThermoRawFileParser "
+                "for Thermo files), then drop the mzML here")
 
 
 def safe_sample_name(stem: str, taken: set[str]) -> str:
@@ -45,6 +54,34 @@ def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
         return {}
     rows = [line.split("\t") for line in Path(path).read_text(encoding="utf-8").splitlines()[1:]]
     return {r[1]: r[0] for r in rows if len(r) == 2 and SAMPLE_NAME.match(r[0])}
+
+
+def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(path relative to folder, why it is not read)`` for every entry of ``folder`` and of
+    its kind subfolders that :func:`runs_dir_samples` does not make a sample of."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for sub in [folder] + [folder / k for k in RUN_KINDS if (folder / k).is_dir()]:
+        for p in sorted(sub.iterdir()):
+            rel = str(p.relative_to(folder))
+            vendor = VENDOR_FORMATS.get(p.suffix.lower())
+            if p.name.startswith("."):
+                why = "hidden file (a macOS '._' copy or a transfer in progress)"
+            elif vendor:
+                why = f"{vendor}: msid reads mzML, mzXML, MGF and MSP; {CONVERT_HINT}"
+            elif p.is_dir():
+                if sub == folder and p.name in RUN_KINDS:
+                    continue
+                why = ("a folder: only the run-kind subfolders "
+                       f"({', '.join(k + '/' for k in RUN_KINDS)}) are read")
+            elif not RUN_FILE.search(p.name):
+                why = "not a run file msid reads (mzML, mzXML, MGF or MSP, gzip allowed)"
+            else:
+                continue
+            out.append((rel, why))
+    return out
 
 
 def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,

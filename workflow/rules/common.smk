@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # when Snakemake creates the env from its copy of the file under .snakemake/conda)
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
 from msid.method_kinds import check_methods, method_table
-from msid.samples import runs_dir_samples
+from msid.samples import runs_dir_samples, unread_entries
 
 METHODS = method_table()  # msid's methods + those installed packages declare
 
@@ -33,6 +33,8 @@ def _load_samples():
             registry=f"{RESULTS}/runs/sample_names.tsv",
         )
         frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
+        for name, why in unread_entries(runs_dir) if workflow.is_main_process else []:
+            print(f"runs_dir: not read: {name}: {why}", file=sys.stderr)
     if not frames:
         return pd.DataFrame(columns=["sample", "path", "kind"]).set_index("sample")
     df = pd.concat(frames, ignore_index=True)

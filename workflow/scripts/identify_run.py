@@ -1,9 +1,12 @@
 """Rule script: a run's store -> identification table (Rankings TSV), every configured method."""
+import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                    format="%(asctime)s %(name)s: %(message)s")
 
 from msid.chem.candidates import CandidateIndex
 from msid.run_methods import RunMethodsConfig, identify_run
@@ -28,7 +31,8 @@ library = (SpectralLibrary(snakemake.input.library, LibrarySearchConfig(**search
 index = CandidateIndex(snakemake.input.index) if "index" in snakemake.input.keys() else None
 with SpectrumStore(snakemake.input.queries) as queries:
     rows = identify_run(queries, cfg, library=library, index=index,
-                        model_dir=snakemake.params.model_dir, kind=snakemake.params.kind)
+                        model_dir=snakemake.params.model_dir, kind=snakemake.params.kind,
+                        progress=True)
     n = len(queries)
 write_rankings(rows, snakemake.output[0])
 print(f"{len(rows)} rows for {n} spectra from methods {cfg.methods}")
