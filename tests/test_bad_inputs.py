@@ -56,9 +56,21 @@ def test_a_query_is_never_dropped_for_its_structure_annotation(data_dir, tmp_pat
 
 
 def test_truncated_mgf_keeps_complete_records(data_dir, tmp_path):
+    """A plain MGF or MSP cut off in a record: the complete records are kept, the cut one is a
+    lost record, and the file is named as damaged (the reports say its results are partial)."""
+    from msid.report.quarantine import quarantine_summary
+
     with _run(data_dir / "bad" / "truncated.mgf", tmp_path) as st:
         assert len(st) == 3
         assert "without END IONS" in st.quarantine["reason"].iat[0]
+        lost = quarantine_summary(st.quarantine)
+    assert lost["n_records"] == 1 and "ends in the middle" in lost["damaged"]
+    msp = (data_dir / "bad" / "bad_records.msp").read_text()
+    (tmp_path / "cut.msp").write_text(msp[:msp.index("Num Peaks") + 40])  # in a peak list
+    with _run(tmp_path / "cut.msp", tmp_path / "m") as st:
+        lost = quarantine_summary(st.quarantine)
+    assert "ends in the middle" in lost["damaged"] and lost["unreadable"] == ""
+    assert any("cut short" in r["reason"] for r in lost["reasons"])
 
 
 def test_truncated_mzml_keeps_spectra_before_the_damage(data_dir, tmp_path):

@@ -250,15 +250,17 @@ def test_scan_numbers_survive_conversion_and_mgf_export(tmp_path):
     assert main(["export", str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.mgf")]) == 0
     back = list(load_from_mgf(str(tmp_path / "b.mgf")))
     assert [s.get("scans") for s in back] == ["12", "40", None]
-    # through MSP too (COMMENT: msid_id=ID; scan=N), and an id holding '; ' comes back whole
+    # through MSP too (COMMENT: msid_id=ID; scan=N), and an id holding '; ' comes back whole,
+    # as does a scan that is not one number (merged scans)
     (tmp_path / "odd.mgf").write_text((tmp_path / "fbmn.mgf").read_text()
-                                      .replace("TITLE=no scan", "TITLE=a; b=c"))
+                                      .replace("TITLE=no scan", "TITLE=a; b=c")
+                                      .replace("SCANS=40", "SCANS=40, 41"))
     assert main(["convert", str(tmp_path / "odd.mgf"), "--out", str(tmp_path / "o.h5")]) == 0
     assert main(["export", str(tmp_path / "o.h5"), "--out", str(tmp_path / "o.msp")]) == 0
     assert main(["convert", str(tmp_path / "o.msp"), "--out", str(tmp_path / "o2.h5")]) == 0
     with SpectrumStore(tmp_path / "o.h5") as a, SpectrumStore(tmp_path / "o2.h5") as b:
         assert list(b.metadata["id"]) == list(a.metadata["id"])
-        assert list(b.metadata["scan"]) == ["12", "40", ""]
+        assert list(b.metadata["scan"]) == list(a.metadata["scan"]) == ["12", "40, 41", ""]
         assert "a; b=c" in set(b.metadata["id"])
     # mzML native ids: Thermo's carry the scan number; SCIEX's (the pesticide run) and
     # "spectrum=N" ids (the peptide run) carry none, and no number is made up for them

@@ -209,6 +209,14 @@ def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp
     assert set(df["query_id"]) <= {spectra[0].id, spectra[3].id}
     assert any("2 spectra not sequenced" in line for line in lines), lines
     assert len(peptide_section(out["tsv"], out["json"])["skipped"]) == 2
+    # the batch report counts them under their own reason
+    from msid.report.batch import run_summary
+
+    summary = run_summary("run", "peptide", store_path, None, 0.05, denovo=out["tsv"],
+                          denovo_annotations=out["json"])
+    assert summary["unanswered"]["de novo: not sequenced, precursor mass out of the "
+                                 "model's reach"] == 2
+    assert summary["n_unanswered"] == 4 - summary["n_answered"]
     # the floor is one glycine (an N-terminal modification alone is no peptide): 68 Da is out
     from msid.peptides.denovo import mass_range, out_of_range
 

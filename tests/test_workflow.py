@@ -262,6 +262,13 @@ def test_runs_dir_names_stay_with_their_files(tmp_path):
     assert names() == {"QC run 01 (rep).mgf": "QC_run_01_rep-2",
                        "QC_run_01_rep.mzML": "QC_run_01_rep-3"}
     assert names() == names()  # stable once given
+    # a file name that is not UTF-8 (copied from a latin-1 share) or holds a line break
+    # stops nothing, and the registry stays readable
+    (runs / os.fsdecode(b"M\xfcller.mgf")).write_text("")
+    (runs / "two\nlines.mgf").write_text("")
+    got = names()
+    assert got[os.fsdecode(b"M\xfcller.mgf")] == "Mller" and got["two\nlines.mgf"] == "two_lines"
+    assert names() == got
 
 
 def test_an_installed_packages_method_runs_in_the_dag(tmp_path):

@@ -131,9 +131,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         discard(tmp)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str, errors: str = "strict") -> Path:
+    """``text`` to ``path`` as UTF-8 (whatever the locale), atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", errors=errors)
     return Path(path)
 
 

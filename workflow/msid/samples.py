@@ -52,7 +52,8 @@ def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
     """resolved file path -> the sample name it was given ({} when there is no registry)."""
     if not path or not Path(path).is_file():
         return {}
-    rows = [line.split("\t") for line in Path(path).read_text(encoding="utf-8").splitlines()[1:]]
+    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    rows = [line.split("\t") for line in text.split("\n")[1:]]
     return {r[1]: r[0] for r in rows if len(r) == 2 and SAMPLE_NAME.match(r[0])}
 
 
@@ -124,13 +125,18 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
         if names[i] is None:
             names[i] = safe_sample_name(stem, taken)
             taken.add(names[i])
-    new = {r: str(n) for r, n in zip(real, names, strict=True) if known.get(r) != n}
+    # a path with a tab or a line break cannot be a row of the registry: such a file keeps a
+    # name only as long as no other file takes it first (file names that are not UTF-8, from
+    # a latin-1 share, are kept byte for byte)
+    new = {r: str(n) for r, n in zip(real, names, strict=True)
+           if known.get(r) != n and not {"\t", "\n", "\r"} & set(r)}
     if registry and new:
         from msid.atomic import write_text
 
         Path(registry).parent.mkdir(parents=True, exist_ok=True)
         merged = {**known, **new}
         write_text(registry, "sample\tpath\n" + "".join(f"{n}\t{r}\n"
-                                                        for r, n in merged.items()))
+                                                        for r, n in merged.items()),
+                   errors="surrogateescape")
     return [{"sample": str(name), "path": str(path), "kind": kind, "file": path.name}
             for (path, kind), name in zip(found, names, strict=True)]

@@ -79,6 +79,9 @@ UNREADABLE = "file unreadable: "
 #: what the reason of the row that marks where a damaged file stopped being readable says (the
 #: records before it were read; the row is a note about the file, no record of it)
 FILE_DAMAGE = "the rest of the file is lost"
+#: what the reason of a record cut off by the end of the file says (the record is lost and
+#: counted; the file is named as damaged: whatever came after the cut is missing)
+FILE_ENDS_EARLY = "the file ends in the middle of it"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ for sample, kind, path in zip(snakemake.params.samples, snakemake.params.kinds,
                  "spectra": out.get("ei_spectra", f"{d}/spectra.h5"),
                  "identifications": out.get("identifications", out.get("ei_identifications")),
                  "denovo": out.get("denovo"),
+                 "denovo_annotations": out.get("denovo_annotations"),
                  "mztab": out.get("mztab", out.get("denovo_mztab")),
                  "compounds": out.get("compounds")})
 write_batch_report(runs, snakemake.output[0], config=snakemake.config,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from msid.io.errors import InputFileError
-from msid.store import FILE_DAMAGE, QuarantineRecord
+from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, QuarantineRecord
 
 BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
 CHUNK_CHARS = 1 << 21  # ~2 MB of text per chunk: ~1,500 library spectra
@@ -221,8 +221,8 @@ def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
                              + (f" ({problem})" if problem else ""))
     if n_open > n_blocks:
         yield QuarantineRecord(str(path), f"index={n_blocks}",
-                               f"{n_open - n_blocks} MGF block(s) without END IONS "
-                               "(truncated file?)")
+                               f"{n_open - n_blocks} MGF block(s) without END IONS: "
+                               f"{FILE_ENDS_EARLY} (truncated file?)")
     if problem:
         yield QuarantineRecord(str(path), f"after index={n_blocks - 1}",
                                f"MGF damaged after {n_blocks} complete records; "

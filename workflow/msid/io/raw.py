@@ -24,7 +24,7 @@ from msid.io.errors import InputFileError
 from msid.io.gz import open_binary
 from msid.io.mgf import MgfChunk, mgf_chunks, read_mgf
 from msid.parallel import chunks
-from msid.store import FILE_DAMAGE, QuarantineRecord
+from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, QuarantineRecord
 
 FORMATS = ("mzml", "mzxml", "mgf", "msp")
 
@@ -515,7 +515,7 @@ _NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 
 #: the key msid's MSP export writes a record's id under, in its COMMENT (``msid_id=ID; scan=N``)
 MSP_ID_KEY = "msid_id"
-_EXPORTED_ID = re.compile(rf"^\s*{MSP_ID_KEY}=(.*?)(?:; scan=(\d+))?\s*$")
+_EXPORTED_ID = re.compile(rf"^\s*{MSP_ID_KEY}=(.*?)(?:; scan=([^;]+?))?\s*$")
 
 
 def _exported_id(params: dict) -> str:
@@ -660,7 +660,7 @@ def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
             yield rec
         elif at_end and (cut_end or _CUT in rec[1]):
             yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of "
-                                   f"the file: {rec[1].replace(_CUT, '')}")
+                                   f"the file: {FILE_ENDS_EARLY}: {rec[1].replace(_CUT, '')}")
         else:
             yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
     if problem:

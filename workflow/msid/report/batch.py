@@ -67,12 +67,14 @@ SCORE_LABELS = {"small_molecule": "best library score per spectrum (entropy simi
 def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
                 identifications: str | os.PathLike | None, fdr: float,
                 denovo: str | os.PathLike | None = None,
-                min_delta_score: float = MIN_DELTA_SCORE) -> dict:
+                min_delta_score: float = MIN_DELTA_SCORE,
+                denovo_annotations: str | os.PathLike | None = None) -> dict:
     """Counts of one run from its spectrum store and its answers: the ranked table of a
     small-molecule or EI run (``identifications``; EI runs pass their EI store as
     ``spectra``), or the de novo sequences of a peptide run (``denovo``, answered = a
-    sequence that matches the precursor mass). "confident" is None where the run has no
-    q-values."""
+    sequence that matches the precursor mass; the spectra its ``denovo_annotations`` list as
+    skipped, a precursor out of the model's reach, are counted under that reason). "confident"
+    is None where the run has no q-values."""
     with SpectrumStore(spectra) as st:
         md = st.metadata
         quarantine = st.quarantine
@@ -86,14 +88,21 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
         matched = set(seqs.loc[seqs["score"] > 0, "query_id"].astype(str)) & set(md["id"])
-        rest = len(md) - len(matched)
+        skipped = set()
+        if denovo_annotations and Path(denovo_annotations).is_file():
+            ann = json.loads(Path(denovo_annotations).read_text(encoding="utf-8"))
+            skipped = {str(s["id"]) for s in ann.get("skipped", [])} & set(md["id"]) - matched
+        rest = len(md) - len(matched) - len(skipped)
+        unanswered = {"de novo: no sequence matching the precursor mass": rest} if rest else {}
+        if skipped:
+            unanswered["de novo: not sequenced, precursor mass out of the model's reach"] = \
+                len(skipped)
         return {**base, "n_answered": len(matched), "n_confident": None, "n_compounds": None,
-                "n_unanswered": rest,
+                "n_unanswered": rest + len(skipped),
                 "methods": ", ".join(sorted(set(seqs["method"]))),
                 "top_scores": seqs.loc[(seqs["score"] > 0) & (seqs["rank"] == 1),
                                        "score"].to_numpy(dtype=float),
-                "unanswered": ({"de novo: no sequence matching the precursor mass": rest}
-                               if rest else {})}
+                "unanswered": unanswered}
     ids = (read_rankings(identifications) if identifications else
            pd.DataFrame(columns=["query_id", "rank", "score", "method", "note", "q_value"]))
     ranked = ids[ids["rank"] > 0]
@@ -261,7 +270,8 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
     summaries = []
     for r in runs:
         s = run_summary(r["sample"], r["kind"], r["spectra"], r.get("identifications"), fdr,
-                        denovo=r.get("denovo"), min_delta_score=min_delta)
+                        denovo=r.get("denovo"), min_delta_score=min_delta,
+                        denovo_annotations=r.get("denovo_annotations"))
         s["report"] = os.path.relpath(r["report"], out.parent)
         s["file"] = os.path.basename(str(r.get("input") or ""))  # the run's own file name
         s["mztab"] = os.path.relpath(r["mztab"], out.parent) if r.get("mztab") else ""

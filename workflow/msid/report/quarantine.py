@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msid.store import FILE_DAMAGE, UNREADABLE, WHOLE_FILE
+from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, UNREADABLE, WHOLE_FILE
 
 LIMIT = 500  # quarantined records listed one by one in a report
 
@@ -14,10 +14,12 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
     """``reasons`` (reason -> spectra, the reason cut to its first two ``: `` parts),
     ``quarantine`` (records, at most :data:`LIMIT`), ``quarantine_truncated`` (how many more),
     ``n_records`` (records lost), ``unreadable`` (why the file could not be read at all) and
-    ``damaged`` (where a damaged file stopped being readable; what came before was read);
-    '' when not, and those rows are in none of the others."""
+    ``damaged`` (where a damaged file stopped being readable, what came before was read; or
+    that it ends in the middle of a record, which is also counted as a lost record); '' when
+    not. The whole-file and file-damage rows are in none of the others."""
     whole = quarantine["record_id"].astype(str) == WHOLE_FILE
     damage = quarantine["reason"].astype(str).str.contains(FILE_DAMAGE, regex=False)
+    cut = quarantine["reason"].astype(str).str.contains(FILE_ENDS_EARLY, regex=False)
     records = quarantine[~whole & ~damage]  # the file's own problems are said once, apart
     reasons = (records["reason"].str.split(": ").str[:2].str.join(": ")
                .value_counts().rename_axis("reason").reset_index(name="spectra"))
@@ -27,4 +29,4 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
             "n_records": len(records),
             "unreadable": "; ".join(quarantine.loc[whole, "reason"].astype(str)
                                     .str.removeprefix(UNREADABLE)),
-            "damaged": "; ".join(quarantine.loc[damage & ~whole, "reason"].astype(str))}
+            "damaged": "; ".join(quarantine.loc[(damage | cut) & ~whole, "reason"].astype(str))}
