@@ -197,6 +197,10 @@ def test_a_damaged_mzml_upload_keeps_every_intact_spectrum():
         assert np.array_equal(s.mz, want.mz) and np.array_equal(s.intensity, want.intensity)
     assert any(bad_id in n and "cannot be decoded" in n for n in notes), notes
     assert any("damaged after 12 spectra" in n for n in notes), notes
+    from msid.gui.uploads import UploadError
+
+    with pytest.raises(UploadError, match=r"'x\.mzML': not a readable mzML file"):
+        parse_upload("x.mzML", b"a text file saved as mzML")
 
 
 def test_serve_checks_its_libraries_and_port_before_starting(capsys, tmp_path):

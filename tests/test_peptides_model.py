@@ -177,7 +177,9 @@ def test_top_n_gives_ranked_distinct_mass_matching_sequences(tmp_path):
         assert list(g["rank"]) == list(range(1, len(g) + 1))
         assert g["sequence"].is_unique and g["score"].is_monotonic_decreasing
     assert (b.loc[b["rank"] > 1, "score"] > 0).all()  # alternatives all match the mass
-    assert len(mztab.MzTab(str(tab)).spectrum_match_table) == len(b)
+    psms = mztab.MzTab(str(tab)).spectrum_match_table
+    assert len(psms) == len(b)
+    assert list(psms["opt_global_rank"].astype(int)) == list(b["rank"])
 
 
 def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp_path):

@@ -329,6 +329,7 @@ def run_bench(a: argparse.Namespace) -> dict:
               "test fold", flush=True)
         results["peptides"] = bench_peptides(log=lambda s: print(s, flush=True))
     if not getattr(a, "skip_ei_prediction", False):
+        from msid.ei.insilico import DEFAULT_STUDENT
         from msid.ei.neims_bench import bench_ei_prediction
         from msid.resources import shipped_model
 
@@ -336,7 +337,7 @@ def run_bench(a: argparse.Namespace) -> dict:
               f"1.6M-molecule in-silico library on {a.jobs} processes", flush=True)
         results["ei_prediction"] = bench_ei_prediction(
             a.ei_teacher or shipped_model("neims_teacher_cc-by-nc-sa"),
-            a.ei_student or shipped_model("neims_student_cc-by-nc-sa"),
+            a.ei_student or shipped_model(DEFAULT_STUDENT),
             library_sample=a.ei_library_sample, jobs=a.jobs, full=a.ei_library_full,
             log=lambda s: print(s, flush=True))
     results["machine"] = {"cpus": os.cpu_count()}

@@ -192,7 +192,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
                  what="an msid spectrum store")
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
-                      "quarantined": dict(stats.quarantined), "renamed": stats.renamed}))
+                      "quarantined": dict(stats.quarantined), "renamed": stats.renamed,
+                      "damaged": stats.damaged}))
     return 0
 
 

@@ -55,6 +55,7 @@ class ConvertStats:
     stored: int = 0
     quarantined: Counter = field(default_factory=Counter)
     renamed: int = 0  # records whose id an earlier record held: stored as "<id>#2", "#3", ...
+    damaged: str = ""  # where a damaged file stopped being readable (a note, no record)
 
 
 def check_peaks(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
@@ -327,7 +328,10 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
 
         def reject(rid: str, reason: str) -> None:
             writer.quarantine(QuarantineRecord(path.name, rid, reason))
-            stats.quarantined[": ".join(reason.split(": ")[:2]) if clean else reason] += 1
+            if FILE_DAMAGE in reason:  # a note about the file, in the store's quarantine
+                stats.damaged = "; ".join(filter(None, (stats.damaged, reason)))
+            else:  # a record: read == stored + quarantined
+                stats.quarantined[": ".join(reason.split(": ")[:2]) if clean else reason] += 1
 
         jobs = ((payload, path.name, clean) for payload in read_chunks(path))
         for outcome, batch in imap_ordered(_convert_chunk, jobs, n_jobs):

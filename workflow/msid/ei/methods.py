@@ -52,8 +52,7 @@ def default_library() -> Path:
         return folder / "massbank_ei.msp.gz"
     found = sorted(folder.glob("*.msp*"))
     if not found:
-        raise ValueError("no EI library given (--library) and none shipped in "
-                         "resources/massbank_ei/")
+        raise ValueError(f"no EI library given (--library) and none in {folder}")
     return found[0]
 
 

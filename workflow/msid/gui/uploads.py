@@ -165,7 +165,9 @@ def parse_upload(filename: str, data: bytes) -> tuple[list[UploadedSpectrum], li
             else:
                 raise UploadError(f"'{filename}': unsupported file type (upload .msp, .mgf or "
                                   f".mzML)")
-    except UploadError:
+    except UploadError as e:
+        if filename not in str(e):  # every message names the file it is about
+            raise UploadError(f"'{filename}': {e}") from e
         raise
     except Exception as e:  # a malformed file from a user: say so, never crash the server
         raise UploadError(f"'{filename}' could not be read: {type(e).__name__}: {e}") from e

@@ -107,9 +107,12 @@ def mass_range(method: str, model_path: str | os.PathLike | None) -> tuple[float
 
     vocab, max_len = Vocab.default(), 0
     if method == "peptrm" and model_path:
+        from msid.peptides.model import PepTRMConfig  # (the method loads torch anyway)
+
         try:
             cfg = json.loads(card_path(model_path).read_text())["config"]
-            vocab, max_len = Vocab(tuple(cfg["vocab"])), int(cfg["model"].get("max_len", 30))
+            vocab = Vocab(tuple(cfg["vocab"]))
+            max_len = int(cfg["model"].get("max_len", PepTRMConfig.max_len))
         except (OSError, KeyError, TypeError, ValueError):
             pass  # loading the model names what is wrong with its card
     masses = vocab.masses[1:]
@@ -212,7 +215,9 @@ def _mztab_mods(tokens: list[str]) -> str:
 
 def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
                 method: str) -> None:
-    """mzTab 1.0.0 (Summary, Identification): metadata + PSM section."""
+    """mzTab 1.0.0 (Summary, Identification): metadata + PSM section, one PSM per sequence
+    (a spectrum's alternatives, ``top_n`` > 1, share its ``spectra_ref``; ``opt_global_rank``
+    says which is its best)."""
     loc = Path(run_location).resolve().as_uri() if run_location else "null"
     mtd = [("mzTab-version", "1.0.0"), ("mzTab-mode", "Summary"),
            ("mzTab-type", "Identification"), ("mzTab-ID", f"msid-denovo-{method}"),
@@ -235,7 +240,7 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
             "charge", "exp_mass_to_charge", "calc_mass_to_charge", "spectra_ref", "pre",
             "post", "start", "end", "opt_global_proforma", "opt_global_precursor_ppm",
             "opt_global_isotope_error", "opt_global_isotope_corrected_ppm",
-            "opt_ms_run[1]_aa_scores"]
+            "opt_global_rank", "opt_ms_run[1]_aa_scores"]
     lines.append("PSH\t" + "\t".join(cols))
     for k, r in enumerate(df.itertuples(), 1):
         tokens = parse_proforma(r.sequence)
@@ -247,6 +252,7 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
                 "null", "null", "null", "null", r.sequence, f"{r.precursor_mz_error_ppm:.2f}",
                 "null" if pd.isna(r.isotope_error) else str(int(r.isotope_error)),
                 "null" if pd.isna(r.isotope_corrected_ppm) else f"{r.isotope_corrected_ppm:.2f}",
+                str(int(r.rank)),  # with --top-n, a spectrum's alternatives share its spectra_ref
                 str(r.aa_scores) if isinstance(r.aa_scores, str) and r.aa_scores else "null"]
         lines.append("PSM\t" + "\t".join(vals))
     write_text(path, "\n".join(lines) + "\n")
