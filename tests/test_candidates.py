@@ -52,3 +52,27 @@ def test_precursor_without_adduct_takes_its_charge():
     assert neutral_mass(mz, "", "positive", 0) == pytest.approx(mz - proton, abs=1e-5)
     assert neutral_mass(mz, "[M+Na]+", "positive", 1) == pytest.approx(
         mz - nist_mass["Na"][0][0] + nist_mass["e*"][0][0], abs=1e-4)
+
+
+def test_formula_candidates_take_the_formula_a_query_carries(tmp_path, data_dir):
+    """`--candidate-kind formula`: a query with no structure but an MGF FORMULA= line gets the
+    pool molecules of that formula; one with neither gets a row that says why, and the run
+    goes on."""
+    import re
+
+    from msid.cli import main
+    from msid.rankings import read_rankings
+
+    text = (data_dir / "bad" / "pesticides_first3.mgf").read_text()
+    text = re.sub(r"(?m)^(SMILES|INCHI|INCHIAUX)=.*\n", "", text)
+    (tmp_path / "q.mgf").write_text(text.replace("BEGIN IONS\n", "BEGIN IONS\nFORMULA=C11H8N2O\n",
+                                                 1))
+    assert main(["identify", str(tmp_path / "q.mgf"), "--method", "random", "--candidate-kind",
+                 "formula", "--top-k", "5", "--out", str(tmp_path / "o.tsv")]) == 0
+    rows = read_rankings(tmp_path / "o.tsv")
+    first = rows[rows["query_id"] == rows["query_id"].iat[0]]
+    assert (first["rank"] > 0).all()
+    assert {parse_structure(s).formula for s in first["smiles"]} == {"C11H8N2O"}
+    rest = rows[rows["query_id"] != rows["query_id"].iat[0]]
+    assert len(rest) == 2 and (rest["rank"] == 0).all()
+    assert (rest["note"] == "no candidates (the query carries no formula or structure)").all()

@@ -24,6 +24,27 @@ def test_identify_library_finds_each_spectrum_itself(data_dir, tmp_path, pestici
     assert (top["library_id"] != "").all() and (top["method"] == "library").all()
 
 
+def test_identify_names_the_options_it_does_not_use(data_dir, tmp_path, pesticides_store,
+                                                    capsys, monkeypatch):
+    """Options that change nothing in this call are named, never silently dropped; the seed
+    reaches the decoys behind the q-values."""
+    q = data_dir / "bad" / "pesticides_first3.mgf"
+    args = ["identify", str(q), "--library", str(pesticides_store)]
+    assert main([*args, "--ppm", "5", "--fdr", "0.01", "--out", str(tmp_path / "a.tsv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: not used: --fdr" in err and "warning: not used: --ppm" in err
+    assert main([*args, "--out", str(tmp_path / "b.tsv")]) == 0
+    assert "not used" not in capsys.readouterr().err
+    import msid.identify
+
+    seeds = []
+    real = msid.identify.add_qvalues
+    monkeypatch.setattr(msid.identify, "add_qvalues",
+                        lambda *x, seed=0: seeds.append(seed) or real(*x, seed=seed))
+    assert main([*args, "--seed", "7", "--out", str(tmp_path / "c.tsv")]) == 0
+    assert seeds == [7]  # as the workflow's identify_run passes its seed
+
+
 def test_identify_with_massspecgym_candidates(data_dir, tmp_path):
     out = tmp_path / "r.tsv"
     rc = main(["identify", str(data_dir / "massspecgym_debug_5_train.mgf.gz"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from matchms.importing import load_from_mgf, load_from_msp
@@ -58,6 +60,32 @@ def test_identify_writes_mztab_m_when_asked(data_dir, tmp_path, pesticides_store
     assert sorted(tables["SME"]["smiles"]) == sorted(ranked["smiles"])
     text = (tmp_path / "ids.mztab").read_text()
     assert f"MTD\tms_run[1]-location\t{q.resolve().as_uri()}\n" in text
+
+
+def test_a_library_without_structures_names_its_records(data_dir, tmp_path, capsys):
+    """A library store whose records carry no structure: identify says so, its matches keep
+    their library record in the mzTab-M, and the compound table never lumps them together."""
+    import re
+
+    import pandas as pd
+
+    text = (data_dir / "bad" / "pesticides_first3.mgf").read_text()
+    (tmp_path / "lib.mgf").write_text(re.sub(r"(?m)^(SMILES|INCHI|INCHIAUX)=.*\n", "", text))
+    assert main(["convert", str(tmp_path / "lib.mgf"), "--out", str(tmp_path / "lib.h5")]) == 0
+    q = data_dir / "bad" / "pesticides_first3.mgf"
+    args = ["identify", str(q), "--library", str(tmp_path / "lib.h5"), "--top-k", "2"]
+    assert main([*args, "--out", str(tmp_path / "ids.tsv"),
+                 "--compounds", str(tmp_path / "compounds.tsv")]) == 0
+    err = capsys.readouterr().err
+    assert "3 of 3 record(s) have no structure" in err
+    assert "3 compounds (" in err and "confident: q-value" in err  # the rule that judged
+    ranked = read_rankings(tmp_path / "ids.tsv").query("rank == 1")
+    assert len(ranked) == 3 and (ranked["smiles"] == "").all()
+    compounds = pd.read_csv(tmp_path / "compounds.tsv", sep="\t")
+    assert len(compounds) == 3 and set(compounds["spectra"]) == {1}
+    assert main([*args, "--out", str(tmp_path / "ids.mztab")]) == 0
+    sml = read_back(tmp_path / "ids.mztab")["SML"]
+    assert sorted(sml["database_identifier"]) == sorted(ranked["library_id"])
 
 
 @pytest.mark.parametrize("fmt", ["mgf", "msp"])
@@ -133,6 +161,12 @@ def test_mztab_summary_prefers_spectral_matches_and_never_the_random_baseline():
     assert best["library_id"] == "MSBNK-2" and _reliability(best) == 2
     rejected = rows(("library", 1, "MSBNK-2", "", 1.0), ("ranker", 1, "", "", nan))
     assert _summary_order(rejected).iloc[0]["method"] == "ranker"
+    # a rejected top match takes the library's lower ranks (no q-value of their own) with it
+    rejected = rows(("library", 1, "MSBNK-2", "", 1.0), ("library", 2, "MSBNK-3", "", nan),
+                    ("ranker", 1, "", "", nan))
+    assert list(_summary_order(rejected)["method"]) == ["ranker", "library", "library"]
+    alone = rows(("library", 1, "MSBNK-2", "", 1.0), ("library", 2, "MSBNK-3", "", nan))
+    assert _summary_order(alone).iloc[0]["library_id"] == "MSBNK-2"  # still its best guess
 
 
 def test_ei_run_mztab_m_has_no_precursor_and_levels_predicted_matches(tmp_path):
@@ -289,3 +323,16 @@ def test_a_store_without_the_scan_column_still_reads(tmp_path, pesticides_store)
     with SpectrumStore(old) as st:
         assert len(st) and (st.metadata["scan"] == "").all()
     assert main(["export", str(old), "--out", str(tmp_path / "old.mgf")]) == 0
+
+
+def test_theoretical_mz_is_the_candidates_ion_for_multimers_and_charges():
+    """The m/z a candidate would have as the query's ion ([2M+H]+, [M+2H]2+, [M-H]-): the
+    inverse of the neutral mass msid derives from the precursor."""
+    from msid.chem.adducts import ion_mz, neutral_mass
+
+    for adduct, z, step in (("[M+H]+", 1, 1.0), ("[2M+H]+", 1, 2.0), ("[M+2H]2+", 2, 0.5),
+                            ("[M-H]-", -1, 1.0), ("[2M+Na]+", 1, 2.0)):
+        mass = neutral_mass(500.0, adduct, "", z)
+        assert ion_mz(mass, 500.0, adduct, "", z) == pytest.approx(500.0)
+        assert ion_mz(mass + 1.0, 500.0, adduct, "", z) == pytest.approx(500.0 + step)
+    assert math.isnan(ion_mz(100.0, 500.0, "", "", 0))

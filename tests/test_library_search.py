@@ -57,6 +57,7 @@ def test_analog_search_finds_related_spectra(library, pesticides_store):
         prec = st.metadata["precursor_mz"].to_numpy()
         hits = library.analog_search(float(prec[0]), *st.peaks(0), top_k=10)
     assert hits[0].library_index == 0 and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert all(0 < h.score <= 1.0 for h in hits)  # a similarity, never above 1
     # open search is not limited to the precursor window
     assert any(abs(prec[h.library_index] - prec[0]) > 1.0 for h in hits[1:])
 

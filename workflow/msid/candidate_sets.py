@@ -139,7 +139,8 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
 
     ``kind='mass'`` takes pool molecules within ``ppm`` of the neutral mass: the true molecule's
     mass when ``include_true`` (benchmark, MassSpecGym protocol), else the mass derived from the
-    precursor m/z and adduct. ``kind='formula'`` takes the true molecule's formula.
+    precursor m/z and adduct. ``kind='formula'`` takes the true molecule's formula, else the
+    formula the query carries (an MGF ``FORMULA=`` line); a query with neither gets none.
     ``candidate_file``: a path or a :class:`CandidateTable` already read. What it holds that no
     query can use (unknown query keys, empty or unparsable SMILES) is counted into ``report``
     (when given; else logged as warnings).
@@ -181,11 +182,11 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
         else:
             if index is None:
                 raise ValueError("candidates need a candidate index or a candidate file")
-            if kind == "formula":
-                if true is None:
-                    raise ValueError("formula candidates need the query's true formula")
-                cands = candidate_set(index, formula=true.formula, max_n=max_n,
-                                      true=true if include_true else None)
+            if kind == "formula":  # the structure's formula, else the one the query carries
+                formula = true.formula if true is not None else str(m.get("formula") or "")
+                cands = (candidate_set(index, formula=formula, max_n=max_n,
+                                       true=true if include_true else None)
+                         if formula else [])  # no formula: no candidates, and the row says so
             else:
                 mass = (true.exact_mass if (include_true and true) else
                         neutral_mass(float(m["precursor_mz"]), str(m["adduct"]),

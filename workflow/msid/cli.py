@@ -44,7 +44,8 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model file for learned methods")
     p.add_argument("--candidate-kind", choices=["mass", "formula"], default="mass",
                    help="pool candidates by the query's neutral mass (--ppm) or by its formula "
-                        "(queries that carry one)")
+                        "(its structure's, else an MGF FORMULA= line; a query with neither "
+                        "gets a row saying so)")
     p.add_argument("--ppm", type=positive_float, default=10.0,
                    help="mass window for pool candidates, ppm (default: 10)")
     p.add_argument("--max-candidates", type=positive_int, default=256,
@@ -52,7 +53,8 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=top_k, default=20,
                    help="ranks kept per query (default: 20; 0: all; EI methods: up to 10,000)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the candidate order and of the random baseline")
+                   help="seed of the candidate order, the random baseline and the decoy "
+                        "spectra behind the q-values")
     p.add_argument("--out", required=True, help="Rankings TSV, or mzTab-M 2.0 when it ends "
                                                 "in .mztab")
     p.add_argument("--compounds", help="also write the library hits grouped by structure "
@@ -74,6 +76,13 @@ def _library_usable(store: Path, name: str) -> bool:
 
     with SpectrumStore(store) as st:
         n, reasons = len(st), Counter(st.quarantine["reason"].astype(str))
+        md = st.metadata
+        no_structure = int(((md["smiles"].astype(str) == "")
+                            & (md["inchikey"].astype(str) == "")).sum()) if n else 0
+    if no_structure:
+        print(f"msid identify: library {name}: {no_structure} of {n} record(s) have no "
+              "structure (no SMILES or InChIKey): their matches name the library record only",
+              file=sys.stderr)
     if reasons:
         top = "; ".join(f"{c} x {r[:80]}" for r, c in reasons.most_common(3))
         more = f"; {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
@@ -84,6 +93,23 @@ def _library_usable(store: Path, name: str) -> bool:
         print(f"msid identify: error: library {name} has no usable record (a library record "
               "needs peaks, a precursor m/z and a parseable SMILES)", file=sys.stderr)
     return n > 0
+
+
+def _ignored_options(a: argparse.Namespace, makes_candidates: bool) -> list[str]:
+    """Options given that this call of ``msid identify`` does not use, with why."""
+    out = []
+    if a.pool and a.candidates:
+        out.append("--pool (--candidates gives each query's candidates)")
+    if a.fdr != 0.05 and not a.compounds:
+        out.append("--fdr (it sets which --compounds are confident)")
+    if not makes_candidates:
+        given = [o for o, v, d in (("--ppm", a.ppm, 10.0), ("--max-candidates",
+                                                            a.max_candidates, 256),
+                                   ("--candidate-kind", a.candidate_kind, "mass")) if v != d]
+        if given:
+            out.append(f"{', '.join(given)} (method '{a.method}' ranks no pool candidates: "
+                       "give --pool or --candidates, or a method that ranks candidates)")
+    return out
 
 
 def cmd_identify(a: argparse.Namespace) -> int:
@@ -142,7 +168,10 @@ def cmd_identify(a: argparse.Namespace) -> int:
         method = make_method(a.method, MethodResources(library=library, model_path=a.model,
                                                        seed=a.seed, options=options))
         candidates = None
-        if a.candidates or method.needs_candidates or a.pool:
+        makes_candidates = bool(a.candidates or method.needs_candidates or a.pool)
+        for what in _ignored_options(a, makes_candidates):
+            print(f"msid identify: warning: not used: {what}", file=sys.stderr)
+        if makes_candidates:
             index = None if a.candidates else cached_index(a.pool)
             candidates = candidates_for_queries(
                 q, list(range(len(q))), index=index, candidate_file=table,
@@ -151,7 +180,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
         mztab = Path(a.out).suffix.lower() == ".mztab"
         ranked_path = Path(work) / "identifications.tsv" if mztab else a.out
         identify_to_file(method, q, ranked_path, candidates, top_k=a.top_k,
-                         candidate_source="file" if a.candidates else "pool")
+                         candidate_source="file" if a.candidates else
+                         "pool-formula" if a.candidate_kind == "formula" else "pool",
+                         seed=a.seed)
         if mztab:  # the Rankings table written as mzTab-M, every row of it
             from msid.export.mztab import write_mztab_m
 
@@ -167,8 +198,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
             from msid.compounds import write_compound_table
 
             found = write_compound_table(ranked_path, a.compounds, fdr=a.fdr)
+            rule = found.attrs.get("confident_rule", "")
             print(f"msid identify: {len(found)} compounds ({int(found['confident'].sum())} "
-                  f"confident at q <= {a.fdr:g}) -> {a.compounds}", file=sys.stderr)
+                  f"confident: {rule}) -> {a.compounds}", file=sys.stderr)
         print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"
               + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
         for _, r in q.quarantine.iterrows():

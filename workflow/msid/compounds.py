@@ -28,10 +28,18 @@ COMPOUND_COLUMNS = ("compound", "inchikey", "smiles", "confident", "spectra",
 
 
 def compound_keys(hits: pd.DataFrame) -> pd.Series:
-    """What makes two hits the same compound: the InChIKey first block, else the SMILES (a
-    library record without an InChIKey is its own compound, never lumped with the others)."""
-    key = hits["inchikey"].astype(str).str[:14]
-    return key.where(~key.isin(["", "nan"]), hits["smiles"].astype(str))
+    """What makes two hits the same compound: the InChIKey first block, else the SMILES, else
+    the library record's name, else its id (a library record without a structure is never
+    lumped with the others)."""
+    def col(name: str) -> pd.Series:
+        v = hits[name].astype(str) if name in hits else pd.Series("", index=hits.index)
+        return v.where(~v.isin(["", "nan", "None"]), "")
+
+    key = col("inchikey").str[:14]
+    for name, prefix in (("smiles", ""), ("name", "name: "), ("library_id", "id: ")):
+        v = col(name)
+        key = key.where(key != "", (prefix + v).where(v != "", ""))
+    return key
 
 
 def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELTA_SCORE,
@@ -45,11 +53,13 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
     ``library_id``, ``best_query_id`` and ``precursor_mz`` are that spectrum's own values, so
     a row never pairs one spectrum's score with another's q-value or delta score.
     ``rt_first`` / ``rt_last`` (seconds, as ``rt`` in the identification table) span all of
-    its spectra. Sorted confident first, then by best score."""
+    its spectra. Sorted confident first, then by best score; ``attrs["confident_rule"]`` says
+    which rule judged "confident" (q-values exist only for library search over a library,
+    not when it ranks given candidates)."""
     top = ids[(ids["method"] == method) & (ids["rank"] == 1)].copy()
     if top.empty:
         return pd.DataFrame(columns=list(COMPOUND_COLUMNS))
-    top["confident"], _ = confident_top(top, fdr, confident_score, min_delta)
+    top["confident"], rule = confident_top(top, fdr, confident_score, min_delta)
     top["key"] = compound_keys(top)
     for c in ("score", "q_value", "delta_score", "rt", "precursor_mz"):
         top[c] = pd.to_numeric(top[c], errors="coerce")
@@ -71,8 +81,10 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
             "adducts": ",".join(adducts), "precursor_mz": float(best["precursor_mz"]),
             "best_query_id": best["query_id"], "library_id": best["library_id"]})
     out = pd.DataFrame(rows, columns=list(COMPOUND_COLUMNS))
-    return out.sort_values(["confident", "best_score"], ascending=[False, False],
-                           kind="stable").reset_index(drop=True)
+    out = out.sort_values(["confident", "best_score"], ascending=[False, False],
+                          kind="stable").reset_index(drop=True)
+    out.attrs["confident_rule"] = rule  # in words: q-values where estimated, else the score
+    return out
 
 
 def write_compound_table(identifications: str | os.PathLike, out: str | os.PathLike, *,

@@ -84,14 +84,15 @@ def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
 def identify_to_file(method: Method, store: SpectrumStore, out: str | os.PathLike,
                      candidates: dict[str, list[Structure]] | None = None,
                      top_k: int = 0, progress: bool = True, fdr: bool = True,
-                     candidate_source: str = "pool") -> Path:
+                     candidate_source: str = "pool", seed: int = 0) -> Path:
     """Rank every query and write the table; library search hits get target-decoy q-values
-    (unless ``fdr`` is False). ``candidate_source``: "pool" or "file" (see rank_queries)."""
+    (unless ``fdr`` is False; decoys drawn with ``seed``, as the workflow's ``identify_run``
+    does). ``candidate_source``: "pool", "pool-formula" or "file" (see rank_queries)."""
     rows = rank_queries(method, store, None, candidates, top_k, progress,
                         candidate_source=candidate_source)
     library = getattr(method, "library", None)
     if fdr and candidates is None and method.name == "library" and library is not None:
-        add_qvalues(rows, library, store)
+        add_qvalues(rows, library, store, seed=seed)
     return write_rankings(rows, out)
 
 

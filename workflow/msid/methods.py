@@ -291,7 +291,8 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
                  candidate_source: str = "pool") -> list[dict]:
     """Rows of the Rankings table for ``rows`` of ``store`` (all when None).
 
-    ``candidate_source`` ("pool" or "file") names where ``candidates`` came from, for the
+    ``candidate_source`` ("pool", "pool-formula" or "file") names where ``candidates`` came
+    from (the pool by mass or by formula, or a candidate file), for the
     reason a query without any is given.
 
     Every query gets rows: its ranked candidates (with the query's rt, precursor m/z and
@@ -330,6 +331,9 @@ def _why_empty(method: Method, query: Query, candidates: list[Structure] | None,
     if getattr(method, "needs_candidates", False) and not candidates:
         if candidate_source == "file":
             return "no candidates (none for this query in the candidate file)"
+        if candidate_source == "pool-formula":
+            return ("no candidates (none in the pool with the query's formula)" if query.formula
+                    else "no candidates (the query carries no formula or structure)")
         mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
         if not math.isfinite(mass):
             return "no candidates (neutral mass unknown: no adduct or ion mode)"

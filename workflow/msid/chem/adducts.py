@@ -55,3 +55,16 @@ def neutral_mass(precursor_mz: float, adduct: str = "", ion_mode: str = "",
     s = Spectrum(np.array([1.0]), np.array([1.0]), metadata=meta, metadata_harmonization=False)
     mass = derive_parent_mass_from_precursor_mz(s)
     return float(mass) if mass is not None else float("nan")
+
+
+def ion_mz(mass: float, precursor_mz: float, adduct: str = "", ion_mode: str = "",
+           charge: int = 0) -> float:
+    """The m/z of a molecule of neutral ``mass`` as the same ion (adduct, charge) as the
+    precursor at ``precursor_mz``: the inverse of :func:`neutral_mass`, which is linear in
+    m/z (mass = m/z x |z| / n, less the adduct's mass, for an [nM+X]z ion), so multimers and
+    multiply charged ions come out right. NaN if the ion is unknown."""
+    at = neutral_mass(precursor_mz, adduct, ion_mode, charge)
+    slope = neutral_mass(precursor_mz + 1.0, adduct, ion_mode, charge) - at  # |z| / n
+    if not (math.isfinite(at) and math.isfinite(slope) and slope > 0):
+        return float("nan")
+    return precursor_mz + (mass - at) / slope

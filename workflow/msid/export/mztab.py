@@ -20,7 +20,7 @@ import pandas as pd
 
 from msid import __version__
 from msid.atomic import write_text
-from msid.chem.adducts import neutral_mass
+from msid.chem.adducts import ion_mz, neutral_mass
 from msid.chem.structures import parse_structure
 from msid.rankings import PRECURSOR_ONLY, read_rankings
 from msid.store import SpectrumStore
@@ -61,9 +61,14 @@ def _summary_order(g: pd.DataFrame) -> pd.DataFrame:
     """A spectrum's rows, its summary (SML) answer first: library spectral matches the
     target-decoy competition did not reject, then the learned methods' candidates (in the
     table's method order), then rejected or precursor-only library matches, the random
-    baseline last; by rank within each (a stable sort keeps the table's method order)."""
+    baseline last; by rank within each (a stable sort keeps the table's method order). A
+    method's library matches are judged by its best-ranked one: only that one competed with
+    the decoys, so when it is rejected the ones below it (no q-value) are not answers either."""
     library = g["library_id"].astype(str) != ""
     weak = library & ((g["note"] == PRECURSOR_ONLY) | (g["q_value"] >= 1))
+    first = g[library].sort_values("rank", kind="stable").drop_duplicates("method")
+    rejected = set(first.loc[weak[first.index], "method"])
+    weak |= library & g["method"].isin(rejected)
     tier = np.where(library & ~weak, 0, np.where(weak, 2, np.where(g["method"] == "random",
                                                                    3, 1)))
     return g.assign(_tier=tier).sort_values(["_tier", "rank"], kind="stable").drop(
@@ -92,7 +97,9 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
     predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2.
     ``location``: the run file, written as its file: URI (else the run's file name)."""
     ids = read_rankings(identifications)
-    ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k) & (ids["smiles"] != "")]
+    # a candidate needs a structure; a library match at least its library record
+    ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k)
+              & ((ids["smiles"] != "") | (ids["library_id"] != ""))]
     with SpectrumStore(spectra) as st:
         md = st.metadata.set_index(st.metadata["id"].astype(str))
         source = sorted(set(st.metadata["source_file"])) if len(st) else []
@@ -146,14 +153,17 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         spectra_ref = f"ms_run[1]:{m['native_id'] if m is not None and m['native_id'] else qid}"
         observed = neutral_mass(mz, "" if adduct == NULL else adduct,
                                 str(m["ion_mode"]) if m is not None else "", charge)
+        # m/z per Da of neutral mass for this ion (|z| / n for [nM+X]z: multimers, charges)
+        per_da = (ion_mz(observed + 1.0, mz, "" if adduct == NULL else adduct,
+                         str(m["ion_mode"]) if m is not None else "", charge) - mz
+                  if charge and math.isfinite(observed) else math.nan)
         refs = []
         for _, r in g.iterrows():
             sme_id += 1
             refs.append(str(sme_id))
             st = parse_structure(r["smiles"])
-            # the candidate's m/z under the query's adduct: shift the precursor by the mass gap
-            theo = (mz - (observed - st.exact_mass) / abs(charge)
-                    if st and charge and math.isfinite(observed) else math.nan)
+            # the candidate's m/z as the query's ion: shift the precursor by the mass gap
+            theo = mz + (st.exact_mass - observed) * per_da if st else math.nan
             sme.append([sme_id, qid, r["library_id"] or NULL, st.formula if st else NULL,
                         r["smiles"], NULL, r["name"] or NULL, NULL, NULL, adduct, mz,
                         _charge_str(charge), theo, spectra_ref,

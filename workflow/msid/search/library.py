@@ -266,6 +266,7 @@ class SpectralLibrary:
         q[:, 1] *= 2  # FlashEntropySearch halves internally
         scores = fes.entropy_search.search(method="open", peaks=q,
                                            ms2_tolerance_in_da=self.cfg.fragment_tol_da)
+        scores = np.minimum(scores, 1.0)  # float32 sums overshoot 1 for identical spectra
         code = polarity_code(ion_mode)
         if code:
             scores = np.where(self.row_polarity[rows] * code < 0, 0.0, scores)
