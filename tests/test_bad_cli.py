@@ -47,6 +47,7 @@ def _error(capsys, *argv: str) -> str:
     (["--candidates", str(BAD)], "is a directory, not a candidate file"),
     (["--library", "/no/such/lib.h5"], "--library /no/such/lib.h5: does not exist"),
     (["--library", str(BAD)], "is a directory, not a file"),
+    (["--method", "ei-cosine", "--library", str(BAD)], "is a directory, not a file"),
     (["--top-k", "-5"], "argument --top-k: must be 0 (every rank) or more, not -5"),
     (["--max-candidates", "0"], "argument --max-candidates: must be a positive whole number"),
     (["--max-candidates", "-3"], "argument --max-candidates: must be a positive whole number"),

@@ -289,6 +289,11 @@ def test_smiles_files_as_users_write_them(tmp_path) -> None:
         (3, "ethanol, absolute", "CCO")]
     (tmp_path / "l.txt").write_bytes("CCO éthanol\nc1ccccc1O phénol\n".encode("latin-1"))
     assert [name for _, name, _ in read_smiles_file(tmp_path / "l.txt")] == ["éthanol", "phénol"]
+    # no header: SMILES first, then a name, by tab or comma (an upper-case SMILES is no header)
+    for sep in ("\t", ","):
+        (tmp_path / "nh.txt").write_text(f"CCO{sep}ethanol\nc1ccccc1O{sep}phenol, pure\n")
+        assert list(read_smiles_file(tmp_path / "nh.txt")) == [
+            (1, "ethanol", "CCO"), (2, "phenol, pure", "c1ccccc1O")]
     (tmp_path / "h.tsv").write_text("name\tstructure\nethanol\tCCO\n")
     with pytest.raises(InputFileError, match=r"without a 'smiles' column.*name, structure"):
         list(read_smiles_file(tmp_path / "h.tsv"))

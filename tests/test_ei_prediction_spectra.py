@@ -29,6 +29,10 @@ def test_to_nominal_sums_and_respects_mass_defect() -> None:
     assert nint.tolist() == [9.0, 2.0, 1.0]
     nmz, nint = to_nominal(mz, inten, reduce="max")
     assert nint[0] == 5.0
+    # a whole-number m/z (unit-mass data) is its own bin, at any mass: binned again it stays
+    unit = np.array([1040.0, 1041.0, 1042.0, 1043.0, 1185.0])
+    assert to_nominal(unit, np.ones(5))[0].tolist() == unit.astype(int).tolist()
+    assert to_nominal(np.array([1185.5]), np.ones(1))[0].tolist() == [1185]
 
 
 def test_dense_nominal_vector() -> None:

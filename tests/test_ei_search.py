@@ -472,6 +472,50 @@ def test_cli_identify_ei_with_msp_library(lib, lib_path, tmp_path, method):
         assert (read_rankings(out).groupby("query_id").size() == n_structures).all()
 
 
+def test_a_query_scores_one_against_its_own_library_record(lib_path, tmp_path):
+    """Queries are binned and cleaned as library records are: a profile-like record (hundreds
+    of decimal m/z points) and a centroided one each find themselves at score 1."""
+    import gzip
+
+    from msid.cli import main
+    from msid.ei.nominal import is_profile_like
+    from msid.io.raw import read_spectra
+    from msid.rankings import read_rankings
+
+    records = gzip.decompress(lib_path.read_bytes()).decode().split("\n\n")[:300]
+    (tmp_path / "all.msp").write_text("\n\n".join(records) + "\n")
+    profile = [is_profile_like(r.mz) for r in read_spectra(tmp_path / "all.msp")]
+    picked = [records[profile.index(True)], records[profile.index(False)]]
+    (tmp_path / "q.msp").write_text("\n\n".join(picked) + "\n")
+    assert main(["identify", str(tmp_path / "q.msp"), "--method", "ei-weighted-cosine",
+                 "--library", str(lib_path), "--top-k", "1", "--out",
+                 str(tmp_path / "o.tsv")]) == 0
+    top = read_rankings(tmp_path / "o.tsv").set_index("query_id")
+    assert (top["library_id"] == top.index).all()
+    assert top["score"].to_numpy() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_library_without_structures_is_searched_by_name(lib_path, tmp_path):
+    """NIST/AMDIS-style user libraries carry a name and peaks, no SMILES: their records are
+    searched and a match names its record, with no structure made up."""
+    import gzip
+    import re
+
+    from msid.cli import main
+    from msid.rankings import read_rankings
+
+    records = gzip.decompress(lib_path.read_bytes()).decode().split("\n\n")[:40]
+    text = "\n\n".join(records) + "\n"
+    (tmp_path / "amdis.msp").write_text(re.sub(r"(?im)^(SMILES|INCHI|INCHIKEY):.*\n", "", text))
+    (tmp_path / "q.msp").write_text("\n\n".join(records[1:3]) + "\n")
+    assert main(["identify", str(tmp_path / "q.msp"), "--method", "ei-weighted-cosine",
+                 "--library", str(tmp_path / "amdis.msp"), "--top-k", "2", "--out",
+                 str(tmp_path / "o.tsv")]) == 0
+    top = read_rankings(tmp_path / "o.tsv").query("rank == 1").set_index("query_id")
+    assert (top["library_id"] == top.index).all() and (top["name"] != "").all()
+    assert (top["smiles"] == "").all() and (top["inchikey"] == "").all()
+
+
 DEMO_TRUTH = {  # resources/runs/gcms_ei_demo.msp: MassBank records, annotation removed
     "gcms_demo_peak_01": "DGEZNRSVGBDHLK", "gcms_demo_peak_02": "FSASIHFSFGAIJM",
     "gcms_demo_peak_03": "BTCSSZJGUNDROE", "gcms_demo_peak_04": "BVJSUAQZOZWCKN",
@@ -532,3 +576,31 @@ def test_train_cli_fine_tunes_the_embedder_from_library_files(lib_path, tmp_path
     assert card["config"]["top_k_peaks"] == 12
     emb = embedder.encode(get_library(lib_path).peaks[:4])
     assert emb.shape[0] == 4 and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-2)
+
+
+def test_a_query_sharing_no_peak_gets_no_hit_and_the_reason(lib):
+    """A score of 0 is no match: the baselines answer such a query with the reason, never
+    with an arbitrary library record at rank 1."""
+    from msid.methods import Query
+
+    m = EISpectralMatch("weighted-cosine", lib)
+    q = Query("q", float("nan"), "", "", 0, np.array([1999.0]), np.array([100.0]))
+    assert m.rank(q) == []
+    assert m.why_empty(q) == "no library spectrum shares a peak with the query"
+
+
+def test_ei_matches_carry_no_precursor_ppm_error(lib_path, tmp_path):
+    """An EI record's PRECURSORMZ line is no ion of the match: no ppm error is computed."""
+    import gzip
+
+    from msid.cli import main
+    from msid.rankings import read_rankings
+
+    record = gzip.decompress(lib_path.read_bytes()).decode().split("\n\n")[1]
+    (tmp_path / "q.msp").write_text(record.replace("Num Peaks", "PRECURSORMZ: 150.1\nNum Peaks")
+                                    + "\n")
+    assert main(["identify", str(tmp_path / "q.msp"), "--method", "ei-weighted-cosine",
+                 "--library", str(lib_path), "--top-k", "3", "--out",
+                 str(tmp_path / "o.tsv")]) == 0
+    rows = read_rankings(tmp_path / "o.tsv")
+    assert len(rows) == 3 and rows["ppm_error"].isna().all()

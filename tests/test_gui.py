@@ -106,7 +106,7 @@ def test_uploaded_msp_finds_the_compound(server, query):
 
 def test_upload_over_the_limit_is_refused_with_a_clear_message(server):
     status, page = _post(server, {"method": "ei-cosine"},
-                         {"file": ("big.msp", b"NAME: x\nNum Peaks: 1\n50 1\n" * 20_000)})
+                         {"file": ("big.msp", b"NAME: x\nNum Peaks: 1\n50 1\n" * 200_000)})
     assert status == 413
     assert "Upload too large" in page and "limit is 0.2 MB" in page
 
@@ -211,6 +211,11 @@ def test_serve_checks_its_libraries_and_port_before_starting(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["serve", "--port", "99999"])
     assert e.value.code == 2 and "0-65535" in capsys.readouterr().err
+    assert main(["serve", "--library", str(tmp_path)]) == 2  # a folder is no library
+    assert "is a directory, not a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--max-upload-mb", "0"])  # would refuse every request
+    assert e.value.code == 2 and "--max-upload-mb" in capsys.readouterr().err
 
 
 def _driver(tmp_path: Path):

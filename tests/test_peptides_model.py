@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,12 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
                                     "precursor_mz_error_ppm"]
     t = mztab.MzTab(str(tab))
     assert t.version == "1.0.0"
+    # residues that only open a sequence (pyro-Glu, pyro-carbamidomethyl) are N-terminal
+    mtd = dict(re.findall(r"^MTD\t(\S+)\t(.*)$", tab.read_text(), re.M))
+    positions = {v.split(", ")[2]: mtd[f"{k}-position"]
+                 for k, v in mtd.items() if re.fullmatch(r"variable_mod\[\d+\]", k)}
+    assert positions["Pyro-carbamidomethyl"] == positions["Gln->pyro-Glu"] == "Any N-term"
+    assert positions["Oxidation"] == "Anywhere"
     psm = t.spectrum_match_table
     assert len(psm) == len(df)
     if len(df):
@@ -108,6 +115,12 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
         np.testing.assert_allclose(back.to_numpy(float),
                                    df["isotope_corrected_ppm"].round(2).to_numpy(float),
                                    atol=0.006)  # NaN (no mass match) on both sides
+    # --ppm is the tolerance of either method: a sequence matches the precursor within it
+    tight = tmp_path / "tight.tsv"
+    assert main(["denovo-peptides", str(src), "--out", str(tight), "--model", str(model_file),
+                 "--method", method, "--beam-size", "4", "--ppm", "0.5"]) == 0
+    matched = pd.read_csv(tight, sep="\t").dropna(subset=["isotope_error"])
+    assert (matched["isotope_corrected_ppm"].abs() <= 0.5).all()
     if method == "peptrm":  # one probability per sequence token, in TSV and mzTab alike
         assert len(df)
         for seq, aa in zip(df["sequence"], df["aa_scores"], strict=True):
@@ -184,18 +197,20 @@ def test_top_n_gives_ranked_distinct_mass_matching_sequences(tmp_path):
 
 def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp_path):
     """A precursor of m/z 99999 (2+) is heavier than max_len of the heaviest token, one of 20 is
-    lighter than glycine: neither gets a made-up sequence; both are counted with the reason in
-    the annotations the run report shows. The other spectra are sequenced as before."""
+    lighter than glycine, and one is a negative-mode precursor (2-): none gets a made-up
+    sequence; each is counted with its reason in the annotations the run report shows. The
+    other spectra are sequenced as before."""
     from msid.identify import load_queries
     from msid.peptides.denovo import DecodeConfig, denovo_run
     from msid.report.peptides import peptide_section
 
-    spectra = read_annotated_mgf(MGF[0]).spectra[:4]
+    spectra = read_annotated_mgf(MGF[0]).spectra[:5]
     pepmass = {spectra[1].id: 99999.0, spectra[2].id: 20.0}
     src = tmp_path / "run.mgf"
     mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
                 "params": {"title": s.id, "pepmass": pepmass.get(s.id, s.precursor_mz),
-                           "charge": f"{s.charge}+"}} for s in spectra], output=str(src))
+                           "charge": f"{s.charge}{'-' if k == 4 else '+'}"}}
+               for k, s in enumerate(spectra)], output=str(src))
     store = load_queries(src, tmp_path)
     store_path = store.path
     store.close()
@@ -204,21 +219,22 @@ def test_precursors_out_of_reach_are_not_sequenced_and_are_named(model_file, tmp
     df = denovo_run(store_path, model_file, DecodeConfig(beam_size=4), tsv=out["tsv"],
                     annotations=out["json"], method="peptrm", log=lines.append)
     ann = json.loads(out["json"].read_text())
-    assert ann["n_spectra"] == 2 and ann["n_skipped"] == 2  # sequenced; out of reach
+    assert ann["n_spectra"] == 2 and ann["n_skipped"] == 3  # sequenced; set aside
     reasons = {q["id"]: q["reason"] for q in ann["skipped"]}
     assert "above the heaviest peptide peptrm can write" in reasons[spectra[1].id]
     assert "below the lightest peptide" in reasons[spectra[2].id]
+    assert reasons[spectra[4].id].startswith("negative-mode precursor")
     assert set(df["query_id"]) <= {spectra[0].id, spectra[3].id}
-    assert any("2 spectra not sequenced" in line for line in lines), lines
-    assert len(peptide_section(out["tsv"], out["json"])["skipped"]) == 2
+    assert any("3 spectra not sequenced" in line for line in lines), lines
+    assert len(peptide_section(out["tsv"], out["json"])["skipped"]) == 3
     # the batch report counts them under their own reason
     from msid.report.batch import run_summary
 
     summary = run_summary("run", "peptide", store_path, None, 0.05, denovo=out["tsv"],
                           denovo_annotations=out["json"])
-    assert summary["unanswered"]["de novo: not sequenced, precursor mass out of the "
-                                 "model's reach"] == 2
-    assert summary["n_unanswered"] == 4 - summary["n_answered"]
+    assert summary["unanswered"]["de novo: not sequenced, precursor mass out of reach"] == 2
+    assert summary["unanswered"]["de novo: not sequenced, negative mode"] == 1
+    assert summary["n_unanswered"] == 5 - summary["n_answered"]
     # the floor is one glycine (an N-terminal modification alone is no peptide): 68 Da is out
     from msid.peptides.denovo import mass_range, out_of_range
 

@@ -129,7 +129,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
     check_input(a.queries, "queries")  # user mistakes surface before any work
     for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
         if path:
-            check_input(path, option, directory_ok=ei and option == "--library")
+            check_input(path, option)
     inputs = {"queries": a.queries, "--library": a.library, "--pool": a.pool,
               "--model": a.model, "--candidates": a.candidates}
     check_output(a.out, inputs=inputs)
@@ -336,7 +336,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     libraries: dict[str, str] = {}
     for p in a.library or []:  # a library that is not there fails now, not at the first search
-        check_input(p, "--library", directory_ok=True)
+        check_input(p, "--library")
         label = Path(p).name
         if label in libraries:  # the page offers libraries by file name
             label = str(Path(p).resolve())
@@ -433,6 +433,7 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
         df = denovo_run(store_path, a.model or shipped_model(), cfg,
                         tsv=tsv or Path(work) / "denovo.tsv", mztab=mztab,
                         run_location=a.queries, method=a.method,
+                        dp_cfg={"ppm": cfg.ppm, "isotopes": cfg.isotopes},  # --ppm for dp too
                         log=lambda m: print(f"msid denovo-peptides: {m}", file=sys.stderr))
     print(f"msid denovo-peptides: {len(df)} sequences -> {', '.join(map(str, outs))}"
           + (f"; {len(lost)} input record(s) quarantined:" if len(lost) else ""),
@@ -528,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--library", action="append", help="EI library (MSP/MGF/store), repeatable; "
                                                       "default: the shipped MassBank EI library")
     p.add_argument("--model", help="llm4ms model file (default: the shipped one)")
-    p.add_argument("--max-upload-mb", type=float, default=5.0, help="upload size limit")
+    p.add_argument("--max-upload-mb", type=positive_float, default=5.0,
+                   help="upload size limit, MB (default 5)")
     p = sub.add_parser(
         "bench", help="throughput benchmarks (prints numbers)",
         description="Speed and memory benchmarks, each beside its baseline measured in the same "

@@ -67,12 +67,12 @@ def _label(path: str | os.PathLike, option: str) -> str:
     return f"{option} {path}" if option else str(path)
 
 
-def check_input(path: str | os.PathLike, option: str = "", *, directory_ok: bool = False) -> Path:
-    """``path`` exists, is readable and (unless ``directory_ok``) is a file."""
+def check_input(path: str | os.PathLike, option: str = "") -> Path:
+    """``path`` exists, is a file and is readable."""
     p = Path(path)
     if not p.exists():
         raise InputFileError(_label(p, option), "does not exist")
-    if p.is_dir() and not directory_ok:
+    if p.is_dir():
         raise InputFileError(_label(p, option), "is a directory, not a file")
     if not os.access(p, os.R_OK):
         raise InputFileError(_label(p, option), "is not readable (permission denied)")

@@ -57,6 +57,9 @@ class Method(Protocol):
     name: str
     needs_candidates: bool  # True: ranks given candidates; False: proposes its own answers
     needs_library: bool
+    # optional: ``precursor_ppm = False`` (EI methods) leaves the ppm error of a candidate's
+    # mass against the query's precursor out; ``why_empty(query, candidates)`` says why a
+    # query got no answer
 
     def rank(self, query: Query, candidates: list[Structure] | None) -> list[RankedCandidate]:
         ...
@@ -313,7 +316,9 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
         for q, c, ranked in zip(chunk, cands, results, strict=True):
             delta = top_delta_score(ranked)  # before the top-k cut
             ranked = ranked[:top_k] if top_k else ranked
-            out += rows_for_query(q.query_id, label or method.name, _with_ppm(q, ranked),
+            if getattr(method, "precursor_ppm", True):  # EI methods: no precursor ion
+                ranked = _with_ppm(q, ranked)
+            out += rows_for_query(q.query_id, label or method.name, ranked,
                                   rt=q.rt, precursor_mz=q.precursor_mz, adduct=q.adduct,
                                   reason="" if ranked else _why_empty(method, q, c,
                                                                       candidate_source),

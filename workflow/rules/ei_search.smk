@@ -25,7 +25,7 @@ EI_LIBRARY_FILES = list(EI["libraries"]) + (
 
 
 rule ei_library:
-    """EI library files (MSP/MGF) -> one nominal-mass EI store with structures, less the
+    """EI library files (MSP/MGF) -> one nominal-mass EI store (structures standardised where given), less the
     records listed in `ei_search.library_exclude`."""
     input:
         **({"exclude": EI["library_exclude"]} if EI.get("library_exclude") else {}),

@@ -5,10 +5,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from msid.ei.spectra import merge_ei_files, read_record_ids
+from msid.ei.spectra import EI_SEARCH_LIBRARY_PREPROCESS, merge_ei_files, read_record_ids
 
 exclude_file = getattr(snakemake.input, "exclude", None)
 exclude = read_record_ids(exclude_file) if exclude_file else set()
-n = merge_ei_files(list(snakemake.input.libraries), snakemake.output[0], exclude=exclude)
+n = merge_ei_files(list(snakemake.input.libraries), snakemake.output[0], exclude=exclude,
+                   preprocess=EI_SEARCH_LIBRARY_PREPROCESS)
 print(f"{n} EI library spectra from {list(snakemake.input.libraries)} -> {snakemake.output[0]}"
       + (f"; {len(exclude)} record ids excluded ({exclude_file})" if exclude else ""))

@@ -92,7 +92,8 @@ def read_smiles_file(path: str | os.PathLike,
                      ) -> Iterator[tuple[int, str, str]]:
     """(line number, name, SMILES): one SMILES a line (optionally a name after whitespace), or a
     TSV/CSV (quoting as the csv module reads it) whose header names a ``smiles`` column (and
-    optionally ``name``); gz allowed. A header-like first line (tab- or comma-separated, its
+    optionally ``name``), or such a table without a header (SMILES first); gz allowed. A
+    header-like first line (tab- or comma-separated, its
     first field no SMILES) without a ``smiles`` column is an error naming the columns found.
     What could not be read (a cut gzip) is added to ``problems`` as (line, text, reason)."""
     path = Path(path)
@@ -100,8 +101,8 @@ def read_smiles_file(path: str | os.PathLike,
     first = next(lines, "")
     head = first.rstrip("\r\n")
     sep = "\t" if "\t" in head else ("," if "," in head else None)
-    cols = ([c.strip().lower() for c in next(csv.reader([head], delimiter=sep))] if sep
-            else [head.strip().lower()])
+    fields = next(csv.reader([head], delimiter=sep)) if sep else [head]
+    cols = [c.strip().lower() for c in fields]
     if "smiles" in cols:
         j = cols.index("smiles")
         jn = cols.index("name") if "name" in cols else None
@@ -118,13 +119,15 @@ def read_smiles_file(path: str | os.PathLike,
             name = parts[jn].strip() if jn is not None and jn < len(parts) else ""
             yield reader.line_num + 1, name, smi
         return
-    if sep and len(cols) > 1 and parse(cols[0].strip()) is None:
+    if sep and len(cols) > 1 and parse(fields[0].strip()) is None:  # as written: CCO, not cco
         raise InputFileError(path, "the first line looks like a table header without a "
                              f"'smiles' column (found: {', '.join(cols[:8])})")
     for n, line in enumerate(itertools.chain([first], lines), start=1):
-        if line.strip() and not line.startswith("#"):
-            parts = line.split(maxsplit=1)
-            yield n, (parts[1].strip() if len(parts) > 1 else ""), parts[0]
+        if line.strip() and not line.startswith("#"):  # SMILES, then a name: by the first
+            # line's separator (tab or comma; a SMILES has neither), else by whitespace
+            parts = (line.rstrip("\r\n").split(sep, 1) if sep and sep in line
+                     else line.split(maxsplit=1))
+            yield n, (parts[1].strip() if len(parts) > 1 else ""), parts[0].strip()
 
 
 def parse_molecules(items: list[tuple[int, str, str]], max_mz: int

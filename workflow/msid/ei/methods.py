@@ -86,6 +86,7 @@ class EISpectralMatch:
 
     needs_candidates = False
     needs_library = True
+    precursor_ppm = False  # EI: a match says nothing of a precursor ion (no ppm error)
 
     def __init__(self, kind: str, library: EILibrary, n_hits: int = 50) -> None:
         self.kind = kind
@@ -97,12 +98,16 @@ class EISpectralMatch:
         scores = self.library.scores(query.mz, query.intensity, self.kind)
         return _ranked(self.library, self.library.top_hits(scores, self.n_hits))
 
+    def why_empty(self, query: Query, candidates: object = None) -> str:
+        return "no library spectrum shares a peak with the query"
+
 
 class EIEmbeddingSearch:
     """Query embeddings searched in the library's (cached) vector index."""
 
     needs_candidates = False
     needs_library = True
+    precursor_ppm = False  # EI: a match says nothing of a precursor ion (no ppm error)
 
     def __init__(self, library: EILibrary, model_path: str | os.PathLike | None,
                  index_options: dict | None = None, embedding_options: dict | None = None,

@@ -10,8 +10,18 @@ import numpy as np
 
 # Nominal mass of an accurate m/z: round(m/z * MASS_DEFECT_SCALE). The scale shifts the rounding
 # point by the typical mass defect of organic ions (~+0.00048 Da/Da), so a hydrocarbon ion at
-# 500.39 still lands on 500 and an iodine-rich ion at 253.81 on 254.
+# 500.39 still lands on 500 and an iodine-rich ion at 253.81 on 254. An m/z that is already a
+# whole number (a unit-mass library or query) is its own bin: scaled, 1042 and above would land
+# one bin low.
 MASS_DEFECT_SCALE = 0.99952
+
+
+def nominal_mz(mz: np.ndarray) -> np.ndarray:
+    """The nominal (integer) m/z of each accurate m/z (int64; see :data:`MASS_DEFECT_SCALE`)."""
+    mz = np.asarray(mz, dtype=np.float64)
+    whole = np.rint(mz)
+    return np.where(np.abs(mz - whole) <= 1e-6, whole, np.rint(mz * MASS_DEFECT_SCALE)
+                    ).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ def to_nominal(mz: np.ndarray, intensity: np.ndarray, reduce: str = "sum"
         raise ValueError(f"m/z and intensity differ in length ({mz.size} vs {intensity.size})")
     if mz.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    nominal = np.rint(mz * MASS_DEFECT_SCALE).astype(np.int64)
+    nominal = nominal_mz(mz)
     bins, inverse = np.unique(nominal, return_inverse=True)
     out = np.zeros(bins.size, dtype=np.float64)
     if reduce == "sum":
@@ -69,7 +79,7 @@ def is_profile_like(mz: np.ndarray, cfg: NominalConfig = DEFAULT_NOMINAL) -> boo
     decimal = np.abs(mz - np.rint(mz)) > 1e-6
     if decimal.mean() < cfg.profile_min_decimal:
         return False
-    nominal = np.rint(mz * MASS_DEFECT_SCALE).astype(np.int64)
+    nominal = nominal_mz(mz)
     span = int(nominal.max() - nominal.min()) + 1
     return np.unique(nominal).size / span >= cfg.profile_min_bin_fill
 

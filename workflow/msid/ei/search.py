@@ -36,11 +36,14 @@ ENTROPY_CFG = LibrarySearchConfig(fragment_tol_da=0.45, min_peak_separation_da=0
 
 
 def nominal_peaks(mz: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer m/z (int64) and summed intensity (float64) of a spectrum, via msid.ei.spectra."""
-    from msid.ei.spectra import to_nominal
+    """Integer m/z (int64) and intensity (float64) of a spectrum, binned as library records
+    are (:func:`msid.ei.nominal.nominal_record`: summed, or for a profile-like scan the
+    maximum per bin above the noise floor), so that a query and the same spectrum in the
+    library score alike."""
+    from msid.ei.nominal import nominal_record
 
-    nmz, nint = to_nominal(np.asarray(mz, dtype=np.float64),
-                           np.asarray(intensity, dtype=np.float64))
+    nmz, nint, _ = nominal_record(np.asarray(mz, dtype=np.float64),
+                                  np.asarray(intensity, dtype=np.float64))
     nmz = np.asarray(nmz, dtype=np.int64)
     nint = np.asarray(nint, dtype=np.float64)
     keep = (nmz > 0) & (nmz < MAX_MZ) & (nint > 0)
@@ -48,13 +51,14 @@ def nominal_peaks(mz: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np
 
 
 def library_store_path(path: str | os.PathLike) -> Path:
-    """An msid store for an EI library: ``path`` if it is one, else its cached EI store."""
+    """An msid store for an EI library: ``path`` if it is one, else its cached EI store
+    (records without a structure kept: :data:`msid.ei.spectra.EI_SEARCH_LIBRARY_PREPROCESS`)."""
     path = Path(path)
     if path.suffix == ".h5":
         return path
-    from msid.ei.spectra import ei_store
+    from msid.ei.spectra import EI_SEARCH_LIBRARY_PREPROCESS, ei_store
 
-    return Path(ei_store(path))
+    return Path(ei_store(path, preprocess=EI_SEARCH_LIBRARY_PREPROCESS))
 
 
 def _weighted(mz: np.ndarray, inten: np.ndarray, kind: str) -> np.ndarray:
@@ -167,12 +171,14 @@ class EILibrary:
         return self.cosine_scores(mz, inten, kind)
 
     def top_hits(self, scores: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` best-scoring rows, best first; a row of score 0 (no peak in common with
+        the query) is no hit, so a query that shares no peak with the library gets none."""
         k = min(k, len(scores))
         if k <= 0:
             return []
         part = np.argpartition(-scores, k - 1)[:k]
         best = part[np.lexsort((part, -scores[part]))]
-        return [Hit(int(r), float(scores[r])) for r in best]
+        return [Hit(int(r), float(scores[r])) for r in best if scores[r] > 0]
 
 
 def _xlog2x(x: np.ndarray) -> np.ndarray:
@@ -180,12 +186,18 @@ def _xlog2x(x: np.ndarray) -> np.ndarray:
 
 
 def load_ei_queries(path: str | os.PathLike, workdir: str | os.PathLike) -> SpectrumStore:
-    """EI query spectra as a store: an ``.h5`` store as is, MSP/MGF/mzML converted and
-    preprocessed with the EI settings (no precursor needed, no structure needed)."""
-    from msid.ei.spectra import EI_PREPROCESS
-    from msid.identify import load_queries
+    """EI query spectra as a store: an ``.h5`` store as is; MSP/MGF/mzML converted, binned to
+    nominal mass and cleaned exactly as library records are (:func:`msid.ei.spectra.ei_store`
+    with the query settings: no precursor needed, an annotation kept as written), so that a
+    query and the same spectrum in the library score alike."""
+    from msid.ei.spectra import EI_PREPROCESS, ei_store
+    from msid.store import SpectrumStore
 
-    return load_queries(path, workdir, preprocess=EI_PREPROCESS)
+    path = Path(path)
+    if path.suffix == ".h5":
+        return SpectrumStore(path)
+    return SpectrumStore(ei_store(path, Path(workdir) / "queries.h5", preprocess=EI_PREPROCESS,
+                                  n_jobs=2))
 
 
 def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,

@@ -46,8 +46,14 @@ EI_PREPROCESS = PreprocessConfig(mz_min=1.0, mz_max=2000.0, min_relative_intensi
 #: EI libraries and training data: as above, plus a parseable, standardised structure and a fold.
 EI_LIBRARY_PREPROCESS = replace(EI_PREPROCESS, require_structure=True, assign_folds=True,
                                 standardise_structures=True)
+#: EI libraries to search: structures standardised where given, but a record without one is
+#: kept (NIST, AMDIS and in-house libraries often carry a name and a formula only): its
+#: matches name the record; no folds (nothing trains on a search library).
+EI_SEARCH_LIBRARY_PREPROCESS = replace(EI_LIBRARY_PREPROCESS, require_structure=False,
+                                       assign_folds=False)
 
-__all__ = ["EI_LIBRARY_PREPROCESS", "EI_PREPROCESS", "MASS_DEFECT_SCALE", "NominalConfig",
+__all__ = ["EI_LIBRARY_PREPROCESS", "EI_PREPROCESS", "EI_SEARCH_LIBRARY_PREPROCESS",
+           "MASS_DEFECT_SCALE", "NominalConfig",
            "dense_nominal", "ei_store", "is_profile_like", "merge_ei_files", "nominal_record",
            "nominal_store", "read_record_ids", "to_nominal", "write_molecules"]
 

@@ -109,6 +109,9 @@ td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}.err{color:#b00;f
 .hit img{max-width:480px}.small{color:#555;font-size:90%}"""
 
 
+DRAIN_LIMIT = 256 * 1024 * 1024  # an oversized upload is read (and dropped) up to this
+
+
 def _page(body: str, title: str = "msid EI search") -> bytes:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{_STYLE}</style></head><body><h1>msid: EI library search</h1>"
@@ -133,6 +136,13 @@ accept='.msp,.mgf,.mzML,.mzml,.txt'></label></p>
 <label>Hits: <input type='number' name='top_k' id='top_k' value='{app.cfg.top_k}' min='1'
 max='20'></label>
 <button type='submit' id='search'>Search</button></p></form>
+<script>document.querySelector('form').addEventListener('submit', function (e) {{
+  var f = document.getElementById('file').files[0];
+  if (f && f.size > {app.cfg.max_upload_bytes}) {{
+    e.preventDefault();
+    alert('Upload too large: ' + (f.size / 1e6).toFixed(1) + ' MB; the limit is {limit:.1f} MB.');
+  }}
+}});</script>
 <p class='small'>Uploads are read in memory and discarded; nothing is stored.</p>"""
 
 
@@ -210,6 +220,12 @@ def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
             limit = app.cfg.max_upload_bytes
             if length > limit:
                 self.close_connection = True
+                # read what was sent before answering: a browser still sending its upload
+                # when the server closes shows a reset connection, not this page (past
+                # DRAIN_LIMIT it is read no further: the refusal then may not arrive)
+                left = min(length, max(DRAIN_LIMIT, 4 * limit))
+                while left > 0 and (chunk := self.rfile.read(min(left, 1 << 20))):
+                    left -= len(chunk)
                 self._error(413, f"Upload too large: {length / 1e6:.1f} MB; the limit is "
                                  f"{limit / 1e6:.1f} MB. Upload a smaller file (a few spectra).")
                 return

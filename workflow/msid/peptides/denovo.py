@@ -17,6 +17,7 @@ logged and kept in the annotations file (``skipped``) that the run report counts
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from msid.peptides.decode import Decoded
 from msid.peptides.physics import (
     ISOTOPE,
     NTERM_MODS,
+    NTERM_ONLY_RESIDUE_MODS,
     RESIDUE_MODS,
     WATER,
     Vocab,
@@ -80,15 +82,17 @@ def shipped_model() -> Path:
 
 def spectra_from_store(store: SpectrumStore, max_spectra: int = 0
                        ) -> tuple[list[PeptideSpectrum], pd.DataFrame]:
-    """MS2 spectra with a precursor; (spectra, their metadata rows incl. ``charge_assumed``)."""
+    """MS2 spectra with a precursor; (spectra, their metadata rows incl. ``charge_assumed`` and
+    ``negative``: a negative charge or ion mode, which :func:`out_of_range` sets aside)."""
     md = store.metadata.copy()
     rows = np.flatnonzero(np.isfinite(md["precursor_mz"].to_numpy(float)))
     if max_spectra and len(rows) > max_spectra:  # the most intense-peaked first would bias;
         rows = rows[:max_spectra]  # keep file order
     md = md.iloc[rows].reset_index(drop=True)
     charge = md["charge"].to_numpy(int)
-    md["charge_assumed"] = charge <= 0
-    md["charge"] = np.where(charge > 0, charge, DEFAULT_CHARGE)
+    md["negative"] = (charge < 0) | (md["ion_mode"].astype(str) == "negative")
+    md["charge_assumed"] = charge == 0
+    md["charge"] = np.where(charge != 0, np.abs(charge), DEFAULT_CHARGE)
     spectra = []
     for r, (mz, inten) in zip(md.itertuples(), store.peaks_many(rows.tolist()), strict=True):
         spectra.append(PeptideSpectrum(str(r.id), np.asarray(mz, float),
@@ -123,20 +127,28 @@ def mass_range(method: str, model_path: str | os.PathLike | None) -> tuple[float
     return low, high
 
 
-def out_of_range(spectra: list[PeptideSpectrum], low: float, high: float, method: str
-                 ) -> tuple[list[int], list[dict[str, str]]]:
-    """(indices of the spectra to sequence, {id, reason} of those whose precursor mass is out of
-    the method's reach)."""
+def out_of_range(spectra: list[PeptideSpectrum], low: float, high: float, method: str,
+                 negative: Collection[str] = ()) -> tuple[list[int], list[dict[str, str]]]:
+    """(indices of the spectra to sequence, {id, reason, kind} of those set aside: a precursor
+    mass out of the method's reach, or a negative-mode precursor (ids in ``negative``): the
+    models read positive-mode [M+zH]z+ spectra)."""
     keep, skipped = [], []
     for k, s in enumerate(spectra):
+        if s.id in negative:
+            skipped.append({"id": s.id, "kind": "negative mode",
+                            "reason": f"negative-mode precursor (m/z {s.precursor_mz:g}, "
+                                      f"{s.charge}-): {method} sequences positive-mode "
+                                      "[M+zH]z+ spectra"})
+            continue
         m = neutral_from_mz(s.precursor_mz, s.charge)
         if low <= m <= high:
             keep.append(k)
             continue
         side = f"above the heaviest peptide {method} can write ({high:,.1f} Da)" if m > high \
             else f"below the lightest peptide ({low:,.1f} Da)"
-        skipped.append({"id": s.id, "reason": f"precursor mass {m:,.1f} Da (m/z "
-                        f"{s.precursor_mz:g}, {s.charge}+) is {side}"})
+        skipped.append({"id": s.id, "kind": "precursor mass out of reach",
+                        "reason": f"precursor mass {m:,.1f} Da (m/z {s.precursor_mz:g}, "
+                                  f"{s.charge}+) is {side}"})
     return keep, skipped
 
 
@@ -232,8 +244,8 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
         acc = unimod_accession(m, a)
         mtd.append((f"variable_mod[{k}]", f"[UNIMOD, {acc}, {m}, ]"))
         mtd.append((f"variable_mod[{k}]-site", a or "N-term"))
-        mtd.append((f"variable_mod[{k}]-position", "Any N-term" if not a or "pyro" in m
-                    else "Anywhere"))
+        first = not a or m in NTERM_ONLY_RESIDUE_MODS  # pyro-Glu etc. only open a sequence
+        mtd.append((f"variable_mod[{k}]-position", "Any N-term" if first else "Anywhere"))
     lines = [f"MTD\t{k}\t{v}" for k, v in mtd]
     cols = ["sequence", "PSM_ID", "accession", "unique", "database", "database_version",
             "search_engine", "search_engine_score[1]", "modifications", "retention_time",
@@ -291,9 +303,11 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
     with SpectrumStore(store_path) as store:
         spectra, md = spectra_from_store(store, cfg.max_spectra)
     n_spectra = len(spectra)
-    keep, skipped = out_of_range(spectra, *mass_range(method, model_path), method)
+    keep, skipped = out_of_range(spectra, *mass_range(method, model_path), method,
+                                 negative=set(md.loc[md["negative"], "id"].astype(str)))
     if skipped:
-        log(f"{len(skipped)} spectra not sequenced (precursor mass out of reach): "
+        log(f"{len(skipped)} spectra not sequenced (precursor mass out of reach or negative "
+            "mode): "
             + "; ".join(f"{q['id']}: {q['reason']}" for q in skipped[:5])
             + (" ..." if len(skipped) > 5 else ""))
         spectra = [spectra[k] for k in keep]
@@ -316,7 +330,7 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
                                             "n_sequenced": int((df["rank"] == 1).sum()),
                                             "n_mass_matched": int(sum(d.mass_ok for d in dec)),
                                             "spectra": ann}, default=float))
-    log(f"de novo ({method}): {n_spectra} spectra, {len(skipped)} out of reach, "
+    log(f"de novo ({method}): {n_spectra} spectra, {len(skipped)} not sequenced, "
         f"{int((df['rank'] == 1).sum())} sequenced, "
         f"{sum(d.mass_ok for d in dec)} matching their precursor mass")
     return df

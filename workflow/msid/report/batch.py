@@ -88,15 +88,17 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
         matched = set(seqs.loc[seqs["score"] > 0, "query_id"].astype(str)) & set(md["id"])
-        skipped = set()
+        skipped: dict[str, str] = {}  # spectrum id -> why it was not sequenced
         if denovo_annotations and Path(denovo_annotations).is_file():
             ann = json.loads(Path(denovo_annotations).read_text(encoding="utf-8"))
-            skipped = {str(s["id"]) for s in ann.get("skipped", [])} & set(md["id"]) - matched
+            skipped = {str(s["id"]): str(s.get("kind", "precursor mass out of reach"))
+                       for s in ann.get("skipped", [])
+                       if str(s["id"]) in set(md["id"]) - matched}
         rest = len(md) - len(matched) - len(skipped)
         unanswered = {"de novo: no sequence matching the precursor mass": rest} if rest else {}
-        if skipped:
-            unanswered["de novo: not sequenced, precursor mass out of the model's reach"] = \
-                len(skipped)
+        for kind in skipped.values():
+            key = f"de novo: not sequenced, {kind}"
+            unanswered[key] = unanswered.get(key, 0) + 1
         return {**base, "n_answered": len(matched), "n_confident": None, "n_compounds": None,
                 "n_unanswered": rest + len(skipped),
                 "methods": ", ".join(sorted(set(seqs["method"]))),
