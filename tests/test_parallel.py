@@ -47,3 +47,21 @@ def test_a_dead_worker_raises_instead_of_hanging():
 def test_a_worker_exception_reaches_the_caller():
     with pytest.raises(ValueError, match="bad chunk 2"):
         list(imap_ordered(_fail_on_two, range(10), n_jobs=2))
+
+
+def _bad_model_on_two(x: int) -> int:
+    from msid.io.errors import ModelFileError
+
+    if x == 2:
+        raise ModelFileError("student.safetensors", "card names another architecture")
+    return x
+
+
+def test_msids_own_errors_reach_the_caller_with_their_reason():
+    """InputFileError / ModelFileError take two arguments: they still cross the process
+    boundary whole, not as a 'worker ended abruptly'."""
+    from msid.io.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="student.safetensors: card names another") as e:
+        list(imap_ordered(_bad_model_on_two, range(10), n_jobs=2))
+    assert e.value.path == "student.safetensors"

@@ -161,3 +161,44 @@ def test_repeated_ids_numbered_in_one_pass(tmp_path):
     for _ in range(2, 5002):  # linear: the count is remembered, not searched from #2
         taken.add(unique_id("x", taken, counts))
     assert counts["x"] == 5002 and "x#5001" in taken
+
+
+def test_ion_mode_and_precursor_as_files_write_them(tmp_path):
+    """IONMODE=neg, NIST's 'Ion_mode: N', POLARITY=Negative and 'Precursor m/z:' are read as
+    what they say: a negative-mode record is never stored as positive or without its
+    precursor (matchms maps none of these spellings)."""
+    from msid.convert import convert_file
+    from msid.store import SpectrumStore
+
+    lines = [("IONMODE", "neg"), ("IONMODE", "N"), ("POLARITY", "Negative"),
+             ("POLARITY", "negative"), ("IONMODE", "Positive")]
+    (tmp_path / "a.mgf").write_text("".join(
+        f"BEGIN IONS\nTITLE=r{i}\n{k}={v}\nPEPMASS=179.0561\nCHARGE=1\n50 10\n60 20\nEND IONS\n"
+        for i, (k, v) in enumerate(lines)))
+    (tmp_path / "b.msp").write_text("Name: x\nPrecursor m/z: 179.0561\nIon_mode: N\n"
+                                    "Num Peaks: 2\n50 10\n60 20\n\n")
+    for name in ("a.mgf", "b.msp"):
+        convert_file(tmp_path / name, tmp_path / f"{name}.h5", progress=False)
+    with SpectrumStore(tmp_path / "a.mgf.h5") as st:
+        assert list(st.metadata["ion_mode"]) == ["negative"] * 4 + ["positive"]
+        assert list(st.metadata["charge"]) == [-1] * 4 + [1]
+    with SpectrumStore(tmp_path / "b.msp.h5") as st:
+        m = st.metadata.iloc[0]
+        assert m["ion_mode"] == "negative" and m["precursor_mz"] == 179.0561
+
+
+def test_msp_peak_annotations_in_single_quotes_or_with_colons(tmp_path):
+    """'100 50 \\'y-ion\\'' (single quotes) and '101 20 "b2: 1ppm"' (a colon) are peaks with an
+    annotation: neither ends the file nor is taken for metadata."""
+    from msid.io.raw import read_spectra
+    from msid.store import QuarantineRecord
+
+    rec = "Name: {n}\nPrecursorMZ: 300\nNum Peaks: 3\n{peaks}\n\n"
+    (tmp_path / "a.msp").write_text(
+        rec.format(n="ok1", peaks="50 1\n60 2\n70 3")
+        + rec.format(n="A", peaks="99 5\n100 50 'y-ion'\n101 20 \"b2: 1ppm\"")
+        + rec.format(n="ok2", peaks="50 1\n60 2\n70 3"))
+    got = list(read_spectra(tmp_path / "a.msp"))
+    assert not [r for r in got if isinstance(r, QuarantineRecord)]
+    assert [r.record_id for r in got] == ["ok1", "A", "ok2"]
+    assert got[1].mz.tolist() == [99.0, 100.0, 101.0] and got[1].intensity.tolist() == [5, 50, 20]

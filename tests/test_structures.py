@@ -85,3 +85,14 @@ def test_flat_smiles_shortcut_equals_removing_stereo():
         if Chem.MolToSmiles(mol, isomericSmiles=False) != st.smiles_flat:
             wrong.append(s)
     assert n_stereo > 500 and wrong == []  # both paths taken, one answer
+
+
+def test_a_salt_written_with_a_covalent_metal_bond_is_its_parent():
+    """CC(=O)O[Na] (no dot, no charge) and CC(=O)[O-].[Na+] are one compound: acetic acid,
+    with its InChIKey, formula and mass (so both spellings share a fold)."""
+    from msid.chem.structures import parse_structure
+
+    covalent, ionic = parse_structure("CC(=O)O[Na]"), parse_structure("CC(=O)[O-].[Na+]")
+    assert covalent.inchikey == ionic.inchikey == "QTBSBXVTEAMEQO-UHFFFAOYSA-N"
+    assert covalent.formula == "C2H4O2" and covalent.exact_mass == ionic.exact_mass
+    assert parse_structure("O=S(=O)(O[Na])c1ccccc1").smiles == "O=S(=O)(O)c1ccccc1"

@@ -78,7 +78,7 @@ def check_peaks(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
 
 
 #: metadata keys (lower-cased, as readers give them) that hold the precursor m/z / ion mode
-PRECURSOR_KEYS = ("pepmass", "precursor_mz", "precursormz", "precursor_m/z")
+PRECURSOR_KEYS = ("pepmass", "precursor_mz", "precursormz", "precursor_m/z", "precursor m/z")
 ION_MODE_KEYS = ("ionmode", "ion_mode", "polarity")
 ION_MODES = {"positive": "positive", "pos": "positive", "p": "positive", "+": "positive",
              "negative": "negative", "neg": "negative", "n": "negative", "-": "negative",
@@ -148,6 +148,32 @@ def _default_filters(metadata: dict) -> dict:
     return dict(spectrum.metadata)
 
 
+def ion_mode_word(value: object) -> str:
+    """'positive', 'negative' or '' for an ion-mode value as files write it (``P``, ``neg``,
+    ``+``, ``Positive ion mode``...; :func:`check_metadata` rejects any other word)."""
+    word = str(value).strip().lower()
+    return ION_MODES.get(word) or ("positive" if word.startswith("positive") else
+                                   "negative" if word.startswith("negative") else "")
+
+
+def standard_keys(params: dict) -> dict:
+    """``params`` with the ion mode under ``ionmode`` as positive/negative (whichever of
+    IONMODE, ION_MODE or POLARITY gives one first; NIST's ``Ion_mode: N``, ``POLARITY=neg``)
+    and a precursor m/z written ``PRECURSOR M/Z`` under ``precursor_mz``: matchms maps
+    neither, so a negative-mode record would be stored as positive or without a precursor."""
+    out = dict(params)
+    mode = ""
+    for key in ION_MODE_KEYS:
+        if key in out:
+            mode = mode or ion_mode_word(out.pop(key))
+    if mode:
+        out["ionmode"] = mode
+    for key in ("precursor_m/z", "precursor m/z"):
+        if key in out and out.get("precursor_mz") in (None, ""):
+            out["precursor_mz"] = out.pop(key)
+    return out
+
+
 def harmonise_metadata(params: dict) -> dict:
     """matchms-harmonised metadata of one record: key names, value harmonisation and
     ``default_filters``, as matchms gives them.
@@ -159,7 +185,7 @@ def harmonise_metadata(params: dict) -> dict:
     matchms' own chain on every record of the shipped library and the demo runs.
     """
     named: dict[str, object] = {}
-    for key, value in params.items():
+    for key, value in standard_keys(params).items():
         named[harmonised_key(str(key))] = value
     has_name = isinstance(named.get("compound_name"), str) or isinstance(named.get("name"), str)
     read = {k: v for k, v in named.items()

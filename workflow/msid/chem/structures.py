@@ -36,6 +36,7 @@ class Structure:
         return self.inchikey[:14]
 
 
+_METALS = rdMolStandardize.MetalDisconnector()
 _FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _NORMALIZER = rdMolStandardize.Normalizer()
 _UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
@@ -43,12 +44,16 @@ _UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
 
 #: what RDKit writes into a canonical isomeric SMILES only for stereo or isotopes
 _STEREO_OR_ISOTOPE = re.compile(r"[@/\\]|\[\d")
+#: a salt written with a covalent bond to its metal (CC(=O)O[Na]): no dot, no charge
+_SALT_METAL = re.compile(r"\[(?:Li|Na|K|Rb|Cs|Be|Mg|Ca|Sr|Ba|Zn|Al)[^a-z]")
 
 
 def needs_standardising(smiles: str) -> bool:
-    """True when a SMILES has several fragments or charged atoms (the cases the standardiser
-    changes beyond canonical writing); others skip its cost (~3x a parse)."""
-    return "." in smiles or "+" in smiles or "-]" in smiles
+    """True when a SMILES has several fragments, charged atoms or a salt-forming metal (the
+    cases the standardiser changes beyond canonical writing); others skip its cost (~3x a
+    parse)."""
+    return ("." in smiles or "+" in smiles or "-]" in smiles
+            or _SALT_METAL.search(smiles) is not None)
 
 
 def _writable(mol: Chem.Mol) -> bool:
@@ -57,11 +62,23 @@ def _writable(mol: Chem.Mol) -> bool:
     return mol.GetNumAtoms() > 0 and Chem.MolFromSmiles(Chem.MolToSmiles(mol)) is not None
 
 
+def _salt_metal_off(mol: Chem.Mol) -> Chem.Mol:
+    """``mol`` with its metals disconnected when that leaves an organic (carbon) fragment to
+    keep, as for a salt written covalently (CC(=O)O[Na]); an inorganic salt is left as is."""
+    out = _METALS.Disconnect(mol)
+    if out.GetNumAtoms() == mol.GetNumAtoms() and Chem.MolToSmiles(out) == Chem.MolToSmiles(mol):
+        return mol
+    keep = _FRAGMENT.choose(out)
+    return out if any(a.GetAtomicNum() == 6 for a in keep.GetAtoms()) else mol
+
+
 def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
-    """Largest organic fragment, normalised, neutralised (rdMolStandardize).
+    """Metals disconnected, largest organic fragment, normalised, neutralised
+    (rdMolStandardize): CC(=O)O[Na] and CC(=O)[O-].[Na+] both become acetic acid.
 
     A step whose result no longer reads back as SMILES is skipped: a permanent cation such as
     cetylpyridinium keeps its charge instead of becoming a different, invalid molecule."""
+    mol = _salt_metal_off(mol)
     whole = _UNCHARGER.uncharge(_NORMALIZER.normalize(_FRAGMENT.choose(mol)))
     if _writable(whole):
         return whole

@@ -511,6 +511,20 @@ _MSP_NAME = re.compile(r"^[ \t]*name[ \t]*:", re.IGNORECASE | re.MULTILINE)
 #: a minus sign starting a number in a peak line (not an exponent's: 1e-3)
 _NEGATIVE = re.compile(r"(?:^|[\s,;:(\[])-\s*\.?\d")
 _NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
+#: a peak line starts with two numbers (an annotation after them may hold a colon, which
+#: matchms would otherwise take for a 'key: value' line)
+_PEAK_LINE = re.compile(r"^\d*\.?\d+(?:[eE][-+]?\d+)?[\s,;]+[-+]?\d")
+
+
+def _peak_text(rline: str) -> str:
+    """The numbers of a peak line, its annotation dropped: matchms' get_peak_comment, which
+    fails on a single-quoted annotation (100 50 'y-ion'); that one is cut at its quote."""
+    from matchms.importing.load_from_msp import get_peak_comment
+
+    try:
+        return get_peak_comment(rline)[1]
+    except ValueError:
+        return re.split(r"['\"]", rline, maxsplit=1)[0]
 
 
 #: the key msid's MSP export writes a record's id under, in its COMMENT (``msid_id=ID; scan=N``)
@@ -538,7 +552,6 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
     """
     from matchms.importing.load_from_msp import (
         contains_metadata,
-        get_peak_comment,
         get_peak_values,
         parse_metadata,
     )
@@ -555,18 +568,18 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
             continue
         if complete:  # the record's peaks are all read: what follows belongs to no record
             n_more = 0
-            if not trailing and not contains_metadata(rline):
+            if not trailing and (_PEAK_LINE.match(rline) or not contains_metadata(rline)):
                 with contextlib.suppress(RuntimeError):
-                    n_more = len(get_peak_values(get_peak_comment(rline)[1])[0])
+                    n_more = len(get_peak_values(_peak_text(rline))[0])
             extra += n_more
             trailing = trailing or ("" if n_more else rline)
             continue
-        if contains_metadata(rline):
+        if contains_metadata(rline) and not _PEAK_LINE.match(rline):
             parse_metadata(rline, params)
             continue
         if bad:
             continue
-        _, values = get_peak_comment(rline)
+        values = _peak_text(rline)
         if _NEGATIVE.search(values):  # matchms' number pattern reads "-29" as 29
             bad = f"negative m/z or intensity: '{rline[:40]}'"
             continue
