@@ -62,6 +62,6 @@ def test_msids_own_errors_reach_the_caller_with_their_reason():
     boundary whole, not as a 'worker ended abruptly'."""
     from msid.io.errors import ModelFileError
 
-    with pytest.raises(ModelFileError, match="student.safetensors: card names another") as e:
+    with pytest.raises(ModelFileError, match=r"student\.safetensors: card names another") as e:
         list(imap_ordered(_bad_model_on_two, range(10), n_jobs=2))
     assert e.value.path == "student.safetensors"
