@@ -194,6 +194,24 @@ def test_one_bad_msp_record_costs_only_itself(data_dir, tmp_path):
                               "MSBNK-GL_Sciences_Inc-GLS00001-copy"]
 
 
+def test_zero_padded_gzip_is_whole(data_dir, tmp_path):
+    """Zero bytes after a gzip member (a padded transfer or tape copy) are padding, as gzip
+    and Python's gzip read them: the file is whole, not damaged; members after them count."""
+    import gzip
+
+    text = (data_dir / "bad" / "pesticides_first3.mgf").read_bytes()
+    (tmp_path / "pad.mgf.gz").write_bytes(gzip.compress(text) + b"\x00" * 1024)
+    (tmp_path / "a").mkdir()
+    stats, _md, q = _convert(tmp_path / "pad.mgf.gz", tmp_path / "a")
+    assert stats.stored == 3 and len(q) == 0 and not stats.damaged
+    first, second = text.split(b"END IONS\n", 1)
+    (tmp_path / "two.mgf.gz").write_bytes(gzip.compress(first + b"END IONS\n") + b"\x00" * 9
+                                          + gzip.compress(second))
+    (tmp_path / "b").mkdir()
+    stats, _md, q = _convert(tmp_path / "two.mgf.gz", tmp_path / "b")
+    assert stats.stored == 3 and len(q) == 0
+
+
 def test_cut_gzip_msp(data_dir, tmp_path):
     stats, _md, q = _convert(data_dir / "bad" / "truncated.msp.gz", tmp_path)
     assert stats.stored == 3 and len(q) == 2

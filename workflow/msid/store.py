@@ -374,12 +374,15 @@ class SpectrumStore:
 
 def subset_store(src: str | os.PathLike, out: str | os.PathLike, rows: Sequence[int],
                  provenance: dict | None = None) -> Path:
-    """Copy the spectra ``rows`` of ``src`` (in that order) into a new store ``out``."""
+    """Copy the spectra ``rows`` of ``src`` (in that order) into a new store ``out``, reading
+    their peaks a block of rows at a time (nearby rows in one slice: :meth:`peaks_many`), so
+    memory stays bounded however large the store."""
+    rows = list(rows)
     with SpectrumStore(src) as store, SpectrumStoreWriter(
             out, provenance={"stage": "subset", "input": str(src), **(provenance or {})}) as w:
         md = store.metadata.to_dict("records")
-        mz, inten, off = store.all_peaks()  # one sequential read beats many small ones
-        for r in rows:
-            a, b = off[r], off[r + 1]
-            w.add(SpectrumRecord(mz[a:b], inten[a:b], md[r]))
+        for start in range(0, len(rows), 8192):
+            block = rows[start:start + 8192]
+            for r, (mz, inten) in zip(block, store.peaks_many(block), strict=True):
+                w.add(SpectrumRecord(mz, inten, md[r]))
     return Path(out)

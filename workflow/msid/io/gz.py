@@ -41,6 +41,10 @@ class SalvagingGunzip(io.RawIOBase):
             self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             self._in_member = False
         chunk = pending or self._fh.read(self.CHUNK)
+        if not self._in_member:  # zero bytes between or after members are padding (as
+            while chunk and not chunk.lstrip(b"\x00"):  # gzip and Python's gzip read them)
+                chunk = self._fh.read(self.CHUNK)
+            chunk = chunk.lstrip(b"\x00")
         if not chunk:
             if self._in_member:
                 self.problem = (f"compressed stream cut after {self.n_out + len(self._buf)} "
