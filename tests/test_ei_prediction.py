@@ -44,6 +44,11 @@ def test_reverse_head_places_neutral_losses_below_the_molecular_mass() -> None:
     spec, bde = teacher(tb, with_bde=True)
     assert spec.shape == (2, 101) and bde.shape == (2 + 6,)  # one BDE per heavy-atom bond
     assert mol_graph("not smiles") is None
+    # bf16 autocast (CUDA's default in training; CPU autocast casts the same way): the
+    # pooled atom states take the atoms' dtype, so the teacher's loss runs
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        spec, bde = teacher(tb, with_bde=True)
+    assert torch.isfinite(spec.float()).all() and torch.isfinite(bde.float()).all()
 
 
 def test_weighted_cosine_and_recall_protocol() -> None:

@@ -307,3 +307,18 @@ def test_split_record_is_the_subset_of_the_per_query_table(tmp_path):
     assert far.metrics["hit@1"].value == 0.0 and far.metrics["hit@5"].value == 1.0
     assert far.metrics["mces@1"].value == pytest.approx(mces_distance(PARACETAMOL, CAFFEINE))
     assert MetricsRecord.from_json(far.to_json()).split == "far"
+
+
+def test_a_failed_mces_solve_counts_as_the_cap(monkeypatch):
+    """myopic-mces with catch_errors returns a negative distance on a solver error or time
+    out: that is no bound, never better than an exact match."""
+    import myopic_mces
+
+    from msid.evaluate import MCES_THRESHOLD, mces_distance
+
+    mces_distance.cache_clear()
+    monkeypatch.setattr(myopic_mces, "MCES", lambda *a, **k: (0, -1.0, 0.0, "error"))
+    try:
+        assert mces_distance("CCO", "CCCO") == MCES_THRESHOLD
+    finally:
+        mces_distance.cache_clear()

@@ -27,13 +27,29 @@ SMALL = {"size": "tiny",
 
 
 @pytest.fixture(scope="module")
-def denovo_file(pesticides_store, pool_index, tmp_path_factory) -> Path:
+def split_stores(pesticides_store, tmp_path_factory) -> tuple[Path, Path]:
+    """The pesticide store split by structure: train (3 of 4 structures) and val."""
+    from msid.store import SpectrumStore, subset_store
+
+    d = tmp_path_factory.mktemp("split")
+    with SpectrumStore(pesticides_store) as st:
+        keys = st.metadata["inchikey"].astype(str).str[:14].tolist()
+    order = sorted(set(keys))
+    val = {k for i, k in enumerate(order) if i % 4 == 0}
+    rows = {f: [i for i, k in enumerate(keys) if (k in val) == (f == "val")]
+            for f in ("train", "val")}
+    return tuple(subset_store(pesticides_store, d / f"{f}.h5", rows[f])
+                 for f in ("train", "val"))
+
+
+@pytest.fixture(scope="module")
+def denovo_file(split_stores, pool_index, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("denovo")
     cfg, out = d / "tiny.yaml", d / "denovo.safetensors"
     cfg.write_text(yaml.safe_dump(SMALL))
-    assert main(["train", "denovo", "--train", str(pesticides_store), "--val",
-                 str(pesticides_store), "--index", str(pool_index), "--config", str(cfg),
-                 "--out", str(out)]) == 0
+    train, val = split_stores
+    assert main(["train", "denovo", "--train", str(train), "--val", str(val), "--index",
+                 str(pool_index), "--config", str(cfg), "--out", str(out)]) == 0
     return out
 
 
@@ -65,12 +81,12 @@ def test_train_denovo_cli_writes_a_model_that_generates(denovo_file, pesticides_
 
 
 @pytest.mark.skipif(not RANKER.exists(), reason="no shipped Ranker (make models trains it)")
-def test_train_glmr_starts_from_the_denovo_model(denovo_file, pesticides_store, pool_index,
+def test_train_glmr_starts_from_the_denovo_model(denovo_file, split_stores, pool_index,
                                                  data_dir, tmp_path):
     from msid.generation.training import train_glmr
 
     out = tmp_path / "glmr.safetensors"
-    metrics = train_glmr(pesticides_store, pesticides_store, pool_index, denovo_file, RANKER,
+    metrics = train_glmr(*split_stores, pool_index, denovo_file, RANKER,
                          SMALL, out, fusion="cross", log=lambda *_: None)
     assert metrics["steps"] == 4
     model, tok, card = load_generator(out, "glmr")

@@ -466,3 +466,19 @@ def test_fold_settings_follow_a_relative_provenance_from_anywhere(pesticides_sto
     subset_store("results/lib.h5", "results/train.h5", [0, 1, 2])
     monkeypatch.chdir(tmp_path)
     assert fold_settings(work / "results" / "train.h5")["salt"] == "msid-folds-v1"
+
+
+def test_contrastive_logits_stay_float32_under_bf16_autocast():
+    """A bf16 autocast region (the GPU presets) does not turn InfoNCE's similarity matmul back
+    into bf16: at scale 50 that moves logits by up to ~0.2 (CPU autocast casts as CUDA's)."""
+    torch.manual_seed(0)
+    spec = torch.nn.functional.normalize(torch.randn(8, 64), dim=-1)
+    mols = torch.nn.functional.normalize(torch.randn(32, 64), dim=-1)
+    target = torch.arange(8)
+    scale = torch.tensor(50.0)
+    _, exact = info_nce(spec, mols, target, scale)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, under = info_nce(spec, mols, target, scale)
+    assert under.dtype == torch.float32
+    assert torch.allclose(under, exact, atol=1e-5)
+

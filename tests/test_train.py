@@ -194,6 +194,21 @@ def test_train_model_writes_model_card_and_early_stops(massbank_small, pool_inde
     assert any("another configuration" in m for m in logs)
     assert other["steps"] == 6 and load_model(out)[1]["config"]["fp_bits"] == 512
     assert (out.with_suffix(".train") / "ckpt.stale").is_dir()
+    # the same config on other data (the training store rewritten in place, as a changed
+    # library or preprocessing gives) never resumes the old weights either
+    import shutil
+
+    from msid.store import SpectrumStore, subset_store
+
+    data = tmp_path / "train.h5"
+    shutil.copy(train_store, data)
+    train_model("reconstructor", data, val_store, pool_index, changed, out, log=logs.append)
+    with SpectrumStore(train_store) as st:
+        n = len(st)
+    subset_store(train_store, data, list(range(1, n)))
+    logs.clear()
+    train_model("reconstructor", data, val_store, pool_index, changed, out, log=logs.append)
+    assert any("another configuration" in m for m in logs)
 
 
 def test_hard_negatives_from_training_structures(massbank_small, pool_index):
@@ -218,6 +233,18 @@ def test_hard_negatives_from_training_structures(massbank_small, pool_index):
                          log=lambda *_: None)
     n_train = [int((both.neg_struct_arr[lst] >= 0).sum()) for lst in both.lists]
     assert max(n_train) <= 4 and np.mean(n_train) >= 1.5  # about half from each source
+    # only allowed (train-fold) molecules become negatives: here, InChIKeys before "M"
+    some = HardNegatives(ds.structures, pool_index, feat, pool=4, source="index",
+                         log=lambda *_: None, allowed=lambda ik: ik < "M")
+    used = {some.bank.smiles[j] for lst in some.lists for j in lst}
+    assert used and all(parse_structure(s).inchikey14 < "M" for s in used)
+    plain = HardNegatives(ds.structures, pool_index, feat, pool=4, source="index",
+                          log=lambda *_: None)
+    kept = [sum(parse_structure(plain.bank.smiles[j]).inchikey14 < "M" for j in lst)
+            for lst in plain.lists]
+    # more are fetched to make up for those left out
+    assert all(len(a) >= k for a, k in zip(some.lists, kept, strict=True))
+    assert sum(len(a) for a in some.lists) > sum(kept)
 
 
 def test_bench_models_prints_training_and_ranking_throughput(massbank_small, pool_index,

@@ -114,6 +114,22 @@ def test_container_defs_install_their_env():
         assert f"envs/{d.stem}.yaml" in text
 
 
+#: the options pip takes on a line of a requirements file (conda writes an env's pip section
+#: to one): no --no-deps, --upgrade, ...
+_PIP_FILE_OPTIONS = ("-e", "--editable", "-r", "-c", "-i", "--index-url", "--extra-index-url",
+                     "--no-index", "-f", "--find-links", "--pre", "--only-binary",
+                     "--no-binary", "--prefer-binary", "--require-hashes", "--trusted-host")
+
+
+def test_env_pip_sections_are_valid_requirements_files():
+    for f in (ROOT / "envs").glob("*.yaml"):
+        env = yaml.safe_load(f.read_text())
+        for dep in env["dependencies"]:
+            for item in dep.get("pip", []) if isinstance(dep, dict) else []:
+                if item.startswith("-"):
+                    assert item.split()[0].split("=")[0] in _PIP_FILE_OPTIONS, (f.name, item)
+
+
 def test_config_schema_rejects_bad_values(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("library_search:\n  fragment_tol_da: 0.5\n")
@@ -212,6 +228,20 @@ def test_runs_config_identifies_runs_and_nothing_else(tmp_path):
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, re.M))
     assert jobs.get("report_run") == "1" and jobs.get("batch_report") == "1"
     assert not [j for j in jobs if re.search(r"benchmark|leaderboard|evaluate|train", j)], jobs
+
+
+def test_an_ei_batch_never_builds_the_esi_library(tmp_path):
+    """GC-MS runs alone: their EI jobs and reports, not the MassBank ESI library's conversion
+    (an hour on 2 cores) nor an MS2 conversion of the EI file."""
+    runs = tmp_path / "runs"
+    (runs / "ei").mkdir(parents=True)
+    (runs / "ei" / "gc.msp").write_bytes((ROOT / "resources/runs/gcms_ei_demo.msp").read_bytes())
+    res = _sm("-n", "all", "--cores", "1", "--configfile", "config/runs.yaml", "--config",
+              f"runs_dir={runs}", f"results_dir={tmp_path / 'results'}", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr[-2000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, re.M))
+    assert jobs.get("ei_identify_run") == "1" and jobs.get("report_run") == "1"
+    assert not {"convert_library", "preprocess_library", "convert_run"} & set(jobs), jobs
 
 
 def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
@@ -354,11 +384,15 @@ def test_bde_rules_run_msid_bde_from_the_bde_env():
         assert ".venv" not in body and "python" not in body, name
     env = yaml.safe_load((ROOT / "envs" / "bde.yaml").read_text())
     pkgs = _env_packages(ROOT / "envs" / "bde.yaml")
-    assert {"alfabet", "nfp", "tensorflow", "tf-keras", "h5py", "rdkit"} <= pkgs
-    # not "-e ..": Snakemake creates the env from a copy under .snakemake/conda; the workflow
-    # names the checkout in MSID_ROOT, which pip expands
-    assert "-e ${MSID_ROOT}" in next(d["pip"] for d in env["dependencies"]
-                                     if isinstance(d, dict))
+    assert {"tensorflow", "tf-keras", "h5py", "rdkit"} <= pkgs
+    # alfabet and nfp without their pins: pip takes no --no-deps in the requirements list
+    # conda writes, so the env's post-deploy script (Snakemake runs it) installs them, and
+    # msid from the checkout (not "-e ..": Snakemake creates the env from a copy under
+    # .snakemake/conda; the workflow names the checkout in MSID_ROOT)
+    post = (ROOT / "envs" / "bde.post-deploy.sh").read_text()
+    assert "pip install --no-deps alfabet==0.1.0 nfp==0.1.4" in post
+    assert 'pip install --no-deps -e "${MSID_ROOT' in post
+    assert "bde.post-deploy.sh" in (ROOT / "containers" / "bde.def").read_text()
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     assert 'os.environ.setdefault("MSID_ROOT"' in common
     assert "export MSID_ROOT=/opt/msid" in (ROOT / "containers" / "bde.def").read_text()

@@ -71,7 +71,10 @@ def mces_distance(smiles_a: str, smiles_b: str, threshold: int = MCES_THRESHOLD)
     key = tuple(sorted((a.smiles_flat, b.smiles_flat)))
     result = MCES(key[0], key[1], threshold=threshold, solver="HiGHS",
                   solver_options={"msg": False, "threads": 1}, catch_errors=True)
-    return float(min(result[1], threshold))
+    distance = float(result[1])
+    # catch_errors: a solver error or timeout comes back as a negative distance, which would
+    # read as better than an exact match; it counts as the cap (no bound found)
+    return float(threshold) if distance < 0 else min(distance, float(threshold))
 
 
 def _mces_pair(pair: tuple[str, str]) -> float:

@@ -331,8 +331,9 @@ class Trainer:
             live = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(self.eval_weights())
         self.model.eval()
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                             enabled=self.use_bf16):
+        # float32, not bf16 autocast: bf16 scores collapse close candidates into ties, which
+        # would move Hit@1 (best step, early stopping, the card) away from the benchmark's
+        with torch.no_grad():
             metrics = self.evaluate(self.model)
         self.model.train()
         rec = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}

@@ -193,6 +193,19 @@ def run_outputs(wildcards):
     return {name: f"{RESULTS}/runs/{wildcards.sample}/{f}" for name, f in files.items()}
 
 
+def report_inputs(wildcards):
+    """What a run's report reads: its kind's outputs, the run's MS2 store (not for EI runs,
+    whose spectra are in their EI store) and the ESI library (small-molecule mirror plots
+    only), so that an EI or peptide batch never builds the ESI library."""
+    kind = run_kind(wildcards)
+    out = run_outputs(wildcards)
+    if kind != "ei":
+        out["spectra"] = f"{RESULTS}/runs/{wildcards.sample}/spectra.h5"
+    if kind == "small_molecule":
+        out["library"] = f"{RESULTS}/library/{LIB}.h5"
+    return out
+
+
 # Leaderboard files of the other families (peptides, EI, ...): each family's rule file
 # appends the files its benchmark rules write, and `all` builds them when the benchmark is on.
 FAMILY_BENCHMARK_OUTPUTS = []
@@ -203,7 +216,8 @@ def batch_report_inputs(wildcards):
     out = {}
     for sample, kind in samples["kind"].items():
         out[f"report_{sample}"] = f"{RESULTS}/runs/{sample}/report.html"
-        out[f"spectra_{sample}"] = f"{RESULTS}/runs/{sample}/spectra.h5"
+        if kind != "ei":  # an EI run's spectra are in its EI store (RUN_OUTPUTS)
+            out[f"spectra_{sample}"] = f"{RESULTS}/runs/{sample}/spectra.h5"
         for name, f in RUN_OUTPUTS[kind].items():
             out[f"{name}_{sample}"] = f"{RESULTS}/runs/{sample}/{f}"
     if BENCH.get("enabled", True):

@@ -44,7 +44,7 @@ GLMR_TRAIN_INPUTS = {
     "val": f"{RESULTS}/library/{LIB}.val.h5",
     "index": f"{RESULTS}/candidates/index.npz",
     "denovo": f"{RESULTS}/models/denovo.safetensors",
-    "ranker": f"{MODELS_DIR}/ranker.safetensors",
+    "ranker": f"{RESULTS}/models/ranker.safetensors",  # the Ranker this run trains
 }
 
 
@@ -197,9 +197,19 @@ if GEN["benchmark"]["enabled"] and not _GEN_MISSING:
     FAMILY_BENCHMARK_OUTPUTS += [
         f"{RESULTS}/leaderboard/denovo.csv",
         f"{RESULTS}/leaderboard/denovo.md",
-        f"{RESULTS}/leaderboard/glmr.csv",
-        f"{RESULTS}/leaderboard/glmr.md",
-        f"{RESULTS}/leaderboard/glmr_k_sweep.csv",
-        f"{RESULTS}/leaderboard/glmr_k_sweep.md",
-        f"{RESULTS}/leaderboard/glmr_k_sweep.png",
     ]
+    # GLMR re-ranks the Ranker's mass candidates: only where the benchmark makes them
+    if "mass" in BENCH["candidate_kinds"]:
+        FAMILY_BENCHMARK_OUTPUTS += [
+            f"{RESULTS}/leaderboard/glmr.csv",
+            f"{RESULTS}/leaderboard/glmr.md",
+            f"{RESULTS}/leaderboard/glmr_k_sweep.csv",
+            f"{RESULTS}/leaderboard/glmr_k_sweep.md",
+            f"{RESULTS}/leaderboard/glmr_k_sweep.png",
+        ]
+    else:
+        print(
+            "generation: benchmark.candidate_kinds has no 'mass': the GLMR leaderboard "
+            "(which re-ranks mass candidates) is left out",
+            file=sys.stderr,
+        )

@@ -1,9 +1,7 @@
 rule report_run:
     """Per-run HTML report: identifications, mirror plots, QC and quarantine."""
     input:
-        unpack(run_outputs),
-        spectra=f"{RESULTS}/runs/{{sample}}/spectra.h5",
-        library=f"{RESULTS}/library/{LIB}.h5",
+        unpack(report_inputs),
     output:
         report(
             f"{RESULTS}/runs/{{sample}}/report.html",

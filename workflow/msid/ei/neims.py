@@ -309,7 +309,7 @@ class TeacherNet(nn.Module):
         h = self.encode_atoms(b)
         n_mol = b["mass"].shape[0]
         gi = b["graph_of_atom"]
-        pooled = torch.zeros(n_mol, h.shape[1], device=h.device).index_add_(0, gi, h)
+        pooled = h.new_zeros(n_mol, h.shape[1]).index_add_(0, gi, h)  # h's dtype (bf16 too)
         counts = torch.bincount(gi, minlength=n_mol).clamp_min(1).unsqueeze(1)
         fp = self.ecfp[2](self.ecfp[1](ecfp_linear(self.ecfp[0], b)))
         z = torch.cat([fp, pooled / counts, pooled / 10.0], dim=1)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from msid.atomic import write_text
+from msid.digest import files_digest
 from msid.ei.neims import NeimsConfig, mol_graph
 from msid.ei.neims_eval import TestSet, decoys_by_mass, dense_rows, score_method
 from msid.ei.neims_train import (
@@ -146,12 +147,13 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
           for k in ("teacher", "student", "mlp")}
     fits = {}
     timings = {}
+    data_key = {**files_digest(store, pool, bde_cache), "max_mz": cfg.max_mz}
     for kind in ("teacher", "mlp"):
         ds = NeimsDataset(tr, mk[kind], bde=bde)
         dv = NeimsDataset(va, mk[kind])
         tk = {**tbase, "max_train_seconds": float(cfg.max_train_seconds.get(kind, 0))}
         fits[kind] = fit(mk[kind], TrainConfig(**tk), ds, dv, out_dir / f"work-{kind}",
-                         names[kind])
+                         names[kind], data_key=data_key)
         timings[kind] = fits[kind].seconds
         log(f"{kind}: {fits[kind].summary['steps']} steps in {fits[kind].seconds:.0f} s, "
             f"val cosine {fits[kind].summary.get('best_metric')}")
@@ -185,7 +187,9 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
         ds = NeimsDataset(tr, mk["student"], extra_smiles=extra, soft=soft, soft_std=soft_std)
         fits[kind] = fit(mk["student"], TrainConfig(**scfg), ds, dv, out_dir / f"work-{kind}",
                          names["student"] if kind == "student" else
-                         f"{names['student']}_from_{source}")
+                         f"{names['student']}_from_{source}",
+                         data_key={**data_key, "distilled_from": source,
+                                   "distill_extra": len(extra)})
         timings[kind] = fits[kind].seconds
         log(f"{kind} (distilled from the {source}): {fits[kind].summary['steps']} steps in "
             f"{timings[kind]:.0f} s (+{timings['teacher_soft_targets']:.0f} s soft targets on "

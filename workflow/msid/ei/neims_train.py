@@ -285,14 +285,18 @@ def val_evaluator(ds: NeimsDataset, rows: list[int], batch: int = 128):
 
 
 def fit(cfg: NeimsConfig, tcfg: TrainConfig, train: NeimsDataset, val: NeimsDataset | None,
-        workdir: str | os.PathLike, title: str) -> FitResult:
+        workdir: str | os.PathLike, title: str, data_key: dict | None = None) -> FitResult:
+    """Train one NEIMS model. ``data_key`` (e.g. the input files' digests) joins the run key:
+    a checkpoint of a run on other data is never resumed."""
+    torch.manual_seed(tcfg.seed)  # initial weights from the seed, not the process's RNG state
     model = NeimsModel(cfg)
     evaluate = None
     if val is not None and len(val):
         evaluate = val_evaluator(val, list(range(min(len(val), tcfg.val_max_queries))))
     trainer = Trainer(model, tcfg, train, collate_fn=train.collate, workdir=workdir,
                       evaluate=evaluate, metric="cosine", title=title,
-                      run_key={"model": cfg.to_dict(), "n_train": len(train)})
+                      run_key={"model": cfg.to_dict(), "n_train": len(train),
+                               "data": data_key or {}})
     t0 = time.perf_counter()
     summary = trainer.fit()
     return FitResult(trainer.model.cpu(), summary, time.perf_counter() - t0)

@@ -120,6 +120,12 @@ class SpectrumMoleculeDataset(Dataset):
     def structures(self) -> list[str]:
         return self.spectra.structures
 
+    def drop_structures(self, structures: set[int]) -> int:
+        """Leave out the items of these structure indices; returns how many were left out."""
+        keep = ~np.isin(self.struct_of_item, np.fromiter(structures, np.int64))
+        self.items, self.struct_of_item = self.items[keep], self.struct_of_item[keep]
+        return int((~keep).sum())
+
     def __len__(self) -> int:
         return len(self.items)
 

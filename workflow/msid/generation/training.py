@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from msid.digest import files_digest
 from msid.generation.config import GenRunConfig
 from msid.generation.data import (
     MoleculeDataset,
@@ -100,13 +101,20 @@ def train_denovo(train_store: str | os.PathLike, val_store: str | os.PathLike,
                     seed=run.train.seed)
     leak = held_out & {parse_ik14(s) for s in ds_spec.structures}
     if leak:  # the folds split by recorded InChIKey; a standardised parent may coincide
-        log(f"[generation] note: {len(leak)} train-fold structure(s) standardise to a "
-            "val/test structure")
+        n = ds_spec.drop_structures({i for i, s in enumerate(ds_spec.structures)
+                                     if parse_ik14(s) in leak})
+        log(f"[generation] {n} training spectra of {len(leak)} structure(s) left out: they "
+            "standardise to a val/test structure")
+    if not len(ds_spec):
+        raise ValueError(f"{train_store}: no training spectra left (every structure is a "
+                         "val/test structure, or none tokenises): train and val stores must "
+                         "hold different structures")
     log(f"[generation] vocabulary {len(tok)} tokens; {len(ds_spec):,} training spectra, "
         f"{len(ds_spec.structures):,} structures")
     ds_mol = MoleculeDataset(smiles, masses, tok)
     model = SmilesDecoderModel(run.model, len(tok))
-    key = {"run": run.to_dict(), "vocabulary": len(tok)}
+    key = {"run": run.to_dict(), "vocabulary": len(tok),
+           "inputs": files_digest(train_store, val_store, test_store, index_path)}
     pre = Trainer(model, _pretrain_config(run), ds_mol, collate_fn=collate_molecules,
                   workdir=workdir / "pretrain", title="denovo pretraining", run_key=key,
                   log=log)
@@ -183,9 +191,11 @@ class CandidateSpectra(Dataset):
 
 
 def candidate_sets_for(ds: SpectrumMoleculeDataset, index_path: str | os.PathLike, k: int,
-                       p_true: float, seed: int, ppm: float = 10.0) -> list[list[str]]:
+                       p_true: float, seed: int, ppm: float = 10.0,
+                       allowed: Callable[[str], bool] | None = None) -> list[list[str]]:
     """Per item: up to ``k`` same-mass pool molecules, holding the truth with prob. ``p_true``,
-    in random order (order carries no hint)."""
+    in random order (order carries no hint). ``allowed(inchikey14)``: which pool molecules
+    may be candidates (for training: the train fold's only)."""
     from msid.chem.candidates import CandidateIndex, candidate_set
     from msid.chem.structures import parse_structure
 
@@ -199,7 +209,8 @@ def candidate_sets_for(ds: SpectrumMoleculeDataset, index_path: str | os.PathLik
             st = parse_structure(ds.structures[s])
             per_struct[s] = [c.smiles_flat for c in
                              candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=2 * k,
-                                           true=st)[1:]]
+                                           true=st)[1:]
+                             if allowed is None or allowed(c.inchikey14)]
         others = per_struct[s]
         take = list(rng.choice(others, min(len(others), k), replace=False)) if others else []
         if rng.random() < p_true:
@@ -232,17 +243,26 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
     cand_dim = int(ranker.embed_molecules(["C"]).shape[1])
     mcfg = base.cfg.__class__.from_dict({**base.cfg.to_dict(), "fusion": fusion,
                                           "cand_dim": cand_dim})
+    torch.manual_seed(run.train.seed)  # the fusion's new weights: from the seed, not the process
     model = SmilesDecoderModel(mcfg, len(tok))
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"unexpected de novo weights: {unexpected}")
     model.freeze_encoder()
 
-    def with_candidates(store, max_items, seed) -> CandidateSpectra:
+    from msid.folds import fold_of
+    from msid.models.training import train_fold_spec
+
+    folds = train_fold_spec(train_store, log)
+
+    def with_candidates(store, max_items, seed, train: bool = False) -> CandidateSpectra:
         ds = SpectrumMoleculeDataset(store, tok, max_peaks=mcfg.max_peaks,
                                      adducts=run.train.adducts or None, max_items=max_items,
                                      seed=seed)
-        sets = candidate_sets_for(ds, index_path, g.train_k, g.p_true, seed)
+        # training candidates from the train fold only: no val/test structure trains GLMR
+        sets = candidate_sets_for(ds, index_path, g.train_k, g.p_true, seed,
+                                  allowed=(lambda ik: fold_of(ik, folds) == "train")
+                                  if train else None)
         uniq = list(dict.fromkeys(s for lst in sets for s in lst))
         enc = ranker.embed_molecules(uniq).astype(np.float32) if uniq else \
             np.zeros((0, cand_dim), np.float32)
@@ -256,7 +276,8 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
            tuple(run.train.adducts))
     if key not in _GLMR_DATA:  # the fusion ablations train on the same sets
         _GLMR_DATA.clear()
-        _GLMR_DATA[key] = (with_candidates(train_store, g.max_train_spectra, run.train.seed),
+        _GLMR_DATA[key] = (with_candidates(train_store, g.max_train_spectra, run.train.seed,
+                                           train=True),
                            with_candidates(val_store, run.train.val_max_queries,
                                            run.train.seed + 1))
     ds, val = _GLMR_DATA[key]
@@ -269,7 +290,9 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
                       workdir=workdir / fusion, evaluate=TokenNLL(val, collate_spectrum_molecules),
                       metric="neg_nll", title=f"glmr {fusion}", log=log,
                       run_key={"run": run.to_dict(), "fusion": fusion, "n_train": len(ds),
-                               "denovo": dcard["weights_sha256"]})
+                               "denovo": dcard["weights_sha256"],
+                               "inputs": files_digest(train_store, val_store, index_path,
+                                                      ranker_path)})
     summary = trainer.fit()
     metrics = {"val": summary["best"], "steps": summary["steps"],
                "best_step": summary["best_step"], "train_seconds": summary["train_seconds"],

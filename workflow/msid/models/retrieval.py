@@ -53,11 +53,13 @@ def info_nce(spec: torch.Tensor, mols: torch.Tensor, target: torch.Tensor,
     ``exclude`` (B, M) bool masks columns that must not count as negatives (other copies of the
     true structure, padding). Returns (loss, logits).
     """
-    logits = logit_scale * spec.float() @ mols.float().T
-    if exclude is not None:
-        keep = F.one_hot(target, logits.shape[1]).bool()
-        logits = logits.masked_fill(exclude & ~keep, float("-inf"))
-    return F.cross_entropy(logits, target), logits
+    # float32 under bf16 autocast too: at scale 50 a bf16 matmul moves logits by up to ~0.2
+    with torch.autocast(device_type=spec.device.type, enabled=False):
+        logits = logit_scale.float() * spec.float() @ mols.float().T
+        if exclude is not None:
+            keep = F.one_hot(target, logits.shape[1]).bool()
+            logits = logits.masked_fill(exclude & ~keep, float("-inf"))
+        return F.cross_entropy(logits, target), logits
 
 
 def fingerprint_f1(probs: torch.Tensor, target: torch.Tensor, threshold: float = 0.5

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from msid.chem.structures import Structure, parse_structure
+from msid.digest import files_digest
 from msid.metrics import expected_hit
 from msid.models.config import RunConfig
 from msid.models.features import FeatureBank, MolFeaturizer
@@ -183,11 +184,14 @@ class HardNegatives:
     ``source="train"``: the other training structures nearest in mass. These come from the
     same distribution as the positives, so the model cannot learn "decoy-like molecules score
     low" (a prior that ranks without reading the spectrum). ``"both"``: half and half.
+    ``allowed(inchikey14)``: which index molecules may be negatives (the train fold's: a
+    val/test structure never enters training, not even as a negative).
     """
 
     def __init__(self, structures: Sequence[str], index_path: str | os.PathLike | None,
                  featurizer: MolFeaturizer, pool: int = 32, ppm: float = 10.0,
-                 log: Callable = print, source: str = "index") -> None:
+                 log: Callable = print, source: str = "index",
+                 allowed: Callable[[str], bool] | None = None) -> None:
         t0 = time.perf_counter()
         ik_to_struct = {}
         parsed = [parse_structure(s) for s in structures]
@@ -217,9 +221,13 @@ class HardNegatives:
         for st in parsed:
             rows = []
             if st is not None and index is not None:
-                rows += [add(c.smiles_flat, c.inchikey14) for c in
-                         candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=n_index + 1,
-                                       true=st)[1:]]
+                for max_n in (n_index + 1, 4 * n_index + 1):  # more when some are not allowed
+                    got = candidate_set(index, mass=st.exact_mass, ppm=ppm, max_n=max_n,
+                                        true=st)[1:]
+                    found = [c for c in got if allowed is None or allowed(c.inchikey14)]
+                    if len(found) >= n_index or len(got) < max_n - 1:  # enough, or all there
+                        break
+                rows += [add(c.smiles_flat, c.inchikey14) for c in found[:n_index]]
             if st is not None and n_train:
                 pos = int(np.searchsorted(sorted_mass, st.exact_mass))
                 lo, hi = max(pos - n_train - 1, 0), min(pos + n_train + 1, len(order))
@@ -323,18 +331,28 @@ def training_keys(ds: SpectraDataset) -> list[str]:
     return sorted(keys)
 
 
+def train_fold_spec(store: str | os.PathLike, log: Callable = print):
+    """The :class:`~msid.folds.FoldSpec` a training store's folds were assigned with (from
+    its provenance); the default folds, said in the log, where none is recorded."""
+    from msid.folds import FoldSpec
+
+    folds = fold_settings(store)
+    if not folds:
+        log(f"[train] {store}: no fold settings in its provenance: the default folds "
+            f"({FoldSpec()}) decide which structures may train")
+        return FoldSpec()
+    return FoldSpec(**folds)
+
+
 def _train_fold_only(ds: SpectraDataset, store: str | os.PathLike, tcfg,
                      log: Callable) -> tuple[SpectraDataset, int]:
     """Drop training spectra whose normalised structure falls outside the train fold. Folds are
     assigned by each record's own InChIKey; a salt or other form whose normalised structure is
     a val/test structure (e.g. a sodium salt whose free acid is a test structure) would
     otherwise train on it."""
-    from msid.folds import FoldSpec, fold_of
+    from msid.folds import fold_of
 
-    folds = fold_settings(store)
-    if not folds:
-        return ds, 0
-    spec = FoldSpec(**folds)
+    spec = train_fold_spec(store, log)
     bad = {i for i, k in enumerate(ds.inchikey14) if fold_of(k, spec) != "train"}
     keep = np.array([int(s) not in bad for s in ds.struct_of_item], dtype=bool)
     if keep.all():
@@ -505,6 +523,9 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
                         fingerprints=None if family == "ranker" else target_bits,
                         in_memory=True, max_items=tcfg.max_train_spectra, seed=tcfg.seed)
     ds, outside = _train_fold_only(ds, train_store, tcfg, log)
+    from msid.folds import fold_of
+
+    folds = train_fold_spec(train_store, lambda *_: None)  # said once, above
     log(f"[train] {family}: {len(ds):,} training spectra, {len(ds.structures):,} structures "
         f"({time.perf_counter() - t0:.1f} s)")
     if len(ds) == 0:
@@ -530,7 +551,8 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     if family == "ranker":
         negs = (HardNegatives(ds.structures, index_path, mol_feat, tcfg.hard_negative_pool,
                               tcfg.hard_negative_ppm, log=log,
-                              source=tcfg.hard_negative_source)
+                              source=tcfg.hard_negative_source,
+                              allowed=lambda ik: fold_of(ik, folds) == "train")
                 if (index_path or tcfg.hard_negative_source == "train")
                 and tcfg.n_hard_negatives > 0 else None)
         prepare = RankerBatches(FeatureBank(ds.structures, mol_feat), negs,
@@ -538,7 +560,9 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
     model = build_model(mcfg)
     trainer = Trainer(model, tcfg, ds, collate_fn=collate_spectra, workdir=workdir,
                       prepare_batch=prepare, evaluate=validator, metric="hit@1", title=family,
-                      run_key={"model": mcfg.to_dict()}, log=log)
+                      run_key={"model": mcfg.to_dict(),
+                               "inputs": files_digest(train_store, val_store, index_path)},
+                      log=log)
     summary = trainer.fit(resume=resume, stop_after_steps=stop_after_steps)
     if summary.get("interrupted"):
         return summary

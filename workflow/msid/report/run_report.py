@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -117,7 +118,7 @@ def _compounds(ids: pd.DataFrame, fdr: float, confident_score: float,
 
 
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike | None,
-                     library: str | os.PathLike, out: str | os.PathLike, *, sample: str,
+                     library: str | os.PathLike | None, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12, fdr: float = CONFIDENT_FDR,
                      min_score: float = 0.0, confident_score: float = CONFIDENT_SCORE,
                      min_delta_score: float = MIN_DELTA_SCORE,
@@ -127,11 +128,14 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
     ids = (read_rankings(identifications) if identifications else  # peptide runs: none
            pd.DataFrame({c: pd.Series(dtype=float if c in ("rank", "score") else object)
                          for c in ALL_COLUMNS}))
-    with SpectrumStore(spectra) as store, SpectrumStore(library) as lib:
+    # library: the spectral library of the small-molecule mirror plots (None: a run kind
+    # without ESI library search)
+    with SpectrumStore(spectra) as store, (SpectrumStore(library) if library
+                                           else contextlib.nullcontext()) as lib:
         md = store.metadata
         short = short_ids(md["id"])
         quarantine = store.quarantine
-        lib_md = lib.metadata
+        lib_md = lib.metadata if lib is not None else pd.DataFrame(columns=["id", "name"])
         lib_row = pd.Series(np.arange(len(lib_md)), index=lib_md["id"])
         lib_row = lib_row[~lib_row.index.duplicated()]
         top = ids[(ids["rank"] == 1) & (ids["score"] > min_score)
