@@ -44,9 +44,14 @@ demo: setup
 	@echo "Reports: results/runs/*/report.html   Leaderboard: results/leaderboard/leaderboard.md"
 
 ## browser: headless Chromium + its WebDriver for the GUI test (Debian packages; CI runs as root)
+## browser: Chromium + chromedriver for the GUI's browser test (Debian packages; as root, or
+## with sudo; elsewhere that one test is skipped and says so)
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-		apt-get update -q && apt-get install -y -q chromium chromium-driver; fi
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+		elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+			sudo apt-get update -q && sudo apt-get install -y -q chromium chromium-driver; \
+		else echo "browser: no chromium (install chromium + chromium-driver); the GUI browser test is skipped"; fi; fi
 
 ## test: the whole test suite, end-to-end DAG run included
 test: setup browser

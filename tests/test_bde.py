@@ -125,3 +125,22 @@ def test_batched_alfabet_equals_its_own_per_molecule_prediction(tmp_path: Path) 
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"same {len(smiles)}" in run.stdout
+
+
+@needs_bde_env
+def test_two_jobs_sharing_one_cache_keep_each_others_molecules(tmp_path: Path) -> None:
+    """The DAG's bde and bde_set rules update one cache at the same time: each takes its
+    turn (a lock beside the cache), so the cache ends with both molecule sets."""
+    items = list(MOLECULES.items())
+    procs = []
+    for name, part in (("a", items[:3]), ("b", items[3:] + [("UHOVQNZJYSORNB-UHFFFAOYSA-N",
+                                                             "c1ccccc1")])):
+        f = tmp_path / f"{name}.tsv"
+        f.write_text("inchikey\tsmiles\n" + "".join(f"{k}\t{s}\n" for k, s in part))
+        procs.append(subprocess.Popen([str(BDE_CMD), str(f), "--cache",
+                                       str(tmp_path / "cache.h5"), "--no-progress"],
+                                      stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    done, unhandled = read_cache(tmp_path / "cache.h5")
+    assert set(done) | set(unhandled) == set(MOLECULES) | {"UHOVQNZJYSORNB-UHFFFAOYSA-N"}

@@ -99,6 +99,16 @@ def scaled(base):
     return lambda wildcards, attempt: base * attempt
 
 
+def ei_index_runtime(wildcards, input, attempt):
+    """Minutes: embedding every library spectrum dominates (~150 spectra/s on 2 CPU cores,
+    ~1,200 spectra per MB of store), so a 1.6M-spectrum in-silico library needs hours.
+    """
+    size_mb = (
+        os.path.getsize(input.library) / 1e6 if os.path.exists(input.library) else 0
+    )
+    return attempt * int(60 + 0.15 * size_mb)
+
+
 def env(name):
     """conda env file for a rule group (paths relative to the rule files)."""
     return f"../../envs/{name}.yaml"

@@ -65,7 +65,7 @@ rule ei_index:
     threads: 2
     resources:
         mem_mb=scaled(6000),
-        runtime=scaled(60),
+        runtime=ei_index_runtime,
     params:
         index=EI["index"],
     script:

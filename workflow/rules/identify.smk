@@ -20,7 +20,10 @@ rule identify_run:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     params:
-        identify=config["identify"],
+        # not report_mirror_plots (the report's): another number of plots reruns no search
+        identify={
+            k: v for k, v in config["identify"].items() if k != "report_mirror_plots"
+        },
         search=config["library_search"],
         model_dir=config["models"]["dir"],
         kind=run_kind,

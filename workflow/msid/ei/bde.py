@@ -19,6 +19,7 @@ acyclic bonds only; others have no row.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -207,11 +208,35 @@ def update_cache(cache: str | os.PathLike, molecules: Iterable[tuple[str, str]],
     """Compute the molecules (InChIKey, SMILES) missing from ``cache`` and add them.
 
     The cache is rewritten atomically (copy, append, rename); molecules already in it (handled
-    or not) are never recomputed. Returns counts.
+    or not) are never recomputed. Two jobs updating one cache (the DAG's ``bde`` and
+    ``bde_set``) take turns on a lock file beside it, so neither loses the other's molecules.
+    Returns counts.
     """
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(cache.with_name(f".{cache.name}.lock")):
+        return _update_cache(cache, molecules, progress)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (fcntl; where there is none, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _update_cache(cache: Path, molecules: Iterable[tuple[str, str]], progress: bool) -> dict:
     from tqdm import tqdm
 
-    cache = Path(cache)
     done, bad = read_cache(cache)
     todo: dict[str, str] = {}
     for key, smi in molecules:
