@@ -132,9 +132,9 @@ def test_two_jobs_sharing_one_cache_keep_each_others_molecules(tmp_path: Path) -
     """The DAG's bde and bde_set rules update one cache at the same time: each takes its
     turn (a lock beside the cache), so the cache ends with both molecule sets."""
     items = list(MOLECULES.items())
+    benzene = ("UHOVQNZJYSORNB-UHFFFAOYSA-N", "c1ccccc1")
     procs = []
-    for name, part in (("a", items[:3]), ("b", items[3:] + [("UHOVQNZJYSORNB-UHFFFAOYSA-N",
-                                                             "c1ccccc1")])):
+    for name, part in (("a", items[:3]), ("b", [*items[3:], benzene])):
         f = tmp_path / f"{name}.tsv"
         f.write_text("inchikey\tsmiles\n" + "".join(f"{k}\t{s}\n" for k, s in part))
         procs.append(subprocess.Popen([str(BDE_CMD), str(f), "--cache",
@@ -143,4 +143,4 @@ def test_two_jobs_sharing_one_cache_keep_each_others_molecules(tmp_path: Path) -
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     done, unhandled = read_cache(tmp_path / "cache.h5")
-    assert set(done) | set(unhandled) == set(MOLECULES) | {"UHOVQNZJYSORNB-UHFFFAOYSA-N"}
+    assert set(done) | set(unhandled) == set(MOLECULES) | {benzene[0]}
