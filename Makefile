@@ -43,7 +43,6 @@ demo: setup
 	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
 	@echo "Reports: results/runs/*/report.html   Leaderboard: results/leaderboard/leaderboard.md"
 
-## browser: headless Chromium + its WebDriver for the GUI test (Debian packages; CI runs as root)
 ## browser: Chromium + chromedriver for the GUI's browser test (Debian packages; as root, or
 ## with sudo; elsewhere that one test is skipped and says so)
 browser:

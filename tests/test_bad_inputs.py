@@ -65,6 +65,9 @@ def test_truncated_mgf_keeps_complete_records(data_dir, tmp_path):
         assert "without END IONS" in st.quarantine["reason"].iat[0]
         lost = quarantine_summary(st.quarantine)
     assert lost["n_records"] == 1 and "ends in the middle" in lost["damaged"]
+    stats = convert_file(data_dir / "bad" / "truncated.mgf", tmp_path / "c.h5", progress=False)
+    assert "ends in the middle" in stats.damaged  # the CLI's JSON and the rule log say so
+    assert stats.read == stats.stored + sum(stats.quarantined.values())
     msp = (data_dir / "bad" / "bad_records.msp").read_text()
     (tmp_path / "cut.msp").write_text(msp[:msp.index("Num Peaks") + 40])  # in a peak list
     with _run(tmp_path / "cut.msp", tmp_path / "m") as st:

@@ -299,6 +299,9 @@ def test_smiles_files_as_users_write_them(tmp_path) -> None:
         (tmp_path / "nh.txt").write_text(f"CCO{sep}ethanol\nc1ccccc1O{sep}phenol, pure\n")
         assert list(read_smiles_file(tmp_path / "nh.txt")) == [
             (1, "ethanol", "CCO"), (2, "phenol, pure", "c1ccccc1O")]
+    (tmp_path / "ws.txt").write_text("CCO ethanol, absolute\nc1ccccc1O phenol\n")  # by spaces
+    assert list(read_smiles_file(tmp_path / "ws.txt")) == [
+        (1, "ethanol, absolute", "CCO"), (2, "phenol", "c1ccccc1O")]
     (tmp_path / "h.tsv").write_text("name\tstructure\nethanol\tCCO\n")
     with pytest.raises(InputFileError, match=r"without a 'smiles' column.*name, structure"):
         list(read_smiles_file(tmp_path / "h.tsv"))

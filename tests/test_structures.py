@@ -96,3 +96,8 @@ def test_a_salt_written_with_a_covalent_metal_bond_is_its_parent():
     assert covalent.inchikey == ionic.inchikey == "QTBSBXVTEAMEQO-UHFFFAOYSA-N"
     assert covalent.formula == "C2H4O2" and covalent.exact_mass == ionic.exact_mass
     assert parse_structure("O=S(=O)(O[Na])c1ccccc1").smiles == "O=S(=O)(O)c1ccccc1"
+    # only salt-forming metals are cut off: an iron or cobalt complex keeps its metal, however
+    # it is written (with a hydrate's water or without)
+    iron = parse_structure("CC(=O)O[Fe]OC(C)=O")
+    assert iron.formula == "C4H6FeO4" == parse_structure("CC(=O)O[Fe]OC(C)=O.O").formula
+    assert "Co" in parse_structure("C[N+](C)(C)CCO[Co](N)(N)N").formula

@@ -28,6 +28,7 @@ from msid.parallel import imap_ordered
 from msid.spectrum import metadata_to_record
 from msid.store import (
     FILE_DAMAGE,
+    FILE_ENDS_EARLY,
     UNREADABLE,
     WHOLE_FILE,
     QuarantineRecord,
@@ -354,9 +355,9 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
 
         def reject(rid: str, reason: str) -> None:
             writer.quarantine(QuarantineRecord(path.name, rid, reason))
-            if FILE_DAMAGE in reason:  # a note about the file, in the store's quarantine
+            if FILE_DAMAGE in reason or FILE_ENDS_EARLY in reason:  # the file is damaged
                 stats.damaged = "; ".join(filter(None, (stats.damaged, reason)))
-            else:  # a record: read == stored + quarantined
+            if FILE_DAMAGE not in reason:  # a record (a cut-off one too): read == stored +
                 stats.quarantined[": ".join(reason.split(": ")[:2]) if clean else reason] += 1
 
         jobs = ((payload, path.name, clean) for payload in read_chunks(path))

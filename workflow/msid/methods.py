@@ -338,7 +338,8 @@ def _why_empty(method: Method, query: Query, candidates: list[Structure] | None,
             return "no candidates (none for this query in the candidate file)"
         if candidate_source == "pool-formula":
             return ("no candidates (none in the pool with the query's formula)" if query.formula
-                    else "no candidates (the query carries no formula or structure)")
+                    else "no candidates (none in the pool with the formula of the query's "
+                         "structure, or it carries neither a structure nor a formula)")
         mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
         if not math.isfinite(mass):
             return "no candidates (neutral mass unknown: no adduct or ion mode)"

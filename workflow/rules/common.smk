@@ -4,8 +4,8 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
-# envs/bde.yaml installs this checkout's msid as `-e ${MSID_ROOT}` (pip expands the variable
-# when Snakemake creates the env from its copy of the file under .snakemake/conda)
+# envs/bde.post-deploy.sh installs this checkout's msid (editable, from ${MSID_ROOT}) once
+# Snakemake has created the env from its copy of envs/bde.yaml under .snakemake/conda
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
 from msid.method_kinds import check_methods, method_table
 from msid.samples import runs_dir_samples, unread_entries

@@ -36,7 +36,12 @@ class Structure:
         return self.inchikey[:14]
 
 
+#: salt-forming metals (as _SALT_METAL): only their bonds are cut (RDKit's default cuts every
+#: metal's, iron and cobalt complexes included)
+_SALT_METALS_SMARTS = "Li,Na,K,Rb,Cs,Be,Mg,Ca,Sr,Ba,Zn,Al"
 _METALS = rdMolStandardize.MetalDisconnector()
+_METALS.SetMetalNof(Chem.MolFromSmarts(f"[{_SALT_METALS_SMARTS}]~[#7,#8,#9,#16]"))
+_METALS.SetMetalNon(Chem.MolFromSmarts(f"[{_SALT_METALS_SMARTS}]~[#17,#35,#53]"))
 _FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _NORMALIZER = rdMolStandardize.Normalizer()
 _UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
@@ -66,7 +71,7 @@ def _salt_metal_off(mol: Chem.Mol) -> Chem.Mol:
     """``mol`` with its metals disconnected when that leaves an organic (carbon) fragment to
     keep, as for a salt written covalently (CC(=O)O[Na]); an inorganic salt is left as is."""
     out = _METALS.Disconnect(mol)
-    if out.GetNumAtoms() == mol.GetNumAtoms() and Chem.MolToSmiles(out) == Chem.MolToSmiles(mol):
+    if len(Chem.GetMolFrags(out)) == len(Chem.GetMolFrags(mol)):  # no salt-metal bond cut
         return mol
     keep = _FRAGMENT.choose(out)
     return out if any(a.GetAtomicNum() == 6 for a in keep.GetAtoms()) else mol

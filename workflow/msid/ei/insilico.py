@@ -101,6 +101,8 @@ def read_smiles_file(path: str | os.PathLike,
     first = next(lines, "")
     head = first.rstrip("\r\n")
     sep = "\t" if "\t" in head else ("," if "," in head else None)
+    if sep == "," and " " in head.split(",", 1)[0].strip():  # "CCO ethanol, absolute": a
+        sep = None  # SMILES and a name by whitespace, the comma the name's own
     fields = next(csv.reader([head], delimiter=sep)) if sep else [head]
     cols = [c.strip().lower() for c in fields]
     if "smiles" in cols:

@@ -101,7 +101,8 @@ def _cache_dir() -> Path:
 def ei_digest(path: str | os.PathLike, preprocess: PreprocessConfig,
               nominal: NominalConfig) -> str:
     """Content digest of an input file plus the settings that shape its EI store."""
-    h = hashlib.sha256(b"msid-ei-store-v1")
+    # v2: whole-number m/z keeps its bin at any mass; structure-less search-library records
+    h = hashlib.sha256(b"msid-ei-store-v2")
     h.update(json.dumps([asdict(preprocess), asdict(nominal)], sort_keys=True,
                         default=str).encode())
     with open(path, "rb") as fh:

@@ -153,7 +153,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         spectra_ref = f"ms_run[1]:{m['native_id'] if m is not None and m['native_id'] else qid}"
         observed = neutral_mass(mz, "" if adduct == NULL else adduct,
                                 str(m["ion_mode"]) if m is not None else "", charge)
-        # m/z per Da of neutral mass for this ion (|z| / n for [nM+X]z: multimers, charges)
+        # m/z per Da of neutral mass for this ion (n / |z| for [nM+X]z: multimers, charges)
         per_da = (ion_mz(observed + 1.0, mz, "" if adduct == NULL else adduct,
                          str(m["ion_mode"]) if m is not None else "", charge) - mz
                   if charge and math.isfinite(observed) else math.nan)

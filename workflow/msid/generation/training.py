@@ -250,10 +250,9 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
         raise ValueError(f"unexpected de novo weights: {unexpected}")
     model.freeze_encoder()
 
-    from msid.folds import fold_of
-    from msid.models.training import train_fold_spec
+    from msid.models.training import train_fold_filter
 
-    folds = train_fold_spec(train_store, log)
+    in_train = train_fold_filter(train_store, log)
 
     def with_candidates(store, max_items, seed, train: bool = False) -> CandidateSpectra:
         ds = SpectrumMoleculeDataset(store, tok, max_peaks=mcfg.max_peaks,
@@ -261,8 +260,7 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
                                      seed=seed)
         # training candidates from the train fold only: no val/test structure trains GLMR
         sets = candidate_sets_for(ds, index_path, g.train_k, g.p_true, seed,
-                                  allowed=(lambda ik: fold_of(ik, folds) == "train")
-                                  if train else None)
+                                  allowed=in_train if train else None)
         uniq = list(dict.fromkeys(s for lst in sets for s in lst))
         enc = ranker.embed_molecules(uniq).astype(np.float32) if uniq else \
             np.zeros((0, cand_dim), np.float32)

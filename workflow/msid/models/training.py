@@ -307,8 +307,9 @@ def fold_settings(store: str | os.PathLike, max_depth: int = 8) -> dict:
 def _provenance_input(store: Path, given: str) -> Path | None:
     """The file a store's provenance names as its input. A relative name is relative to the
     directory the workflow ran in, which need not be today's working directory: it is looked
-    up there, then under each folder above the store."""
-    if not given:
+    up there, then under each folder above the store. None where it is no store (the raw
+    MGF/mzML a store was converted from holds no fold settings)."""
+    if not given or not given.endswith(".h5"):
         return None
     p = Path(given)
     if p.is_absolute() or p.exists():
@@ -333,15 +334,26 @@ def training_keys(ds: SpectraDataset) -> list[str]:
 
 def train_fold_spec(store: str | os.PathLike, log: Callable = print):
     """The :class:`~msid.folds.FoldSpec` a training store's folds were assigned with (from
-    its provenance); the default folds, said in the log, where none is recorded."""
+    its provenance: the workflow's fold stores record it); None, said in the log, for a store
+    that records none (a user's own training set: every structure in it may train)."""
     from msid.folds import FoldSpec
 
     folds = fold_settings(store)
     if not folds:
-        log(f"[train] {store}: no fold settings in its provenance: the default folds "
-            f"({FoldSpec()}) decide which structures may train")
-        return FoldSpec()
+        log(f"[train] {store}: no fold settings in its provenance: every structure in it "
+            "trains, and candidates are not checked against val/test folds")
+        return None
     return FoldSpec(**folds)
+
+
+def train_fold_filter(store: str | os.PathLike, log: Callable = print
+                      ) -> Callable[[str], bool] | None:
+    """``inchikey14 -> in the train fold`` under the store's fold settings (None: none
+    recorded), for the molecules training draws besides its spectra (negatives, candidates)."""
+    from msid.folds import fold_of
+
+    spec = train_fold_spec(store, log)
+    return None if spec is None else (lambda ik: fold_of(ik, spec) == "train")
 
 
 def _train_fold_only(ds: SpectraDataset, store: str | os.PathLike, tcfg,
@@ -353,6 +365,8 @@ def _train_fold_only(ds: SpectraDataset, store: str | os.PathLike, tcfg,
     from msid.folds import fold_of
 
     spec = train_fold_spec(store, log)
+    if spec is None:
+        return ds, 0
     bad = {i for i, k in enumerate(ds.inchikey14) if fold_of(k, spec) != "train"}
     keep = np.array([int(s) not in bad for s in ds.struct_of_item], dtype=bool)
     if keep.all():
@@ -523,9 +537,7 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
                         fingerprints=None if family == "ranker" else target_bits,
                         in_memory=True, max_items=tcfg.max_train_spectra, seed=tcfg.seed)
     ds, outside = _train_fold_only(ds, train_store, tcfg, log)
-    from msid.folds import fold_of
-
-    folds = train_fold_spec(train_store, lambda *_: None)  # said once, above
+    in_train = train_fold_filter(train_store, lambda *_: None)  # said once, above
     log(f"[train] {family}: {len(ds):,} training spectra, {len(ds.structures):,} structures "
         f"({time.perf_counter() - t0:.1f} s)")
     if len(ds) == 0:
@@ -552,7 +564,7 @@ def train_model(family: str, train_store: str | os.PathLike, val_store: str | os
         negs = (HardNegatives(ds.structures, index_path, mol_feat, tcfg.hard_negative_pool,
                               tcfg.hard_negative_ppm, log=log,
                               source=tcfg.hard_negative_source,
-                              allowed=lambda ik: fold_of(ik, folds) == "train")
+                              allowed=in_train)
                 if (index_path or tcfg.hard_negative_source == "train")
                 and tcfg.n_hard_negatives > 0 else None)
         prepare = RankerBatches(FeatureBank(ds.structures, mol_feat), negs,

@@ -91,9 +91,9 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         skipped: dict[str, str] = {}  # spectrum id -> why it was not sequenced
         if denovo_annotations and Path(denovo_annotations).is_file():
             ann = json.loads(Path(denovo_annotations).read_text(encoding="utf-8"))
+            unmatched = set(md["id"].astype(str)) - matched
             skipped = {str(s["id"]): str(s.get("kind", "precursor mass out of reach"))
-                       for s in ann.get("skipped", [])
-                       if str(s["id"]) in set(md["id"]) - matched}
+                       for s in ann.get("skipped", []) if str(s["id"]) in unmatched}
         rest = len(md) - len(matched) - len(skipped)
         unanswered = {"de novo: no sequence matching the precursor mass": rest} if rest else {}
         for kind in skipped.values():
