@@ -387,6 +387,12 @@ def _mzxml_params(spec: dict, rid: str) -> dict[str, object]:
     return params
 
 
+def _local_name(tag: str) -> str:
+    """An element's name without its namespace, as written: lxml's QName refuses the names a
+    damaged file can give an element (``cvPara--------:``), which are no spectrum either."""
+    return tag.rsplit("}", 1)[-1]
+
+
 def xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
     """(a well-formed document, the damage): ``data`` up to the end of its last complete
     top-level spectrum before the first XML error, with its open elements closed.
@@ -409,12 +415,12 @@ def xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
             problem = str(e)
             break
         for event, el in parser.read_events():
-            if not isinstance(el.tag, str) or etree.QName(el).localname != tag:
+            if not isinstance(el.tag, str) or _local_name(el.tag) != tag:
                 continue
             depth += 1 if event == "start" else -1
             if event == "end" and depth == 0:
                 fence = pos + line.rfind(close.encode()) + len(close)
-                closers = "".join(f"</{etree.QName(a).localname}>" for a in el.iterancestors())
+                closers = "".join(f"</{_local_name(a.tag)}>" for a in el.iterancestors())
                 el.clear()
                 while el.getprevious() is not None:
                     del el.getparent()[0]
