@@ -27,6 +27,12 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
+#: `msid identify`'s defaults of the options that only some calls use (one place: the parser
+#: and the check that names options a call does not use both read them)
+IDENTIFY_DEFAULTS = {"candidate_kind": "mass", "ppm": 10.0, "max_candidates": 256,
+                     "fdr": 0.05}  # msid.rankings.CONFIDENT_FDR
+
+
 def _add_identify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("identify", help="rank molecules for query spectra",
                        description="Rank candidate molecules (or library hits) for each query.")
@@ -42,13 +48,15 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
                    help=f"identification method: {', '.join(ALL_METHODS)} (default: library; "
                         "`msid methods` lists those installed, plugins included)")
     p.add_argument("--model", help="model file for learned methods")
-    p.add_argument("--candidate-kind", choices=["mass", "formula"], default="mass",
+    p.add_argument("--candidate-kind", choices=["mass", "formula"],
+                   default=IDENTIFY_DEFAULTS["candidate_kind"],
                    help="pool candidates by the query's neutral mass (--ppm) or by its formula "
                         "(its structure's, else an MGF FORMULA= line; a query with neither "
                         "gets a row saying so)")
-    p.add_argument("--ppm", type=positive_float, default=10.0,
+    p.add_argument("--ppm", type=positive_float, default=IDENTIFY_DEFAULTS["ppm"],
                    help="mass window for pool candidates, ppm (default: 10)")
-    p.add_argument("--max-candidates", type=positive_int, default=256,
+    p.add_argument("--max-candidates", type=positive_int,
+                   default=IDENTIFY_DEFAULTS["max_candidates"],
                    help="candidates per query at most (default: 256)")
     p.add_argument("--top-k", type=top_k, default=20,
                    help="ranks kept per query (default: 20; 0: all; EI methods: up to 10,000)")
@@ -59,7 +67,7 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
                                                 "in .mztab")
     p.add_argument("--compounds", help="also write the library hits grouped by structure "
                                        "(one row per compound; method 'library')")
-    p.add_argument("--fdr", type=fraction, default=0.05,  # msid.rankings.CONFIDENT_FDR
+    p.add_argument("--fdr", type=fraction, default=IDENTIFY_DEFAULTS["fdr"],
                    help="q-value up to which a library hit is confident (--compounds; "
                         "default 0.05)")
 
@@ -100,12 +108,11 @@ def _ignored_options(a: argparse.Namespace, makes_candidates: bool) -> list[str]
     out = []
     if a.pool and a.candidates:
         out.append("--pool (--candidates gives each query's candidates)")
-    if a.fdr != 0.05 and not a.compounds:
+    if a.fdr != IDENTIFY_DEFAULTS["fdr"] and not a.compounds:
         out.append("--fdr (it sets which --compounds are confident)")
     if not makes_candidates:
-        given = [o for o, v, d in (("--ppm", a.ppm, 10.0), ("--max-candidates",
-                                                            a.max_candidates, 256),
-                                   ("--candidate-kind", a.candidate_kind, "mass")) if v != d]
+        given = ["--" + k.replace("_", "-") for k in ("ppm", "max_candidates", "candidate_kind")
+                 if getattr(a, k) != IDENTIFY_DEFAULTS[k]]
         if given:
             out.append(f"{', '.join(given)} (method '{a.method}' ranks no pool candidates: "
                        "give --pool or --candidates, or a method that ranks candidates)")

@@ -57,32 +57,41 @@ def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
     return {r[1]: r[0] for r in rows if len(r) == 2 and SAMPLE_NAME.match(r[0])}
 
 
-def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
-    """``(path relative to folder, why it is not read)`` for every entry of ``folder`` and of
-    its kind subfolders that :func:`runs_dir_samples` does not make a sample of."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
+def _entries(folder: Path) -> list[tuple[Path, str, str]]:
+    """``(path, run kind, why it is not read)`` for every entry of ``folder`` and of its kind
+    subfolders, in name order; ``why`` is '' for a run file (the one walk both
+    :func:`runs_dir_samples` and :func:`unread_entries` read)."""
     out = []
-    for sub in [folder] + [folder / k for k in RUN_KINDS if (folder / k).is_dir()]:
+    for kind in ("", *RUN_KINDS):
+        sub = folder / kind
+        if kind and not sub.is_dir():
+            continue
         for p in sorted(sub.iterdir()):
-            rel = str(p.relative_to(folder))
             vendor = VENDOR_FORMATS.get(p.suffix.lower())
             if p.name.startswith("."):
                 why = "hidden file (a macOS '._' copy or a transfer in progress)"
             elif vendor:
                 why = f"{vendor}: msid reads mzML, mzXML, MGF and MSP; {CONVERT_HINT}"
             elif p.is_dir():
-                if sub == folder and p.name in RUN_KINDS:
+                if not kind and p.name in RUN_KINDS:
                     continue
                 why = ("a folder: only the run-kind subfolders "
                        f"({', '.join(k + '/' for k in RUN_KINDS)}) are read")
             elif not RUN_FILE.search(p.name):
                 why = "not a run file msid reads (mzML, mzXML, MGF or MSP, gzip allowed)"
             else:
-                continue
-            out.append((rel, why))
+                why = ""
+            out.append((p, kind or "small_molecule", why))
     return out
+
+
+def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(path relative to folder, why it is not read)`` for every entry of ``folder`` and of
+    its kind subfolders that :func:`runs_dir_samples` does not make a sample of."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [(str(p.relative_to(folder)), why) for p, _, why in _entries(folder) if why]
 
 
 def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
@@ -100,13 +109,8 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"runs_dir '{folder}' is not a folder")
-    found = [(p, "small_molecule") for p in sorted(folder.iterdir()) if p.is_file()]
-    for kind in RUN_KINDS:
-        sub = folder / kind
-        if sub.is_dir():
-            found += [(p, kind) for p in sorted(sub.iterdir()) if p.is_file()]
-    found = [(p, k) for p, k in found if RUN_FILE.search(p.name) and not p.name.startswith(".")
-             and os.path.realpath(p) not in listed]  # hidden: ._QC.mzML, a copy in progress
+    found = [(p, k) for p, k, why in _entries(folder)
+             if not why and p.is_file() and os.path.realpath(p) not in listed]
     real = [os.path.realpath(p) for p, _ in found]
     stems = [RUN_FILE.sub("", p.name) for p, _ in found]
     names: list[str | None] = [None] * len(found)

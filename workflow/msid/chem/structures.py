@@ -36,12 +36,12 @@ class Structure:
         return self.inchikey[:14]
 
 
-#: salt-forming metals (as _SALT_METAL): only their bonds are cut (RDKit's default cuts every
-#: metal's, iron and cobalt complexes included)
-_SALT_METALS_SMARTS = "Li,Na,K,Rb,Cs,Be,Mg,Ca,Sr,Ba,Zn,Al"
+#: salt-forming metals: only their bonds are cut (RDKit's default cuts every metal's, iron and
+#: cobalt complexes included)
+SALT_METALS = ("Li", "Na", "K", "Rb", "Cs", "Be", "Mg", "Ca", "Sr", "Ba", "Zn", "Al")
 _METALS = rdMolStandardize.MetalDisconnector()
-_METALS.SetMetalNof(Chem.MolFromSmarts(f"[{_SALT_METALS_SMARTS}]~[#7,#8,#9,#16]"))
-_METALS.SetMetalNon(Chem.MolFromSmarts(f"[{_SALT_METALS_SMARTS}]~[#17,#35,#53]"))
+_METALS.SetMetalNof(Chem.MolFromSmarts(f"[{','.join(SALT_METALS)}]~[#7,#8,#9,#16]"))
+_METALS.SetMetalNon(Chem.MolFromSmarts(f"[{','.join(SALT_METALS)}]~[#17,#35,#53]"))
 _FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _NORMALIZER = rdMolStandardize.Normalizer()
 _UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
@@ -50,7 +50,7 @@ _UNCHARGER = rdMolStandardize.Uncharger(canonicalOrder=True)
 #: what RDKit writes into a canonical isomeric SMILES only for stereo or isotopes
 _STEREO_OR_ISOTOPE = re.compile(r"[@/\\]|\[\d")
 #: a salt written with a covalent bond to its metal (CC(=O)O[Na]): no dot, no charge
-_SALT_METAL = re.compile(r"\[(?:Li|Na|K|Rb|Cs|Be|Mg|Ca|Sr|Ba|Zn|Al)[^a-z]")
+_SALT_METAL = re.compile(rf"\[(?:{'|'.join(SALT_METALS)})[^a-z]")
 
 
 def needs_standardising(smiles: str) -> bool:
