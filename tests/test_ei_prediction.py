@@ -326,3 +326,31 @@ def test_predict_ei_writes_nothing_when_nothing_is_predicted(tmp_path) -> None:
             with pytest.raises(InputFileError, match=match):
                 predict_file(tmp_path / "in.tsv", tmp_path / out, model, progress=False)
             assert not (tmp_path / out).exists()
+
+
+def test_gradnorm_weights_resume_from_the_state_dict() -> None:
+    """GradNorm's reference losses (the first step's) live in the state dict, so a student
+    restored from a checkpoint weights its losses as the uninterrupted one does."""
+    from msid.ei.neims_train import NeimsDataset, NeimsModel, store_items
+
+    cfg = NeimsConfig(kind="student", max_mz=300, gradnorm=True, **TINY["student"])
+    items = store_items(ei_store(EI_MSP), max_mass=300, limit=32)
+    ds = NeimsDataset(items, cfg)
+    targets = np.stack([ds.target(i) for i in range(len(ds))])
+    ds.soft, ds.soft_std = targets[::-1].copy(), np.full_like(targets, 0.1)  # other spectra
+    first, later = ds.collate(list(range(16))), ds.collate(list(range(16, 32)))
+    torch.manual_seed(0)
+    a = NeimsModel(cfg).eval()  # no dropout: the three models see the same forward pass
+    a.loss(first)
+    l0 = a.state_dict()["gradnorm_l0"].clone()
+    assert (l0 > 0).all()
+    resumed, fresh = NeimsModel(cfg).eval(), NeimsModel(cfg).eval()
+    resumed.load_state_dict(a.state_dict())
+    fresh.load_state_dict({k: v for k, v in a.state_dict().items() if k != "gradnorm_l0"},
+                          strict=False)
+    for m in (a, resumed, fresh):
+        m.loss(later)
+    torch.testing.assert_close(resumed.task_w, a.task_w)
+    torch.testing.assert_close(a.state_dict()["gradnorm_l0"], l0)  # kept, not moved
+    assert not torch.allclose(fresh.task_w, a.task_w)  # without it, it restarts from 1:1
+    assert "gradnorm_l0" not in NeimsModel(NeimsConfig(kind="student")).state_dict()

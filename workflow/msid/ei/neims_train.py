@@ -146,7 +146,8 @@ class NeimsModel(torch.nn.Module):
         self.cfg = cfg
         self.net = build_net(cfg)
         self.register_buffer("task_w", torch.ones(2))  # GradNorm weights (measured, KD)
-        self._l0: list[float] | None = None
+        if cfg.gradnorm:  # the first step's losses, kept in checkpoints so a resume goes on alike
+            self.register_buffer("gradnorm_l0", torch.zeros(2))
 
     def forward(self, b: dict) -> torch.Tensor:
         return self.net(b)
@@ -179,14 +180,15 @@ class NeimsModel(torch.nn.Module):
 
     @torch.no_grad()
     def _update_w(self, norms: list[float], losses: list[float], alpha: float = 1.5) -> None:
-        if self._l0 is None:
-            self._l0 = [max(v, 1e-8) for v in losses]
-        ratios = np.array([v / l0 for v, l0 in zip(losses, self._l0, strict=True)])
+        if not bool(self.gradnorm_l0.any()):
+            self.gradnorm_l0.copy_(torch.as_tensor([max(v, 1e-8) for v in losses]))
+        ratios = np.asarray(losses) / self.gradnorm_l0.cpu().numpy()
         rel = ratios / ratios.mean()
         target = np.mean(norms) * rel ** alpha
         w = target / np.maximum(norms, 1e-12)
         w = w / w.sum() * len(w)
-        self.task_w.copy_(0.9 * self.task_w + 0.1 * torch.as_tensor(w, dtype=torch.float32))
+        self.task_w.copy_(0.9 * self.task_w
+                         + 0.1 * torch.as_tensor(w, dtype=torch.float32, device=self.task_w.device))
 
     def _gradnorm(self, losses: list[torch.Tensor]) -> None:
         """GradNorm (Chen et al. 2018), closed form per step: task weights move toward equal
