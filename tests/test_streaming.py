@@ -52,8 +52,10 @@ def whole_file_records(path: Path) -> list[RawSpectrum]:
             params["precursor_mz"] = p.getMZ() or None
             if p.getCharge():
                 params["charge"] = int(p.getCharge())
-            if p.getActivationEnergy():
-                params["collision_energy"] = f"{p.getActivationEnergy():g}"
+            energy = p.getActivationEnergy() or (p.getMetaValue("collision energy")
+                                                 if p.metaValueExists("collision energy") else 0)
+            if energy:
+                params["collision_energy"] = f"{float(energy):g}"
         out.append(RawSpectrum(native_id, mz.astype(np.float64), inten.astype(np.float32),
                                params))
     return out
@@ -209,3 +211,22 @@ def _levels(path: Path) -> list[int]:
     exp = oms.MSExperiment()
     oms.MzMLFile().load(str(path), exp)
     return [s.getMSLevel() for s in exp.getSpectra()]
+
+
+@pytest.mark.parametrize(("name", "has_energy"), [("pestmix_dda.mzML.gz", False),
+                                                  ("peptide_qc1.mzML.gz", True)])
+def test_pyopenms_and_damaged_file_paths_read_the_same_fields(name, has_energy):
+    """Both readers of an mzML (pyOpenMS streaming; pyteomics for a damaged file) give a record
+    the same precursor, charge, retention time and collision energy, the energy included where
+    pyOpenMS keeps it as a meta value rather than its activation energy."""
+    gz = RUNS / name
+    fast = [r for r in read_spectra(gz) if isinstance(r, RawSpectrum)]
+    salvaged = [r for r in raw_io._salvage_xml(gz, "mzml", RuntimeError("test"))
+                if isinstance(r, RawSpectrum)]
+    assert len(fast) == len(salvaged) > 0
+    assert all(("collision_energy" in r.params) == has_energy for r in fast)
+    for a, b in zip(fast, salvaged, strict=True):
+        assert a.record_id == b.record_id
+        for key in ("precursor_mz", "charge", "collision_energy", "ionmode"):
+            assert a.params.get(key) == b.params.get(key), (a.record_id, key)
+        assert a.params["retention_time"] == pytest.approx(b.params["retention_time"])

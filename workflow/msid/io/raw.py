@@ -195,9 +195,23 @@ class _MS2Consumer:
             params["precursor_mz"] = p.getMZ() or None
             if p.getCharge():
                 params["charge"] = int(p.getCharge())
-            if p.getActivationEnergy():
-                params["collision_energy"] = f"{p.getActivationEnergy():g}"
+            if energy := _activation_energy(p):
+                params["collision_energy"] = f"{energy:g}"
         return RawSpectrum(native_id, mz.astype(np.float64), inten.astype(np.float32), params)
+
+
+def _activation_energy(precursor) -> float:  # precursor: a pyopenms.Precursor
+    """The collision energy of a precursor: pyOpenMS fills ``getActivationEnergy`` for some
+    writers and keeps the mzML term 'collision energy' (MS:1000045) as a meta value for
+    others (ProteoWizard, OpenMS' own files), where the getter reads 0."""
+    if precursor.getActivationEnergy():
+        return float(precursor.getActivationEnergy())
+    if precursor.metaValueExists("collision energy"):
+        try:
+            return float(precursor.getMetaValue("collision energy"))
+        except (TypeError, ValueError):
+            return 0.0
+    return 0.0
 
 
 def _transform(path: Path, fmt: str, consumer: _MS2Consumer) -> None:
