@@ -51,6 +51,18 @@ def _load_samples():
 samples = _load_samples()
 LIB = config["library"]["name"]
 BENCH = config["benchmark"]
+# the benchmark settings that shape the queries and candidate sets; with the harness settings,
+# what a metrics record's config names (another method in the list reruns nothing)
+BENCH_INPUT_KEYS = (
+    "adducts",
+    "max_queries",
+    "ppm",
+    "max_candidates",
+    "min_candidates",
+    "hard_min_candidates",
+    "seed",
+)
+BENCH_INPUTS = {k: BENCH.get(k) for k in BENCH_INPUT_KEYS}
 
 
 wildcard_constraints:

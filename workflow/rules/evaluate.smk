@@ -24,18 +24,7 @@ rule benchmark_inputs:
         kinds=BENCH["candidate_kinds"],
         # only what shapes the queries and candidate sets: another method, n_boot or MCES
         # setting must not rebuild them (and rerun every ranking after them)
-        benchmark={
-            k: BENCH.get(k)
-            for k in (
-                "adducts",
-                "max_queries",
-                "ppm",
-                "max_candidates",
-                "min_candidates",
-                "hard_min_candidates",
-                "seed",
-            )
-        },
+        benchmark=BENCH_INPUTS,
     script:
         "../scripts/benchmark_inputs.py"
 
@@ -179,7 +168,13 @@ rule evaluate:
         n_boot=BENCH["n_boot"],
         mces=lambda wc: BENCH["mces"] and wc.variant == "standard",
         seed=BENCH["seed"],
-        config=BENCH,
+        config=lambda wc: {
+            "fold": BENCH["fold"],
+            **BENCH_INPUTS,
+            "n_boot": BENCH["n_boot"],
+            "mces": BENCH["mces"] and wc.variant == "standard",
+            "far_max_tanimoto": BENCH["far_max_tanimoto"],
+        },
         far_max_tanimoto=BENCH["far_max_tanimoto"],
     script:
         "../scripts/evaluate.py"
