@@ -15,7 +15,7 @@ from msid.ei.insilico import build_library, predict_file, read_smiles_file
 from msid.ei.neims import NeimsConfig, build_net, featurize, mol_graph, nominal_mass
 from msid.ei.neims_eval import library_recall, weighted, write_leaderboard
 from msid.ei.neims_pipeline import NeimsRunConfig, run, soft_targets
-from msid.ei.neims_train import load_neims, predict_sqrt
+from msid.ei.neims_train import load_neims, predict_sqrt, save_neims
 from msid.ei.spectra import ei_store
 from msid.modelfile import ModelFileError
 from msid.models.features import MolFeaturizer
@@ -328,7 +328,7 @@ def test_predict_ei_writes_nothing_when_nothing_is_predicted(tmp_path) -> None:
             assert not (tmp_path / out).exists()
 
 
-def test_gradnorm_weights_resume_from_the_state_dict() -> None:
+def test_gradnorm_weights_resume_from_the_state_dict(tmp_path) -> None:
     """GradNorm's reference losses (the first step's) live in the state dict, so a student
     restored from a checkpoint weights its losses as the uninterrupted one does."""
     from msid.ei.neims_train import NeimsDataset, NeimsModel, store_items
@@ -354,3 +354,19 @@ def test_gradnorm_weights_resume_from_the_state_dict() -> None:
     torch.testing.assert_close(a.state_dict()["gradnorm_l0"], l0)  # kept, not moved
     assert not torch.allclose(fresh.task_w, a.task_w)  # without it, it restarts from 1:1
     assert "gradnorm_l0" not in NeimsModel(NeimsConfig(kind="student")).state_dict()
+    # the Trainer's EMA averages weights, not this state: evaluated weights carry the live one
+    from msid.models.config import TrainConfig
+    from msid.train import Trainer
+
+    tr = Trainer(a.train(), TrainConfig(max_steps=3, batch_size=16, ema_decay=0.9, eval_every=0,
+                                        checkpoint_every=0, warmup_steps=1, progress=False),
+                 ds, collate_fn=ds.collate, workdir=tmp_path, log=lambda *_: None)
+    tr.fit()
+    assert "gradnorm_l0" not in tr.ema and "task_w" not in tr.ema
+    torch.testing.assert_close(tr.eval_weights()["gradnorm_l0"], l0)
+    # a gradnorm student saved without it (before it was kept) still loads
+    old = NeimsModel(cfg)
+    del old._buffers["gradnorm_l0"]
+    save_neims(old, tmp_path / "student.safetensors", training={})
+    loaded, _ = load_neims(tmp_path / "student.safetensors")
+    assert not loaded.gradnorm_l0.any()  # unset: a further run takes its first losses

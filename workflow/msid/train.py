@@ -230,8 +230,9 @@ class Trainer:
             lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio))
         self.ema: dict[str, torch.Tensor] | None = None
         if cfg.ema_decay > 0:
+            skip = set(getattr(model, "ema_skip", ()))  # training state, not weights
             self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()
-                        if v.dtype.is_floating_point}
+                        if v.dtype.is_floating_point and k not in skip}
         self.loss_fn = model.loss
         if cfg.compile and self.cuda:
             self.loss_fn = torch.compile(model.loss)

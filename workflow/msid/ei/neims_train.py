@@ -141,6 +141,9 @@ class NeimsDataset(Dataset):
 class NeimsModel(torch.nn.Module):
     """A predictor plus its training loss (what :class:`msid.train.Trainer` drives)."""
 
+    #: GradNorm's state: the Trainer's EMA leaves it out (evaluated weights carry the live one)
+    ema_skip = ("task_w", "gradnorm_l0")
+
     def __init__(self, cfg: NeimsConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -249,8 +252,11 @@ def load_neims(path: str | os.PathLike) -> tuple[NeimsModel, dict]:
     path = Path(path)
     card = verified_card(path, FAMILY)
     model = NeimsModel(NeimsConfig.from_dict(card["config"]))
+    tensors = load_tensors(path)
+    if model.cfg.gradnorm:  # training state; students saved before it was kept lack it
+        tensors.setdefault("gradnorm_l0", torch.zeros(2))
     try:
-        model.load_state_dict(load_tensors(path), strict=True)
+        model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         raise ModelFileError(path, f"weights do not fit the card's architecture ({e})") from e
     return model.eval(), card
