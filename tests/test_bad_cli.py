@@ -16,6 +16,7 @@ from msid.store import SpectrumStoreWriter
 
 BAD = Path(__file__).parent / "data" / "bad"
 QUERIES = BAD / "pesticides_first3.mgf"
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 
 def _msid(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -183,8 +184,31 @@ def test_ei_spectra_searched_with_an_esi_method_get_a_hint(tmp_path, capsys, mon
     rc = main(["identify", str(tmp_path / "ei.mgf"), "--library", str(QUERIES),
                "--out", str(tmp_path / "o.tsv")])
     err = capsys.readouterr().err
-    assert rc == 0 and "3 input record(s) quarantined" in err and "MS1 spectrum" in err
+    assert rc == 1 and "3 input record(s) quarantined" in err and "MS1 spectrum" in err
     assert "use an EI method" in err
+    assert "no query left to rank" in err  # a script must not take the empty table for a result
+    assert (tmp_path / "o.tsv").exists()  # the table is written all the same
+
+
+def test_msms_spectra_searched_with_an_ei_method_get_a_hint(tmp_path, capsys, monkeypatch):
+    """ESI MS/MS spectra (each with a precursor) given to an EI method are matched, with a
+    warning that EI methods are for GC-MS spectra."""
+    monkeypatch.setenv("MSID_CACHE", str(tmp_path / "cache"))
+    rc = main(["identify", str(QUERIES), "--method", "ei-cosine",
+               "--out", str(tmp_path / "o.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "queries carry a precursor m/z" in err and "--method library" in err
+
+
+def test_identify_points_peptide_methods_and_unused_models_the_right_way(tmp_path, capsys):
+    rc = main(["identify", str(QUERIES), "--method", "peptrm", "--out", str(tmp_path / "o.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "msid denovo-peptides" in err and not (tmp_path / "o.tsv").exists()
+    model = RESOURCES / "models" / "deepsets.safetensors"
+    rc = main(["identify", str(QUERIES), "--library", str(QUERIES), "--model", str(model),
+               "--out", str(tmp_path / "o.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "not used: --model (method 'library' uses no model)" in err
 
 
 def test_an_output_never_overwrites_an_input(capsys, tmp_path):

@@ -123,3 +123,30 @@ def test_a_query_whose_window_holds_only_the_other_ion_mode_says_so(library, pes
         assert method.why_empty(q, None) == "no library entry within precursor tolerance"
         checked += 1
     assert checked > 10
+
+
+def test_a_candidate_of_the_library_structure_scores_as_it_however_written(library,
+                                                                         pesticides_store):
+    """Hydramethylnon as the shipped pool writes it (another tautomer: Morgan Tanimoto 0.57 to
+    the library's SMILES, same InChIKey first block) scores as its library identity hit and
+    names that entry; other candidates keep the similarity-weighted score."""
+    from msid.chem.structures import parse_structure
+    from msid.methods import LibrarySearch, iter_queries
+
+    pool_form = "CC1(C)CNC(=NN=C(/C=C/c2ccc(C(F)(F)F)cc2)/C=C/c2ccc(C(F)(F)F)cc2)NC1"
+    with SpectrumStore(pesticides_store) as st:
+        md = st.metadata
+        rows = [i for i, k in enumerate(md["inchikey"]) if str(k).startswith("IQVNEKKDSLOHHK")]
+        assert rows
+        query = next(iter_queries(st, rows[:1]))
+        others = [parse_structure(s) for s in dict.fromkeys(md["smiles"]) if s][:10]
+    method = LibrarySearch(library)
+    identity = method.rank(query, None)[0]
+    assert identity.inchikey.startswith("IQVNEKKDSLOHHK")
+    candidates = [s for s in others if s.inchikey14 != "IQVNEKKDSLOHHK"]
+    candidates.append(parse_structure(pool_form))
+    ranked = method.rank(query, candidates)
+    assert ranked[0].inchikey.startswith("IQVNEKKDSLOHHK")
+    assert ranked[0].score == pytest.approx(identity.score)
+    assert ranked[0].library_id == identity.library_id and ranked[0].name == identity.name
+    assert all(not r.library_id for r in ranked[1:])

@@ -103,6 +103,19 @@ def _library_usable(store: Path, name: str) -> bool:
     return n > 0
 
 
+def _uses_model(method: str) -> bool:
+    """Whether ``method`` loads a model file (``--model``): the learned retrieval and generation
+    methods and the EI embedding; an installed package's method is given the benefit."""
+    from msid.method_kinds import method_table
+
+    spec = method_table().get(method)
+    return spec is None or bool(spec.models) or method.startswith("ei-embedding")
+
+
+#: what ``msid identify --method`` would be asked by someone who wants peptide sequencing
+PEPTIDE_METHODS = ("peptrm", "dp")
+
+
 def _ignored_options(a: argparse.Namespace, makes_candidates: bool) -> list[str]:
     """Options given that this call of ``msid identify`` does not use, with why."""
     out = []
@@ -110,6 +123,8 @@ def _ignored_options(a: argparse.Namespace, makes_candidates: bool) -> list[str]
         out.append("--pool (--candidates gives each query's candidates)")
     if a.fdr != IDENTIFY_DEFAULTS["fdr"] and not a.compounds:
         out.append("--fdr (it sets which --compounds are confident)")
+    if a.model and not _uses_model(a.method):
+        out.append(f"--model (method '{a.method}' uses no model)")
     if not makes_candidates:
         given = ["--" + k.replace("_", "-") for k in ("ppm", "max_candidates", "candidate_kind")
                  if getattr(a, k) != IDENTIFY_DEFAULTS[k]]
@@ -132,6 +147,10 @@ def cmd_identify(a: argparse.Namespace) -> int:
     )
     from msid.methods import MethodResources, load_library, make_method
 
+    if a.method in PEPTIDE_METHODS:
+        print(f"msid identify: error: '{a.method}' sequences peptides: use 'msid denovo-peptides "
+              f"QUERIES --method {a.method} --out OUT.tsv'", file=sys.stderr)
+        return 2
     ei = a.method.startswith("ei-")  # EI library matching: nominal-mass spectra, no precursor
     check_input(a.queries, "queries")  # user mistakes surface before any work
     for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
@@ -216,9 +235,22 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 ("require_precursor_mz", "require_ms2")).all():  # no precursor, or MS1
             print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
                   "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
+        if ei and len(q):
+            with_precursor = int((q.metadata["precursor_mz"].fillna(0) > 0).sum())
+            if with_precursor > len(q) / 2:
+                print(f"msid identify: warning: {with_precursor} of {len(q)} queries carry a "
+                      "precursor m/z, as MS/MS spectra do: EI methods match 70 eV EI (GC-MS) "
+                      "spectra; for MS/MS use --method library, ranker, glmr or denovo",
+                      file=sys.stderr)
         for line in report.lines():  # what the candidate file held that no query could use
             print(f"msid identify: warning: {line}", file=sys.stderr)
+        n_queries = len(q)
         q.close()
+    if not n_queries:  # the table says so too; a script must not take it for a result
+        print(f"msid identify: error: no query left to rank in {a.queries}"
+              + (f" (all {n_bad} input records quarantined, reasons above)" if n_bad else ""),
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -257,15 +257,26 @@ class LibrarySearch:
                                                  ion_mode=query.ion_mode,
                                                  top_k=self.analog_k)
         scores = np.zeros(len(candidates))
+        source = np.full(len(candidates), -1)  # the identity hit a candidate's score came from
         cand_smiles = [c.smiles_flat for c in candidates]
-        best_hit: dict[str, float] = {}
+        cand_ik14 = np.array([c.inchikey14 for c in candidates], dtype=object)
+        best_hit: dict[str, tuple[float, int]] = {}
         for h in hits:  # one Tanimoto row per distinct library structure, at its best score
             smi = str(self._smiles[h.library_index])
-            if smi and h.score > best_hit.get(smi, 0.0):
-                best_hit[smi] = h.score
-        for smi, sim in best_hit.items():
-            scores = np.maximum(scores, sim * tanimoto_many(smi, cand_smiles))
-        return _ranked(candidates, scores)
+            if smi and h.score > best_hit.get(smi, (0.0, -1))[0]:
+                best_hit[smi] = (h.score, h.library_index)
+        for smi, (sim, row) in best_hit.items():
+            t = tanimoto_many(smi, cand_smiles)
+            same = (cand_ik14 == self._ik14[row]) if self._ik14[row] else np.zeros(len(t), bool)
+            t[same] = 1.0  # the library's structure itself, however its SMILES is written
+            better = sim * t > scores
+            scores = np.where(better, sim * t, scores)
+            source = np.where(better & same, row, np.where(better, -1, source))
+        out = _ranked(candidates, scores)
+        by_ik = {c.inchikey14: int(r) for c, r in zip(candidates, source, strict=True) if r >= 0}
+        return [replace(c, library_id=str(self._ids[r]), name=str(self._names[r]))
+                if (r := by_ik.get(c.inchikey[:14], -1)) >= 0 else c
+                for c in out]  # an identity hit names its library entry
 
 
 @register("random")
