@@ -55,4 +55,5 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
     return {"method": method, "n_spectra": n, "n_quarantined": lost["n_records"], **lost,
             "short_id": short,
             "n_matched": int((top["score"] > 0).sum()), "hits": hits[:500],
+            "hits_truncated": max(0, len(hits) - 500),
             "figures": figures}

@@ -43,7 +43,10 @@ def mirror_plot(query: tuple[np.ndarray, np.ndarray], match: tuple[np.ndarray, n
 
 
 def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray,
-                  label: str = "library hit", other: str = "no hit") -> bytes:
+                  label: str = "library hit", other: str = "no hit",
+                  without_rt: int = 0) -> bytes:
+    """Precursor m/z over retention time, answered spectra in red (``without_rt`` spectra that
+    have no retention time are not drawn: the title says how many)."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     rt_min = np.asarray(rt, float) / 60.0
     ax.scatter(rt_min[~identified], precursor[~identified], s=8, c="#bbbbbb", label=other)
@@ -51,7 +54,8 @@ def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray,
     ax.set_xlabel("retention time (min)")
     ax.set_ylabel("precursor m/z")
     ax.legend(fontsize=8, framealpha=0.85)
-    ax.set_title("MS2 precursors", fontsize=9)
+    ax.set_title("MS2 precursors" + (f" ({without_rt} without retention time not shown)"
+                                     if without_rt else ""), fontsize=9)
     return to_png(fig)
 
 

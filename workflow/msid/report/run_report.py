@@ -177,10 +177,11 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         figures = []
         if len(md):
             rt = md["rt"].to_numpy(dtype=float)
-            if np.isfinite(rt).any():
-                figures.append(data_uri(precursor_map(np.nan_to_num(rt), md["precursor_mz"]
-                                                      .to_numpy(dtype=float), answered,
-                                                      *labels)))
+            has_rt = np.isfinite(rt)  # a spectrum without a retention time is not drawn at 0
+            if has_rt.any():
+                figures.append(data_uri(precursor_map(
+                    rt[has_rt], md["precursor_mz"].to_numpy(dtype=float)[has_rt],
+                    answered[has_rt], *labels, without_rt=int((~has_rt).sum()))))
             figures.append(data_uri(histogram(store.n_peaks, "peaks per spectrum",
                                               "peaks after filtering")))
     lost = quarantine_summary(quarantine)
