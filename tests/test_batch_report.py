@@ -89,3 +89,24 @@ def test_short_spectrum_ids_drop_what_the_whole_run_shares():
     assert len(set(short.values())) == len(set(ids))
     assert short_ids(["CCMSLIB00001058235", "CCMSLIB00001058236"])["CCMSLIB00001058235"] == \
         "CCMSLIB00001058235"
+
+
+def test_batch_provenance_names_every_run_kinds_models():
+    """The models section names the models each run kind used: GLMR and de novo with the
+    Ranker they re-score with, the EI embedding model, PepTRM; a kind not in the batch adds
+    none of its own."""
+    from msid.report.batch import model_cards, used_models
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["models"]["dir"] = str(ROOT / "resources" / "models")
+    config["identify"]["methods"] = ["library", "ranker", "glmr", "denovo"]
+    for section in ("ei_search", "peptides"):
+        config[section]["model"] = str(ROOT / config[section]["model"])
+    cards = model_cards(used_models(config, {"small_molecule", "ei", "peptide"}))
+    labels = [c["method"] for c in cards]
+    assert labels == ["ranker", "glmr", "denovo", config["ei_search"]["method"], "peptrm"]
+    assert all(len(c["digest"]) == 16 and '"family"' in c["card"] for c in cards)
+    ei_card = cards[3]["card"]
+    assert "licence" in ei_card  # the non-commercial EI model says so
+    assert [label for label, _ in used_models(config, {"small_molecule"})] == [
+        "ranker", "glmr", "denovo"]

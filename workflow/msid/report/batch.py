@@ -174,16 +174,40 @@ def _runs_figure(runs: list[dict]) -> str:
     return data_uri(buf.getvalue())
 
 
-def model_cards(methods: list[str], model_dir: str | os.PathLike) -> list[dict]:
+def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
+    """(label, model file) of every model the batch's runs used: each small-molecule method's
+    models (GLMR and de novo also use the Ranker), the EI search model, the peptide model."""
+    from msid.method_kinds import method_table
+
+    out: dict[Path, str] = {}
+    if "small_molecule" in kinds:
+        model_dir = Path(config.get("models", {}).get("dir", "resources/models"))
+        table = method_table()
+        for m in config.get("identify", {}).get("methods", []):
+            spec = table.get(m)
+            for family in (spec.models if spec else ()):
+                out.setdefault(model_dir / f"{family}.safetensors", f"{m} ({family})"
+                               if family != m else m)
+    ei_search = config.get("ei_search", {})
+    if "ei" in kinds and str(ei_search.get("method", "")).startswith("ei-embedding") \
+            and ei_search.get("model"):
+        out.setdefault(Path(ei_search["model"]), ei_search["method"])
+    if "peptide" in kinds and config.get("peptides", {}).get("model"):
+        out.setdefault(Path(config["peptides"]["model"]), "peptrm")
+    return [(label, path) for path, label in out.items()]
+
+
+def model_cards(models: list[tuple[str, Path]]) -> list[dict]:
+    """The card of each (label, model file) whose card is there, trimmed for the report."""
     out = []
-    for m in methods:
-        card = Path(model_dir) / f"{m}.json"
+    for label, weights in models:
+        card = Path(weights).with_suffix(".json")
         if not card.is_file():
             continue
         c = json.loads(card.read_text())
         keep = {k: c[k] for k in ("family", "created", "data", "metrics", "config_hash",
-                                  "training", "seed") if k in c}
-        out.append({"method": m, "file": str(card.with_suffix(".safetensors")),
+                                  "training", "seed", "licence") if k in c}
+        out.append({"method": label, "file": str(card.with_suffix(".safetensors")),
                     "digest": file_digest(card.with_suffix(".safetensors"))[:16],
                     "card": json.dumps(keep, indent=1, default=str)[:3000]})
     return out
@@ -281,8 +305,11 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
                           else "")
         s["mztab_kind"] = "mzTab 1.0" if r["kind"] == "peptide" else "mzTab-M"
         summaries.append(s)
-    params = {k: config[k] for k in ("library", "library_search", "identify", "preprocess",
-                                     "candidates") if k in config}
+    kinds = {r["kind"] for r in runs}
+    sections = ["library", "library_search", "identify", "preprocess", "candidates"]
+    sections += (["ei_search"] if "ei" in kinds else []) + (
+        ["peptides"] if "peptide" in kinds else [])
+    params = {k: config[k] for k in sections if k in config}
     lib_path = config.get("library", {}).get("path", "")
     curve = None
     if fdr_curve and Path(fdr_curve).is_file():
@@ -298,6 +325,5 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         library_path=lib_path, library_digest=file_digest(lib_path) or "file not found",
         software=software_versions(),
         parameters=yaml.safe_dump(params, sort_keys=False, default_flow_style=None),
-        models=model_cards(list(ident.get("methods", [])),
-                           config.get("models", {}).get("dir", "resources/models")))
+        models=model_cards(used_models(config, kinds)))
     write_text(out, html)
