@@ -294,17 +294,22 @@ def stream_openms(path: str | os.PathLike, fmt: str | None = None,
         thread.join()
 
 
-def xml_problem(path: Path) -> str:
+def xml_problem(path: Path, scan_energies: dict[str, str] | None = None) -> str:
     """'' when ``path`` (gz allowed) is well-formed XML, else the parser's message. One
     streaming pass of lxml (~0.03 s a 1.3 MB gzipped run): pyOpenMS's parser crashes the whole
     process on some malformed files (an element name garbled inside a binaryDataArrayList
-    gave SIGSEGV), so a malformed file never reaches it."""
+    gave SIGSEGV), so a malformed file never reaches it. ``scan_energies`` (mzXML): filled
+    with each scan's ``collisionEnergy`` by its pyOpenMS native id (``scan=N``), which
+    pyOpenMS' mzXML reader does not keep."""
     from lxml import etree
 
     fh, gz = open_binary(path)
     try:
         with fh:
             for _, el in etree.iterparse(fh, events=("end",), huge_tree=True):
+                if scan_energies is not None and (energy := el.get("collisionEnergy")) \
+                        and _local_name(el.tag) == "scan":
+                    scan_energies[f"scan={el.get('num')}"] = energy
                 el.clear()  # bounded memory: drop what was read
                 while el.getprevious() is not None:
                     del el.getparent()[0]
@@ -319,7 +324,8 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     yielded are not yielded again."""
     fmt = sniff_format(path)
     done: set[str] = set()
-    problem = xml_problem(path)
+    energies: dict[str, str] | None = {} if fmt == "mzxml" else None
+    problem = xml_problem(path, energies)
     if problem:  # pyOpenMS can crash (SIGSEGV) on malformed XML: pyteomics salvages it
         error = _ParseFailed(problem)
         yield from _salvage_rest(path, fmt, error, done)
@@ -327,6 +333,10 @@ def _read_openms(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
     try:
         for rec in stream_openms(path, fmt):
             done.add(rec.record_id)
+            if energies and "collision_energy" not in rec.params:
+                with contextlib.suppress(ValueError):
+                    if energy := float(energies.get(rec.record_id, 0) or 0):
+                        rec.params["collision_energy"] = f"{energy:g}"
             yield rec
     except _ParseFailed as e:
         yield from _salvage_rest(path, fmt, e.__cause__ or e, done)
