@@ -209,6 +209,9 @@ def test_identify_points_peptide_methods_and_unused_models_the_right_way(tmp_pat
                "--out", str(tmp_path / "o.tsv")])
     err = capsys.readouterr().err
     assert rc == 0 and "not used: --model (method 'library' uses no model)" in err
+    rc = main(["identify", str(QUERIES), "--library", str(QUERIES),
+               "--out", str(tmp_path / "o.csv")])
+    assert rc == 0 and "will hold tab-separated text" in capsys.readouterr().err
 
 
 def test_an_output_never_overwrites_an_input(capsys, tmp_path):

@@ -159,6 +159,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
     inputs = {"queries": a.queries, "--library": a.library, "--pool": a.pool,
               "--model": a.model, "--candidates": a.candidates}
     check_output(a.out, inputs=inputs)
+    if Path(a.out).suffix.lower() == ".csv":
+        print(f"msid identify: warning: {a.out} will hold tab-separated text (msid writes TSV, "
+              "or mzTab-M for .mztab)", file=sys.stderr)
     if a.compounds:
         if a.method != "library":
             print("msid identify: error: --compounds groups library hits: it needs "
