@@ -370,3 +370,20 @@ def test_gradnorm_weights_resume_from_the_state_dict(tmp_path) -> None:
     save_neims(old, tmp_path / "student.safetensors", training={})
     loaded, _ = load_neims(tmp_path / "student.safetensors")
     assert not loaded.gradnorm_l0.any()  # unset: a further run takes its first losses
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"teacher": {"widht": 5}}, "teacher: NeimsConfig: unknown keys ['widht']"),
+    ({"train": {"foo": 1}}, "train: TrainConfig: unknown keys ['foo']"),
+    ({"mc_sampels": 4}, "NeimsRunConfig: unknown keys ['mc_sampels']"),
+])
+def test_neims_run_settings_name_a_mistyped_key(settings, named):
+    """A mistyped key in ei_prediction.run is an error naming it, never a default that a GPU
+    run trains with; the shipped config's settings are all known."""
+    import yaml
+
+    with pytest.raises(ValueError) as e:
+        NeimsRunConfig.from_dict(settings)
+    assert named in str(e.value)
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert NeimsRunConfig.from_dict(shipped["ei_prediction"]["run"]).max_mz > 0

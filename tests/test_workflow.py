@@ -138,6 +138,30 @@ def test_config_schema_rejects_bad_values(tmp_path):
     assert "fragment_tol_da" in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize(("edit", "named"), [
+    ({"models": {"train": {"rankr": {"size": "seed"}}}}, "rankr"),
+    ({"threads": {"convert_libary": 4}}, "convert_libary"),
+    ({"benchmark": {"methods": []}}, "[]"),
+    ({"benchmark": {"candidate_kinds": []}}, "[]"),
+])
+def test_config_schema_names_a_mistyped_or_empty_setting(edit, named):
+    """Keys the schema cannot list field by field (model families, rule names) are still
+    checked: a typo is an error naming it, as is a benchmark with nothing to rank."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    def merged(base: dict, over: dict) -> dict:
+        return {**base, **{k: merged(base.get(k, {}), v) if isinstance(v, dict) and v else v
+                           for k, v in over.items()}}
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    schema = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    validate(config, schema)
+    with pytest.raises(WorkflowError) as e:
+        validate(merged(config, edit), schema)
+    assert named in str(e.value)
+
+
 @pytest.mark.parametrize(("section", "module", "name"), [
     (("ei_search", "index"), "msid.ei.index", "IndexConfig"),
     (("ei_search", "embedding"), "msid.ei.embedding", "EmbeddingConfig"),

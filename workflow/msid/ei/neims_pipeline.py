@@ -26,7 +26,7 @@ from msid.ei.neims_train import (
     store_items,
 )
 from msid.folds import fold_of
-from msid.models.config import TrainConfig
+from msid.models.config import TrainConfig, config_from_dict, settings
 
 
 @dataclass
@@ -60,11 +60,22 @@ class NeimsRunConfig:
         if self.distill_from not in DISTILL_FROM:
             raise ValueError(f"distill_from must be one of {DISTILL_FROM}, "
                              f"not '{self.distill_from}'")
+        # each network's and the training's settings: a mistyped key is an error, not a
+        # default that trains silently
+        for kind in ("teacher", "student", "mlp", "train"):
+            try:
+                if kind == "train":
+                    config_from_dict(TrainConfig, self.train)
+                else:
+                    config_from_dict(NeimsConfig, {"kind": kind, "max_mz": self.max_mz,
+                                                   **settings(NeimsConfig, getattr(self, kind))})
+            except ValueError as e:
+                raise ValueError(f"{kind}: {e}") from None
 
     @classmethod
     def from_dict(cls, d: dict | None) -> NeimsRunConfig:
-        d = dict(d or {})
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """Settings from a config mapping; an unknown key at any level is an error naming it."""
+        return config_from_dict(cls, d)
 
 
 DISTILL_FROM = ("teacher", "ensemble")
