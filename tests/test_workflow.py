@@ -438,3 +438,49 @@ def test_every_gpu_rule_goes_to_the_gpu_partition():
                 gpu_rules[name] = 'slurm_partition=config["models"]["gpu_partition"]' in body
     assert len(gpu_rules) >= 6  # one training rule per family at least
     assert all(gpu_rules.values()), [r for r, ok in gpu_rules.items() if not ok]
+
+
+def test_ei_index_rule_params_leave_out_exactly_the_search_time_settings():
+    """The ei_index rule's params hold what a built index depends on
+    (msid.ei.index.BUILD_FIELDS, its kind and the exact-search size), so a search-time setting
+    such as ef_search rebuilds nothing, and a build setting always does."""
+    import dataclasses
+
+    from msid.ei.index import BUILD_FIELDS, IndexConfig
+
+    text = (ROOT / "workflow" / "rules" / "ei_search.smk").read_text()
+    left_out = set(re.findall(r'"(\w+)"', re.search(r"if k not in \(([^)]*)\)", text).group(1)))
+    build = set().union(*BUILD_FIELDS.values()) | {"kind", "exact_below"}
+    fields = {f.name for f in dataclasses.fields(IndexConfig)}
+    assert left_out == fields - build and not left_out & build
+
+
+def test_method_options_name_a_key_no_method_reads(tmp_path):
+    """identify.method_options.<method>: a mistyped option stops the workflow at start,
+    naming it and the options the method reads; a yes/no option given as a string is refused
+    where the method is made."""
+    from msid.method_kinds import check_method_options
+    from msid.methods import MethodResources, make_method
+
+    check_method_options({"denovo": {"beam_width": 8, "fallback": False, "num_threads": 1},
+                          "ranker": {"batch_size": 64}, "library": {"analog_k": 5}})
+    with pytest.raises(ValueError, match=r"identify\.method_options\.denovo: unknown option\(s\) "
+                       r"\['beam_widht'\]"):
+        check_method_options({"denovo": {"beam_widht": 10}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("identify:\n  method_options:\n    glmr: {kk: 5}\n")
+    res = _sm("-n", "--cores", "1", "--configfile", str(bad))
+    assert res.returncode != 0 and "unknown option(s) ['kk']" in res.stdout + res.stderr
+    with pytest.raises(ValueError, match="fallback must be true or false, not 'false'"):
+        make_method("denovo", MethodResources(options={"fallback": "false"}))
+
+
+def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample,path,kind\nx,{ROOT / 'resources/runs/pestmix_dda.mzML.gz'},"
+                     "small_molecule\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: {sheet}\n")
+    res = _sm("-n", "--cores", "1", "--configfile", str(cfg))
+    assert res.returncode != 0
+    assert "a sample sheet is tab-separated" in res.stdout + res.stderr

@@ -38,26 +38,42 @@ class MethodSpec:
     needs_library: bool = False  # reads a spectral library
     models: tuple[str, ...] = ()  # shipped model files it reads (stems in models.dir), own first
     benchmark: bool = False  # ranked in the ESI candidate benchmark (benchmark.methods)
+    #: the keys it reads from its options (identify.method_options.<method>); None: not
+    #: declared (an installed package's method), so not checked
+    options: tuple[str, ...] | None = None
+
+
+#: options every method is handed in a run (RunMethodsConfig.options)
+SHARED_OPTIONS = ("num_threads",)
+_MODEL_OPTIONS = ("batch_size", "device")
 
 
 _RETRIEVAL = dict(kind="small_molecule", needs_candidates=True, benchmark=True)
+_EI_MATCH = ("ei_library", "hits")
+_EI_EMBEDDING = (*_EI_MATCH, "index", "embedding")
 
 METHODS: dict[str, MethodSpec] = {
-    "library": MethodSpec("small_molecule", needs_library=True, benchmark=True),
-    "random": MethodSpec(**_RETRIEVAL),
-    "ranker": MethodSpec(**_RETRIEVAL, models=("ranker",)),
-    "reconstructor": MethodSpec(**_RETRIEVAL, models=("reconstructor",)),
-    "deepsets": MethodSpec(**_RETRIEVAL, models=("deepsets",)),
-    "fp_ffn": MethodSpec(**_RETRIEVAL, models=("fp_ffn",)),
+    "library": MethodSpec("small_molecule", needs_library=True, benchmark=True,
+                          options=("analog_k",)),
+    "random": MethodSpec(**_RETRIEVAL, options=()),
+    "ranker": MethodSpec(**_RETRIEVAL, models=("ranker",), options=_MODEL_OPTIONS),
+    "reconstructor": MethodSpec(**_RETRIEVAL, models=("reconstructor",), options=_MODEL_OPTIONS),
+    "deepsets": MethodSpec(**_RETRIEVAL, models=("deepsets",), options=_MODEL_OPTIONS),
+    "fp_ffn": MethodSpec(**_RETRIEVAL, models=("fp_ffn",), options=_MODEL_OPTIONS),
     # GLMR re-ranks the Ranker's top-K; de novo re-scores its beams with the Ranker's cosine.
     # Both have their own leaderboards (the generation rules), not the candidate benchmark.
-    "glmr": MethodSpec("small_molecule", needs_candidates=True, models=("glmr", "ranker")),
-    "denovo": MethodSpec("small_molecule", models=("denovo", "ranker")),
-    "ei-embedding": MethodSpec("ei", needs_library=True),
-    "ei-embedding-wcos": MethodSpec("ei", needs_library=True),
-    "ei-cosine": MethodSpec("ei", needs_library=True),
-    "ei-weighted-cosine": MethodSpec("ei", needs_library=True),
-    "ei-entropy": MethodSpec("ei", needs_library=True),
+    "glmr": MethodSpec("small_molecule", needs_candidates=True, models=("glmr", "ranker"),
+                       options=("ranker_model", "k", "beam_width", "weight", "similarity")),
+    "denovo": MethodSpec("small_molecule", models=("denovo", "ranker"),
+                         options=("rescore_with", "rescore_weight", "rescore_model",
+                                  "beam_width", "top_k", "filter", "fallback", "tol_da",
+                                  "tol_ppm", "use_formula")),
+    "ei-embedding": MethodSpec("ei", needs_library=True, options=_EI_EMBEDDING),
+    "ei-embedding-wcos": MethodSpec("ei", needs_library=True,
+                                    options=(*_EI_EMBEDDING, "rescore_weight")),
+    "ei-cosine": MethodSpec("ei", needs_library=True, options=_EI_MATCH),
+    "ei-weighted-cosine": MethodSpec("ei", needs_library=True, options=_EI_MATCH),
+    "ei-entropy": MethodSpec("ei", needs_library=True, options=_EI_MATCH),
 }
 RUN_KINDS = ("small_molecule", "ei", "peptide")
 METHODS_BY_KIND: dict[str, tuple[str, ...]] = {
@@ -135,6 +151,20 @@ def config_schema(schema: str | Path, workdir: str | Path) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, json.dumps(doc, indent=1))
     return str(out.resolve())
+
+
+def check_method_options(method_options: dict, key: str = "identify.method_options") -> None:
+    """Raise ValueError naming an option key a method does not read (a typo would otherwise
+    leave the method at its default without a word)."""
+    table = method_table()
+    for method, opts in (method_options or {}).items():
+        known = table[method].options if method in table else None
+        if known is None:
+            continue
+        unknown = sorted(set(opts or {}) - set(known) - set(SHARED_OPTIONS))
+        if unknown:
+            raise ValueError(f"{key}.{method}: unknown option(s) {unknown} (it reads: "
+                             f"{', '.join((*SHARED_OPTIONS, *known))})")
 
 
 def check_methods(methods: Iterable[str], kind: str, key: str = "identify.methods") -> None:

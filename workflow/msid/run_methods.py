@@ -18,7 +18,7 @@ from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
 from msid.chem.structures import Structure
 from msid.fdr import add_qvalues
-from msid.method_kinds import check_methods
+from msid.method_kinds import check_method_options, check_methods
 from msid.methods import Method, MethodResources, make_method, rank_queries
 from msid.rankings import CONFIDENT_FDR, CONFIDENT_SCORE, MIN_DELTA_SCORE, confident_top
 from msid.search.library import SpectralLibrary
@@ -68,6 +68,7 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     (``msid.identify``); ``progress`` adds a progress bar per method.
     """
     check_methods(cfg.methods, kind)
+    check_method_options(cfg.method_options)
     methods = []
     for name in cfg.methods:
         model = Path(model_dir) / f"{name}.safetensors" if model_dir else None

@@ -7,7 +7,7 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # envs/bde.post-deploy.sh installs this checkout's msid (editable, from ${MSID_ROOT}) once
 # Snakemake has created the env from its copy of envs/bde.yaml under .snakemake/conda
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
-from msid.method_kinds import check_methods, method_table
+from msid.method_kinds import check_method_options, check_methods, method_table
 from msid.samples import runs_dir_samples, unread_entries
 
 METHODS = method_table()  # msid's methods + those installed packages declare
@@ -18,6 +18,11 @@ def _load_samples():
     sheet = config.get("samples", "")
     if sheet:
         df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#").fillna("")
+        if not {"sample", "path"} <= set(df.columns):
+            raise ValueError(
+                f"{sheet}: a sample sheet is tab-separated with the columns sample, path "
+                f"and kind (optional); its header reads {list(df.columns)}"
+            )
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
     if (
@@ -63,6 +68,9 @@ BENCH_INPUT_KEYS = (
     "seed",
 )
 BENCH_INPUTS = {k: BENCH.get(k) for k in BENCH_INPUT_KEYS}
+# library search settings that shape scores (top_k only cuts a run's hit list: the benchmark
+# and the FDR curve set their own)
+SEARCH_SCORING = {k: v for k, v in config["library_search"].items() if k != "top_k"}
 
 
 wildcard_constraints:
@@ -80,6 +88,14 @@ def training_threads(train, default=2):
     (num_threads; 0: ``default``) plus its data-loading workers (num_workers), so that a
     Slurm CPU request or a local --cores budget matches what the job runs."""
     return (int(train.num_threads) or default) + int(train.num_workers)
+
+
+def neims_threads(wildcards):
+    """NEIMS training: its run's torch threads (num_threads; 0: 2) plus loader workers."""
+    run = config["ei_prediction"]["run"]
+    return (int(run.get("num_threads", 1)) or 2) + int(
+        (run.get("train") or {}).get("num_workers", 0)
+    )
 
 
 def retrieval_threads(wildcards):
@@ -143,6 +159,7 @@ def model_for_method(wildcards):
 def _check_identify_methods():
     """identify.methods run on small-molecule runs: fail now, naming a method that cannot."""
     check_methods(config["identify"]["methods"], "small_molecule")
+    check_method_options(config["identify"].get("method_options", {}))
 
 
 _check_identify_methods()

@@ -101,7 +101,7 @@ rule ei_prediction_train:
         env("torch")
     container:
         image("torch")
-    threads: 1
+    threads: neims_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(90),

@@ -96,7 +96,7 @@ rule benchmark_rank:
         mem_mb=scaled(4000),
         runtime=scaled(60),
     params:
-        search=config["library_search"],
+        search=SEARCH_SCORING,
         seed=BENCH["seed"],
     script:
         "../scripts/benchmark_rank.py"

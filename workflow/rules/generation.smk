@@ -34,7 +34,8 @@ rule train_denovo:
         slurm_partition=config["models"]["gpu_partition"],
     params:
         kind="denovo",
-        config=GEN["train"],
+        # GLMR's settings train GLMR only: changing them retrains no de novo model
+        config={k: v for k, v in GEN["train"].items() if k != "glmr"},
     script:
         "../scripts/generation_train.py"
 

@@ -27,7 +27,12 @@ rule identify_run:
         search=config["library_search"],
         model_dir=config["models"]["dir"],
         kind=run_kind,
-        denovo=config["generation"]["denovo"],
+        # de novo's settings only where it runs: another beam width reruns no other run
+        denovo=(
+            config["generation"]["denovo"]
+            if "denovo" in config["identify"]["methods"]
+            else {}
+        ),
     script:
         "../scripts/identify_run.py"
 
@@ -61,7 +66,7 @@ rule fdr_curve:
         fold=BENCH["fold"],
         max_queries=BENCH["max_queries"] or 2000,
         seed=BENCH["seed"],
-        search=config["library_search"],
+        search=SEARCH_SCORING,
     script:
         "../scripts/fdr_curve.py"
 

@@ -95,7 +95,8 @@ rule peptides_leaderboard:
         runtime=scaled(60),
     params:
         folds=PEP.get("folds", {}),
-        decode=PEP.get("decode", {}),
+        # not max_spectra (a run's cap): the leaderboard decodes its whole test fold
+        decode={k: v for k, v in PEP.get("decode", {}).items() if k != "max_spectra"},
         dp=PEP.get("dp", {}),
         benchmark=PEP.get("benchmark", {}),
     script:

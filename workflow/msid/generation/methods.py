@@ -265,6 +265,15 @@ class GLMR:
         return self.rank_many([query], [candidates])[0]
 
 
+def _flag(opts: dict, key: str, default: bool) -> bool:
+    """A yes/no option as YAML writes it (true/false); a string such as "false" is an error,
+    not a truthy value."""
+    value = opts.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"denovo option {key} must be true or false, not {value!r}")
+    return value
+
+
 def _threads(opts: dict) -> None:
     if int(opts.get("num_threads", 0)) > 0:
         torch.set_num_threads(int(opts["num_threads"]))
@@ -287,10 +296,10 @@ def _denovo(res: MethodResources) -> DeNovo:
                                           or default_model_path(name))
     return DeNovo(model, tok, card, beam_width=int(opts.get("beam_width", BEAM_WIDTH)),
                   top_k=int(opts.get("top_k", 10)),
-                  filter_precursor=bool(opts.get("filter", True)),
-                  fallback=bool(opts.get("fallback", True)),
+                  filter_precursor=_flag(opts, "filter", True),
+                  fallback=_flag(opts, "fallback", True),
                   tol_da=float(opts.get("tol_da", 0.01)), tol_ppm=float(opts.get("tol_ppm", 10.0)),
-                  use_formula=bool(opts.get("use_formula", True)), rescorer=rescorer,
+                  use_formula=_flag(opts, "use_formula", True), rescorer=rescorer,
                   rescore_weight=weight)
 
 
