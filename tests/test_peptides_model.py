@@ -304,3 +304,26 @@ def test_lockstep_decoding_matches_one_spectrum_at_a_time():
                      else greedy(logits[i], model.vocab, pm, evidence=own))
             assert alone.tokens == together[i].tokens
             assert alone.score == pytest.approx(together[i].score, abs=1e-5)  # float32 sums
+
+
+def test_peptrm_training_on_other_data_under_the_same_name_starts_afresh(tmp_path):
+    """A run's checkpoints are kept by what it was fed, not by file name: the same path with
+    other spectra trains from scratch (and says so); the same data resumes (and says so)."""
+    import shutil
+
+    from msid.peptides.training import train_peptrm
+
+    data = tmp_path / "pep.mgf.gz"
+    shutil.copy(ROOT / "resources" / "peptides" / "casanovo_sample_train.mgf.gz", data)
+    config = {"size": "tiny", "train": {"max_steps": 2, "batch_size": 4, "eval_every": 0,
+                                        "checkpoint_every": 1, "progress": False}}
+    logs: list[str] = []
+    first = train_peptrm([data], config, tmp_path / "m.safetensors", log=logs.append)
+    train_peptrm([data], config, tmp_path / "m.safetensors", log=logs.append)
+    assert any("resuming from" in m for m in logs)
+    shutil.copy(ROOT / "resources" / "peptides" / "nist_bsa_it_consensus_train.mgf.gz", data)
+    logs.clear()
+    other = train_peptrm([data], config, tmp_path / "m.safetensors", log=logs.append)
+    assert any("training from scratch" in m for m in logs)
+    assert not any("resuming from" in m for m in logs)
+    assert other["training"]["n_train_spectra"] != first["training"]["n_train_spectra"]

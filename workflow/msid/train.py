@@ -214,6 +214,7 @@ class Trainer:
         self.title = title
         self.workdir = Path(workdir)
         self.ckpt_dir = self.workdir / "ckpt"
+        self.log = log
         self._check_run(run_stamp(model, cfg, run_key), log)
         self.cuda = self.device.type == "cuda"
         self.use_bf16 = bool(cfg.bf16 and self.cuda)
@@ -365,6 +366,8 @@ class Trainer:
         cfg = self.cfg
         if resume and (ck := self.latest_checkpoint()) is not None:
             self.load_checkpoint(ck)
+            self.log(f"[{self.title}] resuming from {ck} (step {self.step} of {cfg.max_steps}; "
+                     "same configuration and data)")
         accum = max(cfg.grad_accum, 1)
         groups = (getattr(self.dataset, "struct_of_item", None)
                   if cfg.sample_by == "structure" else None)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from msid.digest import files_digest
 from msid.modelfile import (
     ModelFileError,
     load_tensors,
@@ -191,7 +192,7 @@ def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.Path
                       prepare_batch=batches, evaluate=evaluate if val else None,
                       metric="aa_recall", title="PepTRM", log=log,
                       run_key={"model": cfg.to_dict(), "curriculum": asdict(cur),
-                               "folds": folds_cfg, "data": [Path(p).name for p in data]})
+                               "folds": folds_cfg, "data": files_digest(*data)})
     if (ck := trainer.latest_checkpoint()) is not None:
         batches.m = json.loads((ck / "state.json").read_text())["step"] * accum
     t0 = time.perf_counter()
