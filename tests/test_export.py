@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,3 +337,20 @@ def test_theoretical_mz_is_the_candidates_ion_for_multimers_and_charges():
         assert ion_mz(mass, 500.0, adduct, "", z) == pytest.approx(500.0)
         assert ion_mz(mass + 1.0, 500.0, adduct, "", z) == pytest.approx(500.0 + step)
     assert math.isnan(ion_mz(100.0, 500.0, "", "", 0))
+
+
+def test_msp_export_keeps_a_multiple_charge_through_the_adduct(tmp_path):
+    """MSP has no charge field: a 3+ peptide precursor leaves as PRECURSORTYPE [M+3H]3+ and
+    comes back with charge 3 (it came back 1, a third of its mass)."""
+    from msid.convert import convert_file
+    from msid.export.spectra import export_spectra
+    from msid.store import SpectrumStore
+
+    run = Path(__file__).resolve().parents[1] / "resources" / "runs" / "peptide_qc1.mzML.gz"
+    convert_file(run, tmp_path / "a.h5", progress=False)
+    export_spectra(tmp_path / "a.h5", tmp_path / "a.msp")
+    convert_file(tmp_path / "a.msp", tmp_path / "b.h5", progress=False)
+    with SpectrumStore(tmp_path / "a.h5") as a, SpectrumStore(tmp_path / "b.h5") as b:
+        before, after = a.metadata["charge"].astype(int), b.metadata["charge"].astype(int)
+    assert (before > 1).sum() > 100
+    assert before.tolist() == after.tolist()

@@ -157,6 +157,13 @@ def ion_mode_word(value: object) -> str:
                                    "negative" if word.startswith("negative") else "")
 
 
+#: keys a file states the precursor ion under (MSP PRECURSORTYPE, MGF/matchms ADDUCT)
+ADDUCT_KEYS = ("precursortype", "precursor_type", "adduct")
+#: an ion's stated multiple charge: ``[M+3H]3+``, ``[M-2H]2-`` (a single charge says nothing
+#: matchms' own default does not)
+_ADDUCT_CHARGE = re.compile(r"\]\s*([2-9])\s*([+-])\s*$")
+
+
 def standard_keys(params: dict) -> dict:
     """``params`` with the ion mode under ``ionmode`` as positive/negative (whichever of
     IONMODE, ION_MODE or POLARITY gives one first; NIST's ``Ion_mode: N``, ``POLARITY=neg``)
@@ -172,6 +179,11 @@ def standard_keys(params: dict) -> dict:
     for key in ("precursor_m/z", "precursor m/z"):
         if key in out and out.get("precursor_mz") in (None, ""):
             out["precursor_mz"] = out.pop(key)
+    if out.get("charge") in (None, ""):  # MSP has no charge field: [M+3H]3+ says it
+        for key in ADDUCT_KEYS:
+            if m := _ADDUCT_CHARGE.search(str(out.get(key) or "")):
+                out["charge"] = int(m.group(1)) * (-1 if m.group(2) == "-" else 1)
+                break
     return out
 
 

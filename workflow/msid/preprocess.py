@@ -39,7 +39,8 @@ PREPROCESS_VERSION = 7  # 3: permanent cations keep their charge (structures.sta
 # 5: the scan number (MGF SCANS, mzML scan=N) kept in the store's scan column
 # 6: ion modes as files write them (neg, N, POLARITY), 'Precursor m/z', MSP peak annotations
 #    in single quotes or with a colon, salts with a covalent metal bond at their parent
-# 7: mzML collision energies that pyOpenMS keeps as a meta value ('collision energy')
+# 7: mzML collision energies that pyOpenMS keeps as a meta value ('collision energy'), mzXML
+#    collisionEnergy, a charge stated only by the adduct ([M+3H]3+ in MSP)
 
 
 @dataclass
