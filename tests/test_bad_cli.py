@@ -1,6 +1,7 @@
 """User mistakes on the command line: one line naming the file or option, exit 2, no traceback,
 caught before any work; candidate files say what they drop; temporary files never stay behind."""
 
+import json
 import os
 import signal
 import subprocess
@@ -312,3 +313,40 @@ def test_denovo_peptides_options_are_checked(capsys, tmp_path):
     err = _error(capsys, "denovo-peptides", str(data), "--out", str(tmp_path / "a.tsv"),
                  "--out", str(tmp_path / "b.tsv"))
     assert "at most one .tsv" in err
+
+
+def test_other_commands_name_their_mistakes(tmp_path, capsys):
+    """build-index, preprocess --config and serve --model: one line naming the mistake,
+    exit status 2, no traceback."""
+    pool = tmp_path / "pool.tsv"
+    pool.write_text("smiles\tname\nCCO\tethanol\n\tno structure\nnot a smiles\tbad\n"
+                    "c1ccccc1\tbenzene\n")
+    err = _error(capsys, "build-index", "--source", str(pool), "--out", str(tmp_path / "i.npz"))
+    assert "NAME=FILE" in err
+    err = _error(capsys, "build-index", "--source", f"pool={tmp_path / 'none.tsv'}", "--out",
+                 str(tmp_path / "i.npz"))
+    assert "none.tsv" in err
+    assert main(["build-index", "--source", f"pool={pool}", "--out",
+                 str(tmp_path / "i.npz")]) == 0
+    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert built["n_molecules"] == 2 and built["n_unparseable"] == 2  # the empty cell too
+    store = tmp_path / "q.h5"
+    assert main(["convert", str(QUERIES), "--out", str(store)]) == 0
+    capsys.readouterr()
+    for bad, named in (("folds: {bogus: 1}", "bogus"), ("mz_min: abc", "mz_min"),
+                       ("mz_min: 500\nmz_max: 100", "mz_max"), ("max_peaks: 0", "max_peaks")):
+        (tmp_path / "c.yaml").write_text(bad + "\n")
+        err = _error(capsys, "preprocess", str(store), "--config", str(tmp_path / "c.yaml"),
+                     "--out", str(tmp_path / "p.h5"))
+        assert named in err
+    err = _error(capsys, "serve", "--model", str(tmp_path / "none.safetensors"))
+    assert "none.safetensors" in err
+
+
+def test_predict_ei_store_suffix_in_any_case(tmp_path):
+    (tmp_path / "s.txt").write_text("CCO\nc1ccccc1O\n")
+    assert main(["predict-ei", str(tmp_path / "s.txt"), "--out", str(tmp_path / "lib.H5")]) == 0
+    from msid.store import SpectrumStore
+
+    with SpectrumStore(tmp_path / "lib.H5") as st:
+        assert len(st) == 2

@@ -287,12 +287,21 @@ def cmd_preprocess(a: argparse.Namespace) -> int:
 
 def cmd_build_index(a: argparse.Namespace) -> int:
     from msid.chem.candidates import PoolSource, build_index
+    from msid.cli_checks import check_input
     from msid.identify import default_pool_sources
 
+    bad = [s for s in a.source or [] if "=" not in s or not all(s.split("=", 1))]
+    if bad:
+        print(f"msid build-index: error: --source takes NAME=FILE (e.g. pool=molecules.tsv), "
+              f"not {bad[0]!r}", file=sys.stderr)
+        return 2
     sources = ([PoolSource(Path(s.split("=", 1)[1]), s.split("=", 1)[0]) for s in a.source]
                if a.source else default_pool_sources())
+    for s in sources:
+        check_input(s.path, "--source")
     meta = build_index(sources, a.out, n_jobs=a.jobs)
-    print(json.dumps({k: meta[k] for k in ("n_molecules", "build_seconds", "digest")}))
+    print(json.dumps({k: meta[k] for k in ("n_molecules", "n_unparseable", "build_seconds",
+                                           "digest")}))
     return 0
 
 
@@ -383,6 +392,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         if label in libraries:  # the page offers libraries by file name
             label = str(Path(p).resolve())
         libraries[label] = p
+    if a.model:
+        check_input(a.model, "--model")
     serve(ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
                       max_upload_bytes=int(a.max_upload_mb * 1e6)))
     return 0

@@ -61,13 +61,27 @@ class PreprocessConfig:
     assign_folds: bool = False
     folds: FoldSpec = field(default_factory=FoldSpec)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.mz_min < self.mz_max:
+            raise ValueError(f"PreprocessConfig: mz_min ({self.mz_min}) must be >= 0 and below "
+                             f"mz_max ({self.mz_max})")
+        if self.min_peaks < 1 or self.max_peaks < self.min_peaks:
+            raise ValueError(f"PreprocessConfig: need 1 <= min_peaks ({self.min_peaks}) <= "
+                             f"max_peaks ({self.max_peaks})")
+        if not 0 <= self.min_relative_intensity < 1:
+            raise ValueError("PreprocessConfig: min_relative_intensity must be in [0, 1)")
+
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
+        """Settings from a mapping; an unknown key or a value of the wrong type is an error
+        naming it (folds: a mapping of FoldSpec's train/val/test/salt)."""
+        from msid.models.config import config_from_dict, settings
+
         d = dict(d or {})
         folds = d.pop("folds", None)
-        cfg = cls(**d)
+        cfg = config_from_dict(cls, d)
         if folds:
-            cfg.folds = FoldSpec(**folds)
+            cfg.folds = config_from_dict(FoldSpec, settings(FoldSpec, folds))
         return cfg
 
 

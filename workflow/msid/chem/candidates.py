@@ -136,6 +136,9 @@ def build_index(sources: Sequence[PoolSource], out: str | os.PathLike, n_jobs: i
                 formula, mass = list(formula), np.array(mass, dtype=np.float64)
                 for j, i in enumerate(fix):
                     formula[i], mass[i] = f_fix[j], m_fix[j]
+        mass = np.array(mass, dtype=np.float64)
+        mass[[i for i, smi in enumerate(smiles) if not smi.strip()]] = np.nan  # RDKit parses
+        # '' as a molecule of mass 0: an empty cell is no molecule (counted as unparseable)
         all_smiles += smiles
         all_formula += formula
         masses.append(mass)

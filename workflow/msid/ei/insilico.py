@@ -262,7 +262,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
     bar = tqdm(total=len(items), desc="predict-ei", unit=" mol", disable=not progress)
     batches = imap_ordered(_batch_job, ((path, items[a:a + batch])
                                         for a in range(0, len(items), batch)), n_jobs)
-    if out.suffix == ".h5":
+    if out.suffix.lower() == ".h5":
         with SpectrumStoreWriter(out, provenance={"stage": "predict-ei", "input": str(
                 smiles_file), "model": card.get("weights_file"),
                 "licence": card.get("licence", "")}) as w:
