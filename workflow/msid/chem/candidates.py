@@ -38,9 +38,10 @@ from msid.parallel import imap_ordered
 
 RDLogger.DisableLog("rdApp.*")
 
-INDEX_VERSION = 4  # 2: salts and charged forms at their standardised parent; 3: a
+INDEX_VERSION = 5  # 2: salts and charged forms at their standardised parent; 3: a
 # permanent cation (pyridinium) keeps its charge instead of an invalid "neutral" form;
-# 4: a salt written with a covalent metal bond (CC(=O)O[Na]) at its parent
+# 4: a salt written with a covalent metal bond (CC(=O)O[Na]) at its parent; 5: an empty
+# SMILES cell is no molecule
 
 
 def _open_text(path: Path) -> io.TextIOBase:
