@@ -350,3 +350,23 @@ def test_predict_ei_store_suffix_in_any_case(tmp_path):
 
     with SpectrumStore(tmp_path / "lib.H5") as st:
         assert len(st) == 2
+
+
+def test_export_denovo_peptides_and_train_say_when_there_is_nothing(tmp_path, capsys):
+    """An empty store exports nothing (an error, not a 0-byte library); a peptide run whose
+    every spectrum was dropped exits 1 like msid identify; PepTRM training without annotated
+    spectra names why; options --method dp does not read are named."""
+    empty = tmp_path / "empty.h5"
+    with SpectrumStoreWriter(empty):
+        pass
+    err = _error(capsys, "export", str(empty), "--out", str(tmp_path / "o.mgf"))
+    assert "holds no spectra" in err and not (tmp_path / "o.mgf").exists()
+    rc = main(["denovo-peptides", str(QUERIES), "--out", str(tmp_path / "p.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no sequence for any spectrum" in err  # [M-H]- pesticides: skipped
+    rc = main(["denovo-peptides", str(QUERIES), "--method", "dp", "--beam-size", "5",
+               "--out", str(tmp_path / "p.tsv")])
+    assert "not used: --beam-size" in capsys.readouterr().err
+    err = _error(capsys, "train", "peptrm", "--data", str(QUERIES), "--out",
+                 str(tmp_path / "m.safetensors"))
+    assert "no training spectra" in err

@@ -402,9 +402,18 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from msid.cli_checks import check_input, check_output
     from msid.export.spectra import export_spectra
+    from msid.io.errors import InputFileError
+    from msid.store import SpectrumStore
 
     check_input(a.store, "store")
     check_output(a.out, inputs={"store": a.store})
+    with SpectrumStore(a.store) as st:
+        if not len(st):  # an empty file is no library: msid convert would refuse it
+            raise InputFileError(a.store, "holds no spectra: nothing to export")
+    suffix = Path(a.out).suffix.lower().lstrip(".")
+    if a.format and suffix in ("mgf", "msp") and suffix != a.format:
+        print(f"msid export: warning: {a.out} will hold {a.format.upper()} text",
+              file=sys.stderr)
     n = export_spectra(a.store, a.out, a.format or "")
     print(f"msid export: {n} spectra -> {a.out}", file=sys.stderr)
     return 0
@@ -477,6 +486,13 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
                                 **{f"--out {p}": p for p in outs if p is not o}})
     tsv = next((o for o in outs if o.suffix.lower() == ".tsv"), None)
     mztab = next((o for o in outs if o.suffix.lower() == ".mztab"), None)
+    if a.method == "dp":  # the DP baseline reads no model and decodes no network
+        given = [f"--{k.replace('_', '-')}" for k, default in
+                 (("model", None), ("decoding", "beam"), ("beam_size", 10))
+                 if getattr(a, k) != default]
+        if given:
+            print(f"msid denovo-peptides: warning: not used: {', '.join(given)} (--method dp "
+                  "reads no model)", file=sys.stderr)
     cfg = DecodeConfig(method=a.decoding, beam_size=a.beam_size, ppm=a.ppm,
                        max_spectra=a.max_spectra, top_n=a.top_n)
     with temp_workdir() as work:
@@ -493,6 +509,10 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
           file=sys.stderr)
     for _, r in lost.iterrows():
         print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
+    if not len(df):  # as msid identify: an empty table is not a result a script may take
+        print(f"msid denovo-peptides: error: no sequence for any spectrum of {a.queries} "
+              "(reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -176,6 +176,11 @@ def train_peptrm(data: list[str | os.PathLike], config: dict, out: str | os.Path
     val = folds["val"]
     log(f"PepTRM: {len(read.spectra)} annotated spectra ({len(read.quarantine)} quarantined); "
         f"train {len(train)}, val {len(val)}; size {config.get('size', 'tiny')}")
+    if not train:
+        raise ValueError(f"PepTRM: no training spectra in {', '.join(map(str, data))} "
+                         f"({len(read.spectra)} annotated spectra with a SEQ= peptide, "
+                         f"{len(read.quarantine)} quarantined; {len(folds['train'])} in the "
+                         f"train fold, the rest longer than max_len {cfg.max_len})")
     torch.manual_seed(tcfg.seed)
     model = PepTRM(cfg, vocab)
     workdir = out.parent / f".{out.stem}.work"
