@@ -110,3 +110,10 @@ def test_batch_provenance_names_every_run_kinds_models():
     assert "licence" in ei_card  # the non-commercial EI model says so
     assert [label for label, _ in used_models(config, {"small_molecule"})] == [
         "ranker", "glmr", "denovo"]
+    # de novo re-scoring with fp_ffn names that model; with weight 0 it names none
+    config["identify"]["methods"] = ["denovo"]
+    config["identify"]["method_options"] = {"denovo": {"rescore_with": "fp_ffn"}}
+    assert [label for label, _ in used_models(config, {"small_molecule"})] == [
+        "denovo", "denovo (fp_ffn)"]
+    config["identify"]["method_options"] = {"denovo": {"rescore_weight": 0.0}}
+    assert [label for label, _ in used_models(config, {"small_molecule"})] == ["denovo"]

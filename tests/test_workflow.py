@@ -472,6 +472,8 @@ def test_method_options_name_a_key_no_method_reads(tmp_path):
     res = _sm("-n", "--cores", "1", "--configfile", str(bad))
     assert res.returncode != 0 and "unknown option(s) ['kk']" in res.stdout + res.stderr
     with pytest.raises(ValueError, match="fallback must be true or false, not 'false'"):
+        check_method_options({"denovo": {"fallback": "false"}})  # at the DAG's start
+    with pytest.raises(ValueError, match="fallback must be true or false, not 'false'"):
         make_method("denovo", MethodResources(options={"fallback": "false"}))
 
 

@@ -106,9 +106,9 @@ def _library_usable(store: Path, name: str) -> bool:
 def _uses_model(method: str) -> bool:
     """Whether ``method`` loads a model file (``--model``): the learned retrieval and generation
     methods and the EI embedding; an installed package's method is given the benefit."""
-    from msid.method_kinds import method_table
+    from msid.method_kinds import METHODS
 
-    spec = method_table().get(method)
+    spec = METHODS.get(method)  # msid's own methods; a package's may read --model however
     return spec is None or bool(spec.models) or method.startswith("ei-embedding")
 
 
@@ -510,8 +510,8 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     for _, r in lost.iterrows():
         print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
     if not len(df):  # as msid identify: an empty table is not a result a script may take
-        print(f"msid denovo-peptides: error: no sequence for any spectrum of {a.queries} "
-              "(reasons above)", file=sys.stderr)
+        print(f"msid denovo-peptides: error: no sequence for any spectrum of {a.queries}"
+              + (" (reasons above)" if len(lost) else ""), file=sys.stderr)
         return 1
     return 0
 

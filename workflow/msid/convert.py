@@ -179,7 +179,8 @@ def standard_keys(params: dict) -> dict:
     for key in ("precursor_m/z", "precursor m/z"):
         if key in out and out.get("precursor_mz") in (None, ""):
             out["precursor_mz"] = out.pop(key)
-    if out.get("charge") in (None, ""):  # MSP has no charge field: [M+3H]3+ says it
+    if str(out.get("charge", "")).strip() in ("", "0"):  # MSP has no charge field (and
+        # GNPS writes CHARGE=0 for unknown): [M+3H]3+ says it
         for key in ADDUCT_KEYS:
             if m := _ADDUCT_CHARGE.search(str(out.get(key) or "")):
                 out["charge"] = int(m.group(1)) * (-1 if m.group(2) == "-" else 1)

@@ -45,6 +45,8 @@ class MethodSpec:
 
 #: options every method is handed in a run (RunMethodsConfig.options)
 SHARED_OPTIONS = ("num_threads",)
+#: options that are yes/no: a string ("false") is refused, not read as true
+FLAG_OPTIONS = ("filter", "fallback", "use_formula")
 _MODEL_OPTIONS = ("batch_size", "device")
 
 
@@ -165,6 +167,10 @@ def check_method_options(method_options: dict, key: str = "identify.method_optio
         if unknown:
             raise ValueError(f"{key}.{method}: unknown option(s) {unknown} (it reads: "
                              f"{', '.join((*SHARED_OPTIONS, *known))})")
+        for flag in FLAG_OPTIONS:
+            if flag in (opts or {}) and not isinstance(opts[flag], bool):
+                raise ValueError(f"{key}.{method}.{flag} must be true or false, not "
+                                 f"{opts[flag]!r}")
 
 
 def check_methods(methods: Iterable[str], kind: str, key: str = "identify.methods") -> None:

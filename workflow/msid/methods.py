@@ -253,6 +253,7 @@ class LibrarySearch:
             return []
         hits = self.library.search(query.precursor_mz, query.mz, query.intensity,
                                    ion_mode=query.ion_mode)
+        identity = {h.library_index for h in hits}  # within the precursor tolerance
         hits = hits + self.library.analog_search(query.precursor_mz, query.mz, query.intensity,
                                                  ion_mode=query.ion_mode,
                                                  top_k=self.analog_k)
@@ -271,12 +272,13 @@ class LibrarySearch:
             t[same] = 1.0  # the library's structure itself, however its SMILES is written
             better = sim * t > scores
             scores = np.where(better, sim * t, scores)
-            source = np.where(better & same, row, np.where(better, -1, source))
+            named = same & (row in identity)  # an identity hit, not an analogue of it
+            source = np.where(better & named, row, np.where(better, -1, source))
         out = _ranked(candidates, scores)
         by_ik = {c.inchikey14: int(r) for c, r in zip(candidates, source, strict=True) if r >= 0}
         return [replace(c, library_id=str(self._ids[r]), name=str(self._names[r]))
                 if (r := by_ik.get(c.inchikey[:14], -1)) >= 0 else c
-                for c in out]  # an identity hit names its library entry
+                for c in out]  # a candidate that is an identity hit's structure names it
 
 
 @register("random")

@@ -93,8 +93,11 @@ def training_threads(train, default=2):
 def neims_threads(wildcards):
     """NEIMS training: its run's torch threads (num_threads; 0: 2) plus loader workers."""
     run = config["ei_prediction"]["run"]
-    return (int(run.get("num_threads", 1)) or 2) + int(
-        (run.get("train") or {}).get("num_workers", 0)
+    train = (
+        run.get("train") or {}
+    )  # its num_threads, where set, is what the trainer uses
+    return (int(train.get("num_threads", run.get("num_threads", 1))) or 2) + int(
+        train.get("num_workers", 0)
     )
 
 

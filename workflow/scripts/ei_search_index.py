@@ -11,7 +11,7 @@ from msid.atomic import write_text
 from msid.ei.methods import EIEmbeddingSearch, get_library
 
 method = EIEmbeddingSearch(get_library(snakemake.input.library), snakemake.input.model,
-                           dict(snakemake.params.index))
+                           {**snakemake.params.index, "threads": snakemake.threads})
 meta = {**method.index.meta, "index_file": str(method.index.path)}
 write_text(snakemake.output[0], json.dumps(meta, indent=1) + "\n")
 print(json.dumps(meta))

@@ -178,16 +178,30 @@ def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
     """(label, model file) of every model the batch's runs used: each small-molecule method's
     models (GLMR and de novo also use the Ranker), the EI search model, the peptide model."""
     from msid.method_kinds import method_table
+    from msid.resources import shipped_model
 
     out: dict[Path, str] = {}
-    if "small_molecule" in kinds:
+    if "small_molecule" in kinds:  # as msid.run_methods and the methods load them
         model_dir = Path(config.get("models", {}).get("dir", "resources/models"))
         table = method_table()
-        for m in config.get("identify", {}).get("methods", []):
+        ident = config.get("identify", {})
+        for m in ident.get("methods", []):
             spec = table.get(m)
-            for family in (spec.models if spec else ()):
-                out.setdefault(model_dir / f"{family}.safetensors", f"{m} ({family})"
-                               if family != m else m)
+            if not spec or not spec.models:
+                continue
+            own = model_dir / f"{m}.safetensors"  # models.dir's, else the shipped one
+            out.setdefault(own if own.exists() else shipped_model(m), m)
+            opts = {**(config.get("generation", {}).get("denovo", {}) if m == "denovo" else {}),
+                    **ident.get("method_options", {}).get(m, {})}
+            helpers = {f: shipped_model(f) for f in spec.models[1:]}  # GLMR's Ranker
+            if m == "glmr" and opts.get("ranker_model"):
+                helpers = {"ranker": Path(opts["ranker_model"])}
+            if m == "denovo":  # de novo re-scores with the configured model, if any
+                name = opts.get("rescore_with", "ranker")
+                helpers = ({name: Path(opts.get("rescore_model") or shipped_model(name))}
+                           if name and opts.get("rescore_weight", 5.0) else {})
+            for family, path in helpers.items():
+                out.setdefault(path, f"{m} ({family})")
     ei_search = config.get("ei_search", {})
     if "ei" in kinds and str(ei_search.get("method", "")).startswith("ei-embedding") \
             and ei_search.get("model"):
