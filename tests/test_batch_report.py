@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import yaml
 
 from conftest import ROOT
@@ -98,7 +100,8 @@ def test_batch_provenance_names_every_run_kinds_models():
     from msid.report.batch import model_cards, used_models
 
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["models"]["dir"] = str(ROOT / "resources" / "models")
+    # a relative models.dir and the absolute shipped path of the same file: listed once
+    config["models"]["dir"] = os.path.relpath(ROOT / "resources" / "models")
     config["identify"]["methods"] = ["library", "ranker", "glmr", "denovo"]
     for section in ("ei_search", "peptides"):
         config[section]["model"] = str(ROOT / config[section]["model"])

@@ -180,7 +180,11 @@ def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
     from msid.method_kinds import method_table
     from msid.resources import shipped_model
 
-    out: dict[Path, str] = {}
+    out: dict[Path, tuple[Path, str]] = {}
+
+    def _add(path: Path, label: str) -> None:  # one entry per file, however it is written
+        out.setdefault(Path(path).resolve(), (Path(path), label))
+
     if "small_molecule" in kinds:  # as msid.run_methods and the methods load them
         model_dir = Path(config.get("models", {}).get("dir", "resources/models"))
         table = method_table()
@@ -190,7 +194,7 @@ def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
             if not spec or not spec.models:
                 continue
             own = model_dir / f"{m}.safetensors"  # models.dir's, else the shipped one
-            out.setdefault(own if own.exists() else shipped_model(m), m)
+            _add(own if own.exists() else shipped_model(m), m)
             opts = {**(config.get("generation", {}).get("denovo", {}) if m == "denovo" else {}),
                     **ident.get("method_options", {}).get(m, {})}
             helpers = {f: shipped_model(f) for f in spec.models[1:]}  # GLMR's Ranker
@@ -201,14 +205,14 @@ def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
                 helpers = ({name: Path(opts.get("rescore_model") or shipped_model(name))}
                            if name and opts.get("rescore_weight", 5.0) else {})
             for family, path in helpers.items():
-                out.setdefault(path, f"{m} ({family})")
+                _add(path, f"{m} ({family})")
     ei_search = config.get("ei_search", {})
     if "ei" in kinds and str(ei_search.get("method", "")).startswith("ei-embedding") \
             and ei_search.get("model"):
-        out.setdefault(Path(ei_search["model"]), ei_search["method"])
+        _add(Path(ei_search["model"]), ei_search["method"])
     if "peptide" in kinds and config.get("peptides", {}).get("model"):
-        out.setdefault(Path(config["peptides"]["model"]), "peptrm")
-    return [(label, path) for path, label in out.items()]
+        _add(Path(config["peptides"]["model"]), "peptrm")
+    return [(label, path) for path, label in out.values()]
 
 
 def model_cards(models: list[tuple[str, Path]]) -> list[dict]:
