@@ -8,6 +8,7 @@ rule candidate_index:
         f"{LOGS}/candidate_index.log",
     benchmark:
         f"{BENCHMARKS}/candidate_index.tsv"
+    priority: 10
     conda:
         env("chem")
     container:

@@ -37,6 +37,7 @@ rule convert_library:
         f"{LOGS}/convert_library/{{library}}.log",
     benchmark:
         f"{BENCHMARKS}/convert_library/{{library}}.tsv"
+    priority: 10
     conda:
         env("openms")
     container:

@@ -12,6 +12,7 @@ rule benchmark_inputs:
         stats=f"{RESULTS}/benchmark/candidate_sets.json",
     log:
         f"{LOGS}/benchmark_inputs.log",
+    priority: 10
     conda:
         env("chem")
     container:
@@ -60,6 +61,7 @@ rule spectrum_blind_queries:
         f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
     log:
         f"{LOGS}/spectrum_blind_queries.log",
+    priority: 10
     conda:
         env("chem")
     container:
@@ -75,18 +77,23 @@ rule spectrum_blind_queries:
 
 
 rule benchmark_rank:
-    """Rank every benchmark query's candidates with one method (train-fold library only)."""
+    """Rank every benchmark query's candidates with one method (train-fold library only), on
+    the queries and on their spectrum-blind control in one job: the method, its model and the
+    candidate structures are loaded once for both."""
     input:
-        queries=queries_for_variant,
+        queries=f"{RESULTS}/benchmark/queries.h5",
+        blind=f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
         candidates=f"{RESULTS}/benchmark/candidates.{{kind}}.tsv",
         library=f"{RESULTS}/library/{LIB}.train.h5",
         model=model_for_method,
     output:
-        f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.{{variant}}.tsv",
+        standard=f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.standard.tsv",
+        blind=f"{RESULTS}/benchmark/rankings/{{method}}.{{kind}}.spectrum_blind.tsv",
     log:
-        f"{LOGS}/benchmark_rank/{{method}}.{{kind}}.{{variant}}.log",
+        f"{LOGS}/benchmark_rank/{{method}}.{{kind}}.log",
     benchmark:
-        f"{BENCHMARKS}/benchmark_rank/{{method}}.{{kind}}.{{variant}}.tsv"
+        f"{BENCHMARKS}/benchmark_rank/{{method}}.{{kind}}.tsv"
+    priority: 10
     conda:
         env("torch")
     container:
@@ -122,6 +129,7 @@ rule mces_top1:
         f"{LOGS}/mces_top1.log",
     benchmark:
         f"{BENCHMARKS}/mces_top1.tsv"
+    priority: 10
     conda:
         env("chem")
     container:

@@ -32,6 +32,7 @@ rule preprocess_library:
         f"{LOGS}/preprocess_library/{{library}}.log",
     benchmark:
         f"{BENCHMARKS}/preprocess_library/{{library}}.tsv"
+    priority: 10
     conda:
         env("chem")
     container:
@@ -56,6 +57,7 @@ rule split_library:
         test=f"{RESULTS}/library/{{library}}.test.h5",
     log:
         f"{LOGS}/split_library/{{library}}.log",
+    priority: 10
     conda:
         env("chem")
     container:
