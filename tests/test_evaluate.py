@@ -260,6 +260,37 @@ def test_hard_candidate_setting_keeps_large_mass_sets(pesticides_store, pool_ind
                               {"massive": tmp_path / "x.tsv"})
 
 
+def test_benchmark_ranks_every_query_over_its_whole_candidate_set(pesticides_store, pool_index,
+                                                                  tmp_path):
+    """What the benchmark_rank rule runs: every query of the store gets its file's candidates
+    ranked (each once), the same seed gives the same rankings, and a library-searching method
+    without a library is named, not left to fail on its first query."""
+    from msid.benchmark import BenchmarkConfig, make_benchmark_inputs
+    from msid.methods import benchmark_method, rank_benchmark_queries
+    from msid.store import SpectrumStore
+
+    cands = tmp_path / "mass.tsv"
+    make_benchmark_inputs(pesticides_store, pool_index, BenchmarkConfig(adducts=[]),
+                          tmp_path / "q.h5", {"mass": cands})
+    rows = rank_benchmark_queries(benchmark_method("random", seed=3), tmp_path / "q.h5", cands,
+                                  seed=3)
+    every = pd.DataFrame(rows)
+    listed = pd.read_csv(cands, sep="\t")
+    with SpectrumStore(tmp_path / "q.h5") as qs:  # sets left out (one candidate): no answer
+        assert set(every["query_id"]) == set(qs.metadata["id"]) > set(listed["query_id"])
+    ranked = every[every["query_id"].isin(listed["query_id"])]
+    assert (ranked["rank"] > 0).all() and (every.loc[every["rank"] == 0, "note"] != "").all()
+    assert set(ranked["query_id"]) == set(listed["query_id"])
+    per_query = ranked.groupby("query_id")["inchikey"].agg(lambda k: len(set(k.str[:14])))
+    assert (per_query == ranked.groupby("query_id").size()).all()  # no candidate twice
+    assert (per_query == listed.groupby("query_id").size()[per_query.index]).all()
+    again = rank_benchmark_queries(benchmark_method("random", seed=3), tmp_path / "q.h5", cands,
+                                   seed=3)
+    assert pd.DataFrame(again).equals(every)
+    with pytest.raises(ValueError, match="searches a spectral library"):
+        benchmark_method("library")
+
+
 def test_far_split_keeps_queries_far_from_every_training_structure(pesticides_store, tmp_path):
     """The far split: a query belongs to it only when no training structure reaches the
     Tanimoto threshold; nearest similarities match RDKit's pairwise Tanimoto; a query whose

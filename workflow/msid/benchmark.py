@@ -30,12 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from msid.candidate_sets import CandidateTable, candidates_for_queries
+from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
-from msid.method_kinds import method_table
-from msid.methods import Method, MethodResources, make_method, rank_queries
 from msid.rankings import write_table
-from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore, subset_store
 
 SPLITS = ("inchikey", "far")
@@ -229,26 +226,3 @@ def split_query_ids(splits: pd.DataFrame, split: str) -> set[str]:
     member = splits["splits"].astype(str).str.split(",").apply(lambda xs: split in xs)
     return set(splits.loc[member, "query_id"].astype(str))
 
-
-def benchmark_method(name: str, *, seed: int = 0, model_path: str | None = None,
-                     library: str | os.PathLike | None = None,
-                     search: dict | None = None) -> Method:
-    """A registered method as the benchmark runs it: its shipped model, and the train-fold
-    library only when the method searches one (``search``: the library-search scoring)."""
-    resources = MethodResources(seed=seed, model_path=model_path or None)
-    if method_table()[name].needs_library:
-        if library is None:
-            raise ValueError(f"method {name!r} searches a spectral library; none given")
-        resources.library = SpectralLibrary(str(library), LibrarySearchConfig(**(search or {})))
-    return make_method(name, resources)
-
-
-def rank_benchmark_queries(method: Method, queries: str | os.PathLike,
-                           candidates: str | os.PathLike | CandidateTable,
-                           seed: int = 0) -> list[dict]:
-    """Rankings rows of every query of a benchmark query store over its candidate set (the
-    same ``seed`` shuffles each set, as for every method)."""
-    with SpectrumStore(queries) as store:
-        rows = list(range(len(store)))
-        cands = candidates_for_queries(store, rows, candidate_file=candidates, seed=seed)
-        return rank_queries(method, store, rows, cands)

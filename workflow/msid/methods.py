@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
@@ -19,9 +20,11 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from msid.candidate_sets import CandidateTable, candidates_for_queries
 from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, flat_smiles, parse_structure
+from msid.method_kinds import method_table
 from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query, top_delta_score
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
@@ -373,3 +376,27 @@ def _with_ppm(query: Query, ranked: list[RankedCandidate]) -> list[RankedCandida
         out.append(replace(c, ppm_error=(mass - st.exact_mass) / st.exact_mass * 1e6)
                    if st and st.exact_mass > 0 else c)
     return out
+
+
+def benchmark_method(name: str, *, seed: int = 0, model_path: str | None = None,
+                     library: str | os.PathLike | None = None,
+                     search: dict | None = None) -> Method:
+    """A registered method as the benchmark runs it: its shipped model, and the train-fold
+    library only when the method searches one (``search``: the library-search scoring)."""
+    resources = MethodResources(seed=seed, model_path=model_path or None)
+    if method_table()[name].needs_library:
+        if library is None:
+            raise ValueError(f"method {name!r} searches a spectral library; none given")
+        resources.library = SpectralLibrary(str(library), LibrarySearchConfig(**(search or {})))
+    return make_method(name, resources)
+
+
+def rank_benchmark_queries(method: Method, queries: str | os.PathLike,
+                           candidates: str | os.PathLike | CandidateTable,
+                           seed: int = 0) -> list[dict]:
+    """Rankings rows of every query of a benchmark query store over its candidate set (the
+    same ``seed`` shuffles each set, as for every method)."""
+    with SpectrumStore(queries) as store:
+        rows = list(range(len(store)))
+        cands = candidates_for_queries(store, rows, candidate_file=candidates, seed=seed)
+        return rank_queries(method, store, rows, cands)

@@ -6,8 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
-from msid.benchmark import benchmark_method, rank_benchmark_queries
 from msid.candidate_sets import read_candidate_file
+from msid.methods import benchmark_method, rank_benchmark_queries
 from msid.rankings import write_rankings
 
 method = benchmark_method(snakemake.wildcards.method, seed=snakemake.params.seed,
