@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requiremen
 	$(BIN)/python -m pip install -q -r requirements/main.txt -r requirements/torch.txt \
 		-r requirements/dev.txt -r requirements/llm.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
+	@# numba compiles pynndescent's functions on matchms' first import (~20 s) and caches
+	@# them: once here, not in each of the first parallel jobs of a run
+	$(BIN)/python -c "import matchms"
 	touch $@
 
 ## bde-env: the ALFABET venv (alfabet 0.1.0 + nfp 0.1.4 ship their weights; --no-deps, then
