@@ -252,3 +252,39 @@ def test_without_declared_methods_the_schema_is_msids_own(tmp_path):
 
     assert config_schema(SCHEMA, tmp_path) == str(SCHEMA)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_candidate_row_names_the_adduct_its_mass_assumed(pesticides_store, pool_index,
+                                                           tmp_path):
+    """A spectrum that states no adduct (as mzML runs never do) gets pool candidates by the
+    neutral mass of [M+H]+ / [M-H]- by its ion mode: its candidate rows say which, noted as
+    assumed; a stated adduct is written as stated, with no note."""
+    import gzip
+    import re
+
+    from msid.convert import convert_file
+    from msid.preprocess import PreprocessConfig, preprocess_store
+    from msid.rankings import ADDUCT_ASSUMED
+
+    text = gzip.open(ROOT / "tests/data/gnps_pesticides_matchms_train.mgf.gz", "rt").read()
+    bare = re.sub(r"^(NAME=.*?)\s+M[+-]\S*\s*$", r"\1", text, flags=re.M)  # "... M+Cl"
+    assert bare != text
+    (tmp_path / "bare.mgf").write_text(bare)
+    convert_file(tmp_path / "bare.mgf", tmp_path / "raw.h5", progress=False)
+    preprocess_store(tmp_path / "raw.h5", tmp_path / "bare.h5", PreprocessConfig(),
+                     progress=False)
+    index = CandidateIndex(pool_index)
+    cfg = RunMethodsConfig(methods=["random"], top_k=3)
+    with SpectrumStore(tmp_path / "bare.h5") as st:
+        md = st.metadata.set_index("id")
+        assert (md["adduct"] == "").all() and set(md["ion_mode"]) == {"negative"}
+        rows = [r for r in identify_run(st, cfg, index=index) if r["rank"] > 0]
+    assert rows
+    for r in rows:
+        assert r["adduct"] == {"positive": "[M+H]+", "negative": "[M-H]-"}[
+            md.loc[r["query_id"], "ion_mode"]] and r["note"] == ADDUCT_ASSUMED
+    with SpectrumStore(pesticides_store) as st:
+        stated = st.metadata.set_index("id")["adduct"]
+        rows = [r for r in identify_run(st, cfg, index=index) if r["rank"] > 0]
+    assert rows and all(r["adduct"] == stated[r["query_id"]] != "" and r["note"] == ""
+                        for r in rows)

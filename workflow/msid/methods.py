@@ -21,11 +21,17 @@ import numpy as np
 from tqdm import tqdm
 
 from msid.candidate_sets import CandidateTable, candidates_for_queries
-from msid.chem.adducts import neutral_mass
+from msid.chem.adducts import default_adduct, neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, flat_smiles, parse_structure
 from msid.method_kinds import method_table
-from msid.rankings import PRECURSOR_ONLY, RankedCandidate, rows_for_query, top_delta_score
+from msid.rankings import (
+    ADDUCT_ASSUMED,
+    PRECURSOR_ONLY,
+    RankedCandidate,
+    rows_for_query,
+    top_delta_score,
+)
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -332,13 +338,18 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
         for q, c, ranked in zip(chunk, cands, results, strict=True):
             delta = top_delta_score(ranked)  # before the top-k cut
             ranked = ranked[:top_k] if top_k else ranked
+            filled, assumed = [], ""
             if getattr(method, "precursor_ppm", True):  # EI methods: no precursor ion
-                ranked = _with_ppm(q, ranked)
-            out += rows_for_query(q.query_id, label or method.name, ranked,
+                ranked, filled, assumed = _with_ppm(q, ranked)
+            rows = rows_for_query(q.query_id, label or method.name, ranked,
                                   rt=q.rt, precursor_mz=q.precursor_mz, adduct=q.adduct,
                                   reason="" if ranked else _why_empty(method, q, c,
                                                                       candidate_source),
                                   delta_score=delta)
+            for k in filled if assumed else ():  # the ion its ppm error was computed for
+                rows[k]["adduct"] = assumed
+                rows[k]["note"] = "; ".join(filter(None, (rows[k]["note"], ADDUCT_ASSUMED)))
+            out += rows
         bar.update(len(chunk))
     bar.close()
     return out
@@ -363,19 +374,26 @@ def _why_empty(method: Method, query: Query, candidates: list[Structure] | None,
     return "no answer from the method"
 
 
-def _with_ppm(query: Query, ranked: list[RankedCandidate]) -> list[RankedCandidate]:
-    """Candidates with the ppm error of their mass against the query's neutral mass filled in."""
+def _with_ppm(query: Query, ranked: list[RankedCandidate]
+              ) -> tuple[list[RankedCandidate], list[int], str]:
+    """Candidates with the ppm error of their mass against the query's neutral mass filled in;
+    the positions filled; and the adduct that mass assumed ('' when the query states its own):
+    [M+H]+ / [M-H]- (or [M+zH]z+ ...) by ion mode and charge."""
     if not ranked or all(not math.isnan(c.ppm_error) for c in ranked):
-        return ranked
+        return ranked, [], ""
     mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
     if not math.isfinite(mass):
-        return ranked
-    out = []
-    for c in ranked:
+        return ranked, [], ""
+    out, filled = [], []
+    for k, c in enumerate(ranked):
         st = parse_structure(c.smiles) if math.isnan(c.ppm_error) and c.smiles else None
-        out.append(replace(c, ppm_error=(mass - st.exact_mass) / st.exact_mass * 1e6)
-                   if st and st.exact_mass > 0 else c)
-    return out
+        if st and st.exact_mass > 0:
+            out.append(replace(c, ppm_error=(mass - st.exact_mass) / st.exact_mass * 1e6))
+            filled.append(k)
+        else:
+            out.append(c)
+    assumed = "" if query.adduct else default_adduct(query.ion_mode, query.charge)
+    return out, filled, assumed
 
 
 def benchmark_method(name: str, *, seed: int = 0, model_path: str | None = None,

@@ -4,7 +4,8 @@ Required columns: ``query_id, rank, score, method, smiles, inchikey, library_id`
 ranked candidate; ``library_id`` is empty unless the candidate came from a spectral library).
 
 Optional columns (written by msid, filled with defaults when an older table lacks them):
-``name`` (library entry name), ``rt`` (s), ``precursor_mz``, ``adduct`` (the query's),
+``name`` (library entry name), ``rt`` (s), ``precursor_mz``, ``adduct`` (the query's; on a
+candidate row noted :data:`ADDUCT_ASSUMED`, the one its neutral mass assumed),
 ``ppm_error`` (query precursor vs library precursor, or query neutral mass vs candidate mass),
 ``matched_peaks`` (-1: not computed), ``q_value`` (target-decoy, NaN: not estimated),
 ``delta_score`` (on a query's rank-1 row: its score minus the score of the best candidate of
@@ -35,6 +36,10 @@ OPTIONAL_COLUMNS: dict[str, object] = {
 ALL_COLUMNS = COLUMNS + tuple(OPTIONAL_COLUMNS)
 #: ``note`` of a library match by precursor mass alone (a spectrum without fragment peaks)
 PRECURSOR_ONLY = "precursor-mass match only (no fragment evidence)"
+#: ``note`` of a candidate whose ``ppm_error`` (and the candidate set, by neutral mass) assumed
+#: the ``adduct`` written on its row: the query states none ([M+H]+ / [M-H]- by ion mode, or
+#: [M+zH]z+ / [M-zH]z- for charge z)
+ADDUCT_ASSUMED = "adduct assumed"
 
 
 @dataclass(frozen=True)
