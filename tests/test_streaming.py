@@ -218,8 +218,8 @@ def _levels(path: Path) -> list[int]:
     ("peptide_qc1.mzML.gz", True, "mzxml")])
 def test_pyopenms_and_damaged_file_paths_read_the_same_fields(name, has_energy, fmt, tmp_path):
     """Both readers of an mzML or mzXML (pyOpenMS streaming; pyteomics for a damaged file) give
-    a record the same precursor, charge, retention time and collision energy, the energy
-    included where pyOpenMS keeps it as a meta value (mzML) or drops it (mzXML)."""
+    a record the same precursor, charge, retention time, collision energy and instrument, the
+    energy included where pyOpenMS keeps it as a meta value (mzML) or drops it (mzXML)."""
     gz = RUNS / name
     if fmt == "mzxml":  # the same run as mzXML, as pyOpenMS writes it (collisionEnergy="25.0")
         exp = oms.MSExperiment()
@@ -231,8 +231,29 @@ def test_pyopenms_and_damaged_file_paths_read_the_same_fields(name, has_energy, 
                 if isinstance(r, RawSpectrum)]
     assert len(fast) == len(salvaged) > 0
     assert all(("collision_energy" in r.params) == has_energy for r in fast)
+    assert fmt == "mzxml" or fast[0].params["instrument_type"]  # mzML: Q Exactive, TripleTOF
     for a, b in zip(fast, salvaged, strict=True):
         assert a.record_id == b.record_id
-        for key in ("precursor_mz", "charge", "collision_energy", "ionmode"):
+        for key in ("precursor_mz", "charge", "collision_energy", "ionmode", "instrument_type"):
             assert a.params.get(key) == b.params.get(key), (a.record_id, key)
         assert a.params["retention_time"] == pytest.approx(b.params["retention_time"])
+
+
+def test_damaged_file_path_finds_the_instrument_model_in_a_parameter_group(tmp_path):
+    """The instrument model as ProteoWizard often writes it (in a referenceableParamGroup the
+    instrument configuration refers to) is found by its PSI-MS parent term, never a
+    component's or the serial number's term; a header without a model gives ''."""
+    import gzip
+
+    data = gzip.open(RUNS / "pestmix_dda.mzML.gz").read()
+    model = b'<cvParam cvRef="MS" accession="MS:1002533" name="TripleTOF 6600" />'
+    assert model in data
+    group = (b'<referenceableParamGroupList count="1"><referenceableParamGroup id="CommonIC">'
+             b'<cvParam cvRef="MS" accession="MS:1000529" name="instrument serial number" '
+             b'value="123"/>' + model + b"</referenceableParamGroup>"
+             b"</referenceableParamGroupList>\n")
+    grouped = data.replace(model, b'<referenceableParamGroupRef ref="CommonIC"/>').replace(
+        b"<softwareList", group + b"<softwareList", 1)
+    assert raw_io.header_instrument(grouped, "mzml") == "TripleTOF 6600"
+    assert raw_io.header_instrument(data.replace(model, b""), "mzml") == ""
+

@@ -34,13 +34,14 @@ logging.getLogger("matchms").setLevel(logging.ERROR)
 
 
 #: bumped whenever cleaning gives different stores for the same input (caches key on it)
-PREPROCESS_VERSION = 7  # 3: permanent cations keep their charge (structures.standardize_mol)
+PREPROCESS_VERSION = 8  # 3: permanent cations keep their charge (structures.standardize_mol)
 # 4: repeated ids kept as <id>#2, MS1 records quarantined from MS/MS stores
 # 5: the scan number (MGF SCANS, mzML scan=N) kept in the store's scan column
 # 6: ion modes as files write them (neg, N, POLARITY), 'Precursor m/z', MSP peak annotations
 #    in single quotes or with a colon, salts with a covalent metal bond at their parent
 # 7: mzML collision energies that pyOpenMS keeps as a meta value ('collision energy'), mzXML
 #    collisionEnergy, a charge stated only by the adduct ([M+3H]3+ in MSP)
+# 8: a damaged mzML/mzXML keeps its instrument model (read from the header)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -478,6 +479,54 @@ def decoded_peaks(spec: dict) -> tuple[np.ndarray, np.ndarray] | str:
     return arrays[0], arrays[1]
 
 
+#: PSI-MS "instrument model": an instrument configuration's model is a term below it
+INSTRUMENT_MODEL = "MS:1000031"
+_CONFIG = re.compile(rb"<(?:\w+:)?instrumentConfiguration\b.*?</(?:\w+:)?instrumentConfiguration>",
+                     re.S)
+_COMPONENTS = re.compile(rb"<(?:\w+:)?componentList\b.*?</(?:\w+:)?componentList>", re.S)
+_PARAM = re.compile(rb"<(?:\w+:)?(cvParam|referenceableParamGroupRef)\b([^>]*)>")
+_ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
+_MS_MODEL = re.compile(rb"<(?:\w+:)?msModel\b[^>]*\bvalue\s*=\s*\"([^\"]*)\"")
+
+
+@lru_cache(maxsize=1)
+def _psi_ms():  # -> pyopenms.ControlledVocabulary: the PSI-MS terms pyOpenMS ships
+    import pyopenms as oms
+
+    cv = oms.ControlledVocabulary()
+    cv.loadFromOBO("MS", str(Path(oms.__file__).parent / "share/OpenMS/CV/psi-ms.obo"))
+    return cv
+
+
+def header_instrument(data: bytes, fmt: str) -> str:
+    """The instrument model a file's header names, as pyOpenMS reads it from an intact file:
+    mzXML's ``msModel`` value; in mzML, the first term of the first instrument configuration
+    (outside its components, or in a parameter group it refers to) that PSI-MS files under
+    "instrument model" (``Q Exactive``, ``TripleTOF 6600``). '' when there is none."""
+    if fmt == "mzxml":
+        m = _MS_MODEL.search(data, 0, 1 << 20)
+        return m.group(1).decode("utf-8", "replace").strip() if m else ""
+    config = _CONFIG.search(data)
+    if not config:
+        return ""
+    cv = _psi_ms()
+    for kind, attrs in _PARAM.findall(_COMPONENTS.sub(b"", config.group(0))):
+        a = {k.decode(): v.decode("utf-8", "replace") for k, v in _ATTR.findall(attrs)}
+        if kind == b"referenceableParamGroupRef":
+            group = re.search(rb'<(?:\w+:)?referenceableParamGroup\b[^>]*\bid\s*=\s*"'
+                              + re.escape(a.get("ref", "").encode()) + rb'".*?</(?:\w+:)?'
+                              rb"referenceableParamGroup>", data[:config.start()], re.S)
+            params = [{k.decode(): v.decode("utf-8", "replace") for k, v in _ATTR.findall(g)}
+                      for _, g in _PARAM.findall(group.group(0))] if group else []
+        else:
+            params = [a]
+        for p in params:
+            acc = p.get("accession", "")
+            if acc.startswith("MS:") and cv.exists(acc) and cv.isChildOf(acc, INSTRUMENT_MODEL):
+                return p.get("name") or cv.getTerm(acc).name
+    return ""
+
+
 def _salvage_xml(path: Path, fmt: str,
                  error: Exception) -> Iterator[RawSpectrum | QuarantineRecord]:
     """Read a damaged mzML/mzXML with pyteomics: every spectrum before the damage is kept, the
@@ -494,6 +543,7 @@ def _salvage_xml(path: Path, fmt: str,
     data, problem = xml_fence(data, fmt)
     if gz and gz.problem:  # the XML error is only the cut seen from inside
         problem = gz.problem
+    instrument = header_instrument(data, fmt)
     try:
         with io.BytesIO(data) as src:
             if fmt == "mzml":
@@ -520,6 +570,7 @@ def _salvage_xml(path: Path, fmt: str,
                         yield QuarantineRecord(str(path), rid, f"{label} spectrum {peaks}")
                         continue
                     params = _mzml_params(spec, rid) if fmt == "mzml" else _mzxml_params(spec, rid)
+                    params["instrument_type"] = instrument
                     yield RawSpectrum(rid, peaks[0], peaks[1], params)
     except Exception as e:
         if n == 0:
