@@ -225,4 +225,3 @@ def split_query_ids(splits: pd.DataFrame, split: str) -> set[str]:
         raise ValueError(f"unknown split '{split}' (one of {', '.join(SPLITS)})")
     member = splits["splits"].astype(str).str.split(",").apply(lambda xs: split in xs)
     return set(splits.loc[member, "query_id"].astype(str))
-
