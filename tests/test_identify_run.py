@@ -266,7 +266,8 @@ def test_a_candidate_row_names_the_adduct_its_mass_assumed(pesticides_store, poo
     from msid.preprocess import PreprocessConfig, preprocess_store
     from msid.rankings import ADDUCT_ASSUMED
 
-    text = gzip.open(ROOT / "tests/data/gnps_pesticides_matchms_train.mgf.gz", "rt").read()
+    with gzip.open(ROOT / "tests/data/gnps_pesticides_matchms_train.mgf.gz", "rt") as fh:
+        text = fh.read()
     bare = re.sub(r"^(NAME=.*?)\s+M[+-]\S*\s*$", r"\1", text, flags=re.M)  # "... M+Cl"
     assert bare != text
     (tmp_path / "bare.mgf").write_text(bare)

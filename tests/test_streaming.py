@@ -245,7 +245,8 @@ def test_damaged_file_path_finds_the_instrument_model_in_a_parameter_group(tmp_p
     component's or the serial number's term; a header without a model gives ''."""
     import gzip
 
-    data = gzip.open(RUNS / "pestmix_dda.mzML.gz").read()
+    with gzip.open(RUNS / "pestmix_dda.mzML.gz") as fh:
+        data = fh.read()
     model = b'<cvParam cvRef="MS" accession="MS:1002533" name="TripleTOF 6600" />'
     assert model in data
     group = (b'<referenceableParamGroupList count="1"><referenceableParamGroup id="CommonIC">'
