@@ -481,12 +481,6 @@ def decoded_peaks(spec: dict) -> tuple[np.ndarray, np.ndarray] | str:
 
 #: PSI-MS "instrument model": an instrument configuration's model is a term below it
 INSTRUMENT_MODEL = "MS:1000031"
-_CONFIG = re.compile(rb"<(?:\w+:)?instrumentConfiguration\b.*?</(?:\w+:)?instrumentConfiguration>",
-                     re.S)
-_COMPONENTS = re.compile(rb"<(?:\w+:)?componentList\b.*?</(?:\w+:)?componentList>", re.S)
-_PARAM = re.compile(rb"<(?:\w+:)?(cvParam|referenceableParamGroupRef)\b([^>]*)>")
-_ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
-_MS_MODEL = re.compile(rb"<(?:\w+:)?msModel\b[^>]*\bvalue\s*=\s*\"([^\"]*)\"")
 
 
 @lru_cache(maxsize=1)
@@ -501,29 +495,24 @@ def _psi_ms():  # -> pyopenms.ControlledVocabulary: the PSI-MS terms pyOpenMS sh
 def header_instrument(data: bytes, fmt: str) -> str:
     """The instrument model a file's header names, as pyOpenMS reads it from an intact file:
     mzXML's ``msModel`` value; in mzML, the first term of the first instrument configuration
-    (outside its components, or in a parameter group it refers to) that PSI-MS files under
-    "instrument model" (``Q Exactive``, ``TripleTOF 6600``). '' when there is none."""
-    if fmt == "mzxml":
-        m = _MS_MODEL.search(data, 0, 1 << 20)
-        return m.group(1).decode("utf-8", "replace").strip() if m else ""
-    config = _CONFIG.search(data)
-    if not config:
+    (its parameter groups resolved by pyteomics) that PSI-MS files under "instrument model"
+    (``Q Exactive``, ``TripleTOF 6600``). '' when there is none or the header is unreadable."""
+    from pyteomics import mzml, mzxml
+
+    reader, path = ((mzml.MzML, "instrumentConfigurationList/instrumentConfiguration")
+                    if fmt == "mzml" else (mzxml.MzXML, "msRun/msInstrument"))
+    try:
+        with io.BytesIO(data) as src, reader(src, use_index=False, decode_binary=False) as r:
+            config = next(r.iterfind(path), None) or {}
+    except Exception:  # a damaged header: the spectra are still read, without an instrument
         return ""
+    if fmt == "mzxml":
+        return str((config.get("msModel") or {}).get("value", "")).strip()
     cv = _psi_ms()
-    for kind, attrs in _PARAM.findall(_COMPONENTS.sub(b"", config.group(0))):
-        a = {k.decode(): v.decode("utf-8", "replace") for k, v in _ATTR.findall(attrs)}
-        if kind == b"referenceableParamGroupRef":
-            group = re.search(rb'<(?:\w+:)?referenceableParamGroup\b[^>]*\bid\s*=\s*"'
-                              + re.escape(a.get("ref", "").encode()) + rb'".*?</(?:\w+:)?'
-                              rb"referenceableParamGroup>", data[:config.start()], re.S)
-            params = [{k.decode(): v.decode("utf-8", "replace") for k, v in _ATTR.findall(g)}
-                      for _, g in _PARAM.findall(group.group(0))] if group else []
-        else:
-            params = [a]
-        for p in params:
-            acc = p.get("accession", "")
-            if acc.startswith("MS:") and cv.exists(acc) and cv.isChildOf(acc, INSTRUMENT_MODEL):
-                return p.get("name") or cv.getTerm(acc).name
+    for key in config:  # pyteomics keeps a cvParam's accession on its name
+        acc = str(getattr(key, "accession", "") or "")
+        if acc.startswith("MS:") and cv.exists(acc) and cv.isChildOf(acc, INSTRUMENT_MODEL):
+            return str(key)
     return ""
 
 
