@@ -405,7 +405,7 @@ def benchmark_method(name: str, *, seed: int = 0, model_path: str | None = None,
     if method_table()[name].needs_library:
         if library is None:
             raise ValueError(f"method {name!r} searches a spectral library; none given")
-        resources.library = SpectralLibrary(str(library), LibrarySearchConfig(**(search or {})))
+        resources.library = load_library(str(library), search)
     return make_method(name, resources)
 
 
