@@ -370,3 +370,13 @@ def test_export_denovo_peptides_and_train_say_when_there_is_nothing(tmp_path, ca
     err = _error(capsys, "train", "peptrm", "--data", str(QUERIES), "--out",
                  str(tmp_path / "m.safetensors"))
     assert "no training spectra" in err
+
+
+def test_out_dash_writes_the_table_to_stdout(tmp_path):
+    """``--out -`` pipes the table; every message stays on stderr."""
+    r = _msid("identify", str(QUERIES), "--method", "random", "--out", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("query_id\trank\tscore\tmethod") and len(lines) > 1
+    assert "ranked with 'random' -> -" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no file named '-', no temporary

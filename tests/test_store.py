@@ -77,3 +77,37 @@ def test_atomic_write_keeps_old_file_on_error_and_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # not the temp file's 0600
+
+
+def test_atomic_write_goes_where_the_output_points(tmp_path, capsysbinary):
+    """A link is written through (the link stays), a FIFO gets the bytes streamed into it,
+    ``-`` is standard output; none leaves a temporary behind."""
+    import os
+    import threading
+
+    from msid.atomic import write_text
+
+    target = tmp_path / "target.tsv"
+    target.write_text("old\n")
+    link = tmp_path / "link.tsv"
+    link.symlink_to(target.name)
+    write_text(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+    dangling = tmp_path / "dangling.tsv"
+    dangling.symlink_to("sub/made.tsv")  # a link to a file not there yet
+    write_text(dangling, "made\n")
+    assert dangling.is_symlink() and (tmp_path / "sub" / "made.tsv").read_text() == "made\n"
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_text(fifo, "through the pipe\n")
+    reader.join(timeout=10)
+    assert got == [b"through the pipe\n"] and fifo.is_fifo()
+
+    write_text("-", "to stdout\n")
+    assert capsysbinary.readouterr().out == b"to stdout\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.tsv", "fifo", "link.tsv",
+                                                           "sub", "target.tsv"]

@@ -12,6 +12,11 @@ No temporary file outlives its writer:
 * a process killed outright (SIGKILL, power loss) leaves its file behind, and the next writer of
   the same output removes it (:func:`remove_stale`): temporary names carry host and process id,
   so a leftover whose process is gone is known to be stale.
+
+Where the output is not a plain file, writing goes where the user pointed it: a symbolic link
+is written through (its target is replaced atomically, the link stays), a FIFO or device
+(``/dev/stdout``) gets the finished file's bytes streamed into it, and ``-`` means standard
+output. The temporary of a FIFO, device or ``-`` lives in the system's temporary folder.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import shutil
 import signal
 import socket
+import stat
+import sys
 import tempfile
 import threading
 import time
@@ -39,6 +47,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: the output name that means standard output
+STDOUT = "-"
+
+
+def is_stream(path: str | os.PathLike) -> bool:
+    """Whether writing ``path`` streams into something that is not a plain file: ``-``
+    (standard output), or an existing FIFO, character device or socket (links followed)."""
+    if str(path) == STDOUT:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def destination(path: str | os.PathLike) -> Path:
+    """The file that writing ``path`` replaces: a symbolic link's final target (so the link
+    itself stays), else ``path``."""
+    p = Path(path)
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
 
 
 def _prefix(path: Path) -> str:
@@ -91,12 +122,16 @@ def new_temp(path: str | os.PathLike) -> Path:
 
     Release it with :func:`discard` (remove) or :func:`commit` (rename onto ``path``).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path)
+    if is_stream(path):  # nothing beside it to write in (a device's folder, say)
+        folder, path = Path(tempfile.gettempdir()), Path(path)
+    else:
+        path = destination(path)
+        folder = path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder / path.name)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(path)}{_HOST}-{os.getpid()}-",
-                                   suffix=".tmp", dir=path.parent)
+                                   suffix=".tmp", dir=folder)
     except OSError as e:  # the error names the output, not a temporary the user never chose
         raise OSError(e.errno, f"cannot write here: {e.strerror}", str(path)) from e
     os.close(fd)
@@ -109,12 +144,28 @@ def discard(tmp: Path) -> None:
     tmp.unlink(missing_ok=True)
 
 
+def _stream(tmp: Path, path: str | os.PathLike) -> None:
+    """``tmp``'s bytes into standard output (``-``), a FIFO or a device."""
+    with open(tmp, "rb") as src:
+        if str(path) == STDOUT:
+            sys.stdout.flush()
+            shutil.copyfileobj(src, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
 def commit(tmp: Path, path: str | os.PathLike) -> Path:
-    """Rename ``tmp`` onto ``path`` with plain-file permissions; on failure ``tmp`` is removed."""
+    """Rename ``tmp`` onto ``path`` (a link's target) with plain-file permissions, or stream it
+    into ``path`` when that is ``-``, a FIFO or a device; ``tmp`` is removed either way."""
     try:
-        if tmp.exists():
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if is_stream(path):
+            _stream(tmp, path)
+        else:
+            if tmp.exists():
+                os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, destination(path))
     finally:
         discard(tmp)
     return Path(path)

@@ -91,18 +91,30 @@ def check_output(path: str | os.PathLike, option: str = "--out",
     """``path`` can be written: not a directory, its folder exists or can be made there, it
     ends in one of ``suffixes`` (when given; ``what`` says what such a file is), and it is none
     of ``inputs`` (option -> path: the files the command reads, and outputs already checked),
-    which writing it would destroy."""
+    which writing it would destroy. ``-`` (standard output), a FIFO or a device is written
+    into as it is; a symbolic link is written through (:mod:`msid.atomic`)."""
+    from msid.atomic import STDOUT, destination, is_stream
+
     p = Path(path)
+
+    def check_suffix() -> None:
+        if suffixes and p.suffix.lower() not in suffixes:
+            raise InputFileError(_label(p, option), f"must end in {' or '.join(suffixes)}"
+                                 + (f" ({what})" if what else ""))
+
+    if is_stream(p):
+        check_suffix()
+        if str(path) != STDOUT and not os.access(p, os.W_OK):
+            raise InputFileError(_label(p, option), "cannot be written (permission denied)")
+        return p
     if p.is_dir():
         raise InputFileError(_label(p, option), "is a directory; give a file name")
     for other, q in (inputs or {}).items():
         if q and _same_file(p, Path(q)):
             raise InputFileError(_label(p, option), f"is also {_label(q, other)}: writing it "
                                  "would overwrite that; give another file name")
-    if suffixes and p.suffix.lower() not in suffixes:
-        raise InputFileError(_label(p, option), f"must end in {' or '.join(suffixes)}"
-                             + (f" ({what})" if what else ""))
-    parent = p.parent
+    check_suffix()
+    parent = destination(p).parent  # a link's target is what gets replaced
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
