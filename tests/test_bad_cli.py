@@ -328,8 +328,14 @@ def test_other_commands_name_their_mistakes(tmp_path, capsys):
     assert "none.tsv" in err
     assert main(["build-index", "--source", f"pool={pool}", "--out",
                  str(tmp_path / "i.npz")]) == 0
-    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr()
+    built = json.loads(out.out)  # stdout holds the JSON alone; progress and losses on stderr
     assert built["n_molecules"] == 2 and built["n_unparseable"] == 2  # the empty cell too
+    assert "2 molecule(s) left out" in out.err and "line 3: ''" in out.err
+    assert "line 4: 'not a smiles'" in out.err
+    r = _msid("build-index", "--source", f"pool={pool}", "--out", str(tmp_path / "j.npz"))
+    assert r.returncode == 0 and "line 4: 'not a smiles'" in r.stderr
+    assert "SMILES Parse Error" not in r.stderr  # named once by msid, not by RDKit per molecule
     store = tmp_path / "q.h5"
     assert main(["convert", str(QUERIES), "--out", str(store)]) == 0
     capsys.readouterr()
@@ -380,3 +386,33 @@ def test_out_dash_writes_the_table_to_stdout(tmp_path):
     assert lines[0].startswith("query_id\trank\tscore\tmethod") and len(lines) > 1
     assert "ranked with 'random' -> -" in r.stderr
     assert list(tmp_path.iterdir()) == []  # no file named '-', no temporary
+
+
+def test_pool_that_is_not_an_index(capsys, tmp_path):
+    """--pool given a spectrum file or a molecule list: one line naming --pool and what the
+    file should be, before any work (and nothing is unpickled)."""
+    mols = tmp_path / "pool.tsv"
+    mols.write_text("smiles\nCCO\n")
+    for f in (QUERIES, mols):
+        line = _error(capsys, "identify", str(QUERIES), "--method", "random", "--pool", str(f),
+                      "--out", str(tmp_path / "o.tsv"))
+        assert line.startswith(f"msid identify: error: --pool {f}: not an msid candidate index")
+    assert not (tmp_path / "o.tsv").exists()
+
+
+def test_damaged_ei_library_is_told(tmp_path):
+    """An EI --library cut short: its lost record and the damage are told, counted once (the
+    damage row is a note, not a record), and the queries are still ranked."""
+    import gzip
+
+    ei_run = RESOURCES / "runs" / "gcms_ei_demo.msp"
+    lib = tmp_path / "lib_cut.msp.gz"
+    lib.write_bytes(gzip.compress(ei_run.read_bytes())[:1200])
+    r = _msid("identify", str(ei_run), "--method", "ei-cosine", "--library", str(lib),
+              "--out", str(tmp_path / "o.tsv"), env={**os.environ,
+                                                     "MSID_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    lost = [ln for ln in r.stderr.splitlines() if "quarantined (" in ln]
+    assert len(lost) == 1 and "1 of " in lost[0] and "cut short" in lost[0], r.stderr
+    assert f"library {lib} is damaged: MSP damaged after" in r.stderr
+    assert len((tmp_path / "o.tsv").read_text().splitlines()) > 1

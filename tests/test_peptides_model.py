@@ -145,9 +145,13 @@ def test_run_outputs_and_report_section(model_file, tmp_path):
 
     spectra = read_annotated_mgf(MGF[0]).spectra[:5]
     src = tmp_path / "run.mgf"
+    first = spectra[0]  # and one whose only peak no chain of residue masses can pass
     mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
                 "params": {"title": s.id, "pepmass": s.precursor_mz, "charge": f"{s.charge}+"}}
-               for s in spectra], output=str(src))
+               for s in spectra]
+              + [{"m/z array": np.array([137.0]), "intensity array": np.array([100.0]),
+                  "params": {"title": "lonely", "pepmass": first.precursor_mz,
+                             "charge": f"{first.charge}+"}}], output=str(src))
     store = load_queries(src, tmp_path)
     store_path = store.path
     store.close()
@@ -156,7 +160,12 @@ def test_run_outputs_and_report_section(model_file, tmp_path):
                     mztab=out["mztab"], annotations=out["json"], n_annotated=3,
                     method="dp", log=lambda *_: None)
     ann = json.loads(out["json"].read_text())
-    assert ann["n_spectra"] == 5 and len(ann["spectra"]) == min(3, len(df))
+    assert ann["n_spectra"] == 6 and len(ann["spectra"]) == min(3, len(df))
+    # every spectrum has a row or a reason, never both, never neither
+    unsolved = {q["id"]: q["reason"] for q in ann["skipped"]}
+    assert "no chain of residue masses" in unsolved["lonely"]
+    assert set(df["query_id"]).isdisjoint(unsolved)
+    assert set(df["query_id"]) | set(unsolved) == {s.id for s in spectra} | {"lonely"}
     matched = df[df["isotope_error"].notna()]
     # the isotope-corrected error is what the decoder's tolerance judged (beam search: 50 ppm)
     assert (matched["isotope_corrected_ppm"].abs() <= 50 + 1e-6).all()

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -111,3 +113,13 @@ def test_atomic_write_goes_where_the_output_points(tmp_path, capsysbinary):
     assert capsysbinary.readouterr().out == b"to stdout\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.tsv", "fifo", "link.tsv",
                                                            "sub", "target.tsv"]
+
+
+def test_a_small_store_is_small(tmp_path):
+    """Three spectra make a store of kilobytes, not megabytes of empty metadata chunks."""
+    from msid.convert import convert_file
+
+    src = Path(__file__).parent / "data" / "bad" / "pesticides_first3.mgf"
+    out = tmp_path / "three.h5"
+    assert convert_file(src, out).stored == 3
+    assert out.stat().st_size < 400_000

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from msid import __version__
-from msid.cli_checks import fraction, port_number, positive_float, positive_int, top_k
+from msid.cli_checks import (
+    fraction,
+    port_number,
+    positive_float,
+    positive_int,
+    spectrum_limit,
+    top_k,
+)
 from msid.method_kinds import ALL_METHODS
 
 
@@ -75,15 +82,16 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
 EI_ALL_HITS = 10_000  # what --top-k 0 ("all") fetches from an EI library per query
 
 
-def _library_usable(store: Path, name: str) -> bool:
+def _library_usable(store: Path, name: str, ei: bool = False) -> bool:
     """Say what a library file lost (quarantined records, by reason) and whether any record
-    is left to search."""
+    is left to search (``ei``: an EI library, whose records need no precursor or structure)."""
     from collections import Counter
 
-    from msid.store import SpectrumStore
+    from msid.store import SpectrumStore, damage_notes, lost_records
 
     with SpectrumStore(store) as st:
-        n, reasons = len(st), Counter(st.quarantine["reason"].astype(str))
+        n, reasons = len(st), Counter(lost_records(st.quarantine)["reason"].astype(str))
+        damage = damage_notes(st.quarantine)
         md = st.metadata
         no_structure = int(((md["smiles"].astype(str) == "")
                             & (md["inchikey"].astype(str) == "")).sum()) if n else 0
@@ -97,9 +105,12 @@ def _library_usable(store: Path, name: str) -> bool:
         print(f"msid identify: library {name}: {sum(reasons.values())} of "
               f"{n + sum(reasons.values())} record(s) quarantined ({top}{more})",
               file=sys.stderr)
+    for note in damage:
+        print(f"msid identify: library {name} is damaged: {note}", file=sys.stderr)
     if not n:
+        need = "peaks" if ei else "peaks, a precursor m/z and a parseable SMILES"
         print(f"msid identify: error: library {name} has no usable record (a library record "
-              "needs peaks, a precursor m/z and a parseable SMILES)", file=sys.stderr)
+              f"needs {need})", file=sys.stderr)
     return n > 0
 
 
@@ -145,7 +156,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
         load_queries,
         temp_workdir,
     )
+    from msid.io.errors import InputFileError
     from msid.methods import MethodResources, load_library, make_method
+    from msid.store import lost_records
 
     if a.method in PEPTIDE_METHODS:
         print(f"msid identify: error: '{a.method}' sequences peptides: use 'msid denovo-peptides "
@@ -156,6 +169,13 @@ def cmd_identify(a: argparse.Namespace) -> int:
     for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
         if path:
             check_input(path, option)
+    if a.pool:
+        from msid.chem.candidates import check_index_file
+
+        try:
+            check_index_file(a.pool)
+        except InputFileError as e:
+            raise InputFileError(f"--pool {a.pool}", e.problem) from None
     inputs = {"queries": a.queries, "--library": a.library, "--pool": a.pool,
               "--model": a.model, "--candidates": a.candidates}
     check_output(a.out, inputs=inputs)
@@ -174,12 +194,18 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if ei:
             from msid.ei.search import load_ei_queries
 
-            q = load_ei_queries(a.queries, work)
+            q = load_ei_queries(a.queries, work, warn=lambda m: print(
+                f"msid identify: warning: {m}", file=sys.stderr))
         else:
             q = load_queries(a.queries, work, n_jobs=2, warn=lambda m: print(
                 f"msid identify: warning: {m}", file=sys.stderr))
-        n_bad = len(q.quarantine)
+        n_bad = len(lost_records(q.quarantine))  # records (a damaged file's note is none)
         library = None
+        if ei and a.library:  # converted (and cached) here, so that its losses are told
+            from msid.ei.search import library_store_path
+
+            if not _library_usable(library_store_path(a.library), a.library, ei=True):
+                return 2
         if not ei and (a.library or a.method == "library"):
             store = cached_library(a.library)
             if not _library_usable(store, a.library or "the shipped library"):
@@ -299,7 +325,8 @@ def cmd_build_index(a: argparse.Namespace) -> int:
                if a.source else default_pool_sources())
     for s in sources:
         check_input(s.path, "--source")
-    meta = build_index(sources, a.out, n_jobs=a.jobs)
+    meta = build_index(sources, a.out, n_jobs=a.jobs,
+                       log=lambda m: print(m, file=sys.stderr))  # stdout: the JSON alone
     print(json.dumps({k: meta[k] for k in ("n_molecules", "n_unparseable", "build_seconds",
                                            "digest")}))
     return 0
@@ -464,13 +491,15 @@ def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
                    help="sequences per spectrum, ranked (beam search: the best distinct ones "
                         "that match the precursor mass; default: 1)")
     p.add_argument("--ppm", type=positive_float, default=50.0, help="precursor mass tolerance")
-    p.add_argument("--max-spectra", type=top_k, default=0, help="first N spectra only (0: all)")
+    p.add_argument("--max-spectra", type=spectrum_limit, default=0,
+                   help="first N spectra only (0: all)")
 
 
 def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     from msid.cli_checks import check_input, check_output
     from msid.identify import load_queries, temp_workdir
     from msid.peptides.denovo import DecodeConfig, denovo_run, shipped_model
+    from msid.store import lost_records
 
     outs = [Path(o) for o in a.out]
     bad = [str(o) for o in outs if o.suffix.lower() not in (".tsv", ".mztab")]
@@ -504,14 +533,15 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
                         run_location=a.queries, method=a.method,
                         dp_cfg={"ppm": cfg.ppm, "isotopes": cfg.isotopes},  # --ppm for dp too
                         log=lambda m: print(f"msid denovo-peptides: {m}", file=sys.stderr))
+    n_lost = len(lost_records(lost))  # records (a damaged file's note is none)
     print(f"msid denovo-peptides: {len(df)} sequences -> {', '.join(map(str, outs))}"
-          + (f"; {len(lost)} input record(s) quarantined:" if len(lost) else ""),
+          + (f"; {n_lost} input record(s) quarantined:" if n_lost else ""),
           file=sys.stderr)
     for _, r in lost.iterrows():
         print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
     if not len(df):  # as msid identify: an empty table is not a result a script may take
         print(f"msid denovo-peptides: error: no sequence for any spectrum of {a.queries}"
-              + (" (reasons above)" if len(lost) else ""), file=sys.stderr)
+              + (" (reasons above)" if n_lost else ""), file=sys.stderr)
         return 1
     return 0
 
@@ -553,20 +583,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"msid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_identify(sub)
-    p = sub.add_parser("convert", help="raw run or library file -> spectrum store")
-    p.add_argument("input")
-    p.add_argument("--out", required=True)
-    p.add_argument("--jobs", type=int, default=1)
-    p = sub.add_parser("preprocess", help="spectrum store -> filtered spectrum store")
-    p.add_argument("store")
-    p.add_argument("--out", required=True)
-    p.add_argument("--config", help="YAML with PreprocessConfig fields")
-    p.add_argument("--jobs", type=int, default=1)
-    p = sub.add_parser("build-index", help="build the candidate-pool index")
+    p = sub.add_parser("convert", help="raw run or library file -> spectrum store",
+                       description="Read a run or library file into an msid spectrum store "
+                       "(HDF5), unfiltered; bad records are quarantined in the store with "
+                       "their reason. Prints the counts as JSON.")
+    p.add_argument("input", help="mzML, mzXML, MGF or MSP file (gzip allowed)")
+    p.add_argument("--out", required=True, help="the spectrum store to write (.h5)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="worker processes for parsing (default: 1)")
+    p = sub.add_parser("preprocess", help="spectrum store -> filtered spectrum store",
+                       description="Clean a spectrum store with the matchms filters msid uses "
+                       "(metadata harmonisation, peak filters, structure standardisation); "
+                       "records that fail are quarantined with their reason.")
+    p.add_argument("store", help="an msid spectrum store (.h5, from msid convert)")
+    p.add_argument("--out", required=True, help="the cleaned store to write (.h5)")
+    p.add_argument("--config", help="YAML with PreprocessConfig fields (default: msid's)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="worker processes (default: 1)")
+    p = sub.add_parser("build-index", help="build the candidate-pool index",
+                       description="Build the candidate index (neutral masses, formulas, "
+                       "standardised SMILES) that ranking methods draw candidates from by "
+                       "precursor mass or formula. Molecules that do not parse are counted.")
     p.add_argument("--source", action="append", metavar="NAME=PATH",
-                   help="molecule file (repeatable); default: the shipped pool and decoys")
-    p.add_argument("--out", required=True)
-    p.add_argument("--jobs", type=int, default=2)
+                   help="molecule file: TSV/CSV with a smiles column (formula, "
+                   "monoisotopic_mass, inchikey optional; repeatable); default: the shipped "
+                   "pool and MOSES decoys")
+    p.add_argument("--out", required=True, help="the index to write (.npz)")
+    p.add_argument("--jobs", type=positive_int, default=2,
+                   help="worker processes (default: 2)")
     p = sub.add_parser(
         "train", help="train one model family (safetensors + model card)",
         description="Train one model family from the command line (the DAG's `models` target "

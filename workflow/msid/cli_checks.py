@@ -36,6 +36,11 @@ def top_k(text: str) -> int:
     return _whole_number(text, 0, "0 (every rank) or more")
 
 
+def spectrum_limit(text: str) -> int:
+    """argparse type for ``--max-spectra``: a whole number >= 0, where 0 reads every spectrum."""
+    return _whole_number(text, 0, "0 (every spectrum) or more")
+
+
 def port_number(text: str) -> int:
     """argparse type for a TCP port: 0 (any free port) to 65535."""
     value = _whole_number(text, 0, "0 or more")

@@ -58,6 +58,13 @@ class ConvertStats:
     renamed: int = 0  # records whose id an earlier record held: stored as "<id>#2", "#3", ...
     damaged: str = ""  # where a damaged file stopped being readable (a note, no record)
 
+    def renamed_note(self, path: str | os.PathLike) -> str:
+        """What a user hears of repeated record ids ('' when there were none)."""
+        if not self.renamed:
+            return ""
+        return (f"{path}: {self.renamed} record id(s) repeat an earlier record's: ranked as "
+                "'<id>#2', '<id>#3', ...")
+
 
 def check_peaks(raw: RawSpectrum) -> tuple[RawSpectrum | None, str]:
     """Peaks sorted by m/z, or (None, reason) for peaks no filter can repair."""

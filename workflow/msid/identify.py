@@ -76,8 +76,7 @@ def load_queries(path: str | os.PathLike, workdir: str | os.PathLike,
     stats = convert_file(path, clean, n_jobs=n_jobs, progress=False,
                          clean=preprocess or PreprocessConfig(standardise_structures=False))
     if stats.renamed and warn is not None:  # rows would carry ids the user never wrote
-        warn(f"{path}: {stats.renamed} record id(s) repeat an earlier record's: ranked as "
-             "'<id>#2', '<id>#3', ...")
+        warn(stats.renamed_note(path))
     return SpectrumStore(clean)
 
 

@@ -84,6 +84,21 @@ FILE_DAMAGE = "the rest of the file is lost"
 FILE_ENDS_EARLY = "the file ends in the middle of it"
 
 
+def lost_records(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """The quarantine rows that are records (the :data:`FILE_DAMAGE` notes left out)."""
+    if not len(quarantine):
+        return quarantine
+    return quarantine[~quarantine["reason"].astype(str).str.contains(FILE_DAMAGE, regex=False)]
+
+
+def damage_notes(quarantine: pd.DataFrame) -> list[str]:
+    """What the :data:`FILE_DAMAGE` rows say (where a damaged file stopped being readable)."""
+    if not len(quarantine):
+        return []
+    reasons = quarantine["reason"].astype(str)
+    return reasons[reasons.str.contains(FILE_DAMAGE, regex=False)].tolist()
+
+
 @dataclass(frozen=True)
 class QuarantineRecord:
     """A record that was not stored, and why (``record_id`` :data:`WHOLE_FILE`: a run file that
@@ -168,11 +183,13 @@ class SpectrumStoreWriter:
         peaks.create_dataset("intensity", shape=(0,), maxshape=(None,), dtype=np.float32,
                              chunks=(65536,), compression="lzf")
         peaks.create_dataset("offsets", data=np.zeros(1, dtype=np.int64), maxshape=(None,),
-                             chunks=(16384,))
+                             chunks=(16384,), compression="lzf")
         meta = self._h5.create_group("metadata")
         for col, kind in METADATA_COLUMNS.items():
             dtype = _STR if kind == "str" else (np.float64 if kind == "float" else np.int64)
-            meta.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16384,))
+            # compressed: a small store (a few spectra) is not megabytes of empty chunk
+            meta.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16384,),
+                                compression="lzf")
 
     def add(self, record: SpectrumRecord) -> None:
         self._buffer.append(record)

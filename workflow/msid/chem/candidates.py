@@ -49,6 +49,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _formula_mass_chunk(smiles: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    RDLogger.DisableLog("rdApp.*")  # counted and named by build_index, not printed per molecule
     formulas, masses = [], np.full(len(smiles), np.nan)
     for i, s in enumerate(smiles):
         st = parse_structure(s) if needs_standardising(s) else None
@@ -145,9 +146,15 @@ def build_index(sources: Sequence[PoolSource], out: str | os.PathLike, n_jobs: i
         masses.append(mass)
         ik14 += ik if ik is not None else [""] * len(smiles)
         src_code.append(np.full(len(smiles), code, dtype=np.int8))
-        per_source[src.name] = {"molecules": len(smiles), "seconds": time.perf_counter() - t}
+        bad = np.flatnonzero(~np.isfinite(mass))
+        per_source[src.name] = {"molecules": len(smiles), "seconds": time.perf_counter() - t,
+                                "unparseable": len(bad)}
         log(f"[candidates] {src.name}: {len(smiles):,} molecules in "
             f"{per_source[src.name]['seconds']:.1f} s")
+        if len(bad):  # data row i is line i + 2 of the file (after its header)
+            log(f"[candidates] {src.name}: {len(bad):,} molecule(s) left out (no parseable "
+                "SMILES): " + "; ".join(f"line {i + 2}: '{smiles[i][:60]}'" for i in bad[:5])
+                + (" ..." if len(bad) > 5 else ""))
     mass = np.concatenate(masses)
     ok = np.isfinite(mass)
     order = np.flatnonzero(ok)[np.argsort(mass[ok], kind="stable")]
@@ -173,11 +180,35 @@ def build_index(sources: Sequence[PoolSource], out: str | os.PathLike, n_jobs: i
     return meta
 
 
+#: the arrays a candidate index holds (one .npy each in its .npz)
+INDEX_ARRAYS = ("mass", "smiles_blob", "smiles_offsets", "formula_table", "formula_code",
+                "source", "meta")
+
+
+def check_index_file(path: str | os.PathLike) -> Path:
+    """``path`` is a candidate index (the .npz :func:`build_index` writes), or an
+    :class:`InputFileError` says what it is not (read without unpickling anything)."""
+    import zipfile
+
+    from msid.io.errors import InputFileError
+
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise InputFileError(path, "not an msid candidate index (the .npz that 'msid "
+                             "build-index' writes from a molecule list)")
+    with zipfile.ZipFile(path) as z:
+        missing = [a for a in INDEX_ARRAYS if f"{a}.npy" not in z.namelist()]
+    if missing:
+        raise InputFileError(path, "not an msid candidate index: it lacks "
+                             f"{', '.join(missing)} (write one with 'msid build-index')")
+    return path
+
+
 class CandidateIndex:
     """Read-only candidate pool. Lookups return normalised, de-duplicated structures."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+        self.path = check_index_file(path)
         with np.load(self.path, allow_pickle=False) as z:
             self.mass: np.ndarray = z["mass"]
             self._blob: bytes = z["smiles_blob"].tobytes()

@@ -17,6 +17,7 @@ from the EI store ``msid.ei.spectra.ei_store`` builds and caches for that file.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -185,11 +186,13 @@ def _xlog2x(x: np.ndarray) -> np.ndarray:
     return x * np.log2(x)
 
 
-def load_ei_queries(path: str | os.PathLike, workdir: str | os.PathLike) -> SpectrumStore:
+def load_ei_queries(path: str | os.PathLike, workdir: str | os.PathLike,
+                    warn: Callable[[str], None] | None = None) -> SpectrumStore:
     """EI query spectra as a store: an ``.h5`` store as is; MSP/MGF/mzML converted, binned to
     nominal mass and cleaned exactly as library records are (:func:`msid.ei.spectra.ei_store`
     with the query settings: no precursor needed, an annotation kept as written), so that a
-    query and the same spectrum in the library score alike."""
+    query and the same spectrum in the library score alike. ``warn`` hears of repeated
+    record ids."""
     from msid.ei.spectra import EI_PREPROCESS, ei_store
     from msid.store import SpectrumStore
 
@@ -197,7 +200,7 @@ def load_ei_queries(path: str | os.PathLike, workdir: str | os.PathLike) -> Spec
     if path.suffix == ".h5":
         return SpectrumStore(path)
     return SpectrumStore(ei_store(path, Path(workdir) / "queries.h5", preprocess=EI_PREPROCESS,
-                                  n_jobs=2))
+                                  n_jobs=2, warn=warn))
 
 
 def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -114,13 +114,14 @@ def ei_digest(path: str | os.PathLike, preprocess: PreprocessConfig,
 def ei_store(path: str | os.PathLike, out: str | os.PathLike | None = None, *,
              preprocess: PreprocessConfig | None = None,
              nominal: NominalConfig = DEFAULT_NOMINAL, n_jobs: int = 1,
-             progress: bool = False) -> Path:
+             progress: bool = False, warn: Callable[[str], None] | None = None) -> Path:
     """An EI file (MSP/MGF/mzML, gz allowed, or an msid store) as a nominal-mass msid store.
 
     Steps: convert (raw store; skipped for ``.h5`` input) -> nominal binning with profile-like
     handling -> EI peak filters (default :data:`EI_LIBRARY_PREPROCESS`). Bad records are
     quarantined with their reason. Without ``out`` the store is cached under ``$MSID_CACHE`` as
     ``ei-<digest>.h5`` (digest of the file's bytes and the settings) and reused when present.
+    ``warn`` hears of repeated record ids (kept as ``<id>#2``...).
     """
     from msid.convert import convert_file
 
@@ -140,7 +141,9 @@ def ei_store(path: str | os.PathLike, out: str | os.PathLike | None = None, *,
         if src.suffix == ".h5":
             nominal_store(src, binned, nominal)
         else:
-            convert_file(src, raw, n_jobs=n_jobs, progress=progress)
+            stats = convert_file(src, raw, n_jobs=n_jobs, progress=progress)
+            if stats.renamed and warn is not None:
+                warn(stats.renamed_note(src))
             nominal_store(raw, binned, nominal)
         preprocess_store(binned, target, cfg, n_jobs=n_jobs, progress=progress)
     finally:

@@ -738,16 +738,18 @@ def _read_msp(path: Path) -> Iterator[RawSpectrum | QuarantineRecord]:
         raise InputFileError(path, "no 'Name:' line: not an MSP file"
                              + (f" ({problem})" if problem else ""))
     cut_end = bool(problem) or not text.endswith("\n")
+    last_cut = False  # the damage fell inside the last record (it is counted as lost)
     for rec, at_end in msp_records(text):
         if isinstance(rec, RawSpectrum):
             yield rec
         elif at_end and (cut_end or _CUT in rec[1]):
+            last_cut = True
             yield QuarantineRecord(str(path), rec[0], "MSP record cut short at the end of "
                                    f"the file: {FILE_ENDS_EARLY}: {rec[1].replace(_CUT, '')}")
         else:
             yield QuarantineRecord(str(path), rec[0], f"bad MSP record: {rec[1]}")
-    if problem:
-        n_records = len(_MSP_NAME.findall(text))
-        yield QuarantineRecord(str(path), f"after index={n_records - 1}",
-                               f"MSP damaged after {n_records} records; {FILE_DAMAGE}: "
+    if problem:  # a note on the file, no record: the records before the damage were read
+        n_whole = len(_MSP_NAME.findall(text)) - last_cut
+        yield QuarantineRecord(str(path), f"after index={n_whole - 1}",
+                               f"MSP damaged after {n_whole} whole records; {FILE_DAMAGE}: "
                                f"{problem}")

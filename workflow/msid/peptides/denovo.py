@@ -8,10 +8,11 @@ probability PepTRM gave each token of the sequence, comma-separated in sequence 
 modified residue is one token, an N-terminal modification its own; empty for the DP, which
 gives none). mzTab carries them as ``opt_ms_run[1]_aa_scores``, as Casanovo writes them.
 A spectrum without a charge is sequenced as 2+ (the most common tryptic charge) and says so in
-``charge_assumed``; one that cannot be sequenced (no peaks, nothing matching) gets no row and is
-counted. So does one whose precursor mass no sequence of the method can reach (above ``max_len``
-of the heaviest token for PepTRM, below one glycine): it is not sequenced, and its reason is
-logged and kept in the annotations file (``skipped``) that the run report counts.
+``charge_assumed``. One that gets no sequence gets no row; its reason is logged and kept in the
+annotations file (``skipped``) that the run report counts: a precursor mass no sequence of the
+method can reach (above ``max_len`` of the heaviest token for PepTRM, below one glycine), a
+negative-mode precursor, or a spectrum the decoder found no sequence for (the DP: no chain of
+residue masses through its peaks reaches the precursor mass).
 """
 
 from __future__ import annotations
@@ -150,6 +151,22 @@ def out_of_range(spectra: list[PeptideSpectrum], low: float, high: float, method
                         "reason": f"precursor mass {m:,.1f} Da (m/z {s.precursor_mz:g}, "
                                   f"{s.charge}+) is {side}"})
     return keep, skipped
+
+
+def no_sequence(spectra: list[PeptideSpectrum], decoded: list[Decoded],
+                method: str) -> list[dict[str, str]]:
+    """{id, reason, kind} of the spectra the decoder gave no sequence (the DP finds no chain of
+    residue masses from 0 to the precursor mass, or the spectrum holds no fragment peak)."""
+    out = []
+    for s, d in zip(spectra, decoded, strict=True):
+        if d.tokens:
+            continue
+        why = ("no fragment peak" if len(s.mz) == 0 else
+               "no chain of residue masses through its peaks reaches the precursor mass"
+               if method == "dp" else "every candidate sequence was invalid")
+        out.append({"id": s.id, "kind": "no sequence", "reason": f"{method} found no sequence: "
+                    f"{why}"})
+    return out
 
 
 def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list[Decoded],
@@ -313,6 +330,12 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
         spectra = [spectra[k] for k in keep]
         md = md.iloc[keep].reset_index(drop=True)
     dec = sequence_spectra(spectra, method, str(model_path), cfg, dp_cfg)
+    unsolved = no_sequence(spectra, dec, method)
+    if unsolved:
+        log(f"{len(unsolved)} spectra without a sequence: "
+            + "; ".join(f"{q['id']}: {q['reason']}" for q in unsolved[:5])
+            + (" ..." if len(unsolved) > 5 else ""))
+        skipped = [*skipped, *unsolved]
     df = decoded_rows(spectra, md, dec, method)
     write_tsv(df, tsv)
     if mztab:
@@ -330,8 +353,8 @@ def denovo_run(store_path: str | os.PathLike, model_path: str | os.PathLike,
                                             "n_sequenced": int((df["rank"] == 1).sum()),
                                             "n_mass_matched": int(sum(d.mass_ok for d in dec)),
                                             "spectra": ann}, default=float))
-    log(f"de novo ({method}): {n_spectra} spectra, {len(skipped)} not sequenced, "
-        f"{int((df['rank'] == 1).sum())} sequenced, "
+    log(f"de novo ({method}): {n_spectra} spectra, {int((df['rank'] == 1).sum())} sequenced, "
+        f"{len(skipped)} not sequenced, "
         f"{sum(d.mass_ok for d in dec)} matching their precursor mass")
     return df
 
