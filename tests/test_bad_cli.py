@@ -198,7 +198,7 @@ def test_msms_spectra_searched_with_an_ei_method_get_a_hint(tmp_path, capsys, mo
     rc = main(["identify", str(QUERIES), "--method", "ei-cosine",
                "--out", str(tmp_path / "o.tsv")])
     err = capsys.readouterr().err
-    assert rc == 0 and "queries carry a precursor m/z" in err and "--method library" in err
+    assert rc == 0 and "spectra carry a precursor m/z" in err and "--method library" in err
 
 
 def test_identify_points_peptide_methods_and_unused_models_the_right_way(tmp_path, capsys):

@@ -609,3 +609,16 @@ def test_ei_matches_carry_no_precursor_ppm_error(lib_path, tmp_path):
                  str(tmp_path / "o.tsv")]) == 0
     rows = read_rankings(tmp_path / "o.tsv")
     assert len(rows) == 3 and rows["ppm_error"].isna().all()
+
+
+def test_msms_spectra_given_to_ei_matching_are_flagged(tmp_path):
+    """MS/MS spectra (a precursor each) given to EI matching, as a run of the wrong kind would
+    be: the warning the run log, the report and the CLI print; real EI spectra get none."""
+    from msid.ei.search import load_ei_queries
+    from msid.ei.spectrum_kind import ms2_like_warning
+
+    msms = load_ei_queries(ROOT / "tests" / "data" / "bad" / "pesticides_first3.mgf",
+                           tmp_path / "a")
+    ei = load_ei_queries(ROOT / "resources" / "runs" / "gcms_ei_demo.msp", tmp_path / "b")
+    assert ms2_like_warning(msms.metadata).startswith("3 of 3 spectra carry a precursor m/z")
+    assert ms2_like_warning(ei.metadata) == ""

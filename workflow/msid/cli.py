@@ -265,12 +265,11 @@ def cmd_identify(a: argparse.Namespace) -> int:
             print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
                   "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
         if ei and len(q):
-            with_precursor = int((q.metadata["precursor_mz"].fillna(0) > 0).sum())
-            if with_precursor > len(q) / 2:
-                print(f"msid identify: warning: {with_precursor} of {len(q)} queries carry a "
-                      "precursor m/z, as MS/MS spectra do: EI methods match 70 eV EI (GC-MS) "
-                      "spectra; for MS/MS use --method library, ranker, glmr or denovo",
-                      file=sys.stderr)
+            from msid.ei.spectrum_kind import ms2_like_warning
+
+            warning = ms2_like_warning(q.metadata)
+            if warning:
+                print(f"msid identify: warning: {warning}", file=sys.stderr)
         for line in report.lines():  # what the candidate file held that no query could use
             print(f"msid identify: warning: {line}", file=sys.stderr)
         n_queries = len(q)

@@ -54,6 +54,32 @@ def _load_samples():
 
 
 samples = _load_samples()
+
+
+def _check_preprocess():
+    """Preprocessing settings the schema cannot judge (mz_min below mz_max, fold fractions
+    that sum to 1, ...): checked here, at start, as the steps that read them would."""
+    from msid.preprocess import PreprocessConfig
+
+    for part, settings in config.get("preprocess", {}).items():
+        try:
+            PreprocessConfig.from_dict(dict(settings or {}))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config preprocess.{part}: {e}") from None
+
+
+_check_preprocess()
+if (
+    workflow.is_main_process
+    and samples.empty
+    and (config.get("runs_dir") or config.get("samples"))
+):
+    print(
+        "msid: no runs to identify: runs_dir "
+        f"'{config.get('runs_dir', '')}' and samples '{config.get('samples', '')}' "
+        "name no readable run file (what is not read is listed above)",
+        file=sys.stderr,
+    )
 LIB = config["library"]["name"]
 BENCH = config["benchmark"]
 # the benchmark settings that shape the queries and candidate sets; with the harness settings,

@@ -238,6 +238,11 @@ def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
             options={"ei_library": str(library), "index": index or {}, "hits": max(top_k, 50)}))
         rows = rank_queries(m, store, top_k=top_k, progress=False)
         n = len(store)
+        from msid.ei.spectrum_kind import ms2_like_warning
+
+        warning = ms2_like_warning(store.metadata)
+        if warning:
+            print(f"msid: warning: {queries}: {warning}")
         src = store.path
         store.close()
         write_rankings(rows, identifications_out)

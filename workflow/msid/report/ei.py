@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from msid.ei.spectrum_kind import ms2_like_warning
 from msid.rankings import read_rankings
 from msid.report.ids import short_ids
 from msid.report.plots import data_uri, mirror_plot
@@ -43,6 +44,7 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
                     f"score {hit['score']:.3f}"
             figures.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         n = len(md)
+        ms2_like = ms2_like_warning(md)
         lost = quarantine_summary(st.quarantine)
         rt = pd.Series(pd.to_numeric(md["rt"], errors="coerce").to_numpy(),
                        index=md["id"].astype(str))
@@ -53,6 +55,7 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
              "delta_score": float(h.get("delta_score", float("nan")))}
             for _, h in top.iterrows()]
     return {"method": method, "n_spectra": n, "n_quarantined": lost["n_records"], **lost,
+            "ms2_like": ms2_like,
             "short_id": short,
             "n_matched": int((top["score"] > 0).sum()), "hits": hits[:500],
             "hits_truncated": max(0, len(hits) - 500),
