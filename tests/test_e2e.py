@@ -156,6 +156,7 @@ def test_every_family_runs_in_the_demo(demo):
     mztab = (runs / "pestmix_dda/identifications.mztab").read_text()
     assert mztab.startswith("MTD")  # the run file is named by its file: URI
     assert re.search(r"ms_run\[1\]-location\tfile:///\S+/pestmix_dda\.mzML\.gz\n", mztab)
+    assert re.search(r"database\[1\]-version\tsha256:[0-9a-f]{16}\n", mztab)  # the library
     ids = read_rankings(runs / "pestmix_dda/identifications.tsv")
     with SpectrumStore(runs / "pestmix_dda/spectra.h5") as s:
         assert set(s.metadata["id"].astype(str)) <= set(ids["query_id"])

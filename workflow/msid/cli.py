@@ -152,6 +152,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
         cache_dir,
         cached_index,
         cached_library,
+        default_library,
         identify_to_file,
         load_queries,
         temp_workdir,
@@ -246,9 +247,10 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 from msid.ei.predicted import predicted_ids
 
                 predicted = predicted_ids(method.library.store_path)
+            searched = a.library or (default_library() if a.method == "library" else None)
             write_mztab_m(ranked_path, q.path, a.out, sample=Path(a.queries).name.split(".")[0],
                           top_k=a.top_k or 1_000_000, ei=ei, location=a.queries,
-                          predicted=predicted)
+                          predicted=predicted, library_file=searched)
         if a.compounds:
             from msid.compounds import write_compound_table
 

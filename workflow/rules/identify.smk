@@ -79,6 +79,7 @@ rule mztab_run:
     input:
         identifications=f"{RESULTS}/runs/{{sample}}/identifications.tsv",
         spectra=f"{RESULTS}/runs/{{sample}}/spectra.h5",
+        library=f"{RESULTS}/library/{LIB}.h5",  # named in the file by its digest
     output:
         f"{RESULTS}/runs/{{sample}}/identifications.mztab",
     log:

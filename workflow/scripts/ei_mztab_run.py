@@ -11,5 +11,6 @@ from msid.export.mztab import write_mztab_m
 predicted = predicted_ids(snakemake.input.library)
 write_mztab_m(snakemake.input.identifications, snakemake.input.spectra, snakemake.output[0],
               sample=snakemake.wildcards.sample, library_name="ei_library", top_k=5,
-              predicted=predicted, ei=True, location=snakemake.params.location)
+              predicted=predicted, ei=True, library_file=snakemake.input.library,
+              location=snakemake.params.location)
 print(f"wrote {snakemake.output[0]} ({len(predicted)} predicted library spectra)")

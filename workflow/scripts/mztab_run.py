@@ -9,5 +9,5 @@ from msid.export.mztab import write_mztab_m
 
 write_mztab_m(snakemake.input.identifications, snakemake.input.spectra, snakemake.output[0],
               sample=snakemake.wildcards.sample, library_name=snakemake.params.library,
-              location=snakemake.params.location)
+              library_file=snakemake.input.library, location=snakemake.params.location)
 print(f"wrote {snakemake.output[0]}")

@@ -22,6 +22,7 @@ from msid import __version__
 from msid.atomic import write_text
 from msid.chem.adducts import ion_mz, neutral_mass
 from msid.chem.structures import parse_structure
+from msid.digest import sha256_file
 from msid.rankings import PRECURSOR_ONLY, read_rankings
 from msid.store import SpectrumStore
 
@@ -87,7 +88,8 @@ def _reliability(row: pd.Series, predicted: Collection[str] = ()) -> int:
 def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike,
                   out: str | os.PathLike, *, sample: str, library_name: str = "library",
                   top_k: int = 5, predicted: Collection[str] = (),
-                  ei: bool | None = None, location: str | os.PathLike | None = None) -> Path:
+                  ei: bool | None = None, location: str | os.PathLike | None = None,
+                  library_file: str | os.PathLike | None = None) -> Path:
     """mzTab-M 2.0 file of a run's identifications (up to ``top_k`` evidence rows a spectrum).
 
     An EI (GC-MS) run (``ei``; None: when no spectrum has a precursor) is written as such: MS
@@ -95,7 +97,9 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
     has no precursor, and msid does not invent one; validators that require the fields will
     flag them). ``predicted``: library ids of
     predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2.
-    ``location``: the run file, written as its file: URI (else the run's file name)."""
+    ``location``: the run file, written as its file: URI (else the run's file name).
+    ``library_file``: the library searched, named by its file: URI and its content digest
+    (``database[1]-version`` ``sha256:<first 16 hex>``; else "Unknown" and null)."""
     ids = read_rankings(identifications)
     # a candidate needs a structure; a library match at least its library record
     ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k)
@@ -128,7 +132,9 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         ("cv[1]-version", "4.1.0"),
         ("cv[1]-uri", "https://raw.githubusercontent.com/HUPO-PSI/psi-ms-CV/master/psi-ms.obo"),
         ("database[1]", f"[,, {library_name}, ]"), ("database[1]-prefix", library_name),
-        ("database[1]-version", "Unknown"), ("database[1]-uri", NULL),
+        ("database[1]-version",
+         f"sha256:{sha256_file(library_file)[:16]}" if library_file else "Unknown"),
+        ("database[1]-uri", Path(library_file).resolve().as_uri() if library_file else NULL),
         ("small_molecule-quantification_unit", "[MS, MS:1001844, MS1 feature area, ]"),
         ("small_molecule_feature-quantification_unit", "[MS, MS:1001844, MS1 feature area, ]"),
         ("small_molecule-identification_reliability",
