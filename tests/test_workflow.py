@@ -234,7 +234,7 @@ def test_runs_dir_becomes_samples(tmp_path):
     res = _sm("-n", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout + res.stderr
-    assert (tmp_path / "results/runs/sample_names.tsv").is_file()
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing, not even the names
     assert re.search(r"report_run\s+5", out) and re.search(r"ei_identify_run\s+1", out), out
     assert "runs_dir: not read: QC 02.raw: Thermo RAW" in out and "msconvert" in out
     assert "runs_dir: not read: notes.txt: not a run file" in out
@@ -298,7 +298,7 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
 def test_runs_dir_names_stay_with_their_files(tmp_path):
     """A file added later (sorted first, clashing) never takes the name an earlier file was
     given: the registry keeps every file's name across runs of the workflow."""
-    from msid.samples import runs_dir_samples
+    from msid.samples import record_names, runs_dir_samples
 
     runs, registry = tmp_path / "in", tmp_path / "results/runs/sample_names.tsv"
     runs.mkdir()
@@ -316,6 +316,12 @@ def test_runs_dir_names_stay_with_their_files(tmp_path):
     assert names() == {"QC run 01 (rep).mgf": "QC_run_01_rep-2",
                        "QC_run_01_rep.mzML": "QC_run_01_rep-3"}
     assert names() == names()  # stable once given
+    # the workflow names files on every parse but records them only when it runs
+    (runs / "later.mgf").write_text("")
+    rows = runs_dir_samples(runs, registry=registry, write_registry=False)
+    assert "later" not in registry.read_text()
+    assert record_names(registry, rows) == 1 and "later\t" in registry.read_text()
+    assert record_names(registry, rows) == 0
     # a file name that is not UTF-8 (copied from a latin-1 share) or holds a line break
     # stops nothing, and the registry stays readable
     (runs / os.fsdecode(b"M\xfcller.mgf")).write_text("")

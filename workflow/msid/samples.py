@@ -94,15 +94,38 @@ def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
     return [(str(p.relative_to(folder)), why) for p, _, why in _entries(folder) if why]
 
 
+def record_names(registry: str | os.PathLike, rows: list[dict[str, str]]) -> int:
+    """Add the names :func:`runs_dir_samples` gave (``rows``) to ``registry``; returns how many
+    were new. The workflow calls it when it starts running, so a dry run writes nothing. A
+    path with a tab or a line break cannot be a row of the registry: such a file keeps a name
+    only as long as no other file takes it first (file names that are not UTF-8, from a
+    latin-1 share, are kept byte for byte)."""
+    known = read_registry(registry)
+    new = {r: str(row["sample"]) for row in rows
+           if known.get(r := os.path.realpath(row["path"])) != row["sample"]
+           and not {"\t", "\n", "\r"} & set(r)}
+    if new:
+        from msid.atomic import write_text
+
+        Path(registry).parent.mkdir(parents=True, exist_ok=True)
+        merged = {**known, **new}
+        write_text(registry, "sample\tpath\n" + "".join(f"{n}\t{r}\n"
+                                                        for r, n in merged.items()),
+                   errors="surrogateescape")
+    return len(new)
+
+
 def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
                      listed: set[str] | None = None,
-                     registry: str | os.PathLike | None = None) -> list[dict[str, str]]:
+                     registry: str | os.PathLike | None = None,
+                     write_registry: bool = True) -> list[dict[str, str]]:
     """``{sample, path, kind, file}`` for every run file of ``folder`` and of its kind
     subfolders, in name order. ``taken``: sample names already in use (the sample sheet's);
     ``listed``: paths the sheet already holds (compared resolved), which are skipped.
     ``registry``: a TSV (``sample, path``) of the names files were given before: a file keeps
     its name, and a name once given is never given to another file (its results stay its
-    own); new names are added to it."""
+    own); new names are added to it (:func:`record_names`) unless ``write_registry`` is
+    False (the workflow records them when it starts running, not on a dry run)."""
     taken = set(taken or ())
     known = read_registry(registry)
     listed = {os.path.realpath(p) for p in (listed or ())}
@@ -129,18 +152,8 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
         if names[i] is None:
             names[i] = safe_sample_name(stem, taken)
             taken.add(names[i])
-    # a path with a tab or a line break cannot be a row of the registry: such a file keeps a
-    # name only as long as no other file takes it first (file names that are not UTF-8, from
-    # a latin-1 share, are kept byte for byte)
-    new = {r: str(n) for r, n in zip(real, names, strict=True)
-           if known.get(r) != n and not {"\t", "\n", "\r"} & set(r)}
-    if registry and new:
-        from msid.atomic import write_text
-
-        Path(registry).parent.mkdir(parents=True, exist_ok=True)
-        merged = {**known, **new}
-        write_text(registry, "sample\tpath\n" + "".join(f"{n}\t{r}\n"
-                                                        for r, n in merged.items()),
-                   errors="surrogateescape")
-    return [{"sample": str(name), "path": str(path), "kind": kind, "file": path.name}
+    rows = [{"sample": str(name), "path": str(path), "kind": kind, "file": path.name}
             for (path, kind), name in zip(found, names, strict=True)]
+    if registry and write_registry:
+        record_names(registry, rows)
+    return rows

@@ -8,9 +8,14 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # Snakemake has created the env from its copy of envs/bde.yaml under .snakemake/conda
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
 from msid.method_kinds import check_method_options, check_methods, method_table
-from msid.samples import runs_dir_samples, unread_entries
+from msid.samples import record_names, runs_dir_samples, unread_entries
 
 METHODS = method_table()  # msid's methods + those installed packages declare
+
+
+#: the names runs_dir's files were given (msid.samples), and the rows to record there
+REGISTRY = f"{RESULTS}/runs/sample_names.tsv"
+RUNS_DIR_ROWS = []
 
 
 def _load_samples():
@@ -35,8 +40,10 @@ def _load_samples():
             runs_dir,
             taken=set(sheet_rows["sample"]),
             listed=set(sheet_rows["path"]),
-            registry=f"{RESULTS}/runs/sample_names.tsv",
+            registry=REGISTRY,
+            write_registry=False,  # recorded on start (onstart): a dry run writes nothing
         )
+        RUNS_DIR_ROWS.extend(rows)
         frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
         for name, why in unread_entries(runs_dir) if workflow.is_main_process else []:
             print(f"runs_dir: not read: {name}: {why}", file=sys.stderr)
@@ -69,6 +76,12 @@ def _check_preprocess():
 
 
 _check_preprocess()
+
+
+onstart:
+    record_names(REGISTRY, RUNS_DIR_ROWS)
+
+
 if (
     workflow.is_main_process
     and samples.empty
