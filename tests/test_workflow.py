@@ -287,8 +287,10 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
     assert all(SAMPLE_NAME.match(r["sample"]) and Path(r["path"]).is_file() for r in rows)
     # what is not read is named with why (the sheet's own file is read, through the sheet)
     (tmp_path / "run.d").mkdir()
+    (tmp_path / "gone.mgf").symlink_to(tmp_path / "nowhere.mgf")  # a link left dangling
     unread = dict(unread_entries(tmp_path))
-    assert set(unread) == {"._QC_run_01_rep.mzML", "notes.txt", "run.d"}
+    assert set(unread) == {"._QC_run_01_rep.mzML", "notes.txt", "run.d", "gone.mgf"}
+    assert unread["gone.mgf"].startswith("a broken link") and "nowhere.mgf" in unread["gone.mgf"]
     assert unread["._QC_run_01_rep.mzML"].startswith("hidden file")
     assert unread["run.d"].startswith("Agilent/Bruker .d folder") and "mzML" in unread["run.d"]
     with pytest.raises(NotADirectoryError, match="runs_dir"):

@@ -68,8 +68,11 @@ def _entries(folder: Path) -> list[tuple[Path, str, str]]:
             continue
         for p in sorted(sub.iterdir()):
             vendor = VENDOR_FORMATS.get(p.suffix.lower())
-            if p.name.startswith("."):
-                why = "hidden file (a macOS '._' copy or a transfer in progress)"
+            if p.is_symlink() and not p.exists():
+                why = f"a broken link: its target {os.readlink(p)} does not exist"
+            elif p.name.startswith("."):
+                why = ("hidden file (e.g. a macOS '._' copy, an editor's lock file or a "
+                       "transfer in progress)")
             elif vendor:
                 why = f"{vendor}: msid reads mzML, mzXML, MGF and MSP; {CONVERT_HINT}"
             elif p.is_dir():

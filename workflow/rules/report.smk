@@ -112,5 +112,7 @@ rule batch_report:
         paths=list(samples["path"]),
         run_outputs=RUN_OUTPUTS,
         runs_dir=f"{RESULTS}/runs",
+        # what runs_dir holds but no run is made of (named in the report, with why)
+        unread=unread_entries(config["runs_dir"]) if config.get("runs_dir") else [],
     script:
         "../scripts/batch_report.py"

@@ -20,5 +20,6 @@ for sample, kind, path in zip(snakemake.params.samples, snakemake.params.kinds,
                  "mztab": out.get("mztab", out.get("denovo_mztab")),
                  "compounds": out.get("compounds")})
 write_batch_report(runs, snakemake.output[0], config=snakemake.config,
-                   fdr_curve=snakemake.input.get("fdr_curve"))
+                   fdr_curve=snakemake.input.get("fdr_curve"),
+                   unread=[tuple(e) for e in snakemake.params.unread])
 print(f"batch report of {len(runs)} runs -> {snakemake.output[0]}")

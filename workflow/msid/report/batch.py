@@ -245,6 +245,9 @@ overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid 
 {% if unreadable %}<p class="note"><b>{{ unreadable|length }} run file(s) could not be read</b>
 (no spectra, no identifications; the other runs went on):</p>
 <ul>{% for r in unreadable %}<li>{{ r.sample }}: {{ r.unreadable }}</li>{% endfor %}</ul>{% endif %}
+{% if unread %}<p class="note"><b>{{ unread|length }} file(s) in the runs folder were not
+read</b> (no run was made of them):</p>
+<ul>{% for name, why in unread %}<li>{{ name }}: {{ why }}</li>{% endfor %}</ul>{% endif %}
 {% set damaged = runs|selectattr("damaged")|list %}
 {% if damaged %}<p class="note"><b>{{ damaged|length }} run file(s) are damaged</b>: their
 results are partial (the spectra before the damage were read):</p>
@@ -304,9 +307,11 @@ def _pivot(runs: list[dict], key: str) -> list[tuple[str, list[int]]]:
 
 
 def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict,
-                       fdr_curve: str | os.PathLike | None = None) -> None:
+                       fdr_curve: str | os.PathLike | None = None,
+                       unread: list[tuple[str, str]] = ()) -> None:
     """``runs``: dicts with sample, kind, spectra, report[, identifications, denovo, mztab,
-    compounds] paths (see :func:`run_summary`)."""
+    compounds] paths (see :func:`run_summary`). ``unread``: (file, why) of what the runs
+    folder holds but no run was made of (:func:`msid.samples.unread_entries`)."""
     out = Path(out)
     ident = config.get("identify", {})
     fdr = float(ident.get("fdr", CONFIDENT_FDR))
@@ -336,7 +341,7 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         curve = "data:image/png;base64," + base64.b64encode(Path(fdr_curve).read_bytes()).decode()
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
-        runs=summaries, version=__version__, fdr=fdr, min_delta=min_delta,
+        runs=summaries, version=__version__, fdr=fdr, min_delta=min_delta, unread=list(unread),
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         figure=_runs_figure(summaries), unanswered=_pivot(summaries, "unanswered"),
         quarantine=_pivot(summaries, "quarantine"), fdr_curve=curve,
