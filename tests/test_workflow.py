@@ -494,3 +494,27 @@ def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):
     res = _sm("-n", "--cores", "1", "--configfile", str(cfg))
     assert res.returncode != 0
     assert "a sample sheet is tab-separated" in res.stdout + res.stderr
+
+
+def test_a_replaced_run_file_is_rerun_even_with_an_older_time(tmp_path):
+    """A run file replaced by another whose modification time is older (a re-sent transfer
+    kept its time: cp -p, rsync -t) reruns its chain; a file left as it was reruns nothing."""
+    import shutil
+
+    runs = tmp_path / "in"
+    runs.mkdir()
+    run = runs / "qc.mzML.gz"
+    shutil.copy(ROOT / "resources/runs/pestmix_dda.mzML.gz", run)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: ''\nruns_dir: {runs}\nbenchmark: {{enabled: false}}\n"
+                   f"results_dir: {tmp_path / 'results'}\n")
+    target = str(tmp_path / "results/runs/qc/converted.h5")
+    res = _sm(target, "--cores", "1", "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _sm("-n", target, "--cores", "1", "--configfile", str(cfg))
+    assert "Nothing to be done" in res.stdout + res.stderr
+    shutil.copy2(ROOT / "resources/runs/peptide_qc1.mzML.gz", run)  # keeps its older time
+    os.utime(run, ns=(run.stat().st_atime_ns, 1_000_000_000))  # older than the output
+    res = _sm("-n", target, "--cores", "1", "--configfile", str(cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "rule convert_run" in out and "Params have changed" in out

@@ -192,6 +192,17 @@ def run_input(wildcards):
     return samples.loc[wildcards.sample, "path"]
 
 
+def run_fingerprint(wildcards):
+    """The run file's size and modification time, as a param of the rules that read it: a
+    file replaced by another (a re-sent transfer, `cp -p` or `rsync -t` keeping an older
+    time) reruns its chain, which the newer-than test of the output alone would miss."""
+    try:
+        st = os.stat(run_input(wildcards))
+    except OSError:  # a missing input is named by Snakemake itself
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def model_for_method(wildcards):
     """Shipped model file of a benchmarked method (plain input, not a rule output)."""
     models = METHODS[wildcards.method].models

@@ -23,6 +23,7 @@ rule convert_run:
         # a run file that cannot be read at all gives an empty store that says why (its
         # report and the batch report show it) instead of stopping the batch
         unreadable_run=True,
+        source=run_fingerprint,
     script:
         "../scripts/convert.py"
 

@@ -106,6 +106,7 @@ rule ei_identify_run:
         method=EI["method"],
         top_k=EI["top_k"],
         index=EI["index"],
+        source=run_fingerprint,
     script:
         "../scripts/ei_search_run.py"
 
