@@ -66,7 +66,9 @@ samples = _load_samples()
 def _check_preprocess():
     """Preprocessing settings the schema cannot judge (mz_min below mz_max, fold fractions
     that sum to 1, ...): checked here, at start, as the steps that read them would."""
-    from msid.preprocess import PreprocessConfig
+    from msid.preprocess_config import (
+        PreprocessConfig,
+    )  # light: no matchms at parse time
 
     for part, settings in config.get("preprocess", {}).items():
         try:
