@@ -16,6 +16,8 @@ METHODS = method_table()  # msid's methods + those installed packages declare
 #: the names runs_dir's files were given (msid.samples), and the rows to record there
 REGISTRY = f"{RESULTS}/runs/sample_names.tsv"
 RUNS_DIR_ROWS = []
+#: (file, why) of what runs_dir holds but no run is made of: said at start, and in the batch report
+UNREAD = []
 
 
 def _load_samples():
@@ -45,7 +47,8 @@ def _load_samples():
         )
         RUNS_DIR_ROWS.extend(rows)
         frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
-        for name, why in unread_entries(runs_dir) if workflow.is_main_process else []:
+        UNREAD.extend(unread_entries(runs_dir))
+        for name, why in UNREAD if workflow.is_main_process else []:
             print(f"runs_dir: not read: {name}: {why}", file=sys.stderr)
     if not frames:
         return pd.DataFrame(columns=["sample", "path", "kind"]).set_index("sample")

@@ -113,6 +113,6 @@ rule batch_report:
         run_outputs=RUN_OUTPUTS,
         runs_dir=f"{RESULTS}/runs",
         # what runs_dir holds but no run is made of (named in the report, with why)
-        unread=unread_entries(config["runs_dir"]) if config.get("runs_dir") else [],
+        unread=UNREAD,
     script:
         "../scripts/batch_report.py"
