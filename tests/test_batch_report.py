@@ -32,7 +32,7 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
                          "identifications": ids, "report": report, "compounds": compounds}],
                        out, config=config, unread=[("notes.txt", "not a run file msid reads")])
     html = out.read_text()
-    assert "1 file(s) in the runs folder were not" in html
+    assert "1 file(s) in the runs folder or rows of" in html
     assert "<li>notes.txt: not a run file msid reads</li>" in html
     assert 'href="runs/pest/report.html"' in html
     assert f'<a href="runs/pest/compounds.tsv">{s["n_compounds"]}</a>' in html

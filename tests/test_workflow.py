@@ -295,6 +295,17 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
     assert unread["run.d"].startswith("Agilent/Bruker .d folder") and "mzML" in unread["run.d"]
     with pytest.raises(NotADirectoryError, match="runs_dir"):
         runs_dir_samples(tmp_path / "nowhere")
+    # names with no ASCII form stay apart, and keep their names whatever else arrives
+    cjk = tmp_path / "cjk"
+    cjk.mkdir()
+    for name in ("样品一.mzML", "样品二.mzML"):
+        (cjk / name).write_text("")
+    first = {r["file"]: r["sample"] for r in runs_dir_samples(cjk)}
+    (cjk / "样品.mzML").write_text("")
+    later = {r["file"]: r["sample"] for r in runs_dir_samples(cjk)}
+    assert len(set(later.values())) == 3 and all(SAMPLE_NAME.match(n) for n in later.values())
+    assert all(n.startswith("run_") for n in later.values())
+    assert {f: later[f] for f in first} == first
 
 
 def test_runs_dir_names_stay_with_their_files(tmp_path):
@@ -494,6 +505,25 @@ def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):
     res = _sm("-n", "--cores", "1", "--configfile", str(cfg))
     assert res.returncode != 0
     assert "a sample sheet is tab-separated" in res.stdout + res.stderr
+
+
+def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
+    """A mistyped path in the sample sheet is named at start (and in the batch report) and
+    its row left out; the sheet's other runs go on."""
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("sample\tpath\tkind\n"
+                     f"good\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\tsmall_molecule\n"
+                     f"typo\t{tmp_path / 'pestmix_dda.mzMl.gz'}\tsmall_molecule\n"
+                     f"folder\t{tmp_path}\tsmall_molecule\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n"
+                   f"results_dir: {tmp_path / 'results'}\n")
+    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-2000:]
+    assert re.search(r"report_run\s+1$", out, re.M), out[-2000:]
+    assert f"samples: not read: {sheet}: sample typo: " in out and "no such file" in out
+    assert "sample folder: " in out and "a folder, not a run file" in out
 
 
 def test_a_replaced_run_file_is_rerun_even_with_an_older_time(tmp_path):

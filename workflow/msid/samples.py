@@ -4,7 +4,8 @@
 A core facility's file names are whatever the instrument software or a user typed ("QC run 01
 (rep).mzML", "Müller_GC.msp"), while a sample name ends up in output paths and must match
 ``[A-Za-z0-9_.-]+``. So a file's name is made safe (accents dropped, any other run of characters
-becomes ``_``; a clash with a name already taken gets ``-2``, ``-3``, ...) and the file's own path
+becomes ``_``; letters with no ASCII form, as in a Chinese or Cyrillic name, add a digest of
+the whole name; a clash with a name already taken gets ``-2``, ``-3``, ...) and the file's own path
 is kept beside it, instead of one awkward file name stopping the whole batch at validation. A
 file whose name is already safe always keeps it, so a file added later never renames an earlier
 run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are skipped, and
@@ -21,6 +22,7 @@ is not added twice.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import unicodedata
@@ -42,10 +44,19 @@ def safe_sample_name(stem: str, taken: set[str]) -> str:
     """``stem`` as a sample name that matches :data:`SAMPLE_NAME` and is not in ``taken``."""
     plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", plain).strip("._-") or "run"
+    if _letters(plain) < _letters(stem):  # letters with no ASCII form (样品, Проба, ...)
+        # a digest of the whole name keeps two such files apart, whatever order they come in
+        digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        name = f"{name}_{digest}"
     candidate, k = name, 2
     while candidate in taken:
         candidate, k = f"{name}-{k}", k + 1
     return candidate
+
+
+def _letters(text: str) -> int:
+    """Letters and digits in ``text`` (accents not counted apart from their letter)."""
+    return sum(1 for c in unicodedata.normalize("NFKD", text) if c.isalnum())
 
 
 def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
@@ -95,6 +106,28 @@ def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
     if not folder.is_dir():
         return []
     return [(str(p.relative_to(folder)), why) for p, _, why in _entries(folder) if why]
+
+
+def sheet_rows_unread(rows: list[dict[str, str]],
+                      sheet: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(row, why)`` for every sample-sheet row whose run file cannot be read (missing, a
+    folder, no read permission): the workflow leaves such a row out and names it at start and
+    in the batch report, so that one mistyped path does not stop the other runs."""
+    out = []
+    for row in rows:
+        path = str(row.get("path", ""))
+        if not path:
+            why = "no path given"
+        elif not os.path.exists(path):
+            why = f"{path}: no such file"
+        elif os.path.isdir(path):
+            why = f"{path}: a folder, not a run file"
+        elif not os.access(path, os.R_OK):
+            why = f"{path}: not readable (permission denied)"
+        else:
+            continue
+        out.append((f"{sheet}: sample {row.get('sample', '')}", why))
+    return out
 
 
 def record_names(registry: str | os.PathLike, rows: list[dict[str, str]]) -> int:

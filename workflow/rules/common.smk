@@ -8,7 +8,12 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # Snakemake has created the env from its copy of envs/bde.yaml under .snakemake/conda
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
 from msid.method_kinds import check_method_options, check_methods, method_table
-from msid.samples import record_names, runs_dir_samples, unread_entries
+from msid.samples import (
+    record_names,
+    runs_dir_samples,
+    sheet_rows_unread,
+    unread_entries,
+)
 
 METHODS = method_table()  # msid's methods + those installed packages declare
 
@@ -16,7 +21,8 @@ METHODS = method_table()  # msid's methods + those installed packages declare
 #: the names runs_dir's files were given (msid.samples), and the rows to record there
 REGISTRY = f"{RESULTS}/runs/sample_names.tsv"
 RUNS_DIR_ROWS = []
-#: (file, why) of what runs_dir holds but no run is made of: said at start, and in the batch report
+#: (file, why) of what runs_dir holds, or the sample sheet names, but no run is made of: said at
+#: start, and in the batch report
 UNREAD = []
 
 
@@ -30,6 +36,11 @@ def _load_samples():
                 f"{sheet}: a sample sheet is tab-separated with the columns sample, path "
                 f"and kind (optional); its header reads {list(df.columns)}"
             )
+        lost = sheet_rows_unread(df.to_dict("records"), sheet)
+        if lost:  # one mistyped path does not stop the other runs
+            UNREAD.extend(lost)
+            gone = {name.rsplit(": sample ", 1)[1] for name, _ in lost}
+            df = df[~df["sample"].isin(gone)]
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
     if (
@@ -48,8 +59,9 @@ def _load_samples():
         RUNS_DIR_ROWS.extend(rows)
         frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
         UNREAD.extend(unread_entries(runs_dir))
-        for name, why in UNREAD if workflow.is_main_process else []:
-            print(f"runs_dir: not read: {name}: {why}", file=sys.stderr)
+    for name, why in UNREAD if workflow.is_main_process else []:
+        where = "samples" if name.startswith(f"{sheet}: ") else "runs_dir"
+        print(f"{where}: not read: {name}: {why}", file=sys.stderr)
     if not frames:
         return pd.DataFrame(columns=["sample", "path", "kind"]).set_index("sample")
     df = pd.concat(frames, ignore_index=True)

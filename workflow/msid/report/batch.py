@@ -245,8 +245,8 @@ overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid 
 {% if unreadable %}<p class="note"><b>{{ unreadable|length }} run file(s) could not be read</b>
 (no spectra, no identifications; the other runs went on):</p>
 <ul>{% for r in unreadable %}<li>{{ r.sample }}: {{ r.unreadable }}</li>{% endfor %}</ul>{% endif %}
-{% if unread %}<p class="note"><b>{{ unread|length }} file(s) in the runs folder were not
-read</b> (no run was made of them):</p>
+{% if unread %}<p class="note"><b>{{ unread|length }} file(s) in the runs folder or rows of
+the sample sheet were not read</b> (no run was made of them; the other runs went on):</p>
 <ul>{% for name, why in unread %}<li>{{ name }}: {{ why }}</li>{% endfor %}</ul>{% endif %}
 {% set damaged = runs|selectattr("damaged")|list %}
 {% if damaged %}<p class="note"><b>{{ damaged|length }} run file(s) are damaged</b>: their
