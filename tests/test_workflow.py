@@ -342,6 +342,13 @@ def test_runs_dir_names_stay_with_their_files(tmp_path):
     got = names()
     assert got[os.fsdecode(b"M\xfcller.mgf")] == "Mller" and got["two\nlines.mgf"] == "two_lines"
     assert names() == got
+    # the whole folder moved (or renamed): every run keeps its name, clashing ones included
+    (runs / "peptide").mkdir()
+    (runs / "peptide" / "HeLa 1.mzML").write_text("")
+    got = names()
+    (tmp_path / "2026-12").mkdir()
+    runs = runs.rename(tmp_path / "2026-12" / "in")
+    assert names() == got
 
 
 def test_an_installed_packages_method_runs_in_the_dag(tmp_path):

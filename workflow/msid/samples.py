@@ -13,7 +13,8 @@ run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are s
 file needs converting first), so the workflow can say so instead of ignoring it.
 
 The names given are kept in ``<results_dir>/runs/sample_names.tsv``: a file keeps its name on
-every later run, and a file added later never takes a name an earlier file was given.
+every later run (also when the whole folder was moved or renamed), and a file added later never
+takes a name an earlier file was given.
 
 A file in a subfolder named after a run kind (``peptide/``, ``ei/``, ``small_molecule/``) is of
 that kind; a file at the top level is ``small_molecule``. A file the sample sheet already lists
@@ -130,6 +131,24 @@ def sheet_rows_unread(rows: list[dict[str, str]],
     return out
 
 
+def _moved_names(known: dict[str, str], present: set[str]) -> dict[tuple[str, str], str]:
+    """``(run kind, file name) -> sample name`` of the registered files that are gone from
+    where they were: a runs folder that was moved or renamed (``/data/incoming`` to
+    ``/data/2026/incoming``) keeps its runs' names, so nothing is renamed or rerun. A name
+    that two gone files share the place of is left out (either may be meant)."""
+    out: dict[tuple[str, str], str] = {}
+    clash = set()
+    for path, name in known.items():
+        if path in present or os.path.exists(path):
+            continue
+        parent = os.path.basename(os.path.dirname(path))
+        key = (parent if parent in RUN_KINDS[1:] else "small_molecule", os.path.basename(path))
+        if key in out and out[key] != name:
+            clash.add(key)
+        out[key] = name
+    return {k: v for k, v in out.items() if k not in clash}
+
+
 def record_names(registry: str | os.PathLike, rows: list[dict[str, str]]) -> int:
     """Add the names :func:`runs_dir_samples` gave (``rows``) to ``registry``; returns how many
     were new. The workflow calls it when it starts running, so a dry run writes nothing. A
@@ -177,6 +196,12 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
         if known.get(r) and known[r] not in taken:
             names[i] = known[r]
             taken.add(known[r])
+    moved = _moved_names(known, set(real))
+    for i, (p, kind) in enumerate(found):  # ... or at its place in a folder since moved
+        name = moved.get((kind, p.name))
+        if names[i] is None and name and name not in taken:
+            names[i] = name
+            taken.add(name)
     taken |= set(known.values())  # never handed to another file
     # then a file whose name is already a safe sample name keeps it, and the others are named
     # after them (so the order in which files arrive matters only for clashing unsafe names)
