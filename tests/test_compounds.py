@@ -29,7 +29,7 @@ def test_one_row_per_structure_accounts_for_every_top_hit(identifications, tmp_p
     assert table["inchikey"].str[:14].is_unique
     assert set(table["inchikey"].str[:14]) == set(top["inchikey"].str[:14])
     assert table["spectra"].sum() == len(top)  # every spectrum's hit counted once
-    top["confident"], _ = confident_top(top, 0.05, 0.7)
+    top["confident"], _ = confident_top(top, 0.05)
     assert table["confident_spectra"].sum() == top["confident"].sum()  # the reports' rule
     assert (table["confident"] == (table["confident_spectra"] > 0)).all()
     assert table["spectra"].max() > 1  # the same compound measured several times
@@ -61,6 +61,23 @@ def test_no_library_hit_gives_an_empty_table_with_the_columns(identifications):
     assert table.empty and tuple(table.columns) == COMPOUND_COLUMNS
 
 
+def test_without_q_values_no_hit_is_called_confident(identifications):
+    """Library search ranking given candidates estimates no FDR: no score cut stands in for
+    one (a fixed cut of 0.7 once called such hits confident), and the rule says why."""
+    from msid.rankings import NOT_ASSESSED
+
+    ids = read_rankings(identifications)
+    assert (pd.to_numeric(ids["q_value"], errors="coerce") <= 0.05).any()
+    ids["q_value"] = float("nan")
+    top = ids[(ids["method"] == "library") & (ids["rank"] == 1)]
+    assert (top["score"] >= 0.7).any()
+    ok, rule = confident_top(top, 0.05)
+    assert not ok.any() and rule == NOT_ASSESSED
+    table = compound_table(ids, fdr=0.05)
+    assert len(table) and not table["confident"].any()
+    assert table.attrs["confident_rule"] == NOT_ASSESSED
+
+
 def test_compounds_option_needs_library_search(data_dir, tmp_path, capsys):
     assert main(["identify", str(data_dir / "gnps_pesticides_matchms_train.mgf.gz"),
                  "--method", "random", "--out", str(tmp_path / "r.tsv"),
@@ -87,7 +104,7 @@ def test_every_entry_point_defaults_to_one_confidence_rule():
     import yaml
 
     from msid.cli import build_parser
-    from msid.rankings import CONFIDENT_FDR, CONFIDENT_SCORE
+    from msid.rankings import CONFIDENT_FDR
     from msid.report.run_report import write_run_report
     from msid.run_methods import RunMethodsConfig
 
@@ -95,10 +112,6 @@ def test_every_entry_point_defaults_to_one_confidence_rule():
     assert args.fdr == CONFIDENT_FDR == RunMethodsConfig().fdr
     report = inspect.signature(write_run_report).parameters
     assert report["fdr"].default == CONFIDENT_FDR
-    assert report["confident_score"].default == CONFIDENT_SCORE == RunMethodsConfig(
-    ).confident_score
-    assert inspect.signature(compound_table).parameters["confident_score"].default \
-        == CONFIDENT_SCORE
     shipped = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     assert shipped["identify"]["fdr"] == CONFIDENT_FDR
 

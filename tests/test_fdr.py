@@ -190,10 +190,10 @@ def test_delta_score_is_the_margin_over_another_structure(massbank_subset):
     assert top_delta_score([a]) == pytest.approx(0.9) and math.isnan(top_delta_score([]))
     top = pd.DataFrame({"q_value": [0.0, 0.0, 0.2], "delta_score": [0.5, 0.02, 0.5],
                         "score": [0.9, 0.9, 0.9]})
-    ok, rule = confident_top(top, 0.05, 0.7, min_delta=0.1)
+    ok, rule = confident_top(top, 0.05, min_delta=0.1)
     assert list(ok) == [True, False, False] and "0.1" in rule
-    ok, _ = confident_top(top.assign(q_value=float("nan")), 0.05, 0.7)
-    assert ok.all()  # no q-values: the score cut alone
+    ok, rule = confident_top(top.assign(q_value=float("nan")), 0.05)
+    assert not ok.any() and "no q-values" in rule  # no FDR estimate: nothing called confident
 
 
 def test_only_top_rows_get_q_values(massbank_subset):

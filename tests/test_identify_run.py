@@ -40,8 +40,7 @@ def test_library_then_ranker_for_the_rest(pesticides_store, pool_index, caplog):
     library = load_library(str(pesticides_store))
     with SpectrumStore(pesticides_store) as st, caplog.at_level("INFO", "msid.identify"):
         # cuts no library hit reaches: the ranker answers every spectrum as well
-        rows = identify_run(st, RunMethodsConfig(methods=["library", "random"], fdr=-1.0,
-                                                 confident_score=2.0),
+        rows = identify_run(st, RunMethodsConfig(methods=["library", "random"], fdr=-1.0),
                             library=library, index=CandidateIndex(pool_index))
         n = len(st)
         assert {r["query_id"] for r in rows if r["method"] == "random"} == set(st.metadata["id"])
@@ -126,7 +125,7 @@ def test_denovo_proposes_mass_matched_structures_for_the_rest(pesticides_store):
         # every spectrum has its own library entry: all confident, de novo runs on none
         assert not [r for r in identify_run(st, cfg, library=library, model_dir=MODELS)
                     if r["method"] == "denovo"]
-        cfg.fdr, cfg.confident_score = -1.0, 2.0  # no library hit is confident
+        cfg.fdr = -1.0  # no library hit is confident
         rows = identify_run(st, cfg, library=library, model_dir=MODELS)
         formula = dict(zip(st.metadata["id"], st.metadata["formula"], strict=True))
     denovo = [r for r in rows if r["method"] == "denovo"]

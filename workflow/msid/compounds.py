@@ -13,7 +13,6 @@ import os
 import pandas as pd
 
 from msid.rankings import (
-    CONFIDENT_SCORE,
     FLOAT_FORMAT,
     MIN_DELTA_SCORE,
     confident_top,
@@ -43,7 +42,7 @@ def compound_keys(hits: pd.DataFrame) -> pd.Series:
 
 
 def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELTA_SCORE,
-                   confident_score: float = CONFIDENT_SCORE, method: str = "library"
+                   method: str = "library"
                    ) -> pd.DataFrame:
     """One row per structure among ``method``'s top hits (rank 1, fragment evidence or not).
 
@@ -59,7 +58,7 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
     top = ids[(ids["method"] == method) & (ids["rank"] == 1)].copy()
     if top.empty:
         return pd.DataFrame(columns=list(COMPOUND_COLUMNS))
-    top["confident"], rule = confident_top(top, fdr, confident_score, min_delta)
+    top["confident"], rule = confident_top(top, fdr, min_delta)
     top["key"] = compound_keys(top)
     for c in ("score", "q_value", "delta_score", "rt", "precursor_mz"):
         top[c] = pd.to_numeric(top[c], errors="coerce")

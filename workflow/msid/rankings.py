@@ -106,16 +106,17 @@ def structure_margin(keys: Sequence[str], scores: Sequence[float]) -> float:
 MIN_DELTA_SCORE = 0.1
 #: a library hit is confident at target-decoy q-value <= this (``identify.fdr`` in the config)
 CONFIDENT_FDR = 0.05
-#: where no q-values were estimated (no decoys: a store without them, another method), a top
-#: row is confident at score >= this
-CONFIDENT_SCORE = 0.7
+#: the rule in words where no q-values were estimated (library search ranking given
+#: candidates, a method without decoys): no score cut stands in for an error rate
+NOT_ASSESSED = "none: no q-values, so no false-discovery estimate"
 
 
-def confident_top(top: pd.DataFrame, fdr: float, confident_score: float,
+def confident_top(top: pd.DataFrame, fdr: float,
                   min_delta: float = MIN_DELTA_SCORE) -> tuple[pd.Series, str]:
-    """Which top rows are confident answers, and the rule in words. Where target-decoy
-    q-values were estimated: q-value <= ``fdr`` and not ambiguous (``delta_score`` >=
-    ``min_delta`` where known); else (no q-values) score >= ``confident_score``."""
+    """Which top rows are confident answers, and the rule in words: target-decoy q-value <=
+    ``fdr`` and not ambiguous (``delta_score`` >= ``min_delta`` where known). Where no
+    q-values were estimated no row is confident (rule :data:`NOT_ASSESSED`): an uncalibrated
+    score cut says nothing about how many of the answers are wrong."""
     q = pd.to_numeric(top["q_value"], errors="coerce")
     if q.notna().any():
         delta = pd.to_numeric(top["delta_score"], errors="coerce") if "delta_score" in top \
@@ -123,7 +124,7 @@ def confident_top(top: pd.DataFrame, fdr: float, confident_score: float,
         clear = ~(delta < min_delta)
         return ((q <= fdr).fillna(False) & clear,
                 f"q-value \u2264 {fdr:g} and \u0394score \u2265 {min_delta:g}")
-    return top["score"] >= confident_score, f"score \u2265 {confident_score:g}"
+    return pd.Series(False, index=top.index), NOT_ASSESSED
 
 
 def answered(df: pd.DataFrame) -> pd.DataFrame:

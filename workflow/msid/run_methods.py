@@ -20,7 +20,7 @@ from msid.chem.structures import Structure
 from msid.fdr import add_qvalues
 from msid.method_kinds import check_method_options, check_methods
 from msid.methods import Method, MethodResources, make_method, rank_queries
-from msid.rankings import CONFIDENT_FDR, CONFIDENT_SCORE, MIN_DELTA_SCORE, confident_top
+from msid.rankings import CONFIDENT_FDR, MIN_DELTA_SCORE, confident_top
 from msid.search.library import SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -33,8 +33,7 @@ class RunMethodsConfig:
 
     methods: list[str] = field(default_factory=lambda: ["library"])
     top_k: int = 20
-    fdr: float = CONFIDENT_FDR  # a library hit is confident at q-value <= fdr (when q-values exist)
-    confident_score: float = CONFIDENT_SCORE  # ... else at score >= this
+    fdr: float = CONFIDENT_FDR  # a library hit is confident at q-value <= fdr (none without q-values)
     min_delta_score: float = MIN_DELTA_SCORE  # ... and only when no other structure's library
     #                                           spectrum scores within this of the top hit
     candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass
@@ -49,7 +48,7 @@ def confident_queries(rows: list[dict], cfg: RunMethodsConfig) -> set[str]:
     (:func:`msid.rankings.confident_top`)."""
     top = pd.DataFrame([r for r in rows if r["rank"] == 1],
                        columns=["query_id", "score", "q_value", "delta_score"])
-    ok, _ = confident_top(top, cfg.fdr, cfg.confident_score, cfg.min_delta_score)
+    ok, _ = confident_top(top, cfg.fdr, cfg.min_delta_score)
     return set(top.loc[ok, "query_id"])
 
 

@@ -26,7 +26,6 @@ from msid.compounds import compound_table
 from msid.digest import sha256_file
 from msid.rankings import (
     CONFIDENT_FDR,
-    CONFIDENT_SCORE,
     MIN_DELTA_SCORE,
     confident_top,
     read_rankings,
@@ -114,7 +113,7 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     reasons = unanswered_reasons(ids, md["id"])  # each method's: "library: ...; ranker: ..."
     return {
         **base, "n_answered": len(answered & set(md["id"])),
-        "n_confident": (int(confident_top(top, fdr, CONFIDENT_SCORE, min_delta_score)[0].sum())
+        "n_confident": (int(confident_top(top, fdr, min_delta_score)[0].sum())
                         if (q >= 0).any() else None),
         "n_compounds": (int(compound_table(ids, fdr=fdr, min_delta=min_delta_score)
                             ["confident"].sum()) if (q >= 0).any() else None),

@@ -17,8 +17,8 @@ from msid.compounds import compound_keys, compound_table
 from msid.rankings import (
     ALL_COLUMNS,
     CONFIDENT_FDR,
-    CONFIDENT_SCORE,
     MIN_DELTA_SCORE,
+    NOT_ASSESSED,
     confident_top,
     read_rankings,
     unanswered_reasons,
@@ -104,14 +104,12 @@ def _learned_sections(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _compounds(ids: pd.DataFrame, fdr: float, confident_score: float,
-                min_delta: float) -> list[dict]:
+def _compounds(ids: pd.DataFrame, fdr: float, min_delta: float) -> list[dict]:
     """The library hits by structure (:func:`msid.compounds.compound_table`), the confident
     ones drawn."""
     from msid.chem.drawing import structure_svg
 
-    rows = compound_table(ids, fdr=fdr, min_delta=min_delta,
-                          confident_score=confident_score).to_dict("records")
+    rows = compound_table(ids, fdr=fdr, min_delta=min_delta).to_dict("records")
     for r in rows:
         r["svg"] = structure_svg(r["smiles"], 150, 100) if r["confident"] else ""
     return rows
@@ -120,7 +118,7 @@ def _compounds(ids: pd.DataFrame, fdr: float, confident_score: float,
 def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathLike | None,
                      library: str | os.PathLike | None, out: str | os.PathLike, *, sample: str,
                      kind: str = "small_molecule", n_mirror: int = 12, fdr: float = CONFIDENT_FDR,
-                     min_score: float = 0.0, confident_score: float = CONFIDENT_SCORE,
+                     min_score: float = 0.0,
                      min_delta_score: float = MIN_DELTA_SCORE,
                      denovo: str | os.PathLike | None = None,
                      denovo_annotations: str | os.PathLike | None = None,
@@ -165,9 +163,8 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
                      f"{hit['library_id']} ({hit['name']})  "
                      f"score {hit['score']:.3f}")
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
-        top["confident"], confident_rule = confident_top(top, fdr, confident_score,
-                                                           min_delta_score)
-        compounds = _compounds(ids, fdr, confident_score, min_delta_score)
+        top["confident"], confident_rule = confident_top(top, fdr, min_delta_score)
+        compounds = _compounds(ids, fdr, min_delta_score)
         identified = md["id"].isin(top["query_id"]).to_numpy()
         answered, labels = identified, ("library hit", "no hit")
         if kind == "peptide" and denovo:  # no library search: mass-matched sequences instead
@@ -195,8 +192,9 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=", ".join(sorted(set(md.get("source_file", [])) | set(quarantine["source_file"]))),
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
-        n_identified=int(identified.sum()), confident_score=confident_score,
-        n_confident=int(top["confident"].sum()), confident_rule=confident_rule,
+        n_identified=int(identified.sum()),
+        n_confident=(None if confident_rule == NOT_ASSESSED else int(top["confident"].sum())),
+        confident_rule=confident_rule,
         min_delta_score=min_delta_score,
         unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
         **lost,
