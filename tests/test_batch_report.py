@@ -52,7 +52,8 @@ def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_stor
     from msid.run_methods import RunMethodsConfig, identify_run
     from msid.store import SpectrumStore
 
-    cfg = RunMethodsConfig(methods=["library", "ranker", "denovo"], fdr=-1.0,  # no library hit is confident
+    # fdr -1: no library hit is confident
+    cfg = RunMethodsConfig(methods=["library", "ranker", "denovo"], fdr=-1.0,
                            method_options={"denovo": {"beam_width": 8, "fallback": False}})
     with SpectrumStore(pesticides_store) as st:
         rows = identify_run(st, cfg, library=load_library(str(pesticides_store)),

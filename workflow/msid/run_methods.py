@@ -33,7 +33,7 @@ class RunMethodsConfig:
 
     methods: list[str] = field(default_factory=lambda: ["library"])
     top_k: int = 20
-    fdr: float = CONFIDENT_FDR  # a library hit is confident at q-value <= fdr (none without q-values)
+    fdr: float = CONFIDENT_FDR  # a library hit is confident at q-value <= fdr (none without)
     min_delta_score: float = MIN_DELTA_SCORE  # ... and only when no other structure's library
     #                                           spectrum scores within this of the top hit
     candidate_ppm: float = 10.0  # pool candidates within this of the query's neutral mass
