@@ -503,6 +503,29 @@ def test_method_options_name_a_key_no_method_reads(tmp_path):
         make_method("denovo", MethodResources(options={"fallback": "false"}))
 
 
+def test_nested_config_values_from_the_command_line_keep_their_types(tmp_path):
+    """`--config identify="{fdr: 0.01}"` reaches the workflow as the string '0.01' (Snakemake
+    reads nested values as strings): typed as the schema wants, not refused as 'not of type
+    number'; a string the schema takes as a string stays one, a wrong value is still refused."""
+    import yaml
+
+    from msid.config_values import type_as_schema
+
+    res = _sm("-n", "all", "--cores", "1", "--quiet", "rules", "--config",
+              "identify={fdr: 0.01, methods: [library, ranker]}",
+              "benchmark={enabled: false, max_queries: 50}", f"results_dir={tmp_path / 'r'}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _sm("-n", "all", "--cores", "1", "--config", "identify={fdr: lots}")
+    assert res.returncode != 0 and "'lots' is not of type 'number'" in res.stdout + res.stderr
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    config = {"runs_dir": "001", "identify": {"fdr": "0.01", "top_k": "5"},
+              "benchmark": {"enabled": "false"}}
+    assert sorted(type_as_schema(config, schema)) == ["benchmark.enabled", "identify.fdr",
+                                                      "identify.top_k"]
+    assert config == {"runs_dir": "001", "identify": {"fdr": 0.01, "top_k": 5},
+                      "benchmark": {"enabled": False}}
+
+
 def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(f"sample,path,kind\nx,{ROOT / 'resources/runs/pestmix_dda.mzML.gz'},"

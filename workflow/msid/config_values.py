@@ -1,0 +1,68 @@
+"""Config values typed as the schema says.
+
+``snakemake --config identify="{fdr: 0.01}"`` hands nested values over as strings (Snakemake
+reads them with YAML's base loader), so the schema would reject ``'0.01' is not of type
+'number'`` for a value the user wrote as a number. :func:`type_as_schema` reads such a string
+again (YAML's safe loader) where the schema asks for a number, an integer, a boolean, a list or
+a mapping and the string reads as one; a string where the schema takes strings stays a string
+(a sample named ``001`` is not the number 1). Light on purpose: the Snakefile runs it on
+every parse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+_CHECKS = {
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    ref = node.get("$ref", "") if isinstance(node, dict) else ""
+    if ref.startswith("#/"):
+        for part in ref[2:].split("/"):
+            root = root[part]
+        return {**root, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node if isinstance(node, dict) else {}
+
+
+def _typed(value: Any, node: dict, root: dict, where: str, changed: list[str]) -> Any:
+    node = _resolve(node, root)
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(value, str) and types and "string" not in types:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        if any(_CHECKS[t](parsed) for t in types if t in _CHECKS):
+            value = parsed
+            changed.append(where)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        for key in list(value):
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = _typed(value[key], sub, root, f"{where}.{key}".lstrip("."),
+                                    changed)
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        value[:] = [_typed(v, node["items"], root, f"{where}[{i}]", changed)
+                    for i, v in enumerate(value)]
+    return value
+
+
+def type_as_schema(config: dict, schema: dict) -> list[str]:
+    """Retype, in place, the string values of ``config`` that the schema wants as numbers,
+    booleans, lists or mappings and that read as such; returns the keys retyped."""
+    changed: list[str] = []
+    _typed(config, schema, schema, "", changed)
+    return changed
