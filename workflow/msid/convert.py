@@ -19,12 +19,12 @@ import matchms.filtering as mf
 import numpy as np
 from matchms import Fragments, Metadata, Spectrum
 from matchms.filtering import derive_inchikey_from_inchi, derive_smiles_from_inchi
-from tqdm import tqdm
 
 from msid.io import RawSpectrum
 from msid.io.mgf import MgfChunk, parse_mgf_chunk
 from msid.io.raw import read_chunks
 from msid.parallel import imap_ordered
+from msid.progress import progress_bar
 from msid.spectrum import metadata_to_record
 from msid.store import (
     FILE_DAMAGE,
@@ -367,7 +367,8 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
     stats = ConvertStats()
     seen: set[str] = set()
     next_k: dict[str, int] = {}
-    bar = tqdm(desc=f"convert {path.name}", unit=" spectra", disable=not progress, mininterval=2)
+    bar = progress_bar(desc=f"convert {path.name}", unit=" spectra", disable=not progress,
+                       mininterval=2)
     prov: dict = {"stage": "convert", "input": str(path)}
     if clean is not None:
         prov = {"stage": "convert+preprocess", "input": str(path), "config": asdict(clean)}

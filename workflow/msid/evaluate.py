@@ -86,16 +86,17 @@ def mces_table(pairs: Sequence[tuple[str, str]], processes: int = 1) -> pd.DataF
     worker processes: columns ``true_smiles, top1_smiles, mces``. The methods of one benchmark
     often put the same wrong molecule first (on the demo, 1,247 top-1 pairs are 529 distinct
     ones), so one table computed for all of them spares most of the solver's work."""
-    from tqdm import tqdm
+    from msid.progress import progress_bar
 
     distinct = sorted({(t, p) for t, p in pairs if p})
     if processes > 1 and len(distinct) > 1:
         with ProcessPoolExecutor(processes, initializer=ignore_interrupt) as pool:
-            dist = list(tqdm(pool.map(_mces_pair, distinct, chunksize=4), total=len(distinct),
-                             desc="MCES", unit="pair", mininterval=5))
+            dist = list(progress_bar(pool.map(_mces_pair, distinct, chunksize=4),
+                                     total=len(distinct), desc="MCES", unit="pair",
+                                     mininterval=5))
     else:
-        dist = [_mces_pair(pair) for pair in tqdm(distinct, desc="MCES", unit="pair",
-                                                  mininterval=5)]
+        dist = [_mces_pair(pair) for pair in progress_bar(distinct, desc="MCES", unit="pair",
+                                                          mininterval=5)]
     return pd.DataFrame({"true_smiles": [t for t, _ in distinct],
                          "top1_smiles": [p for _, p in distinct], "mces": dist})
 

@@ -18,13 +18,13 @@ from itertools import islice
 from typing import Protocol
 
 import numpy as np
-from tqdm import tqdm
 
 from msid.candidate_sets import CandidateTable, candidates_for_queries
 from msid.chem.adducts import default_adduct, neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure, flat_smiles, parse_structure
 from msid.method_kinds import method_table
+from msid.progress import progress_bar
 from msid.rankings import (
     ADDUCT_ASSUMED,
     PRECURSOR_ONLY,
@@ -328,8 +328,8 @@ def rank_queries(method: Method, store: SpectrumStore, rows: list[int] | None = 
     rows = list(range(len(store))) if rows is None else rows
     rank_many = getattr(method, "rank_many", None)  # batched methods (models) rank faster
     batch = 256 if rank_many else 1
-    bar = tqdm(total=len(rows), desc=f"identify {method.name}", unit=" queries",
-               disable=not progress, mininterval=2)
+    bar = progress_bar(total=len(rows), desc=f"identify {method.name}", unit=" queries",
+                       disable=not progress, mininterval=2)
     queries = iter_queries(store, rows)
     while chunk := list(islice(queries, batch)):
         cands = [None if candidates is None else candidates.get(q.query_id, []) for q in chunk]

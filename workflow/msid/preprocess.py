@@ -17,12 +17,12 @@ from functools import partial
 import matchms.filtering as mf
 import numpy as np
 from matchms import Spectrum
-from tqdm import tqdm
 
 from msid.chem.structures import inchikey_as_given, parse_structure
 from msid.folds import fold_of, peptide_key
 from msid.parallel import chunks, imap_ordered
 from msid.preprocess_config import PreprocessConfig
+from msid.progress import progress_bar
 from msid.store import (
     QuarantineRecord,
     RecordBatch,
@@ -269,8 +269,8 @@ def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
                 writer.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
                 stats.carried_quarantine += 1
             jobs = ((chunk, cfg) for chunk in chunks(store.iter_records(), 2000))
-            bar = tqdm(total=len(store), desc="preprocess", unit=" spectra",
-                       disable=not progress, mininterval=2)
+            bar = progress_bar(total=len(store), desc="preprocess", unit=" spectra",
+                               disable=not progress, mininterval=2)
             for rejects, batch in imap_ordered(_process_chunk, jobs, n_jobs):
                 for q in rejects:
                     writer.quarantine(q)

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 from msid.atomic import write_text
 from msid.modelfile import load_tensors, save_tensors
 from msid.models.config import TrainConfig
+from msid.progress import progress_bar
 
 #: CUDA_VISIBLE_DEVICES naming devices (indices or GPU/MIG UUIDs), not "", "-1" or "NoDevFiles"
 _GPU_IDS = re.compile(r"(?:\d+|GPU-[\w-]+|MIG-[\w/-]+)(?:,(?:\d+|GPU-[\w-]+|MIG-[\w/-]+))*")
@@ -378,8 +378,8 @@ class Trainer:
                             persistent_workers=False)
         batches = iter(loader)
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=f"train {self.title}",
-                   unit=" steps", disable=not cfg.progress, mininterval=1)
+        bar = progress_bar(total=cfg.max_steps, initial=self.step, desc=f"train {self.title}",
+                           unit=" steps", disable=not cfg.progress, mininterval=1)
         window = self._window
         done_here = 0
         try:

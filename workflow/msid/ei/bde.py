@@ -237,7 +237,7 @@ def _locked(path: Path):
 
 
 def _update_cache(cache: Path, molecules: Iterable[tuple[str, str]], progress: bool) -> dict:
-    from tqdm import tqdm
+    from msid.progress import progress_bar
 
     done, bad = read_cache(cache)
     todo: dict[str, str] = {}
@@ -259,8 +259,8 @@ def _update_cache(cache: Path, molecules: Iterable[tuple[str, str]], progress: b
             h5.attrs["format"] = CACHE_FORMAT
             h5.attrs["model"] = "alfabet 0.1.0 (kcal/mol)"
             items = list(todo.items())
-            bar = tqdm(total=len(items), desc="ALFABET", unit=" mol", disable=not progress,
-                       mininterval=2)
+            bar = progress_bar(total=len(items), desc="ALFABET", unit=" mol", disable=not progress,
+                               mininterval=2)
             for start in range(0, len(items), CHUNK):
                 chunk = items[start:start + CHUNK]
                 try:

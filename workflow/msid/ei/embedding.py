@@ -180,7 +180,7 @@ class SpectrumEmbedder(nn.Module):
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None,
                      progress: bool = False) -> np.ndarray:
-        from tqdm import tqdm
+        from msid.progress import progress_bar
 
         was_training = self.training
         self.eval()
@@ -189,8 +189,8 @@ class SpectrumEmbedder(nn.Module):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # sort by length: less padding, same result
         order = np.argsort([len(t) for t in texts], kind="stable")
-        for s in tqdm(range(0, len(texts), bs), desc="embed spectra", unit=" batches",
-                      disable=not progress, mininterval=2):
+        for s in progress_bar(range(0, len(texts), bs), desc="embed spectra", unit=" batches",
+                              disable=not progress, mininterval=2):
             idx = order[s:s + bs]
             tok = self.tokenize([texts[i] for i in idx])
             emb = self(tok["input_ids"].to(device), tok["attention_mask"].to(device))

@@ -24,7 +24,6 @@ import torch
 from rdkit import Chem
 from rdkit.Chem.inchi import MolToInchiKey
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
-from tqdm import tqdm
 
 from msid.atomic import atomic_path
 from msid.chem.structures import parent_mol
@@ -34,6 +33,7 @@ from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
 from msid.ei.predicted import INSILICO_INSTRUMENT
 from msid.io.errors import InputFileError
 from msid.parallel import imap_ordered
+from msid.progress import progress_bar
 from msid.store import (
     METADATA_COLUMNS,
     QuarantineRecord,
@@ -259,7 +259,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
     rejects: list[tuple[int, str, str]] = []
     n = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=len(items), desc="predict-ei", unit=" mol", disable=not progress)
+    bar = progress_bar(total=len(items), desc="predict-ei", unit=" mol", disable=not progress)
     batches = imap_ordered(_batch_job, ((path, items[a:a + batch])
                                         for a in range(0, len(items), batch)), n_jobs)
     if out.suffix.lower() == ".h5":
@@ -352,7 +352,7 @@ def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
     todo = [j for j in jobs if not Path(j[3]).exists()]
     log(f"in-silico library: {total} molecules in {len(jobs)} chunks, "
         f"{len(jobs) - len(todo)} already done")
-    bar = tqdm(total=len(todo), desc="insilico chunks", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="insilico chunks", disable=not progress)
     done = imap_ordered(_chunk_job, iter(todo), n_jobs)  # lazily, in the order of ``todo``
     pending = {j[3] for j in todo}
     n = 0

@@ -158,9 +158,10 @@ def load_massspecgym(path: str | os.PathLike, out: str | os.PathLike, *,
     folds = read_split(split) if split else {}
     stats = LoadStats()
     seen: set[str] = set()
-    from tqdm import tqdm
+    from msid.progress import progress_bar
 
-    bar = tqdm(desc=f"load {path.name}", unit=" spectra", disable=not progress, mininterval=2)
+    bar = progress_bar(desc=f"load {path.name}", unit=" spectra", disable=not progress,
+                       mininterval=2)
     with SpectrumStoreWriter(out, provenance={"stage": "convert", "input": str(path),
                                               "format": "massspecgym-tsv",
                                               "split": str(split or "")}) as writer:

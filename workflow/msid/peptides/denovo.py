@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from msid import __version__
 from msid.atomic import write_text
@@ -46,6 +45,7 @@ from msid.peptides.physics import (
     unimod_accession,
     unimod_delta,
 )
+from msid.progress import progress_bar
 from msid.rankings import FLOAT_FORMAT, write_table
 from msid.store import SpectrumStore
 
@@ -207,8 +207,8 @@ def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: st
                              "gives one sequence per spectrum")
 
         dp = SpectrumGraphDP(DPConfig.from_dict(dp_cfg))
-        return [dp.sequence(s) for s in tqdm(spectra, desc="de novo (DP)", disable=not progress,
-                                             mininterval=2)]
+        return [dp.sequence(s) for s in progress_bar(spectra, desc="de novo (DP)",
+                                                     disable=not progress, mininterval=2)]
     if method != "peptrm":
         raise ValueError(f"unknown de novo method '{method}' (peptrm or dp)")
     if not model_path:
@@ -218,8 +218,8 @@ def sequence_spectra(spectra: list[PeptideSpectrum], method: str, model_path: st
     model, _ = load_peptrm(model_path)
     out: list[Decoded] = []
     chunk = 256
-    for k in tqdm(range(0, len(spectra), chunk), desc="de novo (PepTRM)", disable=not progress,
-                  mininterval=2):
+    for k in progress_bar(range(0, len(spectra), chunk), desc="de novo (PepTRM)",
+                          disable=not progress, mininterval=2):
         out += predict(model, spectra[k:k + chunk], cfg.method, cfg.beam_size, cfg.ppm,
                        cfg.isotopes, top_n=cfg.top_n)
     return out
