@@ -176,6 +176,20 @@ def test_library_without_a_usable_record_says_so(tmp_path, capsys, monkeypatch):
     assert "has no usable record" in err and not (tmp_path / "o.tsv").exists()
 
 
+def test_a_cut_library_says_so_in_full(tmp_path, capsys, monkeypatch):
+    """A library MGF whose last block was cut off: the summary gives the whole reason (it was
+    cut at 80 characters, mid-word)."""
+    monkeypatch.setenv("MSID_CACHE", str(tmp_path / "cache"))
+    text = QUERIES.read_text()
+    lib = tmp_path / "cut.mgf"
+    lib.write_text(text + text[:text.index("END IONS")])  # a copy of the first, unfinished
+    rc = main(["identify", str(QUERIES), "--library", str(lib), "--out", str(tmp_path / "o.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    line = next(ln for ln in err.splitlines() if "record(s) quarantined" in ln)
+    assert "without END IONS" in line and line.endswith("(truncated file?))"), line
+
+
 def test_ei_spectra_searched_with_an_esi_method_get_a_hint(tmp_path, capsys, monkeypatch):
     """GC-MS spectra (MS1, no precursor) given to the library search: every one is
     quarantined with its reason, and the message says to use an EI method."""

@@ -410,6 +410,12 @@ def test_commercial_only_trains_every_ei_model_without_the_noncommercial_spectra
               timeout=600)
     out = res.stdout + res.stderr
     assert "massbank_ei_noncommercial_train.msp.gz" in out
+    # a clone without the non-commercial set says what to do (not a bare missing input)
+    res = _sm("models", "-n", "--cores", "1", "--config",
+              "ei_prediction={noncommercial_data: [/nowhere/ei.msp.gz]}", timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "EI training data not found: /nowhere/ei.msp.gz" in out
+    assert "--config 'ei_prediction={commercial_only: true}'" in out
 
 
 @pytest.mark.parametrize("fmt", ["snakefmt"])

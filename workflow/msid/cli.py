@@ -100,7 +100,7 @@ def _library_usable(store: Path, name: str, ei: bool = False) -> bool:
               "structure (no SMILES or InChIKey): their matches name the library record only",
               file=sys.stderr)
     if reasons:
-        top = "; ".join(f"{c} x {r[:80]}" for r, c in reasons.most_common(3))
+        top = "; ".join(f"{c} x {r}" for r, c in reasons.most_common(3))
         more = f"; {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
         print(f"msid identify: library {name}: {sum(reasons.values())} of "
               f"{n + sum(reasons.values())} record(s) quarantined ({top}{more})",

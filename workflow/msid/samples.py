@@ -186,7 +186,9 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
     listed = {os.path.realpath(p) for p in (listed or ())}
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotADirectoryError(f"runs_dir '{folder}' is not a folder")
+        raise NotADirectoryError(
+            f"runs_dir '{folder}' is not a folder: set runs_dir to the folder run files are "
+            "dropped into (--config runs_dir=/path/to/runs)")
     found = [(p, k) for p, k, why in _entries(folder)
              if not why and p.is_file() and os.path.realpath(p) not in listed]
     real = [os.path.realpath(p) for p, _ in found]

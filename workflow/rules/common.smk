@@ -220,6 +220,26 @@ def run_fingerprint(wildcards):
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def training_files(files):
+    """Input function for EI training files: one that is missing (the non-commercial set is
+    read from outside the repository, ../shared by default) is named with what to do,
+    instead of Snakemake's bare MissingInputException."""
+
+    def inputs(wildcards):
+        for f in files:
+            if not os.path.exists(f):
+                raise FileNotFoundError(
+                    f"EI training data not found: {f}. Point ei_prediction.noncommercial_data "
+                    "and ei_search.train.noncommercial_data (CC BY-NC-SA MassBank EI, never "
+                    "copied into the repository) or training_data at your copy, or train "
+                    "commercial-use models on the shipped open spectra alone: "
+                    "--config 'ei_prediction={commercial_only: true}'"
+                )
+        return files
+
+    return inputs
+
+
 def model_for_method(wildcards):
     """Shipped model file of a benchmarked method (plain input, not a rule output)."""
     models = METHODS[wildcards.method].models

@@ -65,7 +65,7 @@ rule bde_set:
 rule ei_prediction_data:
     """EI training files -> one nominal-mass store with folds, and its molecule list."""
     input:
-        EIP_TRAINING_FILES,
+        training_files(EIP_TRAINING_FILES),
     output:
         store=f"{RESULTS}/ei_prediction/train.h5",
         molecules=f"{RESULTS}/ei_prediction/molecules.tsv",

@@ -153,7 +153,7 @@ EI_TRAINED_MODEL = os.path.basename(EI["model"]).replace(
 rule ei_train_embedding:
     """Fine-tune the spectrum-text language model (LLM2Vec stages) on the EI train fold."""
     input:
-        EI_TRAIN_DATA,
+        training_files(EI_TRAIN_DATA),
     output:
         model=f"{RESULTS}/models/{{ei_model}}.safetensors",
         card=f"{RESULTS}/models/{{ei_model}}.json",
