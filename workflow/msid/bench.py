@@ -317,8 +317,11 @@ def run_bench(a: argparse.Namespace) -> dict:
                   f"index ({a.jobs} threads)", flush=True)
             results["ei"] = bench_ei(a.ei_library or default_library(), a.ei_model,
                                      n=a.ei_entries, threads=a.jobs,
-                                     cfg=IndexConfig(kind="hnsw", hnsw_storage=a.ei_storage,
-                                                     ef_search=a.ei_ef_search),
+                                     cfg=IndexConfig(kind="hnsw", **{
+                                         f: v for f, v in (("hnsw_m", a.ei_m),
+                                                           ("hnsw_storage", a.ei_storage),
+                                                           ("ef_search", a.ei_ef_search))
+                                         if v is not None}),
                                      vectors=a.ei_vectors,
                                      sweep=_ei_sweep(a),
                                      log=lambda s: print(s, flush=True))

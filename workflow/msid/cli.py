@@ -697,10 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ei-vectors", help=".npy of in-silico library embeddings (else "
                                         "synthetic mixes of real ones, said so)")
     p.add_argument("--ei-model", help="llm4ms model file (default: the shipped one)")
-    p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"], default="flat",
-                   help="HNSW vector storage")
-    p.add_argument("--ei-ef-search", type=int, default=40,
-                   help="HNSW ef_search of the EI index timed")
+    p.add_argument("--ei-m", type=int, help="HNSW links per node (default: the index's, "
+                                              "msid.ei.index.IndexConfig)")
+    p.add_argument("--ei-storage", choices=["flat", "fp16", "sq8"],
+                   help="HNSW vector storage (default: the index's)")
+    p.add_argument("--ei-ef-search", type=int, help="HNSW ef_search of the EI index timed "
+                                                    "(default: the index's)")
     p.add_argument("--ei-ef-sweep", default="",
                    help="also time these ef_search values on the same index, e.g. 48,64")
     p.add_argument("--ei-refine-sweep", default="",
