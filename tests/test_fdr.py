@@ -194,6 +194,8 @@ def test_delta_score_is_the_margin_over_another_structure(massbank_subset):
     assert list(ok) == [True, False, False] and "0.1" in rule
     ok, rule = confident_top(top.assign(q_value=float("nan")), 0.05)
     assert not ok.any() and "no q-values" in rule  # no FDR estimate: nothing called confident
+    ok, rule = confident_top(top.iloc[:0], 0.05)  # no hit at all: 0 by the q-value rule
+    assert ok.empty and "q-value" in rule and "no q-values" not in rule
 
 
 def test_only_top_rows_get_q_values(massbank_subset):

@@ -349,6 +349,16 @@ def test_runs_dir_names_stay_with_their_files(tmp_path):
     (tmp_path / "2026-12").mkdir()
     runs = runs.rename(tmp_path / "2026-12" / "in")
     assert names() == got
+    # ... but a folder deleted, and a new batch with a file of the same name, is another run
+    (runs / "blank.mgf").write_text("BEGIN IONS\nEND IONS\n")
+    assert names()["blank.mgf"] == "blank"
+    import shutil
+
+    shutil.rmtree(runs)
+    runs = tmp_path / "batch2"
+    runs.mkdir()
+    (runs / "blank.mgf").write_text("BEGIN IONS\nPEPMASS=100\nEND IONS\n")  # not the same
+    assert names() == {"blank.mgf": "blank-2"}
 
 
 def test_an_installed_packages_method_runs_in_the_dag(tmp_path):
@@ -524,12 +534,14 @@ def test_nested_config_values_from_the_command_line_keep_their_types(tmp_path):
     res = _sm("-n", "all", "--cores", "1", "--config", "identify={fdr: lots}")
     assert res.returncode != 0 and "'lots' is not of type 'number'" in res.stdout + res.stderr
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    config = {"runs_dir": "001", "identify": {"fdr": "0.01", "top_k": "5"},
-              "benchmark": {"enabled": "false"}}
-    assert sorted(type_as_schema(config, schema)) == ["benchmark.enabled", "identify.fdr",
-                                                      "identify.top_k"]
-    assert config == {"runs_dir": "001", "identify": {"fdr": 0.01, "top_k": 5},
-                      "benchmark": {"enabled": False}}
+    config = {"runs_dir": "001", "identify": {"fdr": "1e-3", "top_k": "5"},
+              "benchmark": {"enabled": "false", "seed": "010"}}
+    assert sorted(type_as_schema(config, schema)) == ["benchmark.enabled", "benchmark.seed",
+                                                      "identify.fdr", "identify.top_k"]
+    # numbers as Python (and Snakemake for a top-level value) reads them: YAML 1.1 would keep
+    # 1e-3 a string and read 010 as octal 8
+    assert config == {"runs_dir": "001", "identify": {"fdr": 0.001, "top_k": 5},
+                      "benchmark": {"enabled": False, "seed": 10}}
 
 
 def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):
@@ -560,6 +572,13 @@ def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
     assert re.search(r"report_run\s+1$", out, re.M), out[-2000:]
     assert f"samples: not read: {sheet}: sample typo: " in out and "no such file" in out
     assert "sample folder: " in out and "a folder, not a run file" in out
+    # a name listed twice is an error, even when one of its rows names a missing file
+    sheet.write_text("sample\tpath\n"
+                     f"QC\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\n"
+                     f"QC\t{tmp_path / 'gone.mzML'}\n")
+    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "duplicate sample names: ['QC']" in out, out[-2000:]
 
 
 def test_a_replaced_run_file_is_rerun_even_with_an_older_time(tmp_path):

@@ -34,15 +34,33 @@ def _resolve(node: dict, root: dict) -> dict:
     return node if isinstance(node, dict) else {}
 
 
+def _read(text: str, types: list[str]) -> Any:
+    """``text`` as the schema's types would have it: numbers as Python reads them (``1e-3``,
+    ``010`` = 10, as Snakemake reads a top-level value; YAML 1.1 would keep ``1e-3`` a string
+    and read ``010`` as octal), the rest (booleans, lists, mappings) as YAML reads it."""
+    t = text.strip()
+    if "integer" in types:
+        try:
+            return int(t, 10)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(t) if not t.lstrip("+-").isdigit() else int(t, 10)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def _typed(value: Any, node: dict, root: dict, where: str, changed: list[str]) -> Any:
     node = _resolve(node, root)
     types = node.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
     if isinstance(value, str) and types and "string" not in types:
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
+        parsed = _read(value, types)
         if any(_CHECKS[t](parsed) for t in types if t in _CHECKS):
             value = parsed
             changed.append(where)

@@ -8,10 +8,14 @@ default), so a log reads as a timeline instead of one line of carriage-return re
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, TextIO
 
 from tqdm import tqdm
+
+#: terminal control sequences (cursor moves of nested bars, colours): no place in a log
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class _Lines:
@@ -21,7 +25,7 @@ class _Lines:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        line = text.replace("\r", "").rstrip("\n")
+        line = _CONTROL.sub("", text).replace("\r", "").rstrip("\n")
         if line.strip():
             self._stream.write(line + "\n")
         return len(text)
@@ -31,6 +35,17 @@ class _Lines:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class _LogBar(tqdm):
+    """A bar into a log: a new postfix or description waits for the next timed line instead
+    of writing one at once (a trainer sets its loss every few steps)."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh=False)
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -48,5 +63,5 @@ def progress_bar(*args: Any, **kwargs: Any) -> tqdm:
         kwargs["mininterval"] = max(float(kwargs.get("mininterval", 0.1)), 30.0)
         kwargs.setdefault("ascii", True)
         kwargs.setdefault("ncols", 100)
-        stream = _Lines(stream)
+        return _LogBar(*args, file=_Lines(stream), **kwargs)
     return tqdm(*args, file=stream, **kwargs)

@@ -118,7 +118,7 @@ def confident_top(top: pd.DataFrame, fdr: float,
     q-values were estimated no row is confident (rule :data:`NOT_ASSESSED`): an uncalibrated
     score cut says nothing about how many of the answers are wrong."""
     q = pd.to_numeric(top["q_value"], errors="coerce")
-    if q.notna().any():
+    if top.empty or q.notna().any():  # no top row at all: none confident by the q-value rule
         delta = pd.to_numeric(top["delta_score"], errors="coerce") if "delta_score" in top \
             else pd.Series(math.nan, index=top.index)
         clear = ~(delta < min_delta)

@@ -60,13 +60,30 @@ def _letters(text: str) -> int:
     return sum(1 for c in unicodedata.normalize("NFKD", text) if c.isalnum())
 
 
+def _registry_rows(path: str | os.PathLike | None) -> list[tuple[str, str, int | None]]:
+    """``(sample, resolved path, size in bytes or None)`` rows of a registry (an older
+    registry has no size column)."""
+    if not path or not Path(path).is_file():
+        return []
+    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    out = []
+    for r in (line.split("\t") for line in text.split("\n")[1:]):
+        if len(r) in (2, 3) and SAMPLE_NAME.match(r[0]):
+            size = int(r[2]) if len(r) == 3 and r[2].isdigit() else None
+            out.append((r[0], r[1], size))
+    return out
+
+
 def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
     """resolved file path -> the sample name it was given ({} when there is no registry)."""
-    if not path or not Path(path).is_file():
-        return {}
-    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    rows = [line.split("\t") for line in text.split("\n")[1:]]
-    return {r[1]: r[0] for r in rows if len(r) == 2 and SAMPLE_NAME.match(r[0])}
+    return {p: name for name, p, _ in _registry_rows(path)}
+
+
+def _size(path: str | os.PathLike) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 def _entries(folder: Path) -> list[tuple[Path, str, str]]:
@@ -110,12 +127,13 @@ def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 def sheet_rows_unread(rows: list[dict[str, str]],
-                      sheet: str | os.PathLike) -> list[tuple[str, str]]:
-    """``(row, why)`` for every sample-sheet row whose run file cannot be read (missing, a
-    folder, no read permission): the workflow leaves such a row out and names it at start and
-    in the batch report, so that one mistyped path does not stop the other runs."""
+                      sheet: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """``(row index, row, why)`` for every sample-sheet row whose run file cannot be read
+    (missing, a folder, no read permission): the workflow leaves such a row out and names it
+    at start and in the batch report, so that one mistyped path does not stop the other
+    runs."""
     out = []
-    for row in rows:
+    for i, row in enumerate(rows):
         path = str(row.get("path", ""))
         if not path:
             why = "no path given"
@@ -127,22 +145,26 @@ def sheet_rows_unread(rows: list[dict[str, str]],
             why = f"{path}: not readable (permission denied)"
         else:
             continue
-        out.append((f"{sheet}: sample {row.get('sample', '')}", why))
+        out.append((i, f"{sheet}: sample {row.get('sample', '')}", why))
     return out
 
 
-def _moved_names(known: dict[str, str], present: set[str]) -> dict[tuple[str, str], str]:
-    """``(run kind, file name) -> sample name`` of the registered files that are gone from
-    where they were: a runs folder that was moved or renamed (``/data/incoming`` to
-    ``/data/2026/incoming``) keeps its runs' names, so nothing is renamed or rerun. A name
-    that two gone files share the place of is left out (either may be meant)."""
-    out: dict[tuple[str, str], str] = {}
+def _moved_names(rows: list[tuple[str, str, int | None]], present: set[str]
+                 ) -> dict[tuple[str, str, int], str]:
+    """``(run kind, file name, size) -> sample name`` of the registered files that are gone
+    from where they were: a runs folder that was moved or renamed (``/data/incoming`` to
+    ``/data/2026/incoming``) keeps its runs' names, so nothing is renamed or rerun. The size
+    must match too: a new batch's ``blank.mzML`` after the old folder was deleted is another
+    run, and never takes the old one's name. A place that two gone files share is left out
+    (either may be meant)."""
+    out: dict[tuple[str, str, int], str] = {}
     clash = set()
-    for path, name in known.items():
-        if path in present or os.path.exists(path):
+    for name, path, size in rows:
+        if size is None or path in present or os.path.exists(path):
             continue
         parent = os.path.basename(os.path.dirname(path))
-        key = (parent if parent in RUN_KINDS[1:] else "small_molecule", os.path.basename(path))
+        key = (parent if parent in RUN_KINDS[1:] else "small_molecule", os.path.basename(path),
+               size)
         if key in out and out[key] != name:
             clash.add(key)
         out[key] = name
@@ -155,18 +177,26 @@ def record_names(registry: str | os.PathLike, rows: list[dict[str, str]]) -> int
     path with a tab or a line break cannot be a row of the registry: such a file keeps a name
     only as long as no other file takes it first (file names that are not UTF-8, from a
     latin-1 share, are kept byte for byte)."""
-    known = read_registry(registry)
-    new = {r: str(row["sample"]) for row in rows
-           if known.get(r := os.path.realpath(row["path"])) != row["sample"]
-           and not {"\t", "\n", "\r"} & set(r)}
-    if new:
+    old = _registry_rows(registry)
+    known = {p: (name, size) for name, p, size in old}
+    new, sized = {}, {}
+    for row in rows:
+        r = os.path.realpath(row["path"])
+        if {"\t", "\n", "\r"} & set(r):
+            continue
+        entry = (str(row["sample"]), _size(r))
+        if known.get(r, ("", None))[0] != entry[0]:
+            new[r] = entry
+        elif known[r] != entry:  # the size it has now (a re-sent file), or one first recorded
+            sized[r] = entry
+    if new or sized:
         from msid.atomic import write_text
 
         Path(registry).parent.mkdir(parents=True, exist_ok=True)
-        merged = {**known, **new}
-        write_text(registry, "sample\tpath\n" + "".join(f"{n}\t{r}\n"
-                                                        for r, n in merged.items()),
-                   errors="surrogateescape")
+        merged = {**known, **sized, **new}
+        write_text(registry, "sample\tpath\tsize\n" + "".join(
+            f"{n}\t{r}\t{'' if size is None else size}\n" for r, (n, size) in merged.items()),
+            errors="surrogateescape")
     return len(new)
 
 
@@ -182,7 +212,8 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
     own); new names are added to it (:func:`record_names`) unless ``write_registry`` is
     False (the workflow records them when it starts running, not on a dry run)."""
     taken = set(taken or ())
-    known = read_registry(registry)
+    rows_before = _registry_rows(registry)
+    known = {p: name for name, p, _ in rows_before}
     listed = {os.path.realpath(p) for p in (listed or ())}
     folder = Path(folder)
     if not folder.is_dir():
@@ -198,9 +229,9 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
         if known.get(r) and known[r] not in taken:
             names[i] = known[r]
             taken.add(known[r])
-    moved = _moved_names(known, set(real))
+    moved = _moved_names(rows_before, set(real))
     for i, (p, kind) in enumerate(found):  # ... or at its place in a folder since moved
-        name = moved.get((kind, p.name))
+        name = moved.get((kind, p.name, _size(p)))
         if names[i] is None and name and name not in taken:
             names[i] = name
             taken.add(name)

@@ -36,11 +36,13 @@ def _load_samples():
                 f"{sheet}: a sample sheet is tab-separated with the columns sample, path "
                 f"and kind (optional); its header reads {list(df.columns)}"
             )
+        dup = df["sample"][df["sample"].duplicated()].tolist()
+        if dup:
+            raise ValueError(f"{sheet}: duplicate sample names: {dup}")
         lost = sheet_rows_unread(df.to_dict("records"), sheet)
         if lost:  # one mistyped path does not stop the other runs
-            UNREAD.extend(lost)
-            gone = {name.rsplit(": sample ", 1)[1] for name, _ in lost}
-            df = df[~df["sample"].isin(gone)]
+            UNREAD.extend((name, why) for _, name, why in lost)
+            df = df.drop(index=df.index[[i for i, _, _ in lost]])
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
     if (
