@@ -199,7 +199,7 @@ class NeimsModel(torch.nn.Module):
         shared = self.net.inp[0].weight
         norms = [float(torch.autograd.grad(v, shared, retain_graph=True)[0].norm())
                  for v in losses]
-        self._update_w(norms, [float(v) for v in losses])
+        self._update_w(norms, [float(v.detach()) for v in losses])
 
 
 # -- prediction ----------------------------------------------------------------------------------
