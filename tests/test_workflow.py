@@ -542,6 +542,16 @@ def test_nested_config_values_from_the_command_line_keep_their_types(tmp_path):
     # 1e-3 a string and read 010 as octal 8
     assert config == {"runs_dir": "001", "identify": {"fdr": 0.001, "top_k": 5},
                       "benchmark": {"enabled": False, "seed": 10}}
+    # a method's own options, which the schema leaves to the method: booleans and numbers
+    config = {"identify": {"method_options": {"denovo": {"fallback": "false", "beam_width":
+                                                         "8", "note": "010a", "x": "no"}}}}
+    type_as_schema(config, schema)
+    assert config["identify"]["method_options"]["denovo"] == {
+        "fallback": False, "beam_width": 8, "note": "010a", "x": "no"}  # 'no' stays a word
+    res = _sm("-n", "all", "--cores", "1", "--quiet", "rules", "--config",
+              "identify={method_options: {denovo: {fallback: false}}}",
+              f"results_dir={tmp_path / 'r'}")
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):

@@ -11,6 +11,7 @@ every parse.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -64,7 +65,10 @@ def _typed(value: Any, node: dict, root: dict, where: str, changed: list[str]) -
         if any(_CHECKS[t](parsed) for t in types if t in _CHECKS):
             value = parsed
             changed.append(where)
-    if isinstance(value, dict):
+    if isinstance(value, dict) and types == ["object"] and not (
+            "properties" in node or "additionalProperties" in node):
+        _typed_free(value, where, changed)  # a method's or a model's own options
+    elif isinstance(value, dict):
         props = node.get("properties", {})
         extra = node.get("additionalProperties")
         for key in list(value):
@@ -76,6 +80,33 @@ def _typed(value: Any, node: dict, root: dict, where: str, changed: list[str]) -
         value[:] = [_typed(v, node["items"], root, f"{where}[{i}]", changed)
                     for i, v in enumerate(value)]
     return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(text: str) -> int | float | None:
+    """``text`` as a decimal number (``8``, ``1e-3``, ``0.5``), else None (``nan``, ``no``)."""
+    t = text.strip()
+    if not _NUMBER.fullmatch(t):
+        return None
+    return int(t, 10) if t.lstrip("+-").isdigit() else float(t)
+
+
+def _typed_free(options: dict, where: str, changed: list[str]) -> None:
+    """Options the schema leaves to their reader (``identify.method_options.denovo``,
+    ``models.train.ranker``): a string that reads as a boolean or a number becomes one
+    (``fallback: 'false'``, ``lr: '1e-3'``); any other string stays as it is."""
+    for key, v in options.items():
+        at = f"{where}.{key}".lstrip(".")
+        if isinstance(v, dict):
+            _typed_free(v, at, changed)
+        elif isinstance(v, str):  # true/false only: an option's 'no' or 'on' stays a word
+            flag = {"true": True, "false": False}.get(v.strip().lower())
+            parsed = flag if flag is not None else _number(v)
+            if parsed is not None:
+                options[key] = parsed
+                changed.append(at)
 
 
 def type_as_schema(config: dict, schema: dict) -> list[str]:
