@@ -35,21 +35,23 @@ def _resolve(node: dict, root: dict) -> dict:
     return node if isinstance(node, dict) else {}
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(text: str) -> int | float | None:
+    """``text`` as a decimal number (``8``, ``1e-3``, ``0.5``), else None (``nan``, ``no``)."""
+    t = text.strip()
+    if not _NUMBER.fullmatch(t):
+        return None
+    return int(t, 10) if t.lstrip("+-").isdigit() else float(t)
+
+
 def _read(text: str, types: list[str]) -> Any:
     """``text`` as the schema's types would have it: numbers as Python reads them (``1e-3``,
     ``010`` = 10, as Snakemake reads a top-level value; YAML 1.1 would keep ``1e-3`` a string
     and read ``010`` as octal), the rest (booleans, lists, mappings) as YAML reads it."""
-    t = text.strip()
-    if "integer" in types:
-        try:
-            return int(t, 10)
-        except ValueError:
-            pass
-    if "number" in types:
-        try:
-            return float(t) if not t.lstrip("+-").isdigit() else int(t, 10)
-        except ValueError:
-            pass
+    if {"integer", "number"} & set(types) and (n := _number(text)) is not None:
+        return n
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -80,17 +82,6 @@ def _typed(value: Any, node: dict, root: dict, where: str, changed: list[str]) -
         value[:] = [_typed(v, node["items"], root, f"{where}[{i}]", changed)
                     for i, v in enumerate(value)]
     return value
-
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _number(text: str) -> int | float | None:
-    """``text`` as a decimal number (``8``, ``1e-3``, ``0.5``), else None (``nan``, ``no``)."""
-    t = text.strip()
-    if not _NUMBER.fullmatch(t):
-        return None
-    return int(t, 10) if t.lstrip("+-").isdigit() else float(t)
 
 
 def _typed_free(options: dict, where: str, changed: list[str]) -> None:

@@ -38,14 +38,11 @@ class _Lines:
 
 
 class _LogBar(tqdm):
-    """A bar into a log: a new postfix or description waits for the next timed line instead
-    of writing one at once (a trainer sets its loss every few steps)."""
+    """A bar into a log: a new postfix waits for the next timed line instead of writing one
+    at once (a trainer sets its loss every few steps)."""
 
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
         super().set_postfix(ordered_dict, refresh=False, **kwargs)
-
-    def set_description(self, desc=None, refresh=True):
-        super().set_description(desc, refresh=False)
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -231,8 +231,8 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
             taken.add(known[r])
     moved = _moved_names(rows_before, set(real))
     for i, (p, kind) in enumerate(found):  # ... or at its place in a folder since moved
-        name = moved.get((kind, p.name, _size(p)))
-        if names[i] is None and name and name not in taken:
+        name = moved.get((kind, p.name, _size(p))) if moved and names[i] is None else None
+        if name and name not in taken:
             names[i] = name
             taken.add(name)
     taken |= set(known.values())  # never handed to another file

@@ -26,6 +26,13 @@ RUNS_DIR_ROWS = []
 UNREAD = []
 
 
+def _not_read(where, entries):
+    """Keep (file, why) for the batch report and say it at start."""
+    UNREAD.extend(entries)
+    for name, why in entries if workflow.is_main_process else []:
+        print(f"{where}: not read: {name}: {why}", file=sys.stderr)
+
+
 def _load_samples():
     frames = []
     sheet = config.get("samples", "")
@@ -41,7 +48,7 @@ def _load_samples():
             raise ValueError(f"{sheet}: duplicate sample names: {dup}")
         lost = sheet_rows_unread(df.to_dict("records"), sheet)
         if lost:  # one mistyped path does not stop the other runs
-            UNREAD.extend((name, why) for _, name, why in lost)
+            _not_read("samples", [(name, why) for _, name, why in lost])
             df = df.drop(index=df.index[[i for i, _, _ in lost]])
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
@@ -60,10 +67,7 @@ def _load_samples():
         )
         RUNS_DIR_ROWS.extend(rows)
         frames.append(pd.DataFrame(rows, columns=["sample", "path", "kind"]))
-        UNREAD.extend(unread_entries(runs_dir))
-    for name, why in UNREAD if workflow.is_main_process else []:
-        where = "samples" if name.startswith(f"{sheet}: ") else "runs_dir"
-        print(f"{where}: not read: {name}: {why}", file=sys.stderr)
+        _not_read("runs_dir", unread_entries(runs_dir))
     if not frames:
         return pd.DataFrame(columns=["sample", "path", "kind"]).set_index("sample")
     df = pd.concat(frames, ignore_index=True)
