@@ -30,7 +30,8 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
     compounds = ids.parent / "compounds.tsv"
     write_batch_report([{"sample": "pest", "kind": "small_molecule", "spectra": pesticides_store,
                          "identifications": ids, "report": report, "compounds": compounds}],
-                       out, config=config, unread=[("notes.txt", "not a run file msid reads")])
+                       out, config=config, unread=[("notes.txt", "not a run file msid reads")],
+                       libraries={"small_molecule": pesticides_store})
     html = out.read_text()
     assert "1 file(s) in the runs folder or rows of" in html
     assert "<li>notes.txt: not a run file msid reads</li>" in html
@@ -41,6 +42,12 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
     assert "precursor_tol_ppm" in html  # the parameters used
     digest = html.split("sha256 <code>")[1][:64]
     assert len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+    # the store searched, by the content digest each run's mzTab-M names it by
+    from msid.store import SpectrumStore
+
+    with SpectrumStore(pesticides_store) as st:
+        assert (f"<td>small_molecule</td><td><code>{pesticides_store}</code></td>\n"
+                f"<td><code>{st.content_sha256}</code></td>") in html
 
 
 def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_store, pool_index):

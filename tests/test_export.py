@@ -61,11 +61,13 @@ def test_identify_writes_mztab_m_when_asked(data_dir, tmp_path, pesticides_store
     assert sorted(tables["SME"]["smiles"]) == sorted(ranked["smiles"])
     text = (tmp_path / "ids.mztab").read_text()
     assert f"MTD\tms_run[1]-location\t{q.resolve().as_uri()}\n" in text
-    # the library searched, by its file and content digest (provenance a reader can check)
-    from msid.digest import sha256_file
+    # the library searched, by its file and content digest (provenance a reader can check: the
+    # store's content, the same for every build of the same library)
+    from msid.store import SpectrumStore
 
-    assert (f"MTD\tdatabase[1]-version\tsha256:{sha256_file(pesticides_store)[:16]}\n"
-            in text)
+    with SpectrumStore(pesticides_store) as st:
+        digest = st.content_sha256
+    assert f"MTD\tdatabase[1]-version\tsha256:{digest[:16]}\n" in text
     assert f"MTD\tdatabase[1]-uri\t{Path(pesticides_store).resolve().as_uri()}\n" in text
 
 

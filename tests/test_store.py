@@ -123,3 +123,41 @@ def test_a_small_store_is_small(tmp_path):
     out = tmp_path / "three.h5"
     assert convert_file(src, out).stored == 3
     assert out.stat().st_size < 400_000
+
+
+def test_content_digest_names_the_data_not_the_build(pesticides_store, tmp_path):
+    """The same spectra written in other chunks, at another time, digest the same (the file's
+    bytes differ: the build time is in them); a store written before the digest was recorded
+    gets the same value computed; one changed intensity or quarantine row changes it."""
+    from msid.digest import sha256_file
+    from msid.store import QuarantineRecord, content_digest
+
+    with SpectrumStore(pesticides_store) as st:
+        records = list(st.iter_records())
+        recorded = st.content_sha256
+
+    def write(path, chunk_size, quarantine=(), created="2000-01-01T00:00:00+00:00"):
+        with SpectrumStoreWriter(path, chunk_size=chunk_size) as w:
+            for r in records:
+                w.add(r)
+            for q in quarantine:
+                w.quarantine(q)
+        with h5py.File(path, "r+") as f:
+            f.attrs["created"] = created
+        return content_digest(path)
+
+    a = write(tmp_path / "a.h5", 5)
+    b = write(tmp_path / "b.h5", 1000, created="2030-06-01T00:00:00+00:00")
+    assert a == b == recorded and len(a) == 64
+    assert sha256_file(tmp_path / "a.h5") != sha256_file(tmp_path / "b.h5")
+    with h5py.File(tmp_path / "b.h5", "r+") as f:  # as a store of an earlier msid has it
+        del f.attrs["content_sha256"]
+    assert content_digest(tmp_path / "b.h5") == a
+    records[7].intensity = records[7].intensity.copy()
+    records[7].intensity[0] *= 0.5
+    changed = write(tmp_path / "c.h5", 5)
+    assert changed != a
+    assert write(tmp_path / "d.h5", 5, [QuarantineRecord("x.mgf", "r1", "no peaks")]) != changed
+    # any other file: its bytes
+    mgf = Path(__file__).parent / "data" / "bad" / "pesticides_first3.mgf"
+    assert content_digest(mgf) == sha256_file(mgf)

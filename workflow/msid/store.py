@@ -8,7 +8,9 @@ Layout (format version 1)::
     /metadata/<col>    one 1-D dataset per column of METADATA_COLUMNS (n,); a column added
                        later (``scan``) reads as empty from a store written before it
     /quarantine/<col>  source_file, record_id, reason (one row per rejected record)
-    attrs: format, format_version, msid_version, created, n_spectra, n_quarantined, provenance
+    attrs: format, format_version, msid_version, created, n_spectra, n_quarantined, provenance,
+           content_sha256 (of the spectra, metadata and quarantine: the same for every build of
+           the same data, unlike the file's bytes, which hold ``created``)
 
 Reading never loads every peak: :meth:`SpectrumStore.peaks` and :meth:`peaks_range` slice the
 flat arrays, so a DataLoader over a 1M-spectrum store holds only the batch it asks for.
@@ -18,12 +20,14 @@ killed job never leaves a half-written store behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -160,6 +164,49 @@ class RecordBatch:
                            self.intensity[peak_keep], self.sizes[keep])
 
 
+class ContentDigest:
+    """sha256 of a store's content (peaks, per-spectrum peak counts, metadata columns,
+    quarantine rows), fed in order by however many batches: the same data give the same digest
+    whatever the chunking, the build time or HDF5's byte layout. Strings are hashed UTF-8, each
+    followed by a NUL; numbers as little-endian float64 (m/z, float columns), float32
+    (intensity) and int64 (counts, int columns)."""
+
+    _PARTS: ClassVar[tuple[str, ...]] = (
+        "mz", "intensity", "sizes", *(f"metadata/{c}" for c in METADATA_COLUMNS),
+        *(f"quarantine/{c}" for c in QUARANTINE_COLUMNS))
+    _NUMERIC: ClassVar[dict[str, str]] = {"float": "<f8", "int": "<i8"}
+
+    def __init__(self) -> None:
+        self._h = {part: hashlib.sha256() for part in self._PARTS}
+
+    def _strings(self, part: str, values) -> None:
+        if len(values):
+            self._h[part].update(("\0".join(str(v) for v in values) + "\0").encode())
+
+    def add_peaks(self, mz: np.ndarray, intensity: np.ndarray, sizes: np.ndarray) -> None:
+        self._h["mz"].update(np.ascontiguousarray(mz, dtype="<f8").tobytes())
+        self._h["intensity"].update(np.ascontiguousarray(intensity, dtype="<f4").tobytes())
+        self._h["sizes"].update(np.ascontiguousarray(sizes, dtype="<i8").tobytes())
+
+    def add_metadata(self, columns: dict[str, np.ndarray]) -> None:
+        for col, kind in METADATA_COLUMNS.items():
+            if kind == "str":
+                self._strings(f"metadata/{col}", columns[col])
+            else:
+                self._h[f"metadata/{col}"].update(
+                    np.ascontiguousarray(columns[col], dtype=self._NUMERIC[kind]).tobytes())
+
+    def add_quarantine(self, rows: Sequence[QuarantineRecord]) -> None:
+        for col in QUARANTINE_COLUMNS:
+            self._strings(f"quarantine/{col}", [getattr(r, col) for r in rows])
+
+    def hexdigest(self) -> str:
+        total = hashlib.sha256()
+        for part in self._PARTS:
+            total.update(f"{part}:{self._h[part].hexdigest()}\n".encode())
+        return total.hexdigest()
+
+
 class SpectrumStoreWriter:
     """Append spectra in chunks; the file appears at ``path`` only after :meth:`close`.
 
@@ -177,6 +224,7 @@ class SpectrumStoreWriter:
         self._quarantine: list[QuarantineRecord] = []
         self._n = 0
         self._n_peaks = 0
+        self._digest = ContentDigest()
         peaks = self._h5.create_group("peaks")
         peaks.create_dataset("mz", shape=(0,), maxshape=(None,), dtype=np.float64,
                              chunks=(65536,), compression="lzf")
@@ -228,6 +276,8 @@ class SpectrumStoreWriter:
             ds = meta[col]
             ds.resize((self._n + len(batch),))
             ds[self._n:] = batch.columns[col]
+        self._digest.add_peaks(batch.mz, batch.intensity, batch.sizes)
+        self._digest.add_metadata(batch.columns)
         self._n += len(batch)
         self._n_peaks += total
 
@@ -237,6 +287,7 @@ class SpectrumStoreWriter:
         for col in QUARANTINE_COLUMNS:
             q.create_dataset(col, data=np.array([getattr(r, col) for r in self._quarantine],
                                                 dtype=object), dtype=_STR)
+        self._digest.add_quarantine(self._quarantine)
         self._h5.attrs.update({
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -245,6 +296,7 @@ class SpectrumStoreWriter:
             "n_spectra": self._n,
             "n_quarantined": len(self._quarantine),
             "provenance": json.dumps(self._provenance, sort_keys=True, default=str),
+            "content_sha256": self._digest.hexdigest(),
         })
         self._h5.close()
         return commit(self._tmp, self.path)  # a failed rename removes the temporary
@@ -331,6 +383,26 @@ class SpectrumStore:
     def n_peaks(self) -> np.ndarray:
         return np.diff(self._offsets)
 
+    @property
+    def content_sha256(self) -> str:
+        """The digest of what the store holds (:class:`ContentDigest`): recorded when it was
+        written, or computed here for a store written before msid recorded it."""
+        recorded = self._h5.attrs.get("content_sha256")
+        if recorded:
+            return str(recorded)
+        digest = ContentDigest()
+        step = 1 << 16  # spectra a block: memory bounded however large the store
+        md = self.metadata
+        for start in range(0, len(self), step):
+            stop = min(start + step, len(self))
+            a, b = int(self._offsets[start]), int(self._offsets[stop])
+            digest.add_peaks(self._mz[a:b], self._intensity[a:b], self.n_peaks[start:stop])
+            digest.add_metadata({c: md[c].to_numpy()[start:stop] for c in METADATA_COLUMNS})
+        q = self.quarantine
+        digest.add_quarantine([QuarantineRecord(*row) for row in
+                               q[list(QUARANTINE_COLUMNS)].itertuples(index=False)])
+        return digest.hexdigest()
+
     # -- peaks -------------------------------------------------------------------------------
     def peaks(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):
@@ -387,6 +459,18 @@ class SpectrumStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """sha256 naming a library's content: a store's :attr:`SpectrumStore.content_sha256`
+    (stable across rebuilds of the same data), any other file's bytes."""
+    from msid.digest import sha256_file
+
+    try:
+        with SpectrumStore(path) as store:
+            return store.content_sha256
+    except StoreFormatError:
+        return sha256_file(path)
 
 
 def subset_store(src: str | os.PathLike, out: str | os.PathLike, rows: Sequence[int],

@@ -316,6 +316,9 @@ RUN_OUTPUTS = {
     "peptide": {},
     "ei": {},
 }
+# The library store each run kind is searched against (named in the batch report by its
+# content digest, as in each run's mzTab-M); set by the same rule files.
+SEARCHED_LIBRARY = {}
 
 
 def run_kind(wildcards):
@@ -355,6 +358,8 @@ def batch_report_inputs(wildcards):
             out[f"spectra_{sample}"] = f"{RESULTS}/runs/{sample}/spectra.h5"
         for name, f in RUN_OUTPUTS[kind].items():
             out[f"{name}_{sample}"] = f"{RESULTS}/runs/{sample}/{f}"
+        if kind in SEARCHED_LIBRARY:
+            out[f"library_{kind}"] = SEARCHED_LIBRARY[kind]
     if BENCH.get("enabled", True):
         out["fdr_curve"] = f"{RESULTS}/benchmark/fdr_curve.png"
     return out

@@ -137,6 +137,7 @@ rule ei_mztab_run:
 
 
 RUN_OUTPUTS["ei"]["mztab"] = "ei_identifications.mztab"
+SEARCHED_LIBRARY["ei"] = f"{RESULTS}/ei/library.h5"
 
 
 # training files of the embedder: the open ones, plus the non-commercial ones unless

@@ -100,6 +100,7 @@ rule mztab_run:
 
 
 RUN_OUTPUTS["small_molecule"]["mztab"] = "identifications.mztab"
+SEARCHED_LIBRARY["small_molecule"] = f"{RESULTS}/library/{LIB}.h5"
 
 
 rule compound_table:

@@ -21,5 +21,8 @@ for sample, kind, path in zip(snakemake.params.samples, snakemake.params.kinds,
                  "compounds": out.get("compounds")})
 write_batch_report(runs, snakemake.output[0], config=snakemake.config,
                    fdr_curve=snakemake.input.get("fdr_curve"),
-                   unread=[tuple(e) for e in snakemake.params.unread])
+                   unread=[tuple(e) for e in snakemake.params.unread],
+                   libraries={kind: snakemake.input.get(f"library_{kind}")
+                              for kind in set(snakemake.params.kinds)
+                              if snakemake.input.get(f"library_{kind}")})
 print(f"batch report of {len(runs)} runs -> {snakemake.output[0]}")

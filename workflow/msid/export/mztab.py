@@ -22,9 +22,8 @@ from msid import __version__
 from msid.atomic import write_text
 from msid.chem.adducts import ion_mz, neutral_mass
 from msid.chem.structures import parse_structure
-from msid.digest import sha256_file
 from msid.rankings import PRECURSOR_ONLY, read_rankings
-from msid.store import SpectrumStore
+from msid.store import SpectrumStore, content_digest
 
 NULL = "null"
 
@@ -99,7 +98,9 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
     predicted (in-silico) spectra, whose matches are reported at MSI level 3, not 2.
     ``location``: the run file, written as its file: URI (else the run's file name).
     ``library_file``: the library searched, named by its file: URI and its content digest
-    (``database[1]-version`` ``sha256:<first 16 hex>``; else "Unknown" and null)."""
+    (``database[1]-version`` ``sha256:<first 16 hex>``, a store's
+    :func:`msid.store.content_digest`: the same for every build of the same library; else
+    "Unknown" and null)."""
     ids = read_rankings(identifications)
     # a candidate needs a structure; a library match at least its library record
     ids = ids[(ids["rank"] > 0) & (ids["rank"] <= top_k)
@@ -133,7 +134,7 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         ("cv[1]-uri", "https://raw.githubusercontent.com/HUPO-PSI/psi-ms-CV/master/psi-ms.obo"),
         ("database[1]", f"[,, {library_name}, ]"), ("database[1]-prefix", library_name),
         ("database[1]-version",
-         f"sha256:{sha256_file(library_file)[:16]}" if library_file else "Unknown"),
+         f"sha256:{content_digest(library_file)[:16]}" if library_file else "Unknown"),
         ("database[1]-uri", Path(library_file).resolve().as_uri() if library_file else NULL),
         ("small_molecule-quantification_unit", "[MS, MS:1001844, MS1 feature area, ]"),
         ("small_molecule_feature-quantification_unit", "[MS, MS:1001844, MS1 feature area, ]"),

@@ -33,7 +33,7 @@ from msid.rankings import (
 )
 from msid.report.plots import data_uri
 from msid.report.quarantine import quarantine_summary
-from msid.store import SpectrumStore
+from msid.store import SpectrumStore, content_digest
 
 SOFTWARE = ("msid", "pyopenms", "matchms", "rdkit", "ms-entropy", "torch", "numpy", "pandas",
             "h5py", "pyteomics", "snakemake", "scikit-learn")
@@ -288,6 +288,10 @@ first block) with at least one confident library hit, listed in each run's
 <h2>Provenance</h2>
 <h3>Library</h3>
 <p><code>{{ library_path }}</code> · sha256 <code>{{ library_digest }}</code></p>
+{% if searched %}<table><tr><th>runs</th><th>library store searched</th>
+<th>content sha256 (mzTab-M <code>database[1]-version</code>)</th></tr>
+{% for kind, path, digest in searched %}<tr><td>{{ kind }}</td><td><code>{{ path }}</code></td>
+<td><code>{{ digest }}</code></td></tr>{% endfor %}</table>{% endif %}
 <h3>Software versions</h3>
 <table><tr><th>package</th><th>version</th></tr>
 {% for s in software %}<tr><td>{{ s.package }}</td><td>{{ s.version }}</td></tr>{% endfor %}
@@ -307,10 +311,13 @@ def _pivot(runs: list[dict], key: str) -> list[tuple[str, list[int]]]:
 
 def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict,
                        fdr_curve: str | os.PathLike | None = None,
-                       unread: list[tuple[str, str]] = ()) -> None:
+                       unread: list[tuple[str, str]] = (),
+                       libraries: dict[str, str | os.PathLike] | None = None) -> None:
     """``runs``: dicts with sample, kind, spectra, report[, identifications, denovo, mztab,
     compounds] paths (see :func:`run_summary`). ``unread``: (file, why) of what the runs
-    folder holds but no run was made of (:func:`msid.samples.unread_entries`)."""
+    folder holds but no run was made of (:func:`msid.samples.unread_entries`).
+    ``libraries``: run kind -> the library store its runs were searched against, named by its
+    content digest (:func:`msid.store.content_digest`, as each run's mzTab-M names it)."""
     out = Path(out)
     ident = config.get("identify", {})
     fdr = float(ident.get("fdr", CONFIDENT_FDR))
@@ -345,6 +352,8 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         figure=_runs_figure(summaries), unanswered=_pivot(summaries, "unanswered"),
         quarantine=_pivot(summaries, "quarantine"), fdr_curve=curve,
         library_path=lib_path, library_digest=file_digest(lib_path) or "file not found",
+        searched=[(kind, str(path), content_digest(path) if Path(path).is_file()
+                   else "file not found") for kind, path in sorted((libraries or {}).items())],
         software=software_versions(),
         parameters=yaml.safe_dump(params, sort_keys=False, default_flow_style=None),
         models=model_cards(used_models(config, kinds)))
