@@ -359,6 +359,21 @@ def test_runs_dir_names_stay_with_their_files(tmp_path):
     runs.mkdir()
     (runs / "blank.mgf").write_text("BEGIN IONS\nPEPMASS=100\nEND IONS\n")  # not the same
     assert names() == {"blank.mgf": "blank-2"}
+    # a runs folder itself named like a kind subfolder ("ei"): its files are small-molecule
+    # runs (the registry records each run's kind), and keep their names when it moves
+    runs = tmp_path / "ei"
+    runs.mkdir()
+    (runs / "QC.mgf").write_text("BEGIN IONS\nPEPMASS=1\nEND IONS\n")
+    assert names() == {"QC.mgf": "QC"}
+    assert f"{os.path.realpath(runs / 'QC.mgf')}\t{len('BEGIN IONS PEPMASS=1 END IONS ')}"\
+        "\tsmall_molecule\n" in registry.read_text(errors="surrogateescape")
+    runs = runs.rename(tmp_path / "moved")
+    assert names() == {"QC.mgf": "QC"}
+    # a registry an earlier msid wrote (sample, path[, size]) is still read
+    from msid.samples import read_registry
+
+    registry.write_text("sample\tpath\tsize\nold\t/gone/old.mgf\t12\nolder\t/gone/x.mgf\n")
+    assert read_registry(registry) == {"/gone/old.mgf": "old", "/gone/x.mgf": "older"}
 
 
 def test_an_installed_packages_method_runs_in_the_dag(tmp_path):

@@ -60,23 +60,25 @@ def _letters(text: str) -> int:
     return sum(1 for c in unicodedata.normalize("NFKD", text) if c.isalnum())
 
 
-def _registry_rows(path: str | os.PathLike | None) -> list[tuple[str, str, int | None]]:
-    """``(sample, resolved path, size in bytes or None)`` rows of a registry (an older
-    registry has no size column)."""
+def _registry_rows(path: str | os.PathLike | None
+                   ) -> list[tuple[str, str, int | None, str | None]]:
+    """``(sample, resolved path, size in bytes or None, run kind or None)`` rows of a registry
+    (an older registry has no size or kind column)."""
     if not path or not Path(path).is_file():
         return []
     text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     out = []
     for r in (line.split("\t") for line in text.split("\n")[1:]):
-        if len(r) in (2, 3) and SAMPLE_NAME.match(r[0]):
-            size = int(r[2]) if len(r) == 3 and r[2].isdigit() else None
-            out.append((r[0], r[1], size))
+        if 2 <= len(r) <= 4 and SAMPLE_NAME.match(r[0]):
+            size = int(r[2]) if len(r) >= 3 and r[2].isdigit() else None
+            kind = r[3] if len(r) == 4 and r[3] in RUN_KINDS else None
+            out.append((r[0], r[1], size, kind))
     return out
 
 
 def read_registry(path: str | os.PathLike | None) -> dict[str, str]:
     """resolved file path -> the sample name it was given ({} when there is no registry)."""
-    return {p: name for name, p, _ in _registry_rows(path)}
+    return {p: name for name, p, *_ in _registry_rows(path)}
 
 
 def _size(path: str | os.PathLike) -> int | None:
@@ -149,22 +151,24 @@ def sheet_rows_unread(rows: list[dict[str, str]],
     return out
 
 
-def _moved_names(rows: list[tuple[str, str, int | None]], present: set[str]
+def _moved_names(rows: list[tuple[str, str, int | None, str | None]], present: set[str]
                  ) -> dict[tuple[str, str, int], str]:
     """``(run kind, file name, size) -> sample name`` of the registered files that are gone
     from where they were: a runs folder that was moved or renamed (``/data/incoming`` to
     ``/data/2026/incoming``) keeps its runs' names, so nothing is renamed or rerun. The size
     must match too: a new batch's ``blank.mzML`` after the old folder was deleted is another
     run, and never takes the old one's name. A place that two gone files share is left out
-    (either may be meant)."""
+    (either may be meant). The kind is the one the registry recorded (an older registry's:
+    the name of the file's folder)."""
     out: dict[tuple[str, str, int], str] = {}
     clash = set()
-    for name, path, size in rows:
+    for name, path, size, kind in rows:
         if size is None or path in present or os.path.exists(path):
             continue
-        parent = os.path.basename(os.path.dirname(path))
-        key = (parent if parent in RUN_KINDS[1:] else "small_molecule", os.path.basename(path),
-               size)
+        if kind is None:
+            parent = os.path.basename(os.path.dirname(path))
+            kind = parent if parent in RUN_KINDS[1:] else "small_molecule"
+        key = (kind, os.path.basename(path), size)
         if key in out and out[key] != name:
             clash.add(key)
         out[key] = name
@@ -178,25 +182,25 @@ def record_names(registry: str | os.PathLike, rows: list[dict[str, str]]) -> int
     only as long as no other file takes it first (file names that are not UTF-8, from a
     latin-1 share, are kept byte for byte)."""
     old = _registry_rows(registry)
-    known = {p: (name, size) for name, p, size in old}
+    known = {p: (name, size, kind) for name, p, size, kind in old}
     new, sized = {}, {}
     for row in rows:
         r = os.path.realpath(row["path"])
         if {"\t", "\n", "\r"} & set(r):
             continue
-        entry = (str(row["sample"]), _size(r))
+        entry = (str(row["sample"]), _size(r), row.get("kind") or "small_molecule")
         if known.get(r, ("", None))[0] != entry[0]:
             new[r] = entry
-        elif known[r] != entry:  # the size it has now (a re-sent file), or one first recorded
-            sized[r] = entry
+        elif known[r] != entry:  # the size it has now (a re-sent file), or a size or kind
+            sized[r] = entry  # first recorded
     if new or sized:
         from msid.atomic import write_text
 
         Path(registry).parent.mkdir(parents=True, exist_ok=True)
         merged = {**known, **sized, **new}
-        write_text(registry, "sample\tpath\tsize\n" + "".join(
-            f"{n}\t{r}\t{'' if size is None else size}\n" for r, (n, size) in merged.items()),
-            errors="surrogateescape")
+        write_text(registry, "sample\tpath\tsize\tkind\n" + "".join(
+            f"{n}\t{r}\t{'' if size is None else size}\t{kind or ''}\n"
+            for r, (n, size, kind) in merged.items()), errors="surrogateescape")
     return len(new)
 
 
@@ -207,13 +211,13 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
     """``{sample, path, kind, file}`` for every run file of ``folder`` and of its kind
     subfolders, in name order. ``taken``: sample names already in use (the sample sheet's);
     ``listed``: paths the sheet already holds (compared resolved), which are skipped.
-    ``registry``: a TSV (``sample, path``) of the names files were given before: a file keeps
-    its name, and a name once given is never given to another file (its results stay its
-    own); new names are added to it (:func:`record_names`) unless ``write_registry`` is
+    ``registry``: a TSV (``sample, path, size, kind``) of the names files were given before:
+    a file keeps its name, and a name once given is never given to another file (its results
+    stay its own); new names are added to it (:func:`record_names`) unless ``write_registry`` is
     False (the workflow records them when it starts running, not on a dry run)."""
     taken = set(taken or ())
     rows_before = _registry_rows(registry)
-    known = {p: name for name, p, _ in rows_before}
+    known = {p: name for name, p, *_ in rows_before}
     listed = {os.path.realpath(p) for p in (listed or ())}
     folder = Path(folder)
     if not folder.is_dir():
