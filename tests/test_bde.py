@@ -160,3 +160,46 @@ def test_two_jobs_sharing_one_cache_keep_each_others_molecules(tmp_path: Path) -
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     done, unhandled = read_cache(tmp_path / "cache.h5")
     assert set(done) | set(unhandled) == set(MOLECULES) | {benzene[0]}
+
+
+def test_a_merge_keeps_both_jobs_molecules_and_goes_on_without_file_locks(tmp_path, monkeypatch
+                                                                           ) -> None:
+    """ALFABET runs outside the lock: each job computes into a file of its own, and only the
+    merge into the shared cache takes the lock. A molecule both computed is kept once, as the
+    cache had it; a file system without locks (Lustre without ``flock``) is said in the log,
+    not a failure."""
+    import fcntl
+
+    import h5py
+
+    from msid.ei import bde
+
+    bonds = bde.BondBDE(np.array([0]), np.array([1]), np.array([0]), np.array([90.1]),
+                        np.array([80.0]))
+    other = bde.BondBDE(np.array([0]), np.array([1]), np.array([0]), np.array([1.0]),
+                        np.array([1.0]))
+
+    def computed(name: str, entries: dict) -> Path:
+        path = tmp_path / name
+        with h5py.File(path, "w") as h5:
+            h5.attrs["format"] = bde.CACHE_FORMAT
+            for key, result in entries.items():
+                bde._write(h5, key, "CC", result)
+        return path
+
+    cache = tmp_path / "cache.h5"
+    bde._merge(cache, computed("a.new", {"A": bonds, "BAD": "too large"}))
+    bde._merge(cache, computed("b.new", {"A": other, "B": bonds}))
+    done, unhandled = read_cache(cache)
+    assert set(done) == {"A", "B"} and unhandled == {"BAD": "too large"}
+    assert done["A"].bde[0] == pytest.approx(90.1)  # the cache's own entry, not replaced
+    assert not list(tmp_path.glob(".cache.h5.*"))  # no temporaries left
+
+    def no_locks(*_):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    said = []
+    with bde._locked(tmp_path / ".cache.h5.lock", said.append):
+        pass
+    assert "no file lock" in said[0] and "Function not implemented" in said[0]

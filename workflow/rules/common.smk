@@ -7,6 +7,9 @@ sys.path.insert(0, workflow.basedir)  # the msid package beside the Snakefile
 # envs/bde.post-deploy.sh installs this checkout's msid (editable, from ${MSID_ROOT}) once
 # Snakemake has created the env from its copy of envs/bde.yaml under .snakemake/conda
 os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.basedir)))
+# what msid caches on first use (an EI library's store, its index) stays with the results, not
+# in $HOME: a cluster node's home may be another file system, small, or not the container's
+os.environ.setdefault("MSID_CACHE", os.path.abspath(f"{RESULTS}/cache"))
 from msid.method_kinds import check_method_options, check_methods, method_table
 from msid.samples import (
     record_names,

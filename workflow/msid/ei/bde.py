@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -209,36 +210,14 @@ def update_cache(cache: str | os.PathLike, molecules: Iterable[tuple[str, str]],
                  progress: bool = True, log=print) -> dict:
     """Compute the molecules (InChIKey, SMILES) missing from ``cache`` and add them.
 
-    The cache is rewritten atomically (copy, append, rename); molecules already in it (handled
-    or not) are never recomputed. Two jobs updating one cache (the DAG's ``bde`` and
-    ``bde_set``) take turns on a lock file beside it, so neither loses the other's molecules.
-    Returns counts.
+    Molecules already in it (handled or not) are never recomputed. The new ones are computed
+    into a file of this process's own, then merged into the cache (copy, add, rename) under a
+    lock file beside it, held only for the merge: two jobs updating one cache (the DAG's
+    ``bde`` and ``bde_set``) neither lose each other's molecules nor wait for each other's
+    ALFABET runs. Returns counts.
     """
     cache = Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(cache.with_name(f".{cache.name}.lock")):
-        return _update_cache(cache, molecules, progress)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path`` (fcntl; where there is none, no lock)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _update_cache(cache: Path, molecules: Iterable[tuple[str, str]], progress: bool) -> dict:
-    from msid.progress import progress_bar
-
     done, bad = read_cache(cache)
     todo: dict[str, str] = {}
     for key, smi in molecules:
@@ -248,36 +227,85 @@ def _update_cache(cache: Path, molecules: Iterable[tuple[str, str]], progress: b
              "seconds": 0.0}
     if not todo:
         return stats
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    if cache.exists():
-        shutil.copyfile(cache, tmp)
+    new = cache.with_name(f".{cache.name}.{socket.gethostname()}.{os.getpid()}.new")
     t0 = time.perf_counter()
-    _quiet_keras()
     try:
-        with h5py.File(tmp, "a") as h5:
-            h5.attrs["format"] = CACHE_FORMAT
-            h5.attrs["model"] = "alfabet 0.1.0 (kcal/mol)"
-            items = list(todo.items())
-            bar = progress_bar(total=len(items), desc="ALFABET", unit=" mol", disable=not progress,
-                               mininterval=2)
-            for start in range(0, len(items), CHUNK):
-                chunk = items[start:start + CHUNK]
-                try:
-                    results = predict_molecules([smi for _, smi in chunk])
-                except Exception:  # find the molecule that fails: one never stops the batch
-                    results = [_predict_one(smi) for _, smi in chunk]
-                for (key, smi), result in zip(chunk, results, strict=True):
-                    _write(h5, key, smi, result)
-                    stats["computed"] += 1
-                    stats["unhandled_new"] += isinstance(result, str)
-                bar.update(len(chunk))
-            bar.close()
+        _compute(new, todo, stats, progress)
+        with _locked(cache.with_name(f".{cache.name}.lock"), log):
+            _merge(cache, new)
+    finally:
+        new.unlink(missing_ok=True)
+    stats["seconds"] = time.perf_counter() - t0
+    return stats
+
+
+@contextlib.contextmanager
+def _locked(path: Path, log=print):
+    """An exclusive POSIX lock on ``path`` (``fcntl.lockf``, which NFS and Lustre mounted with
+    ``flock`` honour across nodes); where the file system has no locks, none, said in the
+    log (the merge it guards takes seconds)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(path, "a") as fh:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX)
+        except OSError as e:
+            log(f"bde: no file lock on {path.parent} ({e}); merging into the cache without one")
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.lockf(fh, fcntl.LOCK_UN)
+
+
+def _compute(out: Path, todo: dict[str, str], stats: dict, progress: bool) -> None:
+    """ALFABET on ``todo`` (InChIKey -> SMILES) into a new cache file ``out``."""
+    from msid.progress import progress_bar
+
+    _quiet_keras()
+    with h5py.File(out, "w") as h5:
+        h5.attrs["format"] = CACHE_FORMAT
+        h5.attrs["model"] = "alfabet 0.1.0 (kcal/mol)"
+        items = list(todo.items())
+        bar = progress_bar(total=len(items), desc="ALFABET", unit=" mol", disable=not progress,
+                           mininterval=2)
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start:start + CHUNK]
+            try:
+                results = predict_molecules([smi for _, smi in chunk])
+            except Exception:  # find the molecule that fails: one never stops the batch
+                results = [_predict_one(smi) for _, smi in chunk]
+            for (key, smi), result in zip(chunk, results, strict=True):
+                _write(h5, key, smi, result)
+                stats["computed"] += 1
+                stats["unhandled_new"] += isinstance(result, str)
+            bar.update(len(chunk))
+        bar.close()
+
+
+def _merge(cache: Path, new: Path) -> None:
+    """The molecules of ``new`` that ``cache`` lacks, added to it (atomic: copy, add,
+    rename); a molecule another job added meanwhile is kept as it is."""
+    tmp = cache.with_name(f".{cache.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        if cache.exists():
+            shutil.copyfile(cache, tmp)
+            read_cache(tmp)  # still a BDE cache
+        else:
+            shutil.copyfile(new, tmp)
+        with h5py.File(new, "r") as src, h5py.File(tmp, "a") as dst:
+            have = {k for grp in ("molecules", "unhandled") for k in dst.get(grp, {})}
+            for grp in ("molecules", "unhandled"):
+                for key in src.get(grp, {}):
+                    if key not in have:
+                        src.copy(src[grp][key], dst.require_group(grp), name=key)
         os.replace(tmp, cache)
     finally:
         tmp.unlink(missing_ok=True)
-    stats["seconds"] = time.perf_counter() - t0
-    return stats
 
 
 def read_molecules(path: str | os.PathLike) -> list[tuple[str, str]]:
