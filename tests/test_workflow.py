@@ -55,6 +55,26 @@ def test_every_rule_declares_log_conda_container_threads_resources():
             assert key in body, f"rule {name} lacks {key}"
 
 
+def test_training_rules_train_with_the_cpus_their_job_was_given(monkeypatch):
+    """A rule that asks for a GPU trains: its script exports the job's threads, so that
+    --set-threads or a Slurm allocation reaches torch whatever num_threads the config says
+    (less the data-loading workers; without a workflow job, the configured number)."""
+    from msid.train import JOB_THREADS, torch_threads
+
+    gpu_rules = {n: b for n, b in _rules().items() if re.search(r"\bgpu=", b)}
+    assert len(gpu_rules) >= 6, sorted(gpu_rules)
+    for name, body in gpu_rules.items():
+        script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', body).group(1)
+        text = (ROOT / "workflow" / "scripts" / script).read_text()
+        assert f'os.environ["{JOB_THREADS}"] = str(snakemake.threads)' in text, (name, script)
+    monkeypatch.delenv(JOB_THREADS, raising=False)
+    assert torch_threads(1, workers=2) == 1 and torch_threads(0) == 0
+    monkeypatch.setenv(JOB_THREADS, "12")
+    assert torch_threads(1, workers=2) == 10 and torch_threads(0) == 12
+    monkeypatch.setenv(JOB_THREADS, "2")
+    assert torch_threads(1, workers=4) == 1
+
+
 def _env_packages(env_file: Path) -> set[str]:
     env = yaml.safe_load(env_file.read_text())
     pkgs = set()

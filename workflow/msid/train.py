@@ -48,6 +48,21 @@ from msid.progress import progress_bar
 _GPU_IDS = re.compile(r"(?:\d+|GPU-[\w-]+|MIG-[\w/-]+)(?:,(?:\d+|GPU-[\w-]+|MIG-[\w/-]+))*")
 
 
+#: the CPU threads a workflow job was given (its rule's ``threads``, which a Slurm allocation or
+#: ``--set-threads`` sets); the training rule scripts export it
+JOB_THREADS = "MSID_JOB_THREADS"
+
+
+def torch_threads(configured: int, workers: int = 0) -> int:
+    """Intra-op threads to train with: where a workflow job says how many CPUs it was given
+    (:data:`JOB_THREADS`), those less its data-loading workers (at least 1), so that more CPUs
+    asked of the scheduler are used; else the configured number (0: torch's default)."""
+    job = os.environ.get(JOB_THREADS, "")
+    if job.isdigit() and int(job) > 0:
+        return max(1, int(job) - workers)
+    return configured
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
@@ -203,8 +218,9 @@ class Trainer:
                  log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        if self.device.type == "cpu" and cfg.num_threads > 0:
-            torch.set_num_threads(cfg.num_threads)
+        threads = torch_threads(cfg.num_threads, cfg.num_workers)
+        if self.device.type == "cpu" and threads > 0:
+            torch.set_num_threads(threads)
         self.model = model.to(self.device)
         self.dataset = dataset
         self.collate_fn = collate_fn

@@ -4,6 +4,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+import os
+
+# the CPUs this job was given (--set-threads, a Slurm allocation) are what torch trains with
+os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 from msid.ei.neims_pipeline import NeimsRunConfig, run
 

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
 from msid.models.config import TrainConfig, config_from_dict
-from msid.train import Trainer
+from msid.train import Trainer, torch_threads
 
 STAGES = ("mntp", "simcse", "supervised")
 
@@ -234,7 +234,7 @@ def train_embedder(data: EISpectra, train_rows: np.ndarray, val_rows: np.ndarray
     if embedder.is_decoder:  # causal attention: the unsupervised stages are not optional
         stages = sorted(set(stages) | {"mntp", "simcse"}, key=STAGES.index)
     vq, vl = val_split(data, val_rows, cfg.val_queries, cfg.seed)
-    torch.set_num_threads(max(cfg.num_threads, 1))
+    torch.set_num_threads(max(torch_threads(cfg.num_threads), 1))
     summary: dict = {"stages": stages, "val_queries": len(vq), "val_library": len(vl),
                      "base_model": emb_cfg.base_model, "per_stage": {}}
     t_start = time.perf_counter()

@@ -27,6 +27,7 @@ from msid.ei.neims_train import (
 )
 from msid.folds import fold_of
 from msid.models.config import TrainConfig, config_from_dict, settings
+from msid.train import torch_threads
 
 
 @dataclass
@@ -143,7 +144,7 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
                       "mlp": "neims_mlp"}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(cfg.num_threads, 1))
+    torch.set_num_threads(max(torch_threads(cfg.num_threads), 1))
     tr = store_items(store, ("train",), cfg.max_mz)
     va = store_items(store, ("val",), cfg.max_mz)
     te = store_items(store, ("test",), cfg.max_mz)
