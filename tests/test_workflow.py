@@ -236,6 +236,18 @@ def test_benchmark_config_writes_under_its_own_results_dir():
     assert logs and all(p.startswith("results/paper/logs/") for p in logs)
 
 
+def test_a_benchmark_always_has_its_baselines():
+    """A benchmark of one's own method alone still ranks random and library search on the
+    same queries and candidates (said at start), so the leaderboard never shows a model
+    number without the baselines of its run."""
+    res = _sm("-n", "results/leaderboard/leaderboard.md", "--cores", "1", "--config",
+              "benchmark={methods: [ranker], candidate_kinds: [mass]}", "--forceall")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "benchmark.methods: random, library added" in res.stderr
+    ranked = set(re.findall(r"benchmark/rankings/(\w+)\.mass\.standard\.tsv", res.stdout))
+    assert ranked == {"random", "library", "ranker"}, ranked
+
+
 def test_runs_dir_becomes_samples(tmp_path):
     """Every run file of the folder is a sample, whatever its file name (made safe for paths,
     never a validation error that stops the batch); a kind subfolder gives the kind."""

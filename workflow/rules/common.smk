@@ -121,6 +121,17 @@ if (
     )
 LIB = config["library"]["name"]
 BENCH = config["benchmark"]
+#: what every retrieval leaderboard shows beside the methods it was asked for, measured in the
+#: same run on the same queries and candidates
+BENCHMARK_BASELINES = ("random", "library")
+_baselines_missing = [m for m in BENCHMARK_BASELINES if m not in BENCH["methods"]]
+if _baselines_missing and BENCH.get("enabled", True):
+    BENCH["methods"] = [*_baselines_missing, *BENCH["methods"]]
+    print(
+        f"benchmark.methods: {', '.join(_baselines_missing)} added (every leaderboard shows "
+        "its methods beside these baselines, measured in the same run)",
+        file=sys.stderr,
+    )
 # the benchmark settings that shape the queries and candidate sets; with the harness settings,
 # what a metrics record's config names (another method in the list reruns nothing)
 BENCH_INPUT_KEYS = (

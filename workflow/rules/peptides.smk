@@ -5,6 +5,7 @@ PEPTIDE_LEADERBOARD_FILES = [
     "peptides.png",
     "peptides_steps.csv",
     "peptides_steps.png",
+    "peptides.json",
 ]
 
 RUN_OUTPUTS["peptide"] = {

@@ -100,7 +100,7 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
             row[f"{k}_lo"], row[f"{k}_hi"] = ci[name][k]
         rows.append(row)
     table = pd.DataFrame(rows)
-    write_text(out / "peptides.csv", table.to_csv(index=False, float_format="%.4f"))
+    write_text(out / "peptides.csv", table.to_csv(index=False))
     md = [f"# De novo peptide sequencing: {fold} fold ({len(spectra)} spectra, peptides unseen "
           "in training; Casanovo conventions, I = L)", "",
           "| method | AA precision | AA recall | peptide recall | prec-cov AUC | "
@@ -123,7 +123,7 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
         md += ["", "The two ablation rows decode the same model with one part switched off; the "
                "spectrum-blind control decodes each spectrum with another peptide's peaks."]
     steps = pd.DataFrame(per_step_metrics(model, spectra))
-    write_text(out / "peptides_steps.csv", steps.to_csv(index=False, float_format="%.4f"))
+    write_text(out / "peptides_steps.csv", steps.to_csv(index=False))
     md += ["", f"## PepTRM accuracy at each supervision step (greedy decoding, {fold} fold)", "",
            "| step | AA precision | AA recall | peptide recall |", "|---|---|---|---|"]
     md += [f"| {int(r.step)} | {r.aa_precision:.3f} | {r.aa_recall:.3f} | "
