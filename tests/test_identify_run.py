@@ -288,3 +288,48 @@ def test_a_candidate_row_names_the_adduct_its_mass_assumed(pesticides_store, poo
         rows = [r for r in identify_run(st, cfg, index=index) if r["rank"] > 0]
     assert rows and all(r["adduct"] == stated[r["query_id"]] != "" and r["note"] == ""
                         for r in rows)
+
+
+def test_an_in_tree_method_is_declared_once(tmp_path, monkeypatch, capsys):
+    """A method added to msid itself: registered in a module of METHOD_MODULES and one entry
+    in METHODS. The workflow's schema then accepts its name without a second list to edit
+    (the schema file's lists stay as they are, documentation kept equal by the test above);
+    `msid methods` names METHODS for a registered in-tree method it lacks, not an entry
+    point; a rule-based method gets no "does not read the spectrum" verdict."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from msid import method_kinds, methods
+    from msid.chem.structures import parse_structure
+    from msid.cli import main
+    from msid.report.leaderboard import learned
+
+    assert method_kinds.config_schema(SCHEMA, tmp_path) == str(SCHEMA)  # nothing to add
+    cfg = _config()
+    cfg["benchmark"]["methods"] = ["random", "library", "mass-closeness"]
+    with pytest.raises(WorkflowError, match="mass-closeness"):
+        validate(copy.deepcopy(cfg), str(SCHEMA))
+    monkeypatch.setitem(method_kinds.METHODS, "mass-closeness", method_kinds.MethodSpec(
+        "small_molecule", needs_candidates=True, benchmark=True))
+    schema = method_kinds.config_schema(SCHEMA, tmp_path)
+    assert schema != str(SCHEMA)
+    validate(copy.deepcopy(cfg), schema)
+    assert not learned("mass-closeness") and not learned("library") and learned("ranker")
+
+    def build(res):  # as if in an msid module
+        return methods.RandomRanking(res.seed)
+
+    build.__module__ = "msid.mass_closeness"
+    methods.register("mass-closer")(build)
+    try:
+        assert main(["methods"]) == 0
+        err = capsys.readouterr().err
+        assert "mass-closer runs with msid identify; the workflow needs an entry in " \
+               "msid.method_kinds.METHODS" in err
+    finally:
+        del methods._REGISTRY["mass-closer"]
+    # what a method's rank returns, from any sequence of scores
+    cands = [parse_structure(s) for s in ("CCO", "CCN", "CCC")]
+    ranked = methods.ranked_candidates(cands, [0.1, 0.9, 0.5])
+    assert [r.score for r in ranked] == [0.9, 0.5, 0.1]
+    assert ranked[0].inchikey == cands[1].inchikey

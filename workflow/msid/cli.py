@@ -449,7 +449,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_methods(a: argparse.Namespace) -> int:
     from msid.method_kinds import SPEC_ENTRY_POINT_GROUP, method_table, spec_errors
-    from msid.methods import available, plugin_errors
+    from msid.methods import available, plugin_errors, registered_by
 
     built, declared = available(), method_table()
     print("\n".join(built))
@@ -458,8 +458,10 @@ def cmd_methods(a: argparse.Namespace) -> int:
     for spec, why in spec_errors().items():
         print(f"msid methods: method spec {spec} left out: {why}", file=sys.stderr)
     for m in sorted(set(built) - set(declared)):
-        print(f"msid methods: {m} runs with msid identify; the workflow needs its MethodSpec "
-              f"(entry-point group {SPEC_ENTRY_POINT_GROUP})", file=sys.stderr)
+        where = ("an entry in msid.method_kinds.METHODS" if registered_by(m).startswith("msid.")
+                 else f"its MethodSpec (entry-point group {SPEC_ENTRY_POINT_GROUP})")
+        print(f"msid methods: {m} runs with msid identify; the workflow needs {where}",
+              file=sys.stderr)
     for m in sorted(set(declared) - set(built)):
         print(f"msid methods: {m} is declared for the workflow but no loaded module registers "
               "it", file=sys.stderr)

@@ -132,23 +132,36 @@ def methods_of_kind(kind: str) -> tuple[str, ...]:
 
 
 def config_schema(schema: str | Path, workdir: str | Path) -> str:
-    """The config schema to validate with: ``schema`` itself, or, when installed packages
-    declare methods, a copy under ``workdir`` whose method enums accept their names."""
-    plugins = _plugin_specs()[0]
-    if not plugins:
-        return str(schema)
+    """The config schema to validate with: ``schema`` itself when its method enums name what
+    the method table (:func:`method_table`: :data:`METHODS` plus installed packages'
+    declarations) holds; else a copy under ``workdir`` whose enums are the table's, so a
+    method declared in one place (a ``METHODS`` entry, a package's MethodSpec) is accepted
+    without a second list to edit. ``tests/test_identify_run.py`` keeps the file's lists,
+    which document the names, equal to msid's own table."""
     import yaml
 
     from msid.atomic import write_text
 
+    table = method_table()
     doc = yaml.safe_load(Path(schema).read_text())
     # identify.methods names every method (check_methods then says which kind each runs on)
-    enums = {"identify_method": list(plugins),
-             "method": [m for m, s in plugins.items() if s.benchmark]}
-    for definition, names in enums.items():
-        doc["definitions"][definition]["enum"] += names
-    ei_method = doc["properties"]["ei_search"]["properties"]["method"]
-    ei_method["enum"] += [m for m, s in plugins.items() if s.kind == "ei"]
+    want = {("definitions", "identify_method"): list(table),
+            ("definitions", "method"): [m for m, s in table.items() if s.benchmark],
+            ("properties", "ei_search", "properties", "method"):
+                [m for m, s in table.items() if s.kind == "ei"]}
+
+    def node(path: tuple[str, ...]) -> dict:
+        out = doc
+        for key in path:
+            out = out[key]
+        return out
+
+    if all(set(node(path)["enum"]) == set(names) for path, names in want.items()):
+        return str(schema)
+    for path, names in want.items():
+        enum = node(path)["enum"]
+        node(path)["enum"] = [m for m in enum if m in names] + [m for m in names
+                                                                if m not in enum]
     out = Path(workdir) / "config.schema.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, json.dumps(doc, indent=1))

@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from itertools import islice
@@ -85,9 +85,10 @@ class MethodResources:
 
 
 _REGISTRY: dict[str, Callable[[MethodResources], Method]] = {}
-# modules that register further methods; imported on first use so that a missing optional
-# dependency (torch for the learned methods) only removes those methods
-_PLUGINS = ("msid.models.methods", "msid.generation.methods", "msid.ei.methods")
+#: msid's modules that register further methods (a new family's ``methods`` module joins
+#: them); imported on first use so that a missing optional dependency (torch for the learned
+#: methods) only removes those methods
+METHOD_MODULES = ("msid.models.methods", "msid.generation.methods", "msid.ei.methods")
 #: entry-point group through which another installed package adds methods: in its
 #: pyproject.toml, [project.entry-points."msid.methods"] my_methods = "my_pkg.methods" (a
 #: module that calls :func:`register`); msid imports it with its own plugins
@@ -101,7 +102,7 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for module in _PLUGINS:
+    for module in METHOD_MODULES:
         try:
             importlib.import_module(module)
         except ImportError as e:
@@ -137,6 +138,13 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def registered_by(name: str) -> str:
+    """The module whose factory builds method ``name`` ('' when none does)."""
+    _load_plugins()
+    factory = _REGISTRY.get(name)
+    return factory.__module__ if factory is not None else ""
+
+
 def make_method(name: str, resources: MethodResources) -> Method:
     if name not in _REGISTRY:  # core methods need no plugin (and no torch import)
         _load_plugins()
@@ -150,7 +158,11 @@ def _query_seed(seed: int, query_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{query_id}".encode()).digest()[:8], "big")
 
 
-def _ranked(candidates: list[Structure], scores: np.ndarray) -> list[RankedCandidate]:
+def ranked_candidates(candidates: Sequence[Structure], scores: Sequence[float] | np.ndarray
+                      ) -> list[RankedCandidate]:
+    """``candidates`` as a method returns them: by decreasing score, ties in candidate order
+    (the harness counts ties against the truth however they are listed)."""
+    scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     return [RankedCandidate(candidates[i].smiles_flat, candidates[i].inchikey, float(scores[i]))
             for i in order]
@@ -170,7 +182,7 @@ class RandomRanking:
         if not candidates:
             return []
         rng = np.random.default_rng(_query_seed(self.seed, query.query_id))
-        return _ranked(candidates, rng.random(len(candidates)))
+        return ranked_candidates(candidates, rng.random(len(candidates)))
 
 
 PRECURSOR_ONLY_SCORE = 0.01  # ceiling of a precursor-only match's score: below any real match
@@ -283,7 +295,7 @@ class LibrarySearch:
             scores = np.where(better, sim * t, scores)
             named = same & (row in identity)  # an identity hit, not an analogue of it
             source = np.where(better & named, row, np.where(better, -1, source))
-        out = _ranked(candidates, scores)
+        out = ranked_candidates(candidates, scores)
         by_ik = {c.inchikey14: int(r) for c, r in zip(candidates, source, strict=True) if r >= 0}
         return [replace(c, library_id=str(self._ids[r]), name=str(self._names[r]))
                 if (r := by_ik.get(c.inchikey[:14], -1)) >= 0 else c

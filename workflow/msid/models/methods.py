@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msid.methods import MethodResources, Query, _ranked, register
+from msid.methods import MethodResources, Query, ranked_candidates, register
 from msid.rankings import RankedCandidate
 from msid.resources import shipped_model
 
@@ -82,7 +82,7 @@ class ModelRanking:
 
     def _score(self, spec: np.ndarray, candidates) -> list[RankedCandidate]:
         mol = self.embed_molecules([c.smiles_flat for c in candidates])
-        return _ranked(candidates, mol.astype(np.float64) @ spec.astype(np.float64))
+        return ranked_candidates(candidates, mol.astype(np.float64) @ spec.astype(np.float64))
 
     def rank(self, query: Query, candidates) -> list[RankedCandidate]:
         if not candidates:

@@ -101,23 +101,30 @@ def leaderboard_table(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame
             .drop(columns="_split_order").reset_index(drop=True))
 
 
-# No verdict for these: random ranking ignores the peaks by design, and spectral library search
-# is no learned model (it compares peaks; on a small split its CI overlaps its control's for
-# want of queries, which "does not read the spectrum" would misstate). Their control columns
-# are still shown.
-NO_VERDICT = ("random", "library")
 NOT_READING = "does not read the spectrum"
+
+
+def learned(method: str) -> bool:
+    """Whether the guard judges ``method``: a method with a model file in the method table
+    (msid's or a package's). Random ranking ignores the peaks by design, and library search or
+    another rule-based baseline learns nothing (on a small split its CI overlaps its
+    control's for want of queries, which "does not read the spectrum" would misstate); their
+    control columns are still shown. A method the table does not know is judged."""
+    from msid.method_kinds import method_table
+
+    spec = method_table().get(method)
+    return spec is None or bool(spec.models)
 
 
 def reads_spectrum(df: pd.DataFrame, control: str = "spectrum_blind") -> pd.Series:
     """The guard: per row, False where the method's Hit@1 CI overlaps its own spectrum-blind
     control's CI (it may not be reading the spectrum at all), True where the CIs are apart
     and the method scores higher, ``None`` where there is no control or the method is not a
-    learned one (:data:`NO_VERDICT`)."""
+    learned one (:func:`learned`)."""
     lo, hi = f"hit@1_{control}_ci_low", f"hit@1_{control}_ci_high"
     out = []
     for _, r in df.iterrows():
-        if (r["method"] in NO_VERDICT or lo not in df or pd.isna(r.get(lo))
+        if (not learned(r["method"]) or lo not in df or pd.isna(r.get(lo))
                 or pd.isna(r.get("hit@1_ci_low"))):
             out.append(None)
         else:
