@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= 2
 export MPLBACKEND := Agg
 
-.PHONY: setup bde-env browser demo test test-fast bench benchmark models lint report clean
+.PHONY: setup bde-env browser demo test test-fast bench benchmark docs models lint report clean
 
 setup: $(STAMP) $(BDE_STAMP)
 
@@ -77,6 +77,16 @@ models: setup
 benchmark: setup
 	$(BIN)/snakemake all --profile profiles/local --cores $(CORES) --configfile config/benchmark.yaml
 	@echo "Leaderboard: results/paper/leaderboard/leaderboard.md (the demo's stays in results/leaderboard/)"
+	@echo "Then: make docs (copies it into docs/; tests/test_docs.py checks the README against it)"
+
+## docs: copy the last `make benchmark` run's tables and figures into docs/, which the README quotes
+PAPER := results/paper
+docs:
+	@test -f $(PAPER)/leaderboard/leaderboard.md || { echo "docs: no $(PAPER)/leaderboard: run make benchmark first"; exit 1; }
+	cp $(PAPER)/leaderboard/*.md $(PAPER)/leaderboard/*.csv $(PAPER)/leaderboard/*.tex \
+		$(PAPER)/leaderboard/*.png $(PAPER)/leaderboard/*.json docs/leaderboard/
+	cp $(PAPER)/benchmark/fdr_curve.png $(PAPER)/benchmark/fdr_curve.tsv docs/
+	@echo "docs/ updated: state the commit in docs/leaderboard/README.md, then make the README's tables agree (pytest tests/test_docs.py)"
 
 ## report: Snakemake's own self-contained HTML report of the last demo run
 report: setup
