@@ -69,13 +69,44 @@ def small_run(tmp_path_factory):
 
     os.environ["MSID_CACHE"] = str(work / "cache")
     store = ei_store(EI_MSP)
-    cfg = NeimsRunConfig(max_mz=300, teacher=TINY["teacher"], student=TINY["student"],
-                         mlp=TINY["mlp"], distill_extra=50, mc_samples=2, decoys_per_mass=3,
-                         train={"max_steps": 6, "batch_size": 16, "eval_every": 3,
-                                "warmup_steps": 1, "log_every": 2},
-                         progress=False, licence="CC BY-SA 4.0 (test)")
-    rows = run(store, work / "models", pool=POOL, cfg=cfg, log=lambda *_: None)
+    rows = run(store, work / "models", pool=POOL, cfg=_small_cfg(), log=lambda *_: None)
     return work, rows
+
+
+def _small_cfg(**teacher) -> NeimsRunConfig:
+    return NeimsRunConfig(max_mz=300, teacher={**TINY["teacher"], **teacher},
+                          student=TINY["student"], mlp=TINY["mlp"], distill_extra=50,
+                          mc_samples=2, decoys_per_mass=3,
+                          train={"max_steps": 6, "batch_size": 16, "eval_every": 3,
+                                 "warmup_steps": 1, "log_every": 2, "checkpoint_every": 4},
+                          progress=False, licence="CC BY-SA 4.0 (test)")
+
+
+def test_a_retried_run_trains_only_what_changed(small_run, tmp_path, capsys) -> None:
+    """Run again in the same folder (a retried or requeued job): every model had finished and
+    is not trained again, and the scores are the same. With another teacher, the teacher and
+    the students distilled from it train anew; the MLP, unchanged, does not."""
+    import shutil
+
+    work, rows = small_run
+    models = shutil.copytree(work / "models", tmp_path / "models")  # the fixture's stay as are
+    store = ei_store(EI_MSP)
+    capsys.readouterr()
+    again = run(store, models, pool=POOL, cfg=_small_cfg(), log=lambda *_: None)
+    out = capsys.readouterr().out
+    assert out.count("it had finished, nothing to train") == 4, out
+
+    def scores(rs):
+        return [{k: v for k, v in r.items() if not k.endswith(("_per_s", "seconds"))}
+                for r in rs]  # timings aside
+
+    assert scores(again) == scores(rows)
+    hidden = TINY["teacher"]["hidden"] + 8
+    run(store, models, pool=POOL, cfg=_small_cfg(hidden=hidden), log=lambda *_: None)
+    out = capsys.readouterr().out
+    finished = [line for line in out.splitlines() if "nothing to train" in line]
+    assert len(finished) == 1 and "[neims_mlp]" in finished[0], out
+    assert out.count("training from scratch") == 3, out  # teacher, student, ablation student
 
 
 def test_one_run_trains_scores_and_saves_three_models(small_run) -> None:

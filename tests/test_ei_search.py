@@ -350,6 +350,12 @@ def test_every_training_stage_runs_and_improves_the_contrastive_loss(lib, tmp_pa
         assert summary["per_stage"][stage]["steps"] > 0
     assert 0.0 <= summary["val_recall@1"] <= 1.0
     assert summary["val_queries"] == 20
+    # a retried job (killed after training, or requeued) finds every stage finished in its
+    # checkpoints and trains nothing again
+    said: list[str] = []
+    _again, again = train_embedder(data, train, val, ec, cfg, tmp_path / "work", log=said.append)
+    assert sum("it had finished, nothing to train" in s for s in said) == 3, said
+    assert again["val_recall@1"] == summary["val_recall@1"]
 
 
 def test_weighted_cosine_at_equals_whole_library_scores(lib):

@@ -141,8 +141,10 @@ def test_checkpoint_resume_reproduces_weights(massbank_small, pool_index, tmp_pa
     la = [r["loss"] for r in a.history["train"]]
     lc = [r["loss"] for r in c.history["train"]]
     assert la == lc
-    state = torch.load(tmp_path / "b" / "ckpt" / "step-00000012" / "optim.pt",
-                       weights_only=True)
+    final = c.latest_checkpoint()  # the finished run's own, written beside step 12's, not over
+    assert final.name == "step-00000012-final" and [p.name for p in final.parent.glob("step-*")
+                                                    ] == [final.name]
+    state = torch.load(final / "optim.pt", weights_only=True)
     assert "optimizer" in state
     # another run (here: another caller key, as a changed model config or data would give)
     # never resumes those checkpoints: they move aside and training starts at step 0
@@ -153,6 +155,24 @@ def test_checkpoint_resume_reproduces_weights(massbank_small, pool_index, tmp_pa
                 run_key={"data": "other"}, log=logs.append)
     assert d.latest_checkpoint() is None and (tmp_path / "b" / "ckpt.stale").is_dir()
     assert any("another configuration" in m for m in logs)
+    # a finished run (12 steps, the last checkpoint at 12 = 3 x 4) and one whose end is no
+    # checkpoint step: a retried job resumes either as finished and trains nothing
+    for steps in (12, 10):
+        run, ds, prep = _ranker_setup(train_store, pool_index, **{**kw, "max_steps": steps})
+        e = Trainer(build_model(run.model), run.train, ds, collate_fn=collate_spectra,
+                    workdir=tmp_path / f"fin{steps}", prepare_batch=prep, title="ranker")
+        e.fit()
+        rng = torch.get_rng_state()  # where the run leaves torch's generator for its caller
+        said: list[str] = []
+        f = Trainer(build_model(run.model), run.train, ds, collate_fn=collate_spectra,
+                    workdir=tmp_path / f"fin{steps}", prepare_batch=prep, title="ranker",
+                    log=said.append)
+        assert f.fit()["steps"] == steps and f.history == e.history
+        assert any("it had finished, nothing to train" in m for m in said), said
+        # ... and the resumed one leaves it there too (what NEIMS' soft targets draw next)
+        assert torch.equal(torch.get_rng_state(), rng)
+        for k, v in e.model.state_dict().items():
+            assert torch.equal(v, f.model.state_dict()[k]), k
 
 
 def test_train_model_writes_model_card_and_early_stops(massbank_small, pool_index, tmp_path):

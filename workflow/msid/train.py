@@ -259,6 +259,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.spectra_seen = 0
         self.stopped_early = False
+        self.finished = False  # the run ended (steps, early stop or time budget): resumes as is
         self._window: list[dict] = []  # per-step logs since the last history record
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -277,12 +278,16 @@ class Trainer:
         return {"step": self.step, "best": self.best, "history": self.history,
                 "train_seconds": self.train_seconds, "spectra_seen": self.spectra_seen,
                 "stopped_early": self.stopped_early, "seed": self.cfg.seed,
-                "window": self._window}
+                "window": self._window, "finished": self.finished}
 
     def save_checkpoint(self) -> Path:
+        """Write a checkpoint and point ``latest`` at it, then remove the older ones. A
+        finished run's is written under its own name (``step-N-final``), never over the
+        ``step-N`` that ``latest`` may still name: a kill while saving leaves one whole."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        final = self.ckpt_dir / f"step-{self.step:08d}"
-        tmp = self.ckpt_dir / f".step-{self.step:08d}.tmp"
+        name = f"step-{self.step:08d}" + ("-final" if self.finished else "")
+        final = self.ckpt_dir / name
+        tmp = self.ckpt_dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_tensors(self.model.state_dict(), tmp / "model.safetensors")
@@ -324,6 +329,7 @@ class Trainer:
         self.train_seconds = float(js["train_seconds"])
         self.spectra_seen = int(js["spectra_seen"])
         self.stopped_early = bool(js.get("stopped_early", False))
+        self.finished = bool(js.get("finished", False))
         self._window = list(js.get("window", []))
 
     # -- EMA / evaluation ------------------------------------------------------------------
@@ -383,7 +389,10 @@ class Trainer:
         if resume and (ck := self.latest_checkpoint()) is not None:
             self.load_checkpoint(ck)
             self.log(f"[{self.title}] resuming from {ck} (step {self.step} of {cfg.max_steps}; "
-                     "same configuration and data)")
+                     "same configuration and data)" + (": it had finished, nothing to train"
+                                                       if self.finished else ""))
+        if self.finished:  # nothing to train: no loader, whose start draws from torch's RNG
+            return self._finish()
         accum = max(cfg.grad_accum, 1)
         groups = (getattr(self.dataset, "struct_of_item", None)
                   if cfg.sample_by == "structure" else None)
@@ -459,10 +468,19 @@ class Trainer:
         finally:
             bar.close()
             del batches
+        return self._finish()
+
+    def _finish(self) -> dict:
+        """After the loop (or on resuming a finished run): the last evaluation, the history,
+        a final checkpoint (once), and the best (or EMA) weights in the model."""
         if self.evaluate is not None and (not self.history["val"]
                                           or self.history["val"][-1]["step"] != self.step):
             self._run_eval()
         self.write_history()
+        if not self.finished:
+            self.finished = True
+            if self.cfg.checkpoint_every:  # a rerun (a retried job) finds the run finished
+                self.save_checkpoint()
         best_path = self.workdir / "best.safetensors"
         if self.best["metric"] is not None and best_path.exists():
             self.model.load_state_dict(load_tensors(best_path))

@@ -28,9 +28,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from msid.digest import files_digest
 from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
 from msid.models.config import TrainConfig, config_from_dict
-from msid.train import Trainer, torch_threads
+from msid.train import RUNTIME_ONLY, Trainer, torch_threads
 
 STAGES = ("mntp", "simcse", "supervised")
 
@@ -49,6 +50,9 @@ class EmbeddingTrainConfig:
     hard_negative_pool: int = 8  # training structures nearest in molecular mass / spectrum
     val_queries: int = 300
     eval_every: int = 100
+    # steps between checkpoints (0: none): a killed, timed-out or requeued job resumes its
+    # stage from the last one (<workdir>/<stage>/ckpt), a finished stage is not trained again
+    checkpoint_every: int = 100
     num_threads: int = 1
     device: str = "auto"
     seed: int = 0
@@ -226,9 +230,11 @@ def val_split(data: EISpectra, rows: np.ndarray, n_max: int, seed: int
 
 def train_embedder(data: EISpectra, train_rows: np.ndarray, val_rows: np.ndarray,
                    emb_cfg: EmbeddingConfig, cfg: EmbeddingTrainConfig,
-                   workdir: str | Path, log: Callable[[str], None] = print
-                   ) -> tuple[SpectrumEmbedder, dict]:
-    """Run the configured stages in order; returns the embedder and a training summary."""
+                   workdir: str | Path, log: Callable[[str], None] = print,
+                   data_key: dict | None = None) -> tuple[SpectrumEmbedder, dict]:
+    """Run the configured stages in order; returns the embedder and a training summary.
+    ``data_key`` (the training files' digests) joins each stage's run key: a checkpoint of a
+    run on other data or settings is never resumed."""
     embedder = SpectrumEmbedder(emb_cfg)
     stages = list(cfg.stages)
     if embedder.is_decoder:  # causal attention: the unsupervised stages are not optional
@@ -293,15 +299,21 @@ def train_embedder(data: EISpectra, train_rows: np.ndarray, val_rows: np.ndarray
         tcfg = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, max_steps=steps,
                            warmup_steps=max(steps // 10, 1), eval_every=(
                                cfg.eval_every if stage == "supervised" else 0),
-                           checkpoint_every=0, seed=cfg.seed, device=cfg.device,
+                           checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
+                           device=cfg.device,
                            num_threads=cfg.num_threads, progress=cfg.progress, log_every=10,
                            weight_decay=0.01, min_lr_ratio=0.1)
         model = StageModel(embedder, stage, cfg)
         trainer = Trainer(model, tcfg, _Items(n_items), collate_fn=_collate,
                           workdir=Path(workdir) / stage, prepare_batch=prepare,
                           evaluate=evaluate if stage == "supervised" else None,
-                          metric="recall@1", title=f"llm4ms {stage}")
-        res = trainer.fit(resume=False)
+                          metric="recall@1", title=f"llm4ms {stage}",
+                          run_key={"data": data_key or {}, "stages": stages,
+                                   "embedding": asdict(emb_cfg),
+                                   "train": {k: v for k, v in asdict(cfg).items()
+                                             if k not in RUNTIME_ONLY}},
+                          log=log)
+        res = trainer.fit()
         embedder = model.embedder
         res["val_recall@1_after"] = recall_at_1(embedder, data, vq, vl)
         log(f"{stage}: {res['steps']} steps, {res['train_seconds']:.0f} s, "
@@ -341,7 +353,8 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
                      pool.peaks)
     log(f"{len(pool.peaks)} EI spectra: {len(split.train)} train, {len(split.val)} val "
         f"(test fold held out: {int((pool.metadata['fold'] == 'test').sum())})")
-    embedder, summary = train_embedder(data, split.train, split.val, emb_cfg, cfg, workdir, log)
+    embedder, summary = train_embedder(data, split.train, split.val, emb_cfg, cfg, workdir, log,
+                                       data_key=files_digest(*files))
     licence = data_licence(files)
     training = {"data": [str(f) for f in files], "split": "InChIKey first block, "
                 "msid.folds.fold_of (train 0.8 / val 0.1 / test 0.1)",

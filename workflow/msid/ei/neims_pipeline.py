@@ -4,6 +4,7 @@ then scored together on the test fold (the leaderboard rows come from this one r
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import time
@@ -131,6 +132,16 @@ def speed(model: NeimsModel, smiles: list[str], batch_size: int = 512) -> float:
     return len(smiles) / (time.perf_counter() - t0)
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's weights (names, shapes, values), in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.PathLike,
         bde_cache: str | os.PathLike | None = None, cfg: NeimsRunConfig | None = None,
         names: dict[str, str] | None = None, run_name: str = "neims_run.json",
@@ -154,7 +165,9 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
     log(f"BDE targets for {n_bde} of {len(set(tr.inchikey))} training molecules "
         f"({len(bad)} unhandled by ALFABET)")
     tbase = {"seed": cfg.seed, "num_threads": cfg.num_threads, "progress": cfg.progress,
-             "checkpoint_every": 0, "val_max_queries": 500, **cfg.train}
+             # a killed, timed-out or requeued job resumes each model from its last checkpoint
+             # (out_dir/work-<kind>/ckpt) and skips the models it finished
+             "checkpoint_every": 500, "val_max_queries": 500, **cfg.train}
     mk = {k: NeimsConfig.from_dict({"kind": k, "max_mz": cfg.max_mz, **getattr(cfg, k)})
           for k in ("teacher", "student", "mlp")}
     fits = {}
@@ -201,7 +214,11 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
                          names["student"] if kind == "student" else
                          f"{names['student']}_from_{source}",
                          data_key={**data_key, "distilled_from": source,
-                                   "distill_extra": len(extra)})
+                                   "distill_extra": len(extra), "mc_samples": cfg.mc_samples,
+                                   # the soft targets' sources: a student distilled from
+                                   # another teacher or MLP is never resumed
+                                   "teacher": weights_digest(fits["teacher"].model),
+                                   "mlp": weights_digest(fits["mlp"].model)})
         timings[kind] = fits[kind].seconds
         log(f"{kind} (distilled from the {source}): {fits[kind].summary['steps']} steps in "
             f"{timings[kind]:.0f} s (+{timings['teacher_soft_targets']:.0f} s soft targets on "

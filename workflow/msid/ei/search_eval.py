@@ -194,7 +194,7 @@ def write_ei_leaderboard(metric_files: list[str | os.PathLike], csv_path: str | 
     from msid.rankings import write_table
 
     df = leaderboard_rows(metric_files)
-    write_table(df, csv_path, sep=",", float_format="%.4f")
+    write_table(df, csv_path, sep=",")  # full precision: a reader rounds once
     lines = ["| method | recall@1 [95% CI] | recall@10 [95% CI] | queries | library | "
              "queries/s |", "|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
