@@ -1,6 +1,8 @@
 """User mistakes on the command line: one line naming the file or option, exit 2, no traceback,
 caught before any work; candidate files say what they drop; temporary files never stay behind."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -392,14 +394,31 @@ def test_export_denovo_peptides_and_train_say_when_there_is_nothing(tmp_path, ca
     assert "no training spectra" in err
 
 
-def test_out_dash_writes_the_table_to_stdout(tmp_path):
-    """``--out -`` pipes the table; every message stays on stderr."""
-    r = _msid("identify", str(QUERIES), "--method", "random", "--out", "-", cwd=tmp_path)
+def test_out_dash_writes_the_table_to_stdout(tmp_path, monkeypatch):
+    """``--out -`` pipes the table; every message stays on stderr, also what the first call
+    prints while it builds the candidate index (an empty cache, as on a new machine)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _msid("identify", str(QUERIES), "--method", "random", "--out", "-", cwd=work,
+              env={**os.environ, "MSID_CACHE": str(tmp_path / "empty-cache")})
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("query_id\trank\tscore\tmethod") and len(lines) > 1
-    assert "ranked with 'random' -> -" in r.stderr
-    assert list(tmp_path.iterdir()) == []  # no file named '-', no temporary
+    assert lines[0].startswith("query_id\trank\tscore\tmethod") and len(lines) > 1, lines[:2]
+    assert all("\t" in line for line in lines)  # the table and nothing else
+    assert "ranked with 'random' -> -" in r.stderr and "[candidates] pool:" in r.stderr
+    assert list(work.iterdir()) == []  # no file named '-', no temporary
+    # a line any library prints goes to stderr too, not into the table
+    from msid.atomic import messages_to_stderr, write_text
+
+    monkeypatch.chdir(work)  # where a temporary of '-' would be made
+    out, err = io.StringIO(), io.StringIO()
+    out.buffer = io.BytesIO()  # what the table is written through
+    with (contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
+          messages_to_stderr()):
+        print("a library's log line")
+        write_text("-", "query_id\trank\n")
+    assert out.buffer.getvalue() == b"query_id\trank\n" and out.getvalue() == ""
+    assert err.getvalue() == "a library's log line\n"
 
 
 def test_pool_that_is_not_an_index(capsys, tmp_path):

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 #: temporaries of another host (whose processes cannot be checked) are stale after this long
@@ -51,6 +51,22 @@ def _umask() -> int:
 
 #: the output name that means standard output
 STDOUT = "-"
+#: where a table written to ``-`` goes while a command sends every other line it prints to
+#: stderr (:func:`messages_to_stderr`); None: ``sys.stdout``
+_TABLE_STREAM = None
+
+
+@contextmanager
+def messages_to_stderr() -> Iterator[None]:
+    """While a command's output is ``-``: what anything prints (a library's log line, a
+    progress note) goes to stderr, and only the table written to ``-`` reaches stdout."""
+    global _TABLE_STREAM
+    _TABLE_STREAM = sys.stdout
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _TABLE_STREAM = None
 
 
 def is_stream(path: str | os.PathLike) -> bool:
@@ -148,9 +164,10 @@ def _stream(tmp: Path, path: str | os.PathLike) -> None:
     """``tmp``'s bytes into standard output (``-``), a FIFO or a device."""
     with open(tmp, "rb") as src:
         if str(path) == STDOUT:
-            sys.stdout.flush()
-            shutil.copyfileobj(src, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            out = _TABLE_STREAM or sys.stdout
+            out.flush()
+            shutil.copyfileobj(src, out.buffer)
+            out.buffer.flush()
         else:
             with open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NoReturn
 
@@ -734,12 +735,16 @@ def _redeliver_interrupt(unraisable) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sys.unraisablehook = _redeliver_interrupt
-    from msid.atomic import install_signal_cleanup
+    from msid.atomic import STDOUT, install_signal_cleanup, messages_to_stderr
     from msid.io.errors import InputFileError, ModelFileError
 
     install_signal_cleanup()  # SIGTERM/SIGHUP: temporary files and work folders are removed
+    outs = getattr(args, "out", None)
+    outs = outs if isinstance(outs, list) else [outs]
     try:
-        return COMMANDS[args.command](args)
+        # --out -: the table is what reaches stdout; any other line printed goes to stderr
+        with messages_to_stderr() if STDOUT in outs else nullcontext():
+            return COMMANDS[args.command](args)
     except (InputFileError, ModelFileError) as e:
         print(f"msid {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ never fatal.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,8 +45,9 @@ def cached_index(path: str | os.PathLike | None = None, n_jobs: int = 2) -> Cand
         return CandidateIndex(path)
     sources = default_pool_sources()
     target = cache_dir() / f"candidates-{sources_digest(sources)}.npz"
-    if not target.exists():
-        build_index(sources, target, n_jobs=n_jobs)
+    if not target.exists():  # said on stderr: stdout may be carrying a table (--out -)
+        build_index(sources, target, n_jobs=n_jobs,
+                    log=lambda *a: print(*a, file=sys.stderr, flush=True))
     return CandidateIndex(target)
 
 
