@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 RESOURCES = ROOT / "resources"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# what msid caches on first use (converted libraries, the candidate index, EI stores) goes to a
+# folder of this test session, never the user's ~/.cache: every run starts as a new machine
+# does, whatever an earlier run left behind (removed at the end of the session)
+_CACHE = tempfile.mkdtemp(prefix="msid-test-cache-")
+os.environ["MSID_CACHE"] = _CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
