@@ -29,7 +29,7 @@ def _gpu_rules() -> set[str]:
     rules = set()
     for f in (ROOT / "workflow" / "rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", f.read_text(), re.M):
-            if re.search(r"\bgpu=1\b", body):
+            if re.search(r"\bgpu=(1|GPU_COUNT)\b", body):  # GPU_COUNT: 1 unless gres
                 rules.add(name)
     return rules
 

@@ -209,6 +209,23 @@ def test_slurm_profile_dry_run():
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
+def test_training_rules_ask_for_a_gpu_as_the_cluster_takes_it():
+    """gpu=1 (--gpus) by default; a cluster that takes GPUs only as GRES gets models.gpu_gres
+    instead, in every training job of `models`, and no gpu count beside it."""
+    def resources(*config: str) -> list[str]:
+        res = _sm("-n", "models", "--forceall", "--profile", "profiles/slurm", "--config",
+                  "ei_prediction={commercial_only: true}", *config)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return [line for line in res.stdout.splitlines()
+                if line.strip().startswith("resources:") and "slurm_partition=gpu" in line]
+
+    default = resources()
+    assert len(default) >= 7 and all(re.search(r"gpu=1, gres=(,|$)", r) for r in default)
+    gres = resources("models={gpu_gres: 'gpu:a100:1'}")
+    assert len(gres) == len(default)
+    assert all(re.search(r"gpu=0, gres=gpu:a100:1(,|$)", r) for r in gres), gres
+
+
 def test_dry_run_with_1000_samples(tmp_path):
     sheet = tmp_path / "samples.tsv"
     rows = [f"run{i:04d}\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\tsmall_molecule"
@@ -523,8 +540,9 @@ def test_every_gpu_rule_goes_to_the_gpu_partition():
     gpu_rules = {}
     for f in (ROOT / "workflow" / "rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", f.read_text(), re.M):
-            if re.search(r"\bgpu=1\b", body):
-                gpu_rules[name] = 'slurm_partition=config["models"]["gpu_partition"]' in body
+            if re.search(r"\bgpu=(1|GPU_COUNT)\b", body):  # GPU_COUNT: 1 unless gres
+                gpu_rules[name] = ('slurm_partition=config["models"]["gpu_partition"]' in body
+                                   and "gres=GPU_GRES" in body)
     assert len(gpu_rules) >= 6  # one training rule per family at least
     assert all(gpu_rules.values()), [r for r, ok in gpu_rules.items() if not ok]
 

@@ -120,6 +120,10 @@ if (
         file=sys.stderr,
     )
 LIB = config["library"]["name"]
+# what training jobs ask the scheduler for, for their GPU: gpu=1 (Slurm --gpus=1), or the GRES
+# string models.gpu_gres names ("gpu:a100:1", --gres) on a cluster that takes only that
+GPU_GRES = config["models"].get("gpu_gres", "")
+GPU_COUNT = 0 if GPU_GRES else 1
 BENCH = config["benchmark"]
 #: what every retrieval leaderboard shows beside the methods it was asked for, measured in the
 #: same run on the same queries and candidates

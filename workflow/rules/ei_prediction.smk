@@ -105,7 +105,8 @@ rule ei_prediction_train:
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(90),
-        gpu=1,
+        gpu=GPU_COUNT,
+        gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
         run=EIP["run"],

@@ -30,7 +30,8 @@ rule train_denovo:
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
-        gpu=1,
+        gpu=GPU_COUNT,
+        gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
         kind="denovo",
@@ -68,7 +69,8 @@ rule train_glmr:
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
-        gpu=1,
+        gpu=GPU_COUNT,
+        gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
         kind="glmr",
@@ -97,7 +99,8 @@ rule train_glmr_ablation:
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
-        gpu=1,
+        gpu=GPU_COUNT,
+        gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
         kind="glmr",

@@ -38,7 +38,8 @@ rule train_peptrm:
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(120),
-        gpu=1,
+        gpu=GPU_COUNT,
+        gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
         config=lambda wc: {**PEP.get("train", {}), "folds": PEP.get("folds", {})},

@@ -20,7 +20,8 @@ rule train_model:
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
-        gpu=1,
+        gpu=GPU_COUNT,
+        gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
         config=lambda wc: config["models"]["train"].get(wc.family, {}),
