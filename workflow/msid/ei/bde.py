@@ -292,12 +292,10 @@ def _merge(cache: Path, new: Path) -> None:
     rename); a molecule another job added meanwhile is kept as it is."""
     tmp = cache.with_name(f".{cache.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
-        if cache.exists():
-            shutil.copyfile(cache, tmp)
-            read_cache(tmp)  # still a BDE cache
-        else:
-            shutil.copyfile(new, tmp)
+        shutil.copyfile(cache if cache.exists() else new, tmp)
         with h5py.File(new, "r") as src, h5py.File(tmp, "a") as dst:
+            if dst.attrs.get("format") != CACHE_FORMAT:  # replaced meanwhile by another file
+                raise ValueError(f"{cache}: not an msid BDE cache")
             have = {k for grp in ("molecules", "unhandled") for k in dst.get(grp, {})}
             for grp in ("molecules", "unhandled"):
                 for key in src.get(grp, {}):
