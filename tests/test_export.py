@@ -71,6 +71,49 @@ def test_identify_writes_mztab_m_when_asked(data_dir, tmp_path, pesticides_store
     assert f"MTD\tdatabase[1]-uri\t{Path(pesticides_store).resolve().as_uri()}\n" in text
 
 
+def test_library_hits_take_the_matched_spectrums_adduct(tmp_path):
+    """Queries that state no ion, matched to MassBank [M+Na]+ / [M+NH4]+ / [M+HCOO]- spectra:
+    the identification table and the mzTab-M give each hit the library spectrum's adduct, and
+    the theoretical m/z of that ion (not of an assumed [M+H]+ / [M-H]-, tens of thousands of
+    ppm off)."""
+    import gzip
+    import re
+
+    from msid.rankings import ADDUCT_OF_MATCH
+    from msid.resources import resource
+
+    wanted = {"[M+Na]+": 3, "[M+NH4]+": 3, "[M+HCOO]-": 3, "[M+H]+": 3}
+    records = []
+    with gzip.open(resource("massbank_esi", "massbank_esi_msms.mgf.gz"), "rt") as fh:
+        for block in fh.read().split("END IONS\n"):
+            m = re.search(r"(?m)^ADDUCT=(.*)$", block)
+            if m and wanted.get(m.group(1), 0) > 0 and "SMILES=" in block:
+                wanted[m.group(1)] -= 1
+                records.append(block + "END IONS\n")
+            if not any(wanted.values()):
+                break
+    (tmp_path / "lib.mgf").write_text("".join(records))
+    # the same spectra as queries, without their ion or structure
+    (tmp_path / "q.mgf").write_text(re.sub(r"(?m)^(ADDUCT|SMILES|INCHI|INCHIKEY|FORMULA)=.*\n",
+                                           "", "".join(records)))
+    args = ["identify", str(tmp_path / "q.mgf"), "--library", str(tmp_path / "lib.mgf"),
+            "--top-k", "1"]
+    assert main([*args, "--out", str(tmp_path / "ids.tsv")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ids.mztab")]) == 0
+    r = read_rankings(tmp_path / "ids.tsv").query("rank == 1").set_index("query_id")
+    truth = {re.search(r"(?m)^SPECTRUM_ID=(.*)$", b).group(1):
+             re.search(r"(?m)^ADDUCT=(.*)$", b).group(1) for b in records}
+    assert set(r.index) == set(truth)
+    assert (r["library_id"] == r.index).all()  # each finds its own spectrum
+    assert (r["adduct"] == [truth[q] for q in r.index]).all()
+    assert r["note"].str.contains(ADDUCT_OF_MATCH).all()
+    sme = read_back(tmp_path / "ids.mztab")["SME"].set_index("evidence_input_id")
+    assert (sme.loc[r.index, "adduct_ion"] == [truth[q] for q in r.index]).all()
+    ppm = ((sme["exp_mass_to_charge"] - sme["theoretical_mass_to_charge"]).abs()
+           / sme["theoretical_mass_to_charge"] * 1e6)
+    assert (ppm < 20).all(), ppm.to_dict()
+
+
 def test_a_library_without_structures_names_its_records(data_dir, tmp_path, capsys):
     """A library store whose records carry no structure: identify says so, its matches keep
     their library record in the mzTab-M, and the compound table never lumps them together."""

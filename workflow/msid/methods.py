@@ -218,6 +218,8 @@ class LibrarySearch:
         self._ids = md["id"].to_numpy()
         self._names = md["name"].to_numpy() if "name" in md else np.full(len(md), "")
         self._prec = md["precursor_mz"].to_numpy(dtype=np.float64)
+        self._adducts = (md["adduct"].fillna("").astype(str).to_numpy() if "adduct" in md
+                         else np.full(len(md), ""))
 
     def _candidate(self, row: int, score: float, matched: int, precursor_mz: float,
                    note: str = "") -> RankedCandidate:
@@ -229,7 +231,8 @@ class LibrarySearch:
         ppm = (precursor_mz - lib_mz) / lib_mz * 1e6 if lib_mz > 0 else math.nan
         return RankedCandidate(flat, ik, score, str(self._ids[row]),
                                name=str(self._names[row]), ppm_error=ppm,
-                               matched_peaks=matched, note=note)
+                               matched_peaks=matched, note=note,
+                               adduct=str(self._adducts[row]))
 
     def _precursor_matches(self, query: Query) -> list[tuple[int, float]]:
         lo, hi = self.library._window(query.precursor_mz)

@@ -5,7 +5,8 @@ ranked candidate; ``library_id`` is empty unless the candidate came from a spect
 
 Optional columns (written by msid, filled with defaults when an older table lacks them):
 ``name`` (library entry name), ``rt`` (s), ``precursor_mz``, ``adduct`` (the query's; on a
-candidate row noted :data:`ADDUCT_ASSUMED`, the one its neutral mass assumed),
+candidate row noted :data:`ADDUCT_ASSUMED`, the one its neutral mass assumed; on a library hit
+noted :data:`ADDUCT_OF_MATCH`, the matched library spectrum's, when the query states none),
 ``ppm_error`` (query precursor vs library precursor, or query neutral mass vs candidate mass),
 ``matched_peaks`` (-1: not computed), ``q_value`` (target-decoy, NaN: not estimated),
 ``delta_score`` (on a query's rank-1 row: its score minus the score of the best candidate of
@@ -40,6 +41,9 @@ PRECURSOR_ONLY = "precursor-mass match only (no fragment evidence)"
 #: the ``adduct`` written on its row: the query states none ([M+H]+ / [M-H]- by ion mode, or
 #: [M+zH]z+ / [M-zH]z- for charge z)
 ADDUCT_ASSUMED = "adduct assumed"
+#: ``note`` of a library hit whose ``adduct`` is the matched library spectrum's (the query
+#: states none): the ion the query was matched as, by precursor m/z and fragments
+ADDUCT_OF_MATCH = "adduct of the matched library spectrum"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,16 @@ class RankedCandidate:
     matched_peaks: int = -1
     q_value: float = math.nan
     note: str = ""
+    #: the ion the candidate was matched as, where the method knows it (a library hit: its
+    #: entry's adduct); the row's ``adduct`` when the query states none
+    adduct: str = ""
+
+
+def _row_adduct(query_adduct: str, c: RankedCandidate) -> tuple[str, str]:
+    """(adduct, note) of a candidate's row: the query's adduct, else the candidate's own."""
+    if query_adduct or not c.adduct:
+        return query_adduct, c.note
+    return c.adduct, "; ".join(filter(None, (c.note, ADDUCT_OF_MATCH)))
 
 
 def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate], *,
@@ -67,9 +81,10 @@ def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate]
              "adduct": adduct}
     rows = [{**query, "rank": r, "score": c.score, "smiles": c.smiles, "inchikey": c.inchikey,
              "library_id": c.library_id, "name": c.name, "ppm_error": c.ppm_error,
-             "matched_peaks": c.matched_peaks, "q_value": c.q_value, "delta_score": math.nan,
-             "note": c.note}
+             "matched_peaks": c.matched_peaks, "q_value": c.q_value, "delta_score": math.nan}
             for r, c in enumerate(ranked, start=1)]
+    for row, c in zip(rows, ranked, strict=True):
+        row["adduct"], row["note"] = _row_adduct(adduct, c)
     if rows:
         rows[0]["delta_score"] = (delta_score if delta_score is not None
                                   else top_delta_score(ranked))

@@ -57,6 +57,16 @@ def _charge_str(charge: int) -> str:
     return f"{charge}" if charge else NULL
 
 
+def _row_adduct(row: pd.Series, query_adduct: str, ei: bool) -> str:
+    """The ion a row's candidate was matched as: the query's adduct when it states one, else
+    the row's (a library hit: the matched library spectrum's; a candidate: the one assumed)."""
+    if ei:
+        return NULL
+    if query_adduct != NULL:
+        return query_adduct
+    return str(row.get("adduct") or "") or NULL
+
+
 def _summary_order(g: pd.DataFrame) -> pd.DataFrame:
     """A spectrum's rows, its summary (SML) answer first: library spectral matches the
     target-decoy competition did not reject, then the learned methods' candidates (in the
@@ -158,33 +168,40 @@ def write_mztab_m(identifications: str | os.PathLike, spectra: str | os.PathLike
         rt = float(m["rt"]) if m is not None else float(g["rt"].iat[0])
         adduct = NULL if ei else (str(m["adduct"]) if m is not None else "") or NULL
         spectra_ref = f"ms_run[1]:{m['native_id'] if m is not None and m['native_id'] else qid}"
-        observed = neutral_mass(mz, "" if adduct == NULL else adduct,
-                                str(m["ion_mode"]) if m is not None else "", charge)
+        ion_mode = str(m["ion_mode"]) if m is not None else ""
+        observed = neutral_mass(mz, "" if adduct == NULL else adduct, ion_mode, charge)
         # m/z per Da of neutral mass for this ion (n / |z| for [nM+X]z: multimers, charges)
-        per_da = (ion_mz(observed + 1.0, mz, "" if adduct == NULL else adduct,
-                         str(m["ion_mode"]) if m is not None else "", charge) - mz
+        per_da = (ion_mz(observed + 1.0, mz, "" if adduct == NULL else adduct, ion_mode,
+                         charge) - mz
                   if charge and math.isfinite(observed) else math.nan)
         refs = []
         for _, r in g.iterrows():
             sme_id += 1
             refs.append(str(sme_id))
             st = parse_structure(r["smiles"])
-            # the candidate's m/z as the query's ion: shift the precursor by the mass gap
-            theo = mz + (st.exact_mass - observed) * per_da if st else math.nan
+            # a library hit of a query that states no ion: the matched library spectrum's
+            # adduct (the row's), not an assumed [M+H]+ / [M-H]-
+            own = _row_adduct(r, adduct, ei)
+            if st and own != adduct:
+                theo = ion_mz(st.exact_mass, mz, own, ion_mode, charge)
+            else:  # the candidate's m/z as the query's ion: shift the precursor by the gap
+                theo = mz + (st.exact_mass - observed) * per_da if st else math.nan
             sme.append([sme_id, qid, r["library_id"] or NULL, st.formula if st else NULL,
-                        r["smiles"], NULL, r["name"] or NULL, NULL, NULL, adduct, mz,
+                        r["smiles"], NULL, r["name"] or NULL, NULL, NULL, own, mz,
                         _charge_str(charge), theo, spectra_ref,
                         f"[,, msid {r['method']}, ]", ms_level,
                         r["score"], int(r["rank"]), r["q_value"], r["delta_score"],
                         r["matched_peaks"] if r["matched_peaks"] >= 0 else NULL, r["ppm_error"],
                         r["note"]])
-        smf.append([n, "|".join(refs), 2 if len(refs) > 1 else NULL, adduct, NULL, mz,
-                    _charge_str(charge), rt, NULL, NULL, NULL])
         best = g.iloc[0]
+        smf.append([n, "|".join(refs), 2 if len(refs) > 1 else NULL,
+                    _row_adduct(best, adduct, ei), NULL, mz,
+                    _charge_str(charge), rt, NULL, NULL, NULL])
         st = parse_structure(best["smiles"])
         sml.append([n, n, best["library_id"] or NULL, st.formula if st else NULL,
                     best["smiles"], NULL, best["name"] or NULL, NULL,
-                    st.exact_mass if st else NULL, adduct, _reliability(best, predicted),
+                    st.exact_mass if st else NULL, _row_adduct(best, adduct, ei),
+                    _reliability(best, predicted),
                     "[,, msid score, ]", best["score"], NULL, NULL, NULL, best["q_value"],
                     best["method"], best["note"]])
     lines.append("")
