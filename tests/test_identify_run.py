@@ -36,6 +36,31 @@ def test_ranker_only_gives_nonempty_tables(pesticides_store, pool_index):
     assert all(abs(r["ppm_error"]) <= 10.001 for r in ranked)  # the pool mass window
 
 
+def test_a_run_reads_the_model_file_its_method_declares(pesticides_store, pool_index,
+                                                        tmp_path, monkeypatch):
+    """A method whose model file is named apart from the method (as an installed package's
+    may be) gets that file in a run: the one the DAG hands the job and the benchmark scores."""
+    import dataclasses
+    import shutil
+
+    import msid.run_methods as rm
+
+    table = rm.method_table()
+    monkeypatch.setattr(rm, "method_table", lambda: {
+        **table, "ranker": dataclasses.replace(table["ranker"], models=("ranker_renamed",))})
+    shutil.copy(MODELS / "ranker.safetensors", tmp_path / "ranker_renamed.safetensors")
+    shutil.copy(MODELS / "ranker.json", tmp_path / "ranker_renamed.json")
+    seen = []
+    make = rm.make_method
+    monkeypatch.setattr(rm, "make_method",
+                        lambda name, res: seen.append(res.model_path) or make(name, res))
+    with SpectrumStore(pesticides_store) as st:
+        rows = identify_run(st, RunMethodsConfig(methods=["ranker"], top_k=2),
+                            index=CandidateIndex(pool_index), model_dir=tmp_path)
+    assert seen == [str(tmp_path / "ranker_renamed.safetensors")]
+    assert any(r["rank"] > 0 for r in rows)
+
+
 def test_library_then_ranker_for_the_rest(pesticides_store, pool_index, caplog):
     library = load_library(str(pesticides_store))
     with SpectrumStore(pesticides_store) as st, caplog.at_level("INFO", "msid.identify"):

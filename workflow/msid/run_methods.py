@@ -18,7 +18,7 @@ from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
 from msid.chem.structures import Structure
 from msid.fdr import add_qvalues
-from msid.method_kinds import check_method_options, check_methods
+from msid.method_kinds import check_method_options, check_methods, method_table
 from msid.methods import Method, MethodResources, make_method, rank_queries
 from msid.rankings import CONFIDENT_FDR, MIN_DELTA_SCORE, confident_top
 from msid.search.library import SpectralLibrary
@@ -69,8 +69,11 @@ def identify_run(store: SpectrumStore, cfg: RunMethodsConfig, *,
     check_methods(cfg.methods, kind)
     check_method_options(cfg.method_options)
     methods = []
+    table = method_table()
     for name in cfg.methods:
-        model = Path(model_dir) / f"{name}.safetensors" if model_dir else None
+        own = table[name].models[:1] if name in table else ()
+        # the method's own model file as its spec declares it (what the DAG hands the job)
+        model = Path(model_dir) / f"{own[0]}.safetensors" if model_dir and own else None
         res = MethodResources(library=library, seed=cfg.seed,
                               options={**cfg.options, **cfg.method_options.get(name, {})},
                               model_path=str(model) if model and model.exists() else None)
