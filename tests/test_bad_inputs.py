@@ -76,6 +76,26 @@ def test_truncated_mgf_keeps_complete_records(data_dir, tmp_path):
     assert any("cut short" in r["reason"] for r in lost["reasons"])
 
 
+def test_report_reasons_group_records_without_cutting_a_phrase():
+    """A reason is counted as written, or, when it carries a record's own details after a
+    second ': ', by its first part; a file with no record listed is never called clean."""
+    import pandas as pd
+
+    from msid.report.quarantine import file_note, quarantine_summary
+
+    q = pd.DataFrame({"source_file": ["r.mgf"] * 3, "record_id": ["a", "b", "c"], "reason": [
+        "unparsable MGF record: Pyteomics error, message: could not convert 'x' to float",
+        "unparsable MGF record: Pyteomics error, message: line 7",
+        "require_precursor_mz: missing or invalid precursor m/z"]})
+    reasons = {r["reason"]: r["spectra"] for r in quarantine_summary(q)["reasons"]}
+    assert reasons == {"unparsable MGF record": 2,
+                       "require_precursor_mz: missing or invalid precursor m/z": 1}
+    assert file_note("", "", 0) == "No record was quarantined."
+    assert "could not be read" in file_note("not an MGF file", "", 0)
+    assert "lost" in file_note("", "ends in the middle of a record", 0)
+    assert file_note("", "damaged", 2) == ""  # the records are listed
+
+
 def test_truncated_mzml_keeps_spectra_before_the_damage(data_dir, tmp_path):
     """The spectra before the cut are kept; the cut is said once, as the file's damage (what
     the reports show as partial results), and is counted as no record read."""

@@ -127,10 +127,13 @@ def test_an_unreadable_run_goes_on_and_its_reports_say_why(demo, tmp_path):
     for sample in ("broken", "brokenei"):
         html = (runs / sample / "report.html").read_text()
         assert "could not be read" in html and "not an MGF file" in html, sample
+        # never "nothing quarantined" of a file none of whose records was read
+        assert "No record was quarantined" not in html, sample
         assert "<h2>EI library matches</h2>" not in html and "spectra searched" not in html, sample
     html = (runs / "truncated/report.html").read_text()
     assert "damaged or truncated" in html and "could not be read" not in html
-    assert "results are partial" in html
+    assert "results are partial" in html and "No record was quarantined" not in html
+    assert "the lost rest of a damaged file" in html
     from msid.report.batch import run_summary, write_batch_report
 
     summary = run_summary("broken", "small_molecule", runs / "broken/spectra.h5",
@@ -144,7 +147,9 @@ def test_an_unreadable_run_goes_on_and_its_reports_say_why(demo, tmp_path):
                                            ("brokenei", "ei", "ei_spectra.h5",
                                             "ei_identifications.tsv"))],
                        out, config={"identify": {"fdr": 0.05}})
-    assert "2 run file(s) could not be read" in out.read_text()
+    text = out.read_text()
+    assert "2 run file(s) could not be read" in text and "+ the file<" in text
+    assert "No record was quarantined from the files that could\nbe read" in text
 
 
 def test_every_family_runs_in_the_demo(demo):

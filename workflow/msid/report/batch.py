@@ -258,7 +258,9 @@ results are partial (the spectra before the damage were read):</p>
 {% for r in runs %}<tr><td>{{ r.sample }}
 {% if r.file %}<br><small>{{ r.file }}</small>{% endif %}</td><td>{{ r.kind }}</td>
 <td class="num">{{ r.n_read }}</td><td class="num">{{ r.n_kept }}</td>
-<td class="num">{{ r.n_quarantined }}</td><td class="num">{{ r.n_answered }}</td>
+<td class="num">{{ r.n_quarantined }}{% if r.unreadable %} + the file
+{%- elif r.damaged %} + the file's lost rest{% endif %}</td>
+<td class="num">{{ r.n_answered }}</td>
 <td class="num">{{ "&ndash;"|safe if r.n_confident is none else r.n_confident }}</td>
 <td class="num">{{ r.n_unanswered }}</td>
 <td class="num">{% if r.n_compounds is none %}&ndash;{% elif r.compounds %}
@@ -282,7 +284,8 @@ first block) with at least one confident library hit, listed in each run's
 {% if quarantine %}<table><tr><th>reason</th>{% for r in runs %}<th>{{ r.sample }}</th>
 {% endfor %}</tr>{% for reason, row in quarantine %}<tr><td>{{ reason }}</td>
 {% for v in row %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
-{% else %}<p>No record was quarantined.</p>{% endif %}
+{% else %}<p>No record was quarantined{% if unreadable or damaged %} from the files that could
+be read; the unreadable and damaged files are listed above{% endif %}.</p>{% endif %}
 {% if fdr_curve %}<h2>Library search FDR: estimate vs truth (benchmark fold)</h2>
 <img src="{{ fdr_curve }}" alt="FDR curve">{% endif %}
 <h2>Provenance</h2>

@@ -11,22 +11,47 @@ LIMIT = 500  # quarantined records listed one by one in a report
 
 
 def quarantine_summary(quarantine: pd.DataFrame) -> dict:
-    """``reasons`` (reason -> spectra, the reason cut to its first two ``: `` parts),
+    """``reasons`` (reason -> spectra, grouped by :func:`reason_group`),
     ``quarantine`` (records, at most :data:`LIMIT`), ``quarantine_truncated`` (how many more),
     ``n_records`` (records lost), ``unreadable`` (why the file could not be read at all) and
     ``damaged`` (where a damaged file stopped being readable, what came before was read; or
     that it ends in the middle of a record, which is also counted as a lost record); '' when
-    not. The whole-file and file-damage rows are in none of the others."""
+    not; ``file_note`` (:func:`file_note`). The whole-file and file-damage rows are in none of
+    the others."""
     whole = quarantine["record_id"].astype(str) == WHOLE_FILE
     damage = quarantine["reason"].astype(str).str.contains(FILE_DAMAGE, regex=False)
     cut = quarantine["reason"].astype(str).str.contains(FILE_ENDS_EARLY, regex=False)
     records = quarantine[~whole & ~damage]  # the file's own problems are said once, apart
-    reasons = (records["reason"].str.split(": ").str[:2].str.join(": ")
+    reasons = (records["reason"].astype(str).map(reason_group)
                .value_counts().rename_axis("reason").reset_index(name="spectra"))
+    unreadable = "; ".join(quarantine.loc[whole, "reason"].astype(str)
+                           .str.removeprefix(UNREADABLE))
+    damaged = "; ".join(quarantine.loc[(damage | cut) & ~whole, "reason"].astype(str))
     return {"reasons": reasons.to_dict("records"),
             "quarantine": records.head(LIMIT).to_dict("records"),
             "quarantine_truncated": max(0, len(records) - LIMIT),
             "n_records": len(records),
-            "unreadable": "; ".join(quarantine.loc[whole, "reason"].astype(str)
-                                    .str.removeprefix(UNREADABLE)),
-            "damaged": "; ".join(quarantine.loc[(damage | cut) & ~whole, "reason"].astype(str))}
+            "unreadable": unreadable, "damaged": damaged,
+            "file_note": file_note(unreadable, damaged, len(records))}
+
+
+def reason_group(reason: str) -> str:
+    """The reason a record is counted under: ``check: what`` as written; a longer reason
+    (``unparsable MGF record: Pyteomics error, message: ...``) by its first part, its details
+    being the record's own (listed record by record)."""
+    parts = reason.split(": ")
+    return reason if len(parts) <= 2 else parts[0]
+
+
+def file_note(unreadable: str, damaged: str, n_records: int) -> str:
+    """What the quarantine section says when no single record is listed: never "nothing was
+    quarantined" of a file that could not be read, or whose end was lost."""
+    if n_records:
+        return ""
+    if unreadable:
+        return ("No record is listed: the file could not be read at all (above), so none of "
+                "its records was read.")
+    if damaged:
+        return ("No record before the damage was quarantined; the records after it are lost "
+                "with the rest of the file (above), how many is unknown.")
+    return "No record was quarantined."
