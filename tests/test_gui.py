@@ -111,6 +111,21 @@ def test_upload_over_the_limit_is_refused_with_a_clear_message(server):
     assert "Upload too large" in page and "limit is 0.2 MB" in page
 
 
+def test_the_limit_is_the_files_not_the_forms(server, query):
+    """A file just under the limit passes (the form around it does not count); one just over
+    it is refused with sizes that tell the two apart."""
+    from msid.gui.app import too_large
+
+    pad = query["msp"].encode()
+    under = pad + b"\n" * (200_000 - len(pad))  # 200,000 bytes: at the limit
+    status, page = _post(server, {"method": "ei-cosine", "top_k": "2"},
+                         {"file": ("q.msp", under)})
+    assert status == 200, page
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("q.msp", under + b"\n")})
+    assert status == 413 and "200,001 bytes; the limit is 200,000 bytes" in page
+    assert too_large(6_100_000, 5_000_000).startswith("Upload too large: 6.1 MB; the limit is 5.0")
+
+
 def test_bad_uploads_get_a_message_not_a_crash(server):
     status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.exe", b"MZ\x90\x00")})
     assert status == 400 and "unsupported file type" in page
@@ -213,6 +228,9 @@ def test_serve_checks_its_libraries_and_port_before_starting(capsys, tmp_path):
     assert e.value.code == 2 and "0-65535" in capsys.readouterr().err
     assert main(["serve", "--library", str(tmp_path)]) == 2  # a folder is no library
     assert "is a directory, not a file" in capsys.readouterr().err
+    (tmp_path / "not_ei.msp").write_text("garbage\n")  # not a spectrum file: stops at start
+    assert main(["serve", "--library", str(tmp_path / "not_ei.msp")]) == 2
+    assert "not_ei.msp" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["serve", "--max-upload-mb", "0"])  # would refuse every request
     assert e.value.code == 2 and "--max-upload-mb" in capsys.readouterr().err

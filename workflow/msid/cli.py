@@ -412,7 +412,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from msid.cli_checks import check_input
-    from msid.gui.app import ServeConfig, serve
+    from msid.gui.app import SearchApp, ServeConfig, serve
 
     libraries: dict[str, str] = {}
     for p in a.library or []:  # a library that is not there fails now, not at the first search
@@ -423,8 +423,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
         libraries[label] = p
     if a.model:
         check_input(a.model, "--model")
-    serve(ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
-                      max_upload_bytes=int(a.max_upload_mb * 1e6)))
+    cfg = ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
+                      max_upload_bytes=int(a.max_upload_mb * 1e6))
+    # read every library now: one that is not a spectrum file stops the server here
+    SearchApp(cfg).load_libraries(lambda line: print(line, file=sys.stderr, flush=True))
+    serve(cfg)
     return 0
 
 

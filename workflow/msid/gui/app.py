@@ -3,8 +3,11 @@
 A lab member pastes peaks or uploads an MSP/MGF/mzML file, picks a library and a method, and
 gets the top hits of each spectrum with scores, structure drawings (RDKit SVG) and mirror plots.
 
-Safety: binds 127.0.0.1 unless told otherwise; a request body over ``max_upload_bytes`` is
-refused (HTTP 413) before it is read, with a message saying the limit; uploads are parsed in
+Safety: binds 127.0.0.1 unless told otherwise; an uploaded file over ``max_upload_bytes`` is
+refused (HTTP 413) with a message saying the limit (a request body too large to hold such a
+file is refused unparsed, read and dropped up to :data:`DRAIN_LIMIT` so that the browser sees
+the answer); libraries are read when the server starts, so a broken one stops it then; uploads
+are parsed in
 memory (:mod:`msid.gui.uploads`), never written to disk, never executed, and forgotten when the
 response is sent. Every value shown is HTML-escaped.
 """
@@ -34,7 +37,9 @@ from msid.gui.uploads import (
 from msid.method_kinds import METHODS_BY_KIND
 
 EI_METHODS = METHODS_BY_KIND["ei"]
-DEFAULT_MAX_UPLOAD = 5 * 1024 * 1024
+DEFAULT_MAX_UPLOAD = 5_000_000  # bytes: 5 MB, as `msid serve --max-upload-mb 5` says
+#: what a multipart form adds to its file (boundaries, headers, the other fields)
+FORM_OVERHEAD = 64 * 1024
 
 
 @dataclass
@@ -65,6 +70,19 @@ class SearchApp:
         except DataDirError:  # an installed wheel without a data folder: no shipped model
             has_model = False
         return "ei-embedding-wcos" if has_model else "ei-weighted-cosine"
+
+    def load_libraries(self, log=print) -> None:
+        """Read every library now (cached for the searches): a library that cannot be read
+        raises here, at start, not at a user's first search; one that looks like MS/MS
+        spectra is warned of."""
+        from msid.ei.methods import get_library
+        from msid.ei.spectrum_kind import ms2_like_warning
+
+        for label, path in self.cfg.libraries.items():
+            lib = get_library(path)
+            log(f"msid serve: library {label}: {len(lib.metadata):,} spectra")
+            if "precursor_mz" in lib.metadata and (warning := ms2_like_warning(lib.metadata)):
+                log(f"msid serve: warning: library {label}: {warning}")
 
     def method(self, library: str, name: str):
         from msid.methods import MethodResources, make_method
@@ -110,6 +128,15 @@ td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}.err{color:#b00;f
 
 
 DRAIN_LIMIT = 256 * 1024 * 1024  # an oversized upload is read (and dropped) up to this
+
+
+def too_large(size: int, limit: int) -> str:
+    """The refusal of an upload of ``size`` bytes: exact when MB would round the two alike."""
+    def mb(n: int) -> str:
+        return f"{n / 1e6:.1f} MB" if round(size / 1e5) != round(limit / 1e5) else f"{n:,} bytes"
+
+    return (f"Upload too large: {mb(size)}; the limit is {mb(limit)}. Upload a smaller file "
+            "(a few spectra).")
 
 
 def _page(body: str, title: str = "msid EI search") -> bytes:
@@ -218,7 +245,7 @@ def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
                 self._error(411, "the request has no Content-Length")
                 return
             limit = app.cfg.max_upload_bytes
-            if length > limit:
+            if length > limit + FORM_OVERHEAD:  # no file within the limit is this large
                 self.close_connection = True
                 # read what was sent before answering: a browser still sending its upload
                 # when the server closes shows a reset connection, not this page (past
@@ -226,13 +253,16 @@ def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
                 left = min(length, max(DRAIN_LIMIT, 4 * limit))
                 while left > 0 and (chunk := self.rfile.read(min(left, 1 << 20))):
                     left -= len(chunk)
-                self._error(413, f"Upload too large: {length / 1e6:.1f} MB; the limit is "
-                                 f"{limit / 1e6:.1f} MB. Upload a smaller file (a few spectra).")
+                self._error(413, too_large(length, limit))
                 return
             body = self.rfile.read(length)
             try:
                 fields, files = _parse_form(self.headers.get("Content-Type", ""), body)
                 del body
+                size = len(files["file"][1]) if "file" in files else 0
+                if size > limit:
+                    self._error(413, too_large(size, limit))
+                    return
                 spectra, notes = (parse_upload(*files["file"]) if "file" in files else
                                   parse_pasted(fields.get("peaks", "")))
                 library = fields.get("library") or next(iter(app.cfg.libraries))
@@ -249,7 +279,7 @@ def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
                 self._error(400, f"bad request: {e}")
             except Exception as e:  # the server stays up; the user gets a page, not a reset
                 print(f"msid serve: search failed: {type(e).__name__}: {e}", file=sys.stderr)
-                self._error(500, f"the search failed: {type(e).__name__}: {e}")
+                self._error(500, f"the search failed: {e}")
 
     return Handler
 
