@@ -355,6 +355,14 @@ def test_runs_dir_names_are_safe_unique_and_keep_their_files(tmp_path):
     assert len(set(later.values())) == 3 and all(SAMPLE_NAME.match(n) for n in later.values())
     assert all(n.startswith("run_") for n in later.values())
     assert {f: later[f] for f in first} == first
+    # names that differ only in case would be one folder on a case-insensitive share
+    case = tmp_path / "case"
+    case.mkdir()
+    for name in ("With Garbage.MGF", "with_garbage.mgf", "WITH_GARBAGE.mzML"):
+        (case / name).write_text("")
+    names = [r["sample"] for r in runs_dir_samples(case)]
+    assert len({n.casefold() for n in names}) == 3, names
+    assert "with_garbage" in names or "WITH_GARBAGE" in names  # a safe name is kept
 
 
 def test_runs_dir_names_stay_with_their_files(tmp_path):

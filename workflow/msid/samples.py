@@ -5,8 +5,9 @@ A core facility's file names are whatever the instrument software or a user type
 (rep).mzML", "Müller_GC.msp"), while a sample name ends up in output paths and must match
 ``[A-Za-z0-9_.-]+``. So a file's name is made safe (accents dropped, any other run of characters
 becomes ``_``; letters with no ASCII form, as in a Chinese or Cyrillic name, add a digest of
-the whole name; a clash with a name already taken gets ``-2``, ``-3``, ...) and the file's own path
-is kept beside it, instead of one awkward file name stopping the whole batch at validation. A
+the whole name; a clash with a name already taken, in any case, gets ``-2``, ``-3``, ...) and
+the file's own path is kept beside it, instead of one awkward file name stopping the whole batch
+at validation. A
 file whose name is already safe always keeps it, so a file added later never renames an earlier
 run's results. Hidden files (``._QC.mzML`` from macOS, a copy in progress) are skipped, and
 :func:`unread_entries` names everything in the folder that is not read, with why (a vendor raw
@@ -50,9 +51,16 @@ def safe_sample_name(stem: str, taken: set[str]) -> str:
         digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         name = f"{name}_{digest}"
     candidate, k = name, 2
-    while candidate in taken:
+    while clashes(candidate, taken):
         candidate, k = f"{name}-{k}", k + 1
     return candidate
+
+
+def clashes(name: str, taken: set[str]) -> bool:
+    """``name`` is taken, also in another case: ``With_Garbage`` and ``with_garbage`` would be
+    one folder on a case-insensitive share (SMB, NTFS, macOS), where results are often kept."""
+    low = name.casefold()
+    return any(t.casefold() == low for t in taken)
 
 
 def _letters(text: str) -> int:
@@ -243,7 +251,7 @@ def runs_dir_samples(folder: str | os.PathLike, taken: set[str] | None = None,
     # then a file whose name is already a safe sample name keeps it, and the others are named
     # after them (so the order in which files arrive matters only for clashing unsafe names)
     for i, stem in enumerate(stems):
-        if names[i] is None and SAMPLE_NAME.match(stem) and stem not in taken:
+        if names[i] is None and SAMPLE_NAME.match(stem) and not clashes(stem, taken):
             names[i] = stem
             taken.add(stem)
     for i, stem in enumerate(stems):
