@@ -129,3 +129,19 @@ def test_batch_provenance_names_every_run_kinds_models():
         "denovo", "denovo (fp_ffn)"]
     config["identify"]["method_options"] = {"denovo": {"rescore_weight": 0.0}}
     assert [label for label, _ in used_models(config, {"small_molecule"})] == ["denovo"]
+
+
+def test_a_small_run_is_warned_that_its_qvalues_are_coarse():
+    """Target-decoy q-values over a handful of hits move in steps of 1/n: the run report says
+    so below 100 competing hits, and says nothing for a run with enough or none."""
+    import math
+
+    import pandas as pd
+
+    from msid.report.run_report import FEW_HITS, few_qvalues_note
+
+    few = pd.DataFrame({"q_value": [0.0, 0.0, 0.0, math.nan]})
+    note = few_qvalues_note(few)
+    assert "Only 3 library hit(s)" in note and "1/3" in note
+    assert few_qvalues_note(pd.DataFrame({"q_value": [0.01] * FEW_HITS})) == ""
+    assert few_qvalues_note(pd.DataFrame({"q_value": [math.nan] * 5})) == ""

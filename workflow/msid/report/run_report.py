@@ -67,6 +67,22 @@ def _unanswered(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
             .reset_index(name="spectra").to_dict("records"))
 
 
+#: fewer library hits than this in a run's target-decoy competition: its q-values are coarse
+FEW_HITS = 100
+
+
+def few_qvalues_note(top: pd.DataFrame) -> str:
+    """A caution when few hits took part in the target-decoy competition ('' when enough or
+    none): each q-value then moves in steps of 1/n, and no decoy win reads as q = 0."""
+    n = int(pd.to_numeric(top["q_value"], errors="coerce").notna().sum())
+    if not 0 < n < FEW_HITS:
+        return ""
+    return (f"Only {n} library hit(s) took part in the target-decoy competition: with fewer "
+            f"than {FEW_HITS} the q-values are coarse (they move in steps of 1/{n}, and a run "
+            "where no decoy wins shows q = 0 for every hit). Judge these hits by their scores, "
+            "matched peaks and mirror plots as well.")
+
+
 #: what each non-library method's rows are, for the report's reader
 METHOD_NOTES = {
     "ranker": "learned retrieval (Ranker): pool molecules within the precursor mass window, "
@@ -164,6 +180,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
                      f"score {hit['score']:.3f}")
             mirrors.append({"title": title, "src": data_uri(mirror_plot(q, m, title))})
         top["confident"], confident_rule = confident_top(top, fdr, min_delta_score)
+        few_hits = few_qvalues_note(top)
         compounds = _compounds(ids, fdr, min_delta_score)
         identified = md["id"].isin(top["query_id"]).to_numpy()
         answered, labels = identified, ("library hit", "no hit")
@@ -194,7 +211,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()),
         n_confident=(None if confident_rule == NOT_ASSESSED else int(top["confident"].sum())),
-        confident_rule=confident_rule,
+        confident_rule=confident_rule, few_hits=few_hits,
         min_delta_score=min_delta_score,
         unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
         **lost,
