@@ -359,3 +359,5 @@ def test_isotope_corrected_ppm_is_the_error_against_the_matched_peak():
         rows.at["b", "precursor_mz_error_ppm"]) == pytest.approx(-2.0, abs=0.01)
     assert pd.isna(rows.at["c", "isotope_error"]) and pd.isna(rows.at["c",
                                                                    "isotope_corrected_ppm"])
+    # a best guess that misses the precursor says so in a column of its own
+    assert rows["matches_precursor"].to_dict() == {"a": True, "b": True, "c": False}

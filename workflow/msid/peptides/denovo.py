@@ -3,7 +3,9 @@
 TSV columns: ``query_id, rank, sequence, score, precursor_mz_error_ppm`` (ProForma sequences),
 plus ``method, charge, precursor_mz, calc_mz, isotope_error`` (0: the recorded precursor is the
 monoisotopic peak, 1: the 13C peak; empty when the sequence misses the precursor mass),
-``isotope_corrected_ppm`` (the error against that peak), ``rt, native_id`` and ``aa_scores``: the
+``isotope_corrected_ppm`` (the error against that peak), ``matches_precursor`` (whether the
+sequence's mass matches the precursor within the tolerance: a row that does not is a best guess
+kept with a score below 0, never a match), ``rt, native_id`` and ``aa_scores``: the
 probability PepTRM gave each token of the sequence, comma-separated in sequence order (a
 modified residue is one token, an N-terminal modification its own; empty for the DP, which
 gives none). mzTab carries them as ``opt_ms_run[1]_aa_scores``, as Casanovo writes them.
@@ -51,7 +53,7 @@ from msid.store import SpectrumStore
 
 COLUMNS = ["query_id", "rank", "sequence", "score", "precursor_mz_error_ppm", "method",
            "charge", "charge_assumed", "precursor_mz", "calc_mz", "isotope_error",
-           "isotope_corrected_ppm", "rt", "native_id", "aa_scores"]
+           "isotope_corrected_ppm", "matches_precursor", "rt", "native_id", "aa_scores"]
 DEFAULT_CHARGE = 2
 
 
@@ -189,6 +191,7 @@ def decoded_rows(spectra: list[PeptideSpectrum], md: pd.DataFrame, decoded: list
                          "charge_assumed": bool(meta.charge_assumed),
                          "precursor_mz": s.precursor_mz, "calc_mz": calc, "isotope_error": iso,
                          "isotope_corrected_ppm": corrected,
+                         "matches_precursor": bool(d.mass_ok),
                          "rt": float(meta.rt) if np.isfinite(meta.rt) else np.nan,
                          "native_id": str(meta.native_id),
                          "aa_scores": ",".join(f"{p:.3f}" for p in d.aa_scores)})
@@ -269,7 +272,7 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
             "charge", "exp_mass_to_charge", "calc_mass_to_charge", "spectra_ref", "pre",
             "post", "start", "end", "opt_global_proforma", "opt_global_precursor_ppm",
             "opt_global_isotope_error", "opt_global_isotope_corrected_ppm",
-            "opt_global_rank", "opt_ms_run[1]_aa_scores"]
+            "opt_global_matches_precursor", "opt_global_rank", "opt_ms_run[1]_aa_scores"]
     lines.append("PSH\t" + "\t".join(cols))
     for k, r in enumerate(df.itertuples(), 1):
         tokens = parse_proforma(r.sequence)
@@ -281,6 +284,7 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
                 "null", "null", "null", "null", r.sequence, f"{r.precursor_mz_error_ppm:.2f}",
                 "null" if pd.isna(r.isotope_error) else str(int(r.isotope_error)),
                 "null" if pd.isna(r.isotope_corrected_ppm) else f"{r.isotope_corrected_ppm:.2f}",
+                "true" if r.matches_precursor else "false",
                 str(int(r.rank)),  # with --top-n, a spectrum's alternatives share its spectra_ref
                 str(r.aa_scores) if isinstance(r.aa_scores, str) and r.aa_scores else "null"]
         lines.append("PSM\t" + "\t".join(vals))
