@@ -642,8 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list identification methods")
     p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra)")
     p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
-    p.add_argument("--out", required=True, help="output file (.mgf or .msp)")
-    p.add_argument("--format", choices=["mgf", "msp"], help="default: from the suffix")
+    p.add_argument("--out", required=True, help="output file (.mgf or .msp); '-': standard "
+                                                "output")
+    p.add_argument("--format", choices=["mgf", "msp"],
+                   help="default: from the suffix (MGF for standard output)")
     _add_denovo_peptides(sub)
     _add_predict_ei(sub)
     p = sub.add_parser("serve", help="local web GUI for EI library search")

@@ -35,6 +35,10 @@ _MGF_KEYS = {"id": "TITLE", "precursor_mz": "PEPMASS", "charge": "CHARGE", "rt":
              "instrument_type": "INSTRUMENT_TYPE", "collision_energy": "COLLISION_ENERGY"}
 
 
+#: an MGF peak line: m/z, intensity
+FRAGMENT_FORMAT = "{:.6f} {:.7g}"
+
+
 def _missing(v: object) -> bool:
     return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
 
@@ -81,26 +85,36 @@ def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum
 
 
 def export_spectra(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "") -> int:
-    """Write every spectrum of ``store`` to ``out`` (format from ``fmt`` or the suffix).
-    Returns the number written."""
-    out = Path(out)
-    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    """Write every spectrum of ``store`` to ``out`` (format from ``fmt`` or the suffix; ``-``:
+    standard output, MGF unless ``fmt`` says MSP). Returns the number written."""
+    fmt = (fmt or ("mgf" if str(out) == "-" else Path(out).suffix.lstrip("."))).lower()
+    out = out if str(out) == "-" else Path(out)
     if fmt not in FORMATS:
         gz = " (gzip output is not supported: compress the file afterwards)" if fmt == "gz" else ""
         raise ValueError(f"export format must be one of {FORMATS} (--format, or the suffix of "
                          f"--out), not '{fmt}'{gz}")
     with SpectrumStore(store) as st:
-        records = [(np.asarray(r.mz, float), np.asarray(r.intensity, float), r.meta)
+        # intensities as the 7 digits a float32 store holds, not float64 noise (213.61205,
+        # not 213.61204528808594)
+        records = [(np.asarray(r.mz, float),
+                    np.array([float(f"{x:.7g}") for x in np.asarray(r.intensity)]), r.meta)
                    for r in st.iter_records()]
+    _write(records, out, fmt)  # "-": atomic_path streams the finished file to stdout
+    return len(records)
+
+
+def _write(records: list, out: str | Path, fmt: str) -> None:
     matchms_log = logging.getLogger("matchms")
     level = matchms_log.level
     with atomic_path(out) as tmp:
         if fmt == "mgf":
-            mgf.write((_mgf_entry(*r) for r in records), output=str(tmp), file_mode="w")
+            # no fragment charge column (pyteomics' default leaves a trailing blank); m/z to
+            # 1e-6, intensities to the 7 digits a float32 store holds (not its float64 noise)
+            mgf.write((_mgf_entry(*r) for r in records), output=str(tmp), file_mode="w",
+                      write_charges=False, use_numpy=False, fragment_format=FRAGMENT_FORMAT)
         else:
             matchms_log.setLevel(logging.ERROR)  # not its warning about the temporary's suffix
             try:
                 save_as_msp([_msp_spectrum(*r) for r in records], str(tmp), style="riken")
             finally:
                 matchms_log.setLevel(level)
-    return len(records)
