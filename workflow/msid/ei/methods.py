@@ -154,6 +154,7 @@ class EIEmbeddingSearch:
             order = np.argsort(-np.where(rows >= 0, scores, -np.inf), axis=1, kind="stable")
             scores = np.take_along_axis(scores, order, 1)
             rows = np.take_along_axis(rows, order, 1)
+        scores = np.minimum(scores, 1.0)  # cosines; float32 rounding can pass 1 by a hair
         return [_ranked(self.library, [Hit(int(r), float(s)) for s, r in zip(sc, rw,
                                                                               strict=True)
                                        if r >= 0])

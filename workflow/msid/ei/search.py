@@ -179,7 +179,8 @@ class EILibrary:
             return []
         part = np.argpartition(-scores, k - 1)[:k]
         best = part[np.lexsort((part, -scores[part]))]
-        return [Hit(int(r), float(scores[r])) for r in best if scores[r] > 0]
+        # similarities are at most 1: float32 rounding can put a self-match a hair above
+        return [Hit(int(r), min(float(scores[r]), 1.0)) for r in best if scores[r] > 0]
 
 
 def _xlog2x(x: np.ndarray) -> np.ndarray:
