@@ -139,13 +139,6 @@ def best_scores(library: SpectralLibrary, precursors: Sequence[float],
     return best, np.where(pos >= 0, library.order[np.clip(pos, 0, None)], -1)
 
 
-def target_best(library: SpectralLibrary, precursor_mz: float, query: np.ndarray,
-                exclude_row: int = -1) -> tuple[float, int]:
-    """(best target score, its store row) for a cleaned query; (0, -1) when none."""
-    scores, rows = best_scores(library, [precursor_mz], [query], [exclude_row])
-    return float(scores[0]), int(rows[0])
-
-
 @dataclass
 class Competition:
     """Per query: the best target and decoy scores (0: none)."""

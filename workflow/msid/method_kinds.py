@@ -36,7 +36,9 @@ class MethodSpec:
     kind: str  # the run kind it serves: small_molecule, ei
     needs_candidates: bool = False  # ranks candidates (in runs: from the pool index)
     needs_library: bool = False  # reads a spectral library
-    models: tuple[str, ...] = ()  # shipped model files it reads (stems in models.dir), own first
+    #: shipped model files the DAG hands it from models.dir (stems), its own first (a run and
+    #: the benchmark load that one); the EI embedding methods take theirs from ei_search.model
+    models: tuple[str, ...] = ()
     benchmark: bool = False  # ranked in the ESI candidate benchmark (benchmark.methods)
     #: the keys it reads from its options (identify.method_options.<method>); None: not
     #: declared (an installed package's method), so not checked

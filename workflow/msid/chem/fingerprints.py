@@ -21,14 +21,6 @@ def morgan_bitvect(smiles: str, radius: int = 2, n_bits: int = 2048):
     return None if mol is None else _generator(radius, n_bits).GetFingerprint(mol)
 
 
-def morgan_array(smiles: str, radius: int = 2, n_bits: int = 2048) -> np.ndarray:
-    fp = morgan_bitvect(smiles, radius, n_bits)
-    out = np.zeros(n_bits, dtype=np.uint8)
-    if fp is not None:
-        DataStructs.ConvertToNumpyArray(fp, out)
-    return out
-
-
 def tanimoto_many(query_smiles: str, others: list[str]) -> np.ndarray:
     """Tanimoto of one molecule against many (0 where either does not parse)."""
     q = morgan_bitvect(query_smiles)

@@ -123,12 +123,6 @@ def inchikey_as_given(smiles: str) -> str:
         return (Chem.MolToInchiKey(mol) or "") if mol is not None else ""
 
 
-def standardize_smiles(smiles: str) -> str | None:
-    """Canonical SMILES of the standardised parent (isomeric), or None if unparseable."""
-    s = parse_structure(smiles)
-    return s.smiles if s else None
-
-
 @lru_cache(maxsize=200_000)
 def parse_structure(smiles: str) -> Structure | None:
     """Standardised, normalised structure for a SMILES, or None when RDKit cannot parse it."""
@@ -161,11 +155,6 @@ def _parse_structure(smiles: str) -> Structure | None:
         formula=rdMolDescriptors.CalcMolFormula(mol),
         exact_mass=rdMolDescriptors.CalcExactMolWt(mol),
     )
-
-
-def normalize_smiles(smiles: str) -> str | None:
-    s = parse_structure(smiles)
-    return s.smiles_flat if s else None
 
 
 def inchikey14(smiles: str) -> str | None:

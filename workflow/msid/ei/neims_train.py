@@ -28,7 +28,7 @@ from msid.modelfile import (
 from msid.models.config import TrainConfig
 from msid.models.features import MolFeaturizer
 from msid.store import SpectrumStore
-from msid.train import Trainer, pick_device
+from msid.train import Trainer
 
 FAMILY = "neims"
 BDE_MEAN, BDE_SCALE = 90.0, 20.0  # kcal/mol, to standardise the auxiliary target
@@ -233,13 +233,6 @@ def predict_sqrt(model: NeimsModel, smiles: list[str], batch_size: int = 256,
     return mean, std
 
 
-def predict_spectra(model: NeimsModel, smiles: list[str], batch_size: int = 256
-                    ) -> np.ndarray:
-    """Predicted spectra (intensity scale, base peak 1) over bins 0..max_mz."""
-    p = np.square(predict_sqrt(model, smiles, batch_size)[0])
-    return p / np.maximum(p.max(1, keepdims=True), 1e-12)
-
-
 # -- model files ---------------------------------------------------------------------------------
 def save_neims(model: NeimsModel, path: str | os.PathLike, *, training: dict,
                metrics: dict | None = None, licence: str = "") -> dict:
@@ -308,7 +301,3 @@ def fit(cfg: NeimsConfig, tcfg: TrainConfig, train: NeimsDataset, val: NeimsData
     t0 = time.perf_counter()
     summary = trainer.fit()
     return FitResult(trainer.model.cpu(), summary, time.perf_counter() - t0)
-
-
-def device_name(tcfg: TrainConfig) -> str:
-    return str(pick_device(tcfg.device))

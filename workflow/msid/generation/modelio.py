@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from msid.generation.config import GenModelConfig
 from msid.generation.model import SmilesDecoderModel
 from msid.generation.tokenizer import Tokenizer, tokenizer_path
@@ -60,8 +58,3 @@ def default_path(name: str) -> Path:
     from msid.resources import shipped_model
 
     return shipped_model(name)
-
-
-def set_threads(n: int) -> None:
-    if n > 0:
-        torch.set_num_threads(n)
