@@ -141,7 +141,8 @@ def test_pasted_signs_and_nans_are_named_not_dropped(server):
     for text, why in (("73 999\n147 -450\n", "-450 is not a finite non-negative"),
                       ("73 999\n147 nan\n", "nan is not a finite"),
                       ("73 999\n147 450 abc\n", "'abc' is not a number"),
-                      ("73 999\n147\n", "holds 1 value")):
+                      ("73 999\n147\n", "holds 1 value"),
+                      ("73 999\n1e308 5\n", "an m/z above 100,000")):
         status, page = _post(server, {"peaks": text, "method": "ei-cosine"})
         assert status == 400 and why in html.unescape(page), page[-500:]
 
@@ -158,9 +159,14 @@ def test_one_bad_record_in_an_upload_costs_only_itself(server, query):
     assert query["name"] in page
     status, page = _post(server, {"method": "ei-cosine"}, {"file": ("empty.msp", b"")})
     assert status == 400 and "'empty.msp' is empty" in html.unescape(page)
-    status, page = _post(server, {"method": "ei-cosine", "top_k": "many"},
+    for k in ("many", "-3", "21"):  # said, not clamped
+        status, page = _post(server, {"method": "ei-cosine", "top_k": k},
+                             {"file": ("q.msp", query["msp"].encode())})
+        assert status == 400 and "whole number from 1 to 20" in page, k
+    # a file and pasted peaks: the file is searched, and the page says the peaks were not
+    status, page = _post(server, {"method": "ei-cosine", "top_k": "1", "peaks": "73 999\n"},
                          {"file": ("q.msp", query["msp"].encode())})
-    assert status == 400 and "whole number" in page
+    assert status == 200 and "pasted peaks were not searched" in page
 
 
 def test_a_failing_search_gets_a_page_and_the_server_stays_up(server, query, monkeypatch):

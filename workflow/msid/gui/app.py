@@ -265,12 +265,17 @@ def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
                     return
                 spectra, notes = (parse_upload(*files["file"]) if "file" in files else
                                   parse_pasted(fields.get("peaks", "")))
+                if "file" in files and fields.get("peaks", "").strip():
+                    notes = ["the pasted peaks were not searched: a file was uploaded, and "
+                             "the file's spectra were searched instead", *notes]
                 library = fields.get("library") or next(iter(app.cfg.libraries))
                 method = fields.get("method") or app.default_method
                 try:
-                    top_k = min(max(int(fields.get("top_k") or app.cfg.top_k), 1), 20)
+                    top_k = int(fields.get("top_k") or app.cfg.top_k)
                 except ValueError:
-                    raise UploadError("Hits (top_k) must be a whole number") from None
+                    top_k = 0
+                if not 1 <= top_k <= 20:
+                    raise UploadError("Hits (top_k) must be a whole number from 1 to 20")
                 results = app.search(spectra, library, method, top_k)
                 self._send(200, _page(results_html(app, library, method, results, notes)))
             except UploadError as e:

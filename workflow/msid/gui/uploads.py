@@ -29,10 +29,16 @@ class UploadedSpectrum:
     intensity: np.ndarray
 
 
+#: the largest m/z a peak may have (no mass spectrometer records more; far larger values
+#: would overflow the nominal-mass bins)
+MAX_MZ = 100_000.0
+
+
 def _clean(title: str, mz, inten) -> UploadedSpectrum | None:
     mz = np.asarray(mz, dtype=np.float64)
     inten = np.asarray(inten, dtype=np.float64)
-    keep = np.isfinite(mz) & np.isfinite(inten) & (mz > 0) & (inten > 0)
+    keep = (np.isfinite(mz) & np.isfinite(inten) & (mz > 0) & (inten > 0)
+            & (mz <= MAX_MZ))
     if not keep.any():
         return None
     order = np.argsort(mz[keep])
@@ -65,6 +71,8 @@ def parse_pasted(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
         if len(values) % 2:
             raise UploadError(f"pasted peaks must be pairs 'm/z intensity': line '{line[:40]}' "
                               f"holds {len(values)} value(s)")
+        if any(v > MAX_MZ for v in values[0::2]):
+            raise UploadError(f"pasted peaks: an m/z above {MAX_MZ:,.0f} (line '{line[:40]}')")
         mz += values[0::2]
         inten += values[1::2]
     spec = _clean("pasted spectrum", mz, inten)
