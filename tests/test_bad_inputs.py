@@ -119,7 +119,23 @@ def test_unreadable_file_fails_with_file_and_problem(data_dir, tmp_path):
     with pytest.raises(InputFileError) as err:
         convert_file(bad, tmp_path / "x.h5", progress=False)
     assert str(bad) in str(err.value) and "not an MGF file" in str(err.value)
+    assert "looks like" not in str(err.value)  # it looks like nothing
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_file_named_for_another_format_is_told_what_it_looks_like(data_dir, tmp_path):
+    """An mzML run saved as .mgf, an MGF saved as .msp: the error says what the content looks
+    like and which name to give it."""
+    import gzip
+
+    (tmp_path / "run.mgf").write_bytes(gzip.decompress(RUN.read_bytes()))
+    (tmp_path / "lib.msp").write_bytes(
+        gzip.decompress((data_dir / "gnps_pesticides_matchms_train.mgf.gz").read_bytes()))
+    for path, says in ((tmp_path / "run.mgf", "looks like mzML: name it .mzML"),
+                       (tmp_path / "lib.msp", "looks like MGF: name it .mgf")):
+        with pytest.raises(InputFileError) as err:
+            convert_file(path, tmp_path / "x.h5", progress=False)
+        assert says in str(err.value), str(err.value)
 
 
 def test_cli_reports_bad_file_cleanly(data_dir, tmp_path):

@@ -28,6 +28,8 @@ from msid.parallel import chunks
 from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, QuarantineRecord
 
 FORMATS = ("mzml", "mzxml", "mgf", "msp")
+#: a format's usual file suffix
+FORMAT_SUFFIX = {"mzml": "mzML", "mzxml": "mzXML", "mgf": "mgf", "msp": "msp"}
 
 
 @dataclass
@@ -66,11 +68,36 @@ def read_spectra(path: str | os.PathLike) -> Iterator[RawSpectrum | QuarantineRe
     yield from _named_errors(path, fmt, reader[fmt](path))
 
 
+def content_format(path: str | os.PathLike) -> str:
+    """The format the start of a file's text looks like ('' when none or unreadable): for a
+    file whose name promises another, so that the error can say what it is."""
+    try:
+        fh, _ = open_binary(Path(path))
+        with fh:
+            head = fh.read(8192).decode("utf-8", "replace")
+    except Exception:  # a hint only: a file that cannot be read has its own error
+        return ""
+    if "<mzML" in head or "<indexedmzML" in head:
+        return "mzml"
+    if "<mzXML" in head:
+        return "mzxml"
+    if re.search(r"(?m)^BEGIN IONS", head):
+        return "mgf"
+    return "msp" if _MSP_NAME.search(head) and re.search(r"(?im)^num peaks", head) else ""
+
+
 def _named_errors(path: Path, fmt: str, items: Iterator) -> Iterator:
-    """``items``, with any failure a reader library raises turned into InputFileError."""
+    """``items``, with any failure a reader library raises turned into InputFileError; a file
+    that is not what its name says is told what it looks like."""
     try:
         yield from items
-    except InputFileError:
+    except InputFileError as e:
+        looks = content_format(path) if f"not an {fmt.upper()} file" in e.problem else ""
+        if looks and looks != fmt:
+            suffix = FORMAT_SUFFIX[looks]
+            raise InputFileError(path, f"{e.problem}; its content looks like "
+                                       f"{suffix if looks.startswith('mz') else suffix.upper()}"
+                                       f": name it .{suffix}") from e
         raise
     except Exception as e:  # a reader library failed in a way no salvage path foresaw
         raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e
