@@ -48,6 +48,14 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
     with SpectrumStore(pesticides_store) as st:
         assert (f"<td>small_molecule</td><td><code>{pesticides_store}</code></td>\n"
                 f"<td><code>{st.content_sha256}</code></td>") in html
+    assert "Runs with the same spectra" not in html
+    # the same file sent again under another name: said, by the spectra the two runs hold
+    run = {"kind": "small_molecule", "spectra": pesticides_store, "identifications": ids,
+           "report": report}
+    write_batch_report([{**run, "sample": "pest"}, {**run, "sample": "pest_again"}], out,
+                       config=config)
+    html = out.read_text()
+    assert "Runs with the same spectra" in html and "<li>pest, pest_again</li>" in html
 
 
 def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_store, pool_index):

@@ -77,12 +77,13 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     with SpectrumStore(spectra) as st:
         md = st.metadata
         quarantine = st.quarantine
+        content = st.content_sha256 if len(md) else ""  # what it holds, not where it came from
     lost = quarantine_summary(quarantine)  # a whole unreadable file is no record read
     base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
             "n_kept": len(md), "n_quarantined": lost["n_records"],
             "quarantine": {r["reason"]: r["spectra"] for r in lost["reasons"]},
             "unreadable": lost["unreadable"],
-            "damaged": lost["damaged"],
+            "damaged": lost["damaged"], "content_sha256": content,
             "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
@@ -123,6 +124,16 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
         "top_scores": (top["score"] if kind == "ei" else
                        top.loc[top["method"] == "library", "score"]).to_numpy(dtype=float),
     }
+
+
+def same_content(summaries: list[dict]) -> list[list[str]]:
+    """Groups of runs whose stores hold the same spectra (the same content digest): one file
+    sent twice, under two names, is then said, not identified twice without a word."""
+    by: dict[str, list[str]] = {}
+    for s in summaries:
+        if s.get("content_sha256"):
+            by.setdefault(s["content_sha256"], []).append(s["sample"])
+    return [names for names in by.values() if len(names) > 1]
 
 
 def _runs_figure(runs: list[dict]) -> str:
@@ -247,6 +258,9 @@ overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid 
 {% if unread %}<p class="note"><b>{{ unread|length }} file(s) in the runs folder or rows of
 the sample sheet were not read</b> (no run was made of them; the other runs went on):</p>
 <ul>{% for name, why in unread %}<li>{{ name }}: {{ why }}</li>{% endfor %}</ul>{% endif %}
+{% if same_content %}<p class="note"><b>Runs with the same spectra</b> (the same content
+digest: one file sent twice?):</p>
+<ul>{% for names in same_content %}<li>{{ names|join(", ") }}</li>{% endfor %}</ul>{% endif %}
 {% set damaged = runs|selectattr("damaged")|list %}
 {% if damaged %}<p class="note"><b>{{ damaged|length }} run file(s) are damaged</b>: their
 results are partial (the spectra before the damage were read):</p>
@@ -351,6 +365,7 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
         runs=summaries, version=__version__, fdr=fdr, min_delta=min_delta, unread=list(unread),
+        same_content=same_content(summaries),
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         figure=_runs_figure(summaries), unanswered=_pivot(summaries, "unanswered"),
         quarantine=_pivot(summaries, "quarantine"), fdr_curve=curve,
