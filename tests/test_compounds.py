@@ -55,6 +55,24 @@ def test_one_row_per_structure_accounts_for_every_top_hit(identifications, tmp_p
     assert cli["inchikey"].tolist() == table["inchikey"].tolist()  # msid identify --compounds
 
 
+def test_a_compound_known_by_precursor_mass_alone_says_so(identifications):
+    """A compound whose every spectrum matched by precursor m/z alone is marked as such; one
+    with a fragment match among its spectra is not."""
+    from msid.compounds import FRAGMENTS, PRECURSOR_MASS_ONLY
+    from msid.rankings import PRECURSOR_ONLY
+
+    ids = read_rankings(identifications)
+    top = ids[(ids["method"] == "library") & (ids["rank"] == 1)]
+    assert compound_table(ids, fdr=0.05)["evidence"].eq(FRAGMENTS).all()
+    n = top["inchikey"].str[:14].value_counts()
+    single, several = n[n == 1].index[0], n[n > 1].index[0]
+    for key in (single, several):  # one spectrum of each loses its fragment evidence
+        ids.loc[top.index[top["inchikey"].str[:14] == key][0], "note"] = PRECURSOR_ONLY
+    table = compound_table(ids, fdr=0.05)
+    evidence = dict(zip(table["inchikey"].str[:14], table["evidence"], strict=True))
+    assert evidence[single] == PRECURSOR_MASS_ONLY and evidence[several] == FRAGMENTS
+
+
 def test_no_library_hit_gives_an_empty_table_with_the_columns(identifications):
     ids = read_rankings(identifications)
     table = compound_table(ids[ids["method"] != "library"], fdr=0.05)

@@ -15,6 +15,7 @@ import pandas as pd
 from msid.rankings import (
     FLOAT_FORMAT,
     MIN_DELTA_SCORE,
+    PRECURSOR_ONLY,
     confident_top,
     read_rankings,
     write_table,
@@ -23,7 +24,10 @@ from msid.rankings import (
 COMPOUND_COLUMNS = ("compound", "inchikey", "smiles", "confident", "spectra",
                     "confident_spectra", "best_score", "best_q_value", "best_delta_score",
                     "rt_first", "rt_last", "adducts", "precursor_mz", "best_query_id",
-                    "library_id")
+                    "library_id", "evidence")
+#: ``evidence`` of a compound: a library spectrum matched fragments of at least one of its
+#: spectra, or only precursor masses matched (spectra without fragment peaks; scored <= 0.01)
+FRAGMENTS, PRECURSOR_MASS_ONLY = "fragment spectrum", "precursor m/z only"
 
 
 def compound_keys(hits: pd.DataFrame) -> pd.Series:
@@ -52,9 +56,10 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
     ``library_id``, ``best_query_id`` and ``precursor_mz`` are that spectrum's own values, so
     a row never pairs one spectrum's score with another's q-value or delta score.
     ``rt_first`` / ``rt_last`` (seconds, as ``rt`` in the identification table) span all of
-    its spectra. Sorted confident first, then by best score; ``attrs["confident_rule"]`` says
-    which rule judged "confident" (q-values exist only for library search over a library,
-    not when it ranks given candidates)."""
+    its spectra; ``evidence``: :data:`PRECURSOR_MASS_ONLY` when every one of its spectra
+    matched by precursor mass alone, else :data:`FRAGMENTS`. Sorted confident first, then by
+    best score; ``attrs["confident_rule"]`` says which rule judged "confident" (q-values
+    exist only for library search over a library, not when it ranks given candidates)."""
     top = ids[(ids["method"] == method) & (ids["rank"] == 1)].copy()
     if top.empty:
         return pd.DataFrame(columns=list(COMPOUND_COLUMNS))
@@ -78,7 +83,9 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
             "best_delta_score": float(best["delta_score"]),
             "rt_first": float(g["rt"].min()), "rt_last": float(g["rt"].max()),
             "adducts": ",".join(adducts), "precursor_mz": float(best["precursor_mz"]),
-            "best_query_id": best["query_id"], "library_id": best["library_id"]})
+            "best_query_id": best["query_id"], "library_id": best["library_id"],
+            "evidence": (PRECURSOR_MASS_ONLY if g["note"].astype(str).str.contains(
+                PRECURSOR_ONLY, regex=False).all() else FRAGMENTS)})
     out = pd.DataFrame(rows, columns=list(COMPOUND_COLUMNS))
     out = out.sort_values(["confident", "best_score"], ascending=[False, False],
                           kind="stable").reset_index(drop=True)
