@@ -114,6 +114,34 @@ def test_library_hits_take_the_matched_spectrums_adduct(tmp_path):
     assert (ppm < 20).all(), ppm.to_dict()
 
 
+def test_a_precursor_only_hit_of_a_query_without_an_ion_stays_one(tmp_path):
+    """A query that states no ion and has no fragment peak below its precursor: its library
+    match by precursor mass alone, noted with the library spectrum's adduct too, is still a
+    precursor-only match: no q-value, MSI level 4 in mzTab-M."""
+    import gzip
+    import re
+
+    from msid.rankings import PRECURSOR_ONLY
+    from msid.resources import resource
+
+    with gzip.open(resource("massbank_esi", "massbank_esi_msms.mgf.gz"), "rt") as fh:
+        blocks = fh.read().split("END IONS\n")[:30]
+    (tmp_path / "lib.mgf").write_text("END IONS\n".join(blocks) + "END IONS\n")
+    head = re.sub(r"(?m)^(ADDUCT|SMILES|INCHI|INCHIKEY|FORMULA)=.*\n", "",
+                  blocks[0].split("\n1")[0].split("\n2")[0])  # the header, no peak lines
+    precursor = float(re.search(r"(?m)^PEPMASS=(\S+)", head).group(1))
+    head = "\n".join(ln for ln in head.splitlines() if not re.match(r"^\d", ln))
+    (tmp_path / "q.mgf").write_text(f"{head}\n{precursor + 5:.4f} 100\nEND IONS\n")
+    args = ["identify", str(tmp_path / "q.mgf"), "--library", str(tmp_path / "lib.mgf")]
+    assert main([*args, "--out", str(tmp_path / "ids.tsv")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ids.mztab")]) == 0
+    top = read_rankings(tmp_path / "ids.tsv").query("rank == 1").iloc[0]
+    assert PRECURSOR_ONLY in top["note"] and top["adduct"] == "[M+H]+"
+    assert math.isnan(top["q_value"])  # never in the target-decoy competition
+    sml = read_back(tmp_path / "ids.mztab")["SML"]
+    assert str(sml["reliability"].iat[0]) == "4"
+
+
 def test_a_library_without_structures_names_its_records(data_dir, tmp_path, capsys):
     """A library store whose records carry no structure: identify says so, its matches keep
     their library record in the mzTab-M, and the compound table never lumps them together."""

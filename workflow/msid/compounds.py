@@ -15,8 +15,8 @@ import pandas as pd
 from msid.rankings import (
     FLOAT_FORMAT,
     MIN_DELTA_SCORE,
-    PRECURSOR_ONLY,
     confident_top,
+    is_precursor_only,
     read_rankings,
     write_table,
 )
@@ -25,8 +25,9 @@ COMPOUND_COLUMNS = ("compound", "inchikey", "smiles", "confident", "spectra",
                     "confident_spectra", "best_score", "best_q_value", "best_delta_score",
                     "rt_first", "rt_last", "adducts", "precursor_mz", "best_query_id",
                     "library_id", "evidence")
-#: ``evidence`` of a compound: a library spectrum matched fragments of at least one of its
-#: spectra, or only precursor masses matched (spectra without fragment peaks; scored <= 0.01)
+#: ``evidence`` of a compound: at least one of its spectra has a match with fragment evidence
+#: (or, for a method that ranks candidates, any answer), or library search matched only
+#: precursor masses (spectra without fragment peaks; scored <= 0.01)
 FRAGMENTS, PRECURSOR_MASS_ONLY = "fragment spectrum", "precursor m/z only"
 
 
@@ -84,8 +85,8 @@ def compound_table(ids: pd.DataFrame, *, fdr: float, min_delta: float = MIN_DELT
             "rt_first": float(g["rt"].min()), "rt_last": float(g["rt"].max()),
             "adducts": ",".join(adducts), "precursor_mz": float(best["precursor_mz"]),
             "best_query_id": best["query_id"], "library_id": best["library_id"],
-            "evidence": (PRECURSOR_MASS_ONLY if g["note"].astype(str).str.contains(
-                PRECURSOR_ONLY, regex=False).all() else FRAGMENTS)})
+            "evidence": (PRECURSOR_MASS_ONLY if g["note"].map(is_precursor_only).all()
+                         else FRAGMENTS)})
     out = pd.DataFrame(rows, columns=list(COMPOUND_COLUMNS))
     out = out.sort_values(["confident", "best_score"], ascending=[False, False],
                           kind="stable").reset_index(drop=True)

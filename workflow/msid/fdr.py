@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msid.rankings import MIN_DELTA_SCORE, PRECURSOR_ONLY, structure_margin
+from msid.rankings import MIN_DELTA_SCORE, is_precursor_only, structure_margin
 from msid.search.decoys import best_in_windows, make_decoys
 from msid.search.library import SpectralLibrary, clean_for_entropy, polarity_code
 
@@ -209,7 +209,7 @@ def add_qvalues(rows: list[dict], library: SpectralLibrary, store, seed: int = 0
                       ion_modes=store.metadata["ion_mode"].tolist())
     won = dict(zip(store.metadata["id"].astype(str), comp.target > comp.decoy, strict=True))
     top = [r for r in rows if r["method"] == method and r["rank"] == 1
-           and r.get("note", "") != PRECURSOR_ONLY]
+           and not is_precursor_only(r.get("note", ""))]
     for r, q in zip(top, comp.qvalues([r["score"] for r in top]), strict=True):
         if not won.get(str(r["query_id"]), False):
             q = 1.0

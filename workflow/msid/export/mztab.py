@@ -22,7 +22,7 @@ from msid import __version__
 from msid.atomic import write_text
 from msid.chem.adducts import ion_mz, neutral_mass
 from msid.chem.structures import parse_structure
-from msid.rankings import PRECURSOR_ONLY, read_rankings
+from msid.rankings import is_precursor_only, read_rankings
 from msid.store import SpectrumStore, content_digest
 
 NULL = "null"
@@ -75,7 +75,7 @@ def _summary_order(g: pd.DataFrame) -> pd.DataFrame:
     method's library matches are judged by its best-ranked one: only that one competed with
     the decoys, so when it is rejected the ones below it (no q-value) are not answers either."""
     library = g["library_id"].astype(str) != ""
-    weak = library & ((g["note"] == PRECURSOR_ONLY) | (g["q_value"] >= 1))
+    weak = library & (g["note"].map(is_precursor_only) | (g["q_value"] >= 1))
     first = g[library].sort_values("rank", kind="stable").drop_duplicates("method")
     rejected = set(first.loc[weak[first.index], "method"])
     weak |= library & g["method"].isin(rejected)
@@ -89,7 +89,7 @@ def _reliability(row: pd.Series, predicted: Collection[str] = ()) -> int:
     """MSI level: 2 for a match to a measured library spectrum, 3 for a learned method's
     candidate or a match to a predicted (in-silico) spectrum, 4 for a precursor-mass-only
     match (no fragment evidence)."""
-    if row["note"] == PRECURSOR_ONLY:
+    if is_precursor_only(row["note"]):
         return 4
     return 2 if row["library_id"] and row["library_id"] not in predicted else 3
 
