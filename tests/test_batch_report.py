@@ -50,12 +50,27 @@ def test_batch_report_counts_links_and_provenance(data_dir, tmp_path, pesticides
                 f"<td><code>{st.content_sha256}</code></td>") in html
     assert "Runs with the same spectra" not in html
     # the same file sent again under another name: said, by the spectra the two runs hold
-    run = {"kind": "small_molecule", "spectra": pesticides_store, "identifications": ids,
-           "report": report}
-    write_batch_report([{**run, "sample": "pest"}, {**run, "sample": "pest_again"}], out,
+    # (their stores differ: each names its own source file)
+    import shutil
+
+    from msid.convert import convert_file
+
+    stores = []
+    for name in ("QC_01", "QC_01_again"):
+        shutil.copy(data_dir / "bad" / "pesticides_first3.mgf", tmp_path / f"{name}.mgf")
+        convert_file(tmp_path / f"{name}.mgf", tmp_path / f"{name}.h5", progress=False)
+        stores.append(tmp_path / f"{name}.h5")
+    with SpectrumStore(stores[0]) as a, SpectrumStore(stores[1]) as b:
+        assert a.content_sha256 != b.content_sha256  # the file name is part of the content
+        assert a.spectra_sha256() == b.spectra_sha256()
+    run = {"kind": "small_molecule", "identifications": None, "report": report}
+    write_batch_report([{**run, "sample": "QC_01", "spectra": stores[0]},
+                        {**run, "sample": "QC_01_again", "spectra": stores[1]},
+                        {**run, "sample": "pest", "spectra": pesticides_store}], out,
                        config=config)
     html = out.read_text()
-    assert "Runs with the same spectra" in html and "<li>pest, pest_again</li>" in html
+    assert "Runs with the same spectra" in html and "<li>QC_01, QC_01_again</li>" in html
+    assert "pest</li>" not in html
 
 
 def test_run_report_shows_each_method_and_every_reason(tmp_path, pesticides_store, pool_index):

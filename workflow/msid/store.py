@@ -403,6 +403,21 @@ class SpectrumStore:
                                q[list(QUARANTINE_COLUMNS)].itertuples(index=False)])
         return digest.hexdigest()
 
+    def spectra_sha256(self) -> str:
+        """sha256 of the spectra alone (peaks, peak counts and precursor m/z, in order), not
+        of where they came from: the same file converted under two names gives the same one
+        (:attr:`content_sha256` also covers the metadata, source file names included)."""
+        h = hashlib.sha256()
+        step = 1 << 16
+        precursor = self.metadata["precursor_mz"].to_numpy(dtype="<f8")
+        for start in range(0, len(self), step):
+            stop = min(start + step, len(self))
+            a, b = int(self._offsets[start]), int(self._offsets[stop])
+            for arr, dtype in ((self._mz[a:b], "<f8"), (self._intensity[a:b], "<f4"),
+                               (self.n_peaks[start:stop], "<i8"), (precursor[start:stop], "<f8")):
+                h.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+        return h.hexdigest()
+
     # -- peaks -------------------------------------------------------------------------------
     def peaks(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):

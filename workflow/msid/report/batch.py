@@ -77,13 +77,13 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     with SpectrumStore(spectra) as st:
         md = st.metadata
         quarantine = st.quarantine
-        content = st.content_sha256 if len(md) else ""  # what it holds, not where it came from
+        content = st.spectra_sha256() if len(md) else ""  # the spectra, not their file name
     lost = quarantine_summary(quarantine)  # a whole unreadable file is no record read
     base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
             "n_kept": len(md), "n_quarantined": lost["n_records"],
             "quarantine": {r["reason"]: r["spectra"] for r in lost["reasons"]},
             "unreadable": lost["unreadable"],
-            "damaged": lost["damaged"], "content_sha256": content,
+            "damaged": lost["damaged"], "spectra_sha256": content,
             "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
     if denovo is not None:
         seqs = pd.read_csv(denovo, sep="\t")
@@ -127,12 +127,12 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
 
 
 def same_content(summaries: list[dict]) -> list[list[str]]:
-    """Groups of runs whose stores hold the same spectra (the same content digest): one file
-    sent twice, under two names, is then said, not identified twice without a word."""
+    """Groups of runs whose stores hold the same spectra (:meth:`SpectrumStore.spectra_sha256`):
+    one file sent twice, under two names, is then said, not identified twice without a word."""
     by: dict[str, list[str]] = {}
     for s in summaries:
-        if s.get("content_sha256"):
-            by.setdefault(s["content_sha256"], []).append(s["sample"])
+        if s.get("spectra_sha256"):
+            by.setdefault(s["spectra_sha256"], []).append(s["sample"])
     return [names for names in by.values() if len(names) > 1]
 
 
@@ -258,8 +258,8 @@ overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid 
 {% if unread %}<p class="note"><b>{{ unread|length }} file(s) in the runs folder or rows of
 the sample sheet were not read</b> (no run was made of them; the other runs went on):</p>
 <ul>{% for name, why in unread %}<li>{{ name }}: {{ why }}</li>{% endfor %}</ul>{% endif %}
-{% if same_content %}<p class="note"><b>Runs with the same spectra</b> (the same content
-digest: one file sent twice?):</p>
+{% if same_content %}<p class="note"><b>Runs with the same spectra</b> (the same peaks and
+precursors: one file sent twice?):</p>
 <ul>{% for names in same_content %}<li>{{ names|join(", ") }}</li>{% endfor %}</ul>{% endif %}
 {% set damaged = runs|selectattr("damaged")|list %}
 {% if damaged %}<p class="note"><b>{{ damaged|length }} run file(s) are damaged</b>: their
