@@ -76,20 +76,28 @@ def test_truncated_mgf_keeps_complete_records(data_dir, tmp_path):
     assert any("cut short" in r["reason"] for r in lost["reasons"])
 
 
-def test_report_reasons_group_records_without_cutting_a_phrase():
-    """A reason is counted as written, or, when it carries a record's own details after a
-    second ': ', by its first part; a file with no record listed is never called clean."""
+def test_report_reasons_group_records_by_check_and_what_failed(tmp_path):
+    """A reason is counted by its check and what failed (its first two ': ' parts), as
+    conversion and preprocessing count it; a record's own value after them is listed record by
+    record. A file with no record listed is never called clean."""
     import pandas as pd
 
     from msid.report.quarantine import file_note, quarantine_summary
 
     q = pd.DataFrame({"source_file": ["r.mgf"] * 3, "record_id": ["a", "b", "c"], "reason": [
-        "unparsable MGF record: Pyteomics error, message: could not convert 'x' to float",
-        "unparsable MGF record: Pyteomics error, message: line 7",
+        "structure: invalid SMILES (RDKit cannot parse): C1CC",
+        "structure: invalid SMILES (RDKit cannot parse): XX",
         "require_precursor_mz: missing or invalid precursor m/z"]})
     reasons = {r["reason"]: r["spectra"] for r in quarantine_summary(q)["reasons"]}
-    assert reasons == {"unparsable MGF record": 2,
+    assert reasons == {"structure: invalid SMILES (RDKit cannot parse)": 2,
                        "require_precursor_mz: missing or invalid precursor m/z": 1}
+    # pyteomics' message for a bad peak line: the check, what failed, then the line
+    from msid.io.mgf import read_mgf
+
+    bad = tmp_path / "g.mgf"
+    bad.write_text("BEGIN IONS\nTITLE=garbage\nPEPMASS=100.0\n12 abc\nEND IONS\n")
+    (why,) = [r.reason for r in read_mgf(bad)]
+    assert why == "unparsable MGF record: a line it cannot read: '12 abc'"
     assert file_note("", "", 0) == "No record was quarantined."
     assert "could not be read" in file_note("not an MGF file", "", 0)
     assert "lost" in file_note("", "ends in the middle of a record", 0)

@@ -35,6 +35,7 @@ from msid.store import (
     RecordBatch,
     SpectrumRecord,
     SpectrumStoreWriter,
+    reason_group,
 )
 
 if TYPE_CHECKING:
@@ -379,7 +380,7 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
             if FILE_DAMAGE in reason or FILE_ENDS_EARLY in reason:  # the file is damaged
                 stats.damaged = "; ".join(filter(None, (stats.damaged, reason)))
             if FILE_DAMAGE not in reason:  # a record (a cut-off one too): read == stored +
-                stats.quarantined[": ".join(reason.split(": ")[:2]) if clean else reason] += 1
+                stats.quarantined[reason_group(reason) if clean else reason] += 1
 
         jobs = ((payload, path.name, clean) for payload in read_chunks(path))
         for outcome, batch in imap_ordered(_convert_chunk, jobs, n_jobs):

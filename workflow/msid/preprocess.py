@@ -29,6 +29,7 @@ from msid.store import (
     SpectrumRecord,
     SpectrumStore,
     SpectrumStoreWriter,
+    reason_group,
 )
 
 logging.getLogger("matchms").setLevel(logging.ERROR)
@@ -274,7 +275,7 @@ def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
             for rejects, batch in imap_ordered(_process_chunk, jobs, n_jobs):
                 for q in rejects:
                     writer.quarantine(q)
-                    stats.quarantined[": ".join(q.reason.split(": ")[:2])] += 1
+                    stats.quarantined[reason_group(q.reason)] += 1
                 writer.add_batch(batch)
                 stats.read += len(rejects) + len(batch)
                 stats.kept += len(batch)

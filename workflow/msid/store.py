@@ -164,6 +164,13 @@ class RecordBatch:
                            self.intensity[peak_keep], self.sizes[keep])
 
 
+def reason_group(reason: str) -> str:
+    """What a quarantine reason is counted under: its first two ``": "``-parts (the check and
+    what failed; a value after them is the record's own), as conversion, preprocessing and the
+    reports count them."""
+    return ": ".join(str(reason).split(": ")[:2])
+
+
 class ContentDigest:
     """sha256 of a store's content (peaks, per-spectrum peak counts, metadata columns,
     quarantine rows), fed in order by however many batches: the same data give the same digest

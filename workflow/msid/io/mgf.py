@@ -43,6 +43,10 @@ ID_KEYS = ("spectrum_id", "spectrumid", "title", "identifier", "feature_id", "sc
 _ID_LINE = re.compile(rf"^({'|'.join(ID_KEYS)})=(.*)$", re.MULTILINE | re.IGNORECASE)
 
 
+#: pyteomics' message for a line it cannot read
+_BAD_LINE = re.compile(r"Error when parsing MGF file\. Line: (.*)$")
+
+
 def _record(entry: dict, index: int):
     from msid.io.raw import RawSpectrum
 
@@ -168,7 +172,11 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 for m in _ID_LINE.finditer(block):
                     found.setdefault(m.group(1).lower(), m.group(2).strip())
                 rid = next((found[k] for k in ID_KEYS if found.get(k)), f"index={i}")
-                why = str(e).replace("\n", " ").strip()
+                # pyteomics wraps its message ("Pyteomics error, message: '...'"): the message,
+                # with the line it names last (reports count reasons by their first two parts)
+                why = str(getattr(e, "message", None) or e).replace("\n", " ").strip()
+                if m := _BAD_LINE.search(why):
+                    why = f"a line it cannot read: '{m.group(1)[:60]}'"
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
         return out
 

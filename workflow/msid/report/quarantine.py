@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, UNREADABLE, WHOLE_FILE
+from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, UNREADABLE, WHOLE_FILE, reason_group
 
 LIMIT = 500  # quarantined records listed one by one in a report
 
 
 def quarantine_summary(quarantine: pd.DataFrame) -> dict:
-    """``reasons`` (reason -> spectra, grouped by :func:`reason_group`),
+    """``reasons`` (reason -> spectra, grouped by :func:`msid.store.reason_group`),
     ``quarantine`` (records, at most :data:`LIMIT`), ``quarantine_truncated`` (how many more),
     ``n_records`` (records lost), ``unreadable`` (why the file could not be read at all) and
     ``damaged`` (where a damaged file stopped being readable, what came before was read; or
@@ -33,14 +33,6 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
             "n_records": len(records),
             "unreadable": unreadable, "damaged": damaged,
             "file_note": file_note(unreadable, damaged, len(records))}
-
-
-def reason_group(reason: str) -> str:
-    """The reason a record is counted under: ``check: what`` as written; a longer reason
-    (``unparsable MGF record: Pyteomics error, message: ...``) by its first part, its details
-    being the record's own (listed record by record)."""
-    parts = reason.split(": ")
-    return reason if len(parts) <= 2 else parts[0]
 
 
 def file_note(unreadable: str, damaged: str, n_records: int) -> str:
