@@ -180,16 +180,15 @@ def test_export_to_standard_output_writes_clean_peak_lines(pesticides_store, tmp
     assert "spectra -> -" in err and ("BEGIN IONS" in out if fmt == "mgf" else "NAME: " in out)
     peak_lines = [ln for ln in out.splitlines() if re.match(r"^\d+\.\d+\s", ln)]
     assert peak_lines and not [ln for ln in peak_lines if ln != ln.rstrip()]
-    intensities = [ln.split()[1] for ln in peak_lines]  # at most the 7 digits float32 holds
-    assert all(float(t) == float(f"{float(t):.7g}") and len(t) <= 14 for t in intensities), \
-        peak_lines[:3]
+    intensities = [ln.split()[1] for ln in peak_lines]  # the stored float32's shortest decimal
+    assert all(t == str(np.float32(t)) for t in intensities), peak_lines[:3]
     (tmp_path / f"x.{fmt}").write_text(out)
     loaded = list((load_from_mgf if fmt == "mgf" else load_from_msp)(str(tmp_path / f"x.{fmt}")))
     with SpectrumStore(pesticides_store) as st:
         assert len(loaded) == len(st)
         mz, inten = st.peaks(0)
         assert np.allclose(loaded[0].peaks.mz, mz)
-        assert np.allclose(loaded[0].peaks.intensities, inten, rtol=1e-6)
+        assert (loaded[0].peaks.intensities.astype(np.float32) == inten).all()  # exactly
 
 
 @pytest.mark.parametrize("fmt", ["mgf", "msp"])

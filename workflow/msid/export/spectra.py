@@ -35,8 +35,8 @@ _MGF_KEYS = {"id": "TITLE", "precursor_mz": "PEPMASS", "charge": "CHARGE", "rt":
              "instrument_type": "INSTRUMENT_TYPE", "collision_energy": "COLLISION_ENERGY"}
 
 
-#: an MGF peak line: m/z, intensity
-FRAGMENT_FORMAT = "{:.6f} {:.7g}"
+#: an MGF peak line: m/z to 1e-6, the intensity's shortest decimal
+FRAGMENT_FORMAT = "{:.6f} {}"
 
 
 def _missing(v: object) -> bool:
@@ -94,13 +94,17 @@ def export_spectra(store: str | os.PathLike, out: str | os.PathLike, fmt: str = 
         raise ValueError(f"export format must be one of {FORMATS} (--format, or the suffix of "
                          f"--out), not '{fmt}'{gz}")
     with SpectrumStore(store) as st:
-        # intensities as the 7 digits a float32 store holds, not float64 noise (213.61205,
-        # not 213.61204528808594)
-        records = [(np.asarray(r.mz, float),
-                    np.array([float(f"{x:.7g}") for x in np.asarray(r.intensity)]), r.meta)
+        # intensities as the float32 the store holds, in its shortest decimal (213.61205, not
+        # the float64 noise 213.61204528808594); read back as float32, the same number
+        records = [(np.asarray(r.mz, float), _shortest(r.intensity), r.meta)
                    for r in st.iter_records()]
     _write(records, out, fmt)  # "-": atomic_path streams the finished file to stdout
     return len(records)
+
+
+def _shortest(values: np.ndarray) -> np.ndarray:
+    """float32 values as the float64 of their shortest round-trip decimal."""
+    return np.array([float(str(v)) for v in np.asarray(values, dtype=np.float32)])
 
 
 def _write(records: list, out: str | Path, fmt: str) -> None:
@@ -108,8 +112,7 @@ def _write(records: list, out: str | Path, fmt: str) -> None:
     level = matchms_log.level
     with atomic_path(out) as tmp:
         if fmt == "mgf":
-            # no fragment charge column (pyteomics' default leaves a trailing blank); m/z to
-            # 1e-6, intensities to the 7 digits a float32 store holds (not its float64 noise)
+            # no fragment charge column (pyteomics' default leaves a trailing blank)
             mgf.write((_mgf_entry(*r) for r in records), output=str(tmp), file_mode="w",
                       write_charges=False, use_numpy=False, fragment_format=FRAGMENT_FORMAT)
         else:
