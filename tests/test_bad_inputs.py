@@ -139,8 +139,10 @@ def test_a_file_named_for_another_format_is_told_what_it_looks_like(data_dir, tm
     (tmp_path / "run.mgf").write_bytes(gzip.decompress(RUN.read_bytes()))
     (tmp_path / "lib.msp").write_bytes(
         gzip.decompress((data_dir / "gnps_pesticides_matchms_train.mgf.gz").read_bytes()))
+    (tmp_path / "run.mgf.gz").write_bytes(RUN.read_bytes())
     for path, says in ((tmp_path / "run.mgf", "looks like mzML: name it .mzML"),
-                       (tmp_path / "lib.msp", "looks like MGF: name it .mgf")):
+                       (tmp_path / "lib.msp", "looks like MGF: name it .mgf"),
+                       (tmp_path / "run.mgf.gz", "looks like mzML: name it .mzML.gz")):
         with pytest.raises(InputFileError) as err:
             convert_file(path, tmp_path / "x.h5", progress=False)
         assert says in str(err.value), str(err.value)

@@ -94,10 +94,10 @@ def _named_errors(path: Path, fmt: str, items: Iterator) -> Iterator:
     except InputFileError as e:
         looks = content_format(path) if f"not an {fmt.upper()} file" in e.problem else ""
         if looks and looks != fmt:
-            suffix = FORMAT_SUFFIX[looks]
-            raise InputFileError(path, f"{e.problem}; its content looks like "
-                                       f"{suffix if looks.startswith('mz') else suffix.upper()}"
-                                       f": name it .{suffix}") from e
+            name = FORMAT_SUFFIX[looks] if looks.startswith("mz") else looks.upper()
+            suffix = FORMAT_SUFFIX[looks] + (".gz" if path.name.lower().endswith(".gz") else "")
+            raise InputFileError(path, f"{e.problem}; its content looks like {name}: name it "
+                                       f".{suffix}") from e
         raise
     except Exception as e:  # a reader library failed in a way no salvage path foresaw
         raise InputFileError(path, f"cannot read this {fmt} file ({type(e).__name__}: {e})") from e

@@ -203,8 +203,9 @@ def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
             spec = table.get(m)
             if not spec or not spec.models:
                 continue
-            own = model_dir / f"{m}.safetensors"  # models.dir's, else the shipped one
-            _add(own if own.exists() else shipped_model(m), m)
+            # the file the spec declares first: models.dir's, else the shipped one
+            own = model_dir / f"{spec.models[0]}.safetensors"
+            _add(own if own.exists() else shipped_model(spec.models[0]), m)
             opts = {**(config.get("generation", {}).get("denovo", {}) if m == "denovo" else {}),
                     **ident.get("method_options", {}).get(m, {})}
             helpers = {f: shipped_model(f) for f in spec.models[1:]}  # GLMR's Ranker
