@@ -412,7 +412,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from msid.cli_checks import check_input
-    from msid.gui.app import SearchApp, ServeConfig, serve
+    from msid.gui.app import SearchApp, ServeConfig, serve, with_default_library
 
     libraries: dict[str, str] = {}
     for p in a.library or []:  # a library that is not there fails now, not at the first search
@@ -425,8 +425,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         check_input(a.model, "--model")
     cfg = ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
                       max_upload_bytes=int(a.max_upload_mb * 1e6))
-    # read every library now: one that is not a spectrum file stops the server here
-    SearchApp(cfg).load_libraries(lambda line: print(line, file=sys.stderr, flush=True))
+    # read every library now (the shipped one when none is named): one that is not a
+    # spectrum file stops the server here
+    SearchApp(with_default_library(cfg)).load_libraries(
+        lambda line: print(line, file=sys.stderr, flush=True))
     serve(cfg)
     return 0
 

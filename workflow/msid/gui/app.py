@@ -311,12 +311,17 @@ def _parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], dict]:
     return fields, files
 
 
-def make_server(cfg: ServeConfig) -> ThreadingHTTPServer:
+def with_default_library(cfg: ServeConfig) -> ServeConfig:
+    """``cfg``, offering the shipped MassBank EI library when it names none."""
     if not cfg.libraries:
         from msid.ei.methods import default_library
 
         cfg.libraries = {"MassBank EI (shipped)": str(default_library())}
-    app = SearchApp(cfg)
+    return cfg
+
+
+def make_server(cfg: ServeConfig) -> ThreadingHTTPServer:
+    app = SearchApp(with_default_library(cfg))
     server = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(app))
     server.daemon_threads = True
     return server
