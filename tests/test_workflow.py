@@ -662,6 +662,13 @@ def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
     res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "duplicate sample names: ['QC']" in out, out[-2000:]
+    # ... also in case only: one results folder on a case-insensitive share
+    sheet.write_text("sample\tpath\n"
+                     f"QC\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\n"
+                     f"qc\t{ROOT / 'resources/runs/peptide_qc1.mzML.gz'}\n")
+    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "duplicate sample names: ['QC', 'qc']" in out, out[-2000:]
 
 
 def test_a_replaced_run_file_is_rerun_even_with_an_older_time(tmp_path):

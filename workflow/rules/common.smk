@@ -36,6 +36,13 @@ def _not_read(where, entries):
         print(f"{where}: not read: {name}: {why}", file=sys.stderr)
 
 
+def _duplicates(names):
+    """Sample names given twice, also in case only (QC and qc would share one results folder
+    on a case-insensitive share: SMB, NTFS, macOS)."""
+    folded = names.str.casefold()
+    return sorted(set(names[folded.duplicated(keep=False)]))
+
+
 def _load_samples():
     frames = []
     sheet = config.get("samples", "")
@@ -46,7 +53,7 @@ def _load_samples():
                 f"{sheet}: a sample sheet is tab-separated with the columns sample, path "
                 f"and kind (optional); its header reads {list(df.columns)}"
             )
-        dup = df["sample"][df["sample"].duplicated()].tolist()
+        dup = _duplicates(df["sample"])
         if dup:
             raise ValueError(f"{sheet}: duplicate sample names: {dup}")
         lost = sheet_rows_unread(df.to_dict("records"), sheet)
@@ -77,7 +84,7 @@ def _load_samples():
     if "kind" not in df:
         df["kind"] = "small_molecule"
     df["kind"] = df["kind"].replace("", "small_molecule").fillna("small_molecule")
-    dup = df["sample"][df["sample"].duplicated()].tolist()
+    dup = _duplicates(df["sample"])
     if dup:
         raise ValueError(f"duplicate sample names: {dup}")
     validate(df, "../schemas/samples.schema.yaml")
