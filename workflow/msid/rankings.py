@@ -37,12 +37,6 @@ OPTIONAL_COLUMNS: dict[str, object] = {
 ALL_COLUMNS = COLUMNS + tuple(OPTIONAL_COLUMNS)
 #: ``note`` of a library match by precursor mass alone (a spectrum without fragment peaks)
 PRECURSOR_ONLY = "precursor-mass match only (no fragment evidence)"
-def is_precursor_only(note: object) -> bool:
-    """Whether a row's ``note`` flags a precursor-mass-only match (other flags may follow it,
-    "; "-joined)."""
-    return PRECURSOR_ONLY in str(note)
-
-
 #: ``note`` of a candidate whose ``ppm_error`` (and the candidate set, by neutral mass) assumed
 #: the ``adduct`` written on its row: the query states none ([M+H]+ / [M-H]- by ion mode, or
 #: [M+zH]z+ / [M-zH]z- for charge z)
@@ -50,6 +44,12 @@ ADDUCT_ASSUMED = "adduct assumed"
 #: ``note`` of a library hit whose ``adduct`` is the matched library spectrum's (the query
 #: states none): the ion the query was matched as, by precursor m/z and fragments
 ADDUCT_OF_MATCH = "adduct of the matched library spectrum"
+
+
+def is_precursor_only(note: object) -> bool:
+    """Whether a row's ``note`` flags a precursor-mass-only match (other flags may follow it,
+    "; "-joined)."""
+    return PRECURSOR_ONLY in str(note)
 
 
 @dataclass(frozen=True)
