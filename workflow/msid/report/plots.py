@@ -1,4 +1,8 @@
-"""Figures for reports (matplotlib, Agg backend), returned as PNG bytes or data URIs."""
+"""Figures for reports (matplotlib, Agg backend), returned as PNG bytes or data URIs.
+
+The figures drawn here are :class:`matplotlib.figure.Figure` objects of their own, not pyplot's:
+pyplot keeps one global state, and ``msid serve`` draws mirror plots for several requests at
+once."""
 
 from __future__ import annotations
 
@@ -10,12 +14,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
+
+
+def subplots(*args, **kwargs):
+    """``(figure, axes)`` as ``plt.subplots`` gives them, on a figure pyplot does not track."""
+    fig_kw = {k: kwargs.pop(k) for k in ("figsize", "dpi") if k in kwargs}
+    fig = Figure(**fig_kw)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def to_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    plt.close(fig)  # a pyplot figure (a caller's own); a no-op for ours
     return buf.getvalue()
 
 
@@ -26,7 +38,7 @@ def data_uri(png: bytes) -> str:
 def mirror_plot(query: tuple[np.ndarray, np.ndarray], match: tuple[np.ndarray, np.ndarray],
                 title: str, query_label: str = "query", match_label: str = "library") -> bytes:
     """Query peaks up, matched spectrum down, intensities scaled to the base peak."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = subplots(figsize=(7, 3.2))
     for (mz, inten), sign, color, label in ((query, 1, "#1f77b4", query_label),
                                             (match, -1, "#d62728", match_label)):
         if len(mz):
@@ -47,7 +59,7 @@ def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray,
                   without_rt: int = 0) -> bytes:
     """Precursor m/z over retention time, answered spectra in red (``without_rt`` spectra that
     have no retention time are not drawn: the title says how many)."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = subplots(figsize=(6, 3.2))
     rt_min = np.asarray(rt, float) / 60.0
     ax.scatter(rt_min[~identified], precursor[~identified], s=8, c="#bbbbbb", label=other)
     ax.scatter(rt_min[identified], precursor[identified], s=12, c="#d62728", label=label)
@@ -60,7 +72,7 @@ def precursor_map(rt: np.ndarray, precursor: np.ndarray, identified: np.ndarray,
 
 
 def histogram(values: np.ndarray, xlabel: str, title: str, bins: int = 30) -> bytes:
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = subplots(figsize=(4.5, 3.2))
     ax.hist(values, bins=bins, color="#1f77b4")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("spectra")
@@ -71,7 +83,7 @@ def histogram(values: np.ndarray, xlabel: str, title: str, bins: int = 30) -> by
 def leaderboard_bars(table, metric: str = "hit@1") -> bytes:
     """One panel per candidate kind; bars per method with 95% bootstrap CIs."""
     kinds = list(dict.fromkeys(table["candidates"]))
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         sub = table[table["candidates"] == kind].sort_values(metric, ascending=False)
         y = sub[metric].to_numpy()
@@ -113,8 +125,7 @@ def training_curves(histories: dict[str, dict]) -> bytes:
     n = max(len(histories), 1)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), dpi=100,
-                             squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), dpi=100, squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (name, h) in zip(axes.flat, histories.items(), strict=False):
