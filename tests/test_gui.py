@@ -284,3 +284,23 @@ def test_browser_upload_shows_the_expected_top_hit(server, query, tmp_path):
         print(f"browser search took {time.time() - t0:.1f} s")
     finally:
         driver.quit()
+
+
+def test_mirror_plots_drawn_at_once_stay_apart(query):
+    """msid serve draws mirror plots for several requests at once: each figure is its own
+    (pyplot, whose state is global, holds none of them), and each comes out whole."""
+    import matplotlib.pyplot as plt
+
+    from msid.report.plots import mirror_plot
+
+    mz, inten = query["peaks"]
+    alone = mirror_plot((mz, inten), (mz, inten), "t")
+    out: list[bytes] = []
+    threads = [threading.Thread(target=lambda: out.append(
+        mirror_plot((mz, inten), (mz, inten), "t"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 6 and all(png == alone for png in out)
+    assert plt.get_fignums() == []
