@@ -7,9 +7,8 @@ Safety: binds 127.0.0.1 unless told otherwise; an uploaded file over ``max_uploa
 refused (HTTP 413) with a message saying the limit (a request body too large to hold such a
 file is refused unparsed, read and dropped up to :data:`DRAIN_LIMIT` so that the browser sees
 the answer); libraries are read when the server starts, so a broken one stops it then; uploads
-are parsed in
-memory (:mod:`msid.gui.uploads`), never written to disk, never executed, and forgotten when the
-response is sent. Every value shown is HTML-escaped.
+are parsed in memory (:mod:`msid.gui.uploads`), never written to disk, never executed, and
+forgotten when the response is sent. Every value shown is HTML-escaped.
 """
 
 from __future__ import annotations
