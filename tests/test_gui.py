@@ -126,6 +126,28 @@ def test_the_limit_is_the_files_not_the_forms(server, query):
     assert too_large(6_100_000, 5_000_000).startswith("Upload too large: 6.1 MB; the limit is 5.0")
 
 
+def test_a_gzipped_upload_is_read_and_a_gzip_bomb_refused(server, query):
+    """Libraries and exports often come gzipped: an .msp.gz upload is unpacked in memory; one
+    that would unpack past the limit, or is cut, gets a message."""
+    import gzip
+
+    from msid.gui.uploads import MAX_UNPACKED
+
+    status, page = _post(server, {"method": "ei-entropy"},
+                         {"file": ("unknown.msp.gz", gzip.compress(query["msp"].encode()))})
+    assert status == 200, page[-500:]
+    assert query["inchikey"] in page.split("<tr class='hit'>")[1]
+    bomb = gzip.compress(b"\n" * (MAX_UNPACKED + 10))  # ~50 kB that unpacks to 50 MB
+    assert len(bomb) < 200_000
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.msp.gz", bomb)})
+    assert status == 400 and "unpacks to more than 50 MB" in page
+    cut = gzip.compress(query["msp"].encode())[:-12]
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.msp.gz", cut)})
+    assert status == 400 and "cut short" in page
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.mgf.gz", b"not gzip")})
+    assert status == 400 and "not a readable gzip file" in page
+
+
 def test_bad_uploads_get_a_message_not_a_crash(server):
     status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.exe", b"MZ\x90\x00")})
     assert status == 400 and "unsupported file type" in page

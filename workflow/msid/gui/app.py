@@ -154,9 +154,9 @@ def form_html(app: SearchApp) -> str:
     return f"""<form method='post' action='/search' enctype='multipart/form-data'>
 <p><label>Peaks (one 'm/z intensity' pair per line):<br>
 <textarea name='peaks' id='peaks' rows='8' placeholder='73 999&#10;147 450'></textarea></label></p>
-<p><label>or upload a spectrum file (.msp, .mgf, .mzML; at most {limit:.1f} MB, first
+<p><label>or upload a spectrum file (.msp, .mgf, .mzML, or gzipped; at most {limit:.1f} MB, first
 {MAX_SPECTRA} spectra): <input type='file' name='file' id='file'
-accept='.msp,.mgf,.mzML,.mzml,.txt'></label></p>
+accept='.msp,.mgf,.mzML,.mzml,.txt,.gz'></label></p>
 <p><label>Library: <select name='library' id='library'>{libs}</select></label>
 <label>Method: <select name='method' id='method'>{methods}</select></label>
 <label>Hits: <input type='number' name='top_k' id='top_k' value='{app.cfg.top_k}' min='1'

@@ -11,11 +11,14 @@ centroided peak lists are taken (m/z, intensity); an upload holding no usable sp
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 MAX_SPECTRA = 50  # spectra taken from one upload (the rest are ignored, and the page says so)
+#: the most a gzipped upload may expand to (a small file that unpacks to gigabytes is refused)
+MAX_UNPACKED = 50_000_000
 
 
 class UploadError(ValueError):
@@ -154,14 +157,31 @@ def _mzml(data: bytes) -> tuple[list[UploadedSpectrum], list[str]]:
     return out, notes + more
 
 
+def gunzip(data: bytes, limit: int = MAX_UNPACKED) -> bytes:
+    """A gzipped upload's content, in memory, refused past ``limit`` bytes or when cut."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error as e:
+        raise UploadError(f"not a readable gzip file ({e})") from None
+    if len(out) > limit:
+        raise UploadError(f"unpacks to more than {limit / 1e6:.0f} MB; upload fewer spectra")
+    if not d.eof:
+        raise UploadError("the gzip file is cut short (incomplete upload?)")
+    return out
+
+
 def parse_upload(filename: str, data: bytes) -> tuple[list[UploadedSpectrum], list[str]]:
-    """Spectra of an uploaded file, by its extension (.msp, .mgf, .mzML; no archives), at most
+    """Spectra of an uploaded file, by its extension (.msp, .mgf, .mzML, each optionally .gz,
+    unpacked in memory up to :data:`MAX_UNPACKED`; no other archives), at most
     :data:`MAX_SPECTRA`, and notes for the page: records skipped (and why), spectra left out
     beyond the limit."""
     name = filename.lower()
     if not data:
         raise UploadError(f"'{filename}' is empty")
     try:
+        if name.endswith(".gz"):
+            data, name = gunzip(data), name[:-3]
         if name.endswith(".mzml"):
             spectra, notes = _mzml(data)
         else:
@@ -172,7 +192,7 @@ def parse_upload(filename: str, data: bytes) -> tuple[list[UploadedSpectrum], li
                 spectra, notes = _msp(text)
             else:
                 raise UploadError(f"'{filename}': unsupported file type (upload .msp, .mgf or "
-                                  f".mzML)")
+                                  f".mzML, optionally .gz)")
     except UploadError as e:
         if filename not in str(e):  # every message names the file it is about
             raise UploadError(f"'{filename}': {e}") from e
