@@ -655,20 +655,15 @@ def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
     assert re.search(r"report_run\s+1$", out, re.M), out[-2000:]
     assert f"samples: not read: {sheet}: sample typo: " in out and "no such file" in out
     assert "sample folder: " in out and "a folder, not a run file" in out
-    # a name listed twice is an error, even when one of its rows names a missing file
-    sheet.write_text("sample\tpath\n"
-                     f"QC\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\n"
-                     f"QC\t{tmp_path / 'gone.mzML'}\n")
-    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
-    out = res.stdout + res.stderr
-    assert res.returncode != 0 and "duplicate sample names: ['QC']" in out, out[-2000:]
-    # ... also in case only: one results folder on a case-insensitive share
-    sheet.write_text("sample\tpath\n"
-                     f"QC\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\n"
-                     f"qc\t{ROOT / 'resources/runs/peptide_qc1.mzML.gz'}\n")
-    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
-    out = res.stdout + res.stderr
-    assert res.returncode != 0 and "duplicate sample names: ['QC', 'qc']" in out, out[-2000:]
+    # a name listed twice is an error, even when one of its rows names a missing file; also
+    # in case only (one results folder on a case-insensitive share)
+    run, other = ROOT / "resources/runs/pestmix_dda.mzML.gz", tmp_path / "gone.mzML"
+    for second, named in ((f"QC\t{other}", "['QC']"),
+                          (f"qc\t{ROOT / 'resources/runs/peptide_qc1.mzML.gz'}", "['QC', 'qc']")):
+        sheet.write_text(f"sample\tpath\nQC\t{run}\n{second}\n")
+        res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and f"duplicate sample names: {named}" in out, out[-2000:]
 
 
 def test_a_replaced_run_file_is_rerun_even_with_an_older_time(tmp_path):
