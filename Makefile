@@ -14,7 +14,11 @@ export MPLBACKEND := Agg
 
 .PHONY: setup bde-env browser demo test test-fast bench benchmark docs models lint report clean
 
-setup: $(STAMP) $(BDE_STAMP)
+## setup: both venvs, built side by side (two pip installs at once save most of a minute); the
+## editable installs of msid come last, one at a time, as they write into this source tree
+setup:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(BDE_DEPS)
+	@$(MAKE) --no-print-directory $(BDE_STAMP)
 
 $(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requirements/dev.txt \
 		requirements/llm.txt
@@ -32,11 +36,15 @@ $(STAMP): pyproject.toml requirements/main.txt requirements/torch.txt requiremen
 ## TensorFlow + tf-keras; run with TF_USE_LEGACY_KERAS=1, which msid-bde sets)
 bde-env: $(BDE_STAMP)
 
-$(BDE_STAMP): $(STAMP) pyproject.toml requirements/bde.txt
+BDE_DEPS := $(BDE_VENV)/.deps-installed
+$(BDE_DEPS): requirements/bde.txt
 	test -x $(BDE_VENV)/bin/python || $(PYTHON) -m venv $(BDE_VENV)
 	$(BDE_VENV)/bin/python -m pip install -q --upgrade pip
 	$(BDE_VENV)/bin/python -m pip install -q --no-deps alfabet==0.1.0 nfp==0.1.4
 	$(BDE_VENV)/bin/python -m pip install -q -r requirements/bde.txt
+	touch $@
+
+$(BDE_STAMP): $(BDE_DEPS) $(STAMP) pyproject.toml
 	$(BDE_VENV)/bin/python -m pip install -q --no-deps -e .
 	ln -sf $(abspath $(BDE_VENV))/bin/msid-bde $(BIN)/msid-bde
 	touch $@

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 from msid.chem.candidates import CandidateIndex, PoolSource, build_index
 from msid.chem.structures import needs_standardising, parse_structure
@@ -101,3 +101,32 @@ def test_a_salt_written_with_a_covalent_metal_bond_is_its_parent():
     iron = parse_structure("CC(=O)O[Fe]OC(C)=O")
     assert iron.formula == "C4H6FeO4" == parse_structure("CC(=O)O[Fe]OC(C)=O.O").formula
     assert "Co" in parse_structure("C[N+](C)(C)CCO[Co](N)(N)N").formula
+
+
+def test_structure_table_answers_as_parsing_would(tmp_path):
+    """A table benchmark_inputs writes makes parse_structure answer without RDKit, with what
+    RDKit would have said; one from another RDKit version is not trusted."""
+    import msid.chem.structures as structures
+
+    md = pd.read_csv(REPO / "resources/massbank_esi/massbank_esi_msms_metadata.tsv.gz",
+                     sep="\t", dtype=str, keep_default_na=False, nrows=3000)
+    smiles = [*[s for s in md["smiles"] if s][:1500], "C1CC", "not a molecule"]
+    assert any(needs_standardising(s) for s in smiles)  # salts and charged forms among them
+    parsed = {s: parse_structure(s) for s in smiles}
+    n = structures.write_structure_table(smiles, tmp_path / "t.tsv")
+    assert n == sum(v is not None for v in parsed.values()) and n < len(set(smiles))
+    parse_structure.cache_clear()
+    calls = []
+    real = structures._parse_structure
+    structures._parse_structure = lambda s: calls.append(s) or real(s)
+    try:
+        assert structures.load_structure_table(tmp_path / "t.tsv") == n
+        assert {s: parse_structure(s) for s in smiles} == parsed  # masses to the last bit
+        assert sorted(set(calls)) == ["C1CC", "not a molecule"]  # only those parsed again
+        text = (tmp_path / "t.tsv").read_text()
+        (tmp_path / "old.tsv").write_text(text.replace(rdBase.rdkitVersion, "2019.03.1"))
+        assert structures.load_structure_table(tmp_path / "old.tsv") == 0
+    finally:
+        structures._parse_structure = real
+        structures._PARSED.clear()
+        parse_structure.cache_clear()

@@ -32,6 +32,7 @@ import pandas as pd
 
 from msid.candidate_sets import candidates_for_queries
 from msid.chem.candidates import CandidateIndex
+from msid.chem.structures import write_structure_table
 from msid.rankings import write_table
 from msid.store import SpectrumStore, subset_store
 
@@ -99,8 +100,11 @@ def select_queries(store: SpectrumStore, cfg: BenchmarkConfig) -> list[int]:
 
 def make_benchmark_inputs(queries: str | os.PathLike, index_path: str | os.PathLike,
                           cfg: BenchmarkConfig, out_queries: str | os.PathLike,
-                          out_candidates: dict[str, str | os.PathLike]) -> dict:
-    """Query store + one candidate TSV (query_id, smiles) per candidate kind."""
+                          out_candidates: dict[str, str | os.PathLike],
+                          out_structures: str | os.PathLike | None = None) -> dict:
+    """Query store + one candidate TSV (query_id, smiles) per candidate kind; with
+    ``out_structures``, every candidate SMILES written there as parsed (a structure table that
+    the ranking jobs load instead of parsing each candidate again)."""
     index = CandidateIndex(index_path)
     with SpectrumStore(queries) as store:
         rows = select_queries(store, cfg)
@@ -109,6 +113,7 @@ def make_benchmark_inputs(queries: str | os.PathLike, index_path: str | os.PathL
     with SpectrumStore(out_queries) as qs:
         all_rows = list(range(len(qs)))
         drawn: dict[str, dict] = {}  # settings that draw the same kind share the draw
+        written: set[str] = set()
         for name, path in out_candidates.items():
             kind, min_candidates = candidate_setting(name, cfg)
             if kind not in drawn:
@@ -120,11 +125,14 @@ def make_benchmark_inputs(queries: str | os.PathLike, index_path: str | os.PathL
             df = pd.DataFrame([(q, c.smiles_flat) for q, lst in kept.items() for c in lst],
                               columns=["query_id", "smiles"])
             write_table(df, path)
+            written.update(df["smiles"])
             sizes = np.array([len(v) for v in kept.values()] or [0])
             stats[name] = {"queries": len(kept), "median": float(np.median(sizes)),
                            "min": int(sizes.min()), "max": int(sizes.max()),
                            "left_out": len(all_rows) - len(kept),
                            "min_candidates": min_candidates}
+    if out_structures is not None:
+        write_structure_table(sorted(written), out_structures)
     return stats
 
 

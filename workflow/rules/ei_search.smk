@@ -41,6 +41,8 @@ rule ei_library:
         f"{RESULTS}/ei/library.h5",
     log:
         f"{LOGS}/ei_search/library.log",
+    # long jobs off the benchmark's path: started early, not left to the end of a run
+    priority: 5
     conda:
         env("llm")
     container:
@@ -65,6 +67,7 @@ rule ei_index:
         f"{LOGS}/ei_search/index.log",
     benchmark:
         f"{BENCHMARKS}/ei_search/index.tsv"
+    priority: 5
     conda:
         env("llm")
     container:
@@ -94,6 +97,7 @@ rule ei_identify_run:
         f"{LOGS}/ei_search/identify/{{sample}}.log",
     benchmark:
         f"{BENCHMARKS}/ei_search/identify/{{sample}}.tsv"
+    priority: 5
     conda:
         env("llm")
     container:
@@ -196,6 +200,7 @@ rule ei_benchmark:
         f"{LOGS}/ei_search/benchmark.log",
     benchmark:
         f"{BENCHMARKS}/ei_search/benchmark.tsv"
+    priority: 5
     conda:
         env("llm")
     container:

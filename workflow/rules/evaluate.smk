@@ -10,6 +10,7 @@ rule benchmark_inputs:
             kind=BENCH["candidate_kinds"],
         ),
         stats=f"{RESULTS}/benchmark/candidate_sets.json",
+        structures=f"{RESULTS}/benchmark/candidate_structures.tsv",
     log:
         f"{LOGS}/benchmark_inputs.log",
     priority: 10
@@ -84,6 +85,7 @@ rule benchmark_rank:
         queries=f"{RESULTS}/benchmark/queries.h5",
         blind=f"{RESULTS}/benchmark/queries.spectrum_blind.h5",
         candidates=f"{RESULTS}/benchmark/candidates.{{kind}}.tsv",
+        structures=f"{RESULTS}/benchmark/candidate_structures.tsv",
         library=f"{RESULTS}/library/{LIB}.train.h5",
         model=model_for_method,
     output:
@@ -129,7 +131,8 @@ rule mces_top1:
         f"{LOGS}/mces_top1.log",
     benchmark:
         f"{BENCHMARKS}/mces_top1.tsv"
-    priority: 10
+    # first when two cores free up: a two-core job waits while one-core jobs keep starting
+    priority: 20
     conda:
         env("chem")
     container:

@@ -129,6 +129,8 @@ rule denovo_benchmark:
         f"{LOGS}/denovo_benchmark.log",
     benchmark:
         f"{BENCHMARKS}/denovo_benchmark.tsv"
+    # long jobs off the benchmark's path: started early, not left to the end of a run
+    priority: 5
     conda:
         env("torch")
     container:
@@ -168,6 +170,7 @@ rule glmr_benchmark:
         f"{LOGS}/glmr_benchmark.log",
     benchmark:
         f"{BENCHMARKS}/glmr_benchmark.tsv"
+    priority: 5
     conda:
         env("torch")
     container:

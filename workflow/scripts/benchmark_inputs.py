@@ -17,6 +17,7 @@ cfg = BenchmarkConfig(adducts=b["adducts"], max_queries=b["max_queries"], ppm=b[
                       hard_min_candidates=b.get("hard_min_candidates") or 16, seed=b["seed"])
 outs = dict(zip(snakemake.params.kinds, snakemake.output.candidates))
 stats = make_benchmark_inputs(snakemake.input.queries, snakemake.input.index, cfg,
-                              snakemake.output.queries, outs)
+                              snakemake.output.queries, outs,
+                              out_structures=snakemake.output.structures)
 write_text(snakemake.output.stats, json.dumps(stats, indent=2))
 print(json.dumps(stats))

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package be
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
 
 from msid.candidate_sets import read_candidate_file
+from msid.chem.structures import load_structure_table
 from msid.methods import benchmark_method, rank_benchmark_queries
 from msid.rankings import write_rankings
 
@@ -14,6 +15,8 @@ method = benchmark_method(snakemake.wildcards.method, seed=snakemake.params.seed
                           model_path=snakemake.input.model or None,
                           library=snakemake.input.library,
                           search=snakemake.params.search)
+print(f"{load_structure_table(snakemake.input.structures)} candidate structures parsed by "
+      "benchmark_inputs")
 candidates = read_candidate_file(snakemake.input.candidates)
 for queries, out in [(snakemake.input.queries, snakemake.output.standard),
                      (snakemake.input.blind, snakemake.output.blind)]:

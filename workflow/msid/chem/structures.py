@@ -10,6 +10,9 @@ all the same way keeps SMILES spelling from leaking which candidate is the true 
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import re
 from collections.abc import Iterable
 from contextlib import suppress
@@ -123,12 +126,19 @@ def inchikey_as_given(smiles: str) -> str:
         return (Chem.MolToInchiKey(mol) or "") if mol is not None else ""
 
 
+#: structures another job of the same workflow parsed, by the SMILES as given: filled by
+#: :func:`load_structure_table`, consulted by :func:`parse_structure` before RDKit is
+_PARSED: dict[str, Structure] = {}
+
+
 @lru_cache(maxsize=200_000)
 def parse_structure(smiles: str) -> Structure | None:
     """Standardised, normalised structure for a SMILES, or None when RDKit cannot parse it."""
     if not smiles or not isinstance(smiles, str):
         return None
     smiles = smiles.strip()
+    if (known := _PARSED.get(smiles)) is not None:
+        return known
     with rdBase.BlockLogs():  # an unparseable SMILES is the caller's to report, not RDKit's
         return _parse_structure(smiles)
 
@@ -155,6 +165,49 @@ def _parse_structure(smiles: str) -> Structure | None:
         formula=rdMolDescriptors.CalcMolFormula(mol),
         exact_mass=rdMolDescriptors.CalcExactMolWt(mol),
     )
+
+
+STRUCTURE_TABLE_COLUMNS = ("given", "smiles", "smiles_flat", "inchikey", "formula", "exact_mass")
+
+
+def _table_header() -> str:
+    return "# " + json.dumps({"msid_structure_table": 1, "rdkit": rdBase.rdkitVersion})
+
+
+def write_structure_table(smiles: Iterable[str], path: str | os.PathLike) -> int:
+    """Parse each distinct SMILES once and write what :func:`parse_structure` made of it (the
+    unparseable ones are left out) to a TSV, atomically, under a line naming the RDKit
+    version. The jobs that rank the same candidates load it (:func:`load_structure_table`)
+    instead of standardising and InChIKey-ing every molecule again. Returns the rows written."""
+    from msid.atomic import atomic_path
+
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        fh.write(_table_header() + "\n")
+        out = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        out.writerow(STRUCTURE_TABLE_COLUMNS)
+        for given in dict.fromkeys(s.strip() for s in smiles if s and s.strip()):
+            st = parse_structure(given)
+            if st is not None:
+                out.writerow((given, st.smiles, st.smiles_flat, st.inchikey, st.formula,
+                              repr(st.exact_mass)))
+                n += 1
+    return n
+
+
+def load_structure_table(path: str | os.PathLike) -> int:
+    """Let :func:`parse_structure` answer the SMILES of a :func:`write_structure_table` table
+    without parsing them again. A table another RDKit version wrote is ignored, as RDKit's
+    canonical SMILES and standardising may differ between versions. Returns the rows loaded."""
+    with open(path, newline="") as fh:
+        if fh.readline().rstrip("\n") != _table_header():
+            return 0
+        rows = csv.reader(fh, delimiter="\t")
+        if tuple(next(rows, ())) != STRUCTURE_TABLE_COLUMNS:
+            return 0
+        known = {r[0]: Structure(r[1], r[2], r[3], r[4], float(r[5])) for r in rows}
+    _PARSED.update(known)
+    return len(known)
 
 
 def inchikey14(smiles: str) -> str | None:
