@@ -72,7 +72,7 @@ rule ei_index:
         env("llm")
     container:
         image("llm")
-    threads: 2
+    threads: config.get("threads", {}).get("ei_index", 2)
     resources:
         mem_mb=scaled(6000),
         runtime=ei_index_runtime,
@@ -205,7 +205,7 @@ rule ei_benchmark:
         env("llm")
     container:
         image("llm")
-    threads: 2
+    threads: config.get("threads", {}).get("ei_benchmark", 2)
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(60),
