@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,28 +30,35 @@ TINY_MODEL = {"encoder": {"d_model": 32, "n_layers": 1, "n_heads": 2, "n_freqs":
               "max_peaks": 32}
 
 
-@pytest.fixture(scope="session")
-def massbank_small(tmp_path_factory):
-    """~1,300 real MassBank ESI spectra (every 50th record, so many structures), converted and
-    preprocessed with structure folds; returns the path of the train-fold and val-fold stores."""
-    from msid.benchmark import split_folds
+def _massbank_every(d: Path, every: int) -> Path:
+    """Every ``every``-th shipped MassBank ESI record, converted and preprocessed with
+    structure folds into ``d``/lib.h5."""
     from msid.convert import convert_file
     from msid.preprocess import PreprocessConfig, preprocess_store
 
-    d = tmp_path_factory.mktemp("massbank_small")
     blocks, cur, k = [], [], 0
     with gzip.open(RES / "massbank_esi" / "massbank_esi_msms.mgf.gz", "rt") as fh:
         for line in fh:
             cur.append(line)
             if line.startswith("END IONS"):
-                if k % 50 == 0:
+                if k % every == 0:
                     blocks.append("".join(cur))
                 cur, k = [], k + 1
     (d / "sample.mgf").write_text("\n".join(blocks))
     convert_file(d / "sample.mgf", d / "raw.h5", progress=False)
     preprocess_store(d / "raw.h5", d / "lib.h5",
                      PreprocessConfig(require_structure=True, assign_folds=True), progress=False)
-    split_folds(d / "lib.h5", {"train": d / "train.h5", "val": d / "val.h5"})
+    return d / "lib.h5"
+
+
+@pytest.fixture(scope="session")
+def massbank_small(tmp_path_factory):
+    """~1,300 real MassBank ESI spectra (every 50th record, so many structures), converted and
+    preprocessed with structure folds; returns the path of the train-fold and val-fold stores."""
+    from msid.benchmark import split_folds
+
+    d = tmp_path_factory.mktemp("massbank_small")
+    split_folds(_massbank_every(d, 50), {"train": d / "train.h5", "val": d / "val.h5"})
     return d / "train.h5", d / "val.h5"
 
 
@@ -362,27 +370,14 @@ def massbank_medium(tmp_path_factory):
     """~10,800 real MassBank ESI spectra (every 6th record), preprocessed with structure folds:
     (train-fold store, held-out store of the val and test folds)."""
     from msid.benchmark import split_folds
-    from msid.convert import convert_file
-    from msid.preprocess import PreprocessConfig, preprocess_store
     from msid.store import SpectrumStore, subset_store
 
     d = tmp_path_factory.mktemp("massbank_medium")
-    blocks, cur, k = [], [], 0
-    with gzip.open(RES / "massbank_esi" / "massbank_esi_msms.mgf.gz", "rt") as fh:
-        for line in fh:
-            cur.append(line)
-            if line.startswith("END IONS"):
-                if k % 6 == 0:
-                    blocks.append("".join(cur))
-                cur, k = [], k + 1
-    (d / "sample.mgf").write_text("\n".join(blocks))
-    convert_file(d / "sample.mgf", d / "raw.h5", progress=False)
-    preprocess_store(d / "raw.h5", d / "lib.h5",
-                     PreprocessConfig(require_structure=True, assign_folds=True), progress=False)
-    split_folds(d / "lib.h5", {"train": d / "train.h5"})
-    with SpectrumStore(d / "lib.h5") as st:
+    lib = _massbank_every(d, 6)
+    split_folds(lib, {"train": d / "train.h5"})
+    with SpectrumStore(lib) as st:
         held = np.flatnonzero(st.metadata["fold"].isin(["val", "test"]).to_numpy()).tolist()
-    subset_store(d / "lib.h5", d / "held_out.h5", held)
+    subset_store(lib, d / "held_out.h5", held)
     return d / "train.h5", d / "held_out.h5"
 
 
