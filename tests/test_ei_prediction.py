@@ -303,13 +303,45 @@ def test_predict_ei_on_two_processes_keeps_input_order(tmp_path) -> None:
     if not model.exists():
         pytest.skip("shipped student missing")
     smi = tmp_path / "in.txt"
-    smi.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(
-        ["CCO", "C1CC(", "c1ccccc1O", "CCN", "CC(=O)O", "xx", "CCCCCCCC"] * 3)))
+    base = ["CCO", "C1CC(", "c1ccccc1O", "CCN", "CC(=O)O", "xx", "CCCCCCCC"]
+    smi.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(  # 15 distinct molecules
+        "C" * k + b for k in range(3) for b in base)))
     one = predict_file(smi, tmp_path / "one.msp", model, batch=4, progress=False, n_jobs=1)
     two = predict_file(smi, tmp_path / "two.msp", model, batch=4, progress=False, n_jobs=2)
     assert one["predicted"] == two["predicted"] == 15
     assert one["rejected"] == two["rejected"] and len(one["rejected"]) == 6
     assert (tmp_path / "one.msp").read_text() == (tmp_path / "two.msp").read_text()
+
+
+def test_predict_ei_names_what_the_model_cannot_predict(tmp_path) -> None:
+    """Labelled standards, metal complexes, permanent ions, elements the model has no feature
+    for and repeated structures are skipped with their reason; salts give their parent."""
+    model = SHIPPED / "neims_student_cc-by-nc-sa.safetensors"
+    if not model.exists():
+        pytest.skip("shipped student missing")
+    lines = {
+        "Cc1ccccc1": "toluene",
+        "[2H]c1c([2H])c([2H])c(C([2H])([2H])[2H])c([2H])c1[2H]": "toluene-d8",
+        "[13CH3]c1ccccc1": "toluene-13C",
+        "[Fe+2].c1cc[cH-]c1.c1cc[cH-]c1": "ferrocene",
+        "C[N+](C)(C)C": "tetramethylammonium",
+        "C[Hg]C": "dimethylmercury",
+        "O=C([O-])c1ccccc1.[Na+]": "sodium benzoate",
+        "c1ccc(C)cc1": "toluene again",
+    }
+    smi = tmp_path / "in.txt"
+    smi.write_text("".join(f"{s} {n}\n" for s, n in lines.items()))
+    res = predict_file(smi, tmp_path / "lib.msp", model, progress=False, n_jobs=1)
+    why = {line: reason for line, _, reason in res["rejected"]}
+    assert res["predicted"] == 2  # toluene, benzoic acid
+    assert "isotope-labelled" in why[2] and "isotope-labelled" in why[3]
+    assert "charged after standardising (C5H5-)" in why[4]  # the iron is not silently lost
+    assert "charged after standardising (C4H12N+)" in why[5]
+    assert "element(s) Hg outside" in why[6]
+    assert why[8].startswith("the structure of line 1 again")
+    text = (tmp_path / "lib.msp").read_text()
+    assert text.count("Name: ") == 2 and "Name: sodium benzoate" in text
+    assert "Formula: C7H6O2" in text and "MW: 122" in text
 
 
 def test_smiles_files_as_users_write_them(tmp_path) -> None:

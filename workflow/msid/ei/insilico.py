@@ -14,6 +14,7 @@ import csv
 import hashlib
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from msid.atomic import atomic_path
 from msid.chem.structures import parent_mol
 from msid.ei.molfeatures import cached_nominal_mass, parse
+from msid.ei.neims import ELEMENTS
 from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
 from msid.ei.predicted import INSILICO_INSTRUMENT
@@ -132,6 +134,30 @@ def read_smiles_file(path: str | os.PathLike,
             yield n, (parts[1].strip() if len(parts) > 1 else ""), parts[0].strip()
 
 
+#: the elements the model has features for (others would all read as one "other" element)
+MODEL_ELEMENTS = frozenset((*ELEMENTS, "H"))
+_ISOTOPE = re.compile(r"\[\d")  # an isotope-labelled atom in a SMILES: [2H], [13CH3]
+_FORMULA_ELEMENT = re.compile(r"[A-Z][a-z]?")
+
+
+def outside_the_model(written: str, formula: str) -> str:
+    """Why a standardised molecule (its SMILES and formula) lies outside what the model
+    predicts, or '' when it does not: an element it has no feature for, an isotope label (the
+    prediction and its masses would be those of the unlabelled molecule) or a charge left
+    after standardising (a permanent ion, or a metal complex reduced to a charged ligand)."""
+    other = sorted(set(_FORMULA_ELEMENT.findall(formula)) - MODEL_ELEMENTS)
+    if other:
+        return (f"element(s) {', '.join(other)} outside the model's "
+                f"({', '.join(sorted(MODEL_ELEMENTS))})")
+    if _ISOTOPE.search(written):
+        return ("isotope-labelled atoms: the model predicts unlabelled spectra, whose masses "
+                "would be wrong for this molecule")
+    if formula.endswith(("+", "-")):
+        return (f"charged after standardising ({formula}): a permanent ion, or a metal "
+                "complex cut to a charged ligand; EI spectra are of neutral molecules")
+    return ""
+
+
 def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
                     ) -> tuple[list[Molecule], list[Chem.Mol], list[tuple[int, str, str]]]:
     """(molecules, their RDKit molecules, rejects (line, smiles, reason)). One parse per
@@ -146,6 +172,9 @@ def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
         written = smi if parent is mol else Chem.MolToSmiles(parent)
         mol = parent
         formula = CalcMolFormula(mol)
+        if why := outside_the_model(written, formula):
+            bad.append((line, smi, why))
+            continue
         mass = cached_nominal_mass(formula)
         if mass > max_mz:
             bad.append((line, smi, f"nominal mass {mass} above the model's m/z range {max_mz}"))
@@ -237,6 +266,23 @@ def _nothing_predicted(path: str | os.PathLike, n: int, rejects: list[tuple[int,
                          f"skipped: {shown}{more}")
 
 
+def _first_of_each_structure(batches):
+    """The batches with each structure (InChIKey) kept once: a later line of the same
+    structure is a reject that names the first (one library record per structure)."""
+    first: dict[str, int] = {}
+    for recs, bad in batches:
+        kept = []
+        for r in recs:
+            m = r[0]
+            if m.inchikey and m.inchikey in first:
+                bad = [*bad, (m.line, m.smiles, f"the structure of line {first[m.inchikey]} "
+                              "again (same InChIKey): predicted once")]
+            else:
+                first.setdefault(m.inchikey, m.line)
+                kept.append(r)
+        yield kept, bad
+
+
 def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
                  model_path: str | os.PathLike | None = None, batch: int = 4096,
                  progress: bool = True, n_jobs: int | None = None) -> dict:
@@ -260,8 +306,9 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
     n = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=len(items), desc="predict-ei", unit=" mol", disable=not progress)
-    batches = imap_ordered(_batch_job, ((path, items[a:a + batch])
-                                        for a in range(0, len(items), batch)), n_jobs)
+    predicted = imap_ordered(_batch_job, ((path, items[a:a + batch])
+                                          for a in range(0, len(items), batch)), n_jobs)
+    batches = _first_of_each_structure(predicted)
     if out.suffix.lower() == ".h5":
         with SpectrumStoreWriter(out, provenance={"stage": "predict-ei", "input": str(
                 smiles_file), "model": card.get("weights_file"),
