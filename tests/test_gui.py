@@ -153,6 +153,8 @@ def test_bad_uploads_get_a_message_not_a_crash(server):
     assert status == 400 and "unsupported file type" in page
     status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.mgf", b"garbage")})
     assert status == 400 and "no spectrum" in page
+    status, page = _post(server, {"method": "ei-cosine"}, {"file": ("x.msp", b"hello\n")})
+    assert status == 400 and "no &#x27;Name:&#x27; line" in page and "Error" not in page
     status, page = _post(server, {"peaks": "hello world", "method": "ei-cosine"})
     assert status == 400 and "peaks" in page
     with urllib.request.urlopen(server + "/", timeout=30) as r:  # still serving

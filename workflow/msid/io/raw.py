@@ -750,7 +750,11 @@ def msp_records(text: str) -> Iterator[tuple[RawSpectrum | tuple[str, str], bool
     text before the first ``Name:`` line included), each with whether its block ends the text.
     :func:`_read_msp` reads files with it, the GUI its uploads."""
     starts = [m.start() for m in _MSP_NAME.finditer(text)]
-    if starts and text[:starts[0]].strip():
+    if not starts:
+        if text.strip():
+            yield ("index=0", "no 'Name:' line: not an MSP record"), True
+        return
+    if text[:starts[0]].strip():
         head = text[:starts[0]].strip().splitlines()[0]
         yield ("before index=0", "text before the first 'Name:' line belongs to no record: "
                f"'{head[:40]}'"), False
