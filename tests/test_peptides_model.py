@@ -106,6 +106,8 @@ def test_cli_writes_tsv_and_mztab(model_file, tmp_path, method):
                  for k, v in mtd.items() if re.fullmatch(r"variable_mod\[\d+\]", k)}
     assert positions["Pyro-carbamidomethyl"] == positions["Gln->pyro-Glu"] == "Any N-term"
     assert positions["Oxidation"] == "Anywhere"
+    assert "every I/L is written L" in mtd["description"]
+    assert not df["sequence"].str.contains("I").any()
     psm = t.spectrum_match_table
     assert len(psm) == len(df)
     if len(df):

@@ -253,7 +253,8 @@ def write_mztab(df: pd.DataFrame, path: str | os.PathLike, run_location: str,
     loc = Path(run_location).resolve().as_uri() if run_location else "null"
     mtd = [("mzTab-version", "1.0.0"), ("mzTab-mode", "Summary"),
            ("mzTab-type", "Identification"), ("mzTab-ID", f"msid-denovo-{method}"),
-           ("description", f"msid de novo peptide sequencing ({method}); no database"),
+           ("description", f"msid de novo peptide sequencing ({method}); no database; "
+                           "leucine and isoleucine have one mass: every I/L is written L"),
            ("ms_run[1]-location", loc),
            ("software[1]", f"[MS, MS:1001456, analysis software, msid {__version__}]"),
            ("psm_search_engine_score[1]",
