@@ -76,6 +76,8 @@ def test_methods_and_entry_point():
     exe = Path(sys.executable).parent / "msid"
     res = subprocess.run([str(exe), "methods"], capture_output=True, text=True, check=True)
     assert {"library", "random"} <= set(res.stdout.split())
+    assert "peptrm" not in res.stdout.split()  # the names msid identify takes, nothing else
+    assert "(peptrm, dp) runs with msid denovo-peptides" in res.stderr
 
 
 SHIPPED = ("ranker", "reconstructor", "deepsets", "fp_ffn")

@@ -471,6 +471,8 @@ def cmd_methods(a: argparse.Namespace) -> int:
     for m in sorted(set(declared) - set(built)):
         print(f"msid methods: {m} is declared for the workflow but no loaded module registers "
               "it", file=sys.stderr)
+    print(f"msid methods: de novo peptide sequencing ({', '.join(PEPTIDE_METHODS)}) runs with "
+          "msid denovo-peptides --method", file=sys.stderr)
     return 0
 
 
@@ -491,7 +493,7 @@ def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", action="append", required=True,
                    help="output file, repeatable: .tsv (query_id, rank, sequence, score, "
                         "precursor_mz_error_ppm) and/or .mztab (mzTab 1.0 PSMs)")
-    p.add_argument("--method", choices=["peptrm", "dp"], default="peptrm",
+    p.add_argument("--method", choices=PEPTIDE_METHODS, default="peptrm",
                    help="PepTRM (learned, default) or the spectrum-graph DP baseline")
     p.add_argument("--model", help="PepTRM model file (default: the shipped one)")
     p.add_argument("--decoding", choices=["beam", "greedy"], default="beam")
