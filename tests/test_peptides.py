@@ -67,7 +67,17 @@ def test_masses_match_reference_values():
 def test_proforma_parsing_and_errors():
     assert parse_proforma("[Acetyl]-AIC[Carbamidomethyl]K") == [
         "[Acetyl]-", "A", "L", "C[Carbamidomethyl]", "K"]
-    for bad in ("", "PEPTIDEX", "PEPT[Phospho]IDE", "PEPTIDE-[Amidated]", "PEPS[Foo]"):
+    # the same peptide by UniMod accession, ProForma mass delta and Casanovo's bare deltas
+    want = ["[Acetyl]-", "C[Carbamidomethyl]", "M[Oxidation]", "N[Deamidated]",
+            "Q[Deamidated]", "K"]
+    for seq in ("[Acetyl]-C[Carbamidomethyl]M[Oxidation]N[Deamidated]Q[Deamidated]K",
+                "[UNIMOD:1]-C[UNIMOD:4]M[UNIMOD:35]N[UNIMOD:7]Q[UNIMOD:7]K",
+                "[+42.011]-C[+57.021]M[+15.995]N[+0.984]Q[+0.984]K",
+                "+42.011C+57.021M+15.995N+0.984Q+0.984K"):
+        assert parse_proforma(seq) == want, seq
+    assert parse_proforma("Q-17.027EK")[0] == "Q[Gln->pyro-Glu]"
+    for bad in ("", "PEPTIDEX", "PEPT[Phospho]IDE", "PEPTIDE-[Amidated]", "PEPS[Foo]",
+                "S[UNIMOD:21]K", "M[+79.966]K", "K[+15.995]"):
         with pytest.raises(SequenceError):
             Vocab.default().encode(parse_proforma(bad))
 

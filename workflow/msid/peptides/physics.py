@@ -59,6 +59,7 @@ def unimod_delta(name: str, residue: str = "") -> float:
 
 
 @cache
+@cache
 def unimod_accession(name: str, residue: str = "") -> str:
     """``UNIMOD:<n>`` of modification ``name``."""
     acc = str(_unimod(name, residue).getUniModAccession())
@@ -131,12 +132,50 @@ def token_mass(token: str) -> float:
     return residue_mass(aa) + (unimod_delta(mod, aa) if mod else 0.0)
 
 
+#: how far a mass-delta tag ([+57.021], Casanovo's C+57.021) may lie from the UniMod shift it
+#: names (Da): written deltas carry 3 decimals, so 0.01 cannot reach another vocabulary entry
+DELTA_TOLERANCE = 0.01
+_TAG = re.compile(r"([A-Z]?)\[([^\]]*)\](-?)")
+
+
+def _vocabulary_name(tag: str, residue: str) -> str:
+    """The vocabulary's UniMod name for a modification tag on ``residue`` ('' = N-terminus):
+    the name itself, a UniMod accession (``UNIMOD:4``) or a mass delta (``+57.021``); the tag
+    unchanged when none of the vocabulary's modifications fits it (refused by the caller)."""
+    names = ([m for a, m in RESIDUE_MODS if a == residue] if residue else list(NTERM_MODS))
+    if tag in names:
+        return tag
+    acc = re.fullmatch(r"(?i)unimod:(\d+)", tag.strip())
+    if acc:
+        return next((m for m in names if unimod_accession(m, residue) == f"UNIMOD:{acc[1]}"),
+                    tag)
+    try:
+        delta = float(tag)
+    except ValueError:
+        return tag
+    near = [m for m in names if abs(unimod_delta(m, residue) - delta) <= DELTA_TOLERANCE]
+    return near[0] if len(near) == 1 else tag
+
+
+def _named_modifications(seq: str) -> str:
+    """``seq`` with every modification written by its vocabulary name: ProForma accessions
+    (``C[UNIMOD:4]``) and mass deltas (``M[+15.995]``), and the bare deltas of Casanovo and
+    MassIVE-KB (``C+57.021``, ``+42.011PEPTIDE``) become ``C[Carbamidomethyl]`` and so on."""
+    seq = re.sub(r"^([+-]\d+(?:\.\d+)?)(?=[A-Z])", r"[\1]-", seq.strip())
+    seq = re.sub(r"([A-Z])([+-]\d+(?:\.\d+)?)", r"\1[\2]", seq)
+    return _TAG.sub(lambda t: f"{t[1]}[{_vocabulary_name(t[2], t[1] if not t[3] else '')}]"
+                              f"{t[3]}", seq)
+
+
 def parse_proforma(seq: str) -> list[str]:
     """ProForma peptide -> tokens (pyteomics' ProForma parser; I folded into L).
 
-    Modification names outside the vocabulary are refused before parsing: pyteomics would try
-    to resolve them in online controlled vocabularies (slow, and msid never goes online)."""
+    Modifications may be written by UniMod name, accession or mass delta (see
+    :func:`_named_modifications`). Those outside the vocabulary are refused before parsing:
+    pyteomics would try to resolve them in online controlled vocabularies (slow, and msid never
+    goes online)."""
     known = {m for _, m in RESIDUE_MODS} | set(NTERM_MODS)
+    seq = _named_modifications(seq)
     for name in re.findall(r"\[([^\]]*)\]", seq):
         if name not in known:
             raise SequenceError(f"modification '{name}' is not in the vocabulary ({seq!r})")
