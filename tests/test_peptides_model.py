@@ -338,3 +338,33 @@ def test_peptrm_training_on_other_data_under_the_same_name_starts_afresh(tmp_pat
     assert any("training from scratch" in m for m in logs)
     assert not any("resuming from" in m for m in logs)
     assert other["training"]["n_train_spectra"] != first["training"]["n_train_spectra"]
+
+
+def test_a_labelled_mgf_is_scored_against_its_sequences(tmp_path, capsys):
+    """An MGF whose records carry SEQ= gets the leaderboard's metrics of its rank-1 sequences;
+    the labels themselves as predictions score 1, a spectrum without a row counts as missed."""
+    from msid.peptides.labelled import mgf_sequences, score_labelled
+
+    src = tmp_path / "lab.mgf"
+    spectra = read_annotated_mgf(MGF[0]).spectra[:12]
+    mgf.write([{"m/z array": s.mz, "intensity array": s.intensity,
+                "params": {"title": s.id, "pepmass": s.precursor_mz, "charge": f"{s.charge}+",
+                           "seq": "".join(s.tokens)}}
+               for s in spectra], output=str(src))
+    labels = mgf_sequences(src)
+    assert list(labels) == [f"index={k}" for k in range(12)]
+    perfect = pd.DataFrame({"native_id": list(labels), "rank": 1, "score": 0.9,
+                            "sequence": list(labels.values()), "aa_scores": ""})
+    m = score_labelled(perfect, labels)
+    assert m["peptide_recall"] == m["aa_precision"] == m["aa_recall"] == 1.0
+    m = score_labelled(perfect.iloc[:9], labels)  # three spectra got no sequence
+    assert m["peptide_recall"] == pytest.approx(9 / 12) and m["aa_precision"] == 1.0
+    out = tmp_path / "out.tsv"
+    rc = main(["denovo-peptides", str(src), "--out", str(out), "--method", "dp",
+               "--metrics", str(tmp_path / "m.json")])
+    assert rc == 0
+    assert "12 spectra carry SEQ=; rank 1 against them: peptide recall" in capsys.readouterr().err
+    got = json.loads((tmp_path / "m.json").read_text())
+    want = score_labelled(pd.read_csv(out, sep="\t", dtype={"native_id": str}), labels)
+    assert got["method"] == "dp" and got["peptide_recall"] == want["peptide_recall"]
+    assert 0 <= got["aa_precision"] <= 1 and got["labelled"] == 12

@@ -504,6 +504,35 @@ def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ppm", type=positive_float, default=50.0, help="precursor mass tolerance")
     p.add_argument("--max-spectra", type=spectrum_limit, default=0,
                    help="first N spectra only (0: all)")
+    p.add_argument("--metrics", help="with an MGF whose records carry SEQ=: the metrics of the "
+                                     "rank-1 sequences against them, as JSON (they are printed "
+                                     "either way)")
+
+
+def _score_labels(a: argparse.Namespace, df) -> None:
+    """An MGF with SEQ= lines: the rank-1 sequences scored against them (stderr, --metrics)."""
+    import json
+
+    from msid.atomic import write_text
+    from msid.peptides.labelled import is_mgf, mgf_sequences, score_labelled
+
+    labels = mgf_sequences(a.queries) if is_mgf(a.queries) else {}
+    if not labels:
+        if a.metrics:
+            print(f"msid denovo-peptides: no --metrics: no record of {a.queries} carries SEQ=",
+                  file=sys.stderr)
+        return
+    m = score_labelled(df, labels)
+    print(f"msid denovo-peptides: {int(m['labelled'])} spectra carry SEQ="
+          + (f" ({int(m['unreadable_labels'])} outside the vocabulary, not scored)"
+             if m["unreadable_labels"] else "")
+          + (f"; rank 1 against them: peptide recall {m['peptide_recall']:.3f}, AA precision "
+             f"{m['aa_precision']:.3f}, AA recall {m['aa_recall']:.3f} (Casanovo's conventions:"
+             " residues matched by mass, I = L; a spectrum without a sequence is a miss)"
+             if "peptide_recall" in m else ""), file=sys.stderr)
+    if a.metrics:
+        write_text(a.metrics, json.dumps({"method": a.method, "input": str(a.queries), **m},
+                                         indent=2) + "\n")
 
 
 def cmd_denovo_peptides(a: argparse.Namespace) -> int:
@@ -524,6 +553,9 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     for o in outs:
         check_output(o, inputs={"queries": a.queries, "--model": a.model,
                                 **{f"--out {p}": p for p in outs if p is not o}})
+    if a.metrics:
+        check_output(Path(a.metrics), inputs={"queries": a.queries, "--model": a.model,
+                                              **{f"--out {p}": p for p in outs}})
     tsv = next((o for o in outs if o.suffix.lower() == ".tsv"), None)
     mztab = next((o for o in outs if o.suffix.lower() == ".mztab"), None)
     if a.method == "dp":  # the DP baseline reads no model and decodes no network
@@ -544,6 +576,7 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
                         run_location=a.queries, method=a.method,
                         dp_cfg={"ppm": cfg.ppm, "isotopes": cfg.isotopes},  # --ppm for dp too
                         log=lambda m: print(f"msid denovo-peptides: {m}", file=sys.stderr))
+    _score_labels(a, df)
     n_lost = len(lost_records(lost))  # records (a damaged file's note is none)
     print(f"msid denovo-peptides: {len(df)} sequences -> {', '.join(map(str, outs))}"
           + (f"; {n_lost} input record(s) quarantined:" if n_lost else ""),
