@@ -371,3 +371,17 @@ def test_isotope_corrected_ppm_is_the_error_against_the_matched_peak():
                                                                    "isotope_corrected_ppm"])
     # a best guess that misses the precursor says so in a column of its own
     assert rows["matches_precursor"].to_dict() == {"a": True, "b": True, "c": False}
+
+
+def test_qc_check_reads_mztab_modifications_by_accession_and_residue():
+    """mzTab PSM modifications (pos-UNIMOD:n) become tokens; UNIMOD:7 (Deamidated) is a
+    modification of N and of Q, each read as its own residue's."""
+    from msid.peptides.qc_check import psm_tokens
+
+    assert psm_tokens("NQCK", "1-UNIMOD:7,2-UNIMOD:7,3-UNIMOD:4") == [
+        "N[Deamidated]", "Q[Deamidated]", "C[Carbamidomethyl]", "K"]
+    assert psm_tokens("QEK", "0-UNIMOD:28") == ["Q[Gln->pyro-Glu]", "E", "K"]
+    assert psm_tokens("PEPTIDE", "0-UNIMOD:1")[0] == "[Acetyl]-"
+    assert psm_tokens("PEPTIDE", "null") == list("PEPTLDE")
+    assert psm_tokens("KEK", "1-UNIMOD:7") is None  # no deamidation of K in the vocabulary
+    assert psm_tokens("SEK", "1-UNIMOD:21") is None  # phospho: outside it

@@ -27,7 +27,9 @@ PSM_FILE = "openms_QualityControl_1_out.mzTab.gz"
 def psm_tokens(sequence: str, modifications: str | None) -> list[str] | None:
     """mzTab sequence + modifications (``pos-UNIMOD:n``, 0 = N-terminus) -> tokens; None when
     a modification is outside msid's vocabulary."""
-    res = {unimod_accession(m, a): (a, m) for a, m in RESIDUE_MODS}
+    # by accession and residue: one accession can name a modification of two residues
+    # (UNIMOD:7, Deamidated, on N and on Q)
+    res = {(unimod_accession(m, a), a): m for a, m in RESIDUE_MODS}
     nterm = {unimod_accession(m): m for m in NTERM_MODS}
     tokens = ["L" if c == "I" else c for c in sequence]
     prefix: list[str] = []
@@ -37,12 +39,10 @@ def psm_tokens(sequence: str, modifications: str | None) -> list[str] | None:
             if not m:
                 return None
             pos, acc = int(m.group(1)), m.group(2)
-            if acc in res and (pos > 0 or res[acc][1].endswith("pyro-Glu")):
-                k = max(pos, 1) - 1
-                aa, name = res[acc]
-                if tokens[k] != aa:
-                    return None
-                tokens[k] = f"{aa}[{name}]"
+            k = max(pos, 1) - 1
+            name = res.get((acc, tokens[k])) if k < len(tokens) else None
+            if name is not None and (pos > 0 or name.endswith("pyro-Glu")):
+                tokens[k] = f"{tokens[k]}[{name}]"
             elif pos == 0 and acc in nterm:
                 prefix = [f"[{nterm[acc]}]-"]
             else:
