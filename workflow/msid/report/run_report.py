@@ -187,7 +187,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         if kind == "peptide" and denovo:  # no library search: mass-matched sequences instead
             seqs = pd.read_csv(denovo, sep="\t", usecols=["query_id", "score"])
             answered = md["id"].isin(seqs.loc[seqs["score"] > 0, "query_id"]).to_numpy()
-            labels = ("mass-matched sequence", "none")
+            labels = ("mass-matched sequence", "no mass-matched sequence")
         figures = []
         if len(md):
             rt = md["rt"].to_numpy(dtype=float)
