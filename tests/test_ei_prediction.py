@@ -328,6 +328,7 @@ def test_predict_ei_names_what_the_model_cannot_predict(tmp_path) -> None:
         "C[Hg]C": "dimethylmercury",
         "O=C([O-])c1ccccc1.[Na+]": "sodium benzoate",
         "c1ccc(C)cc1": "toluene again",
+        "C[n+]1ccc(-c2cc[n+](C)cc2)cc1.[Cl-].[Cl-]": "paraquat dichloride",
     }
     smi = tmp_path / "in.txt"
     smi.write_text("".join(f"{s} {n}\n" for s, n in lines.items()))
@@ -339,6 +340,7 @@ def test_predict_ei_names_what_the_model_cannot_predict(tmp_path) -> None:
     assert "charged after standardising (C4H12N+)" in why[5]
     assert "element(s) Hg outside" in why[6]
     assert why[8].startswith("the structure of line 1 again")
+    assert "charged after standardising (C12H14N2+2)" in why[9]  # a dication too
     text = (tmp_path / "lib.msp").read_text()
     assert text.count("Name: ") == 2 and "Name: sodium benzoate" in text
     assert "Formula: C7H6O2" in text and "MW: 122" in text

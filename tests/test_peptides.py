@@ -76,8 +76,10 @@ def test_proforma_parsing_and_errors():
                 "+42.011C+57.021M+15.995N+0.984Q+0.984K"):
         assert parse_proforma(seq) == want, seq
     assert parse_proforma("Q-17.027EK")[0] == "Q[Gln->pyro-Glu]"
+    assert parse_proforma("-17.027QEK")[0] == "Q[Gln->pyro-Glu]"  # Casanovo's N-terminal form
     for bad in ("", "PEPTIDEX", "PEPT[Phospho]IDE", "PEPTIDE-[Amidated]", "PEPS[Foo]",
-                "S[UNIMOD:21]K", "M[+79.966]K", "K[+15.995]"):
+                "S[UNIMOD:21]K", "M[+79.966]K", "K[+15.995]", "-17.027KEK",
+                "+43.006-17.027QEK"):
         with pytest.raises(SequenceError):
             Vocab.default().encode(parse_proforma(bad))
 

@@ -368,3 +368,10 @@ def test_a_labelled_mgf_is_scored_against_its_sequences(tmp_path, capsys):
     want = score_labelled(pd.read_csv(out, sep="\t", dtype={"native_id": str}), labels)
     assert got["method"] == "dp" and got["peptide_recall"] == want["peptide_recall"]
     assert 0 <= got["aa_precision"] <= 1 and got["labelled"] == 12
+    # a damaged record is skipped as the run skips it; the labels keep their records' ids
+    text = src.read_text().split("END IONS\n")
+    text[1] = text[1].replace("\n", "\nnot a peak line\n", 3)
+    (tmp_path / "bad.mgf").write_text("END IONS\n".join(text))
+    bad = mgf_sequences(tmp_path / "bad.mgf")
+    assert "index=1" not in bad and list(bad)[:2] == ["index=0", "index=2"]
+    assert {k: labels[k] for k in bad} == bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,10 @@ def test_structure_table_answers_as_parsing_would(tmp_path):
         text = (tmp_path / "t.tsv").read_text()
         (tmp_path / "old.tsv").write_text(text.replace(rdBase.rdkitVersion, "2019.03.1"))
         assert structures.load_structure_table(tmp_path / "old.tsv") == 0
+        header = text.split("\n", 1)[0]
+        code = json.loads(header[2:])["standardising"]  # this module's code, as it was
+        (tmp_path / "edited.tsv").write_text(text.replace(code, "0" * len(code)))
+        assert structures.load_structure_table(tmp_path / "edited.tsv") == 0
     finally:
         structures._parse_structure = real
         structures._PARSED.clear()

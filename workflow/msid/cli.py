@@ -576,7 +576,6 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
                         run_location=a.queries, method=a.method,
                         dp_cfg={"ppm": cfg.ppm, "isotopes": cfg.isotopes},  # --ppm for dp too
                         log=lambda m: print(f"msid denovo-peptides: {m}", file=sys.stderr))
-    _score_labels(a, df)
     n_lost = len(lost_records(lost))  # records (a damaged file's note is none)
     print(f"msid denovo-peptides: {len(df)} sequences -> {', '.join(map(str, outs))}"
           + (f"; {n_lost} input record(s) quarantined:" if n_lost else ""),
@@ -587,6 +586,7 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
         print(f"msid denovo-peptides: error: no sequence for any spectrum of {a.queries}"
               + (" (reasons above)" if n_lost else ""), file=sys.stderr)
         return 1
+    _score_labels(a, df)
     return 0
 
 

@@ -11,6 +11,7 @@ all the same way keeps SMILES spelling from leaking which candidate is the true 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from rdkit import Chem, RDLogger, rdBase
 from rdkit.Chem import rdMolDescriptors
@@ -170,8 +172,13 @@ def _parse_structure(smiles: str) -> Structure | None:
 STRUCTURE_TABLE_COLUMNS = ("given", "smiles", "smiles_flat", "inchikey", "formula", "exact_mass")
 
 
+@lru_cache(maxsize=1)
 def _table_header() -> str:
-    return "# " + json.dumps({"msid_structure_table": 1, "rdkit": rdBase.rdkitVersion})
+    """Names what made a structure table: RDKit's version and this module's code (its
+    standardising), so that a table either changed would answer differently is not loaded."""
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return "# " + json.dumps({"msid_structure_table": 1, "rdkit": rdBase.rdkitVersion,
+                              "standardising": code})
 
 
 def write_structure_table(smiles: Iterable[str], path: str | os.PathLike) -> int:
@@ -197,8 +204,9 @@ def write_structure_table(smiles: Iterable[str], path: str | os.PathLike) -> int
 
 def load_structure_table(path: str | os.PathLike) -> int:
     """Let :func:`parse_structure` answer the SMILES of a :func:`write_structure_table` table
-    without parsing them again. A table another RDKit version wrote is ignored, as RDKit's
-    canonical SMILES and standardising may differ between versions. Returns the rows loaded."""
+    without parsing them again. A table written under another RDKit version or other
+    standardising code is ignored (returns 0): its answers could differ. Returns the rows
+    loaded."""
     with open(path, newline="") as fh:
         if fh.readline().rstrip("\n") != _table_header():
             return 0

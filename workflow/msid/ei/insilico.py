@@ -138,6 +138,7 @@ def read_smiles_file(path: str | os.PathLike,
 MODEL_ELEMENTS = frozenset((*ELEMENTS, "H"))
 _ISOTOPE = re.compile(r"\[\d")  # an isotope-labelled atom in a SMILES: [2H], [13CH3]
 _FORMULA_ELEMENT = re.compile(r"[A-Z][a-z]?")
+_FORMULA_CHARGE = re.compile(r"[+-]\d*$")  # RDKit's C4H12N+, C12H14N2+2
 
 
 def outside_the_model(written: str, formula: str) -> str:
@@ -152,7 +153,7 @@ def outside_the_model(written: str, formula: str) -> str:
     if _ISOTOPE.search(written):
         return ("isotope-labelled atoms: the model predicts unlabelled spectra, whose masses "
                 "would be wrong for this molecule")
-    if formula.endswith(("+", "-")):
+    if _FORMULA_CHARGE.search(formula):
         return (f"charged after standardising ({formula}): a permanent ion, or a metal "
                 "complex cut to a charged ligand; EI spectra are of neutral molecules")
     return ""
@@ -271,12 +272,12 @@ def _first_of_each_structure(batches):
     structure is a reject that names the first (one library record per structure)."""
     first: dict[str, int] = {}
     for recs, bad in batches:
-        kept = []
+        kept, bad = [], list(bad)
         for r in recs:
             m = r[0]
             if m.inchikey and m.inchikey in first:
-                bad = [*bad, (m.line, m.smiles, f"the structure of line {first[m.inchikey]} "
-                              "again (same InChIKey): predicted once")]
+                bad.append((m.line, m.smiles, f"the structure of line {first[m.inchikey]} "
+                            "again (same InChIKey): predicted once"))
             else:
                 first.setdefault(m.inchikey, m.line)
                 kept.append(r)
@@ -352,8 +353,9 @@ def _chunk_job(args: tuple[str, list[tuple[int, str, str]], str, str]) -> str:
 
 def library_digest(pools: list[str | os.PathLike], model: str | os.PathLike,
                    chunk_size: int) -> str:
-    # v2: salts and charged forms predicted as their parents
-    h = hashlib.sha256(f"msid-insilico-v2:{chunk_size}".encode())
+    # v2: salts and charged forms predicted as their parents; v3: labelled, still charged and
+    # other-element molecules skipped
+    h = hashlib.sha256(f"msid-insilico-v3:{chunk_size}".encode())
     for p in [*pools, model]:
         h.update(Path(p).name.encode())
         h.update(str(Path(p).stat().st_size).encode())

@@ -2,39 +2,40 @@
 
 A lab that sequences spectra it has already identified (a database search's PSMs written back
 into the MGF, as MassIVE-KB and Casanovo's training files are) wants to know how often msid is
-right on them. :func:`mgf_sequences` reads the labels with pyteomics, keyed by the native id
-msid gives each MGF record (its ``NATIVE_ID``, else ``index=N``), and :func:`score_labelled`
-scores the rank-1 sequence of each labelled spectrum with the leaderboard's metrics
-(:mod:`msid.peptides.metrics`, Casanovo's conventions: residues matched by mass, I = L). A
-labelled spectrum that got no sequence counts as a miss, as on the leaderboard.
+right on them. :func:`mgf_sequences` takes the labels from msid's own MGF reader (the records
+and native ids the run itself was read with; a damaged record is skipped there as in the run),
+and :func:`score_labelled` scores the rank-1 sequence of each labelled spectrum with the
+leaderboard's metrics (:mod:`msid.peptides.metrics`, Casanovo's conventions: residues matched
+by mass, I = L). A labelled spectrum that got no sequence counts as a miss, as on the
+leaderboard.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
-from pyteomics import mgf
 
-from msid.peptides.data import _open
+from msid.io.errors import InputFileError
+from msid.io.raw import RawSpectrum, read_spectra, sniff_format
 from msid.peptides.metrics import score_predictions, summary
 from msid.peptides.physics import SequenceError, parse_proforma
 
 
 def is_mgf(path: str | os.PathLike) -> bool:
-    name = Path(path).name.lower()
-    return name.endswith((".mgf", ".mgf.gz"))
+    try:
+        return sniff_format(path) == "mgf"
+    except InputFileError:  # a store (.h5) or another name: no SEQ= lines to read
+        return False
 
 
 def mgf_sequences(path: str | os.PathLike) -> dict[str, str]:
-    """Native id -> ``SEQ=`` value of every MGF record that carries one ({} when none does)."""
+    """Native id -> ``SEQ=`` value of every MGF record msid reads that carries one ({} when
+    none does)."""
     out: dict[str, str] = {}
-    with _open(Path(path)) as fh:
-        for k, rec in enumerate(mgf.read(fh, use_index=False, convert_arrays=0)):
-            params = {str(key).lower(): v for key, v in rec.get("params", {}).items()}
-            if params.get("seq"):
-                out[str(params.get("native_id") or f"index={k}")] = str(params["seq"]).strip()
+    for rec in read_spectra(path):
+        if isinstance(rec, RawSpectrum) and rec.params.get("seq"):
+            out[str(rec.params["native_id"])] = str(rec.params["seq"]).strip()
     return out
 
 

@@ -59,7 +59,6 @@ def unimod_delta(name: str, residue: str = "") -> float:
 
 
 @cache
-@cache
 def unimod_accession(name: str, residue: str = "") -> str:
     """``UNIMOD:<n>`` of modification ``name``."""
     acc = str(_unimod(name, residue).getUniModAccession())
@@ -138,7 +137,7 @@ DELTA_TOLERANCE = 0.01
 _TAG = re.compile(r"([A-Z]?)\[([^\]]*)\](-?)")
 
 
-def _vocabulary_name(tag: str, residue: str) -> str:
+def vocabulary_name(tag: str, residue: str) -> str:
     """The vocabulary's UniMod name for a modification tag on ``residue`` ('' = N-terminus):
     the name itself, a UniMod accession (``UNIMOD:4``) or a mass delta (``+57.021``); the tag
     unchanged when none of the vocabulary's modifications fits it (refused by the caller)."""
@@ -157,13 +156,28 @@ def _vocabulary_name(tag: str, residue: str) -> str:
     return near[0] if len(near) == 1 else tag
 
 
+def _leading_delta(m: re.Match) -> str:
+    """A mass delta before the first residue: the residue's own N-terminal-only modification
+    when one has that mass (Casanovo's ``-17.027Q`` is ``Q[Gln->pyro-Glu]``), else left as an
+    N-terminal modification."""
+    delta, aa = float(m[1]), m[2]
+    for a, name in RESIDUE_MODS:
+        if (a == aa and name in NTERM_ONLY_RESIDUE_MODS
+                and abs(unimod_delta(name, a) - delta) <= DELTA_TOLERANCE):
+            return f"{aa}[{name}]"
+    return m[0]
+
+
 def _named_modifications(seq: str) -> str:
     """``seq`` with every modification written by its vocabulary name: ProForma accessions
     (``C[UNIMOD:4]``) and mass deltas (``M[+15.995]``), and the bare deltas of Casanovo and
-    MassIVE-KB (``C+57.021``, ``+42.011PEPTIDE``) become ``C[Carbamidomethyl]`` and so on."""
-    seq = re.sub(r"^([+-]\d+(?:\.\d+)?)(?=[A-Z])", r"[\1]-", seq.strip())
+    MassIVE-KB (``C+57.021``, ``+42.011PEPTIDE``, ``-17.027QPEP``) become
+    ``C[Carbamidomethyl]`` and so on. Two deltas at the N-terminus (``+43.006-17.027``) are not
+    read: no single vocabulary entry has their sum."""
+    seq = re.sub(r"^([+-]\d+(?:\.\d+)?)([A-Z])(?![+\-\[])", _leading_delta, seq.strip())
+    seq = re.sub(r"^([+-]\d+(?:\.\d+)?)(?=[A-Z])", r"[\1]-", seq)
     seq = re.sub(r"([A-Z])([+-]\d+(?:\.\d+)?)", r"\1[\2]", seq)
-    return _TAG.sub(lambda t: f"{t[1]}[{_vocabulary_name(t[2], t[1] if not t[3] else '')}]"
+    return _TAG.sub(lambda t: f"{t[1]}[{vocabulary_name(t[2], t[1] if not t[3] else '')}]"
                               f"{t[3]}", seq)
 
 

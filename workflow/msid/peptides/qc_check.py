@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from msid.peptides.physics import NTERM_MODS, RESIDUE_MODS, parse_proforma, unimod_accession
+from msid.peptides.physics import SequenceError, parse_proforma, vocabulary_name
 
 RUN_FILES = {1: "openms_QualityControl_1_in1.mzML.gz", 2: "openms_QualityControl_1_in2.mzML.gz",
              3: "openms_QualityControl_1_in3.mzML.gz"}
@@ -26,28 +26,28 @@ PSM_FILE = "openms_QualityControl_1_out.mzTab.gz"
 
 def psm_tokens(sequence: str, modifications: str | None) -> list[str] | None:
     """mzTab sequence + modifications (``pos-UNIMOD:n``, 0 = N-terminus) -> tokens; None when
-    a modification is outside msid's vocabulary."""
-    # by accession and residue: one accession can name a modification of two residues
-    # (UNIMOD:7, Deamidated, on N and on Q)
-    res = {(unimod_accession(m, a), a): m for a, m in RESIDUE_MODS}
-    nterm = {unimod_accession(m): m for m in NTERM_MODS}
-    tokens = ["L" if c == "I" else c for c in sequence]
-    prefix: list[str] = []
+    a modification is outside msid's vocabulary. The accessions are read by
+    :func:`msid.peptides.physics.parse_proforma` (by accession and residue: UNIMOD:7 is
+    Deamidated on N and on Q)."""
+    residues = ["L" if c == "I" else c for c in sequence]
+    tags: dict[int, str] = {}  # residue index -> accession; -1: the N-terminus
     if modifications is not None and str(modifications) not in ("null", "nan", ""):
         for item in str(modifications).split(","):
             m = re.fullmatch(r"(\d+)-(UNIMOD:\d+)", item.strip())
             if not m:
                 return None
             pos, acc = int(m.group(1)), m.group(2)
-            k = max(pos, 1) - 1
-            name = res.get((acc, tokens[k])) if k < len(tokens) else None
-            if name is not None and (pos > 0 or name.endswith("pyro-Glu")):
-                tokens[k] = f"{tokens[k]}[{name}]"
-            elif pos == 0 and acc in nterm:
-                prefix = [f"[{nterm[acc]}]-"]
-            else:
+            # position 0: an N-terminal modification, or one of the first residue (pyro-Glu)
+            k = -1 if pos == 0 and vocabulary_name(acc, "") != acc else max(pos, 1) - 1
+            if k >= len(residues) or k in tags:
                 return None
-    return parse_proforma("".join(prefix + tokens))
+            tags[k] = acc
+    seq = (f"[{tags[-1]}]-" if -1 in tags else "") + "".join(
+        f"{aa}[{tags[k]}]" if k in tags else aa for k, aa in enumerate(residues))
+    try:
+        return parse_proforma(seq)
+    except SequenceError:
+        return None
 
 
 def run_check(data_dir: str | Path, model: str | Path, dp_cfg: dict | None = None,
