@@ -471,8 +471,6 @@ def cmd_methods(a: argparse.Namespace) -> int:
     for m in sorted(set(declared) - set(built)):
         print(f"msid methods: {m} is declared for the workflow but no loaded module registers "
               "it", file=sys.stderr)
-    print(f"msid methods: de novo peptide sequencing ({', '.join(PEPTIDE_METHODS)}) runs with "
-          "msid denovo-peptides --method", file=sys.stderr)
     return 0
 
 
@@ -676,7 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(llm4ms: {embedding: {...}, train: {...}})")
     p.add_argument("--size", help="preset size (tiny, or the family's larger preset)")
     p.add_argument("--out", required=True, help="model file (.safetensors); card beside it")
-    sub.add_parser("methods", help="list identification methods")
+    sub.add_parser("methods", help="list identification methods",
+                   description="The methods msid identify takes (--method), one a line; a "
+                               "warning on stderr for each method the workflow cannot run. De "
+                               f"novo peptide sequencing ({', '.join(PEPTIDE_METHODS)}) runs "
+                               "with msid denovo-peptides --method.")
     p = sub.add_parser("export", help="spectrum store -> MGF or MSP (cleaned spectra)")
     p.add_argument("store", help="msid spectrum store (.h5), e.g. results/runs/RUN/spectra.h5")
     p.add_argument("--out", required=True, help="output file (.mgf or .msp); '-': standard "
