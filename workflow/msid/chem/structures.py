@@ -184,8 +184,9 @@ def _table_header() -> str:
 def write_structure_table(smiles: Iterable[str], path: str | os.PathLike) -> int:
     """Parse each distinct SMILES once and write what :func:`parse_structure` made of it (the
     unparseable ones are left out) to a TSV, atomically, under a line naming the RDKit
-    version. The jobs that rank the same candidates load it (:func:`load_structure_table`)
-    instead of standardising and InChIKey-ing every molecule again. Returns the rows written."""
+    version and this module's code. The jobs that rank the same candidates load it
+    (:func:`load_structure_table`) instead of standardising and InChIKey-ing every molecule
+    again. Returns the rows written."""
     from msid.atomic import atomic_path
 
     n = 0

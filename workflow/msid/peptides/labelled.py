@@ -42,8 +42,8 @@ def mgf_sequences(path: str | os.PathLike) -> dict[str, str]:
 def score_labelled(rows: pd.DataFrame, labels: dict[str, str]) -> dict[str, float]:
     """Metrics of the rank-1 sequences in ``rows`` (a denovo-peptides table) over the labelled
     spectra; ``unreadable_labels`` counts labels outside the vocabulary (not scored)."""
-    best = rows[rows["rank"] == 1].set_index(rows.loc[rows["rank"] == 1, "native_id"]
-                                             .astype(str))
+    top = rows[rows["rank"] == 1]
+    best = top.set_index(top["native_id"].astype(str))
     preds, scores, truths, aa = [], [], [], []
     unreadable = 0
     for native_id, seq in labels.items():
