@@ -15,7 +15,7 @@ import pytest
 
 from msid import atomic
 from msid.cli import main
-from msid.store import SpectrumStoreWriter
+from msid.store import SpectrumStore, SpectrumStoreWriter
 
 BAD = Path(__file__).parent / "data" / "bad"
 QUERIES = BAD / "pesticides_first3.mgf"
@@ -204,7 +204,8 @@ def test_ei_spectra_searched_with_an_esi_method_get_a_hint(tmp_path, capsys, mon
     assert rc == 1 and "3 input record(s) quarantined" in err and "MS1 spectrum" in err
     assert "use an EI method" in err
     assert "no query left to rank" in err  # a script must not take the empty table for a result
-    assert (tmp_path / "o.tsv").exists()  # the table is written all the same
+    assert not (tmp_path / "o.tsv").exists()  # no table a script could take for a result
+    assert "queries ranked" not in err
 
 
 def test_msms_spectra_searched_with_an_ei_method_get_a_hint(tmp_path, capsys, monkeypatch):
@@ -449,3 +450,46 @@ def test_damaged_ei_library_is_told(tmp_path):
     assert len(lost) == 1 and "1 of " in lost[0] and "cut short" in lost[0], r.stderr
     assert f"library {lib} is damaged: MSP damaged after" in r.stderr
     assert len((tmp_path / "o.tsv").read_text().splitlines()) > 1
+
+
+def test_convert_that_stores_nothing_fails(tmp_path, capsys):
+    """A cut-off MGF whose only record is unfinished: convert says no spectrum could be
+    stored and exits 1 (not 0 with an empty store); the damage is told on stderr."""
+    text = QUERIES.read_text()
+    cut = tmp_path / "cut.mgf"
+    cut.write_text(text[:text.index("END IONS")])
+    rc = main(["convert", str(cut), "--out", str(tmp_path / "s.h5")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no spectrum of" in err and "without END IONS" in err, err
+    with SpectrumStore(tmp_path / "s.h5") as st:  # the reasons are kept, nothing is lost
+        assert len(st) == 0 and len(st.quarantine) >= 1
+
+
+@pytest.mark.parametrize("field", ["RTINSECONDS", "PEPMASS"])
+def test_a_header_value_that_is_no_number_is_named(tmp_path, capsys, field):
+    """A record whose RTINSECONDS (or PEPMASS) is not a number is quarantined with a reason
+    that names the field, not Python's bare 'could not convert string to float'; the other
+    records are stored."""
+    text = QUERIES.read_text()
+    head = text.index("PEPMASS=")  # the first record's
+    line_end = text.index("\n", head) + 1
+    kept = text[head:line_end] if field != "PEPMASS" else ""
+    bad = tmp_path / "bad.mgf"
+    bad.write_text(text[:head] + kept + f"{field}=abc\n" + text[line_end:])
+    assert main(["convert", str(bad), "--out", str(tmp_path / "s.h5")]) == 0
+    capsys.readouterr()
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        reasons = st.quarantine["reason"].tolist()
+        assert len(st) == 2, reasons
+    assert any(f"{field}='abc' is not a number" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("command", ["export", "preprocess"])
+def test_a_run_file_given_as_a_store_says_convert_it(tmp_path, capsys, command):
+    """An MGF given where a spectrum store is read: the error says to convert it first
+    (not h5py's 'file signature not found')."""
+    err = _error(capsys, command, str(QUERIES), "--out", str(tmp_path / "o.mgf"
+                                                               if command == "export" else
+                                                               tmp_path / "o.h5"))
+    assert "is not an msid spectrum store" in err and "msid convert" in err, err
+    assert not list(tmp_path.iterdir())

@@ -173,6 +173,18 @@ def _convert(path, tmp_path):
         return stats, st.metadata.copy(), st.quarantine.copy()
 
 
+def test_a_peak_whose_intensity_is_no_number_is_told_so(data_dir, tmp_path):
+    """'85 x' has an intensity that is not a number (not a missing one): the reason says so."""
+    text = (data_dir / "bad" / "bad_records.msp").read_text()
+    first = text.split("\n\n")[0]
+    lines = first.splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+    lines[k] = lines[k].split()[0] + " x"
+    (tmp_path / "x.msp").write_text("\n".join(lines) + "\n")
+    _stats, _md, q = _convert(tmp_path / "x.msp", tmp_path)
+    assert q["reason"].str.contains("peak line with a non-finite or non-numeric value").all(), q
+
+
 def test_cut_run_keeps_isolation_window_precursors(tmp_path):
     """The SCIEX run gives precursors only as isolation window targets; cut at half its length,
     every MS2 spectrum before the cut keeps its precursor and survives preprocessing."""
@@ -281,7 +293,7 @@ def test_bad_metadata_values_are_named_rejects(data_dir, tmp_path):
     text = " | ".join(q["reason"])
     assert "invalid precursor m/z 'inf'" in text
     assert "unknown ion mode 'sideways'" in text
-    assert "could not convert string to float: 'abc'" in text
+    assert "PEPMASS='abc' is not a number" in text  # the field named
     assert set(md["ion_mode"]) <= {"positive", "negative"}
 
 

@@ -202,6 +202,13 @@ def cmd_identify(a: argparse.Namespace) -> int:
             q = load_queries(a.queries, work, n_jobs=2, warn=lambda m: print(
                 f"msid identify: warning: {m}", file=sys.stderr))
         n_bad = len(lost_records(q.quarantine))  # records (a damaged file's note is none)
+        if not len(q):  # nothing to rank: no table, which a script could take for a result
+            _tell_quarantined(q, n_bad, ei, "0 queries to rank")
+            print(f"msid identify: error: no query left to rank in {a.queries}"
+                  + (f" (all {n_bad} input records quarantined, reasons above)" if n_bad
+                     else ""), file=sys.stderr)
+            q.close()
+            return 1
         library = None
         if ei and a.library:  # converted (and cached) here, so that its losses are told
             from msid.ei.search import library_store_path
@@ -259,15 +266,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
             rule = found.attrs.get("confident_rule", "")
             print(f"msid identify: {len(found)} compounds ({int(found['confident'].sum())} "
                   f"confident: {rule}) -> {a.compounds}", file=sys.stderr)
-        print(f"msid identify: {len(q)} queries ranked with '{a.method}' -> {a.out}"
-              + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""), file=sys.stderr)
-        for _, r in q.quarantine.iterrows():
-            print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
-        if not ei and n_bad and not len(q) and q.quarantine["reason"].astype(str).str.startswith(
-                ("require_precursor_mz", "require_ms2")).all():  # no precursor, or MS1
-            print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
-                  "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
-        if ei and len(q):
+        _tell_quarantined(q, n_bad, ei, f"{len(q)} queries ranked with '{a.method}' -> {a.out}")
+        if ei:
             from msid.ei.spectrum_kind import ms2_like_warning
 
             warning = ms2_like_warning(q.metadata)
@@ -275,14 +275,21 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 print(f"msid identify: warning: {warning}", file=sys.stderr)
         for line in report.lines():  # what the candidate file held that no query could use
             print(f"msid identify: warning: {line}", file=sys.stderr)
-        n_queries = len(q)
         q.close()
-    if not n_queries:  # the table says so too; a script must not take it for a result
-        print(f"msid identify: error: no query left to rank in {a.queries}"
-              + (f" (all {n_bad} input records quarantined, reasons above)" if n_bad else ""),
-              file=sys.stderr)
-        return 1
     return 0
+
+
+def _tell_quarantined(q, n_bad: int, ei: bool, head: str) -> None:
+    """``head``, then every quarantined input record with its reason (stderr); when every
+    query was lost for want of a precursor (GC-MS spectra), which methods take them."""
+    print(f"msid identify: {head}" + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""),
+          file=sys.stderr)
+    for _, r in q.quarantine.iterrows():
+        print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
+    if not ei and n_bad and not len(q) and q.quarantine["reason"].astype(str).str.startswith(
+            ("require_precursor_mz", "require_ms2")).all():  # no precursor, or MS1
+        print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
+              "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
 
 
 def cmd_convert(a: argparse.Namespace) -> int:
@@ -296,15 +303,24 @@ def cmd_convert(a: argparse.Namespace) -> int:
     print(json.dumps({"read": stats.read, "stored": stats.stored,
                       "quarantined": dict(stats.quarantined), "renamed": stats.renamed,
                       "damaged": stats.damaged}))
+    if stats.damaged:  # the spectra before the damage are stored; the rest are lost
+        print(f"msid convert: warning: {a.input} is damaged: {stats.damaged}", file=sys.stderr)
+    if not stats.stored:  # the store holds the quarantine table (reasons), no spectrum
+        why = "; ".join(f"{n} x {r}" for r, n in stats.quarantined.most_common(5))
+        print(f"msid convert: error: no spectrum of {a.input} could be stored"
+              + (f" (quarantined: {why})" if why else "")
+              + f"; {a.out} holds the quarantine table, one row per record", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_preprocess(a: argparse.Namespace) -> int:
-    from msid.cli_checks import check_input, check_output, read_yaml_config
+    from msid.cli_checks import check_input, check_output, check_store, read_yaml_config
     from msid.preprocess import PreprocessConfig, preprocess_store
 
     check_input(a.store, "store")
     cfg = PreprocessConfig.from_dict(read_yaml_config(a.config, allowed=PreprocessConfig))
+    check_store(a.store)
     check_output(a.out, inputs={"store": a.store, "--config": a.config}, suffixes=(".h5",),
                  what="an msid spectrum store")
     stats = preprocess_store(a.store, a.out, cfg, n_jobs=a.jobs)
@@ -434,12 +450,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from msid.cli_checks import check_input, check_output
+    from msid.cli_checks import check_output, check_store
     from msid.export.spectra import export_spectra
     from msid.io.errors import InputFileError
     from msid.store import SpectrumStore
 
-    check_input(a.store, "store")
+    check_store(a.store)
     check_output(a.out, inputs={"store": a.store})
     with SpectrumStore(a.store) as st:
         if not len(st):  # an empty file is no library: msid convert would refuse it

@@ -84,6 +84,19 @@ def check_input(path: str | os.PathLike, option: str = "") -> Path:
     return p
 
 
+def check_store(path: str | os.PathLike, option: str = "store") -> Path:
+    """``path`` is a readable HDF5 file (an msid spectrum store), not a run or library file
+    given where a store is read."""
+    import h5py
+
+    p = check_input(path, option)
+    if not h5py.is_hdf5(p):
+        raise InputFileError(_label(p, option), "is not an msid spectrum store (HDF5): make "
+                                                "one first with 'msid convert FILE --out "
+                                                "STORE.h5'")
+    return p
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)

@@ -45,6 +45,8 @@ _ID_LINE = re.compile(rf"^({'|'.join(ID_KEYS)})=(.*)$", re.MULTILINE | re.IGNORE
 
 #: pyteomics' message for a line it cannot read
 _BAD_LINE = re.compile(r"Error when parsing MGF file\. Line: (.*)$")
+#: Python's message for a header value that should be a number
+_NOT_A_NUMBER = re.compile(r"could not convert string to float: '(.*)'")
 
 
 def _record(entry: dict, index: int):
@@ -177,6 +179,13 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 why = str(getattr(e, "message", None) or e).replace("\n", " ").strip()
                 if m := _BAD_LINE.search(why):
                     why = f"a line it cannot read: '{m.group(1)[:60]}'"
+                elif m := _NOT_A_NUMBER.search(why):  # which field: PEPMASS, RTINSECONDS, ...
+                    key = next((k.group(1).upper() for k in re.finditer(
+                        r"^([A-Za-z_]\w*)=(.*?)\s*$", block, re.MULTILINE)
+                        if (m.group(1) in k.group(2).split() if m.group(1)
+                            else not k.group(2))), "")
+                    if key:
+                        why = f"{key}={m.group(1)[:40]!r} is not a number"
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
         return out
 

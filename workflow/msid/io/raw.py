@@ -683,8 +683,9 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
         try:
             m, i = get_peak_values(values)
         except RuntimeError:
+            two = len(re.split(r"[\s,;]+", values.strip())) > 1  # an intensity, not a number
             bad = (f"peak line with a non-finite or non-numeric value: '{rline[:40]}'"
-                   if _NOT_A_NUMBER.search(values) else
+                   if two or _NOT_A_NUMBER.search(values) else
                    f"peak line without intensity: '{rline[:40]}'")
             continue
         if not m:
