@@ -359,6 +359,7 @@ def test_a_labelled_mgf_is_scored_against_its_sequences(tmp_path, capsys):
     assert m["peptide_recall"] == m["aa_precision"] == m["aa_recall"] == 1.0
     m = score_labelled(perfect.iloc[:9], labels)  # three spectra got no sequence
     assert m["peptide_recall"] == pytest.approx(9 / 12) and m["aa_precision"] == 1.0
+    assert m["without_sequence"] == 3
     out = tmp_path / "out.tsv"
     rc = main(["denovo-peptides", str(src), "--out", str(out), "--method", "dp",
                "--metrics", str(tmp_path / "m.json")])

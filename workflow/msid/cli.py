@@ -540,6 +540,8 @@ def _score_labels(a: argparse.Namespace, df) -> None:
     print(f"msid denovo-peptides: {int(m['labelled'])} spectra carry SEQ="
           + (f" ({int(m['unreadable_labels'])} outside the vocabulary, not scored)"
              if m["unreadable_labels"] else "")
+          + (f"; {int(m['without_sequence'])} of them got no sequence (quarantined, or no "
+             "mass match), each a miss" if m["without_sequence"] else "")
           + (f"; rank 1 against them: peptide recall {m['peptide_recall']:.3f}, AA precision "
              f"{m['aa_precision']:.3f}, AA recall {m['aa_recall']:.3f} (Casanovo's conventions:"
              " residues matched by mass, I = L; a spectrum without a sequence is a miss)"

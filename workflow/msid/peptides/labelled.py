@@ -41,11 +41,13 @@ def mgf_sequences(path: str | os.PathLike) -> dict[str, str]:
 
 def score_labelled(rows: pd.DataFrame, labels: dict[str, str]) -> dict[str, float]:
     """Metrics of the rank-1 sequences in ``rows`` (a denovo-peptides table) over the labelled
-    spectra; ``unreadable_labels`` counts labels outside the vocabulary (not scored)."""
+    spectra; ``unreadable_labels`` counts labels outside the vocabulary (not scored),
+    ``without_sequence`` the scored ones that got no sequence (quarantined, or no candidate
+    matched the precursor mass): misses."""
     top = rows[rows["rank"] == 1]
     best = top.set_index(top["native_id"].astype(str))
     preds, scores, truths, aa = [], [], [], []
-    unreadable = 0
+    unreadable = missing = 0
     for native_id, seq in labels.items():
         try:
             truth = parse_proforma(seq)
@@ -60,9 +62,11 @@ def score_labelled(rows: pd.DataFrame, labels: dict[str, str]) -> dict[str, floa
             given = r.get("aa_scores")
             aa.append([float(x) for x in given.split(",")]
                       if isinstance(given, str) and given else None)
-        else:
+        else:  # quarantined (no precursor, ...) or no sequence matched its mass
+            missing += 1
             preds.append(None)
             scores.append(float("-inf"))
             aa.append(None)
     out = summary(score_predictions(preds, scores, truths, aa)) if truths else {}
-    return {**out, "labelled": float(len(labels)), "unreadable_labels": float(unreadable)}
+    return {**out, "labelled": float(len(labels)), "unreadable_labels": float(unreadable),
+            "without_sequence": float(missing)}
