@@ -444,3 +444,17 @@ def test_an_unreadable_run_becomes_an_empty_store_that_says_why(data_dir, tmp_pa
     assert len(read_rankings(outs[1])) == 0
     with SpectrumStore(outs[0]) as st:
         assert "not an MGF file" in quarantine_summary(st.quarantine)["unreadable"]
+
+
+def test_a_cut_last_mgf_record_is_named_by_its_id(data_dir, tmp_path):
+    """The unfinished last record of a cut MGF is quarantined under its own id (the TITLE /
+    SPECTRUMID line it has), not only its position."""
+    src = data_dir / "bad" / "pesticides_first3.mgf"
+    text = src.read_text()
+    last = text.rindex("BEGIN IONS")
+    (tmp_path / "cut.mgf").write_text(text[:text.index("END IONS", last)])
+    _stats, md, q = _convert(tmp_path / "cut.mgf", tmp_path)
+    want = next(ln.split("=", 1)[1].strip() for ln in text[last:].splitlines()
+                if ln.upper().startswith(("SPECTRUMID=", "TITLE=")))
+    row = q[q["reason"].str.contains("without END IONS")]
+    assert row["record_id"].tolist() == [want] and len(md) == 2

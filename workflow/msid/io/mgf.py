@@ -170,10 +170,7 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 (entry,) = _read(f"BEGIN IONS{block}END IONS\n")
                 out.append(_record(entry, i))
             except Exception as e:
-                found: dict[str, str] = {}
-                for m in _ID_LINE.finditer(block):
-                    found.setdefault(m.group(1).lower(), m.group(2).strip())
-                rid = next((found[k] for k in ID_KEYS if found.get(k)), f"index={i}")
+                rid = _block_id(block, i)
                 # pyteomics wraps its message ("Pyteomics error, message: '...'"): the message,
                 # with the line it names last (reports count reasons by their first two parts)
                 why = str(getattr(e, "message", None) or e).replace("\n", " ").strip()
@@ -207,6 +204,15 @@ def _pieces(path: Path) -> Iterator[tuple[str, str]]:
     yield decoder.decode(b"", final=True), problem
 
 
+def _block_id(text: str, index: int) -> str:
+    """The id of the last block of ``text`` (its TITLE or another :data:`ID_KEYS` line, as a
+    whole record's), or ``index=N``."""
+    found: dict[str, str] = {}
+    for m in _ID_LINE.finditer(text[max(text.rfind(_BEGIN), 0):]):
+        found.setdefault(m.group(1).lower(), m.group(2).strip())
+    return next((found[k] for k in ID_KEYS if found.get(k)), f"index={index}")
+
+
 def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
     """Stream ``path`` as chunks of whole records, then quarantine rows for what was lost."""
     path = Path(path)
@@ -237,7 +243,8 @@ def mgf_chunks(path: str | Path) -> Iterator[MgfChunk | QuarantineRecord]:
         raise InputFileError(path, "no 'BEGIN IONS ... END IONS' block: not an MGF file"
                              + (f" ({problem})" if problem else ""))
     if n_open > n_blocks:
-        yield QuarantineRecord(str(path), f"index={n_blocks}",
+        yield QuarantineRecord(str(path), _block_id(buf, n_blocks) if n_open == n_blocks + 1
+                               else f"index={n_blocks}",
                                f"{n_open - n_blocks} MGF block(s) without END IONS: "
                                f"{FILE_ENDS_EARLY} (truncated file?)")
     if problem:
