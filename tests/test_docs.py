@@ -68,3 +68,25 @@ def test_readme_peptide_differences_are_the_leaderboards():
         diff = rows["PepTRM"][metric] - rows[ablation][metric]
         lo, hi = ci[f"delta_{metric}"]
         assert f"+{diff:.3f} {words} [+{lo:.3f}, +{hi:.3f}]" in readme, metric
+
+
+def test_readme_ei_prediction_table_is_the_shipped_run():
+    """The README's teacher / student / MLP table is the shipped NEIMS run's rows
+    (resources/models/neims_run_cc-by-nc-sa.json), each figure with its CI."""
+    run = json.loads((ROOT / "resources/models/neims_run_cc-by-nc-sa.json").read_text())
+    rows = {r["method"].split("_")[1]: r for r in run["rows"]}
+    labels = {"teacher (GNN+ECFP)": "teacher", "student (MoE, distilled)": "student",
+              "MLP baseline": "mlp"}
+    seen = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or cells[0] not in labels:
+            continue
+        row = rows[labels[cells[0]]]
+        for cell, metric in zip(cells[1:], ("cosine", "weighted_cosine", "recall@1",
+                                            "recall@10"), strict=True):
+            want = (f"{row[metric]:.3f} [{row[metric + '_lo']:.3f}, "
+                    f"{row[metric + '_hi']:.3f}]")
+            assert cell.replace("*", "") == want, (cells[0], metric)
+        seen.add(cells[0])
+    assert seen == set(labels)
