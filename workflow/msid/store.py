@@ -233,18 +233,24 @@ class SpectrumStoreWriter:
         self._n_peaks = 0
         self._digest = ContentDigest()
         peaks = self._h5.create_group("peaks")
-        peaks.create_dataset("mz", shape=(0,), maxshape=(None,), dtype=np.float64,
-                             chunks=(65536,), compression="lzf")
-        peaks.create_dataset("intensity", shape=(0,), maxshape=(None,), dtype=np.float32,
-                             chunks=(65536,), compression="lzf")
-        peaks.create_dataset("offsets", data=np.zeros(1, dtype=np.int64), maxshape=(None,),
-                             chunks=(16384,), compression="lzf")
+        # the datasets are kept open while writing: reopening one per batch drops its chunk
+        # cache, so each batch re-read and recompressed the last, partly filled chunk
+        self._peaks = {
+            "mz": peaks.create_dataset("mz", shape=(0,), maxshape=(None,), dtype=np.float64,
+                                       chunks=(65536,), compression="lzf"),
+            "intensity": peaks.create_dataset("intensity", shape=(0,), maxshape=(None,),
+                                              dtype=np.float32, chunks=(65536,),
+                                              compression="lzf"),
+            "offsets": peaks.create_dataset("offsets", data=np.zeros(1, dtype=np.int64),
+                                            maxshape=(None,), chunks=(16384,),
+                                            compression="lzf")}
         meta = self._h5.create_group("metadata")
+        self._meta = {}
         for col, kind in METADATA_COLUMNS.items():
             dtype = _STR if kind == "str" else (np.float64 if kind == "float" else np.int64)
             # compressed: a small store (a few spectra) is not megabytes of empty chunk
-            meta.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16384,),
-                                compression="lzf")
+            self._meta[col] = meta.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dtype,
+                                                  chunks=(16384,), compression="lzf")
 
     def add(self, record: SpectrumRecord) -> None:
         self._buffer.append(record)
@@ -269,18 +275,16 @@ class SpectrumStoreWriter:
         if not len(batch):
             return
         total = int(batch.sizes.sum())
-        peaks = self._h5["peaks"]
         for name, values in (("mz", batch.mz), ("intensity", batch.intensity)):
-            ds = peaks[name]
+            ds = self._peaks[name]
             ds.resize((self._n_peaks + total,))
             if total:
                 ds[self._n_peaks:] = values
-        off = peaks["offsets"]
+        off = self._peaks["offsets"]
         off.resize((self._n + len(batch) + 1,))
         off[self._n + 1:] = self._n_peaks + np.cumsum(batch.sizes)
-        meta = self._h5["metadata"]
         for col in METADATA_COLUMNS:
-            ds = meta[col]
+            ds = self._meta[col]
             ds.resize((self._n + len(batch),))
             ds[self._n:] = batch.columns[col]
         self._digest.add_peaks(batch.mz, batch.intensity, batch.sizes)
