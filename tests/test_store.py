@@ -161,3 +161,16 @@ def test_content_digest_names_the_data_not_the_build(pesticides_store, tmp_path)
     # any other file: its bytes
     mgf = Path(__file__).parent / "data" / "bad" / "pesticides_first3.mgf"
     assert content_digest(mgf) == sha256_file(mgf)
+
+
+def test_one_metadata_column_is_the_tables(tmp_path):
+    """``SpectrumStore.column`` reads one column alone; it equals the metadata table's."""
+    from msid.convert import convert_file
+
+    convert_file(Path(__file__).parent / "data" / "bad" / "pesticides_first3.mgf",
+                 tmp_path / "s.h5", progress=False)
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        alone = {c: st.column(c) for c in ("smiles", "inchikey", "precursor_mz")}
+        for c, values in alone.items():
+            assert list(values) == list(st.metadata[c]), c
+            assert list(st.column(c)) == list(values)  # from the loaded table

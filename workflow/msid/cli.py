@@ -93,9 +93,9 @@ def _library_usable(store: Path, name: str, ei: bool = False) -> bool:
     with SpectrumStore(store) as st:
         n, reasons = len(st), Counter(lost_records(st.quarantine)["reason"].astype(str))
         damage = damage_notes(st.quarantine)
-        md = st.metadata
-        no_structure = int(((md["smiles"].astype(str) == "")
-                            & (md["inchikey"].astype(str) == "")).sum()) if n else 0
+        # two columns, not the whole table (which the search reads again)
+        no_structure = int(((st.column("smiles").astype(str) == "")
+                            & (st.column("inchikey").astype(str) == "")).sum()) if n else 0
     if no_structure:
         print(f"msid identify: library {name}: {no_structure} of {n} record(s) have no "
               "structure (no SMILES or InChIKey): their matches name the library record only",

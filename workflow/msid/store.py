@@ -385,6 +385,16 @@ class SpectrumStore:
             self._metadata = pd.DataFrame(cols)
         return self._metadata
 
+    def column(self, col: str) -> np.ndarray:
+        """One metadata column, read alone when the whole table is not loaded yet."""
+        if self._metadata is not None:
+            return self._metadata[col].to_numpy()
+        kind = METADATA_COLUMNS[col]
+        group = self._h5["metadata"]
+        if col not in group:
+            return np.full(len(self), _MISSING[kind], dtype=object if kind == "str" else None)
+        return group[col].asstr()[:] if kind == "str" else group[col][:]
+
     @property
     def quarantine(self) -> pd.DataFrame:
         q = self._h5["quarantine"]
