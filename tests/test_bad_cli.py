@@ -475,7 +475,7 @@ def test_a_header_value_that_is_no_number_is_named(tmp_path, capsys, field):
     line_end = text.index("\n", head) + 1
     kept = text[head:line_end] if field != "PEPMASS" else ""
     bad = tmp_path / "bad.mgf"
-    bad.write_text(text[:head] + kept + f"{field}=abc\n" + text[line_end:])
+    bad.write_text(text[:head] + kept + f"{field}=abc\nTITLE=abc\n" + text[line_end:])
     assert main(["convert", str(bad), "--out", str(tmp_path / "s.h5")]) == 0
     capsys.readouterr()
     with SpectrumStore(tmp_path / "s.h5") as st:

@@ -373,16 +373,7 @@ class SpectrumStore:
     @property
     def metadata(self) -> pd.DataFrame:
         if self._metadata is None:
-            cols = {}
-            group = self._h5["metadata"]
-            for col, kind in METADATA_COLUMNS.items():
-                if col not in group:  # a store written before the column existed
-                    cols[col] = np.full(len(self), _MISSING[kind],
-                                        dtype=object if kind == "str" else None)
-                    continue
-                data = group[col]
-                cols[col] = data.asstr()[:] if kind == "str" else data[:]
-            self._metadata = pd.DataFrame(cols)
+            self._metadata = pd.DataFrame({col: self.column(col) for col in METADATA_COLUMNS})
         return self._metadata
 
     def column(self, col: str) -> np.ndarray:
@@ -391,7 +382,7 @@ class SpectrumStore:
             return self._metadata[col].to_numpy()
         kind = METADATA_COLUMNS[col]
         group = self._h5["metadata"]
-        if col not in group:
+        if col not in group:  # a store written before the column existed
             return np.full(len(self), _MISSING[kind], dtype=object if kind == "str" else None)
         return group[col].asstr()[:] if kind == "str" else group[col][:]
 

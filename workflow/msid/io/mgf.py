@@ -179,8 +179,9 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 elif m := _NOT_A_NUMBER.search(why):  # which field: PEPMASS, RTINSECONDS, ...
                     key = next((k.group(1).upper() for k in re.finditer(
                         r"^([A-Za-z_]\w*)=(.*?)\s*$", block, re.MULTILINE)
-                        if (m.group(1) in k.group(2).split() if m.group(1)
-                            else not k.group(2))), "")
+                        if k.group(1).lower() not in ID_KEYS
+                        and (m.group(1) in k.group(2).split() if m.group(1)
+                             else not k.group(2))), "")
                     if key:
                         why = f"{key}={m.group(1)[:40]!r} is not a number"
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
