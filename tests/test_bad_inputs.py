@@ -182,7 +182,14 @@ def test_a_peak_whose_intensity_is_no_number_is_told_so(data_dir, tmp_path):
     lines[k] = lines[k].split()[0] + " x"
     (tmp_path / "x.msp").write_text("\n".join(lines) + "\n")
     _stats, _md, q = _convert(tmp_path / "x.msp", tmp_path)
+    assert len(q) == 1
     assert q["reason"].str.contains("peak line with a non-finite or non-numeric value").all(), q
+    # numbers only, the last intensity missing: that is a missing intensity
+    lines[k] = "85 100 86"
+    (tmp_path / "y.msp").write_text("\n".join(lines) + "\n")
+    (tmp_path / "y").mkdir()
+    _stats, _md, q = _convert(tmp_path / "y.msp", tmp_path / "y")
+    assert len(q) == 1 and "peak line without intensity" in q["reason"].iat[0], q
 
 
 def test_cut_run_keeps_isolation_window_precursors(tmp_path):
@@ -458,3 +465,10 @@ def test_a_cut_last_mgf_record_is_named_by_its_id(data_dir, tmp_path):
                 if ln.upper().startswith(("SPECTRUMID=", "TITLE=")))
     row = q[q["reason"].str.contains("without END IONS")]
     assert row["record_id"].tolist() == [want] and len(md) == 2
+    # cut inside that id line: the id may be cut short, so the record's position names it
+    at = text.index(want, last) + 3
+    (tmp_path / "cut2.mgf").write_text(text[:at])
+    (tmp_path / "c2").mkdir()
+    _stats, md, q = _convert(tmp_path / "cut2.mgf", tmp_path / "c2")
+    row = q[q["reason"].str.contains("without END IONS")]
+    assert row["record_id"].tolist() == ["index=2"] and len(md) == 2

@@ -369,6 +369,11 @@ def test_a_labelled_mgf_is_scored_against_its_sequences(tmp_path, capsys):
     want = score_labelled(pd.read_csv(out, sep="\t", dtype={"native_id": str}), labels)
     assert got["method"] == "dp" and got["peptide_recall"] == want["peptide_recall"]
     assert 0 <= got["aa_precision"] <= 1 and got["labelled"] == 12
+    # --max-spectra 4: the 8 labelled spectra it leaves out were not sequenced: not scored
+    assert main(["denovo-peptides", str(src), "--out", str(tmp_path / "four.tsv"), "--method",
+                 "dp", "--max-spectra", "4", "--metrics", str(tmp_path / "m4.json")]) == 0
+    assert "8 labelled spectra past --max-spectra 4" in capsys.readouterr().err
+    assert json.loads((tmp_path / "m4.json").read_text())["labelled"] == 4
     # a damaged record is skipped as the run skips it; the labels keep their records' ids
     text = src.read_text().split("END IONS\n")
     text[1] = text[1].replace("\n", "\nnot a peak line\n", 3)

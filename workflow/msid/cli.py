@@ -307,6 +307,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
         print(f"msid convert: warning: {a.input} is damaged: {stats.damaged}", file=sys.stderr)
     if not stats.stored:  # the store holds the quarantine table (reasons), no spectrum
         why = "; ".join(f"{n} x {r}" for r, n in stats.quarantined.most_common(5))
+        if len(stats.quarantined) > 5:
+            why += f"; +{len(stats.quarantined) - 5} more reasons"
         print(f"msid convert: error: no spectrum of {a.input} could be stored"
               + (f" (quarantined: {why})" if why else "")
               + f"; {a.out} holds the quarantine table, one row per record", file=sys.stderr)
@@ -523,14 +525,20 @@ def _add_denovo_peptides(sub: argparse._SubParsersAction) -> None:
                                      "either way)")
 
 
-def _score_labels(a: argparse.Namespace, df) -> None:
-    """An MGF with SEQ= lines: the rank-1 sequences scored against them (stderr, --metrics)."""
+def _score_labels(a: argparse.Namespace, df, beyond: set[str]) -> None:
+    """An MGF with SEQ= lines: the rank-1 sequences scored against them (stderr, --metrics);
+    the spectra in ``beyond`` (past --max-spectra) were not sequenced and are not scored."""
     import json
 
     from msid.atomic import write_text
     from msid.peptides.labelled import is_mgf, mgf_sequences, score_labelled
 
     labels = mgf_sequences(a.queries) if is_mgf(a.queries) else {}
+    n_beyond = sum(k in beyond for k in labels)
+    labels = {k: v for k, v in labels.items() if k not in beyond}
+    if n_beyond:
+        print(f"msid denovo-peptides: {n_beyond} labelled spectra past --max-spectra "
+              f"{a.max_spectra} were not sequenced: not scored", file=sys.stderr)
     if not labels:
         if a.metrics:
             print(f"msid denovo-peptides: no --metrics: no record of {a.queries} carries SEQ=",
@@ -552,6 +560,8 @@ def _score_labels(a: argparse.Namespace, df) -> None:
 
 
 def cmd_denovo_peptides(a: argparse.Namespace) -> int:
+    import numpy as np
+
     from msid.cli_checks import check_input, check_output
     from msid.identify import load_queries, temp_workdir
     from msid.peptides.denovo import DecodeConfig, denovo_run, shipped_model
@@ -586,6 +596,10 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     with temp_workdir() as work:
         q = load_queries(a.queries, work)
         store_path, lost = q.path, q.quarantine
+        beyond: set[str] = set()  # spectra --max-spectra leaves out: not scored against labels
+        if a.max_spectra:
+            has_precursor = np.isfinite(q.column("precursor_mz").astype(float))
+            beyond = set(q.column("native_id").astype(str)[has_precursor][a.max_spectra:])
         q.close()
         df = denovo_run(store_path, a.model or shipped_model(), cfg,
                         tsv=tsv or Path(work) / "denovo.tsv", mztab=mztab,
@@ -598,11 +612,11 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
           file=sys.stderr)
     for _, r in lost.iterrows():
         print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
-    if not len(df):  # as msid identify: an empty table is not a result a script may take
+    if not len(df):  # exit 1: a table of no sequence is not a result a script may take
         print(f"msid denovo-peptides: error: no sequence for any spectrum of {a.queries}"
               + (" (reasons above)" if n_lost else ""), file=sys.stderr)
         return 1
-    _score_labels(a, df)
+    _score_labels(a, df, beyond)
     return 0
 
 

@@ -45,8 +45,17 @@ _ID_LINE = re.compile(rf"^({'|'.join(ID_KEYS)})=(.*)$", re.MULTILINE | re.IGNORE
 
 #: pyteomics' message for a line it cannot read
 _BAD_LINE = re.compile(r"Error when parsing MGF file\. Line: (.*)$")
-#: Python's message for a header value that should be a number
+#: Python's message for a header value that should be a number, and the fields pyteomics
+#: reads as numbers
 _NOT_A_NUMBER = re.compile(r"could not convert string to float: '(.*)'")
+_NUMBER_FIELD = re.compile(r"^(pepmass|rtinseconds)=[ \t]*(.*?)\s*$",
+                           re.MULTILINE | re.IGNORECASE)
+
+
+def _field_value(block: str, key: str) -> str:
+    """The value of the record's ``key=`` line, as written."""
+    m = re.search(rf"^{key}=[ \t]*(.*?)\s*$", block, re.MULTILINE | re.IGNORECASE)
+    return m.group(1) if m else ""
 
 
 def _record(entry: dict, index: int):
@@ -176,14 +185,12 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 why = str(getattr(e, "message", None) or e).replace("\n", " ").strip()
                 if m := _BAD_LINE.search(why):
                     why = f"a line it cannot read: '{m.group(1)[:60]}'"
-                elif m := _NOT_A_NUMBER.search(why):  # which field: PEPMASS, RTINSECONDS, ...
-                    key = next((k.group(1).upper() for k in re.finditer(
-                        r"^([A-Za-z_]\w*)=(.*?)\s*$", block, re.MULTILINE)
-                        if k.group(1).lower() not in ID_KEYS
-                        and (m.group(1) in k.group(2).split() if m.group(1)
-                             else not k.group(2))), "")
+                elif m := _NOT_A_NUMBER.search(why):  # which of the fields read as numbers
+                    value = m.group(1)
+                    key = next((k.group(1).upper() for k in _NUMBER_FIELD.finditer(block)
+                                if value == k.group(2) or value in k.group(2).split()), "")
                     if key:
-                        why = f"{key}={m.group(1)[:40]!r} is not a number"
+                        why = f"{key}={_field_value(block, key)[:40]!r} is not a number"
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
         return out
 
@@ -208,8 +215,11 @@ def _pieces(path: Path) -> Iterator[tuple[str, str]]:
 def _block_id(text: str, index: int) -> str:
     """The id of the last block of ``text`` (its TITLE or another :data:`ID_KEYS` line, as a
     whole record's), or ``index=N``."""
+    begins = marker_lines(text, _BEGIN)
+    last = text[begins[-1] if begins else 0:]
+    last = last[:last.rfind("\n") + 1]  # a last line without its newline may be cut short
     found: dict[str, str] = {}
-    for m in _ID_LINE.finditer(text[max(text.rfind(_BEGIN), 0):]):
+    for m in _ID_LINE.finditer(last):
         found.setdefault(m.group(1).lower(), m.group(2).strip())
     return next((found[k] for k in ID_KEYS if found.get(k)), f"index={index}")
 

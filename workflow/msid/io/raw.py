@@ -608,6 +608,8 @@ _MSP_NAME = re.compile(r"^[ \t]*name[ \t]*:", re.IGNORECASE | re.MULTILINE)
 #: a minus sign starting a number in a peak line (not an exponent's: 1e-3)
 _NEGATIVE = re.compile(r"(?:^|[\s,;:(\[])-\s*\.?\d")
 _NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
+#: a word of a peak line that is a number ("85 x": x is not, a non-numeric value)
+_NUMBER_WORD = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 #: a peak line starts with two numbers (an annotation after them may hold a colon, which
 #: matchms would otherwise take for a 'key: value' line)
 _PEAK_LINE = re.compile(r"^\d*\.?\d+(?:[eE][-+]?\d+)?[\s,;]+[-+]?\d")
@@ -683,9 +685,10 @@ def _msp_record(block: str, index: int) -> list[RawSpectrum | tuple[str, str]]:
         try:
             m, i = get_peak_values(values)
         except RuntimeError:
-            two = len(re.split(r"[\s,;]+", values.strip())) > 1  # an intensity, not a number
+            words = re.split(r"[\s,;]+", values.strip())
+            word_not_number = any(_NUMBER_WORD.fullmatch(w) is None for w in words if w)
             bad = (f"peak line with a non-finite or non-numeric value: '{rline[:40]}'"
-                   if two or _NOT_A_NUMBER.search(values) else
+                   if word_not_number or _NOT_A_NUMBER.search(values) else
                    f"peak line without intensity: '{rline[:40]}'")
             continue
         if not m:
