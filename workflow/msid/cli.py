@@ -564,7 +564,7 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
 
     from msid.cli_checks import check_input, check_output
     from msid.identify import load_queries, temp_workdir
-    from msid.peptides.denovo import DecodeConfig, denovo_run, shipped_model
+    from msid.peptides.denovo import DecodeConfig, denovo_run, sequenced_rows, shipped_model
     from msid.store import lost_records
 
     outs = [Path(o) for o in a.out]
@@ -596,10 +596,10 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     with temp_workdir() as work:
         q = load_queries(a.queries, work)
         store_path, lost = q.path, q.quarantine
-        beyond: set[str] = set()  # spectra --max-spectra leaves out: not scored against labels
-        if a.max_spectra:
-            has_precursor = np.isfinite(q.column("precursor_mz").astype(float))
-            beyond = set(q.column("native_id").astype(str)[has_precursor][a.max_spectra:])
+        # spectra --max-spectra leaves out: not sequenced, so not scored against labels
+        pmz = q.column("precursor_mz")
+        beyond = set(q.column("native_id").astype(str)[np.setdiff1d(
+            sequenced_rows(pmz), sequenced_rows(pmz, a.max_spectra))])
         q.close()
         df = denovo_run(store_path, a.model or shipped_model(), cfg,
                         tsv=tsv or Path(work) / "denovo.tsv", mztab=mztab,

@@ -52,12 +52,6 @@ _NUMBER_FIELD = re.compile(r"^(pepmass|rtinseconds)=[ \t]*(.*?)\s*$",
                            re.MULTILINE | re.IGNORECASE)
 
 
-def _field_value(block: str, key: str) -> str:
-    """The value of the record's ``key=`` line, as written."""
-    m = re.search(rf"^{key}=[ \t]*(.*?)\s*$", block, re.MULTILINE | re.IGNORECASE)
-    return m.group(1) if m else ""
-
-
 def _record(entry: dict, index: int):
     from msid.io.raw import RawSpectrum
 
@@ -187,10 +181,11 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                     why = f"a line it cannot read: '{m.group(1)[:60]}'"
                 elif m := _NOT_A_NUMBER.search(why):  # which of the fields read as numbers
                     value = m.group(1)
-                    key = next((k.group(1).upper() for k in _NUMBER_FIELD.finditer(block)
-                                if value == k.group(2) or value in k.group(2).split()), "")
-                    if key:
-                        why = f"{key}={_field_value(block, key)[:40]!r} is not a number"
+                    field = next((k for k in _NUMBER_FIELD.finditer(block)
+                                  if value == k.group(2) or value in k.group(2).split()), None)
+                    if field:
+                        why = (f"{field.group(1).upper()}={field.group(2)[:40]!r} is not a "
+                               "number")
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
         return out
 

@@ -83,14 +83,20 @@ def shipped_model() -> Path:
     return shipped("peptrm")
 
 
+def sequenced_rows(precursor_mz: np.ndarray, max_spectra: int = 0) -> np.ndarray:
+    """The store rows a run sequences: those with a precursor, the first ``max_spectra`` of
+    them in file order (0: all)."""
+    rows = np.flatnonzero(np.isfinite(np.asarray(precursor_mz, dtype=float)))
+    # the first ones in file order: the most intense-peaked first would bias
+    return rows[:max_spectra] if max_spectra else rows
+
+
 def spectra_from_store(store: SpectrumStore, max_spectra: int = 0
                        ) -> tuple[list[PeptideSpectrum], pd.DataFrame]:
     """MS2 spectra with a precursor; (spectra, their metadata rows incl. ``charge_assumed`` and
     ``negative``: a negative charge or ion mode, which :func:`out_of_range` sets aside)."""
     md = store.metadata.copy()
-    rows = np.flatnonzero(np.isfinite(md["precursor_mz"].to_numpy(float)))
-    if max_spectra and len(rows) > max_spectra:  # the most intense-peaked first would bias;
-        rows = rows[:max_spectra]  # keep file order
+    rows = sequenced_rows(md["precursor_mz"].to_numpy(float), max_spectra)
     md = md.iloc[rows].reset_index(drop=True)
     charge = md["charge"].to_numpy(int)
     md["negative"] = (charge < 0) | (md["ion_mode"].astype(str) == "negative")
