@@ -113,7 +113,9 @@ def test_one_run_trains_scores_and_saves_three_models(small_run) -> None:
     work, rows = small_run
     assert [r["method"] for r in rows] == [
         "neims_teacher", "neims_student", "neims_mlp",
-        "neims_student (ablation: distilled from the teacher-MLP ensemble)"]
+        "neims_student (ablation: distilled from the teacher-MLP ensemble)",
+        "neims_student (ablation: no isotope peaks above M)"]
+    assert [r["isotope_peaks"] for r in rows] == [True] * 4 + [False]
     for r in rows:
         assert 0 <= r["cosine_lo"] <= r["cosine"] <= r["cosine_hi"] <= 1
         assert 0 <= r["recall@1"] <= r["recall@10"] <= 1
@@ -124,7 +126,7 @@ def test_one_run_trains_scores_and_saves_three_models(small_run) -> None:
     assert not list((work / "models").glob("*ablation*.safetensors"))  # a row, not a model
     assert model.cfg.kind == "student" and model.cfg.n_experts == 4
     write_leaderboard(rows, work / "lb.md", work / "lb.csv")
-    assert len(pd.read_csv(work / "lb.csv")) == 4 and "recall@10" in (work / "lb.md").read_text()
+    assert len(pd.read_csv(work / "lb.csv")) == 5 and "recall@10" in (work / "lb.md").read_text()
     bad = work / "models" / "broken.safetensors"
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError):

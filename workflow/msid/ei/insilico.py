@@ -31,7 +31,7 @@ from msid.chem.structures import parent_mol
 from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims import ELEMENTS
 from msid.ei.neims_train import NeimsModel, load_neims
-from msid.ei.predict import BATCH, predict_mols_sqrt, to_intensity
+from msid.ei.predict import BATCH, predict_mols
 from msid.ei.predicted import INSILICO_INSTRUMENT
 from msid.io.errors import InputFileError
 from msid.parallel import imap_ordered
@@ -187,8 +187,9 @@ def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
 
 def predict_features(model: NeimsModel, mols: list[Chem.Mol], mass: np.ndarray,
                      batch_size: int = BATCH) -> np.ndarray:
-    """Predicted spectra (base peak 1) of parsed molecules (any model kind)."""
-    return to_intensity(predict_mols_sqrt(model, mols, mass, batch_size))
+    """Predicted spectra (base peak 1) of parsed molecules (any model kind), with the
+    molecular ion's isotope peaks (:func:`msid.ei.predict.add_isotope_peaks`)."""
+    return predict_mols(model, mols, mass, batch_size)
 
 
 def sparse_peaks(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -51,6 +51,9 @@ class NeimsRunConfig:
     #: baseline on the sqrt scale (ensemble distillation; their disagreement joins the std)
     distill_from: str = "teacher"
     student_ablation: bool = True  # also train the other student, for its leaderboard row
+    #: score the predictions with the molecular ion's isotope peaks (msid.ei.predict), as
+    #: msid predicts; the student also gets a row without them
+    isotope_peaks: bool = True
     mc_samples: int = 8
     decoys_per_mass: int = 20
     num_threads: int = 1
@@ -142,6 +145,62 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def evaluate(store: str | os.PathLike, tr, te, pool_smiles: list[str],
+             models: dict[str, NeimsModel], labels: dict[str, str], cfg: NeimsRunConfig
+             ) -> tuple[list[dict], int]:
+    """(leaderboard rows, decoys in each library) of ``models`` (kind -> model) on the test
+    fold ``te``: each scored on its own library (measured ``tr`` spectra + its predictions of
+    the test structures and of pool decoys of their nominal masses). With
+    ``cfg.isotope_peaks`` the predictions carry the molecular ion's isotope peaks (as every
+    msid prediction does) and the student gets a second row without them (the ablation).
+    Each row names its ``kind``."""
+    from rdkit import Chem
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+    from msid.ei.predict import add_isotope_peaks
+
+    test = TestSet(te.smiles, [k[:14] for k in te.inchikey],
+                   np.array([mol_graph(s).mass for s in te.smiles]),
+                   dense_rows(store, te.rows, cfg.max_mz))
+    train_lib = dense_rows(store, tr.rows, cfg.max_mz)
+    train_keys = [k[:14] for k in tr.inchikey]
+    train_mass = np.array([mol_graph(s).mass for s in tr.smiles])
+    masses = {int(m) for m in test.mass}
+    pool_mass = np.array([(g.mass if (g := mol_graph(s)) is not None and int(g.mass) in masses
+                           else -1) for s in pool_smiles])
+    decoys = decoys_by_mass(pool_smiles, pool_mass, masses, set(te.smiles),
+                            cfg.decoys_per_mass, cfg.seed)
+    decoy_keys = [_key14(s) for s in decoys]
+    keep = [i for i, k in enumerate(decoy_keys) if k and k not in set(test.key14)]
+    decoys = [decoys[i] for i in keep]
+    decoy_keys = [decoy_keys[i] for i in keep]
+    decoy_mass = np.array([mol_graph(s).mass for s in decoys])
+    bench_smiles = (decoys + te.smiles)[:1000]
+    formulas = {s: CalcMolFormula(Chem.MolFromSmiles(s)) for s in te.smiles + decoys}
+    rows = []
+    variants = [(k, cfg.isotope_peaks) for k in models]
+    if cfg.isotope_peaks and "student" in models:
+        variants.append(("student", False))
+    for kind, isotopes in variants:
+        model = models[kind]
+
+        def spectra(smiles: list[str], model: NeimsModel = model,
+                    isotopes: bool = isotopes) -> np.ndarray:
+            p = np.square(predict_sqrt(model, smiles)[0])
+            p = p / np.maximum(p.max(1, keepdims=True), 1e-12)
+            return add_isotope_peaks(p, [formulas[s] for s in smiles]) if isotopes else p
+
+        label = labels[kind] + ("" if isotopes or not cfg.isotope_peaks
+                                else " (ablation: no isotope peaks above M)")
+        row = score_method(label, spectra(te.smiles), test, spectra(decoys), decoy_mass,
+                           decoy_keys, train_lib, train_keys, train_mass, seed=cfg.seed)
+        row["predictions_per_s"] = speed(model, bench_smiles)
+        row["isotope_peaks"] = isotopes
+        row["kind"] = kind
+        rows.append(row)
+    return rows, len(decoys)
+
+
 def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.PathLike,
         bde_cache: str | os.PathLike | None = None, cfg: NeimsRunConfig | None = None,
         names: dict[str, str] | None = None, run_name: str = "neims_run.json",
@@ -224,41 +283,18 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
             f"{timings[kind]:.0f} s (+{timings['teacher_soft_targets']:.0f} s soft targets on "
             f"{len(soft)} molecules)")
     # evaluation on the test fold, one library per method
-    test = TestSet(te.smiles, [k[:14] for k in te.inchikey],
-                   np.array([mol_graph(s).mass for s in te.smiles]),
-                   dense_rows(store, te.rows, cfg.max_mz))
-    train_lib = dense_rows(store, tr.rows, cfg.max_mz)
-    train_keys = [k[:14] for k in tr.inchikey]
-    train_mass = np.array([mol_graph(s).mass for s in tr.smiles])
-    masses = {int(m) for m in test.mass}
-    pool_mass = np.array([(g.mass if (g := mol_graph(s)) is not None and int(g.mass) in masses
-                           else -1) for s in pool_smiles])
-    decoys = decoys_by_mass(pool_smiles, pool_mass, masses, set(te.smiles),
-                            cfg.decoys_per_mass, cfg.seed)
-    decoy_keys = [_key14(s) for s in decoys]
-    keep = [i for i, k in enumerate(decoy_keys) if k and k not in set(test.key14)]
-    decoys = [decoys[i] for i in keep]
-    decoy_keys = [decoy_keys[i] for i in keep]
-    decoy_mass = np.array([mol_graph(s).mass for s in decoys])
-    bench_smiles = (decoys + te.smiles)[:1000]
-    rows = []
+    kinds = [k for k in ("teacher", "student", "mlp", "student_ablation") if k in fits]
     source_words = {"teacher": "the teacher alone", "ensemble": "the teacher-MLP ensemble"}
     labels = {**names, "student_ablation": f"{names['student']} (ablation: distilled from "
                                             f"{source_words[other]})"}
-    for kind in ("teacher", "student", "mlp", "student_ablation"):
-        if kind not in fits:
-            continue
-        model = fits[kind].model
-        def spectra(smiles: list[str], model: NeimsModel = model) -> np.ndarray:
-            p = np.square(predict_sqrt(model, smiles)[0])
-            return p / np.maximum(p.max(1, keepdims=True), 1e-12)
-        row = score_method(labels[kind], spectra(te.smiles), test, spectra(decoys), decoy_mass,
-                           decoy_keys, train_lib, train_keys, train_mass, seed=cfg.seed)
-        row["predictions_per_s"] = speed(model, bench_smiles)
+    rows, n_decoys = evaluate(store, tr, te, pool_smiles,
+                              {k: fits[k].model for k in kinds}, labels, cfg)
+    for row in rows:
+        kind = row["kind"]
         row["train_seconds"] = timings[kind]
-        rows.append(row)
-        if kind == "student_ablation":  # a leaderboard row, not a shipped model
-            continue
+        if kind == "student_ablation" or row["isotope_peaks"] != cfg.isotope_peaks:
+            continue  # leaderboard rows, not shipped models
+        model = fits[kind].model
         metrics = {k: row[k] for k in ("cosine", "weighted_cosine", "recall@1", "recall@10")}
         training = {"store": str(store), "summary": fits[kind].summary,
                     "n_train_spectra": len(tr.rows), "n_distill_extra": len(extra)
@@ -270,6 +306,56 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
         log(f"{names[kind]}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
             + f", {row['predictions_per_s']:.0f} predictions/s")
     write_text(out_dir / run_name, json.dumps(
-        {"config": asdict(cfg), "rows": rows, "timings": timings, "n_decoys": len(decoys),
+        {"config": asdict(cfg), "rows": rows, "timings": timings, "n_decoys": n_decoys,
          "n_bde_molecules": n_bde}, indent=1, default=float) + "\n")
     return rows
+
+
+def _row_kind(method: str) -> str:
+    """The model kind of a run's leaderboard row ('' for an ablation student: not shipped)."""
+    if "ablation" in method:
+        return ""
+    return next((k for k in ("teacher", "student", "mlp") if f"_{k}" in method), "")
+
+
+def rescore(run_json: str | os.PathLike, store: str | os.PathLike, pool: str | os.PathLike,
+            out: str | os.PathLike, log=print) -> list[dict]:
+    """Score a finished run's models again, without training: its config, folds and decoys,
+    the current evaluation (:func:`evaluate`; the molecular ion's isotope peaks). The models
+    are read from beside ``run_json`` under their rows' names; training times are kept, the
+    rows replaced, and ``rescored`` says what changed."""
+    from msid.ei.neims_train import load_neims
+
+    run_json = Path(run_json)
+    old = json.loads(run_json.read_text())
+    cfg = NeimsRunConfig.from_dict({**old["config"], "progress": False})
+    names = {k: r["method"] for r in old["rows"] if (k := _row_kind(r["method"]))}
+    models = {k: load_neims(run_json.parent / f"{n}.safetensors")[0] for k, n in names.items()}
+    torch.set_num_threads(max(torch_threads(cfg.num_threads), 1))
+    tr = store_items(store, ("train",), cfg.max_mz)
+    te = store_items(store, ("test",), cfg.max_mz)
+    rows, n_decoys = evaluate(store, tr, te, read_pool(pool), models, names, cfg)
+    for row in rows:
+        row["train_seconds"] = old["timings"].get(row["kind"], float("nan"))
+    log("\n".join(f"{r['method']}: cosine {r['cosine']:.3f}, weighted cosine "
+                   f"{r['weighted_cosine']:.3f}, recall@1 {r['recall@1']:.3f}" for r in rows))
+    write_text(out, json.dumps(
+        {**old, "config": asdict(cfg), "rows": rows, "n_decoys": n_decoys,
+         "rescored": {"from": run_json.name, "store": files_digest(store, pool),
+                      "why": "predictions scored with the molecular ion's isotope peaks "
+                             "(msid.ei.predict.add_isotope_peaks); the student without them "
+                             "is the ablation row"}}, indent=1, default=float) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m msid.ei.neims_pipeline",
+                                 description="score a finished NEIMS run's models again")
+    ap.add_argument("run_json")
+    ap.add_argument("--store", required=True, help="the run's EI spectrum store")
+    ap.add_argument("--pool", required=True, help="the run's decoy pool")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    rescore(a.run_json, a.store, a.pool, a.out)

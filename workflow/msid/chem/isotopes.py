@@ -1,0 +1,141 @@
+"""Nominal-mass isotope patterns of molecules, from the isotope abundances of pyteomics' NIST
+table (``pyteomics.mass.nist_mass``).
+
+A pattern ``r`` gives, for each shift ``k`` of ``0..max_shift`` nominal mass units above the
+molecule's nominal mass (every atom its most abundant isotope, as
+:func:`msid.ei.neims.nominal_mass` counts it), the abundance of the isotopologues at that
+shift relative to shift 0: ``r[0] == 1``; one chlorine gives ``r[2]`` about 0.32, one bromine
+about 0.97.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+_FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+
+
+@cache
+def element_shifts(symbol: str) -> tuple[int, np.ndarray]:
+    """(lowest shift, abundances by shift from it) of one element's natural isotopes, shifts
+    counted from its most abundant isotope's mass number."""
+    from pyteomics.mass import nist_mass
+
+    if symbol not in nist_mass:
+        raise ValueError(f"no isotope abundances for element {symbol!r}")
+    iso = {n: ab for n, (_, ab) in nist_mass[symbol].items() if n and ab > 0}
+    if not iso:  # radioactive only (Tc, Pm, ...): its one stated mass, no pattern
+        return 0, np.ones(1)
+    top = max(iso, key=iso.__getitem__)
+    lo, hi = min(iso) - top, max(iso) - top
+    dist = np.zeros(hi - lo + 1)
+    for n, ab in iso.items():
+        dist[n - top - lo] = ab
+    return lo, dist
+
+
+def _convolve(a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], lo_cap: int, hi_cap: int
+              ) -> tuple[int, np.ndarray]:
+    lo = a[0] + b[0]
+    d = np.convolve(a[1], b[1])
+    if lo < lo_cap:  # far below shift 0: cannot reach the shifts asked for
+        d, lo = d[lo_cap - lo:], lo_cap
+    return lo, d[:hi_cap - lo + 1]
+
+
+def formula_pattern(counts: dict[str, int], max_shift: int) -> np.ndarray:
+    """Isotope pattern ``r[0..max_shift]`` (``r[0] == 1``) of a formula given as element
+    counts; exact up to shifts below ``-2 * max_shift`` dropped on the way (a combination
+    of a heavy and a far lighter isotope, which none of the elements of organic molecules
+    has)."""
+    lo_cap, hi_cap = -2 * max_shift, max_shift
+    total: tuple[int, np.ndarray] = (0, np.ones(1))
+    for symbol, n in sorted(counts.items()):
+        if n <= 0:
+            continue
+        power, base = n, element_shifts(symbol)
+        while power:  # exponentiation by squaring
+            if power & 1:
+                total = _convolve(total, base, lo_cap, hi_cap)
+            power >>= 1
+            if power:
+                base = _convolve(base, base, lo_cap, hi_cap)
+    lo, d = total
+    out = np.zeros(max_shift + 1)
+    seg = d[-lo:] if lo <= 0 else np.concatenate([np.zeros(lo), d])
+    seg = seg[:max_shift + 1]
+    out[:len(seg)] = seg
+    return out / out[0] if out[0] > 0 else out
+
+
+def formula_counts(formula: str) -> dict[str, int]:
+    """Element counts of a formula as RDKit writes it (``C6H5Cl``; a charge sign ignored)."""
+    counts: Counter = Counter()
+    for symbol, n in _FORMULA_TOKEN.findall(formula):
+        counts[symbol] += int(n) if n else 1
+    return dict(counts)
+
+
+def element_counts(mol: Chem.Mol) -> dict[str, int]:
+    """Element counts of a molecule, hydrogens (implicit ones too) included."""
+    return formula_counts(CalcMolFormula(mol))
+
+
+@cache
+def _log_series(symbol: str, max_shift: int) -> np.ndarray | None:
+    """Coefficients 0..max_shift of log(d(x) / d(0)) for an element whose most abundant
+    isotope is its lightest (d: abundances by shift); None for one with a lighter isotope
+    (B, Se, ...), whose pattern :func:`formula_pattern` works out instead."""
+    lo, d = element_shifts(symbol)
+    if lo < 0:
+        return None
+    u = np.zeros(max_shift + 1)
+    u[1:min(len(d), max_shift + 1)] = (d / d[0])[1:max_shift + 1]
+    out, power = np.zeros(max_shift + 1), np.zeros(max_shift + 1)
+    power[0] = 1.0
+    for k in range(1, max_shift + 1):  # log(1 + u) = sum (-1)^(k+1) u^k / k, u has no x^0
+        power = np.convolve(power, u)[:max_shift + 1]
+        out += (-1) ** (k + 1) * power / k
+    return out
+
+
+def patterns(counts: Sequence[dict[str, int]], max_shift: int) -> np.ndarray:
+    """:func:`formula_pattern` of many formulas at once (rows): the product of the elements'
+    abundance polynomials raised to their counts is exp(sum of count x log series), worked
+    out on truncated power series for all rows together (exact: the truncation never feeds
+    a lower power)."""
+    n = len(counts)
+    out = np.zeros((n, max_shift + 1))
+    symbols = sorted({e for c in counts for e in c})
+    series = {e: _log_series(e, max_shift) for e in symbols}
+    plain = [e for e in symbols if series[e] is not None]
+    col = {e: j for j, e in enumerate(plain)}
+    cmat = np.zeros((n, len(plain)))
+    odd = []
+    for i, c in enumerate(counts):
+        if any(series[e] is None for e in c):
+            odd.append(i)
+            continue
+        for e, k in c.items():
+            cmat[i, col[e]] = k
+    logs = cmat @ np.stack([series[e] for e in plain]) if plain else np.zeros((n, max_shift + 1))
+    # exp of a series with no constant term: e_0 = 1, e_k = sum_j (j/k) l_j e_(k-j)
+    out[:, 0] = 1.0
+    for k in range(1, max_shift + 1):
+        j = np.arange(1, k + 1)
+        out[:, k] = (logs[:, j] * (j / k) * out[:, k - j]).sum(1)
+    for i in odd:
+        out[i] = formula_pattern(counts[i], max_shift)
+    return out
+
+
+def molecule_pattern(mol: Chem.Mol, max_shift: int) -> np.ndarray:
+    """Isotope pattern ``r[0..max_shift]`` of a molecule (see :func:`formula_pattern`)."""
+    return formula_pattern(element_counts(mol), max_shift)
