@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 
 from msid.candidate_sets import CandidateTable, candidates_for_queries
-from msid.chem.adducts import default_adduct, neutral_mass
+from msid.chem.adducts import default_adduct, ion_mz, neutral_mass
 from msid.chem.fingerprints import tanimoto_many
-from msid.chem.structures import Structure, flat_smiles, parse_structure
+from msid.chem.structures import Structure, flat_smiles, formula_mass, parse_structure
 from msid.method_kinds import method_table
 from msid.progress import progress_bar
 from msid.rankings import (
@@ -186,6 +186,10 @@ class RandomRanking:
 
 
 PRECURSOR_ONLY_SCORE = 0.01  # ceiling of a precursor-only match's score: below any real match
+#: how far a library spectrum's stated precursor may lie from its structure's ion and still
+#: be that ion, rounded (572.0000 for 572.3582) or an isotope peak picked: beyond it the
+#: record's adduct or structure is mislabelled, and a hit's ppm error is against the stated m/z
+ION_SLIP_DA = 1.1
 
 
 class LibrarySearch:
@@ -220,17 +224,31 @@ class LibrarySearch:
         self._prec = md["precursor_mz"].to_numpy(dtype=np.float64)
         self._adducts = (md["adduct"].fillna("").astype(str).to_numpy() if "adduct" in md
                          else np.full(len(md), ""))
+        self._formulas = (md["formula"].fillna("").astype(str).to_numpy() if "formula" in md
+                          else np.full(len(md), ""))
 
-    def _candidate(self, row: int, score: float, matched: int, precursor_mz: float,
+    def _ppm(self, row: int, query: Query) -> float:
+        """ppm error of the query's precursor against the hit structure's ion: its exact mass
+        (the library's standardised formula) as the library spectrum's adduct (else the
+        query's own ion), the m/z mzTab-M states as ``theoretical_mass_to_charge``. Against
+        the library spectrum's stated precursor m/z where the formula or the ion is unknown,
+        or where that precursor is more than :data:`ION_SLIP_DA` from the ion (a record whose
+        adduct or structure is mislabelled: its stated ion is not its structure's)."""
+        mz, lib_mz = query.precursor_mz, float(self._prec[row])
+        theo = ion_mz(formula_mass(str(self._formulas[row])), mz,
+                      str(self._adducts[row]) or query.adduct, query.ion_mode, query.charge)
+        ok = math.isfinite(theo) and theo > 0 and not abs(lib_mz - theo) > ION_SLIP_DA
+        ref = theo if ok else lib_mz
+        return (mz - ref) / ref * 1e6 if ref > 0 else math.nan
+
+    def _candidate(self, row: int, score: float, matched: int, query: Query,
                    note: str = "") -> RankedCandidate:
         # library stores hold standardised structures with their InChIKey: only the
         # stereo-free form used for ranking is left to write
         flat = flat_smiles(str(self._smiles[row]))
         ik = str(self._inchikey[row]) if flat else ""
-        lib_mz = float(self._prec[row])
-        ppm = (precursor_mz - lib_mz) / lib_mz * 1e6 if lib_mz > 0 else math.nan
         return RankedCandidate(flat, ik, score, str(self._ids[row]),
-                               name=str(self._names[row]), ppm_error=ppm,
+                               name=str(self._names[row]), ppm_error=self._ppm(row, query),
                                matched_peaks=matched, note=note,
                                adduct=str(self._adducts[row]))
 
@@ -265,7 +283,7 @@ class LibrarySearch:
                 key = self._ik14[row]
                 if key and key in seen:  # a better hit of this structure is in already
                     continue
-                c = self._candidate(row, score, matched, query.precursor_mz, note)
+                c = self._candidate(row, score, matched, query, note)
                 seen.add(c.inchikey[:14])  # '' (no structure) is never a key above
                 out.append(c)
                 # a second structure stays in whatever top-k is asked for: the top hit's

@@ -57,14 +57,24 @@ def neutral_mass(precursor_mz: float, adduct: str = "", ion_mode: str = "",
     return float(mass) if mass is not None else float("nan")
 
 
+@lru_cache(maxsize=4096)
+def _ion_line(adduct: str, ion_mode: str, charge: int) -> tuple[float, float]:
+    """(slope, intercept) of :func:`neutral_mass` against m/z for one ion (it is linear in
+    m/z: mass = m/z x |z| / n, less the adduct's mass, for an [nM+X]z ion)."""
+    at = neutral_mass(100.0, adduct, ion_mode, charge)
+    slope = neutral_mass(101.0, adduct, ion_mode, charge) - at  # |z| / n
+    return slope, at - 100.0 * slope
+
+
 def ion_mz(mass: float, precursor_mz: float, adduct: str = "", ion_mode: str = "",
            charge: int = 0) -> float:
     """The m/z of a molecule of neutral ``mass`` as the same ion (adduct, charge) as the
     precursor at ``precursor_mz``: the inverse of :func:`neutral_mass`, which is linear in
-    m/z (mass = m/z x |z| / n, less the adduct's mass, for an [nM+X]z ion), so multimers and
-    multiply charged ions come out right. NaN if the ion is unknown."""
-    at = neutral_mass(precursor_mz, adduct, ion_mode, charge)
-    slope = neutral_mass(precursor_mz + 1.0, adduct, ion_mode, charge) - at  # |z| / n
-    if not (math.isfinite(at) and math.isfinite(slope) and slope > 0):
+    m/z, so multimers and multiply charged ions come out right. NaN if the ion is unknown
+    (or ``precursor_mz`` is none)."""
+    if not precursor_mz or not math.isfinite(precursor_mz) or not math.isfinite(mass):
         return float("nan")
-    return precursor_mz + (mass - at) / slope
+    slope, intercept = _ion_line(adduct, ion_mode, int(charge))
+    if not (math.isfinite(slope) and math.isfinite(intercept) and slope > 0):
+        return float("nan")
+    return (mass - intercept) / slope
