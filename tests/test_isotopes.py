@@ -40,7 +40,7 @@ def _enumerated(formula: str, max_shift: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("formula", ["C6H5Cl", "C6H4Br2", "C6H3Cl3", "C10H16S",
-                                     "C3H9ClSi", "C2H6Se", "C6H7BO2"])
+                                     "C3H9ClSi", "C2H6Se", "C6H7BO2", "C6HBr5Se"])
 def test_pattern_equals_pyteomics_enumeration(formula) -> None:
     np.testing.assert_allclose(formula_pattern(formula_counts(formula), 6),
                                _enumerated(formula, 6), rtol=1e-6, atol=1e-8)

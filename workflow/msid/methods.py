@@ -22,7 +22,7 @@ import numpy as np
 from msid.candidate_sets import CandidateTable, candidates_for_queries
 from msid.chem.adducts import default_adduct, ion_mz, neutral_mass
 from msid.chem.fingerprints import tanimoto_many
-from msid.chem.structures import Structure, flat_smiles, formula_mass, parse_structure
+from msid.chem.structures import Structure, flat_smiles, parse_structure, smiles_exact_mass
 from msid.method_kinds import method_table
 from msid.progress import progress_bar
 from msid.rankings import (
@@ -187,9 +187,10 @@ class RandomRanking:
 
 PRECURSOR_ONLY_SCORE = 0.01  # ceiling of a precursor-only match's score: below any real match
 #: how far a library spectrum's stated precursor may lie from its structure's ion and still
-#: be that ion, rounded (572.0000 for 572.3582) or an isotope peak picked: beyond it the
-#: record's adduct or structure is mislabelled, and a hit's ppm error is against the stated m/z
-ION_SLIP_DA = 1.1
+#: be that ion (572.0000 for 572.3582: rounded): beyond it the record's adduct or structure
+#: is mislabelled ([M]+ as [M+H]+, an isotope-labelled standard as its parent), and a hit's
+#: ppm error is against the stated m/z
+ION_SLIP_DA = 0.5
 
 
 class LibrarySearch:
@@ -224,19 +225,18 @@ class LibrarySearch:
         self._prec = md["precursor_mz"].to_numpy(dtype=np.float64)
         self._adducts = (md["adduct"].fillna("").astype(str).to_numpy() if "adduct" in md
                          else np.full(len(md), ""))
-        self._formulas = (md["formula"].fillna("").astype(str).to_numpy() if "formula" in md
-                          else np.full(len(md), ""))
 
     def _ppm(self, row: int, query: Query) -> float:
         """ppm error of the query's precursor against the hit structure's ion: its exact mass
-        (the library's standardised formula) as the library spectrum's adduct (else the
-        query's own ion), the m/z mzTab-M states as ``theoretical_mass_to_charge``. Against
+        (isotope labels counted) as the query's adduct when it states one, else as the
+        library spectrum's: the ion and m/z that mzTab-M states (``adduct_ion``,
+        ``theoretical_mass_to_charge``). Against
         the library spectrum's stated precursor m/z where the formula or the ion is unknown,
         or where that precursor is more than :data:`ION_SLIP_DA` from the ion (a record whose
         adduct or structure is mislabelled: its stated ion is not its structure's)."""
         mz, lib_mz = query.precursor_mz, float(self._prec[row])
-        theo = ion_mz(formula_mass(str(self._formulas[row])), mz,
-                      str(self._adducts[row]) or query.adduct, query.ion_mode, query.charge)
+        theo = ion_mz(smiles_exact_mass(str(self._smiles[row])), mz,
+                      query.adduct or str(self._adducts[row]), query.ion_mode, query.charge)
         ok = math.isfinite(theo) and theo > 0 and not abs(lib_mz - theo) > ION_SLIP_DA
         ref = theo if ok else lib_mz
         return (mz - ref) / ref * 1e6 if ref > 0 else math.nan

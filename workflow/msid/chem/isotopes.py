@@ -41,32 +41,34 @@ def element_shifts(symbol: str) -> tuple[int, np.ndarray]:
     return lo, dist
 
 
-def _convolve(a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], lo_cap: int, hi_cap: int
+def _convolve(a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], hi_cap: int | None
               ) -> tuple[int, np.ndarray]:
     lo = a[0] + b[0]
     d = np.convolve(a[1], b[1])
-    if lo < lo_cap:  # far below shift 0: cannot reach the shifts asked for
-        d, lo = d[lo_cap - lo:], lo_cap
-    return lo, d[:hi_cap - lo + 1]
+    return lo, d if hi_cap is None else d[:hi_cap - lo + 1]
 
 
 def formula_pattern(counts: dict[str, int], max_shift: int) -> np.ndarray:
     """Isotope pattern ``r[0..max_shift]`` (``r[0] == 1``) of a formula given as element
-    counts; exact up to shifts below ``-2 * max_shift`` dropped on the way (a combination
-    of a heavy and a far lighter isotope, which none of the elements of organic molecules
-    has)."""
-    lo_cap, hi_cap = -2 * max_shift, max_shift
+    counts. Exact: the elements with isotopes lighter than their most abundant one (B, Se)
+    come first, uncut; shifts above ``max_shift`` are dropped only after them, when no later
+    element can bring them back down."""
     total: tuple[int, np.ndarray] = (0, np.ones(1))
-    for symbol, n in sorted(counts.items()):
+    for symbol, n in sorted(counts.items(), key=lambda kv: (element_shifts(kv[0])[0] >= 0,
+                                                            kv[0])):
         if n <= 0:
             continue
-        power, base = n, element_shifts(symbol)
+        base = element_shifts(symbol)
+        # the running total reaches down to total[0] (< 0 after B, Se): a power of this
+        # element is kept up to max_shift - total[0], which that reach can bring back down
+        cap = max_shift if base[0] >= 0 else None
+        power = n
         while power:  # exponentiation by squaring
             if power & 1:
-                total = _convolve(total, base, lo_cap, hi_cap)
+                total = _convolve(total, base, cap)
             power >>= 1
             if power:
-                base = _convolve(base, base, lo_cap, hi_cap)
+                base = _convolve(base, base, None if cap is None else cap - total[0])
     lo, d = total
     out = np.zeros(max_shift + 1)
     seg = d[-lo:] if lo <= 0 else np.concatenate([np.zeros(lo), d])

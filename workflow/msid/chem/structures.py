@@ -109,18 +109,12 @@ def parent_mol(mol: Chem.Mol, smiles: str) -> Chem.Mol:
     return mol
 
 
-@lru_cache(maxsize=100_000)
-def formula_mass(formula: str) -> float:
-    """Monoisotopic mass of a neutral molecular formula (pyteomics' NIST masses); NaN for an
-    empty, charged or unreadable one."""
-    from pyteomics.mass import calculate_mass
-
-    if not formula or any(c in formula for c in "+-."):
-        return float("nan")
-    try:
-        return float(calculate_mass(formula=formula))
-    except Exception:  # pyteomics raises its own error for an unknown element or bad text
-        return float("nan")
+@lru_cache(maxsize=200_000)
+def smiles_exact_mass(smiles: str) -> float:
+    """Monoisotopic mass of an already standardised structure, isotope labels counted (RDKit);
+    NaN if it does not parse (:attr:`Structure.exact_mass` without the standardising)."""
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return float(rdMolDescriptors.CalcExactMolWt(mol)) if mol is not None else float("nan")
 
 
 @lru_cache(maxsize=200_000)

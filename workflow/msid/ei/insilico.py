@@ -356,7 +356,7 @@ def library_digest(pools: list[str | os.PathLike], model: str | os.PathLike,
                    chunk_size: int) -> str:
     # v2: salts and charged forms predicted as their parents; v3: labelled, still charged and
     # other-element molecules skipped
-    h = hashlib.sha256(f"msid-insilico-v3:{chunk_size}".encode())
+    h = hashlib.sha256(f"msid-insilico-v4:{chunk_size}".encode())
     for p in [*pools, model]:
         h.update(Path(p).name.encode())
         h.update(str(Path(p).stat().st_size).encode())
