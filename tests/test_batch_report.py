@@ -168,3 +168,21 @@ def test_a_small_run_is_warned_that_its_qvalues_are_coarse():
     assert "Only 3 library hit(s)" in note and "1/3" in note
     assert few_qvalues_note(pd.DataFrame({"q_value": [0.01] * FEW_HITS})) == ""
     assert few_qvalues_note(pd.DataFrame({"q_value": [math.nan] * 5})) == ""
+
+
+def test_an_ei_run_filed_as_small_molecule_is_told_so(tmp_path, pesticides_store):
+    """The shipped GC-MS demo spectra (MSP, no precursor) read as a small-molecule run: every
+    record is quarantined for want of a precursor, and the report says what that means."""
+    from msid.convert import convert_file
+    from msid.preprocess_config import PreprocessConfig
+
+    store = tmp_path / "gc.h5"
+    stats = convert_file(ROOT / "resources/runs/gcms_ei_demo.msp", store,
+                         clean=PreprocessConfig(), ms2_only=True, progress=False)
+    assert stats.read == 8 and stats.stored == 0
+    out = tmp_path / "report.html"
+    write_run_report(store, None, pesticides_store, out, sample="gc")
+    html = out.read_text()
+    assert "states a precursor m/z. An EI (GC-MS) run? Give it kind &#39;ei&#39;" in html
+    write_run_report(pesticides_store, None, pesticides_store, out, sample="pest")
+    assert "An EI (GC-MS) run?" not in out.read_text()

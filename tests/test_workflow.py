@@ -689,3 +689,40 @@ def test_a_replaced_run_file_is_rerun_even_with_an_older_time(tmp_path):
     res = _sm("-n", target, "--cores", "1", "--configfile", str(cfg))
     out = res.stdout + res.stderr
     assert res.returncode == 0 and "rule convert_run" in out and "Params have changed" in out
+
+
+def test_sample_sheet_cells_are_read_as_written(tmp_path):
+    """A '#' inside a path is no comment, a sample named NA is no missing value, comment lines
+    (above the header too) are skipped, and '..' is no sample name (it would write into
+    results/ itself). A missing sheet is named as the config's samples."""
+    run = tmp_path / "QC#1.mzML.gz"
+    run.write_bytes((ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes())
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"# batch 12\n#sample\tpath\tkind\n# a note\nNA\t{run}\tsmall_molecule\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n"
+                   f"results_dir: {tmp_path / 'results'}\n")
+    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-2000:]
+    assert re.search(r"report_run\s+1$", out, re.M) and "not read" not in out, out[-2000:]
+    sheet.write_text(f"sample\tpath\n..\t{run}\n")
+    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    assert res.returncode != 0 and "does not match" in res.stdout + res.stderr
+    cfg.write_text(f"samples: {tmp_path / 'gone.tsv'}\n")
+    res = _sm("-n", "--cores", "1", "--configfile", str(cfg))
+    assert res.returncode != 0
+    assert f"config samples: {tmp_path / 'gone.tsv'}: no such file" in res.stdout + res.stderr
+
+
+def test_settings_restated_in_another_order_rerun_nothing():
+    """Rules get their settings with keys in one order however the config gave them, so the
+    same values from an overlay or --config never count as changed params."""
+    from msid.config_values import settled
+
+    a = {"fdr": 0.05, "method_options": {"b": 1, "a": [{"y": 2, "x": 1}]}, "methods": ["x"]}
+    b = {"methods": ["x"], "method_options": {"a": [{"x": 1, "y": 2}], "b": 1}, "fdr": 0.05}
+    assert repr(settled(a)) == repr(settled(b)) and settled(a) == a
+    for rule in ("identify", "preprocess"):
+        smk = (ROOT / f"workflow/rules/{rule}.smk").read_text()
+        assert smk.count("settled(") >= 2, rule

@@ -173,15 +173,29 @@ def _stream(tmp: Path, path: str | os.PathLike) -> None:
                 shutil.copyfileobj(src, dst)
 
 
+def _sync(path: Path) -> None:
+    """Flush a written file's bytes to its disk (a folder written through, say an HDF5 store's
+    parts, is left to the file system)."""
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def commit(tmp: Path, path: str | os.PathLike) -> Path:
     """Rename ``tmp`` onto ``path`` (a link's target) with plain-file permissions, or stream it
-    into ``path`` when that is ``-``, a FIFO or a device; ``tmp`` is removed either way."""
+    into ``path`` when that is ``-``, a FIFO or a device; ``tmp`` is removed either way. The
+    bytes reach the disk before the rename (fsync), so a node that loses power right after
+    never leaves an empty or short file under the final name."""
     try:
         if is_stream(path):
             _stream(tmp, path)
         else:
             if tmp.exists():
                 os.chmod(tmp, 0o666 & ~_umask())
+                _sync(tmp)
             os.replace(tmp, destination(path))
     finally:
         discard(tmp)

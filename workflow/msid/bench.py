@@ -345,5 +345,7 @@ def run_bench(a: argparse.Namespace) -> dict:
             log=lambda s: print(s, flush=True))
     results["machine"] = {"cpus": os.cpu_count()}
     if a.out:
-        Path(a.out).write_text(json.dumps(results, indent=2, default=str))
+        from msid.atomic import write_text
+
+        write_text(a.out, json.dumps(results, indent=2, default=str))
     return results

@@ -106,3 +106,14 @@ def type_as_schema(config: dict, schema: dict) -> list[str]:
     changed: list[str] = []
     _typed(config, schema, schema, "", changed)
     return changed
+
+
+def settled(value):
+    """A config value with its mappings' keys in sorted order, at every level: Snakemake
+    compares a rule's params as written out, so the same settings restated in another order
+    (an overlay file, ``--config``) would otherwise rerun the rule and every one after it."""
+    if isinstance(value, dict):
+        return {k: settled(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [settled(v) for v in value]
+    return value

@@ -148,7 +148,9 @@ def sheet_rows_unread(rows: list[dict[str, str]],
         if not path:
             why = "no path given"
         elif not os.path.exists(path):
-            why = f"{path}: no such file"
+            why = f"{path}: no such file" + (
+                "" if os.path.isabs(path) else
+                f" (a relative path is read from the working directory, {os.getcwd()})")
         elif os.path.isdir(path):
             why = f"{path}: a folder, not a run file"
         elif not os.access(path, os.R_OK):

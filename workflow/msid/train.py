@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from msid.atomic import write_text
+from msid.atomic import atomic_path, write_text
 from msid.modelfile import load_tensors, save_tensors
 from msid.models.config import TrainConfig
 from msid.progress import progress_bar
@@ -181,10 +181,11 @@ def plot_history(history: dict, path: str | os.PathLike) -> Path | None:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -10,6 +10,7 @@ os.environ.setdefault("MSID_ROOT", os.path.dirname(os.path.abspath(workflow.base
 # what msid caches on first use (an EI library's store, its index) stays with the results, not
 # in $HOME: a cluster node's home may be another file system, small, or not the container's
 os.environ.setdefault("MSID_CACHE", os.path.abspath(f"{RESULTS}/cache"))
+from msid.config_values import settled
 from msid.method_kinds import check_method_options, check_methods, method_table
 from msid.samples import (
     record_names,
@@ -47,7 +48,39 @@ def _load_samples():
     frames = []
     sheet = config.get("samples", "")
     if sheet:
-        df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#").fillna("")
+        # every cell as written: a '#' inside a path or name is no comment, and a sample
+        # named NA or None is no missing value; a line starting with '#' is a comment
+        if not os.path.isfile(sheet):
+            raise ValueError(
+                f"config samples: {sheet}: no such file (a tab-separated sample sheet with "
+                "the columns sample, path, kind; samples: '' for none)"
+            )
+        with open(sheet, encoding="utf-8-sig") as fh:  # comment lines above the header
+            lead = 0  # (a header written '#sample<TAB>path' is the header)
+            for line in fh:
+                fields = {f.strip() for f in line.strip().lstrip("#").split("\t")}
+                if not line.lstrip().startswith("#") or {"sample", "path"} <= fields:
+                    break
+                lead += 1
+        try:
+            df = pd.read_csv(
+                sheet,
+                sep="\t",
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skiprows=lead,
+            )
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
+            raise ValueError(
+                f"{sheet}: not a tab-separated sample sheet (columns sample, path, kind): "
+                f"{str(e).strip()}"
+            ) from None
+        df.columns = [str(c).lstrip("#").strip() for c in df.columns]
+        if len(df.columns):
+            first = df.columns[0]
+            df = df[~df[first].astype(str).str.lstrip().str.startswith("#")]
+            df = df.reset_index(drop=True)
         if not {"sample", "path"} <= set(df.columns):
             raise ValueError(
                 f"{sheet}: a sample sheet is tab-separated with the columns sample, path "
@@ -62,6 +95,17 @@ def _load_samples():
             df = df.drop(index=df.index[[i for i, _, _ in lost]])
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
+    if (
+        runs_dir
+        and sheet
+        and os.path.abspath(sheet) == os.path.abspath("config/samples.tsv")
+        and workflow.is_main_process
+    ):
+        print(
+            f"msid: runs_dir {runs_dir} is read beside the demo sample sheet {sheet}: "
+            "samples: '' (in the config, or --config samples='') for runs_dir alone",
+            file=sys.stderr,
+        )
     if (
         runs_dir
     ):  # file names made safe for paths, kind from the subfolder (msid.samples)

@@ -109,7 +109,7 @@ rule ei_prediction_train:
         gres=GPU_GRES,
         slurm_partition=config["models"]["gpu_partition"],
     params:
-        run=EIP["run"],
+        run=settled(EIP["run"]),
         licence=(
             "commercial use allowed (CC BY / CC BY-SA training spectra)"
             if EIP["commercial_only"]

@@ -21,15 +21,15 @@ rule identify_run:
         runtime=scaled(30),
     params:
         # not report_mirror_plots (the report's): another number of plots reruns no search
-        identify={
-            k: v for k, v in config["identify"].items() if k != "report_mirror_plots"
-        },
-        search=config["library_search"],
+        identify=settled(
+            {k: v for k, v in config["identify"].items() if k != "report_mirror_plots"}
+        ),
+        search=settled(config["library_search"]),
         model_dir=config["models"]["dir"],
         kind=run_kind,
         # de novo's settings only where it runs: another beam width reruns no other run
         denovo=(
-            config["generation"]["denovo"]
+            settled(config["generation"]["denovo"])
             if "denovo" in config["identify"]["methods"]
             else {}
         ),

@@ -17,7 +17,7 @@ rule preprocess_run:
         mem_mb=scaled(2000),
         runtime=scaled(30),
     params:
-        config=config["preprocess"]["runs"],
+        config=settled(config["preprocess"]["runs"]),
     script:
         "../scripts/preprocess.py"
 
@@ -42,7 +42,7 @@ rule preprocess_library:
         mem_mb=scaled(6000),
         runtime=scaled(60),
     params:
-        config=config["preprocess"]["library"],
+        config=settled(config["preprocess"]["library"]),
     script:
         "../scripts/preprocess.py"
 

@@ -336,9 +336,10 @@ def write_subset(cache: str | os.PathLike, keys: list[str], out: str | os.PathLi
                  ) -> tuple[int, int]:
     """The molecules ``keys`` of ``cache`` into a new cache ``out`` (atomic)."""
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    from msid.atomic import atomic_path
+
     n_ok = n_bad = 0
-    with h5py.File(cache, "r") as src, h5py.File(tmp, "w") as dst:
+    with atomic_path(out) as tmp, h5py.File(cache, "r") as src, h5py.File(tmp, "w") as dst:
         dst.attrs.update(dict(src.attrs))
         for key in dict.fromkeys(keys):
             for grp in ("molecules", "unhandled"):
@@ -346,7 +347,6 @@ def write_subset(cache: str | os.PathLike, keys: list[str], out: str | os.PathLi
                     src.copy(src[grp][key], dst.require_group(grp), name=key)
                     n_ok += grp == "molecules"
                     n_bad += grp == "unhandled"
-    os.replace(tmp, out)
     return n_ok, n_bad
 
 
@@ -381,13 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.unhandled:
         _, bad = read_cache(args.cache)
         smiles = dict(mols)
-        tmp = Path(args.unhandled).with_name(f".{Path(args.unhandled).name}.tmp")
-        with open(tmp, "w") as fh:
-            fh.write("inchikey\tsmiles\treason\n")
-            for k in dict.fromkeys(keys):
-                if k in bad:
-                    fh.write(f"{k}\t{smiles[k]}\t{bad[k]}\n")
-        os.replace(tmp, args.unhandled)
+        from msid.atomic import write_text
+
+        lines = ["inchikey\tsmiles\treason\n"]
+        lines += [f"{k}\t{smiles[k]}\t{bad[k]}\n" for k in dict.fromkeys(keys) if k in bad]
+        write_text(args.unhandled, "".join(lines))
     return 0
 
 

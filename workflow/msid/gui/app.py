@@ -205,6 +205,7 @@ def results_html(app: SearchApp, library: str, method: str,
 
 def make_handler(app: SearchApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # seconds a client may stall mid-request before its thread is freed
         server_version = "msid-serve"
 
         def log_message(self, fmt: str, *args) -> None:  # quiet: no request bodies in logs

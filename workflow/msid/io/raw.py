@@ -334,7 +334,8 @@ def xml_problem(path: Path, scan_energies: dict[str, str] | None = None) -> str:
     fh, gz = open_binary(path)
     try:
         with fh:
-            for _, el in etree.iterparse(fh, events=("end",), huge_tree=True):
+            for _, el in etree.iterparse(fh, events=("end",), huge_tree=True,
+                                         resolve_entities=False, no_network=True):
                 if scan_energies is not None and (energy := el.get("collisionEnergy")) \
                         and _local_name(el.tag) == "scan":
                     scan_energies[f"scan={el.get('num')}"] = energy
@@ -457,7 +458,9 @@ def xml_fence(data: bytes, fmt: str) -> tuple[bytes, str]:
 
     tag = "spectrum" if fmt == "mzml" else "scan"  # mzXML nests MS2 scans in their MS1 scan
     close = "</" + tag + ">"
-    parser = etree.XMLPullParser(events=("start", "end"), huge_tree=True)
+    # no external entity, no network: a run file is data, never a reference to fetch
+    parser = etree.XMLPullParser(events=("start", "end"), huge_tree=True,
+                                 resolve_entities=False, no_network=True)
     depth = pos = fence = 0
     closers, problem = "", ""
     for line in io.BytesIO(data):

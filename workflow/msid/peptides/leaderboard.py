@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msid.atomic import write_text
+from msid.atomic import atomic_path, write_text
 from msid.peptides.data import read_annotated_mgf, split_by_sequence
 from msid.peptides.denovo import DecodeConfig, sequence_spectra
 from msid.peptides.metrics import (
@@ -35,10 +35,11 @@ def _save_fig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _other_peptide(spectra: list) -> list:

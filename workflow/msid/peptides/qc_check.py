@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     res = run_check(a.data_dir, a.model or shipped_model(), {"fragment_tol_da": a.fragment_tol})
     if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2))
+        from msid.atomic import write_text
+
+        write_text(a.out, json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
     return 0
 

@@ -35,6 +35,24 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
             "file_note": file_note(unreadable, damaged, len(records))}
 
 
+#: quarantine reasons of a spectrum without a precursor ion (an EI spectrum read as MS/MS)
+NO_PRECURSOR = ("require_precursor_mz", "require_ms2")
+
+
+def wrong_kind_hint(kind: str, n_kept: int, quarantine: pd.DataFrame) -> str:
+    """What a run of MS/MS kind says when it kept no spectrum and lost every record for want
+    of a precursor m/z: the mark of GC-MS (EI) spectra filed under the wrong kind."""
+    if kind == "ei" or n_kept:
+        return ""
+    records = quarantine[quarantine["record_id"].astype(str) != WHOLE_FILE]
+    reasons = records["reason"].astype(str)
+    if not len(reasons) or not reasons.str.startswith(NO_PRECURSOR).all():
+        return ""
+    return (f"No spectrum of this {kind.replace('_', ' ')} run states a precursor m/z. An EI "
+            "(GC-MS) run? Give it kind 'ei' in the sample sheet (or put it in the runs "
+            "folder's ei/ subfolder) and it is searched against the EI library.")
+
+
 def file_note(unreadable: str, damaged: str, n_records: int) -> str:
     """What the quarantine section says when no single record is listed: never "nothing was
     quarantined" of a file that could not be read, or whose end was lost."""

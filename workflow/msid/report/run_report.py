@@ -25,7 +25,7 @@ from msid.rankings import (
 )
 from msid.report.ids import short_ids
 from msid.report.plots import data_uri, histogram, mirror_plot, precursor_map
-from msid.report.quarantine import quarantine_summary
+from msid.report.quarantine import quarantine_summary, wrong_kind_hint
 from msid.store import SpectrumStore
 
 KIND_NOTES = {
@@ -212,6 +212,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         n_identified=int(identified.sum()),
         n_confident=(None if confident_rule == NOT_ASSESSED else int(top["confident"].sum())),
         confident_rule=confident_rule, few_hits=few_hits,
+        kind_hint=wrong_kind_hint(kind, len(md), quarantine),
         min_delta_score=min_delta_score,
         unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
         **lost,
