@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
-from rdkit import Chem
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
 _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
 
@@ -85,10 +83,6 @@ def formula_counts(formula: str) -> dict[str, int]:
     return dict(counts)
 
 
-def element_counts(mol: Chem.Mol) -> dict[str, int]:
-    """Element counts of a molecule, hydrogens (implicit ones too) included."""
-    return formula_counts(CalcMolFormula(mol))
-
 
 @cache
 def _log_series(symbol: str, max_shift: int) -> np.ndarray | None:
@@ -137,7 +131,3 @@ def patterns(counts: Sequence[dict[str, int]], max_shift: int) -> np.ndarray:
         out[i] = formula_pattern(counts[i], max_shift)
     return out
 
-
-def molecule_pattern(mol: Chem.Mol, max_shift: int) -> np.ndarray:
-    """Isotope pattern ``r[0..max_shift]`` of a molecule (see :func:`formula_pattern`)."""
-    return formula_pattern(element_counts(mol), max_shift)

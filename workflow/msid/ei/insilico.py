@@ -186,10 +186,10 @@ def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
 
 
 def predict_features(model: NeimsModel, mols: list[Chem.Mol], mass: np.ndarray,
-                     batch_size: int = BATCH) -> np.ndarray:
+                     batch_size: int = BATCH, formulas: list[str] | None = None) -> np.ndarray:
     """Predicted spectra (base peak 1) of parsed molecules (any model kind), with the
     molecular ion's isotope peaks (:func:`msid.ei.predict.add_isotope_peaks`)."""
-    return predict_mols(model, mols, mass, batch_size)
+    return predict_mols(model, mols, mass, batch_size, formulas=formulas)
 
 
 def sparse_peaks(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +209,8 @@ def sparse_peaks_many(spec: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 def _records(model: NeimsModel, items: list[tuple[int, str, str]]
              ) -> tuple[list[tuple[Molecule, np.ndarray, np.ndarray]], list]:
     mols, rd, bad = parse_molecules(items, model.cfg.max_mz)
-    spec = predict_features(model, rd, np.array([m.mass for m in mols], dtype=np.int64))
+    spec = predict_features(model, rd, np.array([m.mass for m in mols], dtype=np.int64),
+                            formulas=[m.formula for m in mols])
     return [(m, *p) for m, p in zip(mols, sparse_peaks_many(spec), strict=True)], bad
 
 

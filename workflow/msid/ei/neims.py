@@ -16,7 +16,6 @@ Targets and outputs are intensities on a square-root scale (base peak 1).
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -27,6 +26,7 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from torch import nn
 
+from msid.chem.isotopes import formula_counts
 from msid.models.features import MolFeaturizer
 
 RDLogger.DisableLog("rdApp.*")
@@ -63,9 +63,6 @@ class NeimsConfig:
 
 
 # -- molecules -----------------------------------------------------------------------------------
-_FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
-
-
 @lru_cache(maxsize=128)
 def _isotope(symbol: str) -> int:
     return int(Chem.GetPeriodicTable().GetMostCommonIsotope(symbol))
@@ -73,7 +70,7 @@ def _isotope(symbol: str) -> int:
 
 def formula_nominal_mass(formula: str) -> int:
     """Nominal mass of a molecular formula (integer masses of the most abundant isotopes)."""
-    return sum(_isotope(el) * (int(n) if n else 1) for el, n in _FORMULA_TOKEN.findall(formula))
+    return sum(_isotope(el) * n for el, n in formula_counts(formula).items())
 
 
 def nominal_mass(mol: Chem.Mol) -> int:

@@ -74,11 +74,16 @@ def add_isotope_peaks(spectra: np.ndarray, formulas: Sequence[str],
 
 
 def predict_mols(model: NeimsModel, mols: Sequence[Chem.Mol], masses: np.ndarray | None = None,
-                 batch_size: int = BATCH, isotopes: bool = True) -> np.ndarray:
+                 batch_size: int = BATCH, isotopes: bool = True,
+                 formulas: Sequence[str] | None = None) -> np.ndarray:
     """Predicted spectra (base peak 1) of parsed molecules, with the molecular ion's isotope
-    peaks (:func:`add_isotope_peaks`) unless ``isotopes`` is false."""
+    peaks (:func:`add_isotope_peaks`) unless ``isotopes`` is false. ``formulas``: the
+    molecules' RDKit formulas where the caller has them (else worked out here)."""
     spec = to_intensity(predict_mols_sqrt(model, mols, masses, batch_size))
-    return add_isotope_peaks(spec, [CalcMolFormula(m) for m in mols]) if isotopes else spec
+    if not isotopes:
+        return spec
+    return add_isotope_peaks(spec, formulas if formulas is not None else
+                             [CalcMolFormula(m) for m in mols])
 
 
 def predict_smiles(model: NeimsModel, smiles: Sequence[str], batch_size: int = BATCH,
