@@ -639,6 +639,15 @@ def test_a_comma_separated_sample_sheet_is_named_as_such(tmp_path):
     assert "a sample sheet is tab-separated" in res.stdout + res.stderr
 
 
+def _sheet_dry_run(sheet, tmp_path):
+    """(config file, result, output) of a dry run of `all` on ``sheet`` alone."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n"
+                   f"results_dir: {tmp_path / 'results'}\n")
+    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
+    return cfg, res, res.stdout + res.stderr
+
+
 def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
     """A mistyped path in the sample sheet is named at start (and in the batch report) and
     its row left out; the sheet's other runs go on."""
@@ -647,11 +656,7 @@ def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
                      f"good\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\tsmall_molecule\n"
                      f"typo\t{tmp_path / 'pestmix_dda.mzMl.gz'}\tsmall_molecule\n"
                      f"folder\t{tmp_path}\tsmall_molecule\n")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n"
-                   f"results_dir: {tmp_path / 'results'}\n")
-    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
-    out = res.stdout + res.stderr
+    cfg, res, out = _sheet_dry_run(sheet, tmp_path)
     assert res.returncode == 0, out[-2000:]
     assert re.search(r"report_run\s+1$", out, re.M), out[-2000:]
     assert f"samples: not read: {sheet}: sample typo: " in out and "no such file" in out
@@ -699,11 +704,7 @@ def test_sample_sheet_cells_are_read_as_written(tmp_path):
     run.write_bytes((ROOT / "resources/runs/pestmix_dda.mzML.gz").read_bytes())
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(f"# batch 12\n#sample\tpath\tkind\n# a note\nNA\t{run}\tsmall_molecule\n")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n"
-                   f"results_dir: {tmp_path / 'results'}\n")
-    res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg), "--quiet", "rules")
-    out = res.stdout + res.stderr
+    cfg, res, out = _sheet_dry_run(sheet, tmp_path)
     assert res.returncode == 0, out[-2000:]
     assert re.search(r"report_run\s+1$", out, re.M) and "not read" not in out, out[-2000:]
     sheet.write_text(f"sample\tpath\n..\t{run}\n")

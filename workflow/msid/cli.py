@@ -286,8 +286,9 @@ def _tell_quarantined(q, n_bad: int, ei: bool, head: str) -> None:
           file=sys.stderr)
     for _, r in q.quarantine.iterrows():
         print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
-    if not ei and n_bad and not len(q) and q.quarantine["reason"].astype(str).str.startswith(
-            ("require_precursor_mz", "require_ms2")).all():  # no precursor, or MS1
+    from msid.report.quarantine import all_lost_for_want_of_precursor
+
+    if not ei and all_lost_for_want_of_precursor(len(q), q.quarantine):
         print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
               "EI method (--method ei-weighted-cosine, ei-embedding, ...)", file=sys.stderr)
 

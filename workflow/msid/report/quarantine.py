@@ -39,14 +39,19 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
 NO_PRECURSOR = ("require_precursor_mz", "require_ms2")
 
 
-def wrong_kind_hint(kind: str, n_kept: int, quarantine: pd.DataFrame) -> str:
-    """What a run of MS/MS kind says when it kept no spectrum and lost every record for want
-    of a precursor m/z: the mark of GC-MS (EI) spectra filed under the wrong kind."""
-    if kind == "ei" or n_kept:
-        return ""
+def all_lost_for_want_of_precursor(n_kept: int, quarantine: pd.DataFrame) -> bool:
+    """No spectrum kept and every record lost for want of a precursor m/z (or as MS1): the
+    mark of GC-MS (EI) spectra read as MS/MS."""
+    if n_kept:
+        return False
     records = quarantine[quarantine["record_id"].astype(str) != WHOLE_FILE]
     reasons = records["reason"].astype(str)
-    if not len(reasons) or not reasons.str.startswith(NO_PRECURSOR).all():
+    return bool(len(reasons)) and bool(reasons.str.startswith(NO_PRECURSOR).all())
+
+
+def wrong_kind_hint(kind: str, n_kept: int, quarantine: pd.DataFrame) -> str:
+    """What a run of MS/MS kind says when :func:`all_lost_for_want_of_precursor`."""
+    if kind == "ei" or not all_lost_for_want_of_precursor(n_kept, quarantine):
         return ""
     return (f"No spectrum of this {kind.replace('_', ' ')} run states a precursor m/z. An EI "
             "(GC-MS) run? Give it kind 'ei' in the sample sheet (or put it in the runs "
