@@ -4,6 +4,7 @@ model files, `msid predict-ei` and the resumable in-silico library."""
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,11 @@ def test_one_run_trains_scores_and_saves_three_models(small_run) -> None:
     for r in rows:
         assert 0 <= r["cosine_lo"] <= r["cosine"] <= r["cosine_hi"] <= 1
         assert 0 <= r["recall@1"] <= r["recall@10"] <= 1
-        assert r["n_test_spectra"] > 50 and r["predictions_per_s"] > 0
+        # the shipped records' test fold, the TMS-derivative spectra left out (counted)
+        assert r["n_test_spectra"] >= 25 and r["predictions_per_s"] > 0
+    run_file = json.loads((work / "models" / "neims_run.json").read_text())
+    assert run_file["left_out_above_ion"]["test"] > 50
+    assert run_file["n_spectra"]["test"] == rows[0]["n_test_spectra"]
     model, card = load_neims(work / "models" / "neims_student.safetensors")
     assert card["family"] == "neims" and card["licence"] == "CC BY-SA 4.0 (test)"
     assert card["training"]["distilled_from"] == "teacher"
@@ -454,3 +459,34 @@ def test_neims_run_settings_name_a_mistyped_key(settings, named):
     assert named in str(e.value)
     shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     assert NeimsRunConfig.from_dict(shipped["ei_prediction"]["run"]).max_mz > 0
+
+
+def test_derivative_spectra_and_labelled_structures_in_the_shipped_records() -> None:
+    """The shipped MassBank EI records hold GC-MS spectra of TMS derivatives annotated with
+    the parent compound (13C-citric acid: peaks up to m/z 468 for a structure of nominal mass
+    193). They are left out of NEIMS training and test, counted; every record whose intensity
+    stays within its molecular ion's reach is kept. The 13C-labelled acids weigh their labels."""
+    from msid.ei.neims_train import ION_REACH, intensity_above_ion, store_items
+
+    store = ei_store(EI_MSP)
+    with SpectrumStore(store) as st:
+        md = st.metadata
+        mz, inten, off = st.all_peaks()
+    every = store_items(store, max_mass=500)
+    kept = store_items(store, max_mass=500, max_above_ion=0.05)
+    assert kept.above_ion == len(every.rows) - len(kept.rows) >= 20
+    share = {int(i): intensity_above_ion(mz[off[i]:off[i + 1]], inten[off[i]:off[i + 1]],
+                                         mol_graph(md.smiles.iat[i]).mass) for i in every.rows}
+    assert {i for i, s in share.items() if s <= 0.05} == set(kept.rows.tolist())
+    kept_share = [s for s in share.values() if s <= 0.05]
+    left_out = [s for s in share.values() if s > 0.05]
+    assert np.mean([s == 0 for s in kept_share]) > 0.7  # most: nothing at all above M+8
+    assert np.median(left_out) > 0.3  # a derivative's spectrum: much of it above the parent
+    citric = md.index[md.smiles.str.contains(r"\[13C", regex=True)
+                      & md.name.str.startswith("Citric acid")]
+    assert len(citric) and not set(citric) & set(kept.rows.tolist())
+    for i in citric:  # the peaks lie far above even the labelled mass (193..198)
+        mass = mol_graph(md.smiles.iat[i]).mass
+        assert 193 <= mass <= 198
+        assert mz[off[i]:off[i + 1]].max() > mass + ION_REACH + 200
+    assert mol_graph("O=[13C](O)[13CH2][13CH2][13C](=O)O").mass == 122

@@ -102,3 +102,26 @@ def test_shipped_student_gets_the_chlorine_cluster_and_moves_toward_measured() -
     print(f"mean gain {gain.mean():.3f}, better {(gain > 0).mean():.2f}, worse "
           f"{(gain < 0).mean():.2f}")
     assert gain.mean() > 0.02 and (gain > 0).mean() > 2 * (gain < 0).mean()
+
+
+def test_isotope_labels_weigh_their_own_mass_and_have_no_spread() -> None:
+    """A deuterated or 13C internal standard: its formula keeps the labels apart, its nominal
+    mass counts them (CD3Cl 53, not chloromethane's 50) and its pattern is that of the
+    unlabelled atoms alone, so the Cl M+2 peak of a predicted spectrum lands at 55."""
+    from msid.chem.isotopes import molecule_formula
+    from msid.ei.neims import nominal_mass
+    from msid.ei.predict import add_isotope_peaks
+
+    cases = {"[2H]C([2H])([2H])Cl": ("CD3Cl", 53, {"C": 1, "Cl": 1}),
+             "O=[13C](O)[13CH2][13CH2][13C](=O)O": ("[13C]4H6O4", 122, {"H": 6, "O": 4}),
+             "C[18OH]": ("CH4[18O]", 34, {"C": 1, "H": 4}),
+             "ClC": ("CH3Cl", 50, {"C": 1, "H": 3, "Cl": 1})}
+    for smiles, (formula, nominal, natural) in cases.items():
+        mol = Chem.MolFromSmiles(smiles)
+        assert molecule_formula(mol) == formula and nominal_mass(mol) == nominal, smiles
+        np.testing.assert_allclose(patterns([formula_counts(formula)], 4)[0],
+                                   formula_pattern(natural, 4), rtol=1e-9, atol=1e-12)
+    spec = np.zeros((1, 100), np.float32)
+    spec[0, 53], spec[0, 35] = 1.0, 0.5
+    out = add_isotope_peaks(spec, ["CD3Cl"])[0]
+    assert out[55] == pytest.approx(0.32, abs=0.01) and out[52] == 0 and out[56] < 0.01

@@ -6,6 +6,11 @@ molecule's nominal mass (every atom its most abundant isotope, as
 :func:`msid.ei.neims.nominal_mass` counts it), the abundance of the isotopologues at that
 shift relative to shift 0: ``r[0] == 1``; one chlorine gives ``r[2]`` about 0.32, one bromine
 about 0.97.
+
+An isotope-labelled atom (``[2H]``, ``[13C]``: a deuterated or 13C internal standard) has the
+mass of its label and no natural spread: it counts at that mass in the nominal mass and
+nowhere in the pattern. Formulas are written as RDKit writes them with the labels apart
+(:func:`molecule_formula`: ``CD3Cl``, ``[13C]4H6O4``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,27 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
+from rdkit import Chem
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
-_FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+#: a formula's element or labelled isotope ([13C], and RDKit's D and T), and its count
+_FORMULA_TOKEN = re.compile(r"(\[\d+[A-Z][a-z]?\]|[A-Z][a-z]?)(\d*)")
+_HYDROGEN_LABELS = {"D": "[2H]", "T": "[3H]"}
+_LABEL = re.compile(r"^\[(\d+)([A-Z][a-z]?)\]$")
+
+
+def molecule_formula(mol: Chem.Mol) -> str:
+    """The molecular formula with isotope labels kept apart, as RDKit writes it: ``CH3Cl`` for
+    chloromethane, ``CD3Cl`` for its d3 form, ``[13C]4H6O4`` for 13C4-succinic acid (a
+    formula written without them would give a labelled molecule the unlabelled mass)."""
+    return CalcMolFormula(mol, separateIsotopes=True)
+
+
+def label_mass_number(key: str) -> int | None:
+    """The mass number of a labelled-isotope key of :func:`formula_counts` (``[13C]`` -> 13),
+    None for a plain element."""
+    m = _LABEL.match(key)
+    return int(m.group(1)) if m else None
 
 
 @cache
@@ -52,8 +76,9 @@ def formula_pattern(counts: dict[str, int], max_shift: int) -> np.ndarray:
     come first, uncut; shifts above ``max_shift`` are dropped only after them, when no later
     element can bring them back down."""
     total: tuple[int, np.ndarray] = (0, np.ones(1))
-    for symbol, n in sorted(counts.items(), key=lambda kv: (element_shifts(kv[0])[0] >= 0,
-                                                            kv[0])):
+    natural = _natural(counts)
+    for symbol, n in sorted(natural.items(), key=lambda kv: (element_shifts(kv[0])[0] >= 0,
+                                                             kv[0])):
         if n <= 0:
             continue
         base = element_shifts(symbol)
@@ -76,11 +101,17 @@ def formula_pattern(counts: dict[str, int], max_shift: int) -> np.ndarray:
 
 
 def formula_counts(formula: str) -> dict[str, int]:
-    """Element counts of a formula as RDKit writes it (``C6H5Cl``; a charge sign ignored)."""
+    """Element counts of a formula as RDKit writes it (``C6H5Cl``; a charge sign ignored);
+    labelled isotopes are keys of their own (``CD3Cl`` -> C 1, [2H] 3, Cl 1)."""
     counts: Counter = Counter()
     for symbol, n in _FORMULA_TOKEN.findall(formula):
-        counts[symbol] += int(n) if n else 1
+        counts[_HYDROGEN_LABELS.get(symbol, symbol)] += int(n) if n else 1
     return dict(counts)
+
+
+def _natural(counts: dict[str, int]) -> dict[str, int]:
+    """The atoms of natural isotope composition (labelled ones have one mass: no spread)."""
+    return {e: n for e, n in counts.items() if not e.startswith("[")}
 
 
 
@@ -107,6 +138,7 @@ def patterns(counts: Sequence[dict[str, int]], max_shift: int) -> np.ndarray:
     abundance polynomials raised to their counts is exp(sum of count x log series), worked
     out on truncated power series for all rows together (exact: the truncation never feeds
     a lower power)."""
+    counts = [_natural(c) for c in counts]
     n = len(counts)
     out = np.zeros((n, max_shift + 1))
     symbols = sorted({e for c in counts for e in c})

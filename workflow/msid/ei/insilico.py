@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from rdkit import Chem
 from rdkit.Chem.inchi import MolToInchiKey
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
 from msid.atomic import atomic_path
+from msid.chem.isotopes import molecule_formula
 from msid.chem.structures import parent_mol
 from msid.ei.molfeatures import cached_nominal_mass, parse
 from msid.ei.neims import ELEMENTS
@@ -146,13 +146,13 @@ def outside_the_model(written: str, formula: str) -> str:
     predicts, or '' when it does not: an element it has no feature for, an isotope label (the
     prediction and its masses would be those of the unlabelled molecule) or a charge left
     after standardising (a permanent ion, or a metal complex reduced to a charged ligand)."""
+    if _ISOTOPE.search(written):
+        return ("isotope-labelled atoms: the model predicts unlabelled spectra, whose masses "
+                "would be wrong for this molecule")
     other = sorted(set(_FORMULA_ELEMENT.findall(formula)) - MODEL_ELEMENTS)
     if other:
         return (f"element(s) {', '.join(other)} outside the model's "
                 f"({', '.join(sorted(MODEL_ELEMENTS))})")
-    if _ISOTOPE.search(written):
-        return ("isotope-labelled atoms: the model predicts unlabelled spectra, whose masses "
-                "would be wrong for this molecule")
     if _FORMULA_CHARGE.search(formula):
         return (f"charged after standardising ({formula}): a permanent ion, or a metal "
                 "complex cut to a charged ligand; EI spectra are of neutral molecules")
@@ -172,7 +172,7 @@ def parse_molecules(items: list[tuple[int, str, str]], max_mz: int
         parent = parent_mol(mol, smi)  # a salt or charged form: its parent, as in training
         written = smi if parent is mol else Chem.MolToSmiles(parent)
         mol = parent
-        formula = CalcMolFormula(mol)
+        formula = molecule_formula(mol)
         if why := outside_the_model(written, formula):
             bad.append((line, smi, why))
             continue

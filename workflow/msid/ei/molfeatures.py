@@ -22,8 +22,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 from rdkit import Chem, RDLogger
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
+from msid.chem.isotopes import molecule_formula
 from msid.ei.neims import ELEMENTS, N_ATOM_FEATURES, N_BOND_FEATURES, formula_nominal_mass
 from msid.models.features import _generator
 
@@ -97,7 +97,7 @@ def sparse_ecfp(mols: Sequence[Chem.Mol], n_bits: int, radius: int = 2) -> Spars
 
 def nominal_masses(mols: Sequence[Chem.Mol], formulas: Sequence[str] | None = None
                    ) -> np.ndarray:
-    fs = formulas if formulas is not None else [CalcMolFormula(m) for m in mols]
+    fs = formulas if formulas is not None else [molecule_formula(m) for m in mols]
     return np.array([cached_nominal_mass(f) for f in fs], dtype=np.int64)
 
 

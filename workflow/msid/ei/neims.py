@@ -23,10 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rdkit import Chem, RDLogger
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 from torch import nn
 
-from msid.chem.isotopes import formula_counts
+from msid.chem.isotopes import formula_counts, label_mass_number, molecule_formula
 from msid.models.features import MolFeaturizer
 
 RDLogger.DisableLog("rdApp.*")
@@ -69,13 +68,15 @@ def _isotope(symbol: str) -> int:
 
 
 def formula_nominal_mass(formula: str) -> int:
-    """Nominal mass of a molecular formula (integer masses of the most abundant isotopes)."""
-    return sum(_isotope(el) * n for el, n in formula_counts(formula).items())
+    """Nominal mass of a molecular formula (integer masses of the most abundant isotopes; a
+    labelled isotope, ``[13C]`` or D, at its own mass number)."""
+    return sum((label_mass_number(el) or _isotope(el)) * n
+               for el, n in formula_counts(formula).items())
 
 
 def nominal_mass(mol: Chem.Mol) -> int:
-    """Nominal mass of a molecule (via RDKit's molecular formula)."""
-    return formula_nominal_mass(CalcMolFormula(mol))
+    """Nominal mass of a molecule (via its formula, isotope labels counted: CD3Cl is 53)."""
+    return formula_nominal_mass(molecule_formula(mol))
 
 
 def atom_features(atom: Chem.Atom) -> list[float]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
+from msid.chem.isotopes import molecule_formula
 from msid.ei.insilico import build_library, read_smiles_file
 from msid.ei.molfeatures import batch_tensors, parse
 from msid.ei.neims import mol_graph
@@ -92,7 +92,7 @@ def bench_ei_prediction(teacher: str | os.PathLike, student: str | os.PathLike,
     # pattern, peaks; the same for every model)
     spec = np.zeros((n, s_model.cfg.max_mz + 1), np.float32)
     out["isotope_peaks_per_s"] = _rate(
-        lambda: add_isotope_peaks(spec, [CalcMolFormula(m) for m in mols]), n)
+        lambda: add_isotope_peaks(spec, [molecule_formula(m) for m in mols]), n)
     out["student_vs_teacher_speedup"] = (out["student_predictions_per_s"]
                                          / out["teacher_predictions_per_s"])
     out["student_vs_teacher_speedup_before"] = (out["student_predictions_per_s_before"]

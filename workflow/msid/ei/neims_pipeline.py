@@ -54,6 +54,11 @@ class NeimsRunConfig:
     #: score the predictions with the molecular ion's isotope peaks (msid.ei.predict), as
     #: msid predicts; the student also gets a row without them
     isotope_peaks: bool = True
+    #: spectra with a larger share of their intensity above the structure's molecular ion
+    #: (M + 8, past its isotope peaks) stay out of training and test: spectra of derivatives
+    #: (TMS, methoximes) annotated with the parent compound, or of another structure; NEIMS
+    #: predicts nothing above M (1.0 keeps every spectrum)
+    max_above_ion: float = 0.05
     mc_samples: int = 8
     decoys_per_mass: int = 20
     num_threads: int = 1
@@ -155,8 +160,8 @@ def evaluate(store: str | os.PathLike, tr, te, pool_smiles: list[str],
     msid prediction does) and the student gets a second row without them (the ablation).
     Each row names its ``kind``."""
     from rdkit import Chem
-    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
+    from msid.chem.isotopes import molecule_formula
     from msid.ei.predict import add_isotope_peaks
 
     test = TestSet(te.smiles, [k[:14] for k in te.inchikey],
@@ -176,7 +181,7 @@ def evaluate(store: str | os.PathLike, tr, te, pool_smiles: list[str],
     decoy_keys = [decoy_keys[i] for i in keep]
     decoy_mass = np.array([mol_graph(s).mass for s in decoys])
     bench_smiles = (decoys + te.smiles)[:1000]
-    formulas = {s: CalcMolFormula(Chem.MolFromSmiles(s)) for s in te.smiles + decoys}
+    formulas = {s: molecule_formula(Chem.MolFromSmiles(s)) for s in te.smiles + decoys}
     rows = []
     variants = [(k, cfg.isotope_peaks) for k in models]
     if cfg.isotope_peaks and "student" in models:
@@ -215,10 +220,12 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(torch_threads(cfg.num_threads), 1))
-    tr = store_items(store, ("train",), cfg.max_mz)
-    va = store_items(store, ("val",), cfg.max_mz)
-    te = store_items(store, ("test",), cfg.max_mz)
-    log(f"EI spectra: train {len(tr.rows)}, val {len(va.rows)}, test {len(te.rows)}")
+    tr, va, te = (store_items(store, (f,), cfg.max_mz, max_above_ion=cfg.max_above_ion)
+                  for f in ("train", "val", "test"))
+    above_ion = {"train": tr.above_ion, "val": va.above_ion, "test": te.above_ion}
+    log(f"EI spectra: train {len(tr.rows)}, val {len(va.rows)}, test {len(te.rows)}; left out "
+        f"with more than {cfg.max_above_ion:.0%} of their intensity above the structure's "
+        f"molecular ion (a derivative's spectrum, or another structure's): {above_ion}")
     bde, bad = read_cache(bde_cache) if bde_cache else ({}, {})
     n_bde = sum(k in bde for k in set(tr.inchikey))
     log(f"BDE targets for {n_bde} of {len(set(tr.inchikey))} training molecules "
@@ -297,7 +304,9 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
         model = fits[kind].model
         metrics = {k: row[k] for k in ("cosine", "weighted_cosine", "recall@1", "recall@10")}
         training = {"store": str(store), "summary": fits[kind].summary,
-                    "n_train_spectra": len(tr.rows), "n_distill_extra": len(extra)
+                    "n_train_spectra": len(tr.rows), "max_above_ion": cfg.max_above_ion,
+                    "train_spectra_left_out_above_ion": tr.above_ion,
+                    "n_distill_extra": len(extra)
                     if kind == "student" else 0, "train_config": scfg if kind == "student"
                     else tbase, "seconds": timings[kind],
                     **({"distilled_from": cfg.distill_from} if kind == "student" else {})}
@@ -307,7 +316,9 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
             + f", {row['predictions_per_s']:.0f} predictions/s")
     write_text(out_dir / run_name, json.dumps(
         {"config": asdict(cfg), "rows": rows, "timings": timings, "n_decoys": n_decoys,
-         "n_bde_molecules": n_bde}, indent=1, default=float) + "\n")
+         "n_bde_molecules": n_bde, "n_spectra": {"train": len(tr.rows), "val": len(va.rows),
+                                                 "test": len(te.rows)},
+         "left_out_above_ion": above_ion}, indent=1, default=float) + "\n")
     return rows
 
 
@@ -328,12 +339,13 @@ def rescore(run_json: str | os.PathLike, store: str | os.PathLike, pool: str | o
 
     run_json = Path(run_json)
     old = json.loads(run_json.read_text())
-    cfg = NeimsRunConfig.from_dict({**old["config"], "progress": False})
+    # a run from before max_above_ion was scored on every spectrum: so it is scored again
+    cfg = NeimsRunConfig.from_dict({"max_above_ion": 1.0, **old["config"], "progress": False})
     names = {k: r["method"] for r in old["rows"] if (k := _row_kind(r["method"]))}
     models = {k: load_neims(run_json.parent / f"{n}.safetensors")[0] for k, n in names.items()}
     torch.set_num_threads(max(torch_threads(cfg.num_threads), 1))
-    tr = store_items(store, ("train",), cfg.max_mz)
-    te = store_items(store, ("test",), cfg.max_mz)
+    tr, te = (store_items(store, (f,), cfg.max_mz, max_above_ion=cfg.max_above_ion)
+              for f in ("train", "test"))
     rows, n_decoys = evaluate(store, tr, te, read_pool(pool), models, names, cfg)
     for row in rows:
         row["train_seconds"] = old["timings"].get(row["kind"], float("nan"))

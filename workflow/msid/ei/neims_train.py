@@ -43,23 +43,50 @@ class EIItems:
     smiles: list[str]
     inchikey: list[str]
     fold: list[str]
+    #: spectra left out for their intensity above the molecular ion (see :func:`store_items`)
+    above_ion: int = 0
+
+
+#: m/z units above a structure's nominal mass M that its own spectrum can reach: the molecular
+#: ion's isotope peaks (Br3 and Cl4 clusters reach M+6, M+8)
+ION_REACH = 8
+
+
+def intensity_above_ion(mz: np.ndarray, intensity: np.ndarray, mass: int) -> float:
+    """The share of a spectrum's summed intensity above ``mass + ION_REACH`` + 0.5 (past the
+    molecular ion's isotope peaks): 0 for a spectrum of the structure itself; large for one
+    of a derivative (TMS, methoxime: GC-MS metabolomics records annotated with the parent
+    compound) or of another structure."""
+    total = float(intensity.sum())
+    return float(intensity[mz > mass + ION_REACH + 0.5].sum()) / total if total > 0 else 0.0
 
 
 def store_items(store: str | os.PathLike, folds: tuple[str, ...] | None = None,
-                max_mass: int = 500, limit: int = 0) -> EIItems:
+                max_mass: int = 500, limit: int = 0, max_above_ion: float = 1.0) -> EIItems:
+    """The store's spectra of ``folds`` whose structure parses and weighs at most
+    ``max_mass``; with ``max_above_ion`` < 1, those with a larger share of their intensity
+    above the molecular ion (:func:`intensity_above_ion`) are left out and counted: NEIMS
+    predicts nothing above M, and such a spectrum is not the structure's."""
     with SpectrumStore(store) as s:
         md = s.metadata
+        mz, inten, off = s.all_peaks() if max_above_ion < 1 else (None, None, None)
     rows, smi, ik, fo = [], [], [], []
+    above = 0
     for i, (sm, key, f) in enumerate(zip(md.smiles, md.inchikey, md.fold, strict=True)):
         if folds is not None and f not in folds:
             continue
         g = mol_graph(sm)
         if g is None or g.mass > max_mass:
             continue
+        if mz is not None and intensity_above_ion(mz[off[i]:off[i + 1]],
+                                                  inten[off[i]:off[i + 1]],
+                                                  g.mass) > max_above_ion:
+            above += 1
+            continue
         rows.append(i), smi.append(sm), ik.append(key), fo.append(f)
         if limit and len(rows) >= limit:
             break
-    return EIItems(Path(store), np.array(rows, dtype=np.int64), smi, ik, fo)
+    return EIItems(Path(store), np.array(rows, dtype=np.int64), smi, ik, fo, above)
 
 
 class _StoreReader:

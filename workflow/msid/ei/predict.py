@@ -18,9 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from rdkit import Chem
-from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
-from msid.chem.isotopes import formula_counts, patterns
+from msid.chem.isotopes import formula_counts, molecule_formula, patterns
 from msid.ei.molfeatures import batch_tensors, cached_nominal_mass, parse
 from msid.ei.neims_train import NeimsModel
 
@@ -83,7 +82,7 @@ def predict_mols(model: NeimsModel, mols: Sequence[Chem.Mol], masses: np.ndarray
     if not isotopes:
         return spec
     return add_isotope_peaks(spec, formulas if formulas is not None else
-                             [CalcMolFormula(m) for m in mols])
+                             [molecule_formula(m) for m in mols])
 
 
 def predict_smiles(model: NeimsModel, smiles: Sequence[str], batch_size: int = BATCH,
