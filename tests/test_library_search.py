@@ -150,3 +150,32 @@ def test_a_candidate_of_the_library_structure_scores_as_it_however_written(libra
     assert ranked[0].score == pytest.approx(identity.score)
     assert ranked[0].library_id == identity.library_id and ranked[0].name == identity.name
     assert all(not r.library_id for r in ranked[1:])
+
+
+def test_cached_index_follows_the_store_content_not_its_mtime(pesticides_store, tmp_path):
+    """The index cached beside a store is named by the store's content digest: touching the
+    store reuses it; the same file rewritten with 40 of its 64 spectra, given back its old
+    mtime, gets an index of its own, which finds none of the spectra it lost."""
+    import os
+    import shutil
+
+    from msid.store import subset_store
+
+    path = tmp_path / "lib.h5"
+    shutil.copy(pesticides_store, path)
+    SpectralLibrary(path, cache=True)
+    (sidecar,) = tmp_path.glob("lib.h5.search-*.npz")
+    stamp = path.stat().st_mtime_ns
+    os.utime(path, ns=(1, 1))  # another mtime, same content: the same index
+    SpectralLibrary(path, cache=True)
+    assert list(tmp_path.glob("lib.h5.search-*.npz")) == [sidecar]
+    subset_store(pesticides_store, tmp_path / "fewer.h5", range(40))
+    os.replace(tmp_path / "fewer.h5", path)
+    os.utime(path, ns=(stamp, stamp))
+    fewer = SpectralLibrary(path, cache=True)
+    assert len(list(tmp_path.glob("lib.h5.search-*.npz"))) == 2
+    assert len(fewer.precursor) == 40
+    with SpectrumStore(pesticides_store) as st:
+        p = float(st.metadata["precursor_mz"][50])
+        hits = fewer.search(p, *st.peaks(50), top_k=5)
+    assert all(h.library_index < 40 for h in hits)

@@ -108,7 +108,7 @@ class SpectralLibrary:
                  cfg: LibrarySearchConfig | None = None, cache: bool = False,
                  n_jobs: int = 1) -> None:
         """``cache``: keep the built index beside the store (``<store>.search-<key>.npz``,
-        keyed by the store's size and mtime and the search settings) and load it next time.
+        keyed by the store's content digest and the search settings) and load it next time.
         ``n_jobs``: processes that clean the spectra when the index is built."""
         self.cfg = cfg or LibrarySearchConfig()
         self.n_jobs = n_jobs
@@ -116,7 +116,7 @@ class SpectralLibrary:
         st = SpectrumStore(store) if own else store
         try:
             self.metadata = st.metadata.reset_index(drop=True)
-            sidecar = self._sidecar(st.path) if cache else None
+            sidecar = self._sidecar(st) if cache else None
             if sidecar is not None and sidecar.exists():
                 with np.load(sidecar) as z:
                     arrays = {k: z[k] for k in _INDEX_ARRAYS}
@@ -139,12 +139,14 @@ class SpectralLibrary:
         self.polarity = self.row_polarity[self.order]
         self._flash = None
 
-    def _sidecar(self, path: Path) -> Path:
-        stat = path.stat()
+    def _sidecar(self, st: SpectrumStore) -> Path:
+        """Where the index of ``st`` is cached: named by what the store holds (its recorded
+        content digest: a store rewritten with other spectra, however its size and mtime
+        fall, never meets an old index) and the settings that build the index."""
         built_by = {k: getattr(self.cfg, k) for k in INDEX_SETTINGS}  # not tolerances, top_k
-        key = hashlib.sha256(json.dumps([stat.st_size, stat.st_mtime_ns, built_by],
+        key = hashlib.sha256(json.dumps([st.content_sha256, built_by],
                                         sort_keys=True).encode()).hexdigest()[:16]
-        return path.with_name(f"{path.name}.search-{key}.npz")
+        return st.path.with_name(f"{st.path.name}.search-{key}.npz")
 
     def _build(self, st: SpectrumStore) -> dict[str, np.ndarray]:
         mz, inten, offsets = st.all_peaks()
