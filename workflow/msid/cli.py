@@ -148,7 +148,7 @@ def _ignored_options(a: argparse.Namespace, makes_candidates: bool) -> list[str]
 
 def cmd_identify(a: argparse.Namespace) -> int:
     from msid.candidate_sets import CandidateFileReport, candidates_for_queries, read_candidate_file
-    from msid.cli_checks import check_input, check_output
+    from msid.cli_checks import check_input, check_model, check_output
     from msid.identify import (
         cache_dir,
         cached_index,
@@ -168,9 +168,11 @@ def cmd_identify(a: argparse.Namespace) -> int:
         return 2
     ei = a.method.startswith("ei-")  # EI library matching: nominal-mass spectra, no precursor
     check_input(a.queries, "queries")  # user mistakes surface before any work
-    for option, path in (("--library", a.library), ("--pool", a.pool), ("--model", a.model)):
+    for option, path in (("--library", a.library), ("--pool", a.pool)):
         if path:
             check_input(path, option)
+    if a.model:  # its card too, before the queries are read
+        check_model(a.model)
     if a.pool:
         from msid.chem.candidates import check_index_file
 
@@ -395,8 +397,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     inputs |= {f"--data {i + 1}": p for i, p in enumerate(a.data or [])}
     inputs["--config"] = a.config
     check_output(a.out, inputs=inputs, suffixes=(".safetensors",),
-                 what="the model card is written beside it as .json")
-    check_output(Path(a.out).with_suffix(".json"), "model card", inputs=inputs)
+                 what="the model card is written beside it as .json", shipped_ok=True)
+    check_output(Path(a.out).with_suffix(".json"), "model card", inputs=inputs, shipped_ok=True)
     config = read_yaml_config(a.config, allowed=TRAIN_CONFIG_KEYS.get(a.family))
     if a.size:
         sizes = _train_sizes(a.family)
@@ -430,7 +432,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from msid.cli_checks import check_input
+    from msid.cli_checks import check_input, check_model
     from msid.gui.app import SearchApp, ServeConfig, serve, with_default_library
 
     libraries: dict[str, str] = {}
@@ -440,8 +442,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         if label in libraries:  # the page offers libraries by file name
             label = str(Path(p).resolve())
         libraries[label] = p
-    if a.model:
-        check_input(a.model, "--model")
+    if a.model:  # the EI embedder the searches use: checked now, not at the first search
+        check_model(a.model, "llm4ms")
     cfg = ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
                       max_upload_bytes=int(a.max_upload_mb * 1e6))
     # read every library now (the shipped one when none is named): one that is not a
@@ -563,7 +565,7 @@ def _score_labels(a: argparse.Namespace, df, beyond: set[str]) -> None:
 def cmd_denovo_peptides(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from msid.cli_checks import check_input, check_output
+    from msid.cli_checks import check_input, check_model, check_output
     from msid.identify import load_queries, temp_workdir
     from msid.peptides.denovo import DecodeConfig, denovo_run, sequenced_rows, shipped_model
     from msid.store import lost_records
@@ -577,12 +579,15 @@ def cmd_denovo_peptides(a: argparse.Namespace) -> int:
         raise ValueError("--out takes at most one .tsv and one .mztab file, not "
                          f"{', '.join(map(str, outs))}")
     check_input(a.queries, "queries")
+    if a.model and a.method != "dp":  # dp reads none (said below)
+        check_model(a.model, "peptrm")
     for o in outs:
         check_output(o, inputs={"queries": a.queries, "--model": a.model,
                                 **{f"--out {p}": p for p in outs if p is not o}})
     if a.metrics:
-        check_output(Path(a.metrics), inputs={"queries": a.queries, "--model": a.model,
-                                              **{f"--out {p}": p for p in outs}})
+        check_output(Path(a.metrics), "--metrics",
+                     inputs={"queries": a.queries, "--model": a.model,
+                             **{f"--out {p}": p for p in outs}})
     tsv = next((o for o in outs if o.suffix.lower() == ".tsv"), None)
     mztab = next((o for o in outs if o.suffix.lower() == ".mztab"), None)
     if a.method == "dp":  # the DP baseline reads no model and decodes no network
@@ -631,10 +636,12 @@ def _add_predict_ei(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict_ei(a: argparse.Namespace) -> int:
-    from msid.cli_checks import check_input, check_output
+    from msid.cli_checks import check_input, check_model, check_output
     from msid.ei.insilico import predict_file
 
     check_input(a.smiles_file, "smiles_file")
+    if a.model:
+        check_model(a.model, "neims")
     check_output(a.out, inputs={"smiles_file": a.smiles_file, "--model": a.model},
                  suffixes=(".msp", ".h5"), what="NIST MSP or an msid spectrum store")
     res = predict_file(a.smiles_file, a.out, a.model, progress=sys.stderr.isatty())

@@ -97,23 +97,79 @@ def check_store(path: str | os.PathLike, option: str = "store") -> Path:
     return p
 
 
+def check_model(path: str | os.PathLike, family: str | None = None,
+                option: str = "--model") -> Path:
+    """A model file given on the command line, checked before any work: it exists and is a
+    file, its card is there and well formed, names ``family`` (when given) and matches the
+    weights' sha256 (:func:`msid.modelfile.verified_card`; a ModelFileError names the file)."""
+    from msid.modelfile import verified_card
+
+    p = check_input(path, option)
+    suffix = p.suffix.lower()
+    if suffix == ".json" and p.with_suffix(".safetensors").exists():
+        raise InputFileError(_label(p, option), "is a model card: give the weights file beside "
+                             f"it, {p.with_suffix('.safetensors')}")
+    if suffix in (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"):
+        raise InputFileError(_label(p, option), "looks like a pickled (torch.save) checkpoint: "
+                             "msid reads model weights only as .safetensors with an msid model "
+                             "card beside them, and never unpickles a file")
+    verified_card(p, family)
+    return p
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
 
 
+#: the files that come with a model's weights (``ranker.safetensors``): its card, a generator's
+#: tokenizer, the training history and the training structures' list
+MODEL_COMPANIONS = (("model card", ".json"), ("tokenizer", ".tokenizer.json"),
+                    ("training history", ".history.json"),
+                    ("training structures", ".train_structures.txt"))
+
+
+def _with_companions(inputs: dict[str, str | os.PathLike | None]
+                     ) -> dict[str, str | os.PathLike | None]:
+    """``inputs`` plus, for each model weights file among them, the files beside it that
+    belong to it (:data:`MODEL_COMPANIONS`): an output written over a model's card loses the
+    model as surely as one written over its weights."""
+    out = dict(inputs)
+    for option, q in inputs.items():
+        if q and Path(q).suffix == ".safetensors":
+            for what, suffix in MODEL_COMPANIONS:
+                out[f"the {what} of {option}"] = Path(q).with_suffix(suffix)
+    return out
+
+
+def _shipped_model_file(p: Path) -> bool:
+    """``p`` is (or will replace) a file in msid's shipped models folder."""
+    from msid.resources import DataDirError, data_dir
+
+    try:
+        models = data_dir() / "models"
+    except DataDirError:
+        return False
+    return p.exists() and models.is_dir() and _same_file(p.parent, models)
+
+
 def check_output(path: str | os.PathLike, option: str = "--out",
                  inputs: dict[str, str | os.PathLike | None] | None = None,
-                 suffixes: tuple[str, ...] = (), what: str = "") -> Path:
+                 suffixes: tuple[str, ...] = (), what: str = "",
+                 shipped_ok: bool = False) -> Path:
     """``path`` can be written: not a directory, its folder exists or can be made there, it
     ends in one of ``suffixes`` (when given; ``what`` says what such a file is), and it is none
-    of ``inputs`` (option -> path: the files the command reads, and outputs already checked),
-    which writing it would destroy. ``-`` (standard output), a FIFO or a device is written
-    into as it is; a symbolic link is written through (:mod:`msid.atomic`)."""
+    of ``inputs`` (option -> path: the files the command reads, and outputs already checked)
+    nor a file that comes with a model among them (its card, tokenizer...), which writing it
+    would destroy; unless ``shipped_ok`` (``msid train``), it is no file of msid's shipped
+    models either (the model a method uses when no ``--model`` is given). ``-`` (standard
+    output), a FIFO or a device is written into as it is; a symbolic link is written through
+    (:mod:`msid.atomic`)."""
     from msid.atomic import STDOUT, destination, is_stream
 
     p = Path(path)
+    inputs = _with_companions(inputs or {})
 
     def check_suffix() -> None:
         if suffixes and p.suffix.lower() not in suffixes:
@@ -127,10 +183,14 @@ def check_output(path: str | os.PathLike, option: str = "--out",
         return p
     if p.is_dir():
         raise InputFileError(_label(p, option), "is a directory; give a file name")
-    for other, q in (inputs or {}).items():
+    for other, q in inputs.items():
         if q and _same_file(p, Path(q)):
-            raise InputFileError(_label(p, option), f"is also {_label(q, other)}: writing it "
-                                 "would overwrite that; give another file name")
+            label = f"{other} ({q})" if other.startswith("the ") else _label(q, other)
+            raise InputFileError(_label(p, option), f"is also {label}: writing it would "
+                                 "overwrite that; give another file name")
+    if not shipped_ok and _shipped_model_file(p):
+        raise InputFileError(_label(p, option), "is one of msid's shipped model files: "
+                             "writing it would overwrite that; give another file name")
     check_suffix()
     parent = destination(p).parent  # a link's target is what gets replaced
     while not parent.exists() and parent != parent.parent:

@@ -111,7 +111,7 @@ def read_card(path: str | os.PathLike) -> dict:
         raise ModelFileError(cpath, f"model card is not valid JSON ({e})") from e
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ModelFileError(cpath, "not an msid model card")
-    if int(card.get("format_version", -1)) != CARD_VERSION:
+    if card.get("format_version") != CARD_VERSION:
         raise ModelFileError(cpath, f"model card version {card.get('format_version')}, "
                                     f"expected {CARD_VERSION}")
     for key in ("family", "config", "weights_sha256"):

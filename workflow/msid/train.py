@@ -491,9 +491,17 @@ class Trainer:
         return self.summary()
 
     def summary(self) -> dict:
+        """What a model card records of the run: steps, best evaluation, whether patience or
+        the time budget ended it before ``max_steps`` (a budget-cut run depends on the
+        machine's speed), and the device and CPU threads it trained with (the thread count
+        changes float reductions, so the weights, though not the data order)."""
+        budget = self.cfg.max_train_seconds
         return {"steps": self.step, "best_step": self.best["step"],
                 "best_metric": self.best["metric"], "best": self.best["metrics"],
-                "stopped_early": self.stopped_early, "train_seconds": self.train_seconds,
+                "stopped_early": self.stopped_early,
+                "stopped_by_time_budget": bool(budget and self.train_seconds >= budget
+                                               and self.step < self.cfg.max_steps),
+                "train_seconds": self.train_seconds,
                 "spectra_seen": self.spectra_seen,
                 "spectra_per_second": self.spectra_seen / max(self.train_seconds, 1e-9),
-                "device": str(self.device)}
+                "device": str(self.device), "cpu_threads": torch.get_num_threads()}

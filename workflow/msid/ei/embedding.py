@@ -133,10 +133,15 @@ class SpectrumEmbedder(nn.Module):
         hf_logging.set_verbosity_error()
         self.config = config
         path = resolve_base_model(config.base_model)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        try:  # weights as safetensors only: a pickled pytorch_model.bin is never read
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True,
+                                                      use_safetensors=True)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelFileError(path, "cannot be loaded as a model with safetensors weights "
+                                       f"({str(e).splitlines()[0][:200]})") from e
         if self.tokenizer.pad_token is None:  # decoder-only tokenizers
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
         self.model_type = str(getattr(self.backbone.config, "model_type", ""))
         self.mntp_bias = nn.Parameter(torch.zeros(self.backbone.config.vocab_size))
         # the token embeddings stay as the base model has them: spectrum texts use a few hundred
@@ -265,11 +270,15 @@ def load_embedder(path: str | os.PathLike | None = None, config: dict | None = N
                                                          "weights_sha256": ""}
     path = Path(path)
     card = verified_card(path, FAMILY)
+    if not isinstance(card["config"], dict):
+        raise ModelFileError(card_path(path), "model card config is not a mapping")
     cfg_d = dict(card["config"])
     if config and "batch_size" in config:
         cfg_d["batch_size"] = config["batch_size"]
     try:
         model = SpectrumEmbedder(EmbeddingConfig.from_dict(cfg_d))
+    except ModelFileError as e:  # the base model the card names
+        raise ModelFileError(card_path(path), f"its base model {e}") from e
     except (TypeError, ValueError) as e:
         raise ModelFileError(card_path(path), f"model card config is invalid ({e})") from e
     tensors = load_tensors(path)

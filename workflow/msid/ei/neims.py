@@ -321,5 +321,9 @@ class TeacherNet(nn.Module):
         return spec, bde
 
 
+#: the model kinds of :class:`NeimsConfig`
+KINDS = ("teacher", "student", "mlp")
+
+
 def build_net(cfg: NeimsConfig) -> nn.Module:
     return {"teacher": TeacherNet, "student": StudentNet, "mlp": MLPNet}[cfg.kind](cfg)

@@ -17,10 +17,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from msid.ei.neims import NeimsConfig, build_net, featurize, mol_graph, spectrum_loss
+from msid.ei.neims import (
+    KINDS,
+    NeimsConfig,
+    build_net,
+    featurize,
+    mol_graph,
+    spectrum_loss,
+)
 from msid.ei.nominal import dense_nominal
 from msid.modelfile import (
     ModelFileError,
+    card_path,
     load_tensors,
     save_model,
     verified_card,
@@ -271,7 +279,18 @@ def load_neims(path: str | os.PathLike) -> tuple[NeimsModel, dict]:
     """(model in eval mode, card); checks the card's family and the weights' sha256."""
     path = Path(path)
     card = verified_card(path, FAMILY)
-    model = NeimsModel(NeimsConfig.from_dict(card["config"]))
+    cfg = card["config"]
+    unknown = sorted(set(cfg) - set(NeimsConfig.__dataclass_fields__)) if isinstance(
+        cfg, dict) else []
+    try:
+        if not isinstance(cfg, dict) or unknown:
+            raise ValueError("not a mapping" if not isinstance(cfg, dict)
+                             else f"unknown key(s) {', '.join(unknown)}")
+        if cfg.get("kind") not in KINDS:
+            raise ValueError(f"kind {cfg.get('kind')!r} is none of {', '.join(KINDS)}")
+        model = NeimsModel(NeimsConfig.from_dict(cfg))
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelFileError(card_path(path), f"model card config is invalid ({e})") from e
     tensors = load_tensors(path)
     if model.cfg.gradnorm:  # training state; students saved before it was kept lack it
         tensors.setdefault("gradnorm_l0", torch.zeros(2))

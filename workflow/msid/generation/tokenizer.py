@@ -93,7 +93,7 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> Tokenizer:
-        if d.get("format") != TOKENIZER_FORMAT:
+        if not isinstance(d, dict) or d.get("format") != TOKENIZER_FORMAT:
             raise ValueError("not an msid tokenizer file")
         return cls(d["tokens"], d.get("kind", "smiles"), int(d.get("max_len", 100)))
 

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from msid.digest import files_digest
 from msid.modelfile import (
     ModelFileError,
+    card_path,
     load_tensors,
     save_model,
     verified_card,
@@ -229,7 +230,11 @@ def load_peptrm(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Pep
         cfg = PepTRMConfig.from_dict(card["config"]["model"])
         vocab = Vocab(tuple(card["config"]["vocab"]))
         model = PepTRM(cfg, vocab)
-        model.load_state_dict(load_tensors(path), strict=True)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelFileError(card_path(path), f"model card config is invalid ({e})") from e
+    tensors = load_tensors(path)  # its own ModelFileError for an unreadable file
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
         raise ModelFileError(path, f"weights do not fit the card's architecture ({e})") from e
     return model.to(map_location).eval(), card
