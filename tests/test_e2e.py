@@ -38,6 +38,12 @@ def test_reports_per_run(demo):
     # one mirror plot per compound: its best spectrum (the run has several per compound)
     shown = [c.split("(")[1].split(")")[0] for c in html.split("<figcaption>")[1:]]
     assert len(shown) >= 10 and len(set(shown)) == len(shown)
+    # what a report sent on alone needs: the library and its digest, the tolerances, the ion
+    assert "content sha256" in html and "precursor window: the wider of 10.0 ppm" in html
+    assert "<th>adduct</th>" in html and "[M+H]+" in html
+    assert 'href="../../batch_report.html"' in html
+    ei = (demo / "results/runs/gcms_ei_demo/report.html").read_text()
+    assert "marked <i>derivative</i>" in ei  # the MassBank EI demo records are TMS spectra
 
 
 def test_leaderboard_has_baselines_measured_in_the_same_run(demo):

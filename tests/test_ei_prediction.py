@@ -466,7 +466,8 @@ def test_derivative_spectra_and_labelled_structures_in_the_shipped_records() -> 
     the parent compound (13C-citric acid: peaks up to m/z 468 for a structure of nominal mass
     193). They are left out of NEIMS training and test, counted; every record whose intensity
     stays within its molecular ion's reach is kept. The 13C-labelled acids weigh their labels."""
-    from msid.ei.neims_train import ION_REACH, intensity_above_ion, store_items
+    from msid.ei.neims_train import store_items
+    from msid.ei.nominal import ION_REACH, intensity_above_ion
 
     store = ei_store(EI_MSP)
     with SpectrumStore(store) as st:
@@ -490,3 +491,23 @@ def test_derivative_spectra_and_labelled_structures_in_the_shipped_records() -> 
         assert 193 <= mass <= 198
         assert mz[off[i]:off[i + 1]].max() > mass + ION_REACH + 200
     assert mol_graph("O=[13C](O)[13CH2][13CH2][13C](=O)O").mass == 122
+
+
+def test_the_ei_report_marks_derivative_library_spectra() -> None:
+    """On the shipped MassBank EI records: a library match whose spectrum lies far above its
+    structure's molecular ion (a TMS spectrum under the parent compound) is marked in the EI
+    report, naming the highest peak and the structure's nominal mass; a record of the
+    structure itself is not."""
+    from msid.report.ei import derivative_note
+
+    store = ei_store(EI_MSP)
+    with SpectrumStore(store) as st:
+        md = st.metadata
+        notes = {i: derivative_note(md.smiles.iat[i], *st.peaks(i)) for i in range(len(md))
+                 if md.smiles.iat[i]}
+    citric = [i for i in notes if md.name.iat[i].startswith("Citric acid")
+              and "[13C" in md.smiles.iat[i]]
+    assert citric and all(notes[i].startswith("derivative: peaks to m/z") for i in citric)
+    assert any("structure M 193" in notes[i] for i in citric)
+    plain = sum(not n for n in notes.values())
+    assert 300 < plain < len(notes)  # the records of the structures themselves: no mark

@@ -24,6 +24,7 @@ rule report_run:
         fdr=config["identify"]["fdr"],
         min_delta_score=config["identify"]["min_delta_score"],
         kind=run_kind,
+        search=settled(config["library_search"]),
     script:
         "../scripts/report_run.py"
 

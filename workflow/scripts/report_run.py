@@ -16,4 +16,5 @@ write_run_report(snakemake.input.get("spectra") or snakemake.input.ei_spectra,
                  denovo=snakemake.input.get("denovo"),
                  denovo_annotations=snakemake.input.get("denovo_annotations"),
                  ei={k: snakemake.input.get(k) for k in ("ei_spectra", "ei_identifications",
-                                                         "ei_matches")})
+                                                         "ei_matches")},
+                 search=dict(snakemake.params.search))

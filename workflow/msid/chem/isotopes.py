@@ -37,6 +37,19 @@ def molecule_formula(mol: Chem.Mol) -> str:
     return CalcMolFormula(mol, separateIsotopes=True)
 
 
+@cache
+def most_common_isotope(symbol: str) -> int:
+    """Mass number of an element's most abundant isotope (RDKit's periodic table)."""
+    return int(Chem.GetPeriodicTable().GetMostCommonIsotope(symbol))
+
+
+def formula_nominal_mass(formula: str) -> int:
+    """Nominal mass of a molecular formula: each atom its most abundant isotope's mass
+    number, a labelled one (``[13C]``, D) its own."""
+    return sum((label_mass_number(el) or most_common_isotope(el)) * n
+               for el, n in formula_counts(formula).items())
+
+
 def label_mass_number(key: str) -> int | None:
     """The mass number of a labelled-isotope key of :func:`formula_counts` (``[13C]`` -> 13),
     None for a plain element."""

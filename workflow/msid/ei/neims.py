@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from rdkit import Chem, RDLogger
 from torch import nn
 
-from msid.chem.isotopes import formula_counts, label_mass_number, molecule_formula
+from msid.chem.isotopes import formula_nominal_mass, molecule_formula
 from msid.models.features import MolFeaturizer
 
 RDLogger.DisableLog("rdApp.*")
@@ -62,18 +62,6 @@ class NeimsConfig:
 
 
 # -- molecules -----------------------------------------------------------------------------------
-@lru_cache(maxsize=128)
-def _isotope(symbol: str) -> int:
-    return int(Chem.GetPeriodicTable().GetMostCommonIsotope(symbol))
-
-
-def formula_nominal_mass(formula: str) -> int:
-    """Nominal mass of a molecular formula (integer masses of the most abundant isotopes; a
-    labelled isotope, ``[13C]`` or D, at its own mass number)."""
-    return sum((label_mass_number(el) or _isotope(el)) * n
-               for el, n in formula_counts(formula).items())
-
-
 def nominal_mass(mol: Chem.Mol) -> int:
     """Nominal mass of a molecule (via its formula, isotope labels counted: CD3Cl is 53)."""
     return formula_nominal_mass(molecule_formula(mol))

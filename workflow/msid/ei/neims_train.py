@@ -25,7 +25,7 @@ from msid.ei.neims import (
     mol_graph,
     spectrum_loss,
 )
-from msid.ei.nominal import dense_nominal
+from msid.ei.nominal import dense_nominal, intensity_above_ion
 from msid.modelfile import (
     ModelFileError,
     card_path,
@@ -53,20 +53,6 @@ class EIItems:
     fold: list[str]
     #: spectra left out for their intensity above the molecular ion (see :func:`store_items`)
     above_ion: int = 0
-
-
-#: m/z units above a structure's nominal mass M that its own spectrum can reach: the molecular
-#: ion's isotope peaks (Br3 and Cl4 clusters reach M+6, M+8)
-ION_REACH = 8
-
-
-def intensity_above_ion(mz: np.ndarray, intensity: np.ndarray, mass: int) -> float:
-    """The share of a spectrum's summed intensity above ``mass + ION_REACH`` + 0.5 (past the
-    molecular ion's isotope peaks): 0 for a spectrum of the structure itself; large for one
-    of a derivative (TMS, methoxime: GC-MS metabolomics records annotated with the parent
-    compound) or of another structure."""
-    total = float(intensity.sum())
-    return float(intensity[mz > mass + ION_REACH + 0.5].sum()) / total if total > 0 else 0.0
 
 
 def store_items(store: str | os.PathLike, folds: tuple[str, ...] | None = None,

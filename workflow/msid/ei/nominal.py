@@ -107,3 +107,22 @@ def dense_nominal(mz: np.ndarray, intensity: np.ndarray, max_mz: int,
     if normalize and out.max() > 0:
         out /= out.max()
     return out
+
+
+#: m/z units above a structure's nominal mass M that its own spectrum can reach: the molecular
+#: ion's isotope peaks (Br3 and Cl4 clusters reach M+6, M+8)
+ION_REACH = 8
+#: more of a spectrum's intensity than this above M + ION_REACH: not the structure's own
+#: spectrum (NEIMS' training and test leave it out; the EI report flags such a library match)
+ABOVE_ION_SHARE = 0.05
+
+
+def intensity_above_ion(mz: np.ndarray, intensity: np.ndarray, mass: int) -> float:
+    """The share of a spectrum's summed intensity above ``mass + ION_REACH`` + 0.5 (past the
+    molecular ion's isotope peaks): 0 for a spectrum of the structure itself; large for one
+    of a derivative (TMS, methoxime: GC-MS metabolomics records annotated with the parent
+    compound) or of another structure."""
+    intensity = np.asarray(intensity, dtype=np.float64)
+    total = float(intensity.sum())
+    above = np.asarray(mz) > mass + ION_REACH + 0.5
+    return float(intensity[above].sum()) / total if total > 0 else 0.0

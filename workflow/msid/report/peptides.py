@@ -77,6 +77,7 @@ def peptide_section(denovo_tsv: str | os.PathLike, annotations: str | os.PathLik
         "n_mass_matched": int(ann.get("n_mass_matched", 0)),
         "skipped": ann.get("skipped", []),
         "top": top.to_dict("records"),
+        "n_rank1": int((df["rank"] == 1).sum()),
         "figures": [{"title": f"{a['id']}: {a['sequence']}",
                      "src": data_uri(annotated_spectrum_plot(a))} for a in ann["spectra"]],
     }

@@ -50,7 +50,8 @@ def mirror_plot(query: tuple[np.ndarray, np.ndarray], match: tuple[np.ndarray, n
     ax.set_xlabel("m/z")
     ax.set_ylabel("relative intensity (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    # beside the axes, never over a peak (an EI base peak often sits where a legend would)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return to_png(fig)
 
 

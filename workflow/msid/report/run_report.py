@@ -15,11 +15,14 @@ from msid import __version__
 from msid.atomic import write_text
 from msid.compounds import compound_keys, compound_table
 from msid.rankings import (
+    ADDUCT_ASSUMED,
+    ADDUCT_OF_MATCH,
     ALL_COLUMNS,
     CONFIDENT_FDR,
     MIN_DELTA_SCORE,
     NOT_ASSESSED,
     confident_top,
+    is_precursor_only,
     read_rankings,
     unanswered_reasons,
 )
@@ -96,6 +99,35 @@ METHOD_NOTES = {
               "the precursor",
 }
 MAX_DRAWN = 40  # structure drawings per method (the table holds every row)
+#: where a row's adduct came from, marked beside it in the tables (the legend says which)
+ADDUCT_MARKS = {ADDUCT_OF_MATCH: "*", ADDUCT_ASSUMED: "\u2020"}
+
+
+def mark_adducts(rows: list[dict]) -> list[dict]:
+    """Each row's ``adduct_mark`` (* the matched library spectrum's, \u2020 assumed from the
+    ion mode) taken out of its ``note``: the tables show the adduct in a column of its own
+    instead of the same phrase on every row."""
+    for r in rows:
+        parts = [p for p in str(r.get("note") or "").split("; ") if p]
+        r["adduct_mark"] = "".join(m for phrase, m in ADDUCT_MARKS.items() if phrase in parts)
+        r["note"] = "; ".join(p for p in parts if p not in ADDUCT_MARKS)
+        if not isinstance(r.get("adduct"), str):
+            r["adduct"] = ""
+    return rows
+
+
+def search_settings(library: str | os.PathLike | None, search: dict | None) -> dict:
+    """What a reader needs to judge the library hits: the library file and its content digest,
+    and the tolerances the search applied."""
+    out: dict = {}
+    if library:
+        with SpectrumStore(library) as lib:
+            out["library"] = os.path.basename(str(library))
+            out["library_sha256"] = lib.content_sha256[:16]
+    for key in ("precursor_tol_ppm", "precursor_tol_da", "fragment_tol_da"):
+        if search and search.get(key) is not None:
+            out[key] = search[key]
+    return out
 
 
 def _learned_sections(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
@@ -110,7 +142,7 @@ def _learned_sections(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
             columns=["rt", "precursor_mz"]).merge(md[["id", "rt", "precursor_mz"]],
                                                   left_on="query_id", right_on="id", how="left")
         top = top.sort_values("score", ascending=False)
-        rows = top.head(500).to_dict("records")
+        rows = mark_adducts(top.head(500).to_dict("records"))
         for k, r in enumerate(rows):
             r["svg"] = structure_svg(r["smiles"], 180, 120) if k < MAX_DRAWN else ""
         out.append({"method": method, "what": METHOD_NOTES.get(method, method),
@@ -138,7 +170,9 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
                      min_delta_score: float = MIN_DELTA_SCORE,
                      denovo: str | os.PathLike | None = None,
                      denovo_annotations: str | os.PathLike | None = None,
-                     ei: dict | None = None) -> None:
+                     ei: dict | None = None, search: dict | None = None) -> None:
+    """The run's HTML report at ``out``. ``search``: the library search's settings
+    (``library_search:`` of the config: tolerances), said beside the library's digest."""
     ids = (read_rankings(identifications) if identifications else  # peptide runs: none
            pd.DataFrame({c: pd.Series(dtype=float if c in ("rank", "score") else object)
                          for c in ALL_COLUMNS}))
@@ -210,13 +244,16 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         source=", ".join(sorted(set(md.get("source_file", [])) | set(quarantine["source_file"]))),
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()),
+        n_precursor_only=int(top["note"].map(is_precursor_only).sum()),
         n_confident=(None if confident_rule == NOT_ASSESSED else int(top["confident"].sum())),
         confident_rule=confident_rule, few_hits=few_hits,
         kind_hint=wrong_kind_hint(kind, len(md), quarantine),
         min_delta_score=min_delta_score,
         unanswered=_unanswered(ids, md), learned=_learned_sections(ids, md),
         **lost,
-        hits=top.head(500).to_dict("records"), hits_truncated=max(0, len(top) - 500),
+        hits=mark_adducts(top.head(500).to_dict("records")),
+        hits_truncated=max(0, len(top) - 500),
+        search=search_settings(library, search) if kind == "small_molecule" else {},
         compounds=compounds,
         mirrors=mirrors, figures=figures,
         peptide=_peptide_section(kind, denovo, denovo_annotations),
