@@ -140,7 +140,7 @@ def test_batch_provenance_names_every_run_kinds_models():
     cards = model_cards(used_models(config, {"small_molecule", "ei", "peptide"}))
     labels = [c["method"] for c in cards]
     assert labels == ["ranker", "glmr", "denovo", config["ei_search"]["method"], "peptrm"]
-    assert all(len(c["digest"]) == 16 and '"family"' in c["card"] for c in cards)
+    assert all(len(c["digest"]) == 12 and '"family"' in c["card"] for c in cards)
     ei_card = cards[3]["card"]
     assert "licence" in ei_card  # the non-commercial EI model says so
     assert [label for label, _ in used_models(config, {"small_molecule"})] == [
@@ -186,3 +186,124 @@ def test_an_ei_run_filed_as_small_molecule_is_told_so(tmp_path, pesticides_store
     assert "states a precursor m/z. An EI (GC-MS) run? Give it kind &#39;ei&#39;" in html
     write_run_report(pesticides_store, None, pesticides_store, out, sample="pest")
     assert "An EI (GC-MS) run?" not in out.read_text()
+
+
+def test_model_cards_are_table_rows_with_the_whole_card_in_details(tmp_path, pesticides_store,
+                                                                   monkeypatch):
+    """Each model is one table row (file, family, date, training spectra, compact val/test
+    metrics, digest); its whole card, however long, is in a collapsed details block."""
+    import json
+
+    from msid.report.batch import card_metrics, model_cards, train_spectra
+
+    card = {"family": "ranker", "created": "2026-11-22T09:35:27+00:00",
+            "metrics": {"val": {"hit@1": 0.65432, "hit@5": 0.8, "step": 600},
+                        "test_recall@1": 0.5, "val_per_step": [{"hit@1": 0.1}]},
+            "training": {"members": [{"n_train_spectra": 100}, {"n_train_spectra": 100}]},
+            "notes": "x" * 5000 + "THE END"}  # past the old 3000-character cut
+    weights = tmp_path / "ranker.safetensors"
+    weights.write_bytes(b"weights")
+    (tmp_path / "ranker.json").write_text(json.dumps(card))
+    (row,) = model_cards([("ranker", weights)])
+    assert row["name"] == "ranker.safetensors" and row["family"] == "ranker"
+    assert row["created"] == "2026-11-22" and row["n_train_spectra"] == "100"
+    assert row["metrics"] == "val: hit@1 0.654 · hit@5 0.800; test_recall@1 0.500"
+    assert len(row["digest"]) == 12 and json.loads(row["card"]) == card  # complete
+    members = [{"n_train_spectra": 3}, {"n_train_spectra": 5}]
+    assert train_spectra({"training": {"members": members}}) == "3\u20135 per member"
+    assert train_spectra({}) == "" and card_metrics({"metrics": {"cosine": 0.5}}) == ""
+    # in the report: the row, and the card whole in a collapsed details block
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["models"]["dir"] = str(tmp_path)
+    config["identify"]["methods"] = ["ranker"]
+    out = tmp_path / "batch_report.html"
+    write_batch_report([{"sample": "pest", "kind": "small_molecule", "spectra": pesticides_store,
+                         "identifications": None, "report": tmp_path / "pest.html"}], out,
+                       config=config)
+    html = out.read_text().split("<h3>Model cards</h3>")[1]
+    assert "<tr><td>ranker</td><td><code>ranker.safetensors</code></td>" in html
+    assert f"<code>{row['digest']}…</code>" in html and "val: hit@1 0.654" in html
+    details = html.split("<details>")[1].split("</details>")[0]
+    assert "<pre>" in details and "THE END" in details and "truncated" not in details
+    # a card past the cap ends with an explicit marker naming the card's file
+    monkeypatch.setattr("msid.report.batch.MAX_CARD_CHARS", 100)
+    (row,) = model_cards([("ranker", weights)])
+    assert row["card"].endswith(f"… (truncated; full card: {tmp_path / 'ranker.json'})")
+
+
+def test_answers_without_qvalues_are_not_called_tentative():
+    """The "Spectra per run" bars: a run without q-values (EI, peptide) counts its answers
+    as answered without an FDR estimate; only a run with q-values has tentative answers."""
+    from msid.report.batch import NO_FDR, spectra_bars
+
+    runs = [{"n_confident": 23, "n_answered": 123, "n_unanswered": 90, "n_quarantined": 0},
+            {"n_confident": None, "n_answered": 100, "n_unanswered": 80, "n_quarantined": 2}]
+    bars = {label: list(vals) for label, _, vals in spectra_bars(runs)}
+    assert bars["confident"] == [23, 0] and bars["tentative"] == [100, 0]
+    assert bars[NO_FDR] == [0, 100] and "tentative" not in NO_FDR
+    assert bars["no answer"] == [90, 80] and bars["quarantined"] == [0, 2]
+
+
+def test_fdr_curve_note_says_what_the_curve_is_and_why_the_estimate_is_zero(tmp_path):
+    """The note names the benchmark fold (not these runs) and, from the curve's table, how
+    many of the best hits have an estimate of 0 and the true FDR there."""
+    import json
+
+    from msid.report.batch import fdr_curve_note
+
+    png = tmp_path / "fdr_curve.png"
+    png.write_bytes(b"")
+    note = fdr_curve_note(png, 0.05)
+    assert "held-out test fold" in note and "not on the runs above" in note
+    assert "estimate is 0" not in note  # no table: nothing said about the data
+    (tmp_path / "fdr_curve.json").write_text(json.dumps({"fold": "val"}))
+    (tmp_path / "fdr_curve.tsv").write_text(
+        "threshold\tn_target\tn_decoy\tq_value\ttrue_fdr\n"
+        "0.1\t20\t2\t0.1\t0.1\n0.5\t15\t0\t0\t0.04\n0.9\t10\t0\t0\t0.0\n")
+    note = fdr_curve_note(png, 0.05)
+    assert "held-out val fold" in note
+    assert ("the estimate is 0 for the best 15 of 20 hits (every cut-off down to score "
+            "0.500): none of the 2 decoy winners scored that high, while the true FDR there "
+            "is already 4.0%") in note
+
+
+def test_batch_report_names_the_ei_library_files_and_fits_the_page(tmp_path,
+                                                                   pesticides_store):
+    """An EI run's batch report names the EI library file(s) it was searched against (with
+    digests); images scale to the page and tables scroll in their own box."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["ei_search"]["libraries"] = [str(pesticides_store)]
+    config["ei_search"]["insilico_library"] = ""
+    config["ei_search"]["model"] = ""
+    out = tmp_path / "batch_report.html"
+    write_batch_report([{"sample": "gc", "kind": "ei", "spectra": pesticides_store,
+                         "identifications": None, "report": tmp_path / "gc.html"}], out,
+                       config=config)
+    html = out.read_text()
+    from msid.digest import sha256_file
+
+    assert "EI library file(s), searched by the EI runs:" in html
+    assert f"<code>{pesticides_store}</code> · sha256 <code>{sha256_file(pesticides_store)}" \
+        in html
+    assert "img{max-width:100%" in html and "overflow-x:auto" in html
+
+
+def test_leaderboard_chart_marks_and_explains_flagged_methods():
+    """A flagged method's label is short (a mark, not the whole phrase) and the chart
+    explains the mark in a footnote below the panels."""
+    import io
+
+    import pandas as pd
+    from matplotlib.image import imread
+
+    from msid.report.leaderboard import CHART_FOOTNOTE, CHART_MARK, NOT_READING
+    from msid.report.plots import leaderboard_bars
+
+    assert CHART_FOOTNOTE.startswith(f"{CHART_MARK} {NOT_READING}")
+    table = pd.DataFrame({"candidates": ["mass"] * 3,
+                          "method": ["ranker", f"reconstructor {CHART_MARK}", "random"],
+                          "hit@1": [.4, .3, .1], "hit@1_ci_low": [.3, .2, .05],
+                          "hit@1_ci_high": [.5, .4, .15]})
+    plain = imread(io.BytesIO(leaderboard_bars(table)), format="png")
+    noted = imread(io.BytesIO(leaderboard_bars(table, footnote=CHART_FOOTNOTE)), format="png")
+    assert noted.shape[0] > plain.shape[0]  # the footnote line below

@@ -136,6 +136,54 @@ def same_content(summaries: list[dict]) -> list[list[str]]:
     return [names for names in by.values() if len(names) > 1]
 
 
+#: "answered" spectra of runs without q-values (EI, peptide): no FDR says how many are right
+NO_FDR = "answered, no FDR estimate"
+
+
+def spectra_bars(runs: list[dict]) -> list[tuple[str, str, np.ndarray]]:
+    """(label, colour, spectra per run) of the stacked "Spectra per run" bars. Runs with
+    q-values split their answers into confident and tentative; a run without (``n_confident``
+    None: EI, peptide) has its answers counted under :data:`NO_FDR`, never as tentative."""
+    has_q = np.array([r["n_confident"] is not None for r in runs], dtype=bool)
+    confident = np.array([r["n_confident"] or 0 for r in runs], dtype=float)
+    rest = np.array([r["n_answered"] for r in runs], dtype=float) - confident
+    return [("confident", "tab:blue", confident),
+            ("tentative", "tab:orange", np.where(has_q, rest, 0.0)),
+            (NO_FDR, "tab:purple", np.where(has_q, 0.0, rest)),
+            ("no answer", "tab:green", np.array([r["n_unanswered"] for r in runs], float)),
+            ("quarantined", "tab:red", np.array([r["n_quarantined"] for r in runs], float))]
+
+
+def fdr_curve_note(fdr_curve: str | os.PathLike, fdr: float) -> str:
+    """What the benchmark's FDR curve shows and how to read it; where its table
+    (``fdr_curve.tsv`` beside the figure) shows an estimate of 0 over the best hits, why."""
+    png = Path(fdr_curve)
+    summary = png.with_suffix(".json")
+    fold = (json.loads(summary.read_text(encoding="utf-8")).get("fold", "test")
+            if summary.is_file() else "test")
+    text = (f"The library search's estimated FDR (target-decoy q-value) against its true FDR, "
+            f"measured on the benchmark's held-out {fold} fold of the library, where each "
+            f"query's structure is known (its own spectrum left out of the library), not on "
+            f"the runs above, whose truth is unknown. Read it left to right as the score "
+            f"cut-off is lowered and more hits are accepted: where the true line lies above "
+            f"the estimate, q-values understate the share of wrong hits, so q \u2264 {fdr:g} "
+            f"admits more of them than it says.")
+    table = png.with_suffix(".tsv")
+    if not table.is_file():
+        return text
+    t = pd.read_csv(table, sep="\t")
+    zero = t[t["q_value"] <= 0]
+    if len(zero):
+        last = zero.loc[zero["n_target"].idxmax()]
+        text += (f" Here the estimate is 0 for the best {int(last['n_target'])} of "
+                 f"{int(t['n_target'].max())} hits (every cut-off down to score "
+                 f"{float(zero['threshold'].min()):.3f}): none of the "
+                 f"{int(t['n_decoy'].max())} decoy winners scored that high, while the true "
+                 f"FDR there is already {float(last['true_fdr']):.1%}; the decoys are beaten "
+                 f"more easily than the wrong library spectra that win.")
+    return text
+
+
 def _runs_figure(runs: list[dict]) -> str:
     import matplotlib
 
@@ -156,12 +204,8 @@ def _runs_figure(runs: list[dict]) -> str:
     y = np.arange(len(runs))
     ax = axes[0]
     left = np.zeros(len(runs))
-    for key, label in (("n_confident", "confident"), ("n_answered", "tentative"),
-                       ("n_unanswered", "no answer"), ("n_quarantined", "quarantined")):
-        vals = np.array([r[key] or 0 for r in runs], dtype=float)  # None: no q-values
-        if key == "n_answered":
-            vals = vals - np.array([r["n_confident"] or 0 for r in runs])
-        ax.barh(y, vals, left=left, label=label)
+    for label, color, vals in spectra_bars(runs):
+        ax.barh(y, vals, left=left, label=label, color=color)
         left += vals
     ax.set_yticks(y, names)
     ax.set_xlabel("spectra")
@@ -226,28 +270,87 @@ def used_models(config: dict, kinds: set[str]) -> list[tuple[str, Path]]:
     return [(label, path) for path, label in out.values()]
 
 
+#: the most characters of a model card the report shows in full (a longer one ends with a
+#: marker naming the card's file)
+MAX_CARD_CHARS = 200_000
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _fmt_metric(name: str, v: float) -> str:
+    """3 decimals; a count (n_*) as a whole number."""
+    return f"{v:.0f}" if name.startswith("n_") else f"{v:.3f}"
+
+
+def card_metrics(card: dict) -> str:
+    """A card's validation and test metrics in one line, 3 decimals ("val: hit@1 0.654 ·
+    hit@5 0.852; test: ..."): its ``metrics`` dicts named val/test (the step left out) and
+    flat numbers named val_*/test_*; '' where the card has none."""
+    metrics = card.get("metrics")
+    if not isinstance(metrics, dict):
+        return ""
+    parts = []
+    for split in ("val", "test"):
+        vals = metrics.get(split)
+        if isinstance(vals, dict):
+            shown = [f"{k} {_fmt_metric(k, v)}" for k, v in vals.items()
+                     if k != "step" and _number(v)]
+            if shown:
+                parts.append(f"{split}: " + " · ".join(shown))
+        flat = [f"{k} {_fmt_metric(k, v)}" for k, v in metrics.items()
+                if k.startswith(f"{split}_") and _number(v)]
+        if flat:
+            parts.append(" · ".join(flat))
+    return "; ".join(parts)
+
+
+def train_spectra(card: dict) -> str:
+    """The number of training spectra a card states (top level or under ``training``; an
+    ensemble's members' range, "35327–51582 per member"), '' where it states none."""
+    training = card.get("training") or {}
+    for where in (card, training):
+        if isinstance(where, dict) and isinstance(where.get("n_train_spectra"), int):
+            return str(where["n_train_spectra"])
+    members = training.get("members") if isinstance(training, dict) else None
+    counts = sorted({m["n_train_spectra"] for m in members or []
+                     if isinstance(m, dict) and isinstance(m.get("n_train_spectra"), int)})
+    if len(counts) == 1:
+        return str(counts[0])
+    return f"{counts[0]}\u2013{counts[-1]} per member" if counts else ""
+
+
 def model_cards(models: list[tuple[str, Path]]) -> list[dict]:
-    """The card of each (label, model file) whose card is there, trimmed for the report."""
+    """One row per (label, model file) whose card is there: file name, family, created date,
+    training spectra, validation/test metrics, weights digest, and the whole card as JSON."""
     out = []
     for label, weights in models:
         card = Path(weights).with_suffix(".json")
         if not card.is_file():
             continue
         c = json.loads(card.read_text())
-        keep = {k: c[k] for k in ("family", "created", "data", "metrics", "config_hash",
-                                  "training", "seed", "licence") if k in c}
+        text = json.dumps(c, indent=1, default=str)
+        if len(text) > MAX_CARD_CHARS:
+            text = text[:MAX_CARD_CHARS] + f"\n… (truncated; full card: {card})"
         out.append({"method": label, "file": str(card.with_suffix(".safetensors")),
-                    "digest": file_digest(card.with_suffix(".safetensors"))[:16],
-                    "card": json.dumps(keep, indent=1, default=str)[:3000]})
+                    "name": card.with_suffix(".safetensors").name,
+                    "card_path": str(card), "family": str(c.get("family", "")),
+                    "created": str(c.get("created", ""))[:10],
+                    "n_train_spectra": train_spectra(c), "metrics": card_metrics(c),
+                    "digest": file_digest(card.with_suffix(".safetensors"))[:12],
+                    "card": text})
     return out
 
 
 TEMPLATE = """<!doctype html><html><head><meta charset="utf-8">
 <title>msid batch summary</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1200px}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-font-size:90%}td.num{text-align:right}pre{background:#f6f6f6;padding:8px;font-size:80%;
-overflow-x:auto}.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}
+table{border-collapse:collapse;margin:1em 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}td.num{text-align:right}
+img{max-width:100%;height:auto}p code{overflow-wrap:anywhere}
+pre{background:#f6f6f6;padding:8px;font-size:80%;overflow-x:auto}
+.note{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}.nw{white-space:nowrap}
 </style></head><body>
 <h1>msid batch summary</h1>
 <p>{{ runs|length }} run(s) · msid {{ version }} · {{ created }}</p>
@@ -288,7 +391,9 @@ results are partial (the spectra before the damage were read):</p>
 de novo sequence that matches the precursor mass. EI runs count their EI spectra (no
 precursor), not the ESI preprocessing. Confident compounds: distinct structures (InChIKey
 first block) with at least one confident library hit, listed in each run's
-<code>compounds.tsv</code>. &ndash;: no q-values for that kind of run.</p>
+<code>compounds.tsv</code>. &ndash;: no q-values for that kind of run. In the chart below,
+the answers of such runs (EI, peptide) are "answered, no FDR estimate", not tentative:
+tentative are the answers of runs with q-values that are not confident.</p>
 <img src="{{ figure }}" alt="runs">
 <h2>Spectra without an answer, by reason</h2>
 {% if unanswered %}<table><tr><th>reason</th>{% for r in runs %}<th>{{ r.sample }}</th>
@@ -302,10 +407,17 @@ first block) with at least one confident library hit, listed in each run's
 {% else %}<p>No record was quarantined{% if unreadable or damaged %} from the files that could
 be read; the unreadable and damaged files are listed above{% endif %}.</p>{% endif %}
 {% if fdr_curve %}<h2>Library search FDR: estimate vs truth (benchmark fold)</h2>
+<p>{{ fdr_note }}</p>
 <img src="{{ fdr_curve }}" alt="FDR curve">{% endif %}
 <h2>Provenance</h2>
 <h3>Library</h3>
-<p><code>{{ library_path }}</code> · sha256 <code>{{ library_digest }}</code></p>
+<p>Small-molecule (ESI) library:
+<code>{{ library_path }}</code> · sha256 <code>{{ library_digest }}</code></p>
+{% if ei_sources %}<p>EI library file(s), searched by the EI runs:
+{% for path, digest in ei_sources %}<code>{{ path }}</code> · sha256 <code>{{ digest }}</code>
+{%- if not loop.last %}; {% endif %}{% endfor %}
+{%- if ei_exclude %} (less the records listed in <code>{{ ei_exclude }}</code>){% endif %}</p>
+{% endif %}
 {% if searched %}<table><tr><th>runs</th><th>library store searched</th>
 <th>content sha256 (mzTab-M <code>database[1]-version</code>)</th></tr>
 {% for kind, path, digest in searched %}<tr><td>{{ kind }}</td><td><code>{{ path }}</code></td>
@@ -315,9 +427,17 @@ be read; the unreadable and damaged files are listed above{% endif %}.</p>{% end
 {% for s in software %}<tr><td>{{ s.package }}</td><td>{{ s.version }}</td></tr>{% endfor %}
 </table>
 <h3>Parameters</h3><pre>{{ parameters }}</pre>
-{% if models %}<h3>Model cards</h3>{% for m in models %}
-<p><b>{{ m.method }}</b>: <code>{{ m.file }}</code> (sha256 {{ m.digest }}…)</p>
-<pre>{{ m.card }}</pre>{% endfor %}{% endif %}
+{% if models %}<h3>Model cards</h3>
+<table><tr><th>used by</th><th>model file</th><th>family</th><th>created</th>
+<th>training spectra</th><th>validation / test metrics</th><th>weights sha256</th></tr>
+{% for m in models %}<tr><td>{{ m.method }}</td><td><code>{{ m.name }}</code></td>
+<td>{{ m.family }}</td><td class="nw">{{ m.created }}</td>
+<td class="num">{{ m.n_train_spectra or "&ndash;"|safe }}</td>
+<td>{{ m.metrics or "&ndash;"|safe }}</td><td class="nw"><code>{{ m.digest }}…</code></td></tr>
+{% endfor %}</table>
+{% for m in models %}<details><summary>{{ m.method }}: full card
+(<code>{{ m.card_path }}</code>)</summary><pre>{{ m.card }}</pre></details>
+{% endfor %}{% endif %}
 </body></html>
 """
 
@@ -358,6 +478,10 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         ["peptides"] if "peptide" in kinds else [])
     params = {k: config[k] for k in sections if k in config}
     lib_path = config.get("library", {}).get("path", "")
+    ei = config.get("ei_search", {}) if "ei" in kinds else {}
+    # the files the EI library store is built from (the rule's EI_LIBRARY_FILES)
+    ei_files = list(ei.get("libraries", [])) + (
+        [ei["insilico_library"]] if ei.get("insilico_library") else [])
     curve = None
     if fdr_curve and Path(fdr_curve).is_file():
         import base64
@@ -370,7 +494,10 @@ def write_batch_report(runs: list[dict], out: str | os.PathLike, *, config: dict
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         figure=_runs_figure(summaries), unanswered=_pivot(summaries, "unanswered"),
         quarantine=_pivot(summaries, "quarantine"), fdr_curve=curve,
+        fdr_note=fdr_curve_note(fdr_curve, fdr) if curve else "",
         library_path=lib_path, library_digest=file_digest(lib_path) or "file not found",
+        ei_sources=[(str(f), file_digest(f) or "file not found") for f in ei_files],
+        ei_exclude=str(ei.get("library_exclude") or ""),
         searched=[(kind, str(path), content_digest(path) if Path(path).is_file()
                    else "file not found") for kind, path in sorted((libraries or {}).items())],
         software=software_versions(),

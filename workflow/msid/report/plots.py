@@ -81,8 +81,10 @@ def histogram(values: np.ndarray, xlabel: str, title: str, bins: int = 30) -> by
     return to_png(fig)
 
 
-def leaderboard_bars(table, metric: str = "hit@1") -> bytes:
-    """One panel per candidate kind; bars per method with 95% bootstrap CIs."""
+def leaderboard_bars(table, metric: str = "hit@1", footnote: str = "") -> bytes:
+    """One panel per candidate kind; bars per method with 95% bootstrap CIs, the
+    spectrum-blind control as a red mark; method labels slanted, each ending under its own
+    bar (so long names never collide); an optional ``footnote`` line below the panels."""
     kinds = list(dict.fromkeys(table["candidates"]))
     fig, axes = subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
@@ -99,7 +101,15 @@ def leaderboard_bars(table, metric: str = "hit@1") -> bytes:
         ax.set_ylim(0, 1)
         ax.set_title(f"{kind} candidates", fontsize=10)
         ax.set_ylabel(metric)
-        ax.tick_params(axis="x", rotation=30)
+        ax.tick_params(axis="x", labelrotation=40)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+    if footnote:  # below the lowest tick label (the saved figure grows to hold it)
+        fig.draw_without_rendering()
+        bottom = min(ax.get_tightbbox().y0 for ax in axes[0]) / fig.bbox.height
+        fig.text(axes[0][0].get_position().x0, bottom - 0.03, footnote, ha="left", va="top",
+                 fontsize=9)
     return to_png(fig)
 
 
