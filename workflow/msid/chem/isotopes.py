@@ -127,7 +127,6 @@ def _natural(counts: dict[str, int]) -> dict[str, int]:
     return {e: n for e, n in counts.items() if not e.startswith("[")}
 
 
-
 @cache
 def _log_series(symbol: str, max_shift: int) -> np.ndarray | None:
     """Coefficients 0..max_shift of log(d(x) / d(0)) for an element whose most abundant

@@ -26,6 +26,7 @@ from msid.ei.neims_train import (
     save_neims,
     store_items,
 )
+from msid.ei.nominal import ABOVE_ION_SHARE
 from msid.folds import fold_of
 from msid.models.config import TrainConfig, config_from_dict, settings
 from msid.train import torch_threads
@@ -58,7 +59,7 @@ class NeimsRunConfig:
     #: (M + 8, past its isotope peaks) stay out of training and test: spectra of derivatives
     #: (TMS, methoximes) annotated with the parent compound, or of another structure; NEIMS
     #: predicts nothing above M (1.0 keeps every spectrum)
-    max_above_ion: float = 0.05
+    max_above_ion: float = ABOVE_ION_SHARE
     mc_samples: int = 8
     decoys_per_mass: int = 20
     num_threads: int = 1
