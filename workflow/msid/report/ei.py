@@ -55,7 +55,8 @@ def ei_section(spectra: str | os.PathLike, identifications: str | os.PathLike,
         for lid, smi in top[["library_id", "smiles"]].drop_duplicates("library_id").itertuples(
                 index=False):
             if lid in match_of.index:
-                notes[lid] = derivative_note(str(smi), *mt.peaks(int(match_of[lid])))
+                notes[lid] = derivative_note(smi if isinstance(smi, str) else "",
+                                             *mt.peaks(int(match_of[lid])))
         figures = []
         for _, hit in top.head(n_mirror).iterrows():
             if hit["query_id"] not in row_of.index or hit["library_id"] not in match_of.index:
