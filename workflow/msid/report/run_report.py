@@ -244,7 +244,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         source=", ".join(sorted(set(md.get("source_file", [])) | set(quarantine["source_file"]))),
         n_read=len(md) + n_q, n_kept=len(md), n_quarantined=n_q,
         n_identified=int(identified.sum()),
-        n_precursor_only=int(top["note"].map(is_precursor_only).sum()),
+        n_precursor_only=sum(map(is_precursor_only, top["note"])),  # an empty run: 0
         n_confident=(None if confident_rule == NOT_ASSESSED else int(top["confident"].sum())),
         confident_rule=confident_rule, few_hits=few_hits,
         kind_hint=wrong_kind_hint(kind, len(md), quarantine),
