@@ -309,9 +309,11 @@ class TeacherNet(nn.Module):
         return spec, bde
 
 
+_NETS: dict[str, type[nn.Module]] = {"teacher": TeacherNet, "student": StudentNet,
+                                     "mlp": MLPNet}
 #: the model kinds of :class:`NeimsConfig`
-KINDS = ("teacher", "student", "mlp")
+KINDS = tuple(_NETS)
 
 
 def build_net(cfg: NeimsConfig) -> nn.Module:
-    return {"teacher": TeacherNet, "student": StudentNet, "mlp": MLPNet}[cfg.kind](cfg)
+    return _NETS[cfg.kind](cfg)

@@ -116,14 +116,13 @@ def mark_adducts(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def search_settings(library: str | os.PathLike | None, search: dict | None) -> dict:
+def search_settings(lib: SpectrumStore | None, search: dict | None) -> dict:
     """What a reader needs to judge the library hits: the library file and its content digest,
     and the tolerances the search applied."""
     out: dict = {}
-    if library:
-        with SpectrumStore(library) as lib:
-            out["library"] = os.path.basename(str(library))
-            out["library_sha256"] = lib.content_sha256[:16]
+    if lib is not None:
+        out["library"] = lib.path.name
+        out["library_sha256"] = lib.content_sha256[:16]
     for key in ("precursor_tol_ppm", "precursor_tol_da", "fragment_tol_da"):
         if search and search.get(key) is not None:
             out[key] = search[key]
@@ -184,6 +183,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         short = short_ids(md["id"])
         quarantine = store.quarantine
         lib_md = lib.metadata if lib is not None else pd.DataFrame(columns=["id", "name"])
+        settings = search_settings(lib, search) if kind == "small_molecule" else {}
         lib_row = pd.Series(np.arange(len(lib_md)), index=lib_md["id"])
         lib_row = lib_row[~lib_row.index.duplicated()]
         top = ids[(ids["rank"] == 1) & (ids["score"] > min_score)
@@ -253,7 +253,7 @@ def write_run_report(spectra: str | os.PathLike, identifications: str | os.PathL
         **lost,
         hits=mark_adducts(top.head(500).to_dict("records")),
         hits_truncated=max(0, len(top) - 500),
-        search=search_settings(library, search) if kind == "small_molecule" else {},
+        search=settings,
         compounds=compounds,
         mirrors=mirrors, figures=figures,
         peptide=_peptide_section(kind, denovo, denovo_annotations),
