@@ -11,11 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from msid import atomic
 from msid.cli import main
-from msid.store import SpectrumStore, SpectrumStoreWriter
+from msid.store import SpectrumStore, SpectrumStoreWriter, kept_notes, lost_records
 
 BAD = Path(__file__).parent / "data" / "bad"
 QUERIES = BAD / "pesticides_first3.mgf"
@@ -465,23 +466,90 @@ def test_convert_that_stores_nothing_fails(tmp_path, capsys):
         assert len(st) == 0 and len(st.quarantine) >= 1
 
 
-@pytest.mark.parametrize("field", ["RTINSECONDS", "PEPMASS"])
-def test_a_header_value_that_is_no_number_is_named(tmp_path, capsys, field):
-    """A record whose RTINSECONDS (or PEPMASS) is not a number is quarantined with a reason
-    that names the field, not Python's bare 'could not convert string to float'; the other
-    records are stored."""
+def _with_header(tmp_path: Path, line: str, replace_pepmass: bool = False) -> Path:
+    """QUERIES with ``line`` (and TITLE=abc) added to its first record (in place of its PEPMASS
+    line when ``replace_pepmass``)."""
     text = QUERIES.read_text()
     head = text.index("PEPMASS=")  # the first record's
     line_end = text.index("\n", head) + 1
-    kept = text[head:line_end] if field != "PEPMASS" else ""
+    kept = "" if replace_pepmass else text[head:line_end]
     bad = tmp_path / "bad.mgf"
-    bad.write_text(text[:head] + kept + f"{field}=abc\nTITLE=abc\n" + text[line_end:])
+    bad.write_text(text[:head] + kept + f"{line}\nTITLE=abc\n" + text[line_end:])
+    return bad
+
+
+def test_a_precursor_that_is_no_number_is_named(tmp_path, capsys):
+    """A record whose PEPMASS is not a number is quarantined with a reason that names the
+    field, not Python's bare 'could not convert string to float'; the other records are
+    stored."""
+    bad = _with_header(tmp_path, "PEPMASS=abc", replace_pepmass=True)
     assert main(["convert", str(bad), "--out", str(tmp_path / "s.h5")]) == 0
     capsys.readouterr()
     with SpectrumStore(tmp_path / "s.h5") as st:
         reasons = st.quarantine["reason"].tolist()
-        assert len(st) == 2, reasons
-    assert any(f"{field}='abc' is not a number" in r for r in reasons), reasons
+        assert len(st) == 2 and len(lost_records(st.quarantine)) == 1, reasons
+    assert any("PEPMASS='abc' is not a number" in r for r in reasons), reasons
+
+
+def test_a_retention_time_that_is_no_number_loses_no_record(tmp_path, capsys):
+    """RTINSECONDS=abc: the record is stored without a retention time (nothing needs it), a
+    note row names the value, convert says so on stderr, and reports count it apart from the
+    quarantined records; through preprocessing the note stays with its record. A decimal
+    comma (12,5) is read as 12.5 s, as MSP retention times are."""
+    from msid.preprocess import PreprocessConfig, preprocess_store
+    from msid.report.quarantine import quarantine_summary
+
+    bad = _with_header(tmp_path, "RTINSECONDS=abc")
+    assert main(["convert", str(bad), "--out", str(tmp_path / "s.h5")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["kept_without_a_value"] == {
+        "value left out: RTINSECONDS is not a number": 1}, out
+    assert "1 record(s)" in err and "stored without a value" in err, err
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        assert len(st) == 3 and not len(lost_records(st.quarantine)), st.quarantine
+        (note,) = kept_notes(st.quarantine).itertuples()
+        assert "RTINSECONDS is not a number: 'abc'" in note.reason
+        rid = note.record_id  # the first record's (its SPECTRUMID)
+        assert np.isnan(st.metadata.set_index("id").loc[rid, "rt"])
+        summary = quarantine_summary(st.quarantine)
+    assert summary["n_records"] == 0 and summary["kept_notes"] == [
+        {"reason": "value left out: RTINSECONDS is not a number", "spectra": 1}]
+    preprocess_store(tmp_path / "s.h5", tmp_path / "p.h5", PreprocessConfig(), progress=False)
+    with SpectrumStore(tmp_path / "p.h5") as st:
+        kept = set(st.metadata["id"])
+        notes = kept_notes(st.quarantine)
+        assert set(notes["record_id"]) == {rid} & kept, (kept, notes)
+    comma = _with_header(tmp_path, "RTINSECONDS=12,5")
+    assert main(["convert", str(comma), "--out", str(tmp_path / "c.h5")]) == 0
+    capsys.readouterr()
+    with SpectrumStore(tmp_path / "c.h5") as st:
+        assert st.metadata.set_index("id").loc[rid, "rt"] == 12.5
+        assert not len(st.quarantine)
+
+
+def test_an_msp_retention_time_that_is_no_time_is_told(tmp_path, capsys):
+    """Two real MassBank EI records, one with ``RETENTIONTIME: 5:30`` (no number matchms
+    reads): both are stored, the first without a retention time and with a note naming the
+    value; ``RETENTIONTIME: NA`` is a missing value, no note."""
+    import gzip
+    import re
+
+    with gzip.open(RESOURCES / "massbank_ei" / "massbank_ei.msp.gz", "rt") as fh:
+        text = fh.read(200_000)
+    starts = [m.start() for m in re.finditer(r"^NAME:", text, re.MULTILINE)][:3]
+    first, second = text[starts[0]:starts[1]], text[starts[1]:starts[2]]
+    head, rest = first.split("\n", 1)
+    msp = tmp_path / "two.msp"
+    msp.write_text(f"{head}\nRETENTIONTIME: 5:30\n{rest}"
+                   + second.replace("\n", "\nRETENTIONTIME: NA\n", 1))
+    assert main(["convert", str(msp), "--out", str(tmp_path / "s.h5")]) == 0
+    assert "stored without a value" in capsys.readouterr().err
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        assert len(st) == 2 and not len(lost_records(st.quarantine))
+        (note,) = kept_notes(st.quarantine).itertuples()
+        assert note.reason.startswith("value left out: RETENTIONTIME is not a retention time: "
+                                      "'5:30'"), note.reason
+        assert np.isnan(st.metadata.set_index("id").loc[note.record_id, "rt"])
 
 
 @pytest.mark.parametrize("command", ["export", "preprocess"])

@@ -286,9 +286,15 @@ def _tell_quarantined(q, n_bad: int, ei: bool, head: str) -> None:
     query was lost for want of a precursor (GC-MS spectra), which methods take them."""
     print(f"msid identify: {head}" + (f"; {n_bad} input record(s) quarantined:" if n_bad else ""),
           file=sys.stderr)
-    for _, r in q.quarantine.iterrows():
-        print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
     from msid.report.quarantine import all_lost_for_want_of_precursor
+    from msid.store import is_kept_note, kept_notes
+
+    said = q.quarantine[~is_kept_note(q.quarantine["reason"])]  # records, a file's damage
+    for _, r in said.iterrows():
+        print(f"  {r.source_file}\t{r.record_id}\t{r.reason}", file=sys.stderr)
+    for _, r in kept_notes(q.quarantine).iterrows():  # stored records: a note each
+        print(f"msid identify: note: {r.source_file}\t{r.record_id}\t{r.reason}",
+              file=sys.stderr)
 
     if not ei and all_lost_for_want_of_precursor(len(q), q.quarantine):
         print("msid identify: no query has a precursor m/z: for EI (GC-MS) spectra use an "
@@ -305,7 +311,11 @@ def cmd_convert(a: argparse.Namespace) -> int:
     stats = convert_file(a.input, a.out, n_jobs=a.jobs)
     print(json.dumps({"read": stats.read, "stored": stats.stored,
                       "quarantined": dict(stats.quarantined), "renamed": stats.renamed,
-                      "damaged": stats.damaged}))
+                      "damaged": stats.damaged, "kept_without_a_value": dict(stats.noted)}))
+    if stats.noted:  # stored, each without one value it stated (a note row says which)
+        said = "; ".join(f"{n} x {r}" for r, n in stats.noted.most_common())
+        print(f"msid convert: {sum(stats.noted.values())} record(s) of {a.input} stored "
+              f"without a value that could not be read ({said})", file=sys.stderr)
     if stats.damaged:  # the spectra before the damage are stored; the rest are lost
         print(f"msid convert: warning: {a.input} is damaged: {stats.damaged}", file=sys.stderr)
     if not stats.stored:  # the store holds the quarantine table (reasons), no spectrum

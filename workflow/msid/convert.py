@@ -30,6 +30,7 @@ from msid.store import (
     FILE_DAMAGE,
     FILE_ENDS_EARLY,
     UNREADABLE,
+    VALUE_LEFT_OUT,
     WHOLE_FILE,
     QuarantineRecord,
     RecordBatch,
@@ -58,6 +59,8 @@ class ConvertStats:
     quarantined: Counter = field(default_factory=Counter)
     renamed: int = 0  # records whose id an earlier record held: stored as "<id>#2", "#3", ...
     damaged: str = ""  # where a damaged file stopped being readable (a note, no record)
+    #: records stored without a value that could not be read, by reason (VALUE_LEFT_OUT notes)
+    noted: Counter = field(default_factory=Counter)
 
     def renamed_note(self, path: str | os.PathLike) -> str:
         """What a user hears of repeated record ids ('' when there were none)."""
@@ -311,6 +314,26 @@ def harmonise(raw: RawSpectrum, source_file: str, peaks_ok: bool = False
     return metadata_to_record(metadata, checked.mz, checked.intensity, extra=extra)
 
 
+#: a retention time written as missing, which is no value to tell of
+_RT_MISSING = re.compile(r"^\s*(n/?a|nan|none|null|unknown|-)?\s*(min|s|sec)?\s*$",
+                         re.IGNORECASE)
+
+
+def rt_left_out(params: dict, record: SpectrumRecord) -> str:
+    """The note for a record stored without the retention time it states (a value matchms
+    cannot read as one: ``RETENTIONTIME: 5:30``, ``RT=abc``), '' when it has one or states
+    none (``NA``)."""
+    rt = record.meta.get("rt")
+    if isinstance(rt, int | float) and np.isfinite(rt):
+        return ""
+    for key, value in params.items():
+        if (str(key) == "rtinminutes" or harmonised_key(str(key)) == "retention_time") and (
+                not _RT_MISSING.match(str(value))):
+            return (f"value left out: {str(key).upper()} is not a retention time: "
+                    f"{str(value)[:40]!r}: {VALUE_LEFT_OUT}")
+    return ""
+
+
 def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
                    ) -> tuple[list[tuple[str, int | str] | QuarantineRecord], RecordBatch]:
     """One chunk in a worker: parse (MGF), harmonise, and clean when asked.
@@ -326,7 +349,10 @@ def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
         if isinstance(item, QuarantineRecord):
             outcome.append(item)
         else:
-            outcome.append((item.record_id, harmonise(item, source_file, peaks_ok=bool(ok))))
+            rec = harmonise(item, source_file, peaks_ok=bool(ok))
+            if not isinstance(rec, str) and (note := rt_left_out(item.params, rec)):
+                outcome.append(QuarantineRecord(source_file, item.record_id, note))
+            outcome.append((item.record_id, rec))
     if clean is not None:
         ready = [k for k, o in enumerate(outcome)
                  if isinstance(o, tuple) and not isinstance(o[1], str)]
@@ -383,18 +409,24 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                 stats.quarantined[reason_group(reason) if clean else reason] += 1
 
         jobs = ((payload, path.name, clean) for payload in read_chunks(path))
+        note: QuarantineRecord | None = None  # a value left out of the record that follows
         for outcome, batch in imap_ordered(_convert_chunk, jobs, n_jobs):
             keep = np.zeros(len(batch), dtype=bool)
             for item in outcome:
+                if isinstance(item, QuarantineRecord) and item.reason.endswith(VALUE_LEFT_OUT):
+                    note = item  # said once the record is stored (under its final id)
+                    continue
                 if isinstance(item, QuarantineRecord):
                     stats.read += FILE_DAMAGE not in item.reason  # a note, not a record
                     reject(item.record_id, item.reason)
+                    note = None
                     continue
                 stats.read += 1
                 rid, row = item
+                said, note = note, None
                 if not isinstance(row, str) and ms2_only and batch.columns["ms_level"][row] == 1:
                     row = MS1_REASON
-                if isinstance(row, str):  # a rejected record claims no id
+                if isinstance(row, str):  # a rejected record claims no id (nor its note)
                     reject(rid, row)
                     continue
                 if rid in seen:  # MSP names, MGF titles repeat: keep the record, tell them apart
@@ -405,9 +437,13 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                     stats.renamed += 1
                 seen.add(rid)
                 keep[row] = True
+                if said is not None:
+                    writer.quarantine(QuarantineRecord(path.name, rid, said.reason))
+                    stats.noted[reason_group(said.reason)] += 1
             writer.add_batch(batch if keep.all() else batch.select(keep))
             stats.stored += int(keep.sum())
-            bar.update(len(outcome))
+            bar.update(sum(not (isinstance(o, QuarantineRecord)
+                               and o.reason.endswith(VALUE_LEFT_OUT)) for o in outcome))
     bar.close()
     return stats
 

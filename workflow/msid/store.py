@@ -86,13 +86,31 @@ FILE_DAMAGE = "the rest of the file is lost"
 #: what the reason of a record cut off by the end of the file says (the record is lost and
 #: counted; the file is named as damaged: whatever came after the cut is missing)
 FILE_ENDS_EARLY = "the file ends in the middle of it"
+#: what a note row of the quarantine table ends with: its record was stored, without one value
+#: that no step needs and that could not be read (an MGF ``RTINSECONDS=n/a``); counted apart,
+#: never as a lost record
+VALUE_LEFT_OUT = "the record is kept without it"
+
+
+def is_kept_note(reasons: pd.Series) -> pd.Series:
+    """Per quarantine reason: is it a :data:`VALUE_LEFT_OUT` note (a stored record's)?"""
+    return reasons.astype(str).str.endswith(VALUE_LEFT_OUT)
 
 
 def lost_records(quarantine: pd.DataFrame) -> pd.DataFrame:
-    """The quarantine rows that are records (the :data:`FILE_DAMAGE` notes left out)."""
+    """The quarantine rows that are records (the :data:`FILE_DAMAGE` notes and the
+    :data:`VALUE_LEFT_OUT` notes of stored records left out)."""
     if not len(quarantine):
         return quarantine
-    return quarantine[~quarantine["reason"].astype(str).str.contains(FILE_DAMAGE, regex=False)]
+    reasons = quarantine["reason"].astype(str)
+    return quarantine[~reasons.str.contains(FILE_DAMAGE, regex=False) & ~is_kept_note(reasons)]
+
+
+def kept_notes(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`VALUE_LEFT_OUT` rows: records stored without a value they stated."""
+    if not len(quarantine):
+        return quarantine
+    return quarantine[is_kept_note(quarantine["reason"])]
 
 
 def damage_notes(quarantine: pd.DataFrame) -> list[str]:

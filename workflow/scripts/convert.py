@@ -20,5 +20,5 @@ except InputFileError as e:  # the whole file is unreadable: say why
     print("the run goes on with no spectra; its report and the batch report say why")
     sys.exit(0)
 print(f"read {stats.read}, stored {stats.stored}, quarantined {dict(stats.quarantined)}, "
-      f"ids made unique {stats.renamed}"
+      f"ids made unique {stats.renamed}, stored without a value {dict(stats.noted)}"
       + (f"; the file is damaged, results are partial: {stats.damaged}" if stats.damaged else ""))

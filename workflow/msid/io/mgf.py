@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from msid.io.errors import InputFileError
-from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, QuarantineRecord
+from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, VALUE_LEFT_OUT, QuarantineRecord
 
 BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
 CHUNK_CHARS = 1 << 21  # ~2 MB of text per chunk: ~1,500 library spectra
@@ -177,6 +177,7 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                 # pyteomics wraps its message ("Pyteomics error, message: '...'"): the message,
                 # with the line it names last (reports count reasons by their first two parts)
                 why = str(getattr(e, "message", None) or e).replace("\n", " ").strip()
+                field = None
                 if m := _BAD_LINE.search(why):
                     why = f"a line it cannot read: '{m.group(1)[:60]}'"
                 elif m := _NOT_A_NUMBER.search(why):  # which of the fields read as numbers
@@ -186,8 +187,41 @@ def parse_mgf_chunk(chunk: MgfChunk) -> list:
                     if field:
                         why = (f"{field.group(1).upper()}={field.group(2)[:40]!r} is not a "
                                "number")
+                if field and field.group(1).lower() in OPTIONAL_NUMBER_FIELDS:
+                    kept = _read_without(block, field, i)
+                    if kept:
+                        note = kept[0] and QuarantineRecord(  # counted by field, not value
+                            chunk.source, rid, f"{kept[0]}: {field.group(1).upper()} is not a "
+                            f"number: {field.group(2)[:40]!r}: {VALUE_LEFT_OUT}")
+                        out += [note, kept[1]] if note else [kept[1]]
+                        continue
                 out.append(QuarantineRecord(chunk.source, rid, f"unparsable MGF record: {why}"))
         return out
+
+
+#: header fields that pyteomics reads as numbers and that no step needs: a record whose value
+#: is not a number is kept without it (a note row says so), never lost for it
+OPTIONAL_NUMBER_FIELDS = ("rtinseconds",)
+#: a decimal comma (``RTINSECONDS=12,5``, as European locales write it): read as a point, as
+#: MSP retention times are
+_DECIMAL_COMMA = re.compile(r"^\d+,\d+$")
+
+
+def _read_without(block: str, field: re.Match, index: int) -> tuple[str, object] | None:
+    """The record of ``block`` with ``field`` (a number line whose value is not a number)
+    mended or left out: ('', record) for a decimal comma read as a point, ('value left out',
+    record) when the line is dropped; None when the block still cannot be read."""
+    value = field.group(2)
+    if _DECIMAL_COMMA.match(value):
+        mended, what = f"{field.group(1)}={value.replace(',', '.')}", ""
+    else:
+        mended, what = "", "value left out"
+    text = block[:field.start()] + mended + block[field.end():]
+    try:
+        (entry,) = _read(f"BEGIN IONS{text}END IONS\n")
+    except Exception:
+        return None
+    return what, _record(entry, index)
 
 
 def _pieces(path: Path) -> Iterator[tuple[str, str]]:

@@ -82,6 +82,7 @@ def run_summary(sample: str, kind: str, spectra: str | os.PathLike,
     base = {"sample": sample, "kind": kind, "n_read": len(md) + lost["n_records"],
             "n_kept": len(md), "n_quarantined": lost["n_records"],
             "quarantine": {r["reason"]: r["spectra"] for r in lost["reasons"]},
+            "kept_notes": {r["reason"]: r["spectra"] for r in lost["kept_notes"]},
             "unreadable": lost["unreadable"],
             "damaged": lost["damaged"], "spectra_sha256": content,
             "top_scores": np.zeros(0), "score_label": SCORE_LABELS.get(kind, "")}
@@ -406,6 +407,11 @@ tentative are the answers of runs with q-values that are not confident.</p>
 {% for v in row %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p>No record was quarantined{% if unreadable or damaged %} from the files that could
 be read; the unreadable and damaged files are listed above{% endif %}.</p>{% endif %}
+{% set noted = runs|selectattr("kept_notes")|list %}
+{% if noted %}<p>Kept, each without one value it stated that could not be read (not
+quarantined: the rest of the record is used): {% for r in noted %}{{ r.sample }}:
+{% for reason, n in r.kept_notes.items() %}{{ n }} x {{ reason }}{{ "; " if not loop.last }}
+{%- endfor %}{{ ". " if loop.last else " | " }}{% endfor %}</p>{% endif %}
 {% if fdr_curve %}<h2>Library search FDR: estimate vs truth (benchmark fold)</h2>
 <p>{{ fdr_note }}</p>
 <img src="{{ fdr_curve }}" alt="FDR curve">{% endif %}

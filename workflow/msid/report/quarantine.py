@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, UNREADABLE, WHOLE_FILE, reason_group
+from msid.store import (
+    FILE_DAMAGE,
+    FILE_ENDS_EARLY,
+    UNREADABLE,
+    WHOLE_FILE,
+    is_kept_note,
+    reason_group,
+)
 
 LIMIT = 500  # quarantined records listed one by one in a report
 
@@ -17,11 +24,15 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
     ``damaged`` (where a damaged file stopped being readable, what came before was read; or
     that it ends in the middle of a record, which is also counted as a lost record); '' when
     not; ``file_note`` (:func:`file_note`). The whole-file and file-damage rows are in none of
-    the others."""
+    the others. ``kept_notes`` (reason -> records, grouped the same way) counts the records
+    that were kept without a value they stated (:data:`msid.store.VALUE_LEFT_OUT`): no loss."""
     whole = quarantine["record_id"].astype(str) == WHOLE_FILE
     damage = quarantine["reason"].astype(str).str.contains(FILE_DAMAGE, regex=False)
     cut = quarantine["reason"].astype(str).str.contains(FILE_ENDS_EARLY, regex=False)
-    records = quarantine[~whole & ~damage]  # the file's own problems are said once, apart
+    noted = is_kept_note(quarantine["reason"])
+    records = quarantine[~whole & ~damage & ~noted]  # the file's own problems: said apart
+    kept_notes = (quarantine.loc[noted, "reason"].astype(str).map(reason_group)
+                  .value_counts().rename_axis("reason").reset_index(name="spectra"))
     reasons = (records["reason"].astype(str).map(reason_group)
                .value_counts().rename_axis("reason").reset_index(name="spectra"))
     unreadable = "; ".join(quarantine.loc[whole, "reason"].astype(str)
@@ -32,6 +43,7 @@ def quarantine_summary(quarantine: pd.DataFrame) -> dict:
             "quarantine_truncated": max(0, len(records) - LIMIT),
             "n_records": len(records),
             "unreadable": unreadable, "damaged": damaged,
+            "kept_notes": kept_notes.to_dict("records"),
             "file_note": file_note(unreadable, damaged, len(records))}
 
 
