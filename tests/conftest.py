@@ -46,7 +46,7 @@ def pesticides_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pool_index(tmp_path_factory) -> Path:
-    """Candidate index over the shipped 31k-molecule pool (decoys left out to stay fast)."""
+    """Candidate index over the shipped 27k-molecule pool (decoys left out to stay fast)."""
     from msid.chem.candidates import PoolSource, build_index
 
     out = tmp_path_factory.mktemp("index") / "pool.npz"

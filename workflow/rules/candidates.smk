@@ -1,7 +1,7 @@
 rule candidate_index:
     """Candidate pool + decoys -> index sorted by monoisotopic mass (RDKit formula/mass)."""
     input:
-        list(config["candidates"]["sources"].values()),
+        candidate_files,
     output:
         f"{RESULTS}/candidates/index.npz",
     log:

@@ -296,23 +296,41 @@ def run_fingerprint(wildcards):
 
 
 def training_files(files):
-    """Input function for EI training files: one that is missing (the non-commercial set is
-    read from outside the repository, ../shared by default) is named with what to do,
-    instead of Snakemake's bare MissingInputException."""
+    """Input function for EI training files: one that is missing (the non-commercial set and
+    the upstream pool holding its structures are read from outside the repository, ../shared
+    by default) is named with what to do, instead of Snakemake's bare MissingInputException.
+    """
 
     def inputs(wildcards):
         for f in files:
             if not os.path.exists(f):
                 raise FileNotFoundError(
-                    f"EI training data not found: {f}. Point ei_prediction.noncommercial_data "
-                    "and ei_search.train.noncommercial_data (CC BY-NC-SA MassBank EI, never "
-                    "copied into the repository) or training_data at your copy, or train "
-                    "commercial-use models on the shipped open spectra alone: "
-                    "--config 'ei_prediction={commercial_only: true}'"
+                    f"EI training data not found: {f}. Point ei_prediction.noncommercial_data, "
+                    "ei_prediction.noncommercial_pool and ei_search.train.noncommercial_data "
+                    "(CC BY-NC-SA MassBank EI, never copied into the repository) or "
+                    "training_data at your copy, or train commercial-use models on the shipped "
+                    "open spectra alone: --config 'ei_prediction={commercial_only: true}'"
                 )
         return files
 
     return inputs
+
+
+def candidate_files(wildcards):
+    """Input function for the candidate pool files: one that is missing (config/benchmark.yaml
+    reads the paper's pool from outside the repository) is named with what to do."""
+    files = list(config["candidates"]["sources"].values())
+    for f in files:
+        if not os.path.exists(f):
+            raise FileNotFoundError(
+                f"candidate pool file not found: {f}. config/benchmark.yaml ranks the paper's "
+                "candidate sets, whose pool also holds the structures of the non-commercial "
+                "MassBank EI set (../shared/data/candidate_molecules, never copied into the "
+                "repository): point candidates.sources.pool at your copy, or at "
+                "resources/candidates/candidate_pool.tsv.gz (the shipped open pool; the "
+                "figures then differ from the README's)"
+            )
+    return files
 
 
 def model_for_method(wildcards):

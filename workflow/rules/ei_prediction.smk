@@ -11,6 +11,15 @@ EIP_TRAINING_FILES = list(EIP["training_data"]) + (
 )
 
 
+# the decoy pool of the test library: the non-commercial run's is the upstream pool, which also
+# holds the structures of the non-commercial spectra (kept out of the shipped open pool)
+EIP_POOL = (
+    EIP["pool"]
+    if EIP["commercial_only"]
+    else EIP.get("noncommercial_pool", EIP["pool"])
+)
+
+
 # EI models (NEIMS here, the LLM4MS embedder in ei_search.smk) trained on non-commercial
 # spectra carry the licence in their file names
 EI_LICENCE_SUFFIX = "" if EIP["commercial_only"] else "_cc-by-nc-sa"
@@ -89,7 +98,7 @@ rule ei_prediction_train:
     input:
         store=f"{RESULTS}/ei_prediction/train.h5",
         bde=f"{RESULTS}/bde/bde.h5",
-        pool=EIP["pool"],
+        pool=training_files([EIP_POOL]),
     output:
         **NEIMS_MODELS,
         run=NEIMS_RUN,
@@ -163,7 +172,7 @@ rule ei_predict_demo:
 
 
 rule insilico_library:
-    """Predicted EI spectra of the whole candidate pool (31k + 1.58M MOSES) into one spectrum
+    """Predicted EI spectra of the whole candidate pool (27k + 1.58M MOSES) into one spectrum
     store, in chunks; a killed run resumes from the finished chunks."""
     input:
         pools=EIP["insilico"]["pools"],
