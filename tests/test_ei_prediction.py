@@ -61,6 +61,13 @@ def test_weighted_cosine_and_recall_protocol() -> None:
     assert rec[1].tolist() == [1.0, 1.0] and rec[10].tolist() == [1.0, 1.0]
     w = weighted(np.ones((1, 4)))
     assert w[0].tolist() == [0.0, 1.0, 8.0, 27.0]
+    # structures compete, not library entries: ten spectra of one wrong structure, each
+    # closer to the query than the truth's, take one place: the truth is second (recall@10
+    # 1), not eleventh
+    near = np.concatenate([q[:1] + 0.0001 * np.arange(1, 11)[:, None], lib[[2, 5]]])
+    keys = ["kx"] * 10 + ["k2", "k5"]
+    rec = library_recall(q[:1], ["k2"], np.array([7]), near, keys, np.array([7] * 12))
+    assert rec[1].tolist() == [0.0] and rec[10].tolist() == [1.0]
 
 
 @pytest.fixture(scope="module")

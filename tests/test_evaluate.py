@@ -96,6 +96,22 @@ def test_bootstrap_ci_brackets_the_mean():
     assert m.ci_high - m.ci_low < 0.12
 
 
+def test_bootstrap_resamples_structures_when_given_them():
+    """With groups (each query's structure), a draw takes whole structures: five spectra of
+    each structure with one shared outcome give exactly the CI of one value per structure,
+    wider than treating the 5 x 80 spectra as independent queries."""
+    per_structure = (np.random.default_rng(2).random(80) < 0.4).astype(float)
+    values = np.repeat(per_structure, 5)
+    labels = np.repeat([f"S{i:02d}" for i in range(80)], 5)
+    grouped = bootstrap_ci(values, n_boot=400, seed=3, groups=labels)
+    assert grouped == bootstrap_ci(per_structure, n_boot=400, seed=3)
+    naive = bootstrap_ci(values, n_boot=400, seed=3)
+    assert grouped.value == naive.value
+    assert grouped.ci_high - grouped.ci_low > 1.8 * (naive.ci_high - naive.ci_low)
+    with pytest.raises(ValueError, match="group labels"):
+        bootstrap_ci(values, groups=labels[:-1])
+
+
 def test_benchmark_leaves_out_single_candidate_sets(pesticides_store, pool_index, tmp_path):
     """Sets holding only the true molecule are left out, counted, and not scored as misses."""
     import pandas as pd

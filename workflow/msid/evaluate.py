@@ -46,14 +46,28 @@ def inputs_digest(query_ids: Sequence[str], candidates: str | os.PathLike) -> di
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05) -> Metric:
-    """Mean with a percentile bootstrap CI over queries."""
+                 alpha: float = 0.05, groups: Sequence | np.ndarray | None = None) -> Metric:
+    """Mean with a percentile bootstrap CI over queries, or, with ``groups`` (one label per
+    value: the query's structure), over groups: a draw takes whole groups with replacement
+    and averages all their values (a cluster bootstrap). The spectra of one structure share
+    its candidate set and mostly its outcome, so resampling them one by one would treat them
+    as independent and give too narrow a CI."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return Metric(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, values.size, size=(n_boot, values.size))
-    means = values[idx].mean(axis=1)
+    if groups is None:
+        idx = rng.integers(0, values.size, size=(n_boot, values.size))
+        means = values[idx].mean(axis=1)
+    else:
+        labels = np.asarray(groups, dtype=object)
+        if labels.shape != values.shape:
+            raise ValueError(f"{labels.size} group labels for {values.size} values")
+        _, inverse = np.unique(labels.astype(str), return_inverse=True)
+        sums = np.bincount(inverse, weights=values)
+        counts = np.bincount(inverse).astype(np.float64)
+        idx = rng.integers(0, sums.size, size=(n_boot, sums.size))
+        means = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return Metric(float(values.mean()), float(lo), float(hi))
 
@@ -149,6 +163,9 @@ def hit_ranks(rankings: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> pd.
         if is_true.any():
             above[qid], tied[qid] = truth_ties(scores, is_true)
     out = truth[["query_id", "smiles"]].rename(columns={"smiles": "true_smiles"}).copy()
+    # the query's structure: bootstrap CIs resample structures (bootstrap_ci's groups)
+    out["structure"] = [k or s for k, s in zip(truth["ik14"], truth["smiles"].astype(str),
+                                               strict=True)]
     q = out["query_id"].astype(str)
     out["n_above"] = q.map(above).astype(float)
     out["n_tied"] = q.map(tied).astype(float)
@@ -196,8 +213,11 @@ def summarise(per_query: pd.DataFrame, template: MetricsRecord, *, n_boot: int =
               ) -> MetricsRecord:
     """The MetricsRecord of ``per_query`` (the per-query table of :func:`evaluate_rankings`,
     or a subset of its rows, e.g. one split's queries): every ``hit@k`` and ``mces@1`` column
-    with its bootstrap CI, and the candidate-set sizes. ``template`` gives the names."""
-    metrics = {c: bootstrap_ci(per_query[c].to_numpy(dtype=np.float64), n_boot, seed)
+    with its bootstrap CI (resampling structures where the table has a ``structure``
+    column), and the candidate-set sizes. ``template`` gives the names."""
+    groups = per_query["structure"].to_numpy() if "structure" in per_query else None
+    metrics = {c: bootstrap_ci(per_query[c].to_numpy(dtype=np.float64), n_boot, seed,
+                               groups=groups)
                for c in per_query.columns if c.startswith("hit@") or c == "mces@1"}
     sizes = per_query["n_candidates"].to_numpy()
     stats = {"candidates_median": float(np.median(sizes)) if sizes.size else 0.0,

@@ -3,13 +3,16 @@
 De novo (MassSpecGym's de novo task, scored by InChIKey first block):
 
 * ``top1_exact`` / ``top{k}_exact``: the truth is the first / among the first k molecules;
-* ``top1_tanimoto``: Morgan (r=2, 2048 bits) Tanimoto of the first molecule to the truth;
+* ``top1_tanimoto``: Morgan (r=2, 2048 bits) Tanimoto of the first molecule to the truth (a
+  rank-1 row that does not parse misses: 0, no match);
 * ``top{k}_tanimoto``: of the closest (by Tanimoto) of the first k; ``top{k}_mces``: MCES
-  distance (myopic-mces, capped at 15) of that same closest molecule (one MCES per query);
+  distance (myopic-mces, capped at 15) of that same closest molecule (one MCES per query;
+  MassSpecGym takes the least MCES over the k, which is never larger, at k MCES per query);
 * ``valid``: share of returned molecules that parse in RDKit (must be 1.0);
 * ``answered``: share of queries with at least one molecule.
 
 A query without an answer scores Tanimoto 0, MCES 15, no match: abstaining never helps.
+CIs resample structures (a structure's queries together, :func:`msid.evaluate.bootstrap_ci`).
 The random-generation baseline (:func:`random_generation`) answers each query with pool
 molecules of the truth's formula (else of its mass, 10 ppm), never the truth itself.
 """
@@ -43,6 +46,7 @@ def denovo_per_query(rankings: pd.DataFrame, truth: pd.DataFrame, k: int = 10,
         parsed = [parse_structure(s) for s in gen]
         valid = [p for p in parsed if p is not None]
         rec = {"query_id": qid, "true_smiles": true.smiles_flat if true else str(smi),
+               "structure": true.inchikey14 if true else str(smi),  # the CIs' resampling unit
                "n_generated": len(gen), "n_valid": len(valid)}
         if true is None or not valid:
             rec.update({"top1_exact": 0.0, f"top{k}_exact": 0.0, "top1_tanimoto": 0.0,
@@ -53,9 +57,11 @@ def denovo_per_query(rankings: pd.DataFrame, truth: pd.DataFrame, k: int = 10,
         keys = [p.inchikey14 for p in valid]
         sims = tanimoto_many(true.smiles_flat, [p.smiles_flat for p in valid])
         best = int(np.argmax(sims))
-        rec.update({"top1_exact": float(keys[0] == true.inchikey14),
+        first = parsed[0] is not None  # top-1 is the rank-1 molecule: an invalid one misses
+        rec.update({"top1_exact": float(first and keys[0] == true.inchikey14),
                     f"top{k}_exact": float(true.inchikey14 in keys),
-                    "top1_tanimoto": float(sims[0]), f"top{k}_tanimoto": float(sims[best]),
+                    "top1_tanimoto": float(sims[0]) if first else 0.0,
+                    f"top{k}_tanimoto": float(sims[best]),
                     "closest_smiles": valid[best].smiles_flat})
         if with_mces:
             rec[f"top{k}_mces"] = mces_distance(true.smiles_flat, valid[best].smiles_flat)
@@ -67,16 +73,17 @@ def denovo_record(per_query: pd.DataFrame, *, method: str, dataset: str, fold: s
                   k: int = 10, n_boot: int = 1000, seed: int = 0, variant: str = "standard",
                   extra: dict | None = None) -> MetricsRecord:
     metrics: dict[str, Metric] = {}
+    groups = per_query["structure"].to_numpy() if "structure" in per_query else None
     for col in ("top1_exact", f"top{k}_exact", "top1_tanimoto", f"top{k}_tanimoto",
                 f"top{k}_mces"):
         if col in per_query:
-            metrics[col] = bootstrap_ci(per_query[col].to_numpy(), n_boot, seed)
+            metrics[col] = bootstrap_ci(per_query[col].to_numpy(), n_boot, seed, groups=groups)
     n_gen = int(per_query["n_generated"].sum()) if len(per_query) else 0
     n_valid = int(per_query["n_valid"].sum()) if len(per_query) else 0
     metrics["valid"] = Metric(n_valid / n_gen if n_gen else float("nan"), float("nan"),
                               float("nan"))
     answered = (per_query["n_valid"] > 0).to_numpy(float) if len(per_query) else np.zeros(0)
-    metrics["answered"] = bootstrap_ci(answered, n_boot, seed)
+    metrics["answered"] = bootstrap_ci(answered, n_boot, seed, groups=groups)
     return MetricsRecord(task="denovo", method=method, dataset=dataset, fold=fold,
                          candidates="none", n_queries=len(per_query), metrics=metrics,
                          extra=extra or {}, variant=variant)
@@ -206,9 +213,11 @@ def run_denovo_benchmark(queries: str, blind_queries: str, index_path: str, mode
     metrics = ["top1_exact", f"top{k}_exact", "top1_tanimoto", f"top{k}_tanimoto",
                f"top{k}_mces", "valid", "answered"]
     notes = [f"{dataset} {fold} fold, {len(rows)} queries (seeded sample of the benchmark "
-             f"queries), 95% bootstrap CIs ({n_boot} resamples). Exact match by InChIKey first "
+             f"queries), 95% bootstrap CIs ({n_boot} resamples of the queries' structures). "
+             "Exact match by InChIKey first "
              "block; Tanimoto: Morgan r=2, 2048 bits; MCES (myopic-mces, cap 15) of the top-k "
-             "molecule closest to the truth by Tanimoto. random_generation: pool molecules of "
+             "molecule closest to the truth by Tanimoto (MassSpecGym's top-k MCES is the least "
+             "over the k, never larger). random_generation: pool molecules of "
              "the true formula (else mass), never the truth. denovo decodes under the query's "
              "formula when the store carries one (MassSpecGym's bonus formula setting; "
              "`use_formula`), as random_generation draws by it. spectrum_blind: the same model "
@@ -280,7 +289,8 @@ def run_glmr_benchmark(queries: str, blind_queries: str, candidates: str, models
                       "s_per_query": rec.extra["s_per_query"]})
     df = leaderboard_rows(records)
     notes = [f"{dataset} {fold} fold, {len(rows)} queries (seeded sample), mass candidates "
-             f"(benchmark sets), 95% bootstrap CIs ({n_boot}). GLMR re-ranks the Ranker's "
+             f"(benchmark sets), 95% bootstrap CIs ({n_boot} resamples of the queries' "
+             "structures). GLMR re-ranks the Ranker's "
              "top-K of these same sets; glmr_concat / glmr_average: the cross-fusion replaced "
              "by concatenation / averaging of the candidate encodings. spectrum_blind: another "
              "structure's peaks (precursor kept)."]

@@ -172,7 +172,9 @@ def to_markdown(df: pd.DataFrame, candidate_sets: dict | None = None) -> str:
         note = same_inputs_note(sub)
         lines += ["", note, ""] if note else [""]
     lines.append(
-        "Values: mean over queries [95% bootstrap CI]. Dataset "
+        "Values: mean over queries [95% bootstrap CI, resampling the queries' structures: "
+        "the spectra of one structure share a candidate set, so they are drawn together]. "
+        "Dataset "
         f"{df['dataset'].iloc[0]}, fold {df['fold'].iloc[0]}; each table says whether its "
         "rows ranked the same queries and candidate sets. Spectrum-blind control: the same "
         "queries and candidates, each query given the peaks of a query of another structure "
