@@ -330,8 +330,14 @@ def _row_kind(method: str) -> str:
     return next((k for k in ("teacher", "student", "mlp") if f"_{k}" in method), "")
 
 
+#: what a rescore says changed, unless its caller says
+RESCORE_WHY = ("scored with the current evaluation (msid.ei.neims_eval: the molecular ion's "
+               "isotope peaks, recall@k over structures, CIs resampling test structures); the "
+               "student without isotope peaks is the ablation row")
+
+
 def rescore(run_json: str | os.PathLike, store: str | os.PathLike, pool: str | os.PathLike,
-            out: str | os.PathLike, log=print) -> list[dict]:
+            out: str | os.PathLike, log=print, why: str = RESCORE_WHY) -> list[dict]:
     """Score a finished run's models again, without training: its config, folds and decoys,
     the current evaluation (:func:`evaluate`; the molecular ion's isotope peaks). The models
     are read from beside ``run_json`` under their rows' names; training times are kept, the
@@ -355,9 +361,7 @@ def rescore(run_json: str | os.PathLike, store: str | os.PathLike, pool: str | o
     write_text(out, json.dumps(
         {**old, "config": asdict(cfg), "rows": rows, "n_decoys": n_decoys,
          "rescored": {"from": run_json.name, "store": files_digest(store, pool),
-                      "why": "predictions scored with the molecular ion's isotope peaks "
-                             "(msid.ei.predict.add_isotope_peaks); the student without them "
-                             "is the ablation row"}}, indent=1, default=float) + "\n")
+                      "why": why}}, indent=1, default=float) + "\n")
     return rows
 
 
@@ -370,5 +374,6 @@ if __name__ == "__main__":
     ap.add_argument("--store", required=True, help="the run's EI spectrum store")
     ap.add_argument("--pool", required=True, help="the run's decoy pool")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--why", default=RESCORE_WHY, help="what changed (kept in the run file)")
     a = ap.parse_args()
-    rescore(a.run_json, a.store, a.pool, a.out)
+    rescore(a.run_json, a.store, a.pool, a.out, why=a.why)
