@@ -173,6 +173,11 @@ def cmd_identify(a: argparse.Namespace) -> int:
             check_input(path, option)
     if a.model:  # its card too, before the queries are read
         check_model(a.model)
+    if a.method.startswith("ei-embedding"):
+        from msid.cli_checks import licence_notice
+        from msid.ei.methods import default_model
+
+        licence_notice(a.model or default_model(), "msid identify")
     if a.pool:
         from msid.chem.candidates import check_index_file
 
@@ -454,6 +459,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         libraries[label] = p
     if a.model:  # the EI embedder the searches use: checked now, not at the first search
         check_model(a.model, "llm4ms")
+    from msid.cli_checks import licence_notice
+    from msid.ei.methods import default_model
+
+    licence_notice(a.model or default_model(), "msid serve")
     cfg = ServeConfig(host=a.host, port=a.port, libraries=libraries, model_path=a.model,
                       max_upload_bytes=int(a.max_upload_mb * 1e6))
     # read every library now (the shipped one when none is named): one that is not a
@@ -654,6 +663,10 @@ def cmd_predict_ei(a: argparse.Namespace) -> int:
         check_model(a.model, "neims")
     check_output(a.out, inputs={"smiles_file": a.smiles_file, "--model": a.model},
                  suffixes=(".msp", ".h5"), what="NIST MSP or an msid spectrum store")
+    from msid.cli_checks import licence_notice
+    from msid.ei.insilico import default_model
+
+    licence_notice(a.model or default_model(), "msid predict-ei")
     res = predict_file(a.smiles_file, a.out, a.model, progress=sys.stderr.isatty())
     for line, smi, reason in res["rejected"]:
         print(f"msid predict-ei: line {line} skipped ({smi!r}): {reason}", file=sys.stderr)

@@ -119,11 +119,7 @@ rule ei_prediction_train:
         slurm_partition=config["models"]["gpu_partition"],
     params:
         run=settled(EIP["run"]),
-        licence=(
-            "commercial use allowed (CC BY / CC BY-SA training spectra)"
-            if EIP["commercial_only"]
-            else "CC BY-NC-SA 4.0: non-commercial use only (trained on MassBank CC BY-NC-SA)"
-        ),
+        training_files=EIP_TRAINING_FILES,  # the card's licence: what their records state
         suffix=EI_LICENCE_SUFFIX,
     script:
         "../scripts/ei_predict_train.py"

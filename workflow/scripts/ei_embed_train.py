@@ -11,8 +11,14 @@ os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 from msid.ei.embedding import EmbeddingConfig
 from msid.ei.embedding_train import EmbeddingTrainConfig, train_from_files
+from msid.io.licences import is_noncommercial, model_licence
 
 out = Path(snakemake.output.model)
+licence = model_licence(list(snakemake.input))  # the records' own LICENSE lines
+if is_noncommercial(licence) and "cc-by-nc" not in out.name:
+    sys.exit(f"EI training records include non-commercial ones ({licence}), but {out.name} "
+             "is named for commercial use (ei_prediction.commercial_only: true): leave the "
+             "non-commercial files out of ei_search.train.data")
 card = train_from_files(list(snakemake.input), out,
                         EmbeddingConfig.from_dict(dict(snakemake.params.embedding)),
                         EmbeddingTrainConfig.from_dict(dict(snakemake.params.train)),

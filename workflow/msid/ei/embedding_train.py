@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from msid.digest import files_digest
 from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
+from msid.io.licences import model_licence
 from msid.models.config import TrainConfig, config_from_dict
 from msid.train import RUNTIME_ONLY, Trainer, torch_threads
 
@@ -325,13 +326,6 @@ def train_embedder(data: EISpectra, train_rows: np.ndarray, val_rows: np.ndarray
     return embedder.eval(), summary
 
 
-def data_licence(files: Sequence[str | Path]) -> str:
-    """The licence a model trained on ``files`` carries (MassBank EI: open or CC BY-NC-SA)."""
-    if any("noncommercial" in str(f).lower() or "nc-sa" in str(f).lower() for f in files):
-        return "CC BY-NC-SA 4.0"
-    return "CC BY-SA 4.0"
-
-
 def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: EmbeddingConfig,
                      cfg: EmbeddingTrainConfig, workdir: str | Path,
                      log: Callable[[str], None] = print) -> dict:
@@ -355,7 +349,7 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
         f"(test fold held out: {int((pool.metadata['fold'] == 'test').sum())})")
     embedder, summary = train_embedder(data, split.train, split.val, emb_cfg, cfg, workdir, log,
                                        data_key=files_digest(*files))
-    licence = data_licence(files)
+    licence = model_licence(files)  # from the records' own LICENSE lines
     training = {"data": [str(f) for f in files], "split": "InChIKey first block, "
                 "msid.folds.fold_of (train 0.8 / val 0.1 / test 0.1)",
                 "n_train_spectra": len(split.train), "n_val_spectra": len(split.val),
@@ -363,7 +357,7 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
     card = save_embedder(embedder, out, training=training,
                          metrics={"val_recall@1": summary["val_recall@1"],
                                   "val_recall@1_base": summary["val_recall@1_base"]},
-                         extra={"license": licence})
+                         extra={"licence": licence})
     history = {s: json.loads((Path(workdir) / s / "history.json").read_text())
                for s in summary["stages"] if (Path(workdir) / s / "history.json").exists()}
     write_text(Path(out).with_suffix(".history.json"), json.dumps(history, indent=1) + "\n")

@@ -34,6 +34,7 @@ from msid.ei.neims_train import NeimsModel, load_neims
 from msid.ei.predict import BATCH, predict_mols
 from msid.ei.predicted import INSILICO_INSTRUMENT
 from msid.io.errors import InputFileError
+from msid.io.licences import card_licence
 from msid.parallel import imap_ordered
 from msid.progress import progress_bar
 from msid.store import (
@@ -315,7 +316,7 @@ def predict_file(smiles_file: str | os.PathLike, out: str | os.PathLike,
     if out.suffix.lower() == ".h5":
         with SpectrumStoreWriter(out, provenance={"stage": "predict-ei", "input": str(
                 smiles_file), "model": card.get("weights_file"),
-                "licence": card.get("licence", "")}) as w:
+                "licence": card_licence(card)}) as w:
             for recs, bad in batches:
                 w.add_batch(RecordBatch.of([store_record(*r, src) for r in recs]))
                 for line, smi, reason in bad:

@@ -24,6 +24,7 @@ from msid import __version__
 from msid.atomic import write_text
 from msid.compounds import compound_table
 from msid.digest import sha256_file
+from msid.io.licences import card_licence, is_noncommercial
 from msid.rankings import (
     CONFIDENT_FDR,
     MIN_DELTA_SCORE,
@@ -340,6 +341,8 @@ def model_cards(models: list[tuple[str, Path]]) -> list[dict]:
                     "created": str(c.get("created", ""))[:10],
                     "n_train_spectra": train_spectra(c), "metrics": card_metrics(c),
                     "digest": file_digest(card.with_suffix(".safetensors"))[:12],
+                    "licence": card_licence(c).split(" (")[0],
+                    "noncommercial": is_noncommercial(card_licence(c)),
                     "card": text})
     return out
 
@@ -435,11 +438,15 @@ quarantined: the rest of the record is used): {% for r in noted %}{{ r.sample }}
 <h3>Parameters</h3><pre>{{ parameters }}</pre>
 {% if models %}<h3>Model cards</h3>
 <table><tr><th>used by</th><th>model file</th><th>family</th><th>created</th>
-<th>training spectra</th><th>validation / test metrics</th><th>weights sha256</th></tr>
+<th>training spectra</th><th>validation / test metrics</th><th>licence</th>
+<th>weights sha256</th></tr>
 {% for m in models %}<tr><td>{{ m.method }}</td><td><code>{{ m.name }}</code></td>
 <td>{{ m.family }}</td><td class="nw">{{ m.created }}</td>
 <td class="num">{{ m.n_train_spectra or "&ndash;"|safe }}</td>
-<td>{{ m.metrics or "&ndash;"|safe }}</td><td class="nw"><code>{{ m.digest }}…</code></td></tr>
+<td>{{ m.metrics or "&ndash;"|safe }}</td>
+<td>{% if m.noncommercial %}<b>{{ m.licence }}</b>{% else %}{{ m.licence or
+"not stated (trained on open data: resources/models/README.md)" }}{% endif %}</td>
+<td class="nw"><code>{{ m.digest }}…</code></td></tr>
 {% endfor %}</table>
 {% for m in models %}<details><summary>{{ m.method }}: full card
 (<code>{{ m.card_path }}</code>)</summary><pre>{{ m.card }}</pre></details>
