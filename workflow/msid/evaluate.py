@@ -56,14 +56,18 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
     if values.size == 0:
         return Metric(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    if groups is None:
-        idx = rng.integers(0, values.size, size=(n_boot, values.size))
-        means = values[idx].mean(axis=1)
-    else:
+    inverse = None
+    if groups is not None:
         labels = np.asarray(groups, dtype=object)
         if labels.shape != values.shape:
             raise ValueError(f"{labels.size} group labels for {values.size} values")
         _, inverse = np.unique(labels.astype(str), return_inverse=True)
+        if inverse.max() + 1 == values.size:  # one value a group: the plain bootstrap
+            inverse = None
+    if inverse is None:
+        idx = rng.integers(0, values.size, size=(n_boot, values.size))
+        means = values[idx].mean(axis=1)
+    else:
         sums = np.bincount(inverse, weights=values)
         counts = np.bincount(inverse).astype(np.float64)
         idx = rng.integers(0, sums.size, size=(n_boot, sums.size))
