@@ -148,6 +148,12 @@ def test_metrics_casanovo_conventions():
     ci = bootstrap({"a": sc, "b": sc}, n_boot=50)
     lo, hi = ci["a"]["peptide_recall"]
     assert 0 <= lo <= hi <= 1 and ci["b"]["delta_peptide_recall"] == (0.0, 0.0)
+    # one peptide's three spectra drawn together: every draw holds all three, so the CI is
+    # the point (1/3); drawn one by one it spreads
+    grouped = bootstrap({"a": sc}, n_boot=50, groups=["PEPTIDEK"] * 3)
+    assert grouped["a"]["peptide_recall"] == pytest.approx((1 / 3, 1 / 3))
+    lo, hi = bootstrap({"a": sc}, n_boot=200)["a"]["peptide_recall"]
+    assert lo < 1 / 3 < hi
 
 
 def test_a_true_residue_is_never_matched_twice():

@@ -90,7 +90,7 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
         speed[name] = len(spectra) / (time.perf_counter() - t)
         results[name] = score_predictions([d.tokens for d in dec], [d.score for d in dec],
                                           truths, [d.aa_scores for d in dec])
-    ci = bootstrap(results, n_boot=n_boot, seed=seed)
+    ci = bootstrap(results, n_boot=n_boot, seed=seed, groups=[s.key for s in spectra])
     rows = []
     for name, sc in results.items():
         sm = summary(sc)
@@ -112,8 +112,9 @@ def run_leaderboard(data: list[str], model_path: str, out_dir: str | os.PathLike
             f"{r[k]:.3f} [{r[k + '_lo']:.3f}, {r[k + '_hi']:.3f}]" for k in METRICS)
             + f" | {r['spectra_per_s']:.1f} |")
     dp_row = next(r for r in rows if r["method"] == "DP baseline")
-    md += ["", "95% bootstrap CIs in brackets (spectra resampled, every method on the same draws,"
-           f" {n_boot} draws). Paired difference PepTRM - DP:", ""]
+    md += ["", "95% bootstrap CIs in brackets (peptides resampled, each with all its spectra, "
+           f"every method on the same draws, {n_boot} draws). Paired difference PepTRM - DP:",
+           ""]
     for k in METRICS:
         lo, hi = ci["DP baseline"][f"delta_{k}"]
         md.append(f"- {k}: {rows[0][k] - dp_row[k]:+.3f} [{lo:+.3f}, {hi:+.3f}]")

@@ -187,16 +187,28 @@ def summary(s: Scored) -> dict[str, float]:
 METRICS = ("aa_precision", "aa_recall", "peptide_recall", "pc_auc", "aa_pc_auc")
 
 
-def bootstrap(results: dict[str, Scored], n_boot: int = 1000, seed: int = 0
-              ) -> dict[str, dict[str, tuple[float, float]]]:
+def bootstrap(results: dict[str, Scored], n_boot: int = 1000, seed: int = 0,
+              groups: list[str] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
     """95% percentile CIs per method and metric, all methods resampled on the same spectra
-    (paired), plus CIs of each method's difference to the first one."""
+    (paired), plus CIs of each method's difference to the first one. ``groups`` (a label per
+    spectrum: its peptide): a draw takes whole peptides, each with all its spectra, which
+    share their sequence and mostly their outcome."""
     names = list(results)
     n = len(results[names[0]])
     rng = np.random.default_rng(seed)
+    members: list[np.ndarray] = []
+    if groups is not None:
+        if len(groups) != n:
+            raise ValueError(f"{len(groups)} group labels for {n} spectra")
+        _, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
     draws: dict[str, dict[str, list[float]]] = {m: {k: [] for k in METRICS} for m in names}
     for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
+        if members:
+            idx = np.concatenate([members[g] for g in rng.integers(0, len(members),
+                                                                    len(members))])
+        else:
+            idx = rng.integers(0, n, n)
         for m in names:
             sm = summary(results[m].take(idx))
             for k in METRICS:
