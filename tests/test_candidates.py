@@ -115,3 +115,32 @@ def test_every_shipped_record_is_open_and_every_pool_molecule_has_an_open_source
     assert len(no_neims) > 1000  # the open sets' structures are there
     untraced = set(no_neims["inchikey14"]) - _open_record_keys()
     assert not untraced, f"{len(untraced)} pool molecules of no open source: {sorted(untraced)[:3]}"
+
+
+def test_every_shipped_data_file_is_named_with_its_source_and_notice():
+    """Each data file in resources/ (models aside) is named in its folder's SOURCE.md, each
+    fixture in tests/data/SOURCE_fixtures.md, and THIRD_PARTY_NOTICES.md names every folder,
+    with the licence texts it points to in LICENSES/."""
+    import subprocess
+
+    root = RES.parent
+    files = subprocess.run(["git", "ls-files", "resources", "tests/data"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split()
+    notices = (root / "THIRD_PARTY_NOTICES.md").read_text()
+    missing = []
+    for f in files:
+        path = root / f
+        if path.name in ("SOURCE.md", "README.md", "SOURCE_fixtures.md") or "models/" in f:
+            continue
+        if f.startswith("tests/data/bad/"):
+            continue  # made from the fixtures (SOURCE_fixtures.md says how)
+        source = (root / "tests/data/SOURCE_fixtures.md" if f.startswith("tests/data/")
+                  else path.parent / "SOURCE.md")
+        if path.name not in source.read_text():
+            missing.append(f"{f} (not in {source.name})")
+        folder = str(path.parent.relative_to(root))
+        if folder not in notices and f not in notices and path.name not in notices:
+            missing.append(f"{f} (not in THIRD_PARTY_NOTICES.md)")
+    assert not missing, missing
+    for text in ("Apache-2.0.txt", "BSD-3-Clause-OpenMS.txt", "MIT-MOSES.txt"):
+        assert text in notices and (root / "LICENSES" / text).stat().st_size > 500
