@@ -136,6 +136,20 @@ def test_benchmark_leaves_out_single_candidate_sets(pesticides_store, pool_index
     assert len(truth) == kept["queries"] and set(truth["query_id"]) == listed
 
 
+def test_a_truth_without_a_structure_matches_no_keyless_candidate(tmp_path):
+    """A truth SMILES that does not parse has no InChIKey: a candidate without one (an
+    unparsable SMILES) at rank 1 is no hit (it was: '' == '')."""
+    rows = rows_for_query("q0", "m", [RC("not a smiles", "", 0.9), RC(ASPIRIN, IK[ASPIRIN], 0.5)])
+    write_rankings(rows, tmp_path / "r.tsv")
+    truth = pd.DataFrame([("q0", "also not a smiles", "")],
+                         columns=["query_id", "smiles", "inchikey"])
+    rec, per_q = evaluate_rankings(read_rankings(tmp_path / "r.tsv"), truth, method="m",
+                                   dataset="d", fold="test", candidates="mass", n_boot=10,
+                                   with_mces=False)
+    assert rec.metrics["hit@1"].value == 0.0 and rec.metrics["hit@20"].value == 0.0
+    assert per_q["true_rank"].iloc[0] == np.inf
+
+
 def test_ties_never_favour_the_truth(tmp_path):
     """Constant scores give chance-level Hit@k whatever the list order (truth listed first
     here); a tie between the truth and one other candidate counts half."""

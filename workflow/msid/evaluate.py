@@ -151,7 +151,9 @@ def hit_ranks(rankings: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> pd.
         truth["inchikey"] = [
             (parse_structure(s).inchikey if parse_structure(s) else "") for s in truth["smiles"]]
     truth["ik14"] = truth["inchikey"].str[:14]
-    true_ik = dict(zip(truth["query_id"].astype(str), truth["ik14"], strict=True))
+    # a truth that does not parse has no key: it matches no candidate (not one without a key)
+    true_ik = {q: k for q, k in zip(truth["query_id"].astype(str), truth["ik14"], strict=True)
+               if k}
     r = rankings[rankings["rank"] > 0].copy()  # rank 0: a query's "no answer" row
     r["query_id"] = r["query_id"].astype(str)
     r["ik14"] = r["inchikey"].astype(str).str[:14]
@@ -163,7 +165,8 @@ def hit_ranks(rankings: pd.DataFrame, truth: pd.DataFrame, seed: int = 0) -> pd.
         top = np.flatnonzero(scores == scores[0])
         pick = int(np.random.default_rng([seed, _stable_int(qid)]).choice(top))
         top1[qid] = str(g["smiles"].iat[pick])
-        is_true = (g["ik14"] == true_ik.get(qid, "\0")).to_numpy()
+        key = true_ik.get(qid)  # (never compared as "\0": pandas' str dtype equals it to "")
+        is_true = (g["ik14"] == key).to_numpy() if key else np.zeros(len(g), dtype=bool)
         if is_true.any():
             above[qid], tied[qid] = truth_ties(scores, is_true)
     out = truth[["query_id", "smiles"]].rename(columns={"smiles": "true_smiles"}).copy()
