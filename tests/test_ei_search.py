@@ -300,8 +300,19 @@ def test_minilm_embeddings_offline_unit_norm_and_model_file_roundtrip(lib, tmp_p
     path = tmp_path / "llm4ms_test.safetensors"
     card = save_embedder(model, path, training={"note": "untrained base"})
     assert card["family"] == "llm4ms" and card["frozen_from_base"]
+    assert set(card["base_model_files"]) >= {"model.safetensors", "vocab.txt"}
     again, _ = load_embedder(path)
     np.testing.assert_allclose(again.encode(lib.peaks[:20]), emb, atol=2e-3)  # float16 file
+    # another base model under the same name (a new package version): named, not loaded
+    import json
+
+    card_file = path.with_suffix(".json")
+    changed = json.loads(card_file.read_text())
+    changed["base_model_files"]["vocab.txt"] = "0" * 64
+    card_file.write_text(json.dumps(changed))
+    with pytest.raises(ModelFileError, match=r"base model .* not the one it was trained on"):
+        load_embedder(path)
+    card_file.write_text(json.dumps(card))
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))

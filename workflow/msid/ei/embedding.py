@@ -117,6 +117,19 @@ def resolve_base_model(name: str) -> Path:
     return path
 
 
+#: the base model's files a fine-tuned model depends on: its weights (the frozen token
+#: embeddings come from them at load) and its tokenizer
+BASE_FILES = ("model.safetensors", "tokenizer.json", "vocab.txt", "config.json")
+
+
+def base_model_files(path: str | os.PathLike) -> dict[str, str]:
+    """sha256 of each of :data:`BASE_FILES` that the base model directory ``path`` holds."""
+    from msid.digest import sha256_file
+
+    path = Path(path)
+    return {name: sha256_file(path / name) for name in BASE_FILES if (path / name).is_file()}
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
@@ -247,6 +260,7 @@ def save_embedder(model: SpectrumEmbedder, path: str | os.PathLike, *, training:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "weights_file": path.name, "weights_sha256": sha256_file(path),
         "weights_dtype": "float16", "frozen_from_base": sorted(model.frozen_keys()),
+        "base_model_files": base_model_files(resolve_base_model(model.config.base_model)),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "n_parameters_in_file": int(sum(t.numel() for t in tensors.values())),
         **(extra or {}),
@@ -281,6 +295,15 @@ def load_embedder(path: str | os.PathLike | None = None, config: dict | None = N
         raise ModelFileError(card_path(path), f"its base model {e}") from e
     except (TypeError, ValueError) as e:
         raise ModelFileError(card_path(path), f"model card config is invalid ({e})") from e
+    want = card.get("base_model_files")
+    if isinstance(want, dict) and want:  # the frozen tensors and the tokenizer come from it
+        have = base_model_files(resolve_base_model(model.config.base_model))
+        changed = sorted(k for k, v in want.items() if have.get(k) != v)
+        if changed:
+            raise ModelFileError(card_path(path), f"its base model "
+                                 f"({model.config.base_model}) is not the one it was trained "
+                                 f"on: {', '.join(changed)} differ(s) from the card's sha256 "
+                                 "(another version of the base model's package?)")
     tensors = load_tensors(path)
     own = model.state_dict()
     try:
