@@ -144,6 +144,7 @@ class SpectrumEmbedder(nn.Module):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar: noise on every load
         self.config = config
         path = resolve_base_model(config.base_model)
         try:  # weights as safetensors only: a pickled pytorch_model.bin is never read
