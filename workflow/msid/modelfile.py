@@ -120,6 +120,15 @@ def read_card(path: str | os.PathLike) -> dict:
     return card
 
 
+def annotate_card(path: str | os.PathLike, **fields: str) -> dict:
+    """Add ``fields`` (the non-empty ones: a licence, an attribution) to the card of the model
+    at ``path``, written again atomically; the weights and their sha256 are untouched."""
+    card = read_card(path)
+    card.update({k: v for k, v in fields.items() if v})
+    write_text(card_path(path), json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    return card
+
+
 def verified_card(path: str | os.PathLike, family: str | None = None) -> dict:
     """The card of the model file at ``path``, after checking that the file exists, that the
     card names ``family`` (when given) and that the weights' sha256 is the card's. Every

@@ -37,6 +37,7 @@ rule train_denovo:
         kind="denovo",
         # GLMR's settings train GLMR only: changing them retrains no de novo model
         config={k: v for k, v in GEN["train"].items() if k != "glmr"},
+        training_data=[config["library"]["path"]],  # the card's licence and attribution
     script:
         "../scripts/generation_train.py"
 
@@ -76,6 +77,7 @@ rule train_glmr:
         kind="glmr",
         fusion="cross",
         config=GEN["train"],
+        training_data=[config["library"]["path"]],
     script:
         "../scripts/generation_train.py"
 
@@ -106,6 +108,7 @@ rule train_glmr_ablation:
         kind="glmr",
         fusion=lambda wc: wc.glmr_fusion,
         config=GEN["train"],
+        training_data=[config["library"]["path"]],
     script:
         "../scripts/generation_train.py"
 

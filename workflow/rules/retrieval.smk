@@ -25,5 +25,6 @@ rule train_model:
         slurm_partition=config["models"]["gpu_partition"],
     params:
         config=lambda wc: config["models"]["train"].get(wc.family, {}),
+        training_data=[config["library"]["path"]],  # the card's licence and attribution
     script:
         "../scripts/train_model.py"

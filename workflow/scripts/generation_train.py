@@ -10,6 +10,8 @@ import os
 os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 from msid.generation.training import train_denovo, train_glmr
+from msid.io.licences import attribution, model_licence
+from msid.modelfile import annotate_card
 
 inp, out = snakemake.input, snakemake.output
 if snakemake.params.kind == "denovo":
@@ -17,3 +19,5 @@ if snakemake.params.kind == "denovo":
 else:
     train_glmr(inp.train, inp.val, inp.index, inp.denovo, inp.ranker, snakemake.params.config,
                out.model, fusion=snakemake.params.fusion)
+files = list(snakemake.params.training_data)
+annotate_card(out.model, licence=model_licence(files), attribution=attribution(files))

@@ -9,6 +9,9 @@ import os
 # the CPUs this job was given (--set-threads, a Slurm allocation) are what torch trains with
 os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
+from msid.io.licences import model_licence
+from msid.modelfile import annotate_card
 from msid.peptides.training import train_peptrm
 
 train_peptrm(list(snakemake.input.data), dict(snakemake.params.config), snakemake.output.model)
+annotate_card(snakemake.output.model, licence=model_licence(list(snakemake.input.data)))

@@ -11,9 +11,14 @@ os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 import json
 
+from msid.io.licences import attribution, model_licence
+from msid.modelfile import annotate_card
 from msid.models import train_model
 
 metrics = train_model(snakemake.wildcards.family, snakemake.input.train, snakemake.input.val,
                       snakemake.input.index, dict(snakemake.params.config),
                       snakemake.output.model)
+files = list(snakemake.params.training_data)
+annotate_card(snakemake.output.model, licence=model_licence(files),
+              attribution=attribution(files))
 print(json.dumps(metrics, indent=2, default=str))

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from msid.digest import files_digest
 from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
-from msid.io.licences import model_licence
+from msid.io.licences import attribution, model_licence
 from msid.models.config import TrainConfig, config_from_dict
 from msid.train import RUNTIME_ONLY, Trainer, torch_threads
 
@@ -357,7 +357,7 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
     card = save_embedder(embedder, out, training=training,
                          metrics={"val_recall@1": summary["val_recall@1"],
                                   "val_recall@1_base": summary["val_recall@1_base"]},
-                         extra={"licence": licence})
+                         extra={"licence": licence, "attribution": attribution(files)})
     history = {s: json.loads((Path(workdir) / s / "history.json").read_text())
                for s in summary["stages"] if (Path(workdir) / s / "history.json").exists()}
     write_text(Path(out).with_suffix(".history.json"), json.dumps(history, indent=1) + "\n")

@@ -65,6 +65,7 @@ class NeimsRunConfig:
     num_threads: int = 1
     seed: int = 0
     licence: str = ""
+    attribution: str = ""  # whom the models credit (the training records' MassBank contributors)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -312,7 +313,7 @@ def run(store: str | os.PathLike, out_dir: str | os.PathLike, *, pool: str | os.
                     else tbase, "seconds": timings[kind],
                     **({"distilled_from": cfg.distill_from} if kind == "student" else {})}
         save_neims(model, out_dir / f"{names[kind]}.safetensors", training=training,
-                   metrics=metrics, licence=cfg.licence)
+                   metrics=metrics, licence=cfg.licence, attribution=cfg.attribution)
         log(f"{names[kind]}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
             + f", {row['predictions_per_s']:.0f} predictions/s")
     write_text(out_dir / run_name, json.dumps(

@@ -256,9 +256,10 @@ def predict_sqrt(model: NeimsModel, smiles: list[str], batch_size: int = 256,
 
 # -- model files ---------------------------------------------------------------------------------
 def save_neims(model: NeimsModel, path: str | os.PathLike, *, training: dict,
-               metrics: dict | None = None, licence: str = "") -> dict:
+               metrics: dict | None = None, licence: str = "", attribution: str = "") -> dict:
+    extra = {k: v for k, v in (("licence", licence), ("attribution", attribution)) if v}
     return save_model(model, path, family=FAMILY, config=model.cfg.to_dict(), training=training,
-                      metrics=metrics, extra={"licence": licence} if licence else None)
+                      metrics=metrics, extra=extra or None)
 
 
 def load_neims(path: str | os.PathLike) -> tuple[NeimsModel, dict]:

@@ -24,7 +24,7 @@ from msid import __version__
 from msid.atomic import write_text
 from msid.compounds import compound_table
 from msid.digest import sha256_file
-from msid.io.licences import card_licence, is_noncommercial
+from msid.io.licences import card_licence, is_noncommercial, short_licence
 from msid.rankings import (
     CONFIDENT_FDR,
     MIN_DELTA_SCORE,
@@ -341,7 +341,7 @@ def model_cards(models: list[tuple[str, Path]]) -> list[dict]:
                     "created": str(c.get("created", ""))[:10],
                     "n_train_spectra": train_spectra(c), "metrics": card_metrics(c),
                     "digest": file_digest(card.with_suffix(".safetensors"))[:12],
-                    "licence": card_licence(c).split(" (")[0],
+                    "licence": short_licence(card_licence(c)),
                     "noncommercial": is_noncommercial(card_licence(c)),
                     "card": text})
     return out
