@@ -525,6 +525,45 @@ def test_a_retention_time_that_is_no_number_loses_no_record(tmp_path, capsys):
     with SpectrumStore(tmp_path / "c.h5") as st:
         assert st.metadata.set_index("id").loc[rid, "rt"] == 12.5
         assert not len(st.quarantine)
+    # written as missing (NA, as in MSP): stored without it, nothing to tell
+    missing = _with_header(tmp_path, "RTINSECONDS=NA")
+    assert main(["convert", str(missing), "--out", str(tmp_path / "m.h5")]) == 0
+    capsys.readouterr()
+    with SpectrumStore(tmp_path / "m.h5") as st:
+        assert len(st) == 3 and not len(st.quarantine)
+        assert np.isnan(st.metadata.set_index("id").loc[rid, "rt"])
+    # the upload page names the note as a note, not as a skipped record
+    from msid.gui.uploads import _mgf
+
+    spectra, notes = _mgf(_with_header(tmp_path, "RTINSECONDS=abc").read_text())
+    assert len(spectra) == 3 and notes == [
+        f"record {rid}: value left out: RTINSECONDS is not a number: 'abc': the record is "
+        "kept without it"], notes
+
+
+def test_a_note_goes_with_an_ei_record_lost_later(tmp_path):
+    """An EI record with an unreadable retention time whose peaks all fall below m/z 1 is lost
+    in the nominal-mass step: its note goes with it (only its loss is told); a kept record's
+    note stays."""
+    import gzip
+    import re
+
+    from msid.ei.spectra import ei_store
+
+    with gzip.open(RESOURCES / "massbank_ei" / "massbank_ei.msp.gz", "rt") as fh:
+        text = fh.read(200_000)
+    starts = [m.start() for m in re.finditer(r"^NAME:", text, re.MULTILINE)][:3]
+    first, second = text[starts[0]:starts[1]], text[starts[1]:starts[2]]
+    head, _ = first.split("Num Peaks:", 1)
+    lost = head.replace("\n", "\nRETENTIONTIME: 5:30\n", 1) + "Num Peaks: 2\n0.2 100\n0.3 50\n\n"
+    kept = second.replace("\n", "\nRETENTIONTIME: 6:30\n", 1)
+    msp = tmp_path / "ei.msp"
+    msp.write_text(lost + kept)
+    with SpectrumStore(ei_store(msp, tmp_path / "ei.h5")) as st:
+        q = st.quarantine
+        kept_ids = set(st.metadata["id"])
+    assert len(kept_ids) == 1 and len(lost_records(q)) == 1
+    assert set(kept_notes(q)["record_id"]) == kept_ids, q
 
 
 def test_an_msp_retention_time_that_is_no_time_is_told(tmp_path, capsys):

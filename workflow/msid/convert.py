@@ -23,6 +23,7 @@ from matchms.filtering import derive_inchikey_from_inchi, derive_smiles_from_inc
 from msid.io import RawSpectrum
 from msid.io.mgf import MgfChunk, parse_mgf_chunk
 from msid.io.raw import read_chunks
+from msid.io.values import RT_MISSING
 from msid.parallel import imap_ordered
 from msid.progress import progress_bar
 from msid.spectrum import metadata_to_record
@@ -314,11 +315,6 @@ def harmonise(raw: RawSpectrum, source_file: str, peaks_ok: bool = False
     return metadata_to_record(metadata, checked.mz, checked.intensity, extra=extra)
 
 
-#: a retention time written as missing, which is no value to tell of
-_RT_MISSING = re.compile(r"^\s*(n/?a|nan|none|null|unknown|-)?\s*(min|s|sec)?\s*$",
-                         re.IGNORECASE)
-
-
 def rt_left_out(params: dict, record: SpectrumRecord) -> str:
     """The note for a record stored without the retention time it states (a value matchms
     cannot read as one: ``RETENTIONTIME: 5:30``, ``RT=abc``), '' when it has one or states
@@ -328,7 +324,7 @@ def rt_left_out(params: dict, record: SpectrumRecord) -> str:
         return ""
     for key, value in params.items():
         if (str(key) == "rtinminutes" or harmonised_key(str(key)) == "retention_time") and (
-                not _RT_MISSING.match(str(value))):
+                not RT_MISSING.match(str(value))):
             return (f"value left out: {str(key).upper()} is not a retention time: "
                     f"{str(value)[:40]!r}: {VALUE_LEFT_OUT}")
     return ""
@@ -409,21 +405,21 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                 stats.quarantined[reason_group(reason) if clean else reason] += 1
 
         jobs = ((payload, path.name, clean) for payload in read_chunks(path))
-        note: QuarantineRecord | None = None  # a value left out of the record that follows
+        notes: list[QuarantineRecord] = []  # values left out of the record that follows
         for outcome, batch in imap_ordered(_convert_chunk, jobs, n_jobs):
             keep = np.zeros(len(batch), dtype=bool)
             for item in outcome:
                 if isinstance(item, QuarantineRecord) and item.reason.endswith(VALUE_LEFT_OUT):
-                    note = item  # said once the record is stored (under its final id)
+                    notes.append(item)  # said once the record is stored (under its final id)
                     continue
                 if isinstance(item, QuarantineRecord):
                     stats.read += FILE_DAMAGE not in item.reason  # a note, not a record
                     reject(item.record_id, item.reason)
-                    note = None
+                    notes = []
                     continue
                 stats.read += 1
                 rid, row = item
-                said, note = note, None
+                said, notes = notes, []
                 if not isinstance(row, str) and ms2_only and batch.columns["ms_level"][row] == 1:
                     row = MS1_REASON
                 if isinstance(row, str):  # a rejected record claims no id (nor its note)
@@ -437,9 +433,9 @@ def convert_file(path: str | os.PathLike, out: str | os.PathLike, n_jobs: int = 
                     stats.renamed += 1
                 seen.add(rid)
                 keep[row] = True
-                if said is not None:
-                    writer.quarantine(QuarantineRecord(path.name, rid, said.reason))
-                    stats.noted[reason_group(said.reason)] += 1
+                for n in said:
+                    writer.quarantine(QuarantineRecord(path.name, rid, n.reason))
+                    stats.noted[reason_group(n.reason)] += 1
             writer.add_batch(batch if keep.all() else batch.select(keep))
             stats.stored += int(keep.sum())
             bar.update(sum(not (isinstance(o, QuarantineRecord)

@@ -316,6 +316,17 @@ def training_files(files):
     return inputs
 
 
+def training_file(path):
+    """:func:`training_files` for one file: the input function gives its path itself (a
+    script reads ``snakemake.input.<name>`` as a path, not as a list of one)."""
+    check = training_files([path])
+
+    def inputs(wildcards):
+        return check(wildcards)[0]
+
+    return inputs
+
+
 def candidate_files(wildcards):
     """Input function for the candidate pool files: one that is missing (config/benchmark.yaml
     reads the paper's pool from outside the repository) is named with what to do."""

@@ -98,7 +98,7 @@ rule ei_prediction_train:
     input:
         store=f"{RESULTS}/ei_prediction/train.h5",
         bde=f"{RESULTS}/bde/bde.h5",
-        pool=training_files([EIP_POOL]),
+        pool=training_file(EIP_POOL),
     output:
         **NEIMS_MODELS,
         run=NEIMS_RUN,

@@ -113,12 +113,14 @@ def _mgf(text: str) -> tuple[list[UploadedSpectrum], list[str]]:
     """Records read by msid's MGF chunk reader (a bad record costs only itself and is named)."""
     from msid.io.mgf import MgfChunk, count_blocks, normalise_markers, parse_mgf_chunk
     from msid.io.raw import RawSpectrum
+    from msid.store import VALUE_LEFT_OUT
 
     text = normalise_markers(text.lstrip("\ufeff"))
     n, opened = count_blocks(text)
     records = parse_mgf_chunk(MgfChunk("upload", text, 0, n)) if n else []
-    notes = [f"record {r.record_id} skipped: {r.reason}" for r in records
-             if not isinstance(r, RawSpectrum)]
+    notes = [f"record {r.record_id}: {r.reason}" if r.reason.endswith(VALUE_LEFT_OUT)
+             else f"record {r.record_id} skipped: {r.reason}" for r in records
+             if not isinstance(r, RawSpectrum)]  # a kept record's note says so itself
     if opened > n:
         notes.append(f"{opened - n} record(s) without END IONS at the end (file cut short?)")
     out, more = _collect((str(r.params.get("title") or r.record_id), r.mz, r.intensity)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from msid.io.errors import InputFileError
+from msid.io.values import RT_MISSING
 from msid.store import FILE_DAMAGE, FILE_ENDS_EARLY, VALUE_LEFT_OUT, QuarantineRecord
 
 BLOCK = re.compile(r"^BEGIN IONS\s*$(.*?)^END IONS\s*$", re.MULTILINE | re.DOTALL)
@@ -209,11 +210,14 @@ _DECIMAL_COMMA = re.compile(r"^\d+,\d+$")
 
 def _read_without(block: str, field: re.Match, index: int) -> tuple[str, object] | None:
     """The record of ``block`` with ``field`` (a number line whose value is not a number)
-    mended or left out: ('', record) for a decimal comma read as a point, ('value left out',
-    record) when the line is dropped; None when the block still cannot be read."""
+    mended or left out: ('', record) for a decimal comma read as a point or a value written as
+    missing, ('value left out', record) when a value is dropped; None when the block still
+    cannot be read."""
     value = field.group(2)
     if _DECIMAL_COMMA.match(value):
         mended, what = f"{field.group(1)}={value.replace(',', '.')}", ""
+    elif RT_MISSING.match(value):  # written as missing (NA, -): nothing to tell of
+        mended, what = "", ""
     else:
         mended, what = "", "value left out"
     text = block[:field.start()] + mended + block[field.end():]
