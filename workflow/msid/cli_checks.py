@@ -121,7 +121,7 @@ def check_model(path: str | os.PathLike, family: str | None = None,
 def licence_notice(path: str | os.PathLike, prog: str) -> None:
     """One stderr line when the model at ``path`` is for non-commercial use only (its card's
     licence): the shipped EI models are, and a user should hear it where they use them."""
-    from msid.io.licences import card_licence, is_noncommercial
+    from msid.io.licences import NONCOMMERCIAL, card_licence, is_noncommercial
     from msid.modelfile import read_card
 
     try:
@@ -129,7 +129,7 @@ def licence_notice(path: str | os.PathLike, prog: str) -> None:
     except Exception:  # a missing or damaged card is check_model's or the loader's to name
         return
     if is_noncommercial(licence):
-        print(f"{prog}: note: {Path(path).name} is licensed {licence.split(' (')[0]} (its "
+        print(f"{prog}: note: {Path(path).name} is licensed {NONCOMMERCIAL} (its "
               "card): trained on non-commercial spectra; commercial-use EI models train with "
               "make models and ei_prediction.commercial_only: true", file=sys.stderr)
 

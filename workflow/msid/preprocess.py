@@ -29,7 +29,6 @@ from msid.store import (
     SpectrumRecord,
     SpectrumStore,
     SpectrumStoreWriter,
-    is_kept_note,
     reason_group,
 )
 
@@ -261,19 +260,16 @@ def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
                      cfg: PreprocessConfig | None = None, n_jobs: int = 1,
                      progress: bool = True) -> PreprocessStats:
     """Filter every spectrum of ``src`` into ``out``; quarantine of ``src`` is carried over
-    (a note that a record was kept without a value, only where the record is kept here too)."""
+    (the writer drops the note of a record lost here)."""
     cfg = cfg or PreprocessConfig()
     stats = PreprocessStats()
     with SpectrumStore(src) as store:
         prov = {"stage": "preprocess", "input": str(src), "config": asdict(cfg),
                 "source": store.attrs.get("provenance", {})}
         with SpectrumStoreWriter(out, provenance=prov) as writer:
-            carried = store.quarantine
-            notes = is_kept_note(carried["reason"])
-            for _, q in carried[~notes].iterrows():
+            for _, q in store.quarantine.iterrows():
                 writer.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
                 stats.carried_quarantine += 1
-            lost: set[str] = set()
             jobs = ((chunk, cfg) for chunk in chunks(store.iter_records(), 2000))
             bar = progress_bar(total=len(store), desc="preprocess", unit=" spectra",
                                disable=not progress, mininterval=2)
@@ -281,14 +277,9 @@ def preprocess_store(src: str | os.PathLike, out: str | os.PathLike,
                 for q in rejects:
                     writer.quarantine(q)
                     stats.quarantined[reason_group(q.reason)] += 1
-                    lost.add(q.record_id)
                 writer.add_batch(batch)
                 stats.read += len(rejects) + len(batch)
                 stats.kept += len(batch)
                 bar.update(len(rejects) + len(batch))
             bar.close()
-            for _, q in carried[notes].iterrows():  # the records' own reasons said the rest
-                if q.record_id not in lost:
-                    writer.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
-                    stats.carried_quarantine += 1
     return stats

@@ -312,6 +312,12 @@ class SpectrumStoreWriter:
 
     def close(self) -> Path:
         self._flush()
+        if any(r.reason.endswith(VALUE_LEFT_OUT) for r in self._quarantine):
+            # a note speaks of a stored record: one whose record was lost on the way (a later
+            # filter, a left-out id) goes with it, whichever step carried it here
+            stored = set(self._meta["id"].asstr()[:])
+            self._quarantine = [r for r in self._quarantine
+                                if not r.reason.endswith(VALUE_LEFT_OUT) or r.record_id in stored]
         q = self._h5.create_group("quarantine")
         for col in QUARANTINE_COLUMNS:
             q.create_dataset(col, data=np.array([getattr(r, col) for r in self._quarantine],

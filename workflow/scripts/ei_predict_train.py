@@ -10,15 +10,16 @@ import os
 os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 from msid.ei.neims_pipeline import NeimsRunConfig, run
-from msid.io.licences import attribution, is_noncommercial, model_licence
+from msid.io.licences import is_noncommercial, model_licence_and_attribution
 
-licence = model_licence(snakemake.params.training_files)  # the records' own LICENSE lines
+# the records' own LICENSE lines and MassBank accessions
+licence, credit = model_licence_and_attribution(snakemake.params.training_files)
 if is_noncommercial(licence) and not snakemake.params.suffix:
     sys.exit(f"EI training records include non-commercial ones ({licence}), but the models "
              "would be named for commercial use (ei_prediction.commercial_only: true): leave "
              "the non-commercial files out of ei_prediction.training_data")
 cfg = NeimsRunConfig.from_dict({**snakemake.params.run, "licence": licence, "progress": False,
-                                "attribution": attribution(snakemake.params.training_files)})
+                                "attribution": credit})
 out_dir = Path(snakemake.output.run).parent
 names = {k: Path(getattr(snakemake.output, k)).stem for k in ("teacher", "student", "mlp")}
 run(snakemake.input.store, out_dir, pool=snakemake.input.pool, bde_cache=snakemake.input.bde,

@@ -10,7 +10,7 @@ import os
 os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 from msid.generation.training import train_denovo, train_glmr
-from msid.io.licences import attribution, model_licence
+from msid.io.licences import model_licence_and_attribution
 from msid.modelfile import annotate_card
 
 inp, out = snakemake.input, snakemake.output
@@ -19,5 +19,5 @@ if snakemake.params.kind == "denovo":
 else:
     train_glmr(inp.train, inp.val, inp.index, inp.denovo, inp.ranker, snakemake.params.config,
                out.model, fusion=snakemake.params.fusion)
-files = list(snakemake.params.training_data)
-annotate_card(out.model, licence=model_licence(files), attribution=attribution(files))
+licence, credit = model_licence_and_attribution(snakemake.params.training_data)
+annotate_card(out.model, licence=licence, attribution=credit)

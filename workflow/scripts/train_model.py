@@ -11,14 +11,13 @@ os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
 
 import json
 
-from msid.io.licences import attribution, model_licence
+from msid.io.licences import model_licence_and_attribution
 from msid.modelfile import annotate_card
 from msid.models import train_model
 
 metrics = train_model(snakemake.wildcards.family, snakemake.input.train, snakemake.input.val,
                       snakemake.input.index, dict(snakemake.params.config),
                       snakemake.output.model)
-files = list(snakemake.params.training_data)
-annotate_card(snakemake.output.model, licence=model_licence(files),
-              attribution=attribution(files))
+licence, credit = model_licence_and_attribution(snakemake.params.training_data)
+annotate_card(snakemake.output.model, licence=licence, attribution=credit)
 print(json.dumps(metrics, indent=2, default=str))

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from msid.digest import files_digest
 from msid.ei.embedding import EmbeddingConfig, SpectrumEmbedder
-from msid.io.licences import attribution, model_licence
+from msid.io.licences import model_licence_and_attribution
 from msid.models.config import TrainConfig, config_from_dict
 from msid.train import RUNTIME_ONLY, Trainer, torch_threads
 
@@ -349,7 +349,8 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
         f"(test fold held out: {int((pool.metadata['fold'] == 'test').sum())})")
     embedder, summary = train_embedder(data, split.train, split.val, emb_cfg, cfg, workdir, log,
                                        data_key=files_digest(*files))
-    licence = model_licence(files)  # from the records' own LICENSE lines
+    # from the records' own LICENSE lines and MassBank accessions
+    licence, credit = model_licence_and_attribution(files)
     training = {"data": [str(f) for f in files], "split": "InChIKey first block, "
                 "msid.folds.fold_of (train 0.8 / val 0.1 / test 0.1)",
                 "n_train_spectra": len(split.train), "n_val_spectra": len(split.val),
@@ -357,7 +358,7 @@ def train_from_files(files: Sequence[str | Path], out: str | Path, emb_cfg: Embe
     card = save_embedder(embedder, out, training=training,
                          metrics={"val_recall@1": summary["val_recall@1"],
                                   "val_recall@1_base": summary["val_recall@1_base"]},
-                         extra={"licence": licence, "attribution": attribution(files)})
+                         extra={"licence": licence, "attribution": credit})
     history = {s: json.loads((Path(workdir) / s / "history.json").read_text())
                for s in summary["stages"] if (Path(workdir) / s / "history.json").exists()}
     write_text(Path(out).with_suffix(".history.json"), json.dumps(history, indent=1) + "\n")

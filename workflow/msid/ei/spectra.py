@@ -35,14 +35,7 @@ from msid.ei.nominal import (
     to_nominal,
 )
 from msid.preprocess import PreprocessConfig, preprocess_store
-from msid.store import (
-    VALUE_LEFT_OUT,
-    QuarantineRecord,
-    SpectrumRecord,
-    SpectrumStore,
-    SpectrumStoreWriter,
-    is_kept_note,
-)
+from msid.store import QuarantineRecord, SpectrumRecord, SpectrumStore, SpectrumStoreWriter
 
 #: EI query spectra: no precursor, no structure needed (an annotation is kept as written);
 #: low m/z fragments kept (m/z 15, 28 ...).
@@ -81,11 +74,8 @@ def nominal_store(src: str | os.PathLike, out: str | os.PathLike,
         prov = {"stage": "ei-nominal", "input": str(src), "config": asdict(cfg),
                 "source": store.attrs.get("provenance", {})}
         with SpectrumStoreWriter(out, provenance=prov) as w:
-            carried = store.quarantine
-            notes = is_kept_note(carried["reason"])
-            for _, q in carried[~notes].iterrows():
+            for _, q in store.quarantine.iterrows():  # a lost record's note: dropped at close
                 w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
-            lost: set[str] = set()
             for rec in store.iter_records():
                 stats.read += 1
                 nmz, nint, profile = nominal_record(rec.mz, rec.intensity, cfg)
@@ -95,13 +85,9 @@ def nominal_store(src: str | os.PathLike, out: str | os.PathLike,
                     w.quarantine(QuarantineRecord(str(rec.meta.get("source_file", "")),
                                                   str(rec.meta.get("id", "")), reason))
                     stats.quarantined[reason] += 1
-                    lost.add(str(rec.meta.get("id", "")))
                     continue
                 w.add(SpectrumRecord(nmz, nint, dict(rec.meta)))
                 stats.kept += 1
-            for _, q in carried[notes].iterrows():  # a kept record's note; a lost one's goes
-                if q.record_id not in lost:
-                    w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
             w._provenance["profile_like"] = stats.profile_like  # written at close
     return stats
 
@@ -191,8 +177,6 @@ def merge_ei_files(files: list[str | os.PathLike], out: str | os.PathLike, *,
         for f in files:
             with SpectrumStore(ei_store(f, preprocess=preprocess, n_jobs=n_jobs)) as s:
                 for _, q in s.quarantine.iterrows():
-                    if str(q.reason).endswith(VALUE_LEFT_OUT) and q.record_id in exclude:
-                        continue  # the record it speaks of is left out of this library
                     w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
                 for rec in s.iter_records():
                     if exclude and str(rec.meta.get("id")) in exclude:
