@@ -591,6 +591,36 @@ def test_an_msp_retention_time_that_is_no_time_is_told(tmp_path, capsys):
         assert np.isnan(st.metadata.set_index("id").loc[note.record_id, "rt"])
 
 
+def test_several_charges_are_no_charge(tmp_path, capsys):
+    """CHARGE=2+ and 3+ (the instrument could not tell): the record is stored as if it stated
+    no charge, never with the first one listed, and a note row names the value; one charge is
+    read as it is."""
+    def with_charge(value: str) -> Path:
+        text = QUERIES.read_text()
+        out = tmp_path / f"charge{len(value)}.mgf"
+        out.write_text(text.replace("CHARGE=1\n", f"CHARGE={value}\nTITLE=abc\n", 1))
+        return out
+
+    bad = with_charge("2+ and 3+")
+    assert main(["convert", str(bad), "--out", str(tmp_path / "s.h5")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["kept_without_a_value"] == {
+        "value left out: CHARGE lists several charges": 1}, out
+    assert "stored without a value it stated" in err, err
+    with SpectrumStore(tmp_path / "s.h5") as st:
+        assert len(st) == 3 and not len(lost_records(st.quarantine)), st.quarantine
+        (note,) = kept_notes(st.quarantine).itertuples()
+        assert "'2 and 3'" in note.reason or "'2+ and 3+'" in note.reason, note.reason
+        # as for a record that states none: the charge comes from its adduct ([M-H]-)
+        assert st.metadata.set_index("id").loc[note.record_id, "charge"] == -1
+    one = with_charge("3-")
+    assert main(["convert", str(one), "--out", str(tmp_path / "o.h5")]) == 0
+    capsys.readouterr()
+    with SpectrumStore(tmp_path / "o.h5") as st:
+        assert not len(st.quarantine)
+        assert st.metadata.set_index("id").loc[note.record_id, "charge"] == -3
+
+
 @pytest.mark.parametrize("command", ["export", "preprocess"])
 def test_a_run_file_given_as_a_store_says_convert_it(tmp_path, capsys, command):
     """An MGF given where a spectrum store is read: the error says to convert it first

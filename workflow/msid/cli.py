@@ -320,7 +320,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
     if stats.noted:  # stored, each without one value it stated (a note row says which)
         said = "; ".join(f"{n} x {r}" for r, n in stats.noted.most_common())
         print(f"msid convert: {sum(stats.noted.values())} record(s) of {a.input} stored "
-              f"without a value that could not be read ({said})", file=sys.stderr)
+              f"without a value it stated that could not be used ({said})", file=sys.stderr)
     if stats.damaged:  # the spectra before the damage are stored; the rest are lost
         print(f"msid convert: warning: {a.input} is damaged: {stats.damaged}", file=sys.stderr)
     if not stats.stored:  # the store holds the quarantine table (reasons), no spectrum

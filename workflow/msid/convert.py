@@ -330,6 +330,32 @@ def rt_left_out(params: dict, record: SpectrumRecord) -> str:
     return ""
 
 
+def several_charges(params: dict) -> str:
+    """The record's ``CHARGE`` when it lists more than one charge (``2+ and 3+``, ``2+,3+``: the
+    instrument could not tell), else ''. No one of them is the record's charge."""
+    value = params.get("charge")
+    if isinstance(value, list | tuple):
+        return " and ".join(map(str, value)) if len(set(value)) > 1 else ""
+    return str(value) if len(set(re.findall(r"\d+", str(value or "")))) > 1 else ""
+
+
+def _harmonised(item: RawSpectrum, source_file: str, peaks_ok: bool
+                ) -> tuple[SpectrumRecord | str, list[str]]:
+    """:func:`harmonise`, and the notes of values the record is kept without."""
+    notes = []
+    if charges := several_charges(item.params):  # stored as unknown (0), never as the first
+        item = RawSpectrum(item.record_id, item.mz, item.intensity,
+                           {k: v for k, v in item.params.items() if k != "charge"})
+        notes.append(f"value left out: CHARGE lists several charges: {charges[:40]!r}: "
+                     f"{VALUE_LEFT_OUT}")
+    rec = harmonise(item, source_file, peaks_ok=peaks_ok)
+    if isinstance(rec, str):
+        return rec, []
+    if note := rt_left_out(item.params, rec):
+        notes.append(note)
+    return rec, notes
+
+
 def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
                    ) -> tuple[list[tuple[str, int | str] | QuarantineRecord], RecordBatch]:
     """One chunk in a worker: parse (MGF), harmonise, and clean when asked.
@@ -345,9 +371,8 @@ def _convert_chunk(args: tuple[list | MgfChunk, str, PreprocessConfig | None]
         if isinstance(item, QuarantineRecord):
             outcome.append(item)
         else:
-            rec = harmonise(item, source_file, peaks_ok=bool(ok))
-            if not isinstance(rec, str) and (note := rt_left_out(item.params, rec)):
-                outcome.append(QuarantineRecord(source_file, item.record_id, note))
+            rec, notes = _harmonised(item, source_file, bool(ok))
+            outcome += [QuarantineRecord(source_file, item.record_id, n) for n in notes]
             outcome.append((item.record_id, rec))
     if clean is not None:
         ready = [k for k, o in enumerate(outcome)

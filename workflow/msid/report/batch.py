@@ -411,7 +411,7 @@ tentative are the answers of runs with q-values that are not confident.</p>
 {% else %}<p>No record was quarantined{% if unreadable or damaged %} from the files that could
 be read; the unreadable and damaged files are listed above{% endif %}.</p>{% endif %}
 {% set noted = runs|selectattr("kept_notes")|list %}
-{% if noted %}<p>Kept, each without one value it stated that could not be read (not
+{% if noted %}<p>Kept, each without one value it stated that could not be used (not
 quarantined: the rest of the record is used): {% for r in noted %}{{ r.sample }}:
 {% for reason, n in r.kept_notes.items() %}{{ n }} x {{ reason }}{{ "; " if not loop.last }}
 {%- endfor %}{{ ". " if loop.last else " | " }}{% endfor %}</p>{% endif %}
