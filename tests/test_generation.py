@@ -194,3 +194,44 @@ def test_glmr_fusion_reads_candidates(fusion):
     assert not any(p.requires_grad for p in model.encoder.parameters())
     assert np.isfinite(float(model.loss({**batch, "tokens": torch.tensor(
         [tok.encode(MOLS[0]), tok.encode(MOLS[0])])})[0].detach()))
+
+
+def test_copy_fusion_mixes_a_distribution_that_can_copy_the_candidates():
+    """GLMR copy fusion: the candidates' tokens join the memory; the output is a probability
+    distribution (vocabulary and pointer mixed), the same token by token with the cache as in
+    one pass; with the gate shut it puts all its mass on the candidates' tokens; a query
+    without candidates reads the vocabulary alone."""
+    from msid.generation.data import candidate_tokens
+
+    torch.manual_seed(0)
+    tok = Tokenizer.build(MOLS, min_count=1)
+    model = SmilesDecoderModel(small_cfg(fusion="copy"), len(tok)).eval()
+    batch = _batch(2)
+    sets = [[np.asarray(tok.encode(m)) for m in MOLS[:2]], []]
+    batch["cand_tokens"], batch["cand_slots"] = candidate_tokens(sets)
+    mem, keep = model.memory(batch)
+    ptr = model.pointer(batch, mem)
+    assert ptr is not None and ptr[1].shape == (2, batch["cand_tokens"][0].numel())
+    kv = model.memory_kv(mem)
+    tokens = torch.tensor([tok.encode(MOLS[0])[:10], tok.encode(MOLS[1])[:10]])
+    full = model.logits(tokens, kv, keep, pointer=ptr)
+    torch.testing.assert_close(full.exp().sum(-1), torch.ones(2, 10), atol=1e-4, rtol=0)
+    caches = [{} for _ in model.layers]
+    steps = [model.logits(tokens[:, t:t + 1], kv, keep, caches, start=t, pointer=ptr)
+             for t in range(tokens.shape[1])]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        model.ptr_gate.bias.fill_(-1e4)  # all copy
+    shut = model.logits(tokens, kv, keep, pointer=ptr).exp().detach()
+    allowed = torch.zeros(len(tok), dtype=torch.bool)
+    allowed[torch.unique(batch["cand_tokens"][0])] = True
+    allowed[:2] = False  # never <pad> or <bos>
+    assert float(shut[0][:, ~allowed].sum()) < 1e-6
+    no_cands = model.logits(tokens[1:], [(k[1:], v[1:]) for k, v in kv], keep[1:],
+                            pointer=(ptr[0][1:], ptr[1][1:]))
+    vocab_only = torch.log_softmax(model.logits(tokens[1:], [(k[1:], v[1:]) for k, v in kv],
+                                                keep[1:]), -1)
+    torch.testing.assert_close(no_cands, vocab_only, atol=1e-4, rtol=1e-4)
+    beams = beam_search(model, tok, batch, beam_width=3, max_len=12)
+    assert len(beams) == 2 and all(len(b) <= 3 for b in beams)
+

@@ -81,17 +81,18 @@ def test_train_denovo_cli_writes_a_model_that_generates(denovo_file, pesticides_
 
 
 @pytest.mark.skipif(not RANKER.exists(), reason="no shipped Ranker (make models trains it)")
+@pytest.mark.parametrize("fusion", ["cross", "copy"])
 def test_train_glmr_starts_from_the_denovo_model(denovo_file, split_stores, pool_index,
-                                                 data_dir, tmp_path):
+                                                 data_dir, tmp_path, fusion):
     from msid.generation.training import train_glmr
 
     out = tmp_path / "glmr.safetensors"
     metrics = train_glmr(*split_stores, pool_index, denovo_file, RANKER,
-                         SMALL, out, fusion="cross", log=lambda *_: None)
+                         SMALL, out, fusion=fusion, log=lambda *_: None)
     assert metrics["steps"] == 4
     model, tok, card = load_generator(out, "glmr")
     _, base_tok, _ = load_generator(denovo_file, "denovo")
-    assert model.cfg.fusion == "cross" and model.cfg.cand_dim > 0
+    assert model.cfg.fusion == fusion and model.cfg.cand_dim > 0
     assert tok.itos == base_tok.itos  # one vocabulary: GLMR decodes the de novo model's tokens
     assert card["training"]["ranker_model"] == str(RANKER)  # stage 1 at inference
 

@@ -3,7 +3,7 @@ MODELS_DIR = config["models"]["dir"]
 
 
 wildcard_constraints:
-    glmr_fusion="concat|average",
+    glmr_fusion="concat|average|copy",
 
 
 rule train_denovo:
@@ -83,7 +83,7 @@ rule train_glmr:
 
 
 rule train_glmr_ablation:
-    """GLMR ablations: cross-fusion replaced by concatenation or averaging."""
+    """GLMR ablations: cross-fusion replaced by concatenation, averaging or copying."""
     input:
         **GLMR_TRAIN_INPUTS,
     output:

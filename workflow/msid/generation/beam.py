@@ -109,7 +109,10 @@ def beam_search(model: SmilesDecoderModel, tok: Tokenizer, batch: dict, beam_wid
     ``atom_budgets`` (per query, heavy-atom counts or None) constrains decoding to a formula."""
     model.eval()
     mem, keep = model.memory(batch)
+    pointer = model.pointer(batch, mem)
     b, w = mem.shape[0], beam_width
+    if pointer is not None:
+        pointer = tuple(x.repeat_interleave(w, 0) for x in pointer)
     mem = mem.repeat_interleave(w, 0)
     keep = keep.repeat_interleave(w, 0)
     mem_kv = model.memory_kv(mem)
@@ -127,7 +130,7 @@ def beam_search(model: SmilesDecoderModel, tok: Tokenizer, batch: dict, beam_wid
     rem, on, table = (rem.to(dev).repeat_interleave(w, 0), on.to(dev).repeat_interleave(w, 0),
                       table.to(dev))
     for step in range(max_len - 1):
-        logp = model.logits(last, mem_kv, keep, caches, start=step)[:, -1].float()
+        logp = model.logits(last, mem_kv, keep, caches, start=step, pointer=pointer)[:, -1].float()
         logp = torch.log_softmax(logp, -1)
         logp[:, tok.pad] = -math.inf
         logp[:, tok.bos] = -math.inf

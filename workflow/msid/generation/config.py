@@ -14,7 +14,8 @@ from msid.models.config import (
 )
 
 SIZES = ("tiny", "seed")
-FUSIONS = ("none", "cross", "concat", "average")
+FUSIONS = ("none", "cross", "concat", "average", "copy")
+MAX_CANDIDATE_SLOTS = 64  # copy fusion: candidate tags (random per training set, 0..K-1 at use)
 
 
 
@@ -35,8 +36,11 @@ class GenModelConfig:
     tokenizer: str = "smiles"  # "smiles" or "selfies"
     max_len: int = 100  # tokens incl. <bos>/<eos>
     fusion: str = "none"  # GLMR: "cross" (spectrum tokens attend to candidates), "concat",
-    #                       "average"; "none" for the de novo model
-    cand_dim: int = 0  # GLMR: size of the frozen candidate encodings (set at training)
+    #                       "average" (candidates as frozen Ranker encodings), "copy" (the
+    #                       candidates' SMILES tokens join the memory and a pointer can copy
+    #                       them); "none" for the de novo model
+    cand_dim: int = 0  # GLMR: size of the frozen candidate encodings (set at training; not
+    #                    used by "copy")
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:

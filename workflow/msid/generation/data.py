@@ -153,4 +153,24 @@ def collate_spectrum_molecules(items: Sequence[dict]) -> dict:
                 mask[i, :n] = True
         out["cand_enc"] = torch.from_numpy(enc)
         out["cand_mask"] = torch.from_numpy(mask)
+    if "cand_tokens" in items[0]:
+        out["cand_tokens"], out["cand_slots"] = candidate_tokens(
+            [it["cand_tokens"] for it in items], [it.get("cand_slots") for it in items])
     return out
+
+
+def candidate_tokens(sets: Sequence[Sequence[np.ndarray]],
+                     slots: Sequence[np.ndarray | None] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """GLMR copy fusion: per query its candidates' token ids, padded to (B, K, L), and their
+    tags (B, K): as given, else 0..K-1. A query without candidates holds one all-pad row."""
+    k = max(1, max(len(s) for s in sets))
+    n = max([1, *(len(t) for s in sets for t in s)])
+    ids = np.zeros((len(sets), k, n), np.int64)
+    tags = np.tile(np.arange(k, dtype=np.int64), (len(sets), 1))
+    for i, s in enumerate(sets):
+        for j, t in enumerate(s):
+            ids[i, j, :len(t)] = t
+        if slots is not None and slots[i] is not None and len(s):
+            tags[i, :len(s)] = slots[i]
+    return torch.from_numpy(ids), torch.from_numpy(tags)

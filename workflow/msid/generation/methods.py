@@ -29,6 +29,7 @@ from msid.chem.adducts import neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure
 from msid.generation.beam import Generated, beam_search, distinct_valid, heavy_atoms
+from msid.generation.data import candidate_tokens
 from msid.generation.modelio import default_path, load_generator
 from msid.methods import MethodResources, Query, register
 from msid.rankings import RankedCandidate
@@ -195,6 +196,7 @@ class GLMR:
         """Per query: each top-K candidate's per-token likelihood (geometric mean of token
         probabilities) under the decoder conditioned on the spectrum and the K candidates."""
         mem, keep = self.model.memory(batch)
+        pointer = self.model.pointer(batch, mem)
         out = []
         for j, top in enumerate(tops):
             ids = [self.tok.encode(c.smiles) for c in top]
@@ -205,7 +207,10 @@ class GLMR:
                 tokens = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
                 m = mem[j:j + 1].expand(len(ok), -1, -1)
                 kp = keep[j:j + 1].expand(len(ok), -1)
-                logits = self.model.logits(tokens[:, :-1], self.model.memory_kv(m), kp).float()
+                ptr = None if pointer is None else tuple(
+                    x[j:j + 1].expand(len(ok), *x.shape[1:]) for x in pointer)
+                logits = self.model.logits(tokens[:, :-1], self.model.memory_kv(m), kp,
+                                           pointer=ptr).float()
                 logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, 1:, None])[..., 0]
                 real = (tokens[:, 1:] != 0).float()
                 mean = (logp * real).sum(1) / real.sum(1).clamp_min(1)
@@ -225,14 +230,20 @@ class GLMR:
             qs = [queries[i] for i in idx]
             tops = [stage1[i][:self.k] for i in idx]
             batch = spectrum_batch(self.model, qs)
-            k = max(len(t) for t in tops)
-            enc = np.zeros((len(idx), k, self.model.cfg.cand_dim), np.float32)
-            mask = np.zeros((len(idx), k), bool)
-            for j, t in enumerate(tops):
-                enc[j, :len(t)] = self.ranker.embed_molecules([c.smiles for c in t])
-                mask[j, :len(t)] = True
-            batch["cand_enc"] = torch.from_numpy(enc)
-            batch["cand_mask"] = torch.from_numpy(mask)
+            if self.model.cfg.fusion == "copy":  # the candidates' tokens, to copy from
+                ids = [[np.asarray(x, np.int64) for x in map(self.tok.encode,
+                                                             (c.smiles for c in t))
+                        if x is not None] for t in tops]
+                batch["cand_tokens"], batch["cand_slots"] = candidate_tokens(ids)
+            else:
+                k = max(len(t) for t in tops)
+                enc = np.zeros((len(idx), k, self.model.cfg.cand_dim), np.float32)
+                mask = np.zeros((len(idx), k), bool)
+                for j, t in enumerate(tops):
+                    enc[j, :len(t)] = self.ranker.embed_molecules([c.smiles for c in t])
+                    mask[j, :len(t)] = True
+                batch["cand_enc"] = torch.from_numpy(enc)
+                batch["cand_mask"] = torch.from_numpy(mask)
             if self.similarity == "likelihood":
                 sims = self._likelihoods(batch, tops)
             else:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from msid.digest import files_digest
-from msid.generation.config import GenRunConfig
+from msid.generation.config import MAX_CANDIDATE_SLOTS, GenRunConfig
 from msid.generation.data import (
     MoleculeDataset,
     SpectrumMoleculeDataset,
@@ -56,7 +56,8 @@ class TokenNLL:
             batch = {k: v.to(dev) for k, v in batch.items()}
             mem, keep = model.memory(batch)
             tokens = batch["tokens"]
-            out = model.logits(tokens[:, :-1], model.memory_kv(mem), keep).float()
+            out = model.logits(tokens[:, :-1], model.memory_kv(mem), keep,
+                               pointer=model.pointer(batch, mem)).float()
             target = tokens[:, 1:]
             real = target != 0
             nll = F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1),
@@ -173,11 +174,16 @@ def _copy_history(workdir: Path, out_path: Path) -> None:
 
 # -- GLMR -----------------------------------------------------------------------------------------
 class CandidateSpectra(Dataset):
-    """Spectra + their molecules + a candidate set of frozen encodings per item."""
+    """Spectra + their molecules + a candidate set per item: frozen encodings (rows of
+    ``enc``), or for the copy fusion the candidates' token ids (``tokens``, with tags
+    ``slots``: random per training set, so that every tag trains and none means a rank)."""
 
-    def __init__(self, base: SpectrumMoleculeDataset, enc: np.ndarray,
-                 cand_rows: list[np.ndarray]) -> None:
+    def __init__(self, base: SpectrumMoleculeDataset, enc: np.ndarray | None,
+                 cand_rows: list[np.ndarray] | None = None,
+                 tokens: list[list[np.ndarray]] | None = None,
+                 slots: list[np.ndarray] | None = None) -> None:
         self.base, self.enc, self.cand_rows = base, enc, cand_rows
+        self.tokens, self.slots = tokens, slots
         self.struct_of_item = base.struct_of_item
 
     def __len__(self) -> int:
@@ -185,8 +191,12 @@ class CandidateSpectra(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         it = self.base[i]
-        it["cand_enc"] = self.enc[self.cand_rows[i]]
-        it["cand_dim"] = self.enc.shape[1]
+        if self.tokens is not None:
+            it["cand_tokens"] = self.tokens[i]
+            it["cand_slots"] = None if self.slots is None else self.slots[i]
+        else:
+            it["cand_enc"] = self.enc[self.cand_rows[i]]
+            it["cand_dim"] = self.enc.shape[1]
         return it
 
 
@@ -261,6 +271,14 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
         # training candidates from the train fold only: no val/test structure trains GLMR
         sets = candidate_sets_for(ds, index_path, g.train_k, g.p_true, seed,
                                   allowed=in_train if train else None)
+        if fusion == "copy":
+            enc_ids = {x: tok.encode(x) for lst in sets for x in lst}
+            tokens = [[np.asarray(enc_ids[x], np.int64) for x in lst if enc_ids[x] is not None]
+                      for lst in sets]
+            rng = np.random.default_rng(seed)
+            slots = ([rng.choice(MAX_CANDIDATE_SLOTS, len(t), replace=False) for t in tokens]
+                     if train else None)
+            return CandidateSpectra(ds, None, tokens=tokens, slots=slots)
         uniq = list(dict.fromkeys(s for lst in sets for s in lst))
         enc = ranker.embed_molecules(uniq).astype(np.float32) if uniq else \
             np.zeros((0, cand_dim), np.float32)
@@ -271,7 +289,7 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
     t0 = time.perf_counter()
     key = (str(train_store), str(val_store), str(index_path), dcard["weights_sha256"],
            str(ranker_path), repr(g), run.train.seed, run.train.val_max_queries,
-           tuple(run.train.adducts))
+           tuple(run.train.adducts), fusion == "copy")
     if key not in _GLMR_DATA:  # the fusion ablations train on the same sets
         _GLMR_DATA.clear()
         _GLMR_DATA[key] = (with_candidates(train_store, g.max_train_spectra, run.train.seed,
