@@ -312,6 +312,31 @@ def test_library_on_two_processes_equals_predict_ei(tmp_path) -> None:
             np.testing.assert_allclose(a.peaks(i)[1], b.peaks(i)[1], atol=1e-6)
 
 
+def test_insilico_library_keeps_a_structure_of_two_pools_once(tmp_path) -> None:
+    """A molecule that two pools hold (the curated pool and MOSES, say) is one library record:
+    the later one is left out with a quarantine row that names the first."""
+    model = SHIPPED / "neims_student_cc-by-nc-sa.safetensors"
+    if not model.exists():
+        pytest.skip("shipped student missing")
+    with gzip.open(POOL, "rt") as fh:
+        lines = [next(fh) for _ in range(41)]  # header + 40 molecules
+    a, b = tmp_path / "a.tsv.gz", tmp_path / "b.tsv.gz"
+    with gzip.open(a, "wt") as out:
+        out.writelines(lines)
+    with gzip.open(b, "wt") as out:  # 5 of a's molecules again
+        out.writelines([lines[0], *lines[1:6]])
+    stats = build_library([a, b], model, tmp_path / "lib.h5", tmp_path / "chunks",
+                          chunk_size=20, n_jobs=1, progress=False, log=lambda *_: None)
+    one = build_library([a], model, tmp_path / "one.h5", tmp_path / "chunks",
+                        chunk_size=20, n_jobs=1, progress=False, log=lambda *_: None)
+    assert stats["spectra"] == one["spectra"] > 30
+    with SpectrumStore(tmp_path / "lib.h5") as s:
+        assert s.metadata["inchikey"].is_unique
+        again = s.quarantine[s.quarantine["reason"].str.contains("again")]
+        assert len(again) == 5 and set(again["source_file"]) == {"b.tsv.gz"}, again
+        assert again["reason"].str.startswith("the structure of a.tsv.gz:").all()
+
+
 def test_predict_ei_on_two_processes_keeps_input_order(tmp_path) -> None:
     model = SHIPPED / "neims_student_cc-by-nc-sa.safetensors"
     if not model.exists():

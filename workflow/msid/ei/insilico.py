@@ -5,7 +5,7 @@ Each molecule is parsed once with RDKit (ECFP counts, nominal mass, InChIKey, fo
 :mod:`msid.ei.molfeatures`); a line that does not parse is reported (quarantined in a store) and
 skipped, the batch goes on. The candidate-pool library is predicted in chunks on worker
 processes (each loads the model once) while the parent appends finished chunks, in order, to the
-final store.
+final store, each structure (InChIKey) once: a molecule in two pools is one library record.
 """
 
 from __future__ import annotations
@@ -366,16 +366,34 @@ def library_digest(pools: list[str | os.PathLike], model: str | os.PathLike,
     return h.hexdigest()[:12]
 
 
-def _append_chunk(w: SpectrumStoreWriter, path: str) -> int:
-    """Append a chunk store to ``w`` whole (its columns and flat peak arrays)."""
+def _append_chunk(w: SpectrumStoreWriter, path: str, first: dict[str, str]) -> int:
+    """Append a chunk store to ``w`` (its columns and flat peak arrays), each structure once:
+    a record whose InChIKey an earlier record of the library holds (``first``: InChIKey -> that
+    record's id, updated here; a molecule in two pools, say) is left out with a quarantine row
+    that names the first. Returns the records appended."""
     with SpectrumStore(path) as s:
         for _, q in s.quarantine.iterrows():
             w.quarantine(QuarantineRecord(q.source_file, q.record_id, q.reason))
         md = s.metadata
+        keys, ids = md["inchikey"].astype(str).to_numpy(), md["id"].astype(str).to_numpy()
+        keep = np.ones(len(md), dtype=bool)
+        for i, (key, rid) in enumerate(zip(keys, ids, strict=True)):
+            if not key:
+                continue
+            if (was := first.setdefault(key, rid)) != rid:
+                keep[i] = False
+                w.quarantine(QuarantineRecord(
+                    str(md["source_file"].iat[i]), str(md["native_id"].iat[i]),
+                    f"the structure of {was} again (same InChIKey): kept once"))
         mz, inten, offsets = s.all_peaks()
-        w.add_batch(RecordBatch({c: md[c].to_numpy() for c in METADATA_COLUMNS},
-                                np.asarray(mz), np.asarray(inten), np.diff(offsets)))
-        return len(s)
+        counts = np.diff(offsets)
+        if not keep.all():
+            peak_keep = np.repeat(keep, counts)
+            mz, inten, counts = np.asarray(mz)[peak_keep], np.asarray(inten)[peak_keep], \
+                counts[keep]
+        w.add_batch(RecordBatch({c: md[c].to_numpy()[keep] for c in METADATA_COLUMNS},
+                                np.asarray(mz), np.asarray(inten), counts))
+        return int(keep.sum())
 
 
 def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
@@ -408,6 +426,7 @@ def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
     done = imap_ordered(_chunk_job, iter(todo), n_jobs)  # lazily, in the order of ``todo``
     pending = {j[3] for j in todo}
     n = 0
+    first: dict[str, str] = {}  # InChIKey -> the record that holds it (each structure once)
     t_pred = time.perf_counter() - t0
     with SpectrumStoreWriter(out, provenance={"stage": "insilico-library", "pools": [
             str(p) for p in pools], "model": str(model_path)}, chunk_size=16384) as w:
@@ -416,7 +435,7 @@ def build_library(pools: list[str | os.PathLike], model_path: str | os.PathLike,
                 next(done)
                 bar.update(1)
                 t_pred = time.perf_counter() - t0
-            n += _append_chunk(w, j[3])
+            n += _append_chunk(w, j[3], first)
         for _ in done:  # pragma: no cover - every todo chunk was consumed above
             pass
     bar.close()
