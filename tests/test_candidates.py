@@ -54,6 +54,24 @@ def test_precursor_without_adduct_takes_its_charge():
         mz - nist_mass["Na"][0][0] + nist_mass["e*"][0][0], abs=1e-4)
 
 
+def test_a_candidate_window_in_ppm_is_one_of_the_precursor_mz():
+    """Pool candidates are matched as library hits are: a candidate's ion (the query's adduct)
+    within ``ppm`` of the precursor m/z, whatever the ion: the neutral-mass window that
+    ``mass_ppm`` gives ends where that ion is ``ppm`` away."""
+    from msid.chem.adducts import ion_mz, mass_ppm, neutral_mass
+
+    for mz, adduct, mode, z in [(181.0707, "[M+H]+", "positive", 1),
+                                (179.0561, "[M-H]-", "negative", -1),
+                                (203.0526, "[M+Na]+", "positive", 1),
+                                (361.1339, "[2M+H]+", "positive", 1),
+                                (300.6543, "", "positive", 2)]:
+        mass = neutral_mass(mz, adduct, mode, z)
+        edge = mass * (1 + mass_ppm(10.0, mz, adduct, mode, z) * 1e-6)
+        theo = ion_mz(edge, mz, adduct, mode, z)
+        assert abs((mz - theo) / theo * 1e6) == pytest.approx(10.0, rel=1e-4), adduct
+    assert mass_ppm(10.0, float("nan")) == 10.0  # no precursor: as given
+
+
 def test_formula_candidates_take_the_formula_a_query_carries(tmp_path, data_dir):
     """`--candidate-kind formula`: a query with no structure but an MGF FORMULA= line gets the
     pool molecules of that formula; one with neither gets a row that says why, and the run

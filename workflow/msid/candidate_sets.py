@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msid.chem.adducts import neutral_mass
+from msid.chem.adducts import mass_ppm, neutral_mass
 from msid.chem.candidates import CandidateIndex, candidate_set
 from msid.chem.structures import Structure, parse_structure, unique_structures
 from msid.io.errors import InputFileError
@@ -137,10 +137,12 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
                            ) -> dict[str, list[Structure]]:
     """Per query id: its candidate structures (normalised, unique, shuffled).
 
-    ``kind='mass'`` takes pool molecules within ``ppm`` of the neutral mass: the true molecule's
-    mass when ``include_true`` (benchmark, MassSpecGym protocol), else the mass derived from the
-    precursor m/z and adduct. ``kind='formula'`` takes the true molecule's formula, else the
-    formula the query carries (an MGF ``FORMULA=`` line); a query with neither gets none.
+    ``kind='mass'`` takes pool molecules within ``ppm`` of the true molecule's neutral mass when
+    ``include_true`` (benchmark, MassSpecGym protocol), else those whose ion (the query's
+    adduct) is within ``ppm`` of the precursor m/z, as library hits are matched
+    (:func:`msid.chem.adducts.mass_ppm`). ``kind='formula'`` takes the true molecule's
+    formula, else the formula the query carries (an MGF ``FORMULA=`` line); a query with
+    neither gets none.
     ``candidate_file``: a path or a :class:`CandidateTable` already read. What it holds that no
     query can use (unknown query keys, empty or unparsable SMILES) is counted into ``report``
     (when given; else logged as warnings).
@@ -187,13 +189,15 @@ def candidates_for_queries(store: SpectrumStore, rows: list[int], *,
                 cands = (candidate_set(index, formula=formula, max_n=max_n,
                                        true=true if include_true else None)
                          if formula else [])  # no formula: no candidates, and the row says so
-            else:
-                mass = (true.exact_mass if (include_true and true) else
-                        neutral_mass(float(m["precursor_mz"]), str(m["adduct"]),
-                                     str(m["ion_mode"]), int(m["charge"])))
+            elif include_true and true:  # MassSpecGym: ppm of the true molecule's mass
+                cands = candidate_set(index, mass=true.exact_mass, ppm=ppm, max_n=max_n,
+                                      true=true)
+            else:  # a query: ppm of its precursor m/z, as library hits are matched
+                ion = (float(m["precursor_mz"]), str(m["adduct"]), str(m["ion_mode"]),
+                       int(m["charge"]))
+                mass = neutral_mass(*ion)
                 cands = ([] if not np.isfinite(mass) else
-                         candidate_set(index, mass=mass, ppm=ppm, max_n=max_n,
-                                       true=true if include_true else None))
+                         candidate_set(index, mass=mass, ppm=mass_ppm(ppm, *ion), max_n=max_n))
         out[qid] = shuffled(cands, seed, qid)
     if keyed is not None:
         unknown = [k for k in keyed[1] if k not in used]

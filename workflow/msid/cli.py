@@ -58,11 +58,12 @@ def _add_identify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model file for learned methods")
     p.add_argument("--candidate-kind", choices=["mass", "formula"],
                    default=IDENTIFY_DEFAULTS["candidate_kind"],
-                   help="pool candidates by the query's neutral mass (--ppm) or by its formula "
+                   help="pool candidates by the query's precursor m/z (--ppm) or by its formula "
                         "(its structure's, else an MGF FORMULA= line; a query with neither "
                         "gets a row saying so)")
     p.add_argument("--ppm", type=positive_float, default=IDENTIFY_DEFAULTS["ppm"],
-                   help="mass window for pool candidates, ppm (default: 10)")
+                   help="window for pool candidates: a candidate's ion (as the query's adduct) "
+                        "within this many ppm of the precursor m/z (default: 10)")
     p.add_argument("--max-candidates", type=positive_int,
                    default=IDENTIFY_DEFAULTS["max_candidates"],
                    help="candidates per query at most (default: 256)")

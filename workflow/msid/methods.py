@@ -409,19 +409,22 @@ def _why_empty(method: Method, query: Query, candidates: list[Structure] | None,
 
 def _with_ppm(query: Query, ranked: list[RankedCandidate]
               ) -> tuple[list[RankedCandidate], list[int], str]:
-    """Candidates with the ppm error of their mass against the query's neutral mass filled in;
-    the positions filled; and the adduct that mass assumed ('' when the query states its own):
-    [M+H]+ / [M-H]- (or [M+zH]z+ ...) by ion mode and charge."""
+    """Candidates with the ppm error of the query's precursor m/z against the candidate's ion
+    (its exact mass as the query's ion, as library hits get theirs) filled in; the positions
+    filled; and the adduct that ion assumed ('' when the query states its own): [M+H]+ /
+    [M-H]- (or [M+zH]z+ ...) by ion mode and charge."""
     if not ranked or all(not math.isnan(c.ppm_error) for c in ranked):
         return ranked, [], ""
-    mass = neutral_mass(query.precursor_mz, query.adduct, query.ion_mode, query.charge)
-    if not math.isfinite(mass):
+    mz = query.precursor_mz
+    if not math.isfinite(neutral_mass(mz, query.adduct, query.ion_mode, query.charge)):
         return ranked, [], ""
     out, filled = [], []
     for k, c in enumerate(ranked):
         st = parse_structure(c.smiles) if math.isnan(c.ppm_error) and c.smiles else None
-        if st and st.exact_mass > 0:
-            out.append(replace(c, ppm_error=(mass - st.exact_mass) / st.exact_mass * 1e6))
+        theo = (ion_mz(st.exact_mass, mz, query.adduct, query.ion_mode, query.charge)
+                if st and st.exact_mass > 0 else math.nan)
+        if math.isfinite(theo) and theo > 0:
+            out.append(replace(c, ppm_error=(mz - theo) / theo * 1e6))
             filled.append(k)
         else:
             out.append(c)

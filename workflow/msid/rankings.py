@@ -7,7 +7,7 @@ Optional columns (written by msid, filled with defaults when an older table lack
 ``name`` (library entry name), ``rt`` (s), ``precursor_mz``, ``adduct`` (the query's; on a
 candidate row noted :data:`ADDUCT_ASSUMED`, the one its neutral mass assumed; on a library hit
 noted :data:`ADDUCT_OF_MATCH`, the matched library spectrum's, when the query states none),
-``ppm_error`` (query precursor vs library precursor, or query neutral mass vs candidate mass),
+``ppm_error`` (the query's precursor m/z against the hit's or candidate's ion, mzTab-M's),
 ``matched_peaks`` (-1: not computed), ``q_value`` (target-decoy, NaN: not estimated),
 ``delta_score`` (on a query's rank-1 row: its score minus the score of the best candidate of
 another structure, i.e. the rank-2 row before any top-k cut, or minus 0 when there is none;
@@ -37,7 +37,7 @@ OPTIONAL_COLUMNS: dict[str, object] = {
 ALL_COLUMNS = COLUMNS + tuple(OPTIONAL_COLUMNS)
 #: ``note`` of a library match by precursor mass alone (a spectrum without fragment peaks)
 PRECURSOR_ONLY = "precursor-mass match only (no fragment evidence)"
-#: ``note`` of a candidate whose ``ppm_error`` (and the candidate set, by neutral mass) assumed
+#: ``note`` of a candidate whose ``ppm_error`` (and the candidate set, by its ion's m/z) assumed
 #: the ``adduct`` written on its row: the query states none ([M+H]+ / [M-H]- by ion mode, or
 #: [M+zH]z+ / [M-zH]z- for charge z)
 ADDUCT_ASSUMED = "adduct assumed"

@@ -66,6 +66,21 @@ def _ion_line(adduct: str, ion_mode: str, charge: int) -> tuple[float, float]:
     return slope, at - 100.0 * slope
 
 
+def mass_ppm(ppm: float, precursor_mz: float, adduct: str = "", ion_mode: str = "",
+             charge: int = 0) -> float:
+    """The window on the neutral mass, in ppm of that mass, that is ``ppm`` of the precursor
+    m/z: a candidate inside it is within ``ppm`` of the precursor as the same ion, the way
+    library hits are matched and every ``ppm_error`` is given. ``ppm`` itself when the ion is
+    unknown."""
+    if not precursor_mz or not math.isfinite(precursor_mz):
+        return ppm
+    slope, intercept = _ion_line(adduct, ion_mode, int(charge))
+    mass = slope * precursor_mz + intercept
+    if not (math.isfinite(slope) and math.isfinite(mass) and slope > 0 and mass > 0):
+        return ppm
+    return ppm * slope * precursor_mz / mass
+
+
 def ion_mz(mass: float, precursor_mz: float, adduct: str = "", ion_mode: str = "",
            charge: int = 0) -> float:
     """The m/z of a molecule of neutral ``mass`` as the same ion (adduct, charge) as the
