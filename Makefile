@@ -10,6 +10,8 @@ BDE_VENV ?= .venv-bde
 BDE_STAMP := $(BDE_VENV)/.msid-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= 2
+# `make models PROFILE=profiles/slurm`: training jobs on the cluster's GPU partition
+PROFILE ?= profiles/local
 export MPLBACKEND := Agg
 
 .PHONY: setup bde-env browser demo test test-fast bench benchmark docs models lint report clean
@@ -77,7 +79,7 @@ bench: setup
 
 ## models: train every model family (retrieval, de novo + GLMR, NEIMS, LLM4MS, PepTRM), then ship them
 models: setup
-	$(BIN)/snakemake models --profile profiles/local --cores $(CORES)
+	$(BIN)/snakemake models --profile $(PROFILE) --cores $(CORES)
 	mkdir -p resources/models
 	cp results/models/*.safetensors results/models/*.json results/models/*.train_structures.txt resources/models/
 

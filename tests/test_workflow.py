@@ -55,24 +55,42 @@ def test_every_rule_declares_log_conda_container_threads_resources():
             assert key in body, f"rule {name} lacks {key}"
 
 
-def test_training_rules_train_with_the_cpus_their_job_was_given(monkeypatch):
-    """A rule that asks for a GPU trains: its script exports the job's threads, so that
-    --set-threads or a Slurm allocation reaches torch whatever num_threads the config says
-    (less the data-loading workers; without a workflow job, the configured number)."""
-    from msid.train import JOB_THREADS, torch_threads
+def test_jobs_keep_to_the_cpus_they_were_given(monkeypatch):
+    """Every rule that runs torch, faiss or BLAS (the torch, llm and peptides envs) keeps to
+    its ``threads``: its script calls ``job_threads`` before the science is imported, so that
+    --set-threads or a Slurm allocation reaches the libraries, and a job on a shared node does
+    not start one thread per core. Training uses them less its data-loading workers (without a
+    workflow job, the configured number)."""
+    from msid.parallel import JOB_THREADS, job_threads
+    from msid.train import torch_threads
 
-    gpu_rules = {n: b for n, b in _rules().items() if re.search(r"\bgpu=", b)}
-    assert len(gpu_rules) >= 6, sorted(gpu_rules)
-    for name, body in gpu_rules.items():
+    heavy = {n: b for n, b in _rules().items()
+             if re.search(r'env\("(torch|llm|peptides)"\)', b)}
+    assert len(heavy) >= 19 and all(re.search(r"\bgpu=", b) is None or n in heavy
+                                    for n, b in _rules().items()), sorted(heavy)
+    for name, body in heavy.items():
         script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', body).group(1)
         text = (ROOT / "workflow" / "scripts" / script).read_text()
-        assert f'os.environ["{JOB_THREADS}"] = str(snakemake.threads)' in text, (name, script)
+        call = text.find("job_threads(snakemake.threads)")
+        assert 0 < call < text.find("\nfrom msid.", text.find("import job_threads")), (
+            name, script)  # before anything else of msid is imported
     monkeypatch.delenv(JOB_THREADS, raising=False)
     assert torch_threads(1, workers=2) == 1 and torch_threads(0) == 0
     monkeypatch.setenv(JOB_THREADS, "12")
     assert torch_threads(1, workers=2) == 10 and torch_threads(0) == 12
     monkeypatch.setenv(JOB_THREADS, "2")
     assert torch_threads(1, workers=4) == 1
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        job_threads(1)
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+        assert os.environ[JOB_THREADS] == "1"
+    finally:
+        torch.set_num_threads(before)
 
 
 def _env_packages(env_file: Path) -> set[str]:

@@ -1,8 +1,11 @@
-"""Order-preserving chunked map over worker processes (or in-process for one job)."""
+"""Order-preserving chunked map over worker processes (or in-process for one job), and the
+CPU threads a workflow job keeps to."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -12,6 +15,24 @@ from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+#: the CPU threads a workflow job was given (its rule's ``threads``, which a Slurm allocation or
+#: ``--set-threads`` sets); :func:`job_threads` exports it, training reads it
+JOB_THREADS = "MSID_JOB_THREADS"
+_POOL_SIZES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def job_threads(n: int) -> None:
+    """Keep a workflow job to the ``n`` CPUs its rule asked for (rule scripts call this before
+    they import the science): the OpenMP/BLAS pools of torch, faiss and numpy size themselves
+    from these variables when they start, and torch's, if already started, is set now. On a
+    node the job shares, a library left to itself would start one thread per core."""
+    n = max(1, int(n))
+    for var in (*_POOL_SIZES, JOB_THREADS):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 class WorkerDied(RuntimeError):

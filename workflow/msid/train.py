@@ -42,15 +42,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from msid.atomic import atomic_path, write_text
 from msid.modelfile import load_tensors, save_tensors
 from msid.models.config import TrainConfig
+from msid.parallel import JOB_THREADS
 from msid.progress import progress_bar
 
 #: CUDA_VISIBLE_DEVICES naming devices (indices or GPU/MIG UUIDs), not "", "-1" or "NoDevFiles"
 _GPU_IDS = re.compile(r"(?:\d+|GPU-[\w-]+|MIG-[\w/-]+)(?:,(?:\d+|GPU-[\w-]+|MIG-[\w/-]+))*")
 
 
-#: the CPU threads a workflow job was given (its rule's ``threads``, which a Slurm allocation or
-#: ``--set-threads`` sets); the training rule scripts export it
-JOB_THREADS = "MSID_JOB_THREADS"
 
 
 def torch_threads(configured: int, workers: int = 0) -> int:

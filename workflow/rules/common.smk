@@ -247,6 +247,11 @@ def generation_threads(wildcards):
     return training_threads(GenRunConfig.from_dict(config["generation"]["train"]).train)
 
 
+def embedding_threads(wildcards):
+    """LLM4MS training: its num_threads (default 1; 0: 2, never a job of no CPU)."""
+    return int(config["ei_search"]["train"]["config"].get("num_threads", 1)) or 2
+
+
 def peptide_threads(wildcards):
     from msid.models.config import TrainConfig
 

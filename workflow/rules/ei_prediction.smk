@@ -54,6 +54,8 @@ rule bde_set:
         unhandled=f"{RESULTS}/bde/{{molset}}.unhandled.tsv",
     log:
         f"{LOGS}/bde/{{molset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/bde/{{molset}}.tsv"
     wildcard_constraints:
         molset="demo",
     conda:
@@ -80,6 +82,8 @@ rule ei_prediction_data:
         molecules=f"{RESULTS}/ei_prediction/molecules.tsv",
     log:
         f"{LOGS}/ei_prediction/data.log",
+    benchmark:
+        f"{BENCHMARKS}/ei_prediction/data.tsv"
     conda:
         env("openms")
     container:

@@ -41,6 +41,8 @@ rule ei_library:
         f"{RESULTS}/ei/library.h5",
     log:
         f"{LOGS}/ei_search/library.log",
+    benchmark:
+        f"{BENCHMARKS}/ei_search/library.tsv"
     # long jobs off the benchmark's path: started early, not left to the end of a run
     priority: 5
     conda:
@@ -172,7 +174,7 @@ rule ei_train_embedding:
         env("llm")
     container:
         image("llm")
-    threads: config["ei_search"]["train"]["config"].get("num_threads", 1)
+    threads: embedding_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(90),

@@ -13,6 +13,8 @@ rule benchmark_inputs:
         structures=f"{RESULTS}/benchmark/candidate_structures.tsv",
     log:
         f"{LOGS}/benchmark_inputs.log",
+    benchmark:
+        f"{BENCHMARKS}/benchmark_inputs.tsv"
     priority: 10
     conda:
         env("chem")

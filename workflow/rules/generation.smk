@@ -58,6 +58,7 @@ rule train_glmr:
     output:
         model=f"{RESULTS}/models/glmr.safetensors",
         card=f"{RESULTS}/models/glmr.json",
+        tokenizer=f"{RESULTS}/models/glmr.tokenizer.json",
     log:
         f"{LOGS}/train_glmr/cross.log",
     benchmark:
@@ -89,6 +90,7 @@ rule train_glmr_ablation:
     output:
         model=f"{RESULTS}/models/glmr_{{glmr_fusion}}.safetensors",
         card=f"{RESULTS}/models/glmr_{{glmr_fusion}}.json",
+        tokenizer=f"{RESULTS}/models/glmr_{{glmr_fusion}}.tokenizer.json",
     log:
         f"{LOGS}/train_glmr/{{glmr_fusion}}.log",
     benchmark:

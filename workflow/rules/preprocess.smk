@@ -57,6 +57,8 @@ rule split_library:
         test=f"{RESULTS}/library/{{library}}.test.h5",
     log:
         f"{LOGS}/split_library/{{library}}.log",
+    benchmark:
+        f"{BENCHMARKS}/split_library/{{library}}.tsv"
     priority: 10
     conda:
         env("chem")

@@ -4,6 +4,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
+from msid.parallel import job_threads
+
+job_threads(snakemake.threads)  # torch, faiss and BLAS keep to the CPUs this job was given
 
 from msid.ei.insilico import predict_file
 

@@ -4,10 +4,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the msid package beside scripts/
 sys.stderr = sys.stdout = open(snakemake.log[0], "w", buffering=1)
-import os
+from msid.parallel import job_threads
 
-# the CPUs this job was given (--set-threads, a Slurm allocation) are what torch trains with
-os.environ["MSID_JOB_THREADS"] = str(snakemake.threads)
+job_threads(snakemake.threads)  # torch, faiss and BLAS keep to the CPUs this job was given
 
 from msid.io.licences import model_licence
 from msid.modelfile import annotate_card
