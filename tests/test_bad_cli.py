@@ -491,6 +491,23 @@ def test_a_precursor_that_is_no_number_is_named(tmp_path, capsys):
     assert any("PEPMASS='abc' is not a number" in r for r in reasons), reasons
 
 
+def test_a_quarantined_query_has_its_row_in_the_table(tmp_path, capsys):
+    """An input record lost before ranking (its PEPMASS is no number) is in the table all the
+    same: a rank-0 row whose note gives the reason, as a query without an answer gets."""
+    from msid.rankings import read_rankings
+
+    bad = _with_header(tmp_path, "PEPMASS=abc", replace_pepmass=True)
+    out = tmp_path / "ids.tsv"
+    assert main(["identify", str(bad), "--library", str(QUERIES), "--out", str(out)]) == 0
+    _, err = capsys.readouterr()
+    assert "1 input record(s) quarantined" in err, err
+    ids = read_rankings(out)
+    assert ids["query_id"].nunique() == 3, ids[["query_id", "rank", "note"]]
+    (lost,) = ids[ids["note"].str.startswith("quarantined: ")].itertuples()
+    assert lost.rank == 0 and lost.method == "library" and "PEPMASS='abc'" in lost.note
+    assert (ids.loc[ids["query_id"] != lost.query_id, "rank"] > 0).any()
+
+
 def test_a_retention_time_that_is_no_number_loses_no_record(tmp_path, capsys):
     """RTINSECONDS=abc: the record is stored without a retention time (nothing needs it), a
     note row names the value, convert says so on stderr, and reports count it apart from the

@@ -689,19 +689,54 @@ def _sheet_dry_run(sheet, tmp_path):
     return cfg, res, res.stdout + res.stderr
 
 
-def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
-    """A mistyped path in the sample sheet is named at start (and in the batch report) and
-    its row left out; the sheet's other runs go on."""
+def test_your_own_library_is_checked_and_named_at_start(tmp_path):
+    """An in-house ESI library: one that is not there, or not a library file, stops the run at
+    start naming library.path; one left under the shipped library's name stops it too (every
+    output would carry 'massbank_esi'); named, it is what the DAG converts."""
+    lib = tmp_path / "inhouse.mgf"
+    lib.write_text((ROOT / "tests/data/bad/pesticides_first3.mgf").read_text())
     sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample\tpath\ngood\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\n")
+    cfg = tmp_path / "c.yaml"
+    for library, said in [
+            (f"{{path: {lib}}}", "library.name is still 'massbank_esi'"),
+            (f"{{name: inhouse, path: {tmp_path / 'gone.mgf'}}}", "gone.mgf: no such file"),
+            (f"{{name: inhouse, path: {tmp_path / 'lib.tsv'}}}", "not a library file"),
+            (f"{{name: inhouse, path: {lib}}}", "")]:
+        cfg.write_text(f"samples: {sheet}\nbenchmark: {{enabled: false}}\n"
+                       f"results_dir: {tmp_path / 'results'}\nlibrary: {library}\n")
+        res = _sm("-n", "all", "--cores", "1", "--configfile", str(cfg))
+        out = res.stdout + res.stderr
+        if said:
+            assert res.returncode != 0 and said in out and "config library.path" in out, out
+        else:
+            assert res.returncode == 0 and "inhouse.converted.h5" in out, out[-2000:]
+
+
+def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
+    """A mistyped row in the sample sheet (missing file, folder, vendor file, unknown kind,
+    a name that cannot be a path) is named at start, with what to do (and in the batch
+    report), and left out; the sheet's other runs go on. A kind is read in any case."""
+    sheet = tmp_path / "samples.tsv"
+    raw = tmp_path / "QC 02.raw"
+    raw.write_bytes(b"\x01\xa1Finnigan")
+    run = ROOT / "resources/runs/pestmix_dda.mzML.gz"
     sheet.write_text("sample\tpath\tkind\n"
-                     f"good\t{ROOT / 'resources/runs/pestmix_dda.mzML.gz'}\tsmall_molecule\n"
+                     f"good\t{run}\tsmall_molecule\n"
                      f"typo\t{tmp_path / 'pestmix_dda.mzMl.gz'}\tsmall_molecule\n"
-                     f"folder\t{tmp_path}\tsmall_molecule\n")
+                     f"folder\t{tmp_path}\tsmall_molecule\n"
+                     f"vendor\t{raw}\tsmall_molecule\n"
+                     f"badkind\t{run}\tsmallmolecule\n"
+                     f"run 3\t{run}\tsmall_molecule\n"
+                     f"upper\t{ROOT / 'resources/runs/peptide_qc1.mzML.gz'}\tPeptide \n")
     cfg, res, out = _sheet_dry_run(sheet, tmp_path)
     assert res.returncode == 0, out[-2000:]
-    assert re.search(r"report_run\s+1$", out, re.M), out[-2000:]
+    assert re.search(r"report_run\s+2$", out, re.M), out[-2000:]  # good, and upper as peptide
     assert f"samples: not read: {sheet}: sample typo: " in out and "no such file" in out
     assert "sample folder: " in out and "a folder, not a run file" in out
+    assert "sample vendor: " in out and "Thermo RAW" in out and "msconvert" in out
+    assert "kind 'smallmolecule' is none of small_molecule, peptide, ei" in out
+    assert "sample name 'run 3' cannot name output files" in out and "'run_3'" in out
     # a name listed twice is an error, even when one of its rows names a missing file; also
     # in case only (one results folder on a case-insensitive share)
     run, other = ROOT / "resources/runs/pestmix_dda.mzML.gz", tmp_path / "gone.mzML"

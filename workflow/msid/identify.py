@@ -19,7 +19,7 @@ from msid.convert import convert_file
 from msid.fdr import add_qvalues
 from msid.methods import Method, rank_queries
 from msid.preprocess import PREPROCESS_VERSION, PreprocessConfig
-from msid.rankings import write_rankings
+from msid.rankings import quarantined_rows, write_rankings
 from msid.resources import data_dir, resource
 from msid.store import SpectrumStore
 
@@ -94,6 +94,7 @@ def identify_to_file(method: Method, store: SpectrumStore, out: str | os.PathLik
     library = getattr(method, "library", None)
     if fdr and candidates is None and method.name == "library" and library is not None:
         add_qvalues(rows, library, store, seed=seed)
+    rows += quarantined_rows(store.quarantine, [method.name])  # every input record has rows
     return write_rankings(rows, out)
 
 

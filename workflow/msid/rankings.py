@@ -101,6 +101,23 @@ def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate]
     return rows
 
 
+#: ``note`` prefix of the rank-0 row of an input record that was quarantined (never ranked)
+QUARANTINED = "quarantined"
+
+
+def quarantined_rows(quarantine: pd.DataFrame, methods: Sequence[str]) -> list[dict]:
+    """A rank-0 row per method for every input record that was quarantined before it could
+    be ranked (the store's quarantine table; a damaged file's note and a kept record's note
+    are no records), the reason in ``note``: a table accounts for every record of the file,
+    not only for those that were stored."""
+    from msid.store import lost_records
+
+    lost = lost_records(quarantine) if len(quarantine) else quarantine
+    return [row for q in lost.itertuples() for m in methods
+            for row in rows_for_query(str(q.record_id), m, [],
+                                      reason=f"{QUARANTINED}: {q.reason}")]
+
+
 def top_delta_score(ranked: list[RankedCandidate]) -> float:
     """The top candidate's score minus the best score of a candidate of another structure:
     :func:`structure_margin` of a ranked list. Lists are one row per structure, so this is

@@ -138,26 +138,39 @@ def unread_entries(folder: str | os.PathLike) -> list[tuple[str, str]]:
 
 def sheet_rows_unread(rows: list[dict[str, str]],
                       sheet: str | os.PathLike) -> list[tuple[int, str, str]]:
-    """``(row index, row, why)`` for every sample-sheet row whose run file cannot be read
-    (missing, a folder, no read permission): the workflow leaves such a row out and names it
-    at start and in the batch report, so that one mistyped path does not stop the other
-    runs."""
+    """``(row index, row, why)`` for every sample-sheet row that cannot be run: its file
+    missing, a folder, unreadable, or not a run file msid reads (a vendor file says how to
+    convert it); a run kind msid does not know; a sample name that cannot be a path. The
+    workflow leaves such a row out and names it at start and in the batch report, so that one
+    mistyped row does not stop the other runs."""
     out = []
     for i, row in enumerate(rows):
         path = str(row.get("path", ""))
+        name = str(row.get("sample", ""))
+        kind = str(row.get("kind", "") or "")
+        vendor = VENDOR_FORMATS.get(Path(path.rstrip("/")).suffix.lower())
         if not path:
             why = "no path given"
         elif not os.path.exists(path):
             why = f"{path}: no such file" + (
                 "" if os.path.isabs(path) else
                 f" (a relative path is read from the working directory, {os.getcwd()})")
+        elif vendor:
+            why = f"{path}: {vendor}: msid reads mzML, mzXML, MGF and MSP; {CONVERT_HINT}"
         elif os.path.isdir(path):
             why = f"{path}: a folder, not a run file"
         elif not os.access(path, os.R_OK):
             why = f"{path}: not readable (permission denied)"
+        elif not RUN_FILE.search(path):
+            why = f"{path}: not a run file msid reads (mzML, mzXML, MGF or MSP, gzip allowed)"
+        elif kind and kind not in RUN_KINDS:
+            why = f"kind {kind!r} is none of {', '.join(RUN_KINDS)}"
+        elif not SAMPLE_NAME.match(name) or name in (".", ".."):
+            why = (f"sample name {name!r} cannot name output files: letters, digits, '_', '.' "
+                   f"and '-' only (e.g. {safe_sample_name(name, set())!r})")
         else:
             continue
-        out.append((i, f"{sheet}: sample {row.get('sample', '')}", why))
+        out.append((i, f"{sheet}: sample {name}", why))
     return out
 
 

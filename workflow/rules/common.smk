@@ -89,8 +89,10 @@ def _load_samples():
         dup = _duplicates(df["sample"])
         if dup:
             raise ValueError(f"{sheet}: duplicate sample names: {dup}")
+        if "kind" in df:  # 'EI', 'ei ' are the kind ei
+            df["kind"] = df["kind"].astype(str).str.strip().str.lower()
         lost = sheet_rows_unread(df.to_dict("records"), sheet)
-        if lost:  # one mistyped path does not stop the other runs
+        if lost:  # one mistyped row does not stop the other runs
             _not_read("samples", [(name, why) for _, name, why in lost])
             df = df.drop(index=df.index[[i for i, _, _ in lost]])
         frames.append(df)
@@ -171,6 +173,36 @@ if (
         file=sys.stderr,
     )
 LIB = config["library"]["name"]
+
+
+def _check_library():
+    """The ESI library: a file msid reads, there, and named for itself (outputs, logs and
+    reports carry library.name), said at start instead of by a job."""
+    from msid.samples import RUN_FILE
+
+    path = str(config["library"]["path"])
+    how = "--config 'library={name: inhouse, path: /path/to/library.mgf}'"
+    if not RUN_FILE.search(path):
+        raise ValueError(
+            f"config library.path: {path} is not a library file msid reads (MGF, MSP, mzML "
+            "or mzXML, gzip allowed)"
+        )
+    if not os.path.exists(path):
+        raise ValueError(f"config library.path: {path}: no such file ({how})")
+    shipped = os.path.join(workflow.basedir, "..", "resources", "massbank_esi")
+    if (
+        LIB == "massbank_esi"
+        and os.path.isdir(shipped)
+        and not os.path.samefile(os.path.dirname(os.path.abspath(path)), shipped)
+    ):
+        raise ValueError(
+            f"config library.path is {path}, but library.name is still 'massbank_esi' (the "
+            "shipped MassBank library's), which every output, log and report would then "
+            f"carry: name your library, e.g. {how}"
+        )
+
+
+_check_library()
 # what training jobs ask the scheduler for, for their GPU: gpu=1 (Slurm --gpus=1), or the GRES
 # string models.gpu_gres names ("gpu:a100:1", --gres) on a cluster that takes only that
 GPU_GRES = config["models"].get("gpu_gres", "")

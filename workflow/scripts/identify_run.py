@@ -13,7 +13,7 @@ logging.basicConfig(stream=sys.stdout, level=logging.INFO,
 
 from msid.chem.candidates import CandidateIndex
 from msid.run_methods import RunMethodsConfig, identify_run
-from msid.rankings import write_rankings
+from msid.rankings import quarantined_rows, write_rankings
 from msid.search.library import LibrarySearchConfig, SpectralLibrary
 from msid.store import SpectrumStore
 
@@ -37,5 +37,8 @@ with SpectrumStore(snakemake.input.queries) as queries:
                         model_dir=snakemake.params.model_dir, kind=snakemake.params.kind,
                         progress=True)
     n = len(queries)
+    # the run file's records that were quarantined get a row per method too, with the reason
+    methods = list(dict.fromkeys(r["method"] for r in rows)) or list(cfg.methods[:1])
+    rows += quarantined_rows(queries.quarantine, methods)
 write_rankings(rows, snakemake.output[0])
 print(f"{len(rows)} rows for {n} spectra from methods {cfg.methods}")
