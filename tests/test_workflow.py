@@ -737,6 +737,10 @@ def test_a_sample_sheet_row_naming_a_missing_file_stops_no_other_run(tmp_path):
     assert "sample vendor: " in out and "Thermo RAW" in out and "msconvert" in out
     assert "kind 'smallmolecule' is none of small_molecule, peptide, ei" in out
     assert "sample name 'run 3' cannot name output files" in out and "'run_3'" in out
+    # a sheet of which no row can run is an error (a scripted batch would take 0 for success)
+    sheet.write_text(f"sample\tpath\ntypo\t{tmp_path / 'pestmix_dda.mzMl.gz'}\n")
+    _, res, out = _sheet_dry_run(sheet, tmp_path)
+    assert res.returncode != 0 and "none of the rows of" in out and "no such file" in out
     # a name listed twice is an error, even when one of its rows names a missing file; also
     # in case only (one results folder on a case-insensitive share)
     run, other = ROOT / "resources/runs/pestmix_dda.mzML.gz", tmp_path / "gone.mzML"

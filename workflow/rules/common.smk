@@ -28,6 +28,7 @@ RUNS_DIR_ROWS = []
 #: (file, why) of what runs_dir holds, or the sample sheet names, but no run is made of: said at
 #: start, and in the batch report
 UNREAD = []
+SHEET_ALL_LOST = []  # a sample sheet with rows, every one of them left out
 
 
 def _not_read(where, entries):
@@ -94,6 +95,8 @@ def _load_samples():
         lost = sheet_rows_unread(df.to_dict("records"), sheet)
         if lost:  # one mistyped row does not stop the other runs
             _not_read("samples", [(name, why) for _, name, why in lost])
+            if len(lost) == len(df):  # but a sheet of which no row runs is an error
+                SHEET_ALL_LOST.append(sheet)
             df = df.drop(index=df.index[[i for i, _, _ in lost]])
         frames.append(df)
     runs_dir = config.get("runs_dir", "")
@@ -161,6 +164,11 @@ onstart:
     record_names(REGISTRY, RUNS_DIR_ROWS)
 
 
+if samples.empty and SHEET_ALL_LOST:  # a scripted batch must not take this for success
+    raise ValueError(
+        f"samples: none of the rows of {SHEET_ALL_LOST[0]} names a run that can be read "
+        "(each is listed above with why)"
+    )
 if (
     workflow.is_main_process
     and samples.empty
