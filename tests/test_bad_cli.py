@@ -491,6 +491,19 @@ def test_a_precursor_that_is_no_number_is_named(tmp_path, capsys):
     assert any("PEPMASS='abc' is not a number" in r for r in reasons), reasons
 
 
+def test_a_library_that_cannot_be_read_is_named_as_the_library(tmp_path, capsys):
+    """An empty or garbage --library is named with its option, not only by its file name
+    (which may look like the queries')."""
+    for name, data in (("empty.mgf", b""), ("junk.mgf", b"garbage\x00\x01")):
+        lib = tmp_path / name
+        lib.write_bytes(data)
+        rc = main(["identify", str(QUERIES), "--library", str(lib),
+                   "--out", str(tmp_path / "o.tsv")])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"error: --library {lib}: " in err, err
+        assert not (tmp_path / "o.tsv").exists()
+
+
 def test_a_quarantined_query_has_its_row_in_the_table(tmp_path, capsys):
     """An input record lost before ranking (its PEPMASS is no number) is in the table all the
     same: a rank-0 row whose note gives the reason, as a query without an answer gets."""

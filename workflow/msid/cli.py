@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import NoReturn
 
@@ -221,10 +221,13 @@ def cmd_identify(a: argparse.Namespace) -> int:
         if ei and a.library:  # converted (and cached) here, so that its losses are told
             from msid.ei.search import library_store_path
 
-            if not _library_usable(library_store_path(a.library), a.library, ei=True):
+            with _named_as("--library", a.library):
+                lib_store = library_store_path(a.library)
+            if not _library_usable(lib_store, a.library, ei=True):
                 return 2
         if not ei and (a.library or a.method == "library"):
-            store = cached_library(a.library)
+            with _named_as("--library", a.library):
+                store = cached_library(a.library)
             if not _library_usable(store, a.library or "the shipped library"):
                 return 2
             # a store msid cached from a library file gets its search index cached beside it
@@ -285,6 +288,20 @@ def cmd_identify(a: argparse.Namespace) -> int:
             print(f"msid identify: warning: {line}", file=sys.stderr)
         q.close()
     return 0
+
+
+@contextmanager
+def _named_as(option: str, path: str | None):
+    """A file that cannot be read is named with the option that gave it (``--library x.mgf:
+    file is empty``), so that a library is not taken for the queries."""
+    from msid.io.errors import InputFileError
+
+    try:
+        yield
+    except InputFileError as e:
+        if path and e.path == str(path):
+            raise InputFileError(f"{option} {path}", e.problem) from None
+        raise
 
 
 def _tell_quarantined(q, n_bad: int, ei: bool, head: str) -> None:
