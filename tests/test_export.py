@@ -461,3 +461,19 @@ def test_msp_export_keeps_a_multiple_charge_through_the_adduct(tmp_path):
         before, after = a.metadata["charge"].astype(int), b.metadata["charge"].astype(int)
     assert (before > 1).sum() > 100
     assert before.tolist() == after.tolist()
+
+
+def test_export_says_what_the_format_cannot_carry(tmp_path, capsys):
+    """A spectrum without a precursor m/z (a converted, not preprocessed, store) and a charge
+    MS-DIAL's MSP cannot state are said on stderr, not lost in silence."""
+    mgf_in = tmp_path / "x.mgf"
+    mgf_in.write_text("BEGIN IONS\nTITLE=a\nPEPMASS=500.25\nCHARGE=2+\n100.1 10\n200.2 20\n"
+                      "END IONS\nBEGIN IONS\nTITLE=b\nCHARGE=1+\n100.1 10\n200.2 20\nEND IONS\n")
+    assert main(["convert", str(mgf_in), "--out", str(tmp_path / "x.h5")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "x.h5"), "--out", str(tmp_path / "o.mgf")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 spectra have no precursor m/z" in err and "PEPMASS" in err, err
+    assert main(["export", str(tmp_path / "x.h5"), "--out", str(tmp_path / "o.msp")]) == 0
+    err = capsys.readouterr().err
+    assert "1 spectra of charge 2 or more" in err and "PRECURSORMZ" in err, err

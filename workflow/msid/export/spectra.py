@@ -102,6 +102,28 @@ def export_spectra(store: str | os.PathLike, out: str | os.PathLike, fmt: str = 
     return len(records)
 
 
+def export_losses(store: str | os.PathLike, fmt: str) -> list[str]:
+    """What the format cannot carry of the store's spectra, one line each (none: [])."""
+    with SpectrumStore(store) as st:
+        md = st.metadata
+    prec = md["precursor_mz"].to_numpy(float)
+    no_prec = int((~np.isfinite(prec) | (prec <= 0)).sum())
+    out = []
+    if no_prec and fmt.lower() == "mgf":
+        out.append(f"{no_prec} spectra have no precursor m/z: their MGF records carry no "
+                   "PEPMASS, which SIRIUS and GNPS need (msid preprocess quarantines such "
+                   "spectra)")
+    if no_prec and fmt.lower() == "msp":
+        out.append(f"{no_prec} spectra have no precursor m/z: their MSP records carry no "
+                   "PRECURSORMZ")
+    charge = md["charge"].to_numpy(int)
+    multiple = int((np.abs(charge) > 1).sum())
+    if multiple and fmt.lower() == "msp":
+        out.append(f"{multiple} spectra of charge 2 or more: MS-DIAL's MSP has no charge field; "
+                   "their PRECURSORTYPE, where known, states it")
+    return out
+
+
 def _shortest(values: np.ndarray) -> np.ndarray:
     """float32 values as the float64 of their shortest round-trip decimal."""
     return np.array([float(str(v)) for v in np.asarray(values, dtype=np.float32)])
