@@ -519,6 +519,16 @@ def test_a_quarantined_query_has_its_row_in_the_table(tmp_path, capsys):
     (lost,) = ids[ids["note"].str.startswith("quarantined: ")].itertuples()
     assert lost.rank == 0 and lost.method == "library" and "PEPMASS='abc'" in lost.note
     assert (ids.loc[ids["query_id"] != lost.query_id, "rank"] > 0).any()
+    # an MS1 block before its MS2 block of one id (SIRIUS, MZmine exports): no row for the MS1
+    text = QUERIES.read_text()
+    first = text[:text.index("END IONS") + len("END IONS")]
+    ms1 = first.replace("MSLEVEL=2", "MSLEVEL=1")
+    both = tmp_path / "ms1.mgf"
+    both.write_text(ms1 + "\n" + text)
+    assert main(["identify", str(both), "--library", str(QUERIES), "--out", str(out)]) == 0
+    capsys.readouterr()
+    ids = read_rankings(out)
+    assert not ids["note"].str.startswith("quarantined: ").any(), ids[["query_id", "note"]]
 
 
 def test_a_retention_time_that_is_no_number_loses_no_record(tmp_path, capsys):
@@ -643,6 +653,13 @@ def test_several_charges_are_no_charge(tmp_path, capsys):
         assert "'2 and 3'" in note.reason or "'2+ and 3+'" in note.reason, note.reason
         # as for a record that states none: the charge comes from its adduct ([M-H]-)
         assert st.metadata.set_index("id").loc[note.record_id, "charge"] == -1
+    for same, read in (("1- and 1-", -1), ("2+ and 2-", None)):  # one charge twice, or two
+        assert main(["convert", str(with_charge(same)), "--out", str(tmp_path / "t.h5")]) == 0
+        capsys.readouterr()
+        with SpectrumStore(tmp_path / "t.h5") as st:
+            assert len(st) == 3 and len(kept_notes(st.quarantine)) == (read is None)
+            if read is not None:
+                assert st.metadata["charge"].iloc[0] == read
     one = with_charge("3-")
     assert main(["convert", str(one), "--out", str(tmp_path / "o.h5")]) == 0
     capsys.readouterr()

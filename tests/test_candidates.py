@@ -70,6 +70,11 @@ def test_a_candidate_window_in_ppm_is_one_of_the_precursor_mz():
         theo = ion_mz(edge, mz, adduct, mode, z)
         assert abs((mz - theo) / theo * 1e6) == pytest.approx(10.0, rel=1e-4), adduct
     assert mass_ppm(10.0, float("nan")) == 10.0  # no precursor: as given
+    from msid.chem.adducts import mass_da
+
+    assert mass_da(0.01, 300.6543, "", "positive", 2) == pytest.approx(0.02)  # |z| / n
+    assert mass_da(0.01, 361.1339, "[2M+H]+", "positive", 1) == pytest.approx(0.005)
+    assert mass_da(0.01, 181.0707, "[M+H]+", "positive", 1) == pytest.approx(0.01)
 
 
 def test_formula_candidates_take_the_formula_a_query_carries(tmp_path, data_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -393,3 +394,25 @@ def test_qc_check_reads_mztab_modifications_by_accession_and_residue():
     assert psm_tokens("PEPTIDE", "null") == list("PEPTLDE")
     assert psm_tokens("KEK", "1-UNIMOD:7") is None  # no deamidation of K in the vocabulary
     assert psm_tokens("SEK", "1-UNIMOD:21") is None  # phospho: outside it
+
+
+def test_an_annotated_record_listing_several_charges_takes_the_one_its_peptide_fits(tmp_path):
+    """CHARGE=1+ and 2+ on an annotated record: the charge whose precursor m/z the peptide's
+    own mass gives, not the first one listed (nor the record lost)."""
+    import gzip as _gzip
+
+    from msid.peptides.data import read_annotated_mgf
+
+    src = ROOT / "resources/peptides/nist_bsa_it_consensus_train.mgf.gz"
+    with _gzip.open(src, "rt") as fh:
+        text = fh.read()
+    record = text[:text.index("END IONS") + len("END IONS")] + "\n"
+    base = read_annotated_mgf(src).spectra[0]
+    other = next(c for c in (1, 2, 3, 4) if c != base.charge)
+    listed = [other, base.charge]
+    changed = re.sub(r"CHARGE=[^\n]*", "CHARGE=" + " and ".join(f"{c}+" for c in listed),
+                     record, count=1)
+    path = tmp_path / "two.mgf"
+    path.write_text(changed)
+    read = read_annotated_mgf(path)
+    assert not read.quarantine and read.spectra[0].charge == base.charge

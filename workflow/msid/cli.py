@@ -299,7 +299,7 @@ def _named_as(option: str, path: str | None):
     try:
         yield
     except InputFileError as e:
-        if path and e.path == str(path):
+        if path and os.path.abspath(e.path) == os.path.abspath(path):
             raise InputFileError(f"{option} {path}", e.problem) from None
         raise
 

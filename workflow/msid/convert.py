@@ -330,13 +330,26 @@ def rt_left_out(params: dict, record: SpectrumRecord) -> str:
     return ""
 
 
+_CHARGE = re.compile(r"([+-]?)\s*(\d+)\s*([+-]?)")
+
+
+def _charges(value: object) -> list[int]:
+    """The signed charges a ``CHARGE`` value lists (``2+ and 3+``, ``2+,3-``, ``[2, 3]``)."""
+    if isinstance(value, list | tuple):  # pyteomics' ChargeList of Charge (int) values
+        return [c for v in value for c in _charges(v)] if not all(
+            isinstance(v, int) for v in value) else [int(v) for v in value]
+    return [int(n) * (-1 if "-" in (a + b) else 1)
+            for a, n, b in _CHARGE.findall(str(value or ""))]
+
+
 def several_charges(params: dict) -> str:
     """The record's ``CHARGE`` when it lists more than one charge (``2+ and 3+``, ``2+,3+``: the
     instrument could not tell), else ''. No one of them is the record's charge."""
     value = params.get("charge")
-    if isinstance(value, list | tuple):
-        return " and ".join(map(str, value)) if len(set(value)) > 1 else ""
-    return str(value) if len(set(re.findall(r"\d+", str(value or "")))) > 1 else ""
+    listed = _charges(value)
+    if len(set(listed)) < 2:
+        return ""
+    return " and ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _harmonised(item: RawSpectrum, source_file: str, peaks_ok: bool
@@ -348,6 +361,9 @@ def _harmonised(item: RawSpectrum, source_file: str, peaks_ok: bool
                            {k: v for k, v in item.params.items() if k != "charge"})
         notes.append(f"value left out: CHARGE lists several charges: {charges[:40]!r}: "
                      f"{VALUE_LEFT_OUT}")
+    elif len(listed := _charges(item.params.get("charge"))) > 1:  # '1+ and 1+': one charge
+        item = RawSpectrum(item.record_id, item.mz, item.intensity,
+                           {**item.params, "charge": listed[0]})
     rec = harmonise(item, source_file, peaks_ok=peaks_ok)
     if isinstance(rec, str):
         return rec, []

@@ -94,7 +94,8 @@ def identify_to_file(method: Method, store: SpectrumStore, out: str | os.PathLik
     library = getattr(method, "library", None)
     if fdr and candidates is None and method.name == "library" and library is not None:
         add_qvalues(rows, library, store, seed=seed)
-    rows += quarantined_rows(store.quarantine, [method.name])  # every input record has rows
+    rows += quarantined_rows(store.quarantine, [method.name],  # every input record has rows
+                             stored=store.metadata["id"].astype(str))
     return write_rankings(rows, out)
 
 

@@ -105,15 +105,22 @@ def rows_for_query(query_id: str, method: str, ranked: Iterable[RankedCandidate]
 QUARANTINED = "quarantined"
 
 
-def quarantined_rows(quarantine: pd.DataFrame, methods: Sequence[str]) -> list[dict]:
+def quarantined_rows(quarantine: pd.DataFrame, methods: Sequence[str],
+                     stored: Iterable[str] = ()) -> list[dict]:
     """A rank-0 row per method for every input record that was quarantined before it could
     be ranked (the store's quarantine table; a damaged file's note and a kept record's note
     are no records), the reason in ``note``: a table accounts for every record of the file,
-    not only for those that were stored."""
+    not only for those that were stored. An MS1 spectrum of an MS/MS file is no query, and a
+    record whose id a stored query holds (an MS1 block before its MS2 block, in SIRIUS and
+    MZmine exports) gets no row beside that query's."""
+    from msid.preprocess import MS1_REASON
     from msid.store import lost_records
 
     lost = lost_records(quarantine) if len(quarantine) else quarantine
-    return [row for q in lost.itertuples() for m in methods
+    taken = set(map(str, stored))
+    return [row for q in lost.itertuples()
+            if str(q.record_id) not in taken and str(q.reason) != MS1_REASON
+            for m in methods
             for row in rows_for_query(str(q.record_id), m, [],
                                       reason=f"{QUARANTINED}: {q.reason}")]
 

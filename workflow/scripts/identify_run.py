@@ -38,7 +38,8 @@ with SpectrumStore(snakemake.input.queries) as queries:
                         progress=True)
     n = len(queries)
     # the run file's records that were quarantined get a row per method too, with the reason
-    methods = list(dict.fromkeys(r["method"] for r in rows)) or list(cfg.methods[:1])
-    rows += quarantined_rows(queries.quarantine, methods)
+    methods = list(dict.fromkeys(r["method"] for r in rows)) or list(cfg.methods)
+    rows += quarantined_rows(queries.quarantine, methods,
+                             stored=queries.metadata["id"].astype(str))
 write_rankings(rows, snakemake.output[0])
 print(f"{len(rows)} rows for {n} spectra from methods {cfg.methods}")

@@ -81,6 +81,15 @@ def mass_ppm(ppm: float, precursor_mz: float, adduct: str = "", ion_mode: str = 
     return ppm * slope * precursor_mz / mass
 
 
+def mass_da(tol_da: float, precursor_mz: float, adduct: str = "", ion_mode: str = "",
+            charge: int = 0) -> float:
+    """The window on the neutral mass, in Da, that is ``tol_da`` on the precursor m/z (x |z|/n
+    for an [nM+X]z ion: 0.02 Da for a doubly charged ion). ``tol_da`` itself when the ion is
+    unknown."""
+    slope, _ = _ion_line(adduct, ion_mode, int(charge))
+    return tol_da * slope if math.isfinite(slope) and slope > 0 else tol_da
+
+
 def ion_mz(mass: float, precursor_mz: float, adduct: str = "", ion_mode: str = "",
            charge: int = 0) -> float:
     """The m/z of a molecule of neutral ``mass`` as the same ion (adduct, charge) as the

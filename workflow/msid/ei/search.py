@@ -220,7 +220,7 @@ def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
     from msid.atomic import atomic_path
     from msid.identify import temp_workdir
     from msid.methods import MethodResources, make_method, rank_queries
-    from msid.rankings import write_rankings
+    from msid.rankings import quarantined_rows, write_rankings
 
     with temp_workdir() as work:
         try:
@@ -238,6 +238,8 @@ def identify_ei_run(queries: str | os.PathLike, library: str | os.PathLike,
             model_path=str(model) if model else None,
             options={"ei_library": str(library), "index": index or {}, "hits": max(top_k, 50)}))
         rows = rank_queries(m, store, top_k=top_k, progress=False)
+        rows += quarantined_rows(store.quarantine, [method],
+                                 stored=store.metadata["id"].astype(str))
         n = len(store)
         from msid.ei.spectrum_kind import ms2_like_warning
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from msid.chem.adducts import mass_ppm, neutral_mass
+from msid.chem.adducts import mass_da, mass_ppm, neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure
 from msid.generation.beam import Generated, beam_search, distinct_valid, heavy_atoms
@@ -121,11 +121,11 @@ class DeNovo:
                 self.stats["queries"] += 1
                 mass = query_mass(q)
                 formula = q.formula if self.use_formula else ""
-                tol_ppm = mass_ppm(self.tol_ppm, q.precursor_mz, q.adduct, q.ion_mode,
-                                   q.charge)  # ppm of the precursor m/z, as everywhere
-                mols, _ = distinct_valid(b, self.beam_width, mass=mass, formula=formula,
-                                         tol_da=self.tol_da, tol_ppm=tol_ppm,
-                                         filter_precursor=self.filter)
+                ion = (q.precursor_mz, q.adduct, q.ion_mode, q.charge)
+                mols, _ = distinct_valid(  # tolerances on the precursor m/z, as everywhere
+                    b, self.beam_width, mass=mass, formula=formula,
+                    tol_da=mass_da(self.tol_da, *ion), tol_ppm=mass_ppm(self.tol_ppm, *ion),
+                    filter_precursor=self.filter)
                 if not mols and self.filter and self.fallback:
                     mols, _ = distinct_valid(b, self.beam_width, filter_precursor=False)
                     mols = [Generated(m.structure, m.score - 1e3) for m in mols]  # flagged

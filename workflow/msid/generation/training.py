@@ -245,6 +245,9 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
 
     run = GenRunConfig.from_dict(config)
     g = run.glmr
+    if fusion == "copy" and g.train_k > MAX_CANDIDATE_SLOTS:
+        raise ValueError(f"glmr train_k {g.train_k}: the copy fusion tags at most "
+                         f"{MAX_CANDIDATE_SLOTS} candidates")
     out_path = Path(out_path)
     workdir = Path(workdir) if workdir else out_path.with_suffix(".train")
     t_all = time.perf_counter()

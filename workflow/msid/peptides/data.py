@@ -62,10 +62,13 @@ def read_annotated_mgf(paths: list[str | os.PathLike] | str | os.PathLike,
                     if not seq:
                         raise SequenceError("no SEQ")
                     tokens = parse_proforma(str(seq))
-                    charge = int(p["charge"][0]) if p.get("charge") else 0
-                    if charge <= 0:
+                    listed = [int(c) for c in p["charge"] if int(c) > 0] if p.get(
+                        "charge") else []
+                    if not listed:
                         raise SequenceError("no charge")
                     pmz = float(p["pepmass"][0])
+                    # CHARGE=2+ and 3+: the listed charge the annotated peptide's m/z fits
+                    charge = min(listed, key=lambda c: abs(precursor_mz(tokens, c) - pmz))
                     if abs(precursor_mz(tokens, charge) - pmz) > max_mz_error:
                         raise SequenceError(
                             f"precursor m/z {pmz:.4f} disagrees with {seq}/{charge}+")

@@ -145,7 +145,9 @@ def _learned_sections(ids: pd.DataFrame, md: pd.DataFrame) -> list[dict]:
         for k, r in enumerate(rows):
             r["svg"] = structure_svg(r["smiles"], 180, 120) if k < MAX_DRAWN else ""
         out.append({"method": method, "what": METHOD_NOTES.get(method, method),
-                    "n_queries": int(ids.loc[ids["method"] == method, "query_id"].nunique()),
+                    "n_queries": int(ids.loc[(ids["method"] == method)
+                                             & ids["query_id"].isin(md["id"].astype(str)),
+                                             "query_id"].nunique()),
                     "n_answered": len(top), "rows": rows,
                     "truncated": max(0, len(top) - 500)})
     return out
