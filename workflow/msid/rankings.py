@@ -110,14 +110,15 @@ def quarantined_rows(quarantine: pd.DataFrame, methods: Sequence[str],
     """A rank-0 row per method for every input record that was quarantined before it could
     be ranked (the store's quarantine table; a damaged file's note and a kept record's note
     are no records), the reason in ``note``: a table accounts for every record of the file,
-    not only for those that were stored. An MS1 spectrum of an MS/MS file is no query, and a
+    not only for those that were stored. An MS1 spectrum of an MS/MS file is no query, a
     record whose id a stored query holds (an MS1 block before its MS2 block, in SIRIUS and
-    MZmine exports) gets no row beside that query's."""
+    MZmine exports) gets no row beside that query's, and a file that could not be read at all
+    (its one ``(whole file)`` row) lists no query: its report says why."""
     from msid.preprocess import MS1_REASON
-    from msid.store import lost_records
+    from msid.store import WHOLE_FILE, lost_records
 
     lost = lost_records(quarantine) if len(quarantine) else quarantine
-    taken = set(map(str, stored))
+    taken = {*map(str, stored), WHOLE_FILE}  # a file read not at all holds no query to list
     return [row for q in lost.itertuples()
             if str(q.record_id) not in taken and str(q.reason) != MS1_REASON
             for m in methods
