@@ -24,6 +24,7 @@ from msid.parallel import chunks, imap_ordered
 from msid.preprocess_config import PreprocessConfig
 from msid.progress import progress_bar
 from msid.store import (
+    MS1_REASON,
     QuarantineRecord,
     RecordBatch,
     SpectrumRecord,
@@ -110,9 +111,6 @@ def build_chain(cfg: PreprocessConfig) -> list[FilterStep]:
     return steps
 
 
-#: why an MS1 record is no query or library spectrum where precursors are required (ESI MS/MS;
-#: EI spectra, which are MS1, go through a configuration that requires no precursor)
-MS1_REASON = "require_ms2: an MS1 spectrum (MS/MS runs and libraries hold MS2 spectra)"
 
 
 def _is_ms1(rec: SpectrumRecord, cfg: PreprocessConfig) -> bool:

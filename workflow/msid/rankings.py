@@ -114,8 +114,7 @@ def quarantined_rows(quarantine: pd.DataFrame, methods: Sequence[str],
     record whose id a stored query holds (an MS1 block before its MS2 block, in SIRIUS and
     MZmine exports) gets no row beside that query's, and a file that could not be read at all
     (its one ``(whole file)`` row) lists no query: its report says why."""
-    from msid.preprocess import MS1_REASON
-    from msid.store import WHOLE_FILE, lost_records
+    from msid.store import MS1_REASON, WHOLE_FILE, lost_records
 
     lost = lost_records(quarantine) if len(quarantine) else quarantine
     taken = {*map(str, stored), WHOLE_FILE}  # a file read not at all holds no query to list

@@ -90,6 +90,9 @@ FILE_ENDS_EARLY = "the file ends in the middle of it"
 #: that no step needs and that could not be read (an MGF ``RTINSECONDS=n/a``); counted apart,
 #: never as a lost record
 VALUE_LEFT_OUT = "the record is kept without it"
+#: why an MS1 record is no query or library spectrum where precursors are required (ESI MS/MS;
+#: EI spectra, which are MS1, go through a configuration that requires no precursor)
+MS1_REASON = "require_ms2: an MS1 spectrum (MS/MS runs and libraries hold MS2 spectra)"
 
 
 def is_kept_note(reasons: pd.Series) -> pd.Series:
