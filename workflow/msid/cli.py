@@ -493,7 +493,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from msid.cli_checks import check_output, check_store
-    from msid.export.spectra import export_losses, export_spectra
+    from msid.export.spectra import export_format, export_losses, export_spectra
     from msid.io.errors import InputFileError
     from msid.store import SpectrumStore
 
@@ -508,8 +508,7 @@ def cmd_export(a: argparse.Namespace) -> int:
               file=sys.stderr)
     n = export_spectra(a.store, a.out, a.format or "")
     print(f"msid export: {n} spectra -> {a.out}", file=sys.stderr)
-    fmt = a.format or ("mgf" if a.out == "-" else suffix)
-    for line in export_losses(a.store, fmt):
+    for line in export_losses(a.store, export_format(a.out, a.format or "")):
         print(f"msid export: warning: {line}", file=sys.stderr)
     return 0
 

@@ -334,34 +334,29 @@ _CHARGE = re.compile(r"([+-]?)\s*(\d+)\s*([+-]?)")
 
 
 def _charges(value: object) -> list[int]:
-    """The signed charges a ``CHARGE`` value lists (``2+ and 3+``, ``2+,3-``, ``[2, 3]``)."""
-    if isinstance(value, list | tuple):  # pyteomics' ChargeList of Charge (int) values
-        return [c for v in value for c in _charges(v)] if not all(
-            isinstance(v, int) for v in value) else [int(v) for v in value]
+    """The signed charges a ``CHARGE`` value lists (``2+ and 3+``, ``2+,3-``, or pyteomics'
+    ChargeList of them)."""
+    if isinstance(value, list | tuple):
+        return [c for v in value for c in _charges(v)]
     return [int(n) * (-1 if "-" in (a + b) else 1)
             for a, n, b in _CHARGE.findall(str(value or ""))]
 
 
-def several_charges(params: dict) -> str:
-    """The record's ``CHARGE`` when it lists more than one charge (``2+ and 3+``, ``2+,3+``: the
-    instrument could not tell), else ''. No one of them is the record's charge."""
-    value = params.get("charge")
-    listed = _charges(value)
-    if len(set(listed)) < 2:
-        return ""
-    return " and ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-
-
 def _harmonised(item: RawSpectrum, source_file: str, peaks_ok: bool
                 ) -> tuple[SpectrumRecord | str, list[str]]:
-    """:func:`harmonise`, and the notes of values the record is kept without."""
+    """:func:`harmonise`, and the notes of values the record is kept without. A ``CHARGE``
+    that lists several charges (``2+ and 3+``: the instrument could not tell) is stored as no
+    stated charge, never as the first; one listed twice (``1+ and 1+``) is that one."""
     notes = []
-    if charges := several_charges(item.params):  # stored as unknown (0), never as the first
+    value = item.params.get("charge")
+    listed = _charges(value)
+    if len(set(listed)) > 1:
+        said = " and ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
         item = RawSpectrum(item.record_id, item.mz, item.intensity,
                            {k: v for k, v in item.params.items() if k != "charge"})
-        notes.append(f"value left out: CHARGE lists several charges: {charges[:40]!r}: "
+        notes.append(f"value left out: CHARGE lists several charges: {said[:40]!r}: "
                      f"{VALUE_LEFT_OUT}")
-    elif len(listed := _charges(item.params.get("charge"))) > 1:  # '1+ and 1+': one charge
+    elif len(listed) > 1:
         item = RawSpectrum(item.record_id, item.mz, item.intensity,
                            {**item.params, "charge": listed[0]})
     rec = harmonise(item, source_file, peaks_ok=peaks_ok)

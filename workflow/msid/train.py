@@ -49,8 +49,6 @@ from msid.progress import progress_bar
 _GPU_IDS = re.compile(r"(?:\d+|GPU-[\w-]+|MIG-[\w/-]+)(?:,(?:\d+|GPU-[\w-]+|MIG-[\w/-]+))*")
 
 
-
-
 def torch_threads(configured: int, workers: int = 0) -> int:
     """Intra-op threads to train with: where a workflow job says how many CPUs it was given
     (:data:`JOB_THREADS`), those less its data-loading workers (at least 1), so that more CPUs

@@ -84,10 +84,15 @@ def _msp_spectrum(mz: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum
                     metadata_harmonization=False)
 
 
+def export_format(out: str | os.PathLike, fmt: str = "") -> str:
+    """The format an export writes: ``fmt``, else the suffix of ``out`` (``-``: MGF)."""
+    return (fmt or ("mgf" if str(out) == "-" else Path(out).suffix.lstrip("."))).lower()
+
+
 def export_spectra(store: str | os.PathLike, out: str | os.PathLike, fmt: str = "") -> int:
     """Write every spectrum of ``store`` to ``out`` (format from ``fmt`` or the suffix; ``-``:
     standard output, MGF unless ``fmt`` says MSP). Returns the number written."""
-    fmt = (fmt or ("mgf" if str(out) == "-" else Path(out).suffix.lstrip("."))).lower()
+    fmt = export_format(out, fmt)
     out = out if str(out) == "-" else Path(out)
     if fmt not in FORMATS:
         gz = " (gzip output is not supported: compress the file afterwards)" if fmt == "gz" else ""
@@ -109,16 +114,17 @@ def export_losses(store: str | os.PathLike, fmt: str) -> list[str]:
     prec = md["precursor_mz"].to_numpy(float)
     no_prec = int((~np.isfinite(prec) | (prec <= 0)).sum())
     out = []
-    if no_prec and fmt.lower() == "mgf":
+    fmt = fmt.lower()
+    if no_prec and fmt == "mgf":
         out.append(f"{no_prec} spectra have no precursor m/z: their MGF records carry no "
                    "PEPMASS, which SIRIUS and GNPS need (msid preprocess quarantines such "
                    "spectra)")
-    if no_prec and fmt.lower() == "msp":
+    if no_prec and fmt == "msp":
         out.append(f"{no_prec} spectra have no precursor m/z: their MSP records carry no "
                    "PRECURSORMZ")
     charge = md["charge"].to_numpy(int)
     multiple = int((np.abs(charge) > 1).sum())
-    if multiple and fmt.lower() == "msp":
+    if multiple and fmt == "msp":
         out.append(f"{multiple} spectra of charge 2 or more: MS-DIAL's MSP has no charge field; "
                    "their PRECURSORTYPE, where known, states it")
     return out

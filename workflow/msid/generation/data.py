@@ -159,6 +159,12 @@ def collate_spectrum_molecules(items: Sequence[dict]) -> dict:
     return out
 
 
+def encode_candidates(tok: Tokenizer, smiles: Sequence[str]) -> list[np.ndarray]:
+    """GLMR copy fusion: the token ids of the candidates the tokenizer can write (a molecule
+    too long or with a token it lacks is left out of the copy memory)."""
+    return [np.asarray(ids, np.int64) for ids in map(tok.encode, smiles) if ids is not None]
+
+
 def candidate_tokens(sets: Sequence[Sequence[np.ndarray]],
                      slots: Sequence[np.ndarray | None] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ from msid.chem.adducts import mass_da, mass_ppm, neutral_mass
 from msid.chem.fingerprints import tanimoto_many
 from msid.chem.structures import Structure
 from msid.generation.beam import Generated, beam_search, distinct_valid, heavy_atoms
-from msid.generation.data import candidate_tokens
+from msid.generation.data import candidate_tokens, encode_candidates
 from msid.generation.modelio import default_path, load_generator
 from msid.methods import MethodResources, Query, register
 from msid.rankings import RankedCandidate
@@ -233,10 +233,8 @@ class GLMR:
             tops = [stage1[i][:self.k] for i in idx]
             batch = spectrum_batch(self.model, qs)
             if self.model.cfg.fusion == "copy":  # the candidates' tokens, to copy from
-                ids = [[np.asarray(x, np.int64) for x in map(self.tok.encode,
-                                                             (c.smiles for c in t))
-                        if x is not None] for t in tops]
-                batch["cand_tokens"], batch["cand_slots"] = candidate_tokens(ids)
+                batch["cand_tokens"], batch["cand_slots"] = candidate_tokens(
+                    [encode_candidates(self.tok, [c.smiles for c in t]) for t in tops])
             else:
                 k = max(len(t) for t in tops)
                 enc = np.zeros((len(idx), k, self.model.cfg.cand_dim), np.float32)

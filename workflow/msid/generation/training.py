@@ -30,6 +30,7 @@ from msid.generation.data import (
     SpectrumMoleculeDataset,
     collate_molecules,
     collate_spectrum_molecules,
+    encode_candidates,
     fold_inchikeys,
     pretraining_molecules,
 )
@@ -275,9 +276,7 @@ def train_glmr(train_store: str | os.PathLike, val_store: str | os.PathLike,
         sets = candidate_sets_for(ds, index_path, g.train_k, g.p_true, seed,
                                   allowed=in_train if train else None)
         if fusion == "copy":
-            enc_ids = {x: tok.encode(x) for lst in sets for x in lst}
-            tokens = [[np.asarray(enc_ids[x], np.int64) for x in lst if enc_ids[x] is not None]
-                      for lst in sets]
+            tokens = [encode_candidates(tok, lst) for lst in sets]
             rng = np.random.default_rng(seed)
             slots = ([rng.choice(MAX_CANDIDATE_SLOTS, len(t), replace=False) for t in tokens]
                      if train else None)
